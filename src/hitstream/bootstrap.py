@@ -1,0 +1,185 @@
+"""The one place that turns ``Settings`` into running objects: adapters by URL, services, roles.
+
+Drivers are imported here, lazily, only for the scheme a URL names, so an embedded install
+never imports Kafka, PostgreSQL or Redis clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from hitstream.domain.events import Limits
+from hitstream.errors import ConfigError
+from hitstream.fanout.base import Fanout
+from hitstream.log.base import EventLog
+from hitstream.metrics import Metrics
+from hitstream.settings import Settings
+from hitstream.stores.base import Store
+
+log = logging.getLogger(__name__)
+ROLES = frozenset({"collector", "processor", "web"})
+
+
+class Checkable(Protocol):
+    name: str
+
+    async def check(self) -> None: ...
+
+
+def _path_of(url: str) -> Path:
+    parts = urlsplit(url)
+    raw = parts.netloc + parts.path if parts.netloc else parts.path
+    if not raw:
+        raise ConfigError(f"{url!r} names no file")
+    return Path(raw)
+
+
+def make_log(url: str, settings: Settings) -> EventLog:
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from hitstream.log.sqlite import SQLiteLog
+
+        return SQLiteLog(_path_of(url))
+    if scheme == "memory":
+        from hitstream.log.memory import MemoryLog
+
+        return MemoryLog()
+    raise ConfigError(f"unknown event log URL scheme {scheme!r} (use sqlite:// or memory://)")
+
+
+def make_store(url: str, settings: Settings) -> Store:
+    scheme = urlsplit(url).scheme
+    if scheme == "duckdb":
+        from hitstream.stores.duckdb import DuckDBStore
+
+        return DuckDBStore(_path_of(url))
+    if scheme == "memory":
+        from hitstream.stores.memory import MemoryStore
+
+        return MemoryStore()
+    raise ConfigError(f"unknown store URL scheme {scheme!r} (use duckdb:// or memory://)")
+
+
+def make_fanout(url: str, settings: Settings) -> Fanout:
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from hitstream.fanout.memory import MemoryFanout
+
+        return MemoryFanout()
+    raise ConfigError(f"unknown fan-out URL scheme {scheme!r} (use memory://)")
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_past_ms=settings.max_event_age_s * 1000,
+        max_future_ms=settings.max_future_skew_s * 1000,
+    )
+
+
+@dataclass
+class Runtime:
+    """Everything one hitstream process runs, started and stopped in the right order."""
+
+    settings: Settings
+    roles: frozenset[str]
+    metrics: Metrics
+    log: EventLog
+    store: Store
+    fanout: Fanout
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from hitstream.enrich.geo import CountryLookup
+        from hitstream.services.collector import Collector
+        from hitstream.services.salts import SaltKeeper
+        from hitstream.services.stats import StatsService
+
+        salts_path = self.settings.data_dir / "salts.json"
+        self.collector = Collector(
+            self.log,
+            SaltKeeper(salts_path),
+            CountryLookup(),
+            self.metrics,
+            limits=limits_from(self.settings),
+        )
+        self.stats = StatsService(
+            self.store, self.metrics, cache_entries=self.settings.cache_entries
+        )
+        self.processor = self._make_processor() if "processor" in self.roles else None
+
+    def _make_processor(self):  # type: ignore[no-untyped-def]
+        from hitstream.domain.steps import build_steps
+        from hitstream.enrich.bots import BotDetector
+        from hitstream.enrich.useragent import UserAgentParser
+        from hitstream.services.pipeline import PipelineRunner
+        from hitstream.services.processor import Processor
+
+        parser = UserAgentParser()
+        bots = BotDetector(allow_headless=self.settings.allow_headless)
+        runner = PipelineRunner(build_steps(parser, bots), self.metrics)
+        self._warm = parser
+        return Processor(
+            self.log,
+            self.store,
+            self.fanout,
+            runner,
+            self.metrics,
+            stream=self.log.name,
+            batch_max=self.settings.batch_max_events,
+            poll_timeout=self.settings.batch_max_wait_ms / 1000,
+            session_timeout_ms=self.settings.session_timeout_s * 1000,
+            retention_ms=self.settings.retention_days * 86_400_000,
+        )
+
+    @property
+    def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(c, strict=False) for c in self.settings.trusted_proxies]
+
+    def adapters(self) -> dict[str, Checkable]:
+        return {"log": self.log, "store": self.store, "fanout": self.fanout}
+
+    async def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        began = time.perf_counter()
+        await self.store.start()
+        await self.log.start()
+        await self.fanout.start()
+        if self.processor is not None:
+            await asyncio.to_thread(self._warm.warm_up)
+            await self.processor.start()
+            self._tasks.append(asyncio.create_task(self.processor.run(self.stop_event)))
+        log.info("started %s in %.2fs", ",".join(sorted(self.roles)), time.perf_counter() - began)
+
+    async def stop(self) -> None:
+        """Stop intake (the caller stopped the web server first), drain the log, close."""
+        self.stop_event.set()
+        for task in self._tasks:
+            await task
+        self._tasks.clear()
+        if self.processor is not None:
+            await self.processor.close()
+        await self.fanout.close()
+        await self.log.close()
+        await self.store.close()
+
+
+def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
+    unknown = roles - ROLES
+    if unknown:
+        raise ConfigError(f"unknown roles {sorted(unknown)}")
+    return Runtime(
+        settings=settings,
+        roles=roles,
+        metrics=Metrics(),
+        log=make_log(settings.resolved_log_url(), settings),
+        store=make_store(settings.resolved_store_url(), settings),
+        fanout=make_fanout(settings.resolved_fanout_url(), settings),
+    )

@@ -1,0 +1,115 @@
+"""Sessions (visits): 30 minutes without an event from a visitor ends a visit.
+
+The ``Sessionizer`` holds the open visits of the events it has seen, keyed by (site, visitor).
+It is deterministic in the order of events it is given, which is the log order, so replaying
+the log from stored positions with the sessions stored alongside gives the same visits again.
+A visit that crosses midnight keeps going: the collector sends yesterday's visitor hash too,
+and an open visit under that hash is continued under it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from hitstream.domain.events import EventType, ProcessedEvent, Session
+
+SESSION_TIMEOUT_MS = 30 * 60 * 1000
+
+
+def session_id_for(site_id: str, visitor_id: str, started_at: int) -> str:
+    digest = hashlib.blake2b(f"{site_id}\x1f{visitor_id}\x1f{started_at}".encode(), digest_size=8)
+    return digest.hexdigest()
+
+
+class Sessionizer:
+    def __init__(self, timeout_ms: int = SESSION_TIMEOUT_MS) -> None:
+        self.timeout_ms = timeout_ms
+        self._open: dict[tuple[str, str], Session] = {}
+        self._touched: dict[str, Session] = {}
+
+    def load(self, sessions: Iterable[Session]) -> None:
+        """Resume from stored visits (the store's ``open_sessions``)."""
+        for session in sessions:
+            key = (session.site_id, session.visitor_id)
+            held = self._open.get(key)
+            if held is None or held.last_seen < session.last_seen:
+                self._open[key] = session
+
+    def _live(self, site_id: str, visitor_id: str, ts: int) -> Session | None:
+        session = self._open.get((site_id, visitor_id))
+        if session is None:
+            return None
+        if ts - session.last_seen > self.timeout_ms or session.started_at - ts > self.timeout_ms:
+            return None
+        return session
+
+    def assign(self, event: ProcessedEvent, visitor_id_prev: str = "") -> Session:
+        """Put ``event`` in its visit (continuing one or starting one); sets its session_id."""
+        ts = event.timestamp
+        session = self._live(event.site_id, event.visitor_id, ts)
+        if session is None and visitor_id_prev and visitor_id_prev != event.visitor_id:
+            session = self._live(event.site_id, visitor_id_prev, ts)
+            if session is not None:
+                event.visitor_id = visitor_id_prev
+        is_pageview = event.type == EventType.PAGEVIEW
+        if session is None:
+            session = Session(
+                session_id=session_id_for(event.site_id, event.visitor_id, ts),
+                site_id=event.site_id,
+                visitor_id=event.visitor_id,
+                started_at=ts,
+                last_seen=ts,
+                entry_page=event.path,
+                exit_page=event.path,
+                pageviews=0,
+                events=0,
+                source=event.source,
+                channel=event.channel,
+                referrer_domain=event.referrer_domain,
+                utm_source=event.utm_source,
+                utm_medium=event.utm_medium,
+                utm_campaign=event.utm_campaign,
+                utm_term=event.utm_term,
+                utm_content=event.utm_content,
+                browser=event.browser,
+                os=event.os,
+                device=event.device,
+                country=event.country,
+            )
+            self._open[(event.site_id, event.visitor_id)] = session
+        if ts < session.started_at:
+            session.started_at = ts
+            if is_pageview:
+                session.entry_page = event.path
+        if ts >= session.last_seen:
+            session.last_seen = ts
+            if is_pageview:
+                session.exit_page = event.path
+        if event.type == EventType.SESSION and event.duration_ms:
+            # the tracker's own measure of time on site extends the visit
+            session.last_seen = max(session.last_seen, session.started_at + event.duration_ms)
+        if event.type != EventType.SESSION:
+            session.events += 1  # a duration ping is not an interaction: it cannot un-bounce
+        if is_pageview:
+            session.pageviews += 1
+        event.session_id = session.session_id
+        self._touched[session.session_id] = session
+        return session
+
+    def drain_touched(self) -> list[Session]:
+        """The visits changed since the last call (to upsert with the batch)."""
+        touched = list(self._touched.values())
+        self._touched.clear()
+        return touched
+
+    def evict(self, before_ms: int) -> int:
+        """Forget visits idle since before ``before_ms``; they can only be continued by
+        late events, which then start a new visit. Returns how many were dropped."""
+        stale = [key for key, s in self._open.items() if s.last_seen < before_ms]
+        for key in stale:
+            del self._open[key]
+        return len(stale)
+
+    def __len__(self) -> int:
+        return len(self._open)

@@ -1,0 +1,342 @@
+"""Stats queries as values: periods, intervals, metrics, properties and filters, checked.
+
+The web layer hands over raw query parameters; ``build_query`` turns them into a ``StatsQuery``
+or raises ``ValueError`` subclass ``QueryProblem`` naming the parameter and the reason. Stores
+answer a ``StatsQuery``; nothing here knows SQL.
+
+Metric definitions (every store must give the same numbers; the contract suite checks it):
+
+- ``visitors``: distinct visitor ids among matching events.
+- ``visits``: distinct sessions among matching events.
+- ``pageviews``: matching events of type pageview.  ``events``: all matching events.
+- ``bounce_rate``: percent of those sessions that are bounces (at most one event in the visit).
+- ``visit_duration``: mean duration of those sessions, in seconds.
+- ``views_per_visit``: pageviews / visits.
+- ``load_time_p50`` / ``load_time_p95``: continuous percentiles (linear interpolation between
+  the two nearest sorted values, as SQL ``percentile_cont``) of ``load_time_ms`` over matching
+  pageviews that carry one.
+
+A metric with nothing to measure (no visits, no load times) is 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+METRICS: Final = (
+    "visitors",
+    "visits",
+    "pageviews",
+    "events",
+    "bounce_rate",
+    "visit_duration",
+    "views_per_visit",
+    "load_time_p50",
+    "load_time_p95",
+)
+DEFAULT_METRICS: Final = ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration")
+
+# Properties of an event row, by API name -> column in the processed event.
+EVENT_PROPERTIES: Final = {
+    "page": "path",
+    "hostname": "hostname",
+    "source": "source",
+    "channel": "channel",
+    "referrer": "referrer_domain",
+    "utm_source": "utm_source",
+    "utm_medium": "utm_medium",
+    "utm_campaign": "utm_campaign",
+    "utm_term": "utm_term",
+    "utm_content": "utm_content",
+    "browser": "browser",
+    "os": "os",
+    "device": "device",
+    "country": "country",
+    "event_type": "type",
+    "event_name": "name",
+}
+# Properties of a visit (the sessions rollup), by API name -> session column.
+SESSION_PROPERTIES: Final = {"entry_page": "entry_page", "exit_page": "exit_page"}
+PROP_PREFIX: Final = "prop:"
+PERIODS: Final = ("realtime", "day", "7d", "30d", "month", "custom")
+INTERVALS: Final = ("minute", "hour", "day")
+REALTIME_WINDOW_MS: Final = 5 * 60 * 1000
+MAX_BREAKDOWN_LIMIT: Final = 1000
+MAX_BUCKETS: Final = 5000
+
+
+class QueryProblem(ValueError):
+    """A parameter that cannot be used; ``field`` names it."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """``property op values``: op is ``==`` (any of values), ``!=`` (none of), ``~`` (contains)."""
+
+    property: str
+    op: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """Half-open [start, end) in epoch ms."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    site_id: str
+    range: Range
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    filters: tuple[Filter, ...] = ()
+    interval: str = "day"
+    property: str = ""
+    limit: int = 100
+    tz: str = "UTC"
+    compare: Range | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def for_range(self, new_range: Range) -> StatsQuery:
+        return StatsQuery(
+            site_id=self.site_id,
+            range=new_range,
+            metrics=self.metrics,
+            filters=self.filters,
+            interval=self.interval,
+            property=self.property,
+            limit=self.limit,
+            tz=self.tz,
+        )
+
+
+def is_property(name: str) -> bool:
+    if name.startswith(PROP_PREFIX):
+        return 0 < len(name) - len(PROP_PREFIX) <= 64
+    return name in EVENT_PROPERTIES or name in SESSION_PROPERTIES
+
+
+def parse_metrics(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return DEFAULT_METRICS
+    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    for name in names:
+        if name not in METRICS:
+            raise QueryProblem("metrics", f"unknown metric {name!r}; use {', '.join(METRICS)}")
+    if not names:
+        raise QueryProblem("metrics", "names no metric")
+    return names
+
+
+def parse_filters(raw: str | None) -> tuple[Filter, ...]:
+    """``page==/a|/b;country!=DE;page~blog``: clauses joined by ';', values by '|'."""
+    if not raw:
+        return ()
+    filters: list[Filter] = []
+    for clause in raw.split(";"):
+        clause = clause.strip()
+        if not clause:
+            continue
+        for op in ("==", "!=", "~"):
+            if op in clause:
+                prop, _, value = clause.partition(op)
+                prop = prop.strip()
+                if not is_property(prop):
+                    raise QueryProblem("filters", f"unknown property {prop!r}")
+                values = tuple(value.split("|"))
+                if op == "~" and any(not v for v in values):
+                    raise QueryProblem("filters", f"'~' needs a non-empty value in {clause!r}")
+                filters.append(Filter(prop, op, values))
+                break
+        else:
+            raise QueryProblem("filters", f"{clause!r} has no operator (==, != or ~)")
+    return tuple(filters)
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise QueryProblem("tz", f"unknown time zone {tz!r}") from exc
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _parse_day(raw: str | None, field_name: str) -> date:
+    if not raw:
+        raise QueryProblem(field_name, "is required when period=custom")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise QueryProblem(field_name, "must be a date like 2026-01-31") from exc
+
+
+def resolve_period(
+    period: str,
+    now_ms: int,
+    tz: str = "UTC",
+    date_from: str | None = None,
+    date_to: str | None = None,
+) -> Range:
+    """The [start, end) a named period covers at ``now_ms`` in time zone ``tz``.
+
+    ``day`` is today so far; ``7d``/``30d`` end now and start at local midnight 6/29 days ago;
+    ``month`` is this calendar month so far; ``custom`` covers whole days from..to inclusive.
+    """
+    zone = _zone(tz)
+    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC).astimezone(zone)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = now_ms + 1
+    if period == "realtime":
+        return Range(now_ms - REALTIME_WINDOW_MS, end)
+    if period == "day":
+        return Range(_ms(midnight), end)
+    if period == "7d":
+        return Range(_ms(midnight - timedelta(days=6)), end)
+    if period == "30d":
+        return Range(_ms(midnight - timedelta(days=29)), end)
+    if period == "month":
+        return Range(_ms(midnight.replace(day=1)), end)
+    if period == "custom":
+        first = _parse_day(date_from, "from")
+        last = _parse_day(date_to, "to")
+        if last < first:
+            raise QueryProblem("to", "must not be before from")
+        if (last - first).days > 3660:
+            raise QueryProblem("to", "a custom period may span at most 10 years")
+        start = datetime(first.year, first.month, first.day, tzinfo=zone)
+        stop = datetime(last.year, last.month, last.day, tzinfo=zone) + timedelta(days=1)
+        return Range(_ms(start), _ms(stop))
+    raise QueryProblem("period", f"must be one of {', '.join(PERIODS)}")
+
+
+def previous_period(current: Range) -> Range:
+    """The range of equal length that ends where ``current`` starts."""
+    length = current.end - current.start
+    return Range(current.start - length, current.start)
+
+
+def bucket_starts(query: StatsQuery) -> list[int]:
+    """Every bucket start (epoch ms) of a timeseries, aligned to the interval in ``query.tz``."""
+    zone = _zone(query.tz)
+    start = datetime.fromtimestamp(query.range.start / 1000, tz=UTC).astimezone(zone)
+    if query.interval == "minute":
+        cursor = start.replace(second=0, microsecond=0)
+        step = timedelta(minutes=1)
+    elif query.interval == "hour":
+        cursor = start.replace(minute=0, second=0, microsecond=0)
+        step = timedelta(hours=1)
+    else:
+        cursor = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        step = timedelta(days=1)
+    starts: list[int] = []
+    while _ms(cursor) < query.range.end:
+        starts.append(_ms(cursor))
+        if len(starts) > MAX_BUCKETS:
+            raise QueryProblem(
+                "interval", f"gives more than {MAX_BUCKETS} buckets; use a wider one"
+            )
+        # step in wall-clock terms for days (DST-safe), in absolute terms below a day
+        if query.interval == "day":
+            nxt = (cursor + step).replace(hour=0)
+            cursor = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+        else:
+            cursor = (cursor.astimezone(UTC) + step).astimezone(zone)
+    return starts
+
+
+def bucket_of(starts: list[int], ts: int) -> int | None:
+    """The start of the bucket that holds ``ts`` (binary search), or None outside them."""
+    lo, hi = 0, len(starts) - 1
+    if not starts or ts < starts[0]:
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if starts[mid] <= ts:
+            lo = mid
+        else:
+            hi = mid - 1
+    return starts[lo]
+
+
+def default_interval(period: str, span_ms: int) -> str:
+    if period == "realtime":
+        return "minute"
+    if period == "day" or span_ms <= 2 * 86_400_000:
+        return "hour"
+    return "day"
+
+
+def build_query(
+    *,
+    site_id: str | None,
+    now_ms: int,
+    period: str | None = None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    metrics: str | None = None,
+    filters: str | None = None,
+    interval: str | None = None,
+    property: str | None = None,
+    limit: int | None = None,
+    tz: str | None = None,
+    compare: str | None = None,
+) -> StatsQuery:
+    """Turn raw API parameters into a checked ``StatsQuery``; raise ``QueryProblem`` if not."""
+    if not site_id:
+        raise QueryProblem("site_id", "is required")
+    period = period or "30d"
+    tz = tz or "UTC"
+    current = resolve_period(period, now_ms, tz, date_from, date_to)
+    chosen_interval = interval or default_interval(period, current.end - current.start)
+    if chosen_interval not in INTERVALS:
+        raise QueryProblem("interval", f"must be one of {', '.join(INTERVALS)}")
+    if property is not None and property != "" and not is_property(property):
+        raise QueryProblem("property", f"unknown property {property!r}")
+    if limit is not None and not 1 <= limit <= MAX_BREAKDOWN_LIMIT:
+        raise QueryProblem("limit", f"must be between 1 and {MAX_BREAKDOWN_LIMIT}")
+    if compare not in (None, "", "previous_period"):
+        raise QueryProblem("compare", "must be previous_period")
+    return StatsQuery(
+        site_id=site_id,
+        range=current,
+        metrics=parse_metrics(metrics),
+        filters=parse_filters(filters),
+        interval=chosen_interval,
+        property=property or "",
+        limit=limit or 100,
+        tz=tz,
+        compare=previous_period(current) if compare == "previous_period" else None,
+    )
+
+
+@dataclass(slots=True)
+class Aggregate:
+    """Metric name -> value for the range (and for the comparison range, when asked)."""
+
+    results: dict[str, float]
+    previous: dict[str, float] | None = None
+
+
+@dataclass(slots=True)
+class TimeseriesPoint:
+    bucket: int
+    results: dict[str, float]
+
+
+@dataclass(slots=True)
+class BreakdownRow:
+    value: str
+    results: dict[str, float]

@@ -1,0 +1,284 @@
+"""Validation of one decoded JSON event: a value back, or the named reasons it was refused.
+
+Pure and total: whatever JSON value comes in, ``validate_event`` returns either an
+``AcceptedEvent`` (not yet stamped with an id or a visitor) or a non-empty list of ``Problem``;
+it never raises, so bad input can never turn into a 5xx.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Final
+from urllib.parse import urlsplit
+
+from hitstream.domain.events import (
+    DEFAULT_LIMITS,
+    EVENT_TYPES,
+    AcceptedEvent,
+    EventType,
+    Limits,
+    Problem,
+    Props,
+)
+
+KNOWN_FIELDS: Final = frozenset(
+    {
+        "site_id",
+        "type",
+        "name",
+        "url",
+        "path",
+        "referrer",
+        "title",
+        "user_id",
+        "session_id",
+        "event_id",
+        "props",
+        "timestamp",
+        "duration_ms",
+        "load_time_ms",
+        "screen_width",
+    }
+)
+_SITE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+_EVENT_ID: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _text(
+    data: dict[str, object],
+    key: str,
+    limit: int,
+    problems: list[Problem],
+    *,
+    required: bool = False,
+) -> str:
+    value = data.get(key)
+    if value is None:
+        if required:
+            problems.append(Problem(key, "is required"))
+        return ""
+    if not isinstance(value, str):
+        problems.append(Problem(key, "must be a string"))
+        return ""
+    if len(value) > limit:
+        problems.append(Problem(key, f"is longer than {limit} characters"))
+        return ""
+    if _CONTROL.search(value):
+        problems.append(Problem(key, "contains control characters"))
+        return ""
+    if required and not value.strip():
+        problems.append(Problem(key, "must not be empty"))
+    return value
+
+
+def _int(data: dict[str, object], key: str, upper: int, problems: list[Problem]) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        problems.append(Problem(key, "must be a number"))
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(Problem(key, "must be a finite number"))
+        return None
+    if value < 0 or value > upper:
+        problems.append(Problem(key, f"must be between 0 and {upper}"))
+        return None
+    return int(value)
+
+
+def _props(data: dict[str, object], limits: Limits, problems: list[Problem]) -> Props:
+    value = data.get("props")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(Problem("props", "must be an object"))
+        return {}
+    if len(value) > limits.max_props:
+        problems.append(Problem("props", f"has more than {limits.max_props} keys"))
+        return {}
+    props: Props = {}
+    for key, item in value.items():
+        where = f"props.{key}"
+        if not key or len(key) > limits.max_prop_key or _CONTROL.search(key):
+            problems.append(
+                Problem("props", f"key {key[:20]!r} must be 1 to {limits.max_prop_key} characters")
+            )
+        elif isinstance(item, bool | int):
+            props[key] = item
+        elif isinstance(item, float):
+            if math.isfinite(item):
+                props[key] = item
+            else:
+                problems.append(Problem(where, "must be a finite number"))
+        elif isinstance(item, str):
+            if len(item) > limits.max_prop_value:
+                problems.append(
+                    Problem(where, f"is longer than {limits.max_prop_value} characters")
+                )
+            else:
+                props[key] = item
+        else:
+            problems.append(Problem(where, "must be a string, number or boolean"))
+    return props
+
+
+def parse_timestamp(value: object) -> int | None:
+    """Epoch milliseconds from an ISO 8601 string (offset required) or a number of ms."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value) if math.isfinite(value) and value >= 0 else None
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            return None
+        return int(parsed.timestamp() * 1000)
+    return None
+
+
+def _timestamp(
+    data: dict[str, object], now_ms: int, limits: Limits, problems: list[Problem]
+) -> int:
+    value = data.get("timestamp")
+    if value is None:
+        return now_ms
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        problems.append(
+            Problem("timestamp", "must be ISO 8601 with a UTC offset or epoch milliseconds")
+        )
+        return now_ms
+    if parsed < now_ms - limits.max_past_ms:
+        problems.append(
+            Problem("timestamp", f"is more than {limits.max_past_ms // 1000} s in the past")
+        )
+    elif parsed > now_ms + limits.max_future_ms:
+        problems.append(
+            Problem("timestamp", f"is more than {limits.max_future_ms // 1000} s in the future")
+        )
+    return parsed
+
+
+def split_location(url: str, path: str) -> tuple[str, str, str]:
+    """(hostname, path, query) from the event's url and/or path; path wins when both exist.
+
+    The fragment is kept only when it is a hash-router route (``#/about``, ``#!/about``).
+    """
+    hostname = ""
+    query = ""
+    if url:
+        parts = urlsplit(url)
+        hostname = (parts.hostname or "").lower()
+        query = parts.query
+        if not path:
+            path = parts.path or "/"
+            if parts.fragment.startswith(("/", "!/")):
+                path = f"{path}#{parts.fragment}"
+    if path:
+        path_parts = urlsplit(path)
+        if path_parts.query and not query:
+            query = path_parts.query
+        route = path_parts.path or "/"
+        if path_parts.fragment.startswith(("/", "!/")):
+            route = f"{route}#{path_parts.fragment}"
+        path = route
+    return hostname, path or "/", query
+
+
+def _location(
+    data: dict[str, object], limits: Limits, problems: list[Problem], event_type: str
+) -> tuple[str, str, str, str]:
+    before = len(problems)
+    url = _text(data, "url", limits.max_url, problems)
+    path = _text(data, "path", limits.max_url, problems)
+    if len(problems) > before:
+        return "", "", "/", ""
+    if url:
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        if scheme not in ("http", "https"):
+            problems.append(Problem("url", "must be an absolute http(s) URL"))
+            return "", "", "/", ""
+        try:
+            urlsplit(url)
+        except ValueError:
+            problems.append(Problem("url", "is not a valid URL"))
+            return "", "", "/", ""
+    if path and not path.startswith("/"):
+        problems.append(Problem("path", "must start with '/'"))
+        return "", "", "/", ""
+    if event_type == EventType.PAGEVIEW and not url and not path:
+        problems.append(Problem("url", "a pageview needs url or path"))
+        return "", "", "/", ""
+    hostname, route, query = split_location(url, path)
+    return url, hostname, route, query
+
+
+def validate_event(
+    data: object, *, now_ms: int, limits: Limits = DEFAULT_LIMITS
+) -> AcceptedEvent | list[Problem]:
+    """Check one decoded JSON value against the event schema and every limit.
+
+    Returns an ``AcceptedEvent`` whose ``event_id`` is the client's idempotency key (or empty)
+    and whose visitor fields are empty: the collector stamps those.
+    """
+    if not isinstance(data, dict):
+        return [Problem("", "each event must be a JSON object")]
+    problems: list[Problem] = []
+    unknown = sorted(key for key in data if key not in KNOWN_FIELDS)
+    problems.extend(Problem(str(key)[:64], "is not a known field") for key in unknown)
+
+    site_id = _text(data, "site_id", limits.max_site_id, problems, required=True)
+    if site_id and not _SITE_ID.match(site_id):
+        problems.append(Problem("site_id", "may hold only letters, digits and . _ : -"))
+
+    raw_type = data.get("type", EventType.PAGEVIEW.value)
+    event_type = raw_type if isinstance(raw_type, str) else ""
+    if event_type not in EVENT_TYPES:
+        problems.append(Problem("type", f"must be one of {', '.join(sorted(EVENT_TYPES))}"))
+
+    name = _text(data, "name", limits.max_name, problems, required=event_type == EventType.CUSTOM)
+    url, hostname, path, query = _location(data, limits, problems, event_type)
+    referrer = _text(data, "referrer", limits.max_referrer, problems)
+    title = _text(data, "title", limits.max_title, problems)
+    user_id = _text(data, "user_id", limits.max_user_id, problems)
+    session_id = _text(data, "session_id", limits.max_session_id, problems)
+    event_id = _text(data, "event_id", limits.max_event_id, problems)
+    if event_id and not _EVENT_ID.match(event_id):
+        problems.append(Problem("event_id", "may hold only letters, digits, '-' and '_'"))
+    props = _props(data, limits, problems)
+    timestamp = _timestamp(data, now_ms, limits, problems)
+    duration_ms = _int(data, "duration_ms", limits.max_duration_ms, problems)
+    load_time_ms = _int(data, "load_time_ms", limits.max_load_time_ms, problems)
+    screen_width = _int(data, "screen_width", limits.max_screen_width, problems)
+
+    if problems:
+        return problems
+    return AcceptedEvent(
+        event_id=event_id,
+        site_id=site_id,
+        type=event_type,
+        timestamp=timestamp,
+        received_at=now_ms,
+        visitor_id="",
+        visitor_id_prev="",
+        name=name,
+        url=url,
+        hostname=hostname,
+        path=path,
+        query=query,
+        referrer=referrer,
+        title=title,
+        user_id=user_id,
+        session_id=session_id,
+        props=props,
+        duration_ms=duration_ms,
+        load_time_ms=load_time_ms,
+        screen_width=screen_width,
+    )

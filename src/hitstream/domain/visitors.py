@@ -1,0 +1,64 @@
+"""Visitor identity without cookies or stored IPs: a daily-salted hash, and time-ordered ids.
+
+``visitor_id = blake2b(key=salt of the day, ip | user agent | site)``. Salts are random, one per
+UTC day; the collector keeps today's and yesterday's (so a visit that crosses midnight stays one
+visit) and forgets older ones, after which no stored hash can be linked to an IP again. A site
+that names its own users (``user_id``) gets a stable, unsalted hash of that name instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+DAY_MS = 86_400_000
+
+
+def day_key(now_ms: int) -> str:
+    """The salt window an instant falls in: the UTC day number, as text."""
+    return str(now_ms // DAY_MS)
+
+
+def visitor_hash(salt: bytes, ip: str, user_agent: str, site_id: str) -> str:
+    digest = hashlib.blake2b(
+        f"{ip}\x1f{user_agent}\x1f{site_id}".encode("utf-8", "replace"), key=salt, digest_size=8
+    )
+    return digest.hexdigest()
+
+
+def user_hash(site_id: str, user_id: str) -> str:
+    digest = hashlib.blake2b(f"{site_id}\x1fu\x1f{user_id}".encode(), digest_size=8)
+    return "u" + digest.hexdigest()[1:]
+
+
+@dataclass(frozen=True, slots=True)
+class Salts:
+    """Today's salt and yesterday's; the only salts that exist at any moment."""
+
+    day: str
+    current: bytes
+    previous: bytes
+
+
+def rotate(salts: Salts | None, now_ms: int, fresh: bytes) -> Salts:
+    """The salts for ``now_ms``; ``fresh`` (random bytes) becomes today's if the day changed.
+
+    Yesterday's salt survives one rotation only; a gap of more than a day drops both.
+    """
+    today = day_key(now_ms)
+    if salts is not None and salts.day == today:
+        return salts
+    if salts is not None and int(salts.day) == int(today) - 1:
+        return Salts(day=today, current=fresh, previous=salts.current)
+    return Salts(day=today, current=fresh, previous=fresh)
+
+
+def event_id(now_ms: int, random10: bytes) -> str:
+    """A UUIDv7-shaped id: 48 bits of milliseconds then random bits, so ids sort by time."""
+    if len(random10) < 10:
+        raise ValueError("event_id needs 10 random bytes")
+    raw = bytearray(now_ms.to_bytes(6, "big") + random10[:10])
+    raw[6] = 0x70 | (raw[6] & 0x0F)
+    raw[8] = 0x80 | (raw[8] & 0x3F)
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

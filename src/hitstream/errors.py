@@ -1,0 +1,48 @@
+"""The exceptions hitstream raises, so callers never catch a driver's.
+
+    HitstreamError
+    ├── ConfigError            bad settings or an unknown adapter URL scheme
+    ├── AdapterUnavailable     a backing service cannot be reached right now (retry later)
+    │   ├── LogUnavailable     the event log refused or failed an append or a read
+    │   ├── StoreUnavailable   the store failed a transaction or a query
+    │   └── FanoutUnavailable  the fan-out backend is down (never blocks ingestion)
+    └── QueryError             a stats query that cannot be answered as asked (a 4xx)
+
+Adapters translate their driver's exceptions at the boundary:
+``raise LogUnavailable("...") from exc``.
+"""
+
+from __future__ import annotations
+
+
+class HitstreamError(Exception):
+    """Base of every error hitstream raises on purpose."""
+
+
+class ConfigError(HitstreamError):
+    """Settings that cannot work: an unknown URL scheme, a bad value."""
+
+
+class AdapterUnavailable(HitstreamError):
+    """A backing service (log, store, fan-out) cannot be used right now; retry later."""
+
+
+class LogUnavailable(AdapterUnavailable):
+    """The event log failed an append or a read; nothing was acknowledged."""
+
+
+class StoreUnavailable(AdapterUnavailable):
+    """The store failed a transaction or a query; the transaction was rolled back."""
+
+
+class FanoutUnavailable(AdapterUnavailable):
+    """The fan-out backend is down; live updates pause, ingestion goes on."""
+
+
+class QueryError(HitstreamError):
+    """A stats query that cannot be answered as asked; carries the field and the reason."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

@@ -1,0 +1,68 @@
+"""The event log port: a durable, ordered, partitioned append log with consumer positions.
+
+Guarantee every adapter must keep (the contract suite checks it): when ``append`` returns, the
+messages survive a crash of this process; a consumer that starts from a position reads every
+message after it, in order within a partition. Positions are "next offset to read"; the
+processor stores them with its data, so the log's own commits are only a hint.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+PositionLookup = Callable[[int], Awaitable[int | None]]
+"""partition -> next offset to read, from the store (None: start from the log's own commit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogMessage:
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+
+
+class LogConsumer(ABC):
+    """One member of a consumer group; partitions may move between members."""
+
+    @abstractmethod
+    async def poll(self, max_messages: int, timeout: float) -> list[LogMessage]:
+        """Up to ``max_messages`` in log order, waiting at most ``timeout`` s for the first."""
+
+    @abstractmethod
+    async def commit(self, positions: Mapping[int, int]) -> None:
+        """Record partition -> next offset as consumed (after the store has them)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def lag(self) -> int | None:
+        """Messages appended but not yet polled by this consumer, if the log can tell."""
+        return None
+
+
+class EventLog(ABC):
+    """Where the collector appends and the processor reads."""
+
+    name: str = "log"
+
+    async def start(self) -> None:
+        """Open connections or files; called once before use."""
+
+    async def close(self) -> None:
+        """Flush and release everything; appends after this fail."""
+
+    @abstractmethod
+    async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+        """Durably store (key, value) pairs; return only once they are safe, else raise
+        ``LogUnavailable`` (then none of them may be acknowledged to the client)."""
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Raise ``LogUnavailable`` if the log cannot take appends right now."""
+
+    @abstractmethod
+    def consumer(self, group: str, positions: PositionLookup) -> LogConsumer:
+        """A consumer in ``group``; on each partition it starts where ``positions`` says."""

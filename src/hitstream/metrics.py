@@ -1,0 +1,87 @@
+"""hitstream's own Prometheus metrics, in a registry made per app (never at import time)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Every series hitstream exports; one instance per process, built by bootstrap."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events_accepted = Counter(
+            "hitstream_events_accepted_total", "Events answered 2xx by the collector", registry=r
+        )
+        self.events_rejected = Counter(
+            "hitstream_events_rejected_total",
+            "Events refused by the collector, by field and reason",
+            ["field", "reason"],
+            registry=r,
+        )
+        self.requests_rejected = Counter(
+            "hitstream_requests_rejected_total",
+            "Requests refused whole (bad body, size, content type, log down), by status",
+            ["status", "reason"],
+            registry=r,
+        )
+        self.append_seconds = Histogram(
+            "hitstream_log_append_seconds",
+            "Time for the event log to durably store one request's events",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.events_processed = Counter(
+            "hitstream_events_processed_total", "Events written to the store", registry=r
+        )
+        self.events_dropped = Counter(
+            "hitstream_events_dropped_total",
+            "Events dropped by the processor pipeline, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.step_seconds = Histogram(
+            "hitstream_pipeline_step_seconds",
+            "Time per pipeline step per batch",
+            ["step"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "hitstream_processor_batch_seconds",
+            "Time to process and store one batch",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_write_seconds = Histogram(
+            "hitstream_store_write_seconds",
+            "Time of the store transaction per batch",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.processor_lag = Gauge(
+            "hitstream_processor_lag_events",
+            "Events in the log not yet processed",
+            registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            "hitstream_ingest_to_store_seconds",
+            "From collector receipt to the store commit, per event",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "hitstream_store_errors_total",
+            "Store transactions that failed and were retried",
+            registry=r,
+        )
+        self.query_seconds = Histogram(
+            "hitstream_query_seconds",
+            "Stats query latency by kind and cache outcome",
+            ["kind", "cache"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )

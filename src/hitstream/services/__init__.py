@@ -1,0 +1,1 @@
+"""Orchestration of the domain and the ports: collector, processor, stats, live updates."""

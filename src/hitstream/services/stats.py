@@ -1,0 +1,160 @@
+"""The stats service: answers stats queries as JSON-ready dicts, cache-aside.
+
+Cache keys hold the site's data version, which every store write that touches the site bumps,
+so a cached answer is never stale: a new event changes the version and so the key. Realtime
+answers depend on the clock too; their range is part of the key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hitstream.domain.stats import StatsQuery, previous_period, resolve_period
+from hitstream.metrics import Metrics
+from hitstream.stores.base import Store
+
+JSON = dict[str, Any]
+
+
+def _change(value: float, previous: float) -> float | None:
+    if previous == 0:
+        return None
+    return round((value - previous) / previous * 100, 1)
+
+
+def _round(value: float) -> float | int:
+    as_int = int(value)
+    return as_int if as_int == value else round(value, 2)
+
+
+class LRU:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[object, ...], JSON] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[object, ...]) -> JSON | None:
+        item = self._items.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return item
+
+    def put(self, key: tuple[object, ...], value: JSON) -> None:
+        if self.size <= 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+class StatsService:
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        *,
+        cache_entries: int = 2048,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.cache = LRU(cache_entries)
+        self._clock = clock or (lambda: int(time.time() * 1000))
+
+    def now_ms(self) -> int:
+        """Now, rounded up to the next second: shared by concurrent queries (cache hits) and
+        never earlier than an event already received."""
+        now = self._clock()
+        return now - now % 1000 + 1000
+
+    async def _cached(
+        self, kind: str, query: StatsQuery, compute: Callable[[], Awaitable[JSON]]
+    ) -> JSON:
+        began = time.perf_counter()
+        version = await self.store.data_version(query.site_id)
+        key = (kind, version, repr(query))
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.metrics.query_seconds.labels(kind, "hit").observe(time.perf_counter() - began)
+            return hit
+        result = await compute()
+        self.cache.put(key, result)
+        self.metrics.query_seconds.labels(kind, "miss").observe(time.perf_counter() - began)
+        return result
+
+    def _frame(self, query: StatsQuery) -> JSON:
+        return {"site_id": query.site_id, "from": query.range.start, "to": query.range.end}
+
+    async def aggregate(self, query: StatsQuery) -> JSON:
+        async def compute() -> JSON:
+            current = await self.store.aggregate(query)
+            previous = None
+            if query.compare is not None:
+                previous = await self.store.aggregate(query.for_range(query.compare))
+            results: JSON = {}
+            for metric in query.metrics:
+                entry: JSON = {"value": _round(current.get(metric, 0.0))}
+                if previous is not None:
+                    before = previous.get(metric, 0.0)
+                    entry["previous"] = _round(before)
+                    entry["change"] = _change(current.get(metric, 0.0), before)
+                results[metric] = entry
+            body = self._frame(query)
+            if query.compare is not None:
+                body["compare"] = {"from": query.compare.start, "to": query.compare.end}
+            body["results"] = results
+            return body
+
+        return await self._cached("aggregate", query, compute)
+
+    async def timeseries(self, query: StatsQuery) -> JSON:
+        async def compute() -> JSON:
+            points = await self.store.timeseries(query)
+            body = self._frame(query)
+            body["interval"] = query.interval
+            body["results"] = [
+                {"bucket": p.bucket, **{m: _round(p.results.get(m, 0.0)) for m in query.metrics}}
+                for p in points
+            ]
+            return body
+
+        return await self._cached("timeseries", query, compute)
+
+    async def breakdown(self, query: StatsQuery) -> JSON:
+        async def compute() -> JSON:
+            rows = await self.store.breakdown(query)
+            body = self._frame(query)
+            body["property"] = query.property
+            body["results"] = [
+                {"value": r.value, **{m: _round(r.results.get(m, 0.0)) for m in query.metrics}}
+                for r in rows
+            ]
+            return body
+
+        return await self._cached("breakdown", query, compute)
+
+    async def realtime(self, site_id: str) -> JSON:
+        now = self.now_ms()
+        query = StatsQuery(
+            site_id=site_id, range=resolve_period("realtime", now), metrics=("visitors",)
+        )
+        result = await self._cached("realtime", query, lambda: self._realtime(query))
+        return result
+
+    async def _realtime(self, query: StatsQuery) -> JSON:
+        values = await self.store.aggregate(query)
+        return {"site_id": query.site_id, "visitors": int(values.get("visitors", 0))}
+
+    async def sites(self) -> list[str]:
+        return await self.store.sites()
+
+
+__all__ = ["LRU", "StatsService", "previous_period"]

@@ -1,0 +1,69 @@
+"""One typed ``Settings``, read once from ``HITSTREAM_*`` environment variables (and flags).
+
+Adapters are chosen by URL scheme: an empty URL means the embedded default inside
+``data_dir`` (SQLite log, DuckDB store, in-process fan-out).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HITSTREAM_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Path("hitstream-data")
+    log_url: str = ""
+    """``sqlite:///path`` (default: data_dir/log.sqlite3), ``memory://``; more with extras."""
+    store_url: str = ""
+    """``duckdb:///path`` (default: data_dir/hitstream.duckdb), ``memory://``."""
+    fanout_url: str = ""
+    """``memory://`` (default)."""
+
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """CIDRs whose ``X-Forwarded-For`` is believed, comma-separated (e.g. ``127.0.0.1/32``)."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    allow_headless: bool = False
+    """Count headless browsers (tests, demos); in production they are dropped as bots."""
+
+    max_event_age_s: int = Field(default=24 * 3600, ge=60)
+    max_future_skew_s: int = Field(default=300, ge=0)
+    retention_days: int = Field(default=0, ge=0)
+    """Delete events older than this many days (0 keeps everything)."""
+    session_timeout_s: int = Field(default=1800, ge=60)
+
+    batch_max_events: int = Field(default=5000, ge=1)
+    batch_max_wait_ms: int = Field(default=200, ge=1)
+    """The processor waits at most this long to fill a batch: the floor of live latency."""
+    cache_entries: int = Field(default=2048, ge=0)
+    log_level: str = "info"
+
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    def resolved_log_url(self) -> str:
+        return self.log_url or f"sqlite:///{(self.data_dir / 'log.sqlite3').resolve()}"
+
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"duckdb:///{(self.data_dir / 'hitstream.duckdb').resolve()}"
+
+    def resolved_fanout_url(self) -> str:
+        return self.fanout_url or "memory://"

@@ -1,0 +1,1 @@
+"""The store port and its adapters, picked by URL scheme (see ``hitstream.stores.base``)."""

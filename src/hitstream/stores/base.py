@@ -1,0 +1,91 @@
+"""The store port: processed events, the sessions rollup, log positions, and stats queries.
+
+Guarantee every adapter must keep (the contract suite checks it): ``write`` applies a whole
+``WriteBatch`` (events, sessions, drop counts AND log positions) in one transaction or not at
+all, and never stores an ``event_id`` twice. That is what makes processing effectively-once:
+after a crash the processor resumes from the positions stored with the data it wrote.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Everything one processor batch changes, applied atomically."""
+
+    stream: str
+    positions: dict[int, int]
+    events: list[ProcessedEvent] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
+    drops: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(site_id, reason) -> events dropped by the pipeline in this batch."""
+
+
+class Store(ABC):
+    name: str = "store"
+
+    async def start(self) -> None:
+        """Connect or open files, and run pending migrations."""
+
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def migrate(self) -> list[str]:
+        """Apply pending schema migrations; return the names applied (idempotent)."""
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Raise ``StoreUnavailable`` if the store cannot answer right now."""
+
+    @abstractmethod
+    async def positions(self, stream: str) -> dict[int, int]:
+        """partition -> next offset, as stored by the last committed ``write``."""
+
+    @abstractmethod
+    async def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these ids are stored already (for idempotent client retries)."""
+
+    @abstractmethod
+    async def write(self, batch: WriteBatch) -> None:
+        """Apply the batch in one transaction: insert events (skipping stored ids), upsert
+        sessions, add drop counts, bump each touched site's data version, store positions."""
+
+    @abstractmethod
+    async def open_sessions(self, since_ms: int) -> list[Session]:
+        """Sessions whose ``last_seen`` is at or after ``since_ms`` (to resume after restart)."""
+
+    @abstractmethod
+    async def aggregate(self, query: StatsQuery) -> dict[str, float]: ...
+
+    @abstractmethod
+    async def timeseries(self, query: StatsQuery) -> list[TimeseriesPoint]:
+        """One point per bucket of ``bucket_starts(query)``, zeros included."""
+
+    @abstractmethod
+    async def breakdown(self, query: StatsQuery) -> list[BreakdownRow]:
+        """Rows by ``query.property`` value, ordered by the first metric desc then value."""
+
+    @abstractmethod
+    async def data_version(self, site_id: str) -> int:
+        """Grows with every write that touches the site: part of every cache key."""
+
+    @abstractmethod
+    async def sites(self) -> list[str]: ...
+
+    @abstractmethod
+    async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
+        """reason -> events dropped by the processor, for one site or all."""
+
+    @abstractmethod
+    async def count_events(self, site_id: str | None = None) -> int: ...
+
+    @abstractmethod
+    async def delete_before(self, cutoff_ms: int) -> int:
+        """Retention: delete events and sessions older than ``cutoff_ms``; return events gone."""

@@ -1,0 +1,119 @@
+"""The ASGI app: routes, CORS, JSON errors, and the lifespan that starts and drains a Runtime.
+
+Errors speak one language: ``{"error": {"field": ..., "reason": ...}}`` with a 4xx status for
+anything the client can fix. Shutdown order matters: uvicorn stops accepting requests and
+finishes the ones in flight, then the lifespan drains the event log into the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hitstream import __version__
+from hitstream.domain.stats import QueryProblem
+from hitstream.errors import AdapterUnavailable
+from hitstream.web import collect, ops, stats
+
+if TYPE_CHECKING:
+    from hitstream.bootstrap import Runtime
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Privacy-first, real-time website analytics. Send events to `POST /api/v1/events`; read
+aggregates, time series and breakdowns from the Stats API; watch live on `/api/v1/live`.
+Every 4xx answer is JSON naming the field and the reason.
+"""
+
+
+def _error(status: int, field: str, reason: str) -> JSONResponse:
+    return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status)
+
+
+def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_runtime:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                await runtime.stop()
+
+    app = FastAPI(
+        title="hitstream",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.state.collector = runtime.collector
+    app.state.stats = runtime.stats
+    app.state.trusted_proxies = runtime.trusted_proxies
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=runtime.settings.cors_origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["content-type"],
+        max_age=86_400,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
+        loc = [str(part) for part in first.get("loc", ()) if part not in ("query", "body")]
+        field = ".".join(loc) or "request"
+        runtime.metrics.requests_rejected.labels("400", field).inc()
+        return _error(400, field, str(first.get("msg", "is invalid")).lower())
+
+    @app.exception_handler(QueryProblem)
+    async def bad_query(request: Request, exc: QueryProblem) -> JSONResponse:
+        runtime.metrics.requests_rejected.labels("400", exc.field).inc()
+        return _error(400, exc.field, exc.reason)
+
+    @app.exception_handler(AdapterUnavailable)
+    async def unavailable(request: Request, exc: AdapterUnavailable) -> JSONResponse:
+        response = _error(503, "service", str(exc))
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        field = (
+            "path" if exc.status_code == 404 else "method" if exc.status_code == 405 else "request"
+        )
+        return _error(exc.status_code, field, str(exc.detail).lower())
+
+    app.include_router(collect.router)
+    app.include_router(stats.router)
+    app.include_router(ops.router)
+    _mount_ui(app, runtime)
+    return app
+
+
+def _mount_ui(app: FastAPI, runtime: Runtime) -> None:
+    """The live channel and the dashboard, when their modules are present."""
+    try:
+        from hitstream.web import live
+    except ImportError:  # pragma: no cover - during bring-up only
+        log.warning("live channel not available")
+    else:
+        app.include_router(live.router)
+    try:
+        from hitstream.web import dashboard
+    except ImportError:  # pragma: no cover
+        log.warning("dashboard not available")
+    else:
+        dashboard.mount(app)

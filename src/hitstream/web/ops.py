@@ -1,0 +1,40 @@
+"""Operations routes: liveness, readiness (each adapter answers) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hitstream.errors import AdapterUnavailable
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Every adapter this process uses answers")
+async def readyz(request: Request) -> Response:
+    checks: dict[str, Any] = {}
+    ready = True
+    for name, adapter in request.app.state.runtime.adapters().items():
+        try:
+            await adapter.check()
+        except AdapterUnavailable as exc:
+            checks[name] = {"ok": False, "adapter": adapter.name, "error": str(exc)}
+            ready = False
+        else:
+            checks[name] = {"ok": True, "adapter": adapter.name}
+    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.runtime.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,89 @@
+"""Sessions: 30 minutes of inactivity ends a visit; entry/exit, bounces, midnight."""
+
+from __future__ import annotations
+
+from hitstream.domain.events import AcceptedEvent, ProcessedEvent
+from hitstream.domain.pipeline import start
+from hitstream.domain.sessions import SESSION_TIMEOUT_MS, Sessionizer
+
+T0 = 1_790_000_000_000
+MIN = 60_000
+
+
+def event(
+    ts: int, path: str = "/", visitor: str = "v1", kind: str = "pageview", **kw: object
+) -> ProcessedEvent:
+    accepted = AcceptedEvent(
+        event_id=f"e{ts}{path}",
+        site_id="s",
+        type=kind,
+        timestamp=ts,
+        received_at=ts,
+        visitor_id=visitor,
+        visitor_id_prev=visitor,
+        path=path,
+        **kw,  # type: ignore[arg-type]
+    )
+    return start(accepted).out
+
+
+def test_events_within_timeout_share_a_visit() -> None:
+    s = Sessionizer()
+    a = s.assign(event(T0, "/"))
+    b = s.assign(event(T0 + 29 * MIN, "/pricing"))
+    assert a is b
+    assert (a.entry_page, a.exit_page, a.pageviews, a.events) == ("/", "/pricing", 2, 2)
+    assert a.duration_ms == 29 * MIN
+    assert not a.is_bounce
+
+
+def test_a_gap_longer_than_the_timeout_starts_a_new_visit() -> None:
+    s = Sessionizer()
+    a = s.assign(event(T0))
+    b = s.assign(event(T0 + SESSION_TIMEOUT_MS + 1, "/again"))
+    assert a.session_id != b.session_id
+    assert a.is_bounce and b.is_bounce
+    assert len(s.drain_touched()) == 2
+    assert s.drain_touched() == []
+
+
+def test_visitors_and_session_ids_are_separate_and_set_on_events() -> None:
+    s = Sessionizer()
+    e1, e2 = event(T0, visitor="v1"), event(T0, visitor="v2")
+    assert s.assign(e1).session_id != s.assign(e2).session_id
+    assert e1.session_id and e2.session_id and e1.session_id != e2.session_id
+
+
+def test_duration_ping_does_not_unbounce_but_extends_the_visit() -> None:
+    s = Sessionizer()
+    visit = s.assign(event(T0))
+    s.assign(event(T0 + MIN, kind="session", duration_ms=5 * MIN))
+    assert visit.is_bounce
+    assert visit.duration_ms == 5 * MIN
+    s.assign(event(T0 + 2 * MIN, kind="custom", name="signup"))
+    assert not visit.is_bounce
+
+
+def test_visit_over_midnight_continues_under_yesterdays_hash() -> None:
+    s = Sessionizer()
+    visit = s.assign(event(T0, visitor="yesterday"))
+    late = event(T0 + 5 * MIN, "/next", visitor="today")
+    assert s.assign(late, visitor_id_prev="yesterday") is visit
+    assert late.visitor_id == "yesterday"
+    assert visit.pageviews == 2
+
+
+def test_resume_from_stored_sessions() -> None:
+    first = Sessionizer()
+    visit = first.assign(event(T0))
+    second = Sessionizer()
+    second.load([visit])
+    assert second.assign(event(T0 + MIN, "/b")).session_id == visit.session_id
+
+
+def test_evict_forgets_idle_visits() -> None:
+    s = Sessionizer()
+    s.assign(event(T0, visitor="a"))
+    s.assign(event(T0 + 50 * MIN, visitor="b"))
+    assert s.evict(T0 + 10 * MIN) == 1
+    assert len(s) == 1

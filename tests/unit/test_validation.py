@@ -1,0 +1,129 @@
+"""Validation: a value back or named reasons, never an exception, for any JSON input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hitstream.domain.events import AcceptedEvent, Limits, Problem
+from hitstream.domain.validation import parse_timestamp, split_location, validate_event
+
+NOW = 1_790_000_000_000  # 2026-09-21
+
+
+def ok(data: dict[str, Any], **kw: Any) -> AcceptedEvent:
+    result = validate_event(data, now_ms=NOW, **kw)
+    assert isinstance(result, AcceptedEvent), result
+    return result
+
+
+def bad(data: object, **kw: Any) -> dict[str, str]:
+    result = validate_event(data, now_ms=NOW, **kw)
+    assert isinstance(result, list), result
+    return {p.field: p.reason for p in result}
+
+
+def test_minimal_pageview_defaults() -> None:
+    event = ok({"site_id": "example.com", "url": "https://Example.com/pricing?utm_source=x#top"})
+    assert event.type == "pageview"
+    assert event.hostname == "example.com"
+    assert event.path == "/pricing"
+    assert event.query == "utm_source=x"
+    assert event.timestamp == NOW
+    assert event.received_at == NOW
+
+
+def test_path_wins_over_url_and_hash_routes_are_kept() -> None:
+    event = ok({"site_id": "s", "url": "https://a.io/x", "path": "/app#/settings"})
+    assert event.path == "/app#/settings"
+    assert event.hostname == "a.io"
+    assert ok({"site_id": "s", "url": "https://a.io/#!/inbox"}).path == "/#!/inbox"
+
+
+def test_custom_event_needs_a_name() -> None:
+    assert bad({"site_id": "s", "type": "custom"}) == {"name": "is required"}
+    event = ok({"site_id": "s", "type": "custom", "name": "signup", "props": {"plan": "pro"}})
+    assert event.name == "signup"
+    assert event.props == {"plan": "pro"}
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "reason_part"),
+    [
+        ({"url": "https://a.io/"}, "site_id", "required"),
+        ({"site_id": "bad site", "url": "https://a.io/"}, "site_id", "letters"),
+        ({"site_id": "s", "type": "view", "url": "https://a.io/"}, "type", "one of"),
+        ({"site_id": "s"}, "url", "needs url or path"),
+        ({"site_id": "s", "url": "ftp://a.io/"}, "url", "http(s)"),
+        ({"site_id": "s", "url": "javascript:alert(1)"}, "url", "http(s)"),
+        ({"site_id": "s", "path": "pricing"}, "path", "start with '/'"),
+        ({"site_id": "s", "path": "/", "title": 5}, "title", "must be a string"),
+        ({"site_id": "s", "path": "/", "title": "x" * 513}, "title", "longer than 512"),
+        ({"site_id": "s", "path": "/", "referrer": "a\x00b"}, "referrer", "control"),
+        ({"site_id": "s", "path": "/", "load_time_ms": -1}, "load_time_ms", "between 0"),
+        ({"site_id": "s", "path": "/", "load_time_ms": True}, "load_time_ms", "number"),
+        ({"site_id": "s", "path": "/", "screen_width": "wide"}, "screen_width", "number"),
+        ({"site_id": "s", "path": "/", "duration_ms": 10**12}, "duration_ms", "between 0"),
+        ({"site_id": "s", "path": "/", "props": []}, "props", "object"),
+        ({"site_id": "s", "path": "/", "props": {"a": {"b": 1}}}, "props.a", "string, number"),
+        ({"site_id": "s", "path": "/", "props": {"a": "x" * 513}}, "props.a", "longer"),
+        ({"site_id": "s", "path": "/", "props": {str(i): i for i in range(31)}}, "props", "30"),
+        ({"site_id": "s", "path": "/", "paht": "/"}, "paht", "not a known field"),
+        ({"site_id": "s", "path": "/", "event_id": "a b"}, "event_id", "letters"),
+        ({"site_id": "s", "path": "/", "timestamp": "yesterday"}, "timestamp", "ISO 8601"),
+        ({"site_id": "s", "path": "/", "timestamp": "2026-09-21T10:00:00"}, "timestamp", "ISO"),
+    ],
+)
+def test_each_bad_field_is_named_with_its_reason(
+    data: dict[str, Any], field: str, reason_part: str
+) -> None:
+    problems = bad(data)
+    assert field in problems, problems
+    assert reason_part in problems[field]
+
+
+def test_all_problems_of_an_event_are_reported_at_once() -> None:
+    problems = bad({"site_id": "", "type": "nope", "title": 1, "extra": True})
+    assert set(problems) >= {"site_id", "type", "title", "extra"}
+
+
+def test_timestamp_skew_is_bounded_both_ways() -> None:
+    limits = Limits(max_past_ms=3_600_000, max_future_ms=60_000)
+    base = {"site_id": "s", "path": "/"}
+    assert ok({**base, "timestamp": NOW - 3_599_000}, limits=limits).timestamp == NOW - 3_599_000
+    assert "past" in bad({**base, "timestamp": NOW - 3_601_000}, limits=limits)["timestamp"]
+    assert "future" in bad({**base, "timestamp": NOW + 61_000}, limits=limits)["timestamp"]
+    iso = ok({**base, "timestamp": "2026-09-21T13:53:20+02:00"}).timestamp
+    assert iso == parse_timestamp("2026-09-21T11:53:20Z")
+
+
+def test_non_object_is_refused() -> None:
+    assert validate_event([1, 2], now_ms=NOW) == [Problem("", "each event must be a JSON object")]
+
+
+def test_split_location_handles_path_with_query() -> None:
+    assert split_location("", "/a?utm_source=x") == ("", "/a", "utm_source=x")
+    assert split_location("https://h.io", "") == ("h.io", "/", "")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
+    max_leaves=20,
+)
+fields = st.sampled_from(
+    ["site_id", "type", "name", "url", "path", "props", "timestamp", "load_time_ms", "title"]
+)
+
+
+@given(st.dictionaries(fields, json_values, max_size=8) | json_values)
+def test_validation_is_total(data: object) -> None:
+    result = validate_event(data, now_ms=NOW)
+    assert isinstance(result, AcceptedEvent) or (
+        isinstance(result, list) and result and all(isinstance(p, Problem) for p in result)
+    )
