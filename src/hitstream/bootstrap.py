@@ -10,9 +10,10 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from hitstream.domain.events import Limits
@@ -22,6 +23,9 @@ from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
 from hitstream.settings import Settings
 from hitstream.stores.base import Store
+
+if TYPE_CHECKING:
+    from hitstream.services.processor import Processor
 
 log = logging.getLogger(__name__)
 ROLES = frozenset({"collector", "processor", "web"})
@@ -113,9 +117,10 @@ class Runtime:
         self.stats = StatsService(
             self.store, self.metrics, cache_entries=self.settings.cache_entries
         )
+        self._warm_ups: list[Callable[[], None]] = []
         self.processor = self._make_processor() if "processor" in self.roles else None
 
-    def _make_processor(self):  # type: ignore[no-untyped-def]
+    def _make_processor(self) -> Processor:
         from hitstream.domain.steps import build_steps
         from hitstream.enrich.bots import BotDetector
         from hitstream.enrich.useragent import UserAgentParser
@@ -123,9 +128,9 @@ class Runtime:
         from hitstream.services.processor import Processor
 
         parser = UserAgentParser()
-        bots = BotDetector(allow_headless=self.settings.allow_headless)
+        bots = BotDetector(parser, allow_headless=self.settings.allow_headless)
         runner = PipelineRunner(build_steps(parser, bots), self.metrics)
-        self._warm = parser
+        self._warm_ups = [parser.warm_up, bots.warm_up]
         return Processor(
             self.log,
             self.store,
@@ -153,7 +158,8 @@ class Runtime:
         await self.log.start()
         await self.fanout.start()
         if self.processor is not None:
-            await asyncio.to_thread(self._warm.warm_up)
+            for warm_up in self._warm_ups:
+                await asyncio.to_thread(warm_up)
             await self.processor.start()
             self._tasks.append(asyncio.create_task(self.processor.run(self.stop_event)))
         log.info("started %s in %.2fs", ",".join(sorted(self.roles)), time.perf_counter() - began)
