@@ -93,6 +93,76 @@ def migrate(data_dir: DataDir = None) -> None:
     typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
 
 
+@app.command()
+def generate(
+    url: Annotated[
+        str, typer.Option(help="Base URL of a hitstream (loopback only by default)")
+    ] = "http://127.0.0.1:8080",
+    site: Annotated[str, typer.Option(help="site_id of the synthetic site")] = "demo.example",
+    rate: Annotated[
+        float, typer.Option(help="Target events per second (0: as fast as possible)")
+    ] = 50.0,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = 60.0,
+    count: Annotated[int | None, typer.Option(help="Stop after this many events")] = None,
+    batch: Annotated[int, typer.Option(help="Events per request (1 = one request per event)")] = 1,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once")] = 16,
+    seed: Annotated[int | None, typer.Option(help="Seed for repeatable traffic")] = None,
+    pages: Annotated[int, typer.Option(help="Pages on the synthetic site")] = 40,
+    bot_share: Annotated[float, typer.Option(help="Share of visits from bots (0..1)")] = 0.0,
+    allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback target")] = False,
+) -> None:
+    """Send realistic synthetic traffic to a hitstream, bounded in time and count."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hitstream.errors import ConfigError
+    from hitstream.services.generator import run_generate
+
+    with Progress(
+        TextColumn("[bold]generate[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    ) as bar:
+        task = bar.add_task("send", total=None, status="")
+
+        def on_progress(p):  # type: ignore[no-untyped-def]
+            bar.update(
+                task,
+                completed=p.sent,
+                total=p.total,
+                status=f"accepted {p.accepted} rejected {p.rejected} failed {p.failed}",
+            )
+
+        try:
+            result = asyncio.run(
+                run_generate(
+                    url,
+                    site,
+                    rate=rate or None,
+                    duration=duration,
+                    count=count,
+                    batch=batch,
+                    concurrency=concurrency,
+                    seed=seed,
+                    pages=pages,
+                    bot_share=bot_share,
+                    allow_remote=allow_remote,
+                    on_progress=on_progress,
+                )
+            )
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    typer.echo(
+        f"sent {result.sent} events in {result.requests} requests over {result.elapsed_s:.1f}s "
+        f"({result.rate:.0f}/s): accepted {result.accepted}, rejected {result.rejected}, "
+        f"failed {result.failed}; latency p50 {result.latency_p50_ms or 0:.1f} ms, "
+        f"p99 {result.latency_p99_ms or 0:.1f} ms"
+    )
+    if result.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 
