@@ -16,7 +16,9 @@ import httpx
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
 
 
-def worker(url: str, out: list[str], lock: threading.Lock, stop_at: float, batch: int, n: int) -> None:
+def worker(
+    url: str, out: list[str], lock: threading.Lock, stop_at: float, batch: int, n: int
+) -> None:
     failures_since = None
     seq = 0
     with httpx.Client(timeout=5.0, headers={"user-agent": UA}) as client:

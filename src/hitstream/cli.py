@@ -43,6 +43,27 @@ def _logging(level: str) -> None:
     )
 
 
+def _server_class() -> type:
+    """uvicorn's Server, except that a SIGTERM/SIGINT that shut down cleanly exits 0.
+
+    uvicorn re-raises the signal after its graceful shutdown, so the process would die "by
+    SIGTERM"; after a complete drain we want supervisors to see a clean exit instead.
+    """
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class CleanExitServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
+    return CleanExitServer
+
+
 @app.command()
 def serve(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
     """Run everything in one process: collector, processor, stats API, live dashboard."""
@@ -64,7 +85,7 @@ def serve(host: Host = None, port: Port = None, data_dir: DataDir = None) -> Non
         lifespan="on",
         timeout_graceful_shutdown=30,
     )
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     typer.echo(
         f"hitstream {os.environ.get('HITSTREAM_VERSION_NOTE', '')}".strip()

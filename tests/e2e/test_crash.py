@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def stored_ids(data_dir: Path) -> list[str]:
     con = duckdb.connect(str(data_dir / "hitstream.duckdb"), read_only=True)
     try:
-        rows = con.execute("SELECT CAST(event_id AS VARCHAR) FROM events WHERE site_id = 'crash.test'").fetchall()
+        rows = con.execute(
+            "SELECT CAST(event_id AS VARCHAR) FROM events WHERE site_id = 'crash.test'"
+        ).fetchall()
     finally:
         con.close()
     return [str(r[0]) for r in rows]
@@ -30,7 +32,16 @@ def test_sigkill_under_load_loses_nothing_and_counts_once(tmp_path: Path) -> Non
     server = ServerProcess(data).start()
     answered_file = tmp_path / "answered.txt"
     load = subprocess.Popen(
-        [sys.executable, "-m", "tests.load_process", server.url, str(answered_file), "20", "10", "4"]
+        [
+            sys.executable,
+            "-m",
+            "tests.load_process",
+            server.url,
+            str(answered_file),
+            "20",
+            "10",
+            "4",
+        ]
     )
     try:
         time.sleep(3.0)  # let acknowledged events pile up, some processed, some not yet

@@ -87,3 +87,17 @@ def test_evict_forgets_idle_visits() -> None:
     s.assign(event(T0 + 50 * MIN, visitor="b"))
     assert s.evict(T0 + 10 * MIN) == 1
     assert len(s) == 1
+
+
+def test_later_events_carry_the_visits_acquisition() -> None:
+    s = Sessionizer()
+    first = event(T0, "/")
+    first.source, first.channel, first.utm_campaign = "Google", "Organic Search", "spring"
+    s.assign(first)
+    second = event(T0 + MIN, "/pricing")  # its own referrer was the site itself: direct
+    s.assign(second)
+    assert (second.source, second.channel, second.utm_campaign) == (
+        "Google",
+        "Organic Search",
+        "spring",
+    )

@@ -3,7 +3,8 @@
 The ``Sessionizer`` holds the open visits of the events it has seen, keyed by (site, visitor).
 It is deterministic in the order of events it is given, which is the log order, so replaying
 the log from stored positions with the sessions stored alongside gives the same visits again.
-A visit that crosses midnight keeps going: the collector sends yesterday's visitor hash too,
+Acquisition (source, channel, referrer domain, UTM) is the visit's: set by its first event and
+copied onto every later one. A visit that crosses midnight keeps going: the collector sends yesterday's visitor hash too,
 and an open visit under that hash is continued under it.
 """
 
@@ -20,6 +21,25 @@ SESSION_TIMEOUT_MS = 30 * 60 * 1000
 def session_id_for(site_id: str, visitor_id: str, started_at: int) -> str:
     digest = hashlib.blake2b(f"{site_id}\x1f{visitor_id}\x1f{started_at}".encode(), digest_size=8)
     return digest.hexdigest()
+
+
+_ATTRIBUTION = (
+    "source",
+    "channel",
+    "referrer_domain",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+)
+
+
+def _attribute(event: ProcessedEvent, session: Session) -> None:
+    """Acquisition is a property of the visit: every event of a visit carries the source,
+    channel and campaign of its first event, so ``source==Google`` finds whole visits."""
+    for name in _ATTRIBUTION:
+        setattr(event, name, getattr(session, name))
 
 
 class Sessionizer:
@@ -94,6 +114,7 @@ class Sessionizer:
         if is_pageview:
             session.pageviews += 1
         event.session_id = session.session_id
+        _attribute(event, session)
         self._touched[session.session_id] = session
         return session
 

@@ -1,0 +1,250 @@
+"""A real ``hitstream serve`` over HTTP: ingest, stats, errors, CORS, health and metrics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.server import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+
+
+def post(
+    server: ServerProcess, body: Any, *, ua: str = CHROME, ip: str = "81.2.69.142", **kw: Any
+) -> httpx.Response:
+    headers = {"user-agent": ua, "x-forwarded-for": ip, **kw.pop("headers", {})}
+    return httpx.post(f"{server.url}/api/v1/events", json=body, headers=headers, **kw)
+
+
+def stats(server: ServerProcess, kind: str, **params: Any) -> dict[str, Any]:
+    response = httpx.get(f"{server.url}/api/v1/stats/{kind}", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def wait_for(
+    server: ServerProcess, site: str, events: int, timeout: float = 15.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = stats(
+            server,
+            "aggregate",
+            site_id=site,
+            period="day",
+            metrics="events,visitors,visits,pageviews,bounce_rate",
+        )
+        if body["results"]["events"]["value"] >= events or time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)
+
+
+def test_events_in_stats_out(live_server: ServerProcess) -> None:
+    site = f"s{uuid.uuid4().hex[:8]}.io"
+    visitor_a = [
+        {
+            "site_id": site,
+            "url": f"https://{site}/",
+            "referrer": "https://www.google.com/",
+            "load_time_ms": 300,
+        },
+        {
+            "site_id": site,
+            "url": f"https://{site}/pricing",
+            "referrer": f"https://{site}/",
+            "load_time_ms": 500,
+        },
+        {
+            "site_id": site,
+            "type": "custom",
+            "name": "signup",
+            "path": "/pricing",
+            "props": {"plan": "pro"},
+        },
+    ]
+    response = post(live_server, visitor_a)
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 3
+    one = {
+        "site_id": site,
+        "url": f"https://{site}/?utm_source=newsletter&utm_medium=email",
+        "load_time_ms": 900,
+    }
+    assert post(live_server, one, ua=IPHONE, ip="203.0.113.50").status_code == 202
+
+    body = wait_for(live_server, site, 4)
+    results = {k: v["value"] for k, v in body["results"].items()}
+    assert results == {"events": 4, "visitors": 2, "visits": 2, "pageviews": 3, "bounce_rate": 50}
+
+    sources = stats(
+        live_server, "breakdown", site_id=site, period="day", property="source", metrics="visitors"
+    )
+    assert {r["value"]: r["visitors"] for r in sources["results"]} == {"Google": 1, "Newsletter": 1}
+    channels = stats(
+        live_server, "breakdown", site_id=site, period="day", property="channel", metrics="visits"
+    )
+    assert {r["value"]: r["visits"] for r in channels["results"]} == {
+        "Organic Search": 1,
+        "Email": 1,
+    }
+    devices = stats(
+        live_server, "breakdown", site_id=site, period="day", property="device", metrics="visitors"
+    )
+    assert {r["value"]: r["visitors"] for r in devices["results"]} == {"desktop": 1, "mobile": 1}
+    countries = stats(
+        live_server, "breakdown", site_id=site, period="day", property="country", metrics="visitors"
+    )
+    assert {r["value"]: r["visitors"] for r in countries["results"]}["GB"] == 1
+    plans = stats(
+        live_server, "breakdown", site_id=site, period="day", property="prop:plan", metrics="events"
+    )
+    assert plans["results"] == [{"value": "pro", "events": 1}]
+    filtered = stats(
+        live_server,
+        "aggregate",
+        site_id=site,
+        period="day",
+        metrics="pageviews,load_time_p50",
+        filters="page==/pricing|/",
+    )
+    assert filtered["results"]["pageviews"]["value"] == 3
+    assert filtered["results"]["load_time_p50"]["value"] == 500
+    series = stats(
+        live_server, "timeseries", site_id=site, period="day", interval="hour", metrics="pageviews"
+    )
+    assert sum(p["pageviews"] for p in series["results"]) == 3
+    assert len(series["results"]) >= 1
+    realtime = httpx.get(
+        f"{live_server.url}/api/v1/stats/realtime", params={"site_id": site}
+    ).json()
+    assert realtime["visitors"] == 2
+    assert site in httpx.get(f"{live_server.url}/api/v1/sites").json()["sites"]
+
+
+def test_bots_are_dropped_and_shown_in_quality(live_server: ServerProcess) -> None:
+    site = f"b{uuid.uuid4().hex[:8]}.io"
+    assert (
+        post(
+            live_server,
+            {"site_id": site, "path": "/"},
+            ua="Googlebot/2.1 (+http://www.google.com/bot.html)",
+        ).status_code
+        == 202
+    )
+    assert post(live_server, {"site_id": site, "path": "/"}).status_code == 202
+    wait_for(live_server, site, 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        quality = httpx.get(f"{live_server.url}/api/v1/quality", params={"site_id": site}).json()
+        if quality["dropped"]:
+            break
+        time.sleep(0.05)
+    assert quality["dropped"] == {"bot:ua_pattern": 1}
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "field"),
+    [
+        (b"{not json", {"content-type": "application/json"}, 400, "body"),
+        (b"<e/>", {"content-type": "application/xml"}, 415, "content-type"),
+        (
+            b'{"site_id": "x.io", "type": "bogus", "path": "/"}',
+            {"content-type": "application/json"},
+            422,
+            "type",
+        ),
+        (
+            b'{"site_id": "x.io", "path": "/", "props": {"a": [1]}}',
+            {"content-type": "application/json"},
+            422,
+            "props.a",
+        ),
+        (b"[" + b",".join([b"{}"] * 501) + b"]", {"content-type": "application/json"}, 413, "body"),
+        (b"x" * (1024 * 1024 + 1), {"content-type": "application/json"}, 413, "body"),
+    ],
+)
+def test_bad_input_is_a_named_4xx_never_5xx(
+    live_server: ServerProcess, content: bytes, headers: dict[str, str], status: int, field: str
+) -> None:
+    response = httpx.post(f"{live_server.url}/api/v1/events", content=content, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == field
+    assert response.json()["error"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({}, "site_id"),
+        ({"site_id": "a", "period": "year"}, "period"),
+        ({"site_id": "a", "metrics": "visitors,money"}, "metrics"),
+        ({"site_id": "a", "filters": "planet==mars"}, "filters"),
+        ({"site_id": "a", "period": "custom", "from": "2026-01-05"}, "to"),
+        ({"site_id": "a", "tz": "Mars/Olympus"}, "tz"),
+        ({"site_id": "a", "compare": "yesterday"}, "compare"),
+    ],
+)
+def test_bad_queries_are_named_400s(
+    live_server: ServerProcess, params: dict[str, str], field: str
+) -> None:
+    response = httpx.get(f"{live_server.url}/api/v1/stats/aggregate", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == field
+
+
+def test_rejections_are_counted_by_reason_in_metrics(live_server: ServerProcess) -> None:
+    httpx.post(
+        f"{live_server.url}/api/v1/events", json={"site_id": "m.io", "path": "/", "title": 7}
+    )
+    text = httpx.get(f"{live_server.url}/metrics").text
+    assert 'hitstream_events_rejected_total{field="title",reason="must be a string"}' in text
+    assert "hitstream_events_accepted_total" in text
+
+
+def test_cors_preflight_and_headers(live_server: ServerProcess) -> None:
+    preflight = httpx.options(
+        f"{live_server.url}/api/v1/events",
+        headers={
+            "origin": "https://shop.example",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] in ("*", "https://shop.example")
+    response = post(
+        live_server, {"site_id": "c.io", "path": "/"}, headers={"origin": "https://shop.example"}
+    )
+    assert response.headers["access-control-allow-origin"] in ("*", "https://shop.example")
+
+
+def test_health_readiness_docs(live_server: ServerProcess) -> None:
+    assert httpx.get(f"{live_server.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{live_server.url}/readyz").json()
+    assert ready["status"] == "ready"
+    assert {name: check["adapter"] for name, check in ready["checks"].items()} == {
+        "log": "sqlite",
+        "store": "duckdb",
+        "fanout": "memory",
+    }
+    spec = httpx.get(f"{live_server.url}/openapi.json").json()
+    assert {
+        "/api/v1/events",
+        "/api/v1/stats/aggregate",
+        "/api/v1/stats/breakdown",
+        "/api/v1/stats/timeseries",
+        "/api/v1/stats/realtime",
+    } <= set(spec["paths"])
+    assert httpx.get(f"{live_server.url}/docs").status_code == 200
+    missing = httpx.get(f"{live_server.url}/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["field"] == "path"

@@ -1,0 +1,175 @@
+"""The processor over memory adapters: enrich, sessionize, write once, resume, publish."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+
+from hitstream.domain.events import AcceptedEvent
+from hitstream.domain.pipeline import UserAgentInfo
+from hitstream.domain.stats import Range, StatsQuery
+from hitstream.domain.steps import build_steps
+from hitstream.errors import StoreUnavailable
+from hitstream.fanout.memory import MemoryFanout
+from hitstream.log.memory import MemoryLog
+from hitstream.metrics import Metrics
+from hitstream.services.pipeline import PipelineRunner
+from hitstream.services.processor import Processor
+from hitstream.stores.base import WriteBatch
+from hitstream.stores.memory import MemoryStore
+
+T0 = 1_790_000_000_000
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
+
+
+class FakeAgents:
+    def parse(self, user_agent: str) -> UserAgentInfo:
+        return UserAgentInfo("Chrome", "130", "Windows", "10", "desktop")
+
+
+class FakeBots:
+    def bot_reason(self, user_agent: str) -> str | None:
+        return "ua_pattern" if "bot" in user_agent.lower() else None
+
+
+def accepted(
+    n: int, *, visitor: str = "v1", ua: str = CHROME, ts: int = T0, **kw: object
+) -> AcceptedEvent:
+    fields: dict[str, object] = {
+        "event_id": f"00000000-0000-7000-8000-{n:012d}",
+        "site_id": "a.io",
+        "type": "pageview",
+        "timestamp": ts,
+        "received_at": ts,
+        "visitor_id": visitor,
+        "visitor_id_prev": visitor,
+        "path": f"/p{n}",
+        "user_agent": ua,
+        "referrer": "https://www.google.com/",
+        "hostname": "a.io",
+    }
+    fields.update(kw)
+    return AcceptedEvent(**fields)  # type: ignore[arg-type]
+
+
+async def put(log: MemoryLog, *events: AcceptedEvent) -> None:
+    await log.append([(e.visitor_id.encode(), msgspec.json.encode(e)) for e in events])
+
+
+def make(log: MemoryLog, store: MemoryStore, fanout: MemoryFanout | None = None) -> Processor:
+    metrics = Metrics()
+    runner = PipelineRunner(build_steps(FakeAgents(), FakeBots()), metrics)
+    return Processor(
+        log,
+        store,
+        fanout or MemoryFanout(),
+        runner,
+        metrics,
+        stream="memory",
+        poll_timeout=0.01,
+        clock=lambda: T0 + 1000,
+    )
+
+
+def everything() -> StatsQuery:
+    return StatsQuery(
+        site_id="a.io",
+        range=Range(T0 - 1, T0 + 3_600_000),
+        metrics=("visitors", "visits", "pageviews", "events", "bounce_rate"),
+    )
+
+
+async def test_events_are_enriched_sessionized_and_stored() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, accepted(1), accepted(2, ts=T0 + 60_000), accepted(3, visitor="v2"))
+    processor = make(log, store)
+    await processor.start()
+    assert await processor.process_once() == 3
+    result = await store.aggregate(everything())
+    assert result["visitors"] == 2
+    assert result["visits"] == 2
+    assert result["pageviews"] == 3
+    assert result["bounce_rate"] == 50
+    rows = await store.breakdown(
+        StatsQuery(
+            site_id="a.io", range=everything().range, metrics=("pageviews",), property="source"
+        )
+    )
+    assert [(r.value, r.results["pageviews"]) for r in rows] == [("Google", 3)]
+    assert await store.positions("memory") == {0: 3}
+
+
+async def test_bots_and_duplicates_are_dropped_and_counted() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, accepted(1), accepted(2, ua="Googlebot/2.1"), accepted(1))
+    processor = make(log, store)
+    await processor.start()
+    await processor.process_once()
+    await put(log, accepted(1))  # a retry arriving in a later batch
+    await processor.process_once()
+    assert await store.count_events() == 1
+    assert await store.drop_counts("a.io") == {"bot:ua_pattern": 1, "duplicate": 2}
+
+
+async def test_restart_resumes_from_stored_positions_and_visits() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, accepted(1))
+    first = make(log, store)
+    await first.start()
+    await first.process_once()
+    await put(log, accepted(2, ts=T0 + 60_000))
+    second = make(log, store)  # a new process: nothing in memory
+    await second.start()
+    assert await second.process_once() == 1
+    result = await store.aggregate(everything())
+    assert (result["events"], result["visits"], result["bounce_rate"]) == (2, 1, 0)
+
+
+async def test_store_outage_retries_the_same_batch_without_skipping() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, accepted(1), accepted(2))
+    real_write = store.write
+    failures = 0
+
+    async def flaky(batch: WriteBatch) -> None:
+        nonlocal failures
+        if failures < 2:
+            failures += 1
+            raise StoreUnavailable("down")
+        await real_write(batch)
+
+    store.write = flaky  # type: ignore[method-assign]
+    processor = make(log, store)
+    await processor.start()
+    await asyncio.wait_for(processor.process_once(), 5)
+    assert failures == 2
+    assert await store.count_events() == 2
+
+
+async def test_live_message_published_per_site() -> None:
+    log, store, fanout = MemoryLog(), MemoryStore(), MemoryFanout()
+    subscription = await fanout.subscribe("site:a.io")
+    await put(log, accepted(1), accepted(2, ua="bot"))
+    processor = make(log, store, fanout)
+    await processor.start()
+    await processor.process_once()
+    message = msgspec.json.decode(await asyncio.wait_for(subscription.get(), 1))
+    assert message["type"] == "processed"
+    assert message["events_total"] == 1
+    assert message["events"][0]["path"] == "/p1"
+    assert message["dropped"] == {"bot:ua_pattern": 1}
+    assert message["data_version"] == await store.data_version("a.io")
+
+
+@pytest.mark.parametrize("garbage", [b"not json", b'{"site_id": 1}'])
+async def test_undecodable_messages_are_counted_not_fatal(garbage: bytes) -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await log.append([(b"k", garbage)])
+    await put(log, accepted(1))
+    processor = make(log, store)
+    await processor.start()
+    assert await processor.process_once() == 2
+    assert await store.count_events() == 1
+    assert await store.drop_counts() == {"undecodable": 1}
