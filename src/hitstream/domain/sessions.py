@@ -4,8 +4,8 @@ The ``Sessionizer`` holds the open visits of the events it has seen, keyed by (s
 It is deterministic in the order of events it is given, which is the log order, so replaying
 the log from stored positions with the sessions stored alongside gives the same visits again.
 Acquisition (source, channel, referrer domain, UTM) is the visit's: set by its first event and
-copied onto every later one. A visit that crosses midnight keeps going: the collector sends yesterday's visitor hash too,
-and an open visit under that hash is continued under it.
+copied onto every later one. A visit that crosses midnight keeps going: the collector sends
+yesterday's visitor hash too, and an open visit under that hash is continued under it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ finishes the ones in flight, then the lifespan drains the event log into the sto
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -21,12 +20,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hitstream import __version__
 from hitstream.domain.stats import QueryProblem
 from hitstream.errors import AdapterUnavailable
-from hitstream.web import collect, ops, stats
+from hitstream.web import collect, dashboard, live, ops, stats
 
 if TYPE_CHECKING:
     from hitstream.bootstrap import Runtime
-
-log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Privacy-first, real-time website analytics. Send events to `POST /api/v1/events`; read
@@ -47,6 +44,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            await live.close(app)
             if manage_runtime:
                 await runtime.stop()
 
@@ -99,21 +97,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.include_router(collect.router)
     app.include_router(stats.router)
     app.include_router(ops.router)
-    _mount_ui(app, runtime)
+    app.include_router(live.router)
+    live.install(app)
+    dashboard.mount(app)
     return app
-
-
-def _mount_ui(app: FastAPI, runtime: Runtime) -> None:
-    """The live channel and the dashboard, when their modules are present."""
-    try:
-        from hitstream.web import live
-    except ImportError:  # pragma: no cover - during bring-up only
-        log.warning("live channel not available")
-    else:
-        app.include_router(live.router)
-    try:
-        from hitstream.web import dashboard
-    except ImportError:  # pragma: no cover
-        log.warning("dashboard not available")
-    else:
-        dashboard.mount(app)

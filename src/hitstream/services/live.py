@@ -1,0 +1,411 @@
+"""Live dashboards: a snapshot on connect, then sampled events and throttled, shared updates.
+
+Clients looking at the same view (site, period, filters, time zone) share one ``View``: one
+query run per tick and one encoded ``update`` frame for all of them. A view updates at most
+once per ``min_update_interval_s``, and only after its site's data changed: nothing while idle.
+Updates use the same stats service as the HTTP API, so their numbers are exactly the API's for
+the same data version. The fan-out reader does in-memory work only (queue pushes, flags), so
+no dashboard, however slow, can hold up the processor or another dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+from prometheus_client import CollectorRegistry
+
+from hitstream.domain.stats import QueryProblem, parse_filters
+from hitstream.errors import AdapterUnavailable, HitstreamError
+from hitstream.fanout.base import Fanout
+from hitstream.services.live_client import (
+    Frame,
+    LiveClient,
+    LiveMetrics,
+    TokenBucket,
+    event_matches,
+    sample,
+)
+from hitstream.services.live_views import (
+    LiveStats,
+    QualitySource,
+    SiteFeed,
+    VersionSource,
+    View,
+    ViewKey,
+    parse_view,
+    query_view,
+)
+
+__all__ = ["LiveConfig", "LiveHub", "LiveStats", "QualitySource", "VersionSource", "parse_view"]
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENT_MESSAGE: Final = 4096
+_MAX_PROP_KEYS: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConfig:
+    min_update_interval_s: float = 1.0
+    max_events_per_second: float = 20.0
+    client_queue: int = 64
+    subscription_queue: int = 1024
+    recent_events: int = 50
+    recent_alerts: int = 20
+    breakdown_limit: int = 10
+    prop_breakdowns: int = 3
+    resubscribe_delay_s: float = 1.0
+    feed_linger_s: float = 300.0
+    """How long a site's channels stay followed after its last dashboard left."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _encode(value: object) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _error(field_name: str, reason: str) -> Frame:
+    return Frame("error", _encode({"type": "error", "field": field_name, "reason": reason}))
+
+
+class LiveHub:
+    """All live connections of one web process."""
+
+    def __init__(
+        self,
+        stats: LiveStats,
+        store: VersionSource,
+        fanout: Fanout,
+        *,
+        quality: QualitySource | None = None,
+        config: LiveConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = _now_ms,
+        query_ms: Callable[[], int] | None = None,
+    ) -> None:
+        """``wall_ms`` times latency; ``query_ms`` is "now" for periods (pass the stats
+        service's ``now_ms`` so live queries share the HTTP API's cache entries)."""
+        self.stats = stats
+        self.store = store
+        self.fanout = fanout
+        self.config = config or LiveConfig()
+        self.metrics = LiveMetrics(registry)
+        self._quality = quality
+        self._clock = clock
+        self._wall_ms = wall_ms
+        self._query_ms = query_ms or wall_ms
+        self._feeds: dict[str, SiteFeed] = {}
+        self._clients: set[LiveClient] = set()
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def connect(self, params: Mapping[str, object]) -> LiveClient:
+        """A new client with its snapshot queued; ``QueryProblem`` if the view is invalid."""
+        key = parse_view(params, self._wall_ms())
+        rate = self.config.max_events_per_second
+        client = LiveClient(
+            view=key,
+            bucket=TokenBucket(rate, rate, self._clock()),
+            metrics=self.metrics,
+            wall_ms=self._wall_ms,
+            maxsize=self.config.client_queue,
+        )
+        self._clients.add(client)
+        self.metrics.clients.inc()
+        await self._attach(client, key)
+        return client
+
+    async def receive(self, client: LiveClient, text: str) -> None:
+        """Handle one message from the dashboard: ``{"type": "set", "period": ...}``."""
+        if len(text) > MAX_CLIENT_MESSAGE:
+            client.push(_error("message", f"is longer than {MAX_CLIENT_MESSAGE} characters"))
+            return
+        try:
+            message = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            client.push(_error("message", "is not valid JSON"))
+            return
+        if not isinstance(message, dict) or message.get("type") != "set":
+            client.push(_error("type", "must be 'set'"))
+            return
+        current = client.view.as_dict() if isinstance(client.view, ViewKey) else {}
+        merged = {**current, **{k: v for k, v in message.items() if k != "type"}}
+        try:
+            key = parse_view(merged, self._wall_ms())
+        except QueryProblem as exc:
+            client.push(_error(exc.field, exc.reason))
+            return
+        self._detach(client)
+        await self._attach(client, key)
+
+    async def disconnect(self, client: LiveClient) -> None:
+        if client in self._clients:
+            self._clients.discard(client)
+            self.metrics.clients.dec()
+        client.close()
+        self._detach(client)
+
+    async def close(self) -> None:
+        for client in tuple(self._clients):
+            await self.disconnect(client)
+        for feed in tuple(self._feeds.values()):
+            await self._drop_feed(feed)
+
+    def summary(self) -> dict[str, Any]:
+        """The body of ``GET /api/v1/live/stats``."""
+        views = [view for feed in self._feeds.values() for view in feed.views.values()]
+        return {
+            "clients": len(self._clients),
+            "sites": sum(1 for feed in self._feeds.values() if feed.views),
+            "views": len(views),
+            "updates": sum(view.updates for view in views),
+            "frames_dropped": sum(client.dropped for client in self._clients),
+            "events_skipped": sum(client.skipped for client in self._clients),
+            "latency_seconds": self.metrics.percentiles(),
+        }
+
+    # -- views and feeds -----------------------------------------------------------------
+
+    async def _attach(self, client: LiveClient, key: ViewKey) -> None:
+        client.reset(key)
+        feed = self._feeds.get(key.site_id)
+        if feed is not None and feed.expiry is not None:
+            feed.expiry.cancel()
+            feed.expiry = None
+        if feed is None:
+            feed = SiteFeed(
+                key.site_id,
+                recent=deque(maxlen=self.config.recent_events),
+                alerts=deque(maxlen=self.config.recent_alerts),
+            )
+            self._feeds[key.site_id] = feed
+            feed.tasks = [
+                asyncio.create_task(self._read(feed, f"site:{key.site_id}")),
+                asyncio.create_task(self._read(feed, f"alerts:{key.site_id}")),
+            ]
+        view = feed.views.get(key)
+        if view is None:
+            view = View(key, parse_filters(key.filters))
+            feed.views[key] = view
+            view.task = asyncio.create_task(self._update_loop(feed, view))
+        view.clients.add(client)
+        await self._snapshot(client, feed, view)
+
+    def _detach(self, client: LiveClient) -> None:
+        key = client.view
+        if not isinstance(key, ViewKey) or (feed := self._feeds.get(key.site_id)) is None:
+            return
+        view = feed.views.get(key)
+        if view is not None:
+            view.clients.discard(client)
+            if not view.clients:
+                if view.task is not None:
+                    view.task.cancel()
+                del feed.views[key]
+        if not feed.views and feed.expiry is None:
+            loop = asyncio.get_running_loop()
+            feed.expiry = loop.call_later(self.config.feed_linger_s, self._expire, feed)
+
+    def _expire(self, feed: SiteFeed) -> None:
+        feed.expiry = None
+        if feed.views or self._feeds.get(feed.site_id) is not feed:
+            return
+        del self._feeds[feed.site_id]
+        for task in feed.tasks:
+            task.cancel()
+
+    async def _drop_feed(self, feed: SiteFeed) -> None:
+        self._feeds.pop(feed.site_id, None)
+        if feed.expiry is not None:
+            feed.expiry.cancel()
+        tasks = feed.tasks + [v.task for v in feed.views.values() if v.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, feed: SiteFeed, channel: str) -> None:
+        """Follow one fan-out channel for as long as the site has viewers."""
+        while True:
+            try:
+                subscription = await self.fanout.subscribe(
+                    channel, maxsize=self.config.subscription_queue
+                )
+            except AdapterUnavailable as exc:
+                log.warning("live channel %s unavailable, retrying: %s", channel, exc)
+                await asyncio.sleep(self.config.resubscribe_delay_s)
+                continue
+            try:
+                async for raw in subscription:
+                    self._dispatch(feed, raw)
+            except AdapterUnavailable as exc:
+                log.warning("live channel %s lost, resubscribing: %s", channel, exc)
+            finally:
+                await asyncio.shield(self.fanout.unsubscribe(subscription))
+            await asyncio.sleep(self.config.resubscribe_delay_s)
+
+    def _dispatch(self, feed: SiteFeed, raw: bytes) -> None:
+        try:
+            message = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            log.warning("undecodable live message on %s dropped", feed.site_id)
+            return
+        if not isinstance(message, dict):
+            return
+        if message.get("type") == "processed":
+            self._on_processed(feed, message)
+        elif message.get("type") == "alert":
+            feed.alerts.append(message)
+            frame = Frame("alert", raw.decode())
+            for view in feed.views.values():
+                for client in view.clients:
+                    client.push(frame)
+
+    def _on_processed(self, feed: SiteFeed, message: dict[str, Any]) -> None:
+        version = message.get("data_version")
+        if isinstance(version, int):
+            feed.version = max(feed.version, version)
+        raw_events = message.get("events")
+        events = (
+            [e for e in raw_events if isinstance(e, dict)] if isinstance(raw_events, list) else []
+        )
+        total = message.get("events_total")
+        truncated = isinstance(total, int) and total > len(events)
+        for event in events:
+            props = event.get("props")
+            if isinstance(props, dict):
+                for prop in props:
+                    if prop in feed.prop_keys or len(feed.prop_keys) < _MAX_PROP_KEYS:
+                        feed.prop_keys[prop] += 1
+        feed.recent.extend(events)
+        encoded = [_encode(event) for event in events]
+        now_ms, now = self._wall_ms(), self._clock()
+        for view in feed.views.values():
+            in_range = [
+                i for i, e in enumerate(events) if view.contains(_int(e.get("timestamp")), now_ms)
+            ]
+            if in_range or truncated or message.get("dropped"):
+                view.changed.set()
+            mine = [i for i in in_range if event_matches(events[i], view.filters)]
+            if mine:
+                self._send_events(view, mine, events, encoded, now)
+
+    def _send_events(
+        self,
+        view: View,
+        mine: list[int],
+        events: list[dict[str, Any]],
+        encoded: list[str],
+        now: float,
+    ) -> None:
+        for client in view.clients:
+            if not client.ready:
+                continue
+            chosen: list[int] = sample(mine, client.bucket.take(len(mine), now))
+            skipped = len(mine) - len(chosen)
+            client.skipped += skipped
+            client.pending_skipped += skipped
+            if skipped:
+                self.metrics.events_skipped.inc(skipped)
+            if not chosen:
+                continue
+            text = (
+                f'{{"type":"event","skipped":{client.pending_skipped},'
+                f'"events":[{",".join(encoded[i] for i in chosen)}]}}'
+            )
+            client.pending_skipped = 0
+            received = tuple(_int(events[i].get("received_at")) for i in chosen)
+            client.push(Frame("event", text, view.key, tuple(r for r in received if r > 0)))
+
+    # -- queries -------------------------------------------------------------------------
+
+    async def _snapshot(self, client: LiveClient, feed: SiteFeed, view: View) -> None:
+        async with view.lock:
+            fresh = (
+                view.state is not None
+                and view.state_version >= feed.version
+                and self._clock() - view.state_at < self.config.min_update_interval_s
+            )
+            try:
+                state = (
+                    view.state
+                    if fresh and view.state is not None
+                    else await self._compute(feed, view)
+                )
+            except (HitstreamError, QueryProblem) as exc:
+                log.warning("live snapshot for %s failed: %s", view.key.site_id, exc)
+                client.push(_error("snapshot", str(exc)))
+                client.ready = True
+                return
+            if client.view != view.key:
+                return
+            now_ms = self._wall_ms()
+            recent = [
+                e
+                for e in feed.recent
+                if view.contains(_int(e.get("timestamp")), now_ms)
+                and event_matches(e, view.filters)
+            ]
+            body = {
+                "type": "snapshot",
+                "view": view.key.as_dict(),
+                **state,
+                "events": recent,
+                "alerts": list(feed.alerts),
+            }
+            client.push(Frame("snapshot", _encode(body), view.key))
+            client.ready = True
+
+    async def _update_loop(self, feed: SiteFeed, view: View) -> None:
+        interval = self.config.min_update_interval_s
+        while True:
+            await view.changed.wait()
+            delay = view.last_update + interval - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            view.changed.clear()
+            try:
+                async with view.lock:
+                    state = await self._compute(feed, view)
+                    frame = Frame("update", _encode({"type": "update", **state}), view.key)
+                    for client in tuple(view.clients):
+                        client.push(frame)
+            except (HitstreamError, QueryProblem) as exc:
+                log.warning("live update for %s failed: %s", view.key.site_id, exc)
+            view.last_update = self._clock()
+            view.updates += 1
+
+    async def _compute(self, feed: SiteFeed, view: View) -> dict[str, Any]:
+        """Run the view's queries once and remember the result for snapshots."""
+        version = await self.store.data_version(view.key.site_id)
+        top_props = feed.prop_keys.most_common(self.config.prop_breakdowns)
+        state = await query_view(
+            self.stats,
+            view.key,
+            now_ms=self._query_ms(),
+            quality=self._quality_of,
+            prop_keys=[prop for prop, _ in top_props],
+            limit=self.config.breakdown_limit,
+        )
+        state = {"data_version": version, **state}
+        view.state, view.state_at, view.state_version = state, self._clock(), version
+        return state
+
+    async def _quality_of(self, site_id: str) -> dict[str, Any]:
+        if self._quality is not None:
+            return await self._quality(site_id)
+        return {"rejected": {}, "dropped": await self.store.drop_counts(site_id)}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

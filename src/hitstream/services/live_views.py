@@ -1,0 +1,204 @@
+"""What a live dashboard looks at (a view) and the one query run that fills it.
+
+Equal views share one ``View`` object; ``query_view`` runs every query a dashboard needs once
+(concurrently) through the stats service, so the numbers are exactly the stats API's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from hitstream.domain.stats import (
+    METRICS,
+    Filter,
+    QueryProblem,
+    Range,
+    StatsQuery,
+    build_query,
+    parse_filters,
+    resolve_period,
+)
+from hitstream.services.live_client import LiveClient
+
+SERIES_METRICS: Final = "visitors,pageviews"
+BREAKDOWNS: Final = {
+    "page": "visitors,pageviews",
+    "entry_page": "visitors,visits",
+    "exit_page": "visitors,visits",
+    "source": "visitors,visits",
+    "channel": "visitors,visits",
+    "referrer": "visitors,visits",
+    "utm_campaign": "visitors,visits",
+    "browser": "visitors,visits",
+    "os": "visitors,visits",
+    "device": "visitors,visits",
+    "country": "visitors,visits",
+    "event_type": "visitors,events",
+    "event_name": "visitors,events",
+}
+PROP_METRICS: Final = "visitors,events"
+
+
+class LiveStats(Protocol):
+    """The stats service: the exact JSON bodies of the stats API."""
+
+    async def aggregate(self, query: StatsQuery) -> dict[str, Any]: ...
+    async def timeseries(self, query: StatsQuery) -> dict[str, Any]: ...
+    async def breakdown(self, query: StatsQuery) -> dict[str, Any]: ...
+    async def realtime(self, site_id: str) -> dict[str, Any]: ...
+
+
+class VersionSource(Protocol):
+    """What the hub needs from the store itself (the ``Store`` port fits)."""
+
+    async def data_version(self, site_id: str) -> int: ...
+    async def drop_counts(self, site_id: str | None = None) -> dict[str, int]: ...
+
+
+QualitySource = Callable[[str], Coroutine[Any, Any, dict[str, Any]]]
+"""site_id -> ``{"rejected": {...}, "dropped": {...}}``, the body of ``/api/v1/quality``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ViewKey:
+    """What a dashboard looks at; equal keys share one ``View``."""
+
+    site_id: str
+    period: str = "day"
+    date_from: str = ""
+    date_to: str = ""
+    filters: str = ""
+    tz: str = "UTC"
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "site_id": self.site_id,
+            "period": self.period,
+            "from": self.date_from,
+            "to": self.date_to,
+            "filters": self.filters,
+            "tz": self.tz,
+        }
+
+    def query(self, now_ms: int, **extra: Any) -> StatsQuery:
+        return build_query(
+            site_id=self.site_id,
+            now_ms=now_ms,
+            period=self.period,
+            date_from=self.date_from or None,
+            date_to=self.date_to or None,
+            filters=self.filters or None,
+            tz=self.tz,
+            **extra,
+        )
+
+
+def parse_view(params: Mapping[str, object], now_ms: int) -> ViewKey:
+    """A checked, canonical ``ViewKey`` from query parameters or a ``set`` message."""
+    raw: dict[str, str] = {}
+    for name in ("site_id", "period", "from", "to", "filters", "tz"):
+        value = params.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > 1024:
+            raise QueryProblem(name, "must be a string of at most 1024 characters")
+        raw[name] = value.strip()
+    period = raw.get("period") or "day"
+    custom = period == "custom"
+    filters = ";".join(
+        sorted(f"{f.property}{f.op}{'|'.join(f.values)}" for f in parse_filters(raw.get("filters")))
+    )
+    key = ViewKey(
+        site_id=raw.get("site_id", ""),
+        period=period,
+        date_from=raw.get("from", "") if custom else "",
+        date_to=raw.get("to", "") if custom else "",
+        filters=filters,
+        tz=raw.get("tz") or "UTC",
+    )
+    key.query(now_ms)  # raises QueryProblem naming the bad parameter
+    return key
+
+
+@dataclass(eq=False, slots=True)
+class View:
+    key: ViewKey
+    filters: tuple[Filter, ...]
+    clients: set[LiveClient] = field(default_factory=set)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    state: dict[str, Any] | None = None
+    state_at: float = float("-inf")
+    state_version: int = -1
+    last_update: float = float("-inf")
+    updates: int = 0
+    task: asyncio.Task[None] | None = None
+
+    def contains(self, timestamp: int, now_ms: int) -> bool:
+        """Whether an event time is inside the view's period (rolling periods: not before)."""
+        try:
+            span: Range = resolve_period(
+                self.key.period, now_ms, self.key.tz, self.key.date_from, self.key.date_to
+            )
+        except QueryProblem:
+            return False
+        if timestamp < span.start:
+            return False
+        return self.key.period != "custom" or timestamp < span.end
+
+
+@dataclass(eq=False, slots=True)
+class SiteFeed:
+    """Everything the hub keeps per site: its views, recent events and alerts, readers."""
+
+    site_id: str
+    recent: deque[dict[str, Any]]
+    alerts: deque[dict[str, Any]]
+    views: dict[ViewKey, View] = field(default_factory=dict)
+    prop_keys: Counter[str] = field(default_factory=Counter)
+    version: int = 0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    expiry: asyncio.TimerHandle | None = None
+    """Set while nobody watches: the feed lingers so a reload still shows recent events."""
+
+
+async def query_view(
+    stats: LiveStats,
+    key: ViewKey,
+    *,
+    now_ms: int,
+    quality: QualitySource,
+    prop_keys: list[str],
+    limit: int,
+) -> dict[str, Any]:
+    """Aggregate (with the previous period), series, breakdowns, realtime and quality."""
+    properties = dict(BREAKDOWNS)
+    for prop in prop_keys:
+        properties[f"prop:{prop}"] = PROP_METRICS
+    aggregate_q = key.query(now_ms, metrics=",".join(METRICS), compare="previous_period")
+    series_q = key.query(now_ms, metrics=SERIES_METRICS)
+    breakdown_qs = {
+        prop: key.query(now_ms, property=prop, metrics=metrics, limit=limit)
+        for prop, metrics in properties.items()
+    }
+    try:
+        async with asyncio.TaskGroup() as group:
+            aggregate = group.create_task(stats.aggregate(aggregate_q))
+            series = group.create_task(stats.timeseries(series_q))
+            realtime = group.create_task(stats.realtime(key.site_id))
+            checked = group.create_task(quality(key.site_id))
+            rows = {p: group.create_task(stats.breakdown(q)) for p, q in breakdown_qs.items()}
+    except ExceptionGroup as group_error:  # the first failure speaks for the run
+        raise group_error.exceptions[0] from None
+    return {
+        "interval": series_q.interval,
+        "aggregate": aggregate.result(),
+        "timeseries": series.result(),
+        "realtime": realtime.result(),
+        "quality": checked.result(),
+        "breakdowns": {p: task.result().get("results", []) for p, task in rows.items()},
+    }

@@ -1,0 +1,674 @@
+/* hitstream dashboard: one WebSocket (/api/v1/live) feeds every panel.
+ *
+ * The view (site, period, filters) lives in the URL so it can be shared; changing it sends a
+ * {"type": "set"} message and the server answers with a fresh snapshot. Every value that a
+ * visitor could have influenced (paths, titles, referrers, props...) is inserted with
+ * textContent, never innerHTML; the page's CSP forbids inline scripts besides.
+ */
+(function () {
+  'use strict';
+
+  // ---------------------------------------------------------------- helpers
+
+  var $ = function (id) { return document.getElementById(id); };
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  var numberFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+  var compactFormat = new Intl.NumberFormat(undefined, { notation: 'compact', maximumFractionDigits: 1 });
+
+  function fmtNum(v) { return v >= 10000 ? compactFormat.format(v) : numberFormat.format(v); }
+  function fmtPct(v) { return numberFormat.format(v) + '%'; }
+  function fmtDec(v) { return (Math.round(v * 100) / 100).toFixed(2); }
+  function fmtMs(v) {
+    if (!v) return '–';
+    return v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + ' s' : Math.round(v) + ' ms';
+  }
+  function fmtDur(seconds) {
+    var s = Math.round(seconds);
+    if (s < 60) return s + 's';
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + 'm ' + (s % 60) + 's';
+    return Math.floor(m / 60) + 'h ' + (m % 60) + 'm';
+  }
+  function fmtTime(ms) {
+    return new Date(ms).toLocaleTimeString(undefined, {
+      hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false
+    });
+  }
+
+  var regionNames = null;
+  try { regionNames = new Intl.DisplayNames(undefined, { type: 'region' }); } catch (e) { /* old browser */ }
+
+  function countryLabel(code) {
+    if (!/^[A-Z]{2}$/.test(code)) return code;
+    try { return (regionNames && regionNames.of(code)) || code; } catch (e) { return code; }
+  }
+
+  // ---------------------------------------------------------------- what the dashboard shows
+
+  var CARDS = [
+    { key: 'visitors', label: 'Visitors', fmt: fmtNum },
+    { key: 'visits', label: 'Visits', fmt: fmtNum },
+    { key: 'pageviews', label: 'Pageviews', fmt: fmtNum },
+    { key: 'events', label: 'Events', fmt: fmtNum },
+    { key: 'bounce_rate', label: 'Bounce rate', fmt: fmtPct, lowerIsBetter: true },
+    { key: 'visit_duration', label: 'Visit duration', fmt: fmtDur },
+    { key: 'views_per_visit', label: 'Views per visit', fmt: fmtDec },
+    { key: 'load_time_p50', label: 'Load time (median)', fmt: fmtMs, lowerIsBetter: true },
+    { key: 'load_time_p95', label: 'Load time (p95)', fmt: fmtMs, lowerIsBetter: true }
+  ];
+
+  var PANELS = [
+    { id: 'pages', tabs: [['page', 'Top pages'], ['entry_page', 'Entry pages'], ['exit_page', 'Exit pages']] },
+    { id: 'sources', tabs: [['source', 'Sources'], ['channel', 'Channels'], ['referrer', 'Referrers'], ['utm_campaign', 'Campaigns']] },
+    { id: 'devices', tabs: [['browser', 'Browsers'], ['os', 'OS'], ['device', 'Devices']] },
+    { id: 'countries', tabs: [['country', 'Countries']] },
+    { id: 'events', tabs: [['event_type', 'Event types'], ['event_name', 'Custom events'], ['props', 'Event props']] }
+  ];
+
+  var LABELS = {
+    page: 'Page', entry_page: 'Entry page', exit_page: 'Exit page', source: 'Source',
+    channel: 'Channel', referrer: 'Referrer', utm_campaign: 'Campaign', browser: 'Browser',
+    os: 'OS', device: 'Device', country: 'Country', event_type: 'Event type', event_name: 'Event'
+  };
+
+  // ---------------------------------------------------------------- view state (the URL)
+
+  var view = readUrl();
+  var state = { breakdowns: {}, tabs: {}, events: [], alerts: [], lastData: null };
+
+  function readUrl() {
+    var q = new URLSearchParams(location.search);
+    return {
+      site: q.get('site') || '',
+      period: q.get('period') || 'day',
+      from: q.get('from') || '',
+      to: q.get('to') || '',
+      filters: parseFilters(q.get('filters') || '')
+    };
+  }
+
+  function writeUrl(push) {
+    var q = new URLSearchParams();
+    if (view.site) q.set('site', view.site);
+    q.set('period', view.period);
+    if (view.period === 'custom') { q.set('from', view.from); q.set('to', view.to); }
+    var f = filterString();
+    if (f) q.set('filters', f);
+    var url = location.pathname + '?' + q.toString();
+    if (url !== location.pathname + location.search) {
+      history[push ? 'pushState' : 'replaceState'](null, '', url);
+    }
+  }
+
+  function parseFilters(raw) {
+    var out = [];
+    raw.split(';').forEach(function (clause) {
+      var m = /^\s*([a-z_]+(?::[^=!~]+)?)\s*(==|!=|~)(.*)$/.exec(clause);
+      if (m) out.push({ prop: m[1], op: m[2], values: m[3].split('|') });
+    });
+    return out;
+  }
+
+  function filterString() {
+    return view.filters.map(function (f) { return f.prop + f.op + f.values.join('|'); }).join(';');
+  }
+
+  function tz() {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'; } catch (e) { return 'UTC'; }
+  }
+
+  function liveParams() {
+    var p = { site_id: view.site, period: view.period, filters: filterString(), tz: tz() };
+    if (view.period === 'custom') { p.from = view.from; p.to = view.to; }
+    return p;
+  }
+
+  function changeView(mutate) {
+    mutate();
+    writeUrl(true);
+    renderControls();
+    sendSet();
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  var socket = null;
+  var attempts = 0;
+  var retryTimer = null;
+
+  function connect() {
+    if (!view.site) return;
+    clearTimeout(retryTimer);
+    if (socket) { socket.onclose = null; socket.close(); }
+    setConn('connecting', 'connecting');
+    var scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+    var url = scheme + location.host + '/api/v1/live?' + new URLSearchParams(liveParams()).toString();
+    var ws = new WebSocket(url);
+    socket = ws;
+    ws.onopen = function () { attempts = 0; setConn('live', 'live'); };
+    ws.onmessage = function (msg) {
+      var frame;
+      try { frame = JSON.parse(msg.data); } catch (e) { return; }
+      handle(frame);
+    };
+    ws.onclose = function (ev) {
+      if (socket !== ws) return;
+      socket = null;
+      if (ev.code === 1008) { setConn('offline', 'invalid view'); return; }
+      var delay = Math.min(15000, 500 * Math.pow(2, attempts)) * (0.75 + Math.random() * 0.5);
+      attempts += 1;
+      setConn('reconnecting', 'reconnecting in ' + Math.ceil(delay / 1000) + ' s');
+      retryTimer = setTimeout(connect, delay);
+    };
+  }
+
+  function sendSet() {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      var msg = liveParams();
+      msg.type = 'set';
+      socket.send(JSON.stringify(msg));
+    } else {
+      connect();
+    }
+  }
+
+  function setConn(kind, label) {
+    $('conn').className = 'conn ' + kind;
+    $('conn-label').textContent = label;
+    document.body.dataset.conn = kind;
+  }
+
+  // ---------------------------------------------------------------- frames
+
+  function handle(frame) {
+    if (frame.type === 'snapshot') {
+      hideNotice();
+      state.events = (frame.events || []).slice(-50).reverse();
+      state.alerts = (frame.alerts || []).slice().reverse();
+      renderData(frame);
+      renderStream();
+      renderAlerts();
+    } else if (frame.type === 'update') {
+      renderData(frame);
+    } else if (frame.type === 'event') {
+      addEvents(frame.events || [], frame.skipped || 0);
+    } else if (frame.type === 'alert') {
+      state.alerts.unshift(frame);
+      state.alerts = state.alerts.slice(0, 20);
+      renderAlerts();
+    } else if (frame.type === 'error') {
+      showNotice((frame.field ? frame.field + ': ' : '') + (frame.reason || 'error'));
+    }
+  }
+
+  function renderData(frame) {
+    state.lastData = frame;
+    var results = (frame.aggregate && frame.aggregate.results) || {};
+    renderCards(results, frame.realtime || {});
+    renderChart(frame.timeseries || {}, frame.interval);
+    state.breakdowns = frame.breakdowns || {};
+    PANELS.forEach(renderPanel);
+    renderQuality(frame.quality || {});
+    var hasData = Object.keys(results).some(function (k) { return results[k] && results[k].value; })
+      || ((frame.realtime || {}).visitors > 0) || state.events.length > 0;
+    $('empty').hidden = hasData || view.filters.length > 0;
+    $('updated').textContent = 'Updated ' + fmtTime(Date.now()) + ' · data version ' + (frame.data_version || 0);
+  }
+
+  // ---------------------------------------------------------------- cards
+
+  var cardNodes = {};
+
+  function buildCards() {
+    var root = $('cards');
+    var live = el('article', 'card live-card');
+    live.appendChild(el('h3', null, 'Current visitors'));
+    var liveValue = el('div', 'value', '–');
+    live.appendChild(liveValue);
+    live.appendChild(el('div', 'sub', 'last 5 minutes'));
+    root.appendChild(live);
+    cardNodes.realtime = { value: liveValue };
+    CARDS.forEach(function (card) {
+      var node = el('article', 'card');
+      node.appendChild(el('h3', null, card.label));
+      var value = el('div', 'value', '–');
+      var change = el('div', 'change');
+      node.appendChild(value);
+      node.appendChild(change);
+      root.appendChild(node);
+      cardNodes[card.key] = { value: value, change: change };
+    });
+  }
+
+  function renderCards(results, realtime) {
+    cardNodes.realtime.value.textContent = fmtNum(realtime.visitors || 0);
+    CARDS.forEach(function (card) {
+      var r = results[card.key] || {};
+      var nodes = cardNodes[card.key];
+      nodes.value.textContent = r.value === undefined ? '–' : card.fmt(r.value);
+      var change = r.change;
+      if (change === undefined || change === null) {
+        nodes.change.className = 'change flat';
+        nodes.change.textContent = r.previous ? '' : 'no earlier data';
+        return;
+      }
+      var up = change > 0;
+      var good = card.lowerIsBetter ? !up : up;
+      nodes.change.className = 'change ' + (change === 0 ? 'flat' : good ? 'good' : 'bad');
+      nodes.change.textContent = (change === 0 ? '±' : up ? '▲ ' : '▼ ') + numberFormat.format(Math.abs(change)) + '% vs previous';
+    });
+  }
+
+  // ---------------------------------------------------------------- chart
+
+  var dayFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+
+  function tickLabel(ms, interval) {
+    var d = new Date(ms);
+    if (interval === 'day') return dayFormat.format(d);
+    var hm = String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
+    return hm === '00:00' && interval === 'hour' ? dayFormat.format(d) : hm;
+  }
+
+  var MIN = 60;
+  var X_STEPS = {  // tick steps in seconds: whole buckets only
+    minute: [MIN, 2 * MIN, 5 * MIN, 10 * MIN, 15 * MIN, 30 * MIN, 60 * MIN],
+    hour: [3600, 2 * 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 48 * 3600],
+    day: [86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400, 91 * 86400, 365 * 86400]
+  };
+
+  var chart = null;
+  var chartKey = '';
+
+  function cssVar(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  }
+
+  function chartSize() {
+    var box = $('chart');
+    var width = Math.max(240, box.clientWidth);
+    return { width: width, height: width < 600 ? 200 : 260 };
+  }
+
+  function renderChart(series, interval) {
+    if (!window.uPlot) return;
+    var rows = series.results || [];
+    var data = [
+      rows.map(function (r) { return r.bucket / 1000; }),
+      rows.map(function (r) { return r.visitors || 0; }),
+      rows.map(function (r) { return r.pageviews || 0; })
+    ];
+    var key = interval + '|' + matchMedia('(prefers-color-scheme: dark)').matches;
+    if (chart && chartKey === key) { chart.setData(data); return; }
+    if (chart) chart.destroy();
+    chartKey = key;
+    var axis = { stroke: cssVar('--muted'), grid: { stroke: cssVar('--grid'), width: 1 }, ticks: { stroke: cssVar('--grid') } };
+    var xAxis = Object.assign({}, axis, {
+      space: 60,
+      incrs: X_STEPS[interval] || X_STEPS.day,
+      values: function (u, splits) { return splits.map(function (s) { return tickLabel(s * 1000, interval); }); }
+    });
+    var yAxis = Object.assign({}, axis, {
+      values: function (u, splits) { return splits.map(function (v) { return fmtNum(v); }); },
+      size: function (u, values) {
+        var longest = (values || []).reduce(function (n, v) { return Math.max(n, String(v).length); }, 1);
+        return 18 + longest * 8;
+      }
+    });
+    var size = chartSize();
+    chart = new uPlot({
+      width: size.width,
+      height: size.height,
+      legend: { show: false },
+      cursor: { points: { size: 7 } },
+      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(4, max * 1.1)]; } } },
+      padding: [12, 16, 0, 0],
+      axes: [xAxis, yAxis],
+      series: [
+        {},
+        { label: 'Visitors', stroke: cssVar('--accent'), width: 2, fill: cssVar('--accent-fill'), points: { show: false } },
+        { label: 'Pageviews', stroke: cssVar('--accent-2'), width: 2, dash: [5, 4], points: { show: false } }
+      ]
+    }, data, $('chart'));
+  }
+
+  if (window.ResizeObserver) {
+    new ResizeObserver(function () {
+      if (chart) chart.setSize(chartSize());
+    }).observe($('chart'));
+  }
+  matchMedia('(prefers-color-scheme: dark)').addEventListener('change', function () {
+    if (state.lastData) renderChart(state.lastData.timeseries || {}, state.lastData.interval);
+  });
+
+  // ---------------------------------------------------------------- breakdown panels
+
+  function buildPanels() {
+    var root = $('panels');
+    PANELS.forEach(function (panel) {
+      var section = el('section', 'panel breakdown');
+      section.id = 'panel-' + panel.id;
+      var head = el('div', 'panel-head');
+      var tabs = el('div', 'tabs');
+      tabs.setAttribute('role', 'tablist');
+      panel.tabs.forEach(function (tab, i) {
+        var button = el('button', 'tab', tab[1]);
+        button.type = 'button';
+        button.dataset.tab = tab[0];
+        button.setAttribute('role', 'tab');
+        button.addEventListener('click', function () {
+          state.tabs[panel.id] = tab[0];
+          renderPanel(panel);
+        });
+        tabs.appendChild(button);
+        if (i === 0) state.tabs[panel.id] = tab[0];
+      });
+      head.appendChild(panel.tabs.length > 1 ? tabs : el('h2', null, panel.tabs[0][1]));
+      section.appendChild(head);
+      var body = el('div', 'rows');
+      body.id = 'rows-' + panel.id;
+      section.appendChild(body);
+      root.insertBefore(section, $('quality'));
+    });
+  }
+
+  function valueLabel(prop, value) {
+    if (value === '' || value === null || value === undefined) {
+      return prop === 'source' || prop === 'referrer' ? 'Direct / none' : '(none)';
+    }
+    return prop === 'country' ? countryLabel(String(value)) : String(value);
+  }
+
+  function renderPanel(panel) {
+    var current = state.tabs[panel.id];
+    var section = $('panel-' + panel.id);
+    Array.prototype.forEach.call(section.querySelectorAll('.tab'), function (b) {
+      b.classList.toggle('active', b.dataset.tab === current);
+      b.setAttribute('aria-selected', b.dataset.tab === current ? 'true' : 'false');
+    });
+    var body = $('rows-' + panel.id);
+    clear(body);
+    if (current === 'props') {
+      var keys = Object.keys(state.breakdowns).filter(function (k) { return k.indexOf('prop:') === 0; });
+      if (!keys.length) body.appendChild(el('p', 'placeholder', 'No custom event props yet.'));
+      keys.forEach(function (k) {
+        body.appendChild(el('h3', 'prop-title', k.slice(5)));
+        body.appendChild(table(k, state.breakdowns[k] || []));
+      });
+      return;
+    }
+    body.appendChild(table(current, state.breakdowns[current] || []));
+  }
+
+  function table(prop, rows) {
+    var wrap = el('div', 'table');
+    if (!rows.length) {
+      wrap.appendChild(el('p', 'placeholder', 'Nothing here yet.'));
+      return wrap;
+    }
+    var metrics = Object.keys(rows[0]).filter(function (k) { return k !== 'value'; });
+    var head = el('div', 'row head');
+    head.appendChild(el('span', 'label', LABELS[prop] || prop.replace(/^prop:/, '')));
+    metrics.forEach(function (m) { head.appendChild(el('span', 'num', m)); });
+    wrap.appendChild(head);
+    var top = Math.max.apply(null, rows.map(function (r) { return r[metrics[0]] || 0; })) || 1;
+    rows.forEach(function (r) {
+      var row = el('button', 'row');
+      row.type = 'button';
+      var label = valueLabel(prop, r.value);
+      row.title = 'Filter by ' + (LABELS[prop] || prop) + ': ' + label;
+      var bar = el('span', 'bar');
+      bar.style.width = Math.max(1, (100 * (r[metrics[0]] || 0)) / top) + '%';
+      row.appendChild(bar);
+      row.appendChild(el('span', 'label', label));
+      metrics.forEach(function (m) { row.appendChild(el('span', 'num', fmtNum(r[m] || 0))); });
+      row.addEventListener('click', function () { addFilter(prop, String(r.value === null ? '' : r.value)); });
+      wrap.appendChild(row);
+    });
+    return wrap;
+  }
+
+  // ---------------------------------------------------------------- filters
+
+  function addFilter(prop, value) {
+    if (/[;|]/.test(value)) { showNotice('This value cannot be used as a filter.'); return; }
+    changeView(function () {
+      view.filters = view.filters.filter(function (f) { return f.prop !== prop; });
+      view.filters.push({ prop: prop, op: '==', values: [value] });
+    });
+  }
+
+  function renderFilters() {
+    var chips = $('chips');
+    clear(chips);
+    view.filters.forEach(function (f, i) {
+      var chip = el('span', 'chip');
+      var name = LABELS[f.prop] || f.prop.replace(/^prop:/, 'prop ');
+      var op = f.op === '==' ? 'is' : f.op === '!=' ? 'is not' : 'contains';
+      chip.appendChild(el('span', null, name + ' ' + op + ' '));
+      chip.appendChild(el('strong', null, f.values.map(function (v) { return valueLabel(f.prop, v); }).join(' or ')));
+      var remove = el('button', 'chip-x', '×');
+      remove.type = 'button';
+      remove.setAttribute('aria-label', 'Remove filter');
+      remove.addEventListener('click', function () {
+        changeView(function () { view.filters.splice(i, 1); });
+      });
+      chip.appendChild(remove);
+      chips.appendChild(chip);
+    });
+    $('filters').hidden = view.filters.length === 0;
+  }
+
+  // ---------------------------------------------------------------- stream, alerts, quality
+
+  function addEvents(events, skipped) {
+    var list = $('stream');
+    for (var i = 0; i < events.length; i++) {
+      state.events.unshift(events[i]);
+      var row = eventRow(events[i]);
+      row.classList.add('new');
+      list.insertBefore(row, list.firstChild);
+    }
+    state.events = state.events.slice(0, 50);
+    while (list.children.length > 50) list.removeChild(list.lastChild);
+    state.skipped = (state.skipped || 0) + skipped;
+    renderStreamInfo();
+  }
+
+  function eventRow(e) {
+    var li = el('li', 'ev ev-' + (e.type || 'event'));
+    li.appendChild(el('time', null, fmtTime(e.timestamp || e.received_at || Date.now())));
+    li.appendChild(el('span', 'badge', e.type === 'custom' || e.type === 'click' ? e.name || e.type : e.type));
+    var main = el('span', 'what', e.path || '/');
+    main.title = e.title || '';
+    li.appendChild(main);
+    var props = e.props || {};
+    var parts = Object.keys(props).map(function (k) { return k + '=' + props[k]; });
+    if (parts.length) li.appendChild(el('span', 'props', parts.join(' · ')));
+    var meta = [e.country ? countryLabel(e.country) : '', e.browser || '', e.source || ''].filter(Boolean);
+    li.appendChild(el('span', 'meta', meta.join(' · ')));
+    return li;
+  }
+
+  function renderStream() {
+    var list = $('stream');
+    clear(list);
+    state.events.forEach(function (e) { list.appendChild(eventRow(e)); });
+    renderStreamInfo();
+  }
+
+  function renderStreamInfo() {
+    $('stream-empty').hidden = state.events.length > 0;
+    $('stream-info').textContent = state.skipped ? state.skipped + ' not shown (rate limit)' : '';
+  }
+
+  function renderAlerts() {
+    var list = $('alerts');
+    clear(list);
+    state.alerts.forEach(function (a) {
+      var li = el('li', 'alert');
+      li.appendChild(el('strong', null, a.rule || 'alert'));
+      li.appendChild(el('span', null, a.message || ''));
+      var detail = [];
+      if (a.value !== undefined) detail.push('value ' + a.value);
+      if (a.threshold !== undefined) detail.push('threshold ' + a.threshold);
+      if (a.at) detail.push(fmtTime(a.at));
+      li.appendChild(el('span', 'meta', detail.join(' · ')));
+      list.appendChild(li);
+    });
+    $('alerts-empty').hidden = state.alerts.length > 0;
+  }
+
+  function kv(list, counts, emptyText) {
+    clear(list);
+    var keys = Object.keys(counts || {}).sort(function (a, b) { return counts[b] - counts[a]; });
+    if (!keys.length) list.appendChild(el('li', 'placeholder', emptyText));
+    keys.forEach(function (k) {
+      var li = el('li');
+      li.appendChild(el('span', 'label', k));
+      li.appendChild(el('span', 'num', fmtNum(counts[k])));
+      list.appendChild(li);
+    });
+  }
+
+  function renderQuality(q) {
+    kv($('rejected'), q.rejected, 'Nothing rejected.');
+    kv($('dropped'), q.dropped, 'Nothing dropped.');
+  }
+
+  function showNotice(text) {
+    $('notice').textContent = text;
+    $('notice').hidden = false;
+  }
+  function hideNotice() { $('notice').hidden = true; }
+
+  // ---------------------------------------------------------------- controls
+
+  function renderControls() {
+    Array.prototype.forEach.call(document.querySelectorAll('#periods button'), function (b) {
+      var on = b.dataset.period === view.period;
+      b.classList.toggle('active', on);
+      b.setAttribute('aria-pressed', on ? 'true' : 'false');
+    });
+    $('custom-range').hidden = view.period !== 'custom';
+    $('from').value = view.from;
+    $('to').value = view.to;
+    var select = $('site');
+    if (select.value !== view.site) select.value = view.site;
+    renderFilters();
+  }
+
+  function isoDay(d) {
+    var local = new Date(d.getTime() - d.getTimezoneOffset() * 60000);
+    return local.toISOString().slice(0, 10);
+  }
+
+  function bindControls() {
+    $('periods').addEventListener('click', function (ev) {
+      var button = ev.target.closest('button[data-period]');
+      if (!button) return;
+      var period = button.dataset.period;
+      if (period === 'custom') {
+        if (!view.from) {
+          var now = new Date();
+          view.to = isoDay(now);
+          view.from = isoDay(new Date(now.getTime() - 6 * 86400000));
+        }
+        view.period = 'custom';
+        renderControls();
+        $('from').focus();
+        return;
+      }
+      changeView(function () { view.period = period; });
+    });
+    $('custom-range').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var from = $('from').value;
+      var to = $('to').value;
+      if (!from || !to) return;
+      changeView(function () {
+        view.period = 'custom';
+        view.from = from <= to ? from : to;
+        view.to = from <= to ? to : from;
+      });
+    });
+    $('site').addEventListener('change', function () {
+      var site = $('site').value;
+      changeView(function () { view.site = site; view.filters = []; });
+      state.events = [];
+      state.skipped = 0;
+      renderStream();
+    });
+    $('clear-filters').addEventListener('click', function () {
+      changeView(function () { view.filters = []; });
+    });
+    window.addEventListener('popstate', function () {
+      var siteBefore = view.site;
+      view = readUrl();
+      if (!view.site) view.site = siteBefore;
+      renderControls();
+      sendSet();
+    });
+  }
+
+  function loadSites() {
+    return fetch('/api/v1/sites', { headers: { Accept: 'application/json' } })
+      .then(function (r) { return r.ok ? r.json() : { sites: [] }; })
+      .catch(function () { return { sites: [] }; })
+      .then(function (body) {
+        var sites = (body && body.sites) || [];
+        if (view.site && sites.indexOf(view.site) < 0) sites.unshift(view.site);
+        var select = $('site');
+        clear(select);
+        sites.forEach(function (s) {
+          var option = el('option', null, s);
+          option.value = s;
+          select.appendChild(option);
+        });
+        return sites;
+      });
+  }
+
+  function showSnippet() {
+    var origin = location.origin;
+    $('snippet').textContent =
+      '<script defer data-site="' + (view.site || 'example.com') + '" src="' + origin + '/js/hitstream.js"></script>';
+  }
+
+  function start() {
+    buildCards();
+    buildPanels();
+    bindControls();
+    loadSites().then(function (sites) {
+      if (!view.site) view.site = sites[0] || '';
+      writeUrl(false);
+      renderControls();
+      showSnippet();
+      if (!view.site) {
+        $('empty').hidden = false;
+        setConn('offline', 'no sites yet');
+        setTimeout(function retry() {
+          loadSites().then(function (again) {
+            if (again.length) { view.site = again[0]; writeUrl(false); renderControls(); showSnippet(); connect(); }
+            else setTimeout(retry, 3000);
+          });
+        }, 3000);
+        return;
+      }
+      connect();
+    });
+  }
+
+  start();
+})();

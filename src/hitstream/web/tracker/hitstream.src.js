@@ -1,0 +1,141 @@
+/*
+ * hitstream tracker (readable source). Build the served copy with scripts/build-tracker.sh.
+ *
+ *   <script defer data-site="example.com" src="https://stats.example.com/js/hitstream.js"></script>
+ *
+ * Counts pageviews (also single-page-app navigations: history.pushState/replaceState,
+ * popstate, hash routes like #/about), outbound link clicks, file downloads, custom events
+ * (window.hitstream('signup', {props: {plan: 'pro'}})) and the page load time. No cookies,
+ * nothing stored in the browser: visitors are counted by the server from a daily-salted hash.
+ *
+ * Attributes: data-site (default: this hostname), data-api (default: <script origin>/api/v1/events),
+ * data-respect-dnt (send nothing when Do Not Track is on).
+ * Opt out in one browser: localStorage.hitstream_ignore = "true".
+ *
+ * Calls made before the script loads are queued by this snippet and sent once it runs:
+ *   <script>window.hitstream = window.hitstream || function () {
+ *     (window.hitstream.q = window.hitstream.q || []).push(arguments) }</script>
+ */
+(function (win, doc) {
+  'use strict';
+  var script = doc.currentScript;
+  if (!script) return;
+  var nav = navigator;
+  var loc = location;
+  var site = script.getAttribute('data-site') || loc.hostname;
+  var endpoint =
+    script.getAttribute('data-api') || new URL(script.src, loc.href).origin + '/api/v1/events';
+  var respectDnt = script.hasAttribute('data-respect-dnt');
+  var queued = (win.hitstream && win.hitstream.q) || [];
+  var DOWNLOAD =
+    /\.(pdf|zip|gz|tgz|bz2|xz|7z|rar|dmg|exe|msi|pkg|deb|rpm|apk|iso|docx?|xlsx?|pptx?|od[tsp]|csv|txt|rtf|epub|mp3|mp4|m4a|mov|avi|mkv|wav|flac)$/i;
+  var lastPage; // pathname (+ hash route) of the last pageview: skips repeated replaceState
+  var pending; // the first pageview, held until the load event so it can carry load_time_ms
+
+  function ignored() {
+    try {
+      if (localStorage.getItem('hitstream_ignore') === 'true') return true;
+    } catch (e) {
+      // storage blocked: nothing to honour
+    }
+    return respectDnt && (nav.doNotTrack === '1' || win.doNotTrack === '1');
+  }
+
+  // Everything about the page is read when the event happens, not when it is sent.
+  function build(type, name, props) {
+    return {
+      site_id: site,
+      type: type,
+      name: name,
+      url: loc.href.slice(0, 2048),
+      referrer: doc.referrer.slice(0, 2048),
+      title: doc.title.slice(0, 500),
+      screen_width: screen.width,
+      props: props
+    };
+  }
+
+  // text/plain keeps the request "simple" (no CORS preflight); the collector reads it as JSON.
+  function send(event) {
+    if (ignored()) return;
+    var body = JSON.stringify(event);
+    if (!(nav.sendBeacon && nav.sendBeacon(endpoint, new Blob([body], { type: 'text/plain' })))) {
+      fetch(endpoint, {
+        method: 'POST',
+        body: body,
+        keepalive: true,
+        headers: { 'Content-Type': 'text/plain' }
+      }).catch(function () {});
+    }
+  }
+
+  // Page load time from Navigation Timing: the navigation's start to the end of its load event.
+  function flush() {
+    if (!pending) return;
+    var timing = performance.getEntriesByType && performance.getEntriesByType('navigation')[0];
+    var ms = timing && Math.round(timing.loadEventEnd);
+    if (ms > 0 && ms <= 600000) pending.load_time_ms = ms;
+    send(pending);
+    pending = null;
+  }
+
+  function page() {
+    var hash = loc.hash;
+    var key = loc.pathname + (/^#!?\//.test(hash) ? hash : '');
+    if (key === lastPage) return;
+    var first = lastPage === undefined;
+    lastPage = key;
+    var event = build('pageview');
+    flush();
+    if (first) {
+      pending = event;
+      if (doc.readyState === 'complete') setTimeout(flush, 0);
+    } else {
+      send(event);
+    }
+  }
+
+  function click(ev) {
+    if (ev.type === 'auxclick' && ev.button !== 1) return;
+    var link = ev.target && ev.target.closest && ev.target.closest('a[href]');
+    if (!link || !/^https?:$/.test(link.protocol)) return;
+    var name =
+      link.hasAttribute('download') || DOWNLOAD.test(link.pathname)
+        ? 'download'
+        : link.host !== loc.host
+          ? 'outbound'
+          : '';
+    if (name) send(build('click', name, { url: link.href.slice(0, 500) }));
+  }
+
+  function track(name, options) {
+    options = options || {};
+    send(build('custom', String(name).slice(0, 120), options.props));
+    if (typeof options.callback === 'function') options.callback();
+  }
+
+  ['pushState', 'replaceState'].forEach(function (method) {
+    var original = history[method];
+    history[method] = function () {
+      var result = original.apply(this, arguments);
+      page();
+      return result;
+    };
+  });
+  win.addEventListener('popstate', page);
+  win.addEventListener('hashchange', page);
+  win.addEventListener('load', function () {
+    setTimeout(flush, 0); // loadEventEnd is set once the load handlers have returned
+  });
+  win.addEventListener('pagehide', flush); // leaving before load: send it without a load time
+  doc.addEventListener('click', click, true);
+  doc.addEventListener('auxclick', click, true);
+
+  win.hitstream = track;
+  if (doc.prerendering) {
+    doc.addEventListener('prerenderingchange', page, { once: true });
+  } else {
+    page();
+  }
+  for (var i = 0; i < queued.length; i++) track.apply(null, queued[i]);
+})(window, document);

@@ -1,0 +1,260 @@
+"""A real browser against a real ``hitstream serve``: tracker on a test site, dashboard live.
+
+Needs Chromium at /usr/bin/chromium (Debian's package) and Playwright for Python. The test
+site is served from another loopback port, so the tracker's requests are cross-origin, as
+they are in production.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
+
+from tests.server import ServerProcess, free_port
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+SITE = "shop.e2e.test"  # only the tracked-site test sends events for it
+OTHER_SITE = "other.e2e.test"
+XSS_PATH = "/<img src=x onerror=alert(1)>"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+SITE_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<script>window.hitstream = window.hitstream || function () {{
+  (window.hitstream.q = window.hitstream.q || []).push(arguments) }};
+hitstream('early', {{props: {{queued: true}}}});</script>
+<script defer data-site="{site}" src="{server}/js/hitstream.js"></script>
+</head><body>
+<h1>Test shop</h1>
+<button id="to-pricing" onclick="history.pushState({{}}, '', '/pricing'); document.title='Pricing'">
+  Pricing</button>
+<button id="same-page" onclick="history.replaceState({{}}, '', location.pathname)">Same</button>
+<a id="outbound" href="http://localhost:{port}/elsewhere">Partner</a>
+<a id="manual" href="/files/manual.pdf">Manual</a>
+<button id="signup" onclick="hitstream('signup', {{props: {{plan: 'pro'}}}})">Sign up</button>
+<script>
+  // keep the test on this page: the tracker listens in the capture phase, before this
+  document.addEventListener('click', function (e) {{
+    if (e.target.closest('a')) e.preventDefault();
+  }});
+</script>
+</body></html>
+"""
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_url(tmp_path_factory: pytest.TempPathFactory, live_server: ServerProcess) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("site")
+    port = free_port()
+    page = SITE_PAGE.format(title="Home", site=SITE, server=live_server.url, port=port)
+    (root / "index.html").write_text(page)
+    (root / "dnt.html").write_text(
+        page.replace("<script defer ", "<script defer data-respect-dnt ")
+    )
+    other = SITE_PAGE.format(title="Other", site=OTHER_SITE, server=live_server.url, port=port)
+    (root / "other.html").write_text(other)
+    handler = functools.partial(_Quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed at /usr/bin/chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def card(page: Page, label: str) -> Locator:
+    """The value of the key-figure card titled exactly ``label``."""
+    title = page.locator("h3", has_text=re.compile(f"^{re.escape(label)}$"))
+    return page.locator(".card", has=title).locator(".value")
+
+
+def open_dashboard(
+    browser: Browser,
+    server: ServerProcess,
+    width: int = 1440,
+    height: int = 900,
+    site: str = SITE,
+) -> Page:
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{server.url}/?site={site}&period=day")
+    expect(page.locator("#conn")).to_have_class("conn live", timeout=10_000)
+    return page
+
+
+def test_tracked_site_shows_up_live_on_the_dashboard(
+    browser: Browser, live_server: ServerProcess, site_url: str
+) -> None:
+    dashboard = open_dashboard(browser, live_server)
+    site = browser.new_page()
+    site.goto(f"{site_url}/")
+    site.wait_for_load_state("load")
+    site.click("#to-pricing")  # SPA navigation: a second pageview
+    site.click("#same-page")  # replaceState to the same path: no pageview
+    site.click("#outbound")
+    site.click("#manual")
+    site.click("#signup")
+    acted = time.monotonic()
+
+    expect(card(dashboard, "Events")).to_have_text("6", timeout=2_000)  # 2 pv, 2 clicks, 2 custom
+    expect(card(dashboard, "Pageviews")).to_have_text("2", timeout=100)  # replaceState: no pv
+    seen_after = time.monotonic() - acted
+    assert seen_after < 2.0, f"dashboard caught up after {seen_after:.2f} s"
+    stream = dashboard.locator("#stream")
+    for text in ("signup", "plan=pro", "outbound", "download", "/pricing", "early"):
+        expect(stream).to_contain_text(text, timeout=100)  # "early": queued before load
+    expect(dashboard.locator("#rows-pages")).to_contain_text("/pricing", timeout=2_000)
+    expect(card(dashboard, "Current visitors")).to_have_text("1", timeout=2_000)
+    # the first pageview waited for the load event and carried the page load time
+    expect(card(dashboard, "Load time (median)")).not_to_have_text("–", timeout=2_000)
+    site.close()
+    dashboard.close()
+
+
+def send(server: ServerProcess, site: str, *paths: str) -> None:
+    events = [{"site_id": site, "type": "pageview", "path": path} for path in paths]
+    answer = httpx.post(f"{server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX})
+    assert answer.status_code == 202, answer.text
+
+
+def test_clicking_a_row_filters_the_dashboard_and_the_url(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    send(live_server, "filter.e2e.test", "/pricing", "/blog", "/blog")
+    dashboard = open_dashboard(browser, live_server, site="filter.e2e.test")
+    expect(card(dashboard, "Pageviews")).to_have_text("3", timeout=5_000)
+    row = dashboard.locator("#rows-pages .row:not(.head)", has_text="/pricing").first
+    row.click()
+    expect(dashboard.locator("#chips")).to_contain_text("/pricing")
+    assert "filters=page%3D%3D%2Fpricing" in dashboard.url
+    expect(card(dashboard, "Pageviews")).to_have_text("1", timeout=3_000)
+    shared = browser.new_page()
+    shared.goto(dashboard.url)  # the URL alone reproduces the view
+    expect(shared.locator("#chips")).to_contain_text("/pricing", timeout=5_000)
+    expect(card(shared, "Pageviews")).to_have_text("1", timeout=5_000)
+    shared.close()
+    dashboard.close()
+
+
+def test_visitor_supplied_markup_is_shown_as_text(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    dashboard = open_dashboard(browser, live_server, site="xss.e2e.test")
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    dashboard.on("dialog", on_dialog)
+    answer = httpx.post(
+        f"{live_server.url}/api/v1/events",
+        json={"site_id": "xss.e2e.test", "path": XSS_PATH, "title": "<b>bold</b>"},
+        headers={"User-Agent": FIREFOX},
+    )
+    assert answer.status_code == 202, answer.text
+    expect(dashboard.locator("#stream")).to_contain_text(XSS_PATH, timeout=3_000)
+    expect(dashboard.locator("#rows-pages")).to_contain_text(XSS_PATH, timeout=3_000)
+    assert dashboard.locator("main img").count() == 0
+    assert dialogs == []
+    dashboard.reload()  # and in a snapshot too
+    expect(dashboard.locator("#rows-pages")).to_contain_text(XSS_PATH, timeout=5_000)
+    assert dialogs == []
+    dashboard.close()
+
+
+@pytest.mark.parametrize(
+    ("page", "init_script"),
+    [
+        ("index.html", "localStorage.setItem('hitstream_ignore', 'true')"),
+        ("dnt.html", "Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})"),
+    ],
+    ids=["opt-out", "do-not-track"],
+)
+def test_browser_that_declined_sends_nothing(
+    browser: Browser, site_url: str, page: str, init_script: str
+) -> None:
+    context = browser.new_context()
+    context.add_init_script(init_script)
+    site = context.new_page()
+    sent: list[str] = []
+    site.on("request", lambda request: sent.append(request.url))
+    site.goto(f"{site_url}/{page}")
+    site.wait_for_load_state("load")
+    site.click("#signup")
+    site.click("#to-pricing")
+    site.wait_for_timeout(300)
+    assert any(url.endswith("/js/hitstream.js") for url in sent)  # the tracker did load
+    assert not [url for url in sent if "/api/v1/events" in url]
+    context.close()
+
+
+def test_do_not_track_is_ignored_without_the_attribute(browser: Browser, site_url: str) -> None:
+    context = browser.new_context()
+    context.add_init_script(
+        "Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})"
+    )
+    site = context.new_page()
+    with site.expect_request(lambda request: "/api/v1/events" in request.url, timeout=3_000):
+        site.goto(f"{site_url}/other.html")
+    context.close()
+
+
+def test_screenshots_at_desktop_and_phone_size(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    """The phone page opens after the events: it gets them in its snapshot (recent events)."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    site = "shots.e2e.test"
+    desktop = open_dashboard(browser, live_server, site=site)
+    send(live_server, site, "/", "/pricing", "/blog/launch", "/pricing", "/")
+    phone = open_dashboard(browser, live_server, 390, 844, site=site)
+    for name, page in (("desktop", desktop), ("phone", phone)):
+        expect(page.locator("#rows-pages")).to_contain_text("/blog/launch", timeout=5_000)
+        expect(page.locator("#stream .ev")).to_have_count(5, timeout=5_000)
+        page.wait_for_timeout(1_300)  # let the arrival highlight fade
+        path = SCREENSHOTS / f"dashboard-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000
+        # nothing sticks out sideways, on a phone least of all
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name}: {overflow}px of horizontal overflow"
+        page.close()

@@ -1,0 +1,479 @@
+"""The live hub with the memory fan-out: snapshots, throttled shared updates, bounded queues."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import warnings
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, WebSocketDisconnect
+
+from hitstream.domain.stats import QueryProblem, StatsQuery
+from hitstream.fanout.memory import MemoryFanout
+from hitstream.services.live import LiveConfig, LiveHub, parse_view
+from hitstream.services.live_client import Frame, LiveClient, sample
+from hitstream.web import dashboard, live
+
+with warnings.catch_warnings():  # starlette 1.x would rather have httpx2; httpx works
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+SITE = "a.example"
+
+
+class FakeStats:
+    """Answers like the stats service; ``pageviews`` is whatever the test says it is now."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.pageviews = 0
+        self.queries: list[StatsQuery] = []
+
+    async def aggregate(self, query: StatsQuery) -> dict[str, Any]:
+        self.calls["aggregate"] += 1
+        self.queries.append(query)
+        return {"site_id": query.site_id, "results": {"pageviews": {"value": self.pageviews}}}
+
+    async def timeseries(self, query: StatsQuery) -> dict[str, Any]:
+        self.calls["timeseries"] += 1
+        return {"interval": query.interval, "results": [{"bucket": 0, "pageviews": 1}]}
+
+    async def breakdown(self, query: StatsQuery) -> dict[str, Any]:
+        self.calls["breakdown"] += 1
+        return {"property": query.property, "results": [{"value": "/x", "visitors": 1}]}
+
+    async def realtime(self, site_id: str) -> dict[str, Any]:
+        self.calls["realtime"] += 1
+        return {"visitors": 1}
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.version = 1
+
+    async def data_version(self, site_id: str) -> int:
+        return self.version
+
+    async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
+        return {"bot:ua_pattern": 2}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def processed(
+    version: int, paths: list[str], *, received_at: int | None = None, **extra: Any
+) -> bytes:
+    at = now_ms() if received_at is None else received_at
+    events = [
+        {
+            "event_id": f"e{version}-{i}",
+            "type": "pageview",
+            "name": "",
+            "path": path,
+            "country": "DE",
+            "props": {},
+            "timestamp": at,
+            "received_at": at,
+        }
+        for i, path in enumerate(paths)
+    ]
+    body = {"type": "processed", "site_id": SITE, "data_version": version, "events": events}
+    return json.dumps({**body, **extra}).encode()
+
+
+@pytest.fixture
+def stats() -> FakeStats:
+    return FakeStats()
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+async def fanout() -> AsyncIterator[MemoryFanout]:
+    fanout = MemoryFanout()
+    yield fanout
+    await fanout.close()
+
+
+@pytest.fixture
+async def hub(stats: FakeStats, store: FakeStore, fanout: MemoryFanout) -> AsyncIterator[LiveHub]:
+    config = LiveConfig(min_update_interval_s=0.3, feed_linger_s=0.2)
+    hub = LiveHub(stats, store, fanout, config=config)
+    yield hub
+    await hub.close()
+
+
+async def frame_of(client: LiveClient, timeout: float = 1.0) -> dict[str, Any]:
+    frame = await asyncio.wait_for(client.next_frame(), timeout)
+    assert frame is not None
+    decoded: dict[str, Any] = json.loads(frame.text)
+    return decoded
+
+
+async def drain(client: LiveClient) -> list[dict[str, Any]]:
+    return [json.loads(frame.text) for frame in client.queued()]
+
+
+async def subscribed(fanout: MemoryFanout, channel: str) -> None:
+    for _ in range(100):
+        if fanout._subscribers.get(channel):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"nobody subscribed to {channel}")
+
+
+async def test_snapshot_on_connect_holds_the_whole_dashboard(
+    hub: LiveHub, stats: FakeStats
+) -> None:
+    stats.pageviews = 7
+    client = await hub.connect({"site_id": SITE, "period": "7d", "filters": "country==DE"})
+    snapshot = await frame_of(client)
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["view"]["period"] == "7d"
+    assert snapshot["view"]["filters"] == "country==DE"
+    assert snapshot["aggregate"]["results"]["pageviews"]["value"] == 7
+    assert {"page", "entry_page", "exit_page", "source", "country", "event_name"} <= set(
+        snapshot["breakdowns"]
+    )
+    assert snapshot["realtime"] == {"visitors": 1}
+    assert snapshot["quality"]["dropped"] == {"bot:ua_pattern": 2}
+    assert snapshot["data_version"] == 1
+    aggregate_query = stats.queries[-1]
+    assert aggregate_query.compare is not None  # compared with the previous period
+    assert [f.property for f in aggregate_query.filters] == ["country"]
+
+
+async def test_invalid_view_is_refused_with_the_field(hub: LiveHub) -> None:
+    with pytest.raises(QueryProblem) as problem:
+        await hub.connect({"site_id": SITE, "period": "fortnight"})
+    assert problem.value.field == "period"
+    with pytest.raises(QueryProblem) as problem:
+        await hub.connect({"period": "day"})
+    assert problem.value.field == "site_id"
+
+
+def test_equal_views_have_one_canonical_key() -> None:
+    first = parse_view({"site_id": SITE, "filters": "page==/a;country!=DE", "from": "x"}, 0)
+    second = parse_view({"site_id": SITE, "filters": " country!=DE ; page==/a "}, 0)
+    assert first == second  # same filters in another order, from/to ignored outside custom
+
+
+async def test_processed_message_sends_matching_events(hub: LiveHub, fanout: MemoryFanout) -> None:
+    everything = await hub.connect({"site_id": SITE})
+    pricing = await hub.connect({"site_id": SITE, "filters": "page==/pricing"})
+    await frame_of(everything)
+    await frame_of(pricing)
+    await subscribed(fanout, f"site:{SITE}")
+    await fanout.publish(f"site:{SITE}", processed(2, ["/", "/pricing", "/blog"]))
+    events = await frame_of(everything)
+    assert events["type"] == "event"
+    assert [e["path"] for e in events["events"]] == ["/", "/pricing", "/blog"]
+    only = await frame_of(pricing)
+    assert [e["path"] for e in only["events"]] == ["/pricing"]
+
+
+async def test_updates_are_throttled_shared_and_stop_when_idle(
+    hub: LiveHub, fanout: MemoryFanout, stats: FakeStats, store: FakeStore
+) -> None:
+    first = await hub.connect({"site_id": SITE})
+    second = await hub.connect({"site_id": SITE})  # same view: shares every query
+    await subscribed(fanout, f"site:{SITE}")
+    times: list[float] = []
+
+    async def collect(client: LiveClient, into: list[float] | None) -> None:
+        while (frame := await client.next_frame()) is not None:
+            if frame.kind == "update" and into is not None:
+                into.append(time.monotonic())
+
+    readers = [
+        asyncio.create_task(collect(first, times)),
+        asyncio.create_task(collect(second, None)),
+    ]
+    aggregates_before = stats.calls["aggregate"]
+    began = time.monotonic()
+    for version in range(2, 22):  # 20 data changes over ~1 s
+        store.version = version
+        await fanout.publish(f"site:{SITE}", processed(version, ["/"]))
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.4)
+    busy = time.monotonic() - began
+    assert 2 <= len(times) <= busy / 0.3 + 1
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap >= 0.25 for gap in gaps), gaps  # 0.3 s by design; slack for timing
+    # one aggregate query per tick for both clients, not one per client per message
+    assert stats.calls["aggregate"] - aggregates_before == len(times)
+
+    idle_before = len(times), stats.calls["aggregate"]
+    await asyncio.sleep(0.8)
+    assert (len(times), stats.calls["aggregate"]) == idle_before  # nothing while idle
+    for reader in readers:
+        reader.cancel()
+
+
+async def test_events_are_sampled_past_the_rate_limit(hub: LiveHub, fanout: MemoryFanout) -> None:
+    client = await hub.connect({"site_id": SITE})
+    await frame_of(client)
+    await subscribed(fanout, f"site:{SITE}")
+    paths = [f"/p{i}" for i in range(100)]
+    await fanout.publish(f"site:{SITE}", processed(2, paths))
+    frame = await frame_of(client)
+    assert len(frame["events"]) == 20  # the per-client burst
+    assert frame["skipped"] == 80  # the rest of this message, reported with it
+    assert frame["events"][-1]["path"] == "/p99"  # the newest is always kept
+    assert client.skipped == 80
+    await fanout.publish(f"site:{SITE}", processed(3, ["/late"]))  # no token left yet
+    await asyncio.sleep(0.15)  # ~3 tokens regained at 20/s
+    await fanout.publish(f"site:{SITE}", processed(4, ["/later"]))
+    await asyncio.sleep(0.05)  # the hub's channel reader runs
+    later = [f for f in await drain(client) if f["type"] == "event"]
+    assert later[-1]["events"][-1]["path"] == "/later"
+    shown = sum(len(f["events"]) for f in later)
+    assert shown + sum(f["skipped"] for f in later) == 2  # nothing lost without a count
+
+
+def test_sample_spreads_and_keeps_order() -> None:
+    assert sample(list(range(10)), 3) == [3, 6, 9]
+    assert sample([1, 2], 5) == [1, 2]
+    assert sample([1, 2], 0) == []
+
+
+async def test_full_queue_drops_oldest_and_coalesces_updates(hub: LiveHub) -> None:
+    client = await hub.connect({"site_id": SITE})
+    client.maxsize = 5
+    view = client.view
+    for i in range(12):
+        client.push(Frame("event", json.dumps({"type": "event", "n": i}), view))
+    kept = [json.loads(f.text)["n"] for f in client.queued()]
+    assert kept == [7, 8, 9, 10, 11]
+    assert client.dropped == 8  # the snapshot and the 7 oldest events
+    client.push(Frame("update", '{"type":"update","n":1}', view))
+    client.push(Frame("update", '{"type":"update","n":2}', view))
+    updates = [f.text for f in client.queued() if f.kind == "update"]
+    assert updates == ['{"type":"update","n":2}']  # a newer state replaces the queued one
+
+
+async def test_a_stalled_socket_blocks_neither_publisher_nor_others(
+    hub: LiveHub, fanout: MemoryFanout
+) -> None:
+    stalled = await hub.connect({"site_id": SITE})
+    healthy = await hub.connect({"site_id": SITE})
+    await frame_of(healthy)
+    await subscribed(fanout, f"site:{SITE}")
+    never = asyncio.Event()
+
+    async def stuck_send(text: str) -> None:
+        await never.wait()
+
+    sender = asyncio.create_task(stalled.run_sender(stuck_send))
+    began = time.monotonic()
+    for version in range(2, 202):
+        await fanout.publish(f"site:{SITE}", processed(version, ["/"]))
+        await asyncio.sleep(0)
+    assert time.monotonic() - began < 1.0
+    frame = await frame_of(healthy)
+    assert frame["type"] == "event"
+    assert len(stalled.queued()) <= stalled.maxsize
+    sender.cancel()
+
+
+async def test_set_message_answers_with_a_new_snapshot(
+    hub: LiveHub, fanout: MemoryFanout, stats: FakeStats
+) -> None:
+    client = await hub.connect({"site_id": SITE, "period": "day"})
+    await frame_of(client)
+    await hub.receive(client, json.dumps({"type": "set", "period": "30d", "filters": "page==/a"}))
+    snapshot = await frame_of(client)
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["view"]["period"] == "30d"
+    assert snapshot["view"]["filters"] == "page==/a"
+    assert snapshot["view"]["site_id"] == SITE  # kept from the old view
+    assert len(hub._feeds[SITE].views) == 1  # the old view is gone with its last client
+
+    await hub.receive(client, json.dumps({"type": "set", "period": "decade"}))
+    error = await frame_of(client)
+    assert error == {"type": "error", "field": "period", "reason": error["reason"]}
+    assert "must be one of" in error["reason"]
+    await hub.receive(client, "not json")
+    assert (await frame_of(client))["field"] == "message"
+
+
+async def test_frames_of_an_old_view_never_reach_the_client(hub: LiveHub) -> None:
+    client = await hub.connect({"site_id": SITE, "period": "day"})
+    old_view = client.view
+    await hub.receive(client, json.dumps({"type": "set", "period": "7d"}))
+    client.push(Frame("update", '{"type":"update","stale":true}', old_view))
+    kinds = [json.loads(f.text)["type"] for f in client.queued()]
+    assert kinds == ["snapshot"]
+
+
+async def test_alerts_are_forwarded_and_kept_for_snapshots(
+    hub: LiveHub, fanout: MemoryFanout
+) -> None:
+    client = await hub.connect({"site_id": SITE})
+    await frame_of(client)
+    await subscribed(fanout, f"alerts:{SITE}")
+    alert = {"type": "alert", "site_id": SITE, "rule": "spike", "message": "x", "value": 9}
+    await fanout.publish(f"alerts:{SITE}", json.dumps(alert).encode())
+    assert await frame_of(client) == alert
+    later = await hub.connect({"site_id": SITE, "period": "7d"})
+    assert (await frame_of(later))["alerts"] == [alert]
+
+
+async def test_latency_is_measured_when_the_frame_is_sent(
+    hub: LiveHub, fanout: MemoryFanout
+) -> None:
+    client = await hub.connect({"site_id": SITE})
+    await subscribed(fanout, f"site:{SITE}")
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        sent.append(text)
+
+    sender = asyncio.create_task(client.run_sender(send))
+    await fanout.publish(f"site:{SITE}", processed(2, ["/"], received_at=now_ms() - 250))
+    for _ in range(100):
+        if hub.summary()["latency_seconds"]["count"]:
+            break
+        await asyncio.sleep(0.01)
+    figures = hub.summary()["latency_seconds"]
+    assert figures["count"] == 1
+    assert 0.25 <= figures["p50"] < 1.0
+    histogram = next(iter(hub.metrics.latency.collect()))
+    count = next(s.value for s in histogram.samples if s.name.endswith("_count"))
+    total = next(s.value for s in histogram.samples if s.name.endswith("_sum"))
+    assert histogram.name == "hitstream_live_latency_seconds"
+    assert (count, total >= 0.25) == (1, True)
+    assert any('"type":"event"' in text for text in sent)
+    sender.cancel()
+
+
+async def test_last_client_leaving_unsubscribes_after_a_linger(
+    hub: LiveHub, fanout: MemoryFanout
+) -> None:
+    client = await hub.connect({"site_id": SITE})
+    await subscribed(fanout, f"site:{SITE}")
+    await hub.disconnect(client)
+    assert hub.summary()["clients"] == 0
+    await fanout.publish(f"site:{SITE}", processed(2, ["/while-nobody-watched"]))
+    await asyncio.sleep(0.05)
+    assert fanout._subscribers, "still followed for feed_linger_s"
+    reload = await hub.connect({"site_id": SITE})  # a page reload within the linger
+    assert [e["path"] for e in (await frame_of(reload))["events"]] == ["/while-nobody-watched"]
+    await hub.disconnect(reload)
+    for _ in range(100):
+        if not fanout._subscribers:
+            break
+        await asyncio.sleep(0.01)
+    assert not fanout._subscribers
+    assert not hub._feeds
+
+
+# -- the web layer: WebSocket route, figures, dashboard files ---------------------------------
+
+
+@pytest.fixture
+def web_app(stats: FakeStats, store: FakeStore) -> Iterator[TestClient]:
+    app = FastAPI()
+    app.state.live_hub = LiveHub(stats, store, MemoryFanout())
+    app.include_router(live.router)
+    dashboard.mount(app)
+    with TestClient(app) as client:
+        yield client
+
+
+def test_websocket_sends_a_snapshot_and_answers_set(web_app: TestClient) -> None:
+    with web_app.websocket_connect(f"/api/v1/live?site_id={SITE}&period=7d") as socket:
+        snapshot = socket.receive_json()
+        assert snapshot["type"] == "snapshot"
+        assert snapshot["view"]["period"] == "7d"
+        socket.send_json({"type": "set", "period": "30d"})
+        again = socket.receive_json()
+        assert (again["type"], again["view"]["period"]) == ("snapshot", "30d")
+    figures = web_app.get("/api/v1/live/stats").json()
+    assert set(figures["latency_seconds"]) == {"count", "p50", "p99"}
+
+
+def test_websocket_with_a_bad_view_gets_the_reason_then_closes(web_app: TestClient) -> None:
+    with web_app.websocket_connect(f"/api/v1/live?site_id={SITE}&period=nope") as socket:
+        assert socket.receive_json()["field"] == "period"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_json()
+    assert closed.value.code == 1008
+
+
+def test_dashboard_page_is_versioned_and_locked_down(web_app: TestClient) -> None:
+    page = web_app.get("/")
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "__V__" not in page.text
+    assert "/static/app.js?v=" in page.text
+    assert web_app.get("/static/app.js").status_code == 200
+    assert web_app.get("/static/vendor/uplot.min.js").status_code == 200
+    tracker = web_app.get("/js/hitstream.js")
+    assert tracker.headers["content-type"].startswith("application/javascript")
+    assert "sendBeacon" in tracker.text
+
+
+# -- the real chain: processor → memory store + fan-out → hub over the real stats service ----
+
+
+async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
+    from hitstream.domain.steps import build_steps
+    from hitstream.log.memory import MemoryLog
+    from hitstream.metrics import Metrics
+    from hitstream.services.pipeline import PipelineRunner
+    from hitstream.services.processor import Processor
+    from hitstream.services.stats import StatsService
+    from hitstream.stores.memory import MemoryStore
+    from tests.unit.test_processor import FakeAgents, FakeBots, accepted, put
+
+    log, store, fanout, metrics = MemoryLog(), MemoryStore(), MemoryFanout(), Metrics()
+    stats = StatsService(store, metrics)
+    runner = PipelineRunner(build_steps(FakeAgents(), FakeBots()), metrics)
+    processor = Processor(log, store, fanout, runner, metrics, stream="memory", poll_timeout=0.01)
+    await processor.start()
+    hub = LiveHub(
+        stats,
+        store,
+        fanout,
+        config=LiveConfig(min_update_interval_s=0.2),
+        registry=metrics.registry,
+        query_ms=stats.now_ms,
+    )
+    client = await hub.connect({"site_id": "a.io", "period": "day"})
+    snapshot = await frame_of(client)
+    assert snapshot["aggregate"]["results"]["pageviews"]["value"] == 0
+    await subscribed(fanout, "site:a.io")
+
+    now = now_ms()
+    await put(log, accepted(1, ts=now), accepted(2, ts=now), accepted(3, visitor="v2", ts=now))
+    assert await processor.process_once() == 3
+    frames = [await frame_of(client), await frame_of(client)]
+    by_type = {frame["type"]: frame for frame in frames}
+    assert [e["path"] for e in by_type["event"]["events"]] == ["/p1", "/p2", "/p3"]
+    update = by_type["update"]
+    assert update["data_version"] == await store.data_version("a.io")
+
+    key = parse_view({"site_id": "a.io", "period": "day"}, now)
+    api = await stats.aggregate(
+        key.query(stats.now_ms(), metrics="visitors,visits,pageviews", compare="previous_period")
+    )
+    for metric in ("visitors", "visits", "pageviews"):
+        assert update["aggregate"]["results"][metric] == api["results"][metric]
+    assert update["aggregate"]["results"]["pageviews"]["value"] == 3
+    pages = {row["value"]: row["pageviews"] for row in update["breakdowns"]["page"]}
+    assert pages == {"/p1": 1, "/p2": 1, "/p3": 1}
+    assert update["realtime"] == await stats.realtime("a.io")
+    await hub.close()
+    await processor.close()
