@@ -99,6 +99,8 @@ class Runtime:
     fanout: Fanout
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _demo_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _demo_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         from hitstream.enrich.geo import CountryLookup
@@ -162,10 +164,23 @@ class Runtime:
                 await asyncio.to_thread(warm_up)
             await self.processor.start()
             self._tasks.append(asyncio.create_task(self.processor.run(self.stop_event)))
+        if self.settings.demo:
+            from hitstream.services.demo import Demo
+
+            demo = Demo(
+                self.collector,
+                self.store,
+                self.settings.demo_site,
+                events_per_day=self.settings.demo_events_per_day,
+            )
+            self._demo_task = asyncio.create_task(demo.run(self._demo_stop))
         log.info("started %s in %.2fs", ",".join(sorted(self.roles)), time.perf_counter() - began)
 
     async def stop(self) -> None:
         """Stop intake (the caller stopped the web server first), drain the log, close."""
+        if self._demo_task is not None:  # the demo is intake too: stop it before the drain
+            self._demo_stop.set()
+            await self._demo_task
         self.stop_event.set()
         for task in self._tasks:
             await task

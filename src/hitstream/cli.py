@@ -65,7 +65,14 @@ def _server_class() -> type:
 
 
 @app.command()
-def serve(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
+def serve(
+    host: Host = None,
+    port: Port = None,
+    data_dir: DataDir = None,
+    demo: Annotated[
+        bool, typer.Option(help="Show a demo site: 60 days of history plus live visits")
+    ] = False,
+) -> None:
     """Run everything in one process: collector, processor, stats API, live dashboard."""
     import uvicorn
 
@@ -73,6 +80,8 @@ def serve(host: Host = None, port: Port = None, data_dir: DataDir = None) -> Non
     from hitstream.web.app import create_app
 
     settings = _settings(host, port, data_dir)
+    if demo:
+        settings.demo = True
     _logging(settings.log_level)
     runtime = build(settings)
     web = create_app(runtime)

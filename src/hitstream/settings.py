@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     batch_max_events: int = Field(default=5000, ge=1)
     batch_max_wait_ms: int = Field(default=200, ge=1)
     """The processor waits at most this long to fill a batch: the floor of live latency."""
+    demo: bool = False
+    """Fill ``demo_site`` with 60 days of synthetic history, then keep sending live visits."""
+    demo_site: str = "demo.example"
+    demo_events_per_day: int = Field(default=1500, ge=1)
     cache_entries: int = Field(default=2048, ge=0)
     log_level: str = "info"
 

@@ -1,0 +1,56 @@
+"""``hitstream serve --demo``: a filled history at once, live visits after, no refill on restart."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.server import ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def events(server: ServerProcess, period: str = "30d") -> int:
+    body: dict[str, Any] = httpx.get(
+        f"{server.url}/api/v1/stats/aggregate",
+        params={"site_id": "demo.example", "period": period, "metrics": "events"},
+    ).json()
+    return int(body["results"]["events"]["value"])
+
+
+def test_demo_has_history_and_keeps_moving(tmp_path: Path) -> None:
+    env = {"HITSTREAM_DEMO": "true", "HITSTREAM_DEMO_EVENTS_PER_DAY": "40"}
+    server = ServerProcess(tmp_path / "data", env=env).start()
+    try:
+        deadline = time.monotonic() + 60
+        while events(server, "30d") < 800 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        series = httpx.get(
+            f"{server.url}/api/v1/stats/timeseries",
+            params={
+                "site_id": "demo.example",
+                "period": "30d",
+                "interval": "day",
+                "metrics": "pageviews",
+            },
+        ).json()["results"]
+        assert len(series) == 30
+        assert sum(1 for point in series if point["pageviews"] > 0) >= 28  # every day has traffic
+        before = events(server, "day")
+        time.sleep(3)
+        assert events(server, "day") > before  # live visits keep arriving
+        first_total = events(server, "30d")
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+    again = ServerProcess(tmp_path / "data", env=env, port=server.port).start()
+    try:
+        time.sleep(1)
+        assert events(again, "30d") < first_total + 200  # no second history
+    finally:
+        again.terminate()
+        again.kill()
