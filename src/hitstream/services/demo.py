@@ -9,6 +9,7 @@ log like real traffic; only the timestamp window is widened for the backfill.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -90,9 +91,7 @@ class Demo:
             while not stop.is_set():
                 batch: Sequence[WireEvent] = self.model.next_events(_now(), 1)
                 await self._send(self.collector, batch)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0 / self.live_rate)
-                except TimeoutError:
-                    pass
         except Exception:  # the demo must never take the server down
             log.exception("demo traffic stopped")
