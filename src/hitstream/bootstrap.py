@@ -139,7 +139,7 @@ class Runtime:
             self.fanout,
             runner,
             self.metrics,
-            stream=self.log.name,
+            stream=self.log.stream,
             batch_max=self.settings.batch_max_events,
             poll_timeout=self.settings.batch_max_wait_ms / 1000,
             session_timeout_ms=self.settings.session_timeout_s * 1000,

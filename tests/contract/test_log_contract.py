@@ -121,3 +121,12 @@ async def test_group_commit_batches_concurrent_appends(tmp_path: Path) -> None:
     await asyncio.gather(*(log.append([(b"k", b"x")]) for _ in range(300)))
     assert log.commits < 300  # many appends shared a commit
     await log.close()
+
+
+async def test_dead_letters_are_kept_and_readable(make_log: LogFactory) -> None:
+    log = await make_log()
+    await log.append([(b"k", b"bad")])
+    (message,) = await read_all(log)
+    await log.dead_letter([message], "undecodable")
+    dead = await log.dead_letters("replay", nowhere).poll(10, 0.2)
+    assert [(m.key, m.value) for m in dead] == [(b"undecodable", b"bad")]

@@ -173,3 +173,17 @@ async def test_undecodable_messages_are_counted_not_fatal(garbage: bytes) -> Non
     assert await processor.process_once() == 2
     assert await store.count_events() == 1
     assert await store.drop_counts() == {"undecodable": 1}
+
+
+async def test_undecodable_messages_are_dead_lettered() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await log.append([(b"k", b"garbage")])
+    processor = make(log, store)
+    await processor.start()
+    await processor.process_once()
+
+    async def nowhere(partition: int) -> int | None:
+        return None
+
+    dead = await log.dead_letters("ops", nowhere).poll(10, 0.1)
+    assert [(m.key, m.value) for m in dead] == [(b"undecodable", b"garbage")]

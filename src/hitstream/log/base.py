@@ -42,11 +42,23 @@ class LogConsumer(ABC):
         """Messages appended but not yet polled by this consumer, if the log can tell."""
         return None
 
+    @property
+    def generation(self) -> int:
+        """Grows whenever this member's partitions change (a rebalance): state kept per
+        partition (open visits) must then be reloaded from the store."""
+        return 0
+
 
 class EventLog(ABC):
     """Where the collector appends and the processor reads."""
 
     name: str = "log"
+
+    @property
+    def stream(self) -> str:
+        """The identity of this log's data (e.g. ``kafka:events``): the key under which the
+        store keeps positions, so two different logs never share them."""
+        return self.name
 
     async def start(self) -> None:
         """Open connections or files; called once before use."""
@@ -66,3 +78,12 @@ class EventLog(ABC):
     @abstractmethod
     def consumer(self, group: str, positions: PositionLookup) -> LogConsumer:
         """A consumer in ``group``; on each partition it starts where ``positions`` says."""
+
+    @abstractmethod
+    async def dead_letter(self, messages: Sequence[LogMessage], reason: str) -> None:
+        """Keep messages the processor cannot decode where an operator can find and replay
+        them (never a silent drop); raise ``LogUnavailable`` if they could not be kept."""
+
+    @abstractmethod
+    def dead_letters(self, group: str, positions: PositionLookup) -> LogConsumer:
+        """A consumer over the dead-lettered messages (for ``hitstream replay``)."""

@@ -14,6 +14,7 @@ class MemoryLog(EventLog):
     name = "memory"
 
     def __init__(self, partitions: int = 1) -> None:
+        self._dead: MemoryLog | None = None
         self._partitions: list[list[LogMessage]] = [[] for _ in range(partitions)]
         self._committed: dict[tuple[str, int], int] = {}
         self._changed = asyncio.Event()
@@ -34,6 +35,17 @@ class MemoryLog(EventLog):
 
     def consumer(self, group: str, positions: PositionLookup) -> LogConsumer:
         return _MemoryConsumer(self, group, positions)
+
+    async def dead_letter(self, messages: Sequence[LogMessage], reason: str) -> None:
+        await self._dead_log().append([(reason.encode(), m.value) for m in messages])
+
+    def dead_letters(self, group: str, positions: PositionLookup) -> LogConsumer:
+        return self._dead_log().consumer(group, positions)
+
+    def _dead_log(self) -> MemoryLog:
+        if self._dead is None:
+            self._dead = MemoryLog()
+        return self._dead
 
     def messages(self, partition: int = 0) -> list[LogMessage]:
         return list(self._partitions[partition])

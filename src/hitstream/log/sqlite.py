@@ -8,6 +8,8 @@ fsync, not one each.
 
 One partition (0); offsets are SQLite rowids (AUTOINCREMENT: never reused). Consumed messages
 are deleted once every group has committed past them and they are older than the retention.
+Dead letters (messages the processor could not decode) go to a second file beside it,
+``<name>.dead.sqlite3``, kept until an operator replays or deletes them.
 """
 
 from __future__ import annotations
@@ -51,8 +53,15 @@ def _connect(path: Path) -> sqlite3.Connection:
 class SQLiteLog(EventLog):
     name = "sqlite"
 
-    def __init__(self, path: str | Path, *, retention_s: int = 86_400) -> None:
+    def __init__(
+        self, path: str | Path, *, retention_s: int = 86_400, dead_letter: bool = True
+    ) -> None:
         self.path = Path(path)
+        self._dead = (
+            SQLiteLog(self.path.with_suffix(".dead.sqlite3"), retention_s=10**9, dead_letter=False)
+            if dead_letter
+            else None
+        )
         self.retention_s = retention_s
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -71,6 +80,8 @@ class SQLiteLog(EventLog):
             raise LogUnavailable(f"cannot open event log {self.path}: {exc}") from exc
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-log", daemon=True)
         self._writer.start()
+        if self._dead is not None:
+            await self._dead.start()
 
     async def close(self) -> None:
         if self._closed:
@@ -83,6 +94,8 @@ class SQLiteLog(EventLog):
             self._conn.close()
         with self._appended:
             self._appended.notify_all()
+        if self._dead is not None:
+            await self._dead.close()
 
     async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
         if self._closed or self._writer is None:
@@ -138,6 +151,17 @@ class SQLiteLog(EventLog):
 
     def consumer(self, group: str, positions: PositionLookup) -> LogConsumer:
         return _SQLiteConsumer(self, group, positions)
+
+    def _dead_log(self) -> SQLiteLog:
+        if self._dead is None:
+            raise LogUnavailable("this log keeps no dead letters")
+        return self._dead
+
+    async def dead_letter(self, messages: Sequence[LogMessage], reason: str) -> None:
+        await self._dead_log().append([(reason.encode(), m.value) for m in messages])
+
+    def dead_letters(self, group: str, positions: PositionLookup) -> LogConsumer:
+        return self._dead_log().consumer(group, positions)
 
     def wait_for_append(self, timeout: float) -> None:
         with self._appended:

@@ -99,20 +99,26 @@ class Processor:
         self.sessions = Sessionizer(session_timeout_ms)
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._consumer: LogConsumer | None = None
+        self._generation = 0
         self._last_housekeeping = 0
         self.processed = 0
         self.batches = 0
         self.caught_up = asyncio.Event()
 
     async def start(self) -> None:
-        positions = await self.store.positions(self.stream)
+        await self._reload_sessions()
+        self._consumer = self.log.consumer(self.group, self._stored_position)
+        self._generation = self._consumer.generation
 
-        async def lookup(partition: int) -> int | None:
-            return positions.get(partition)
+    async def _stored_position(self, partition: int) -> int | None:
+        """Read fresh at every assignment: after a rebalance another processor may have
+        moved a partition on since this one last saw it."""
+        return (await self.store.positions(self.stream)).get(partition)
 
+    async def _reload_sessions(self) -> None:
+        self.sessions = Sessionizer(self.sessions.timeout_ms)
         now = self._clock()
         self.sessions.load(await self.store.open_sessions(now - 2 * self.sessions.timeout_ms))
-        self._consumer = self.log.consumer(self.group, lookup)
 
     async def close(self) -> None:
         if self._consumer is not None:
@@ -143,6 +149,10 @@ class Processor:
         assert self._consumer is not None, "start() first"
         wait = self.poll_timeout if poll_timeout is None else poll_timeout
         messages = await self._consumer.poll(self.batch_max, wait)
+        if self._consumer.generation != self._generation:
+            # partitions moved: visits of newly assigned visitors are in the store, not here
+            self._generation = self._consumer.generation
+            await self._reload_sessions()
         if not messages:
             await self._housekeeping()
             return 0
@@ -166,14 +176,19 @@ class Processor:
         positions: dict[int, int] = {}
         decoded: list[AcceptedEvent] = []
         drops: Counter[tuple[str, str]] = Counter()
+        undecodable: list[LogMessage] = []
         for message in messages:
             positions[message.partition] = message.offset + 1
             try:
                 decoded.append(_DECODER.decode(message.value))
             except (msgspec.DecodeError, msgspec.ValidationError):
                 log.error("undecodable log message at %s/%s", message.partition, message.offset)
-                drops[("", "undecodable")] += 1
-                self.metrics.events_dropped.labels("undecodable").inc()
+                undecodable.append(message)
+        if undecodable:
+            # kept for an operator (hitstream replay --dead-letter) before the batch commits
+            await self.log.dead_letter(undecodable, "undecodable")
+            drops[("", "undecodable")] += len(undecodable)
+            self.metrics.events_dropped.labels("undecodable").inc(len(undecodable))
         fresh = await self._dedupe(decoded, drops)
         kept, step_drops = self.runner.run(fresh)
         drops.update(step_drops)
