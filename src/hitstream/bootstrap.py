@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
+from hitstream.cache.base import Cache
 from hitstream.domain.events import Limits
 from hitstream.errors import ConfigError
 from hitstream.fanout.base import Fanout
@@ -77,7 +78,34 @@ def make_fanout(url: str, settings: Settings) -> Fanout:
         from hitstream.fanout.memory import MemoryFanout
 
         return MemoryFanout()
-    raise ConfigError(f"unknown fan-out URL scheme {scheme!r} (use memory://)")
+    if scheme in ("redis", "rediss"):
+        _need("redis", "redis")
+        from hitstream.fanout.redis import RedisFanout
+
+        return RedisFanout(url)
+    raise ConfigError(f"unknown fan-out URL scheme {scheme!r} (use memory:// or redis://)")
+
+
+def make_cache(url: str, settings: Settings) -> Cache:
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from hitstream.cache.memory import MemoryCache
+
+        return MemoryCache(settings.cache_entries)
+    if scheme in ("redis", "rediss"):
+        _need("redis", "redis")
+        from hitstream.cache.redis import RedisCache
+
+        return RedisCache(url)
+    raise ConfigError(f"unknown cache URL scheme {scheme!r} (use memory:// or redis://)")
+
+
+def _need(module: str, extra: str) -> None:
+    """A clear message when an optional driver is missing, instead of an ImportError."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"this URL needs the {extra!r} extra: pip install 'hitstream[{extra}]'")
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -97,6 +125,7 @@ class Runtime:
     log: EventLog
     store: Store
     fanout: Fanout
+    cache: Cache
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _demo_stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -116,9 +145,7 @@ class Runtime:
             self.metrics,
             limits=limits_from(self.settings),
         )
-        self.stats = StatsService(
-            self.store, self.metrics, cache_entries=self.settings.cache_entries
-        )
+        self.stats = StatsService(self.store, self.metrics, cache=self.cache)
         self._warm_ups: list[Callable[[], None]] = []
         self.processor = self._make_processor() if "processor" in self.roles else None
 
@@ -151,7 +178,7 @@ class Runtime:
         return [ipaddress.ip_network(c, strict=False) for c in self.settings.trusted_proxies]
 
     def adapters(self) -> dict[str, Checkable]:
-        return {"log": self.log, "store": self.store, "fanout": self.fanout}
+        return {"log": self.log, "store": self.store, "fanout": self.fanout, "cache": self.cache}
 
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +186,7 @@ class Runtime:
         await self.store.start()
         await self.log.start()
         await self.fanout.start()
+        await self.cache.start()
         if self.processor is not None:
             for warm_up in self._warm_ups:
                 await asyncio.to_thread(warm_up)
@@ -188,6 +216,7 @@ class Runtime:
         if self.processor is not None:
             await self.processor.close()
         await self.fanout.close()
+        await self.cache.close()
         await self.log.close()
         await self.store.close()
 
@@ -203,4 +232,5 @@ def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
         log=make_log(settings.resolved_log_url(), settings),
         store=make_store(settings.resolved_store_url(), settings),
         fanout=make_fanout(settings.resolved_fanout_url(), settings),
+        cache=make_cache(settings.resolved_cache_url(), settings),
     )

@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     store_url: str = ""
     """``duckdb:///path`` (default: data_dir/hitstream.duckdb), ``memory://``."""
     fanout_url: str = ""
-    """``memory://`` (default)."""
+    """``memory://`` (default), ``redis://host:6379/0`` to share live updates between processes."""
+    cache_url: str = ""
+    """``memory://`` (default, in-process LRU), ``redis://host:6379/0`` to share answers."""
 
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """CIDRs whose ``X-Forwarded-For`` is believed, comma-separated (e.g. ``127.0.0.1/32``)."""
@@ -71,3 +73,6 @@ class Settings(BaseSettings):
 
     def resolved_fanout_url(self) -> str:
         return self.fanout_url or "memory://"
+
+    def resolved_cache_url(self) -> str:
+        return self.cache_url or "memory://"

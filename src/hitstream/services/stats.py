@@ -2,21 +2,28 @@
 
 Cache keys hold the site's data version, which every store write that touches the site bumps,
 so a cached answer is never stale: a new event changes the version and so the key. Realtime
-answers depend on the clock too; their range is part of the key.
+answers depend on the clock too; their range is part of the key. The cache (in-process or
+Redis) is best effort: when it is down every lookup misses and the store answers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hitstream.domain.stats import StatsQuery, previous_period, resolve_period
+import msgspec
+
+from hitstream.cache.base import Cache
+from hitstream.cache.memory import MemoryCache
+from hitstream.domain.stats import StatsQuery, resolve_period
 from hitstream.metrics import Metrics
 from hitstream.stores.base import Store
 
 JSON = dict[str, Any]
+CACHE_TTL_S = 24 * 3600
+REALTIME_TTL_S = 10
 
 
 def _change(value: float, previous: float) -> float | None:
@@ -30,43 +37,18 @@ def _round(value: float) -> float | int:
     return as_int if as_int == value else round(value, 2)
 
 
-class LRU:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple[object, ...], JSON] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: tuple[object, ...]) -> JSON | None:
-        item = self._items.get(key)
-        if item is None:
-            self.misses += 1
-            return None
-        self._items.move_to_end(key)
-        self.hits += 1
-        return item
-
-    def put(self, key: tuple[object, ...], value: JSON) -> None:
-        if self.size <= 0:
-            return
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-
 class StatsService:
     def __init__(
         self,
         store: Store,
         metrics: Metrics,
         *,
-        cache_entries: int = 2048,
+        cache: Cache | None = None,
         clock: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.cache = LRU(cache_entries)
+        self.cache = cache if cache is not None else MemoryCache()
         self._clock = clock or (lambda: int(time.time() * 1000))
 
     def now_ms(self) -> int:
@@ -80,13 +62,16 @@ class StatsService:
     ) -> JSON:
         began = time.perf_counter()
         version = await self.store.data_version(query.site_id)
-        key = (kind, version, repr(query))
-        hit = self.cache.get(key)
+        digest = hashlib.blake2b(repr(query).encode(), digest_size=12).hexdigest()
+        key = f"{kind}:{query.site_id}:{version}:{digest}"
+        hit = await self.cache.get(key)
         if hit is not None:
             self.metrics.query_seconds.labels(kind, "hit").observe(time.perf_counter() - began)
-            return hit
+            cached: JSON = msgspec.json.decode(hit)
+            return cached
         result = await compute()
-        self.cache.put(key, result)
+        ttl = REALTIME_TTL_S if kind == "realtime" else CACHE_TTL_S
+        await self.cache.set(key, msgspec.json.encode(result), ttl)
         self.metrics.query_seconds.labels(kind, "miss").observe(time.perf_counter() - began)
         return result
 
@@ -155,6 +140,3 @@ class StatsService:
 
     async def sites(self) -> list[str]:
         return await self.store.sites()
-
-
-__all__ = ["LRU", "StatsService", "previous_period"]

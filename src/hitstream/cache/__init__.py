@@ -1,0 +1,1 @@
+"""The stats cache port and its adapters (in-process LRU, Redis), picked by URL scheme."""
