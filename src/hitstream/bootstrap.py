@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from hitstream.cache.base import Cache
 from hitstream.domain.events import Limits
-from hitstream.errors import ConfigError
+from hitstream.errors import AdapterUnavailable, ConfigError
 from hitstream.fanout.base import Fanout
 from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
@@ -27,6 +27,7 @@ from hitstream.stores.base import Store
 
 if TYPE_CHECKING:
     from hitstream.services.processor import Processor
+    from hitstream.services.salts import SaltKeeper
 
 log = logging.getLogger(__name__)
 ROLES = frozenset({"collector", "processor", "web"})
@@ -36,6 +37,12 @@ class Checkable(Protocol):
     name: str
 
     async def check(self) -> None: ...
+
+
+class Startable(Checkable, Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def _path_of(url: str) -> Path:
@@ -100,6 +107,19 @@ def make_cache(url: str, settings: Settings) -> Cache:
     raise ConfigError(f"unknown cache URL scheme {scheme!r} (use memory:// or redis://)")
 
 
+def make_salts(settings: Settings) -> SaltKeeper:
+    from hitstream.services.salts import RedisSaltKeeper, SaltKeeper
+
+    url = settings.salts_url
+    scheme = urlsplit(url).scheme if url else "file"
+    if scheme == "file":
+        return SaltKeeper(settings.data_dir / "salts.json")
+    if scheme in ("redis", "rediss"):
+        _need("redis", "redis")
+        return RedisSaltKeeper(url)
+    raise ConfigError(f"unknown salts URL scheme {scheme!r} (leave empty or use redis://)")
+
+
 def _need(module: str, extra: str) -> None:
     """A clear message when an optional driver is missing, instead of an ImportError."""
     import importlib.util
@@ -130,17 +150,17 @@ class Runtime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _demo_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _demo_task: asyncio.Task[None] | None = None
+    _started: list[Startable] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from hitstream.enrich.geo import CountryLookup
         from hitstream.services.collector import Collector
-        from hitstream.services.salts import SaltKeeper
         from hitstream.services.stats import StatsService
 
-        salts_path = self.settings.data_dir / "salts.json"
+        self.salts = make_salts(self.settings)
         self.collector = Collector(
             self.log,
-            SaltKeeper(salts_path),
+            self.salts,
             CountryLookup(),
             self.metrics,
             limits=limits_from(self.settings),
@@ -177,16 +197,36 @@ class Runtime:
     def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(c, strict=False) for c in self.settings.trusted_proxies]
 
-    def adapters(self) -> dict[str, Checkable]:
-        return {"log": self.log, "store": self.store, "fanout": self.fanout, "cache": self.cache}
+    def adapters(self) -> dict[str, Startable]:
+        """The adapters this process's roles use (and so what ``/readyz`` checks)."""
+        wanted: dict[str, Startable] = {}
+        if self.roles & {"collector", "processor"}:
+            wanted["log"] = self.log
+        if self.roles & {"processor", "web"}:
+            wanted["store"] = self.store
+            wanted["fanout"] = self.fanout
+        if "web" in self.roles:
+            wanted["cache"] = self.cache
+        return wanted
+
+    async def _start_adapter(self, name: str, adapter: Startable) -> None:
+        """Start one adapter, waiting (with backoff) while its service is unreachable."""
+        delay = 0.5
+        while True:
+            try:
+                await adapter.start()
+                return
+            except AdapterUnavailable as exc:
+                log.warning("%s not available yet (%s); retrying in %.1fs", name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         began = time.perf_counter()
-        await self.store.start()
-        await self.log.start()
-        await self.fanout.start()
-        await self.cache.start()
+        for name, adapter in self.adapters().items():
+            await self._start_adapter(name, adapter)
+        self._started = list(self.adapters().values())
         if self.processor is not None:
             for warm_up in self._warm_ups:
                 await asyncio.to_thread(warm_up)
@@ -215,10 +255,10 @@ class Runtime:
         self._tasks.clear()
         if self.processor is not None:
             await self.processor.close()
-        await self.fanout.close()
-        await self.cache.close()
-        await self.log.close()
-        await self.store.close()
+        await self.salts.close()
+        for adapter in reversed(self._started):
+            await adapter.close()
+        self._started = []
 
 
 def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:

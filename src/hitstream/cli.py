@@ -1,4 +1,7 @@
-"""The ``hitstream`` command: serve · migrate · generate (heavy imports stay inside commands)."""
+"""The ``hitstream`` command: serve · collector · processor · web · migrate · generate · replay.
+
+Heavy imports stay inside the commands, so ``hitstream --help`` is quick.
+"""
 
 from __future__ import annotations
 
@@ -64,16 +67,14 @@ def _server_class() -> type:
     return CleanExitServer
 
 
-@app.command()
-def serve(
-    host: Host = None,
-    port: Port = None,
-    data_dir: DataDir = None,
-    demo: Annotated[
-        bool, typer.Option(help="Show a demo site: 60 days of history plus live visits")
-    ] = False,
+def _run(
+    roles: frozenset[str],
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    *,
+    demo: bool = False,
 ) -> None:
-    """Run everything in one process: collector, processor, stats API, live dashboard."""
     import uvicorn
 
     from hitstream.bootstrap import build
@@ -83,7 +84,7 @@ def serve(
     if demo:
         settings.demo = True
     _logging(settings.log_level)
-    runtime = build(settings)
+    runtime = build(settings, roles)
     web = create_app(runtime)
     config = uvicorn.Config(
         web,
@@ -96,12 +97,48 @@ def serve(
     )
     server = _server_class()(config)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    where = f"http://{shown_host}:{settings.port}"
+    if "web" in roles:
+        what = f"dashboard on {where}/ (API docs /docs)"
+    elif "collector" in roles:
+        what = f"collecting on {where}/api/v1/events"
+    else:
+        what = f"processing; health and metrics on {where}/metrics"
     typer.echo(
-        f"hitstream {os.environ.get('HITSTREAM_VERSION_NOTE', '')}".strip()
-        + f": dashboard on http://{shown_host}:{settings.port}/ "
-        f"(API docs /docs, data in {settings.data_dir.resolve()})"
+        f"hitstream {'+'.join(sorted(roles))}: {what}, data in {settings.data_dir.resolve()}"
     )
     server.run()
+
+
+@app.command()
+def serve(
+    host: Host = None,
+    port: Port = None,
+    data_dir: DataDir = None,
+    demo: Annotated[
+        bool, typer.Option(help="Show a demo site: 60 days of history plus live visits")
+    ] = False,
+) -> None:
+    """Run everything in one process: collector, processor, stats API, live dashboard."""
+    _run(frozenset({"collector", "processor", "web"}), host, port, data_dir, demo=demo)
+
+
+@app.command()
+def collector(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
+    """Run only the collector: POST /api/v1/events into the event log (scale out freely)."""
+    _run(frozenset({"collector"}), host, port, data_dir)
+
+
+@app.command()
+def processor(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
+    """Run only a processor: event log -> store; /metrics and /readyz on the given port."""
+    _run(frozenset({"processor"}), host, port, data_dir)
+
+
+@app.command()
+def web(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
+    """Run only the web role: Stats API, live WebSocket and dashboard."""
+    _run(frozenset({"web"}), host, port, data_dir)
 
 
 @app.command()

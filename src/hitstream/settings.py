@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     cache_url: str = ""
     """``memory://`` (default, in-process LRU), ``redis://host:6379/0`` to share answers."""
 
+    salts_url: str = ""
+    """Where daily salts live: the data folder (default), or ``redis://...`` shared by
+    several collectors so that they hash a visitor alike."""
+
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """CIDRs whose ``X-Forwarded-For`` is believed, comma-separated (e.g. ``127.0.0.1/32``)."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])

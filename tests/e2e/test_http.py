@@ -235,6 +235,7 @@ def test_health_readiness_docs(live_server: ServerProcess) -> None:
         "log": "sqlite",
         "store": "duckdb",
         "fanout": "memory",
+        "cache": "memory",
     }
     spec = httpx.get(f"{live_server.url}/openapi.json").json()
     assert {

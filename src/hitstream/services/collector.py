@@ -145,7 +145,7 @@ class Collector:
                 _whole(413, "body", f"holds more than {self.limits.max_batch_events} events")
             )
         now = self._clock()
-        salts = self.salts.salts(now)
+        salts = await self.salts.salts(now)
         user_agent = user_agent[: self.limits.max_user_agent]
         country = self.countries.country(client_ip)
         accepted: list[AcceptedEvent] = []

@@ -44,7 +44,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         try:
             yield
         finally:
-            await live.close(app)
+            if "web" in runtime.roles:
+                await live.close(app)
             if manage_runtime:
                 await runtime.stop()
 
@@ -94,10 +95,12 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         )
         return _error(exc.status_code, field, str(exc.detail).lower())
 
-    app.include_router(collect.router)
-    app.include_router(stats.router)
     app.include_router(ops.router)
-    app.include_router(live.router)
-    live.install(app)
-    dashboard.mount(app)
+    if "collector" in runtime.roles:
+        app.include_router(collect.router)
+    if "web" in runtime.roles:
+        app.include_router(stats.router)
+        app.include_router(live.router)
+        live.install(app)
+        dashboard.mount(app)
     return app
