@@ -221,7 +221,7 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def start(self) -> None:
+    async def start(self, *, run_processor: bool = True) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         began = time.perf_counter()
         for name, adapter in self.adapters().items():
@@ -230,6 +230,7 @@ class Runtime:
         if self.processor is not None:
             for warm_up in self._warm_ups:
                 await asyncio.to_thread(warm_up)
+        if self.processor is not None and run_processor:
             await self.processor.start()
             self._tasks.append(asyncio.create_task(self.processor.run(self.stop_event)))
         if self.settings.demo:

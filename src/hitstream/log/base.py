@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from hitstream.errors import LogUnavailable
+
 PositionLookup = Callable[[int], Awaitable[int | None]]
 """partition -> next offset to read, from the store (None: start from the log's own commit)."""
 
@@ -87,3 +89,7 @@ class EventLog(ABC):
     @abstractmethod
     def dead_letters(self, group: str, positions: PositionLookup) -> LogConsumer:
         """A consumer over the dead-lettered messages (for ``hitstream replay``)."""
+
+    async def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]:
+        """partition -> first offset appended at or after ``timestamp_ms`` (for replay)."""
+        raise LogUnavailable(f"the {self.name} log cannot look offsets up by time")

@@ -163,6 +163,26 @@ class SQLiteLog(EventLog):
     def dead_letters(self, group: str, positions: PositionLookup) -> LogConsumer:
         return self._dead_log().consumer(group, positions)
 
+    async def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]:
+        def lookup() -> int:
+            conn = _connect(self.path)
+            try:
+                row = conn.execute(
+                    "SELECT MIN(offset) FROM messages WHERE appended_at >= ?", (timestamp_ms,)
+                ).fetchone()
+                last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
+                end = last.fetchone()
+            finally:
+                conn.close()
+            if row and row[0] is not None:
+                return int(row[0])
+            return int(end[0]) + 1 if end else 0
+
+        try:
+            return {0: await asyncio.to_thread(lookup)}
+        except sqlite3.Error as exc:
+            raise LogUnavailable(f"event log lookup failed: {exc}") from exc
+
     def wait_for_append(self, timeout: float) -> None:
         with self._appended:
             self._appended.wait(timeout)

@@ -105,9 +105,10 @@ class Processor:
         self.batches = 0
         self.caught_up = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, consumer: LogConsumer | None = None) -> None:
+        """Begin consuming: from the store's positions, or from ``consumer`` (replay)."""
         await self._reload_sessions()
-        self._consumer = self.log.consumer(self.group, self._stored_position)
+        self._consumer = consumer or self.log.consumer(self.group, self._stored_position)
         self._generation = self._consumer.generation
 
     async def _stored_position(self, partition: int) -> int | None:

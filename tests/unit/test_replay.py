@@ -1,0 +1,44 @@
+"""Replay: from an offset or the dead letters, into the store, adding only what is missing."""
+
+from __future__ import annotations
+
+import msgspec
+
+from hitstream.domain.steps import build_steps
+from hitstream.fanout.memory import MemoryFanout
+from hitstream.log.base import LogMessage
+from hitstream.log.memory import MemoryLog
+from hitstream.metrics import Metrics
+from hitstream.services.pipeline import PipelineRunner
+from hitstream.services.processor import Processor
+from hitstream.services.replay import replay
+from hitstream.stores.memory import MemoryStore
+from tests.unit.test_processor import FakeAgents, FakeBots, accepted, put
+
+
+def processor(log: MemoryLog, store: MemoryStore, stream: str = "replay:test") -> Processor:
+    metrics = Metrics()
+    runner = PipelineRunner(build_steps(FakeAgents(), FakeBots()), metrics)
+    return Processor(log, store, MemoryFanout(), runner, metrics, stream=stream, poll_timeout=0.01)
+
+
+async def test_replay_from_an_offset_adds_only_missing_events() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, accepted(1), accepted(2), accepted(3))
+    first = await replay(processor(log, store), log, start={0: 1}, idle_timeout=0.05)
+    assert (first.messages, first.stored) == (2, 2)
+    again = await replay(processor(log, store), log, start={}, idle_timeout=0.05)
+    assert (again.messages, again.stored) == (3, 1)  # the two known ids are duplicates
+    assert await store.count_events() == 3
+    assert await store.positions("memory") == {}  # live processors' positions untouched
+
+
+async def test_replay_of_dead_letters() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    good_now = msgspec.json.encode(accepted(7))
+    await log.dead_letter([LogMessage(0, 0, b"k", good_now)], "undecodable")
+    result = await replay(
+        processor(log, store), log, start={}, dead_letters=True, idle_timeout=0.05
+    )
+    assert result.stored == 1
+    assert await store.count_events() == 1
