@@ -1,4 +1,4 @@
-"""A real ``hitstream serve`` in a subprocess, for e2e and crash tests."""
+"""A real hitstream process (``serve`` or one role) in a subprocess, for e2e and crash tests."""
 
 from __future__ import annotations
 
@@ -20,17 +20,23 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """Starts ``hitstream serve`` on a free loopback port with its own data folder."""
+    """Starts ``hitstream <command>`` on a free loopback port with its own data folder."""
 
     def __init__(
-        self, data_dir: Path, *, env: dict[str, str] | None = None, port: int | None = None
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        command: str = "serve",
     ) -> None:
+        self.command = command
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.log_path = data_dir.parent / f"{command}-{self.port}.log"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         env = {
@@ -46,7 +52,10 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hitstream.cli", "serve"], env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "hitstream.cli", self.command],
+                env=env,
+                stdout=log,
+                stderr=log,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
