@@ -63,7 +63,33 @@ def make_log(url: str, settings: Settings) -> EventLog:
         from hitstream.log.memory import MemoryLog
 
         return MemoryLog()
-    raise ConfigError(f"unknown event log URL scheme {scheme!r} (use sqlite:// or memory://)")
+    if scheme == "kafka":
+        _need("confluent_kafka", "kafka")
+        from hitstream.log.kafka import KafkaLog
+
+        return KafkaLog(
+            url,
+            partitions=settings.kafka_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            security_protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_username=settings.kafka_sasl_username,
+            sasl_password=settings.kafka_sasl_password,
+            ssl_ca_location=settings.kafka_ssl_ca_location,
+            client_id=settings.kafka_client_id,
+            message_timeout_ms=settings.kafka_message_timeout_ms,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            extra=settings.kafka_extra,
+        )
+    if scheme in ("redis", "rediss"):
+        _need("redis", "redis")
+        from hitstream.log.redis_streams import RedisStreamsLog
+
+        return RedisStreamsLog(url, claim_idle_ms=settings.redis_stream_claim_idle_ms)
+    raise ConfigError(
+        f"unknown event log URL scheme {scheme!r} (use sqlite://, kafka://, redis:// or memory://)"
+    )
 
 
 def make_store(url: str, settings: Settings) -> Store:
@@ -76,7 +102,14 @@ def make_store(url: str, settings: Settings) -> Store:
         from hitstream.stores.memory import MemoryStore
 
         return MemoryStore()
-    raise ConfigError(f"unknown store URL scheme {scheme!r} (use duckdb:// or memory://)")
+    if scheme in ("postgresql", "postgres"):
+        _need("psycopg", "postgres")
+        from hitstream.stores.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ConfigError(
+        f"unknown store URL scheme {scheme!r} (use duckdb://, postgresql:// or memory://)"
+    )
 
 
 def make_fanout(url: str, settings: Settings) -> Fanout:

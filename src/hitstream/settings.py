@@ -29,6 +29,24 @@ class Settings(BaseSettings):
     cache_url: str = ""
     """``memory://`` (default, in-process LRU), ``redis://host:6379/0`` to share answers."""
 
+    kafka_partitions: int = Field(default=6, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_security_protocol: str | None = None
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (inferred from the two below when unset)."""
+    kafka_sasl_mechanism: str | None = None
+    """SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN."""
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_ca_location: str | None = None
+    kafka_client_id: str = "hitstream"
+    kafka_message_timeout_ms: int = Field(default=10_000, ge=100)
+    kafka_session_timeout_ms: int | None = None
+    kafka_heartbeat_interval_ms: int | None = None
+    kafka_extra: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Any other librdkafka setting, as JSON: ``{"linger.ms": 5}``."""
+    redis_stream_claim_idle_ms: int = Field(default=30_000, ge=100)
+    """A Redis Streams message pending this long on a silent consumer is taken over."""
+
     salts_url: str = ""
     """Where daily salts live: the data folder (default), or ``redis://...`` shared by
     several collectors so that they hash a visitor alike."""
