@@ -20,6 +20,12 @@ class MemoryLog(EventLog):
         self._changed = asyncio.Event()
         self.available = True
 
+    async def start(self) -> None:
+        self.available = True
+
+    async def close(self) -> None:
+        self.available = False
+
     async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
         if not self.available:
             raise LogUnavailable("memory log is switched off")

@@ -1,0 +1,172 @@
+"""Scale-out for real: 2 collectors, 2 processors, 2 web processes on Kafka, PostgreSQL and Redis.
+
+100,000 events go in through both collectors while one processor is SIGKILLed in the middle.
+Afterwards PostgreSQL holds exactly the events that were answered 202, each once, and a
+WebSocket client of the *other* web process has been pushed the same total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import websockets
+
+from tests.brokers import REDIS_URL, Tansu
+from tests.server import ServerProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+TOTAL = 100_000
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    name = f"hitstream_scale_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class LiveWatcher(threading.Thread):
+    """A dashboard client: keeps the last aggregate pushed by one web process."""
+
+    def __init__(self, url: str, site: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url.replace("http://", "ws://") + f"/api/v1/live?site_id={site}&period=day"
+        self.last_events: float = -1
+        self.frames = 0
+        self.stop_flag = False
+
+    def run(self) -> None:
+        asyncio.run(self._watch())
+
+    async def _watch(self) -> None:
+        async with websockets.connect(self.url, max_size=2**24) as socket:
+            while not self.stop_flag:
+                try:
+                    raw = await asyncio.wait_for(socket.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                frame: dict[str, Any] = json.loads(raw)
+                if frame["type"] in ("snapshot", "update"):
+                    self.frames += 1
+                    self.last_events = frame["aggregate"]["results"]["events"]["value"]
+
+
+def test_two_of_each_role_with_a_processor_killed(
+    tmp_path: Path, kafka_broker: Tansu, database: str
+) -> None:
+    topic = f"scale-{uuid.uuid4().hex[:8]}"
+    site = f"scale-{uuid.uuid4().hex[:6]}.test"
+    env = {
+        "HITSTREAM_LOG_URL": f"kafka://{kafka_broker.bootstrap}/{topic}",
+        "HITSTREAM_KAFKA_PARTITIONS": "4",
+        "HITSTREAM_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "HITSTREAM_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+        "HITSTREAM_STORE_URL": database,
+        "HITSTREAM_FANOUT_URL": REDIS_URL,
+        "HITSTREAM_CACHE_URL": REDIS_URL,
+        "HITSTREAM_SALTS_URL": REDIS_URL,
+    }
+
+    def role(command: str, n: int) -> ServerProcess:
+        return ServerProcess(tmp_path / f"{command}{n}", env=env, command=command)
+
+    web = [role("web", 1).start(timeout=60), role("web", 2).start(timeout=60)]
+    processors = [role("processor", 1).start(timeout=60), role("processor", 2).start(timeout=60)]
+    collectors = [role("collector", 1).start(timeout=60), role("collector", 2).start(timeout=60)]
+    everyone = web + processors + collectors
+    watcher = LiveWatcher(web[1].url, site)
+    watcher.start()
+    loads = []
+    try:
+        for n, collector in enumerate(collectors):
+            out = tmp_path / f"answered{n}.txt"
+            loads.append(
+                (
+                    out,
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "tests.load_process",
+                            collector.url,
+                            str(out),
+                            "240",
+                            "200",
+                            "3",
+                            str(TOTAL // 2),
+                            site,
+                        ]
+                    ),
+                )
+            )
+
+        def answered() -> list[str]:
+            ids: list[str] = []
+            for out, _ in loads:
+                if out.exists():
+                    ids.extend(x for x in out.read_text().splitlines() if x and x != "done")
+            return ids
+
+        deadline = time.monotonic() + 120
+        while len(answered()) < TOTAL * 0.4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert processors[0].proc is not None
+        processors[0].proc.kill()  # SIGKILL mid-stream: the other processor must take over
+        processors[0].proc.wait(10)
+        for _, load in loads:
+            assert load.wait(300) == 0
+        ids = answered()
+        assert len(ids) == TOTAL, "every event should have been answered 202 eventually"
+
+        deadline = time.monotonic() + 180
+        stored = 0
+        while time.monotonic() < deadline:
+            body = httpx.get(
+                f"{web[0].url}/api/v1/stats/aggregate",
+                params={"site_id": site, "period": "day", "metrics": "events"},
+                timeout=30,
+            ).json()
+            stored = body["results"]["events"]["value"]
+            if stored >= TOTAL:
+                break
+            time.sleep(0.5)
+        assert stored == TOTAL
+
+        with psycopg.connect(database) as conn:
+            rows = conn.execute(
+                "SELECT event_id::text FROM events WHERE site_id = %s", (site,)
+            ).fetchall()
+        in_store = [r[0] for r in rows]
+        assert len(in_store) == len(set(in_store)), "an event was stored twice"
+        assert set(in_store) == set(ids), "the store differs from what was answered 202"
+
+        deadline = time.monotonic() + 30
+        while watcher.last_events != TOTAL and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert watcher.last_events == TOTAL, "web 2's WebSocket client saw a different total"
+        assert watcher.frames >= 2
+    finally:
+        watcher.stop_flag = True
+        for _, load in loads:
+            if load.poll() is None:
+                load.kill()
+        for process in everyone:
+            process.kill()
