@@ -6,6 +6,7 @@
     │   ├── LogUnavailable     the event log refused or failed an append or a read
     │   ├── StoreUnavailable   the store failed a transaction or a query
     │   └── FanoutUnavailable  the fan-out backend is down (never blocks ingestion)
+    ├── PositionConflict       another processor already stored past this batch (a rebalance)
     └── QueryError             a stats query that cannot be answered as asked (a 4xx)
 
 Adapters translate their driver's exceptions at the boundary:
@@ -37,6 +38,12 @@ class StoreUnavailable(AdapterUnavailable):
 
 class FanoutUnavailable(AdapterUnavailable):
     """The fan-out backend is down; live updates pause, ingestion goes on."""
+
+
+class PositionConflict(HitstreamError):
+    """The store holds a position past the start of the batch being written: a partition
+    moved to another processor, which has stored these messages already. Nothing was
+    written; the processor must drop its state and resume from the store's positions."""
 
 
 class QueryError(HitstreamError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import msgspec
 import pytest
@@ -187,3 +188,31 @@ async def test_undecodable_messages_are_dead_lettered() -> None:
 
     dead = await log.dead_letters("ops", nowhere).poll(10, 0.1)
     assert [(m.key, m.value) for m in dead] == [(b"undecodable", b"garbage")]
+
+
+async def test_a_processor_that_lost_its_partition_is_fenced_off() -> None:
+    """The old owner of a partition read a batch, then the new owner stored the same
+    messages first: the old owner's write is refused, and it resumes from the store."""
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, accepted(1), accepted(2, ts=T0 + 60_000))
+    slow, fast = make(log, store), make(log, store)
+    await slow.start()
+    await fast.start()
+    slow.store = copy.copy(store)  # the same data, but its writes wait for the new owner
+    real_write = store.write
+
+    async def write_after_the_new_owner(batch: WriteBatch) -> None:
+        if batch.starts:
+            assert await fast.process_once() == 2
+        await real_write(batch)
+
+    slow.store.write = write_after_the_new_owner  # type: ignore[method-assign]
+    assert await slow.process_once() == 0  # refused: nothing counted twice
+    result = await store.aggregate(everything())
+    assert (result["events"], result["visits"], result["pageviews"]) == (2, 1, 2)
+    assert len(slow.sessions) == 1  # the visit state was reloaded from the store
+    await put(log, accepted(3, ts=T0 + 120_000))
+    slow.store = store
+    assert await slow.process_once() == 1
+    result = await store.aggregate(everything())
+    assert (result["events"], result["visits"], result["pageviews"]) == (3, 1, 3)

@@ -27,7 +27,7 @@ async def test_replay_from_an_offset_adds_only_missing_events() -> None:
     await put(log, accepted(1), accepted(2), accepted(3))
     first = await replay(processor(log, store), log, start={0: 1}, idle_timeout=0.05)
     assert (first.messages, first.stored) == (2, 2)
-    again = await replay(processor(log, store), log, start={}, idle_timeout=0.05)
+    again = await replay(processor(log, store, "replay:2"), log, start={}, idle_timeout=0.05)
     assert (again.messages, again.stored) == (3, 1)  # the two known ids are duplicates
     assert await store.count_events() == 3
     assert await store.positions("memory") == {}  # live processors' positions untouched

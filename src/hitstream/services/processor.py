@@ -8,6 +8,11 @@ store, so every event is stored once and every visit counted once. Event ids sto
 
 If the store is down, the same computed batch is retried with backoff: the processor never
 skips ahead, and its in-memory visit state never runs ahead of what it will write.
+
+Fencing: each batch carries the offset it starts at per partition, and the store refuses it
+(``PositionConflict``) if another processor already stored past that point, as happens when a
+partition moves during a rebalance. The processor then drops its visit state, rejoins, and
+resumes from the store: two processors never both count the same messages into a visit.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import msgspec
 
 from hitstream.domain.events import AcceptedEvent, ProcessedEvent
 from hitstream.domain.sessions import Sessionizer
-from hitstream.errors import AdapterUnavailable, StoreUnavailable
+from hitstream.errors import AdapterUnavailable, PositionConflict, StoreUnavailable
 from hitstream.fanout.base import Fanout
 from hitstream.log.base import EventLog, LogConsumer, LogMessage
 from hitstream.metrics import Metrics
@@ -116,6 +121,14 @@ class Processor:
         moved a partition on since this one last saw it."""
         return (await self.store.positions(self.stream)).get(partition)
 
+    async def _resync(self) -> None:
+        """Forget this batch and the visit state, rejoin, and resume from the store."""
+        if self._consumer is not None:
+            await self._consumer.close()
+        await self._reload_sessions()
+        self._consumer = self.log.consumer(self.group, self._stored_position)
+        self._generation = self._consumer.generation
+
     async def _reload_sessions(self) -> None:
         self.sessions = Sessionizer(self.sessions.timeout_ms)
         now = self._clock()
@@ -159,7 +172,12 @@ class Processor:
             return 0
         began = time.perf_counter()
         batch, by_site = await self._build(messages)
-        await self._write(batch)
+        try:
+            await self._write(batch)
+        except PositionConflict as exc:
+            log.warning("partition moved under this processor (%s): resyncing", exc)
+            await self._resync()
+            return 0
         await self._consumer.commit(batch.positions)
         now = self._clock()
         for event in batch.events:
@@ -175,10 +193,12 @@ class Processor:
         self, messages: list[LogMessage]
     ) -> tuple[WriteBatch, dict[str, list[ProcessedEvent]]]:
         positions: dict[int, int] = {}
+        starts: dict[int, int] = {}
         decoded: list[AcceptedEvent] = []
         drops: Counter[tuple[str, str]] = Counter()
         undecodable: list[LogMessage] = []
         for message in messages:
+            starts.setdefault(message.partition, message.offset)
             positions[message.partition] = message.offset + 1
             try:
                 decoded.append(_DECODER.decode(message.value))
@@ -205,6 +225,7 @@ class Processor:
             events=events,
             sessions=self.sessions.drain_touched(),
             drops=dict(drops),
+            starts=starts,
         )
         return batch, by_site
 

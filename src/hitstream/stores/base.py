@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint
+from hitstream.errors import PositionConflict
 
 
 @dataclass(slots=True)
@@ -26,6 +27,22 @@ class WriteBatch:
     sessions: list[Session] = field(default_factory=list)
     drops: dict[tuple[str, str], int] = field(default_factory=dict)
     """(site_id, reason) -> events dropped by the pipeline in this batch."""
+    starts: dict[int, int] = field(default_factory=dict)
+    """partition -> offset of this batch's first message: the fence. A stored position
+    beyond it means another processor got there first (``PositionConflict``)."""
+
+
+def check_fence(stream: str, stored: dict[int, int], starts: dict[int, int]) -> None:
+    """Raise ``PositionConflict`` if any partition's stored position is past the batch start.
+
+    Offsets may have gaps (Kafka control records, Redis ids), so only "past" is a conflict.
+    """
+    for partition, start in starts.items():
+        position = stored.get(partition)
+        if position is not None and position > start:
+            raise PositionConflict(
+                f"{stream}[{partition}] is stored up to {position}, past this batch's {start}"
+            )
 
 
 class Store(ABC):
@@ -55,7 +72,9 @@ class Store(ABC):
     @abstractmethod
     async def write(self, batch: WriteBatch) -> None:
         """Apply the batch in one transaction: insert events (skipping stored ids), upsert
-        sessions, add drop counts, bump each touched site's data version, store positions."""
+        sessions, add drop counts, bump each touched site's data version, store positions.
+        First, inside the transaction, ``check_fence`` against the stored positions (with a
+        row lock where several processors share the store)."""
 
     @abstractmethod
     async def open_sessions(self, since_ms: int) -> list[Session]:

@@ -1,0 +1,343 @@
+"""The in-memory store: the reference semantics every SQL adapter must reproduce exactly.
+
+Plain lists and dicts, no cleverness, so that each metric reads like its definition in
+``hitstream.domain.stats``. The contract suite runs the same tests against this store and the
+SQL ones, and a property test checks that DuckDB gives the same answers on random data.
+
+Definitions the SQL adapters follow (beyond the metric list in ``domain/stats.py``):
+
+- An event *matches* a query when it belongs to ``query.site_id``, its ``timestamp`` lies in
+  the half-open ``[range.start, range.end)`` and it passes every filter.
+- The value of a property for an event: the mapped column for event properties; for ``prop:<k>``
+  the canonical text of ``props[k]`` (``prop_text``), or ``""`` when the event has no such key;
+  for ``entry_page``/``exit_page`` the column of the event's session row (by site and
+  ``session_id``). An event whose session has no row has no entry/exit page: every filter on
+  those properties rejects it and entry/exit breakdowns leave it out.
+- Filters: ``==`` the value is one of the values; ``!=`` it is none of them; ``~`` it contains
+  one of them, compared after ``str.lower`` on both sides (SQL ``lower`` agrees except for the
+  rare characters whose lower case is longer, such as U+0130).
+- ``visits`` counts distinct non-empty ``session_id``. ``bounce_rate`` and ``visit_duration``
+  look at the session rows of those visits (the rows as stored now); a visit without a row
+  counts as a visit but is not measured. ``bounce_rate = 100 * bounces / measured``,
+  ``visit_duration = sum(last_seen - started_at) / (1000 * measured)``, ``views_per_visit =
+  pageviews / visits``: each one division of exact integers, so every adapter gets the very
+  same float.
+- A timeseries point and a breakdown row are the aggregate over the matching events of that
+  bucket or that value, so a breakdown by ``entry_page`` counts, for every entry page, the
+  visitors, visits, pageviews and events of the matching events whose visit entered there.
+  Breakdown rows: only values with at least one matching event (``""`` is a value like any
+  other), ordered by the first metric descending then value ascending (code point order),
+  ``limit`` rows.
+- Writes: the first copy of an ``event_id`` wins (within a batch and across batches); the last
+  copy of a session in a batch wins; a value a 64-bit SQL column cannot hold fails the whole
+  batch with ``StoreUnavailable`` and changes nothing.
+- Retention drops events with ``timestamp < cutoff`` and sessions with ``last_seen < cutoff``,
+  and bumps the data version of every site that lost rows (cached stats went stale).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from fractions import Fraction
+from typing import Final
+
+from hitstream.domain.events import EventType, ProcessedEvent, PropValue, Session
+from hitstream.domain.stats import (
+    EVENT_PROPERTIES,
+    METRICS,
+    PROP_PREFIX,
+    SESSION_PROPERTIES,
+    BreakdownRow,
+    Filter,
+    StatsQuery,
+    TimeseriesPoint,
+    bucket_of,
+    bucket_starts,
+)
+from hitstream.errors import QueryError, StoreUnavailable
+from hitstream.stores.base import Store, WriteBatch, check_fence
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+_PAGEVIEW: Final = EventType.PAGEVIEW.value
+
+
+def prop_text(value: PropValue) -> str:
+    """The canonical text of a custom property value, as every adapter stores and compares it:
+    strings as they are, booleans as ``true``/``false``, numbers as Python writes them."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def percentile_cont(sorted_values: Sequence[int], fraction: float) -> float:
+    """SQL ``percentile_cont`` over ascending values, bit for bit as DuckDB computes it.
+
+    Position ``rn = (n - 1) * fraction``; between the neighbours ``lo`` and ``hi`` the result is
+    ``lo * (1 - d) + hi * d`` with ``d = rn - floor(rn)``, the first product fused into the sum
+    (DuckDB's compiled code does that; ``Fraction`` gives the one exact rounding).
+    """
+    if not sorted_values:
+        return 0.0
+    rn = (len(sorted_values) - 1) * fraction
+    below, above = math.floor(rn), math.ceil(rn)
+    lo, hi = float(sorted_values[below]), float(sorted_values[above])
+    if below == above:
+        return lo
+    d = rn - below
+    return float(Fraction(lo) * Fraction(1.0 - d) + Fraction(hi * d))
+
+
+def metric_values(
+    metrics: Sequence[str],
+    *,
+    visitors: int,
+    visits: int,
+    pageviews: int,
+    events: int,
+    measured: int,
+    bounces: int,
+    duration_ms: int,
+    p50: float,
+    p95: float,
+) -> dict[str, float]:
+    """Metric name -> value from the integer parts every adapter counts the same way."""
+    values = {
+        "visitors": float(visitors),
+        "visits": float(visits),
+        "pageviews": float(pageviews),
+        "events": float(events),
+        "bounce_rate": 100 * bounces / measured if measured else 0.0,
+        "visit_duration": duration_ms / (1000 * measured) if measured else 0.0,
+        "views_per_visit": pageviews / visits if visits else 0.0,
+        "load_time_p50": p50,
+        "load_time_p95": p95,
+    }
+    return {name: values[name] for name in metrics}
+
+
+def check_metrics(metrics: Sequence[str]) -> None:
+    for name in metrics:
+        if name not in METRICS:
+            raise QueryError("metrics", f"unknown metric {name!r}")
+
+
+def check_property(name: str, field: str = "property") -> None:
+    if name.startswith(PROP_PREFIX) and len(name) > len(PROP_PREFIX):
+        return
+    if name not in EVENT_PROPERTIES and name not in SESSION_PROPERTIES:
+        raise QueryError(field, f"unknown property {name!r}")
+
+
+def check_filters(filters: Iterable[Filter]) -> None:
+    for flt in filters:
+        check_property(flt.property, "filters")
+        if flt.op not in ("==", "!=", "~"):
+            raise QueryError("filters", f"unknown operator {flt.op!r}")
+
+
+def _check_int(value: int | None, what: str) -> None:
+    if value is not None and not INT64_MIN <= value <= INT64_MAX:
+        raise StoreUnavailable(f"{what}={value} does not fit a 64-bit column; nothing written")
+
+
+def _check_batch(batch: WriteBatch) -> None:
+    for event in batch.events:
+        for name in ("timestamp", "received_at", "screen_width", "duration_ms", "load_time_ms"):
+            _check_int(getattr(event, name), f"event.{name}")
+    for session in batch.sessions:
+        for name in ("started_at", "last_seen", "pageviews", "events"):
+            _check_int(getattr(session, name), f"session.{name}")
+    for partition, offset in batch.positions.items():
+        _check_int(partition, "partition")
+        _check_int(offset, "offset")
+    for count in batch.drops.values():
+        _check_int(count, "drop count")
+
+
+class MemoryStore(Store):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._events: dict[str, ProcessedEvent] = {}
+        self._sessions: dict[tuple[str, str], Session] = {}
+        self._positions: dict[tuple[str, int], int] = {}
+        self._versions: dict[str, int] = {}
+        self._drops: dict[tuple[str, str], int] = {}
+        self._closed = False
+        self.available = True
+        """Switch off to make every call fail with ``StoreUnavailable`` (outage drills)."""
+
+    def _ensure(self) -> None:
+        if not self.available or self._closed:
+            raise StoreUnavailable("memory store is switched off or closed")
+
+    async def start(self) -> None:
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def migrate(self) -> list[str]:
+        self._ensure()
+        return []
+
+    async def check(self) -> None:
+        self._ensure()
+
+    async def positions(self, stream: str) -> dict[int, int]:
+        self._ensure()
+        return {p: o for (s, p), o in self._positions.items() if s == stream}
+
+    async def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        self._ensure()
+        return {event_id for event_id in event_ids if event_id in self._events}
+
+    async def write(self, batch: WriteBatch) -> None:
+        self._ensure()
+        _check_batch(batch)  # everything that can fail fails before the first change
+        check_fence(batch.stream, await self.positions(batch.stream), batch.starts)
+        sites: set[str] = set()
+        for event in batch.events:
+            sites.add(event.site_id)
+            if event.event_id not in self._events:
+                self._events[event.event_id] = replace(event, props=dict(event.props))
+        for session in batch.sessions:
+            sites.add(session.site_id)
+            self._sessions[(session.site_id, session.session_id)] = copy.copy(session)
+        for (site_id, reason), count in batch.drops.items():
+            sites.add(site_id)
+            self._drops[(site_id, reason)] = self._drops.get((site_id, reason), 0) + count
+        for site_id in sites:
+            self._versions[site_id] = self._versions.get(site_id, 0) + 1
+        for partition, offset in batch.positions.items():
+            self._positions[(batch.stream, partition)] = offset
+
+    async def open_sessions(self, since_ms: int) -> list[Session]:
+        self._ensure()
+        found = [copy.copy(s) for s in self._sessions.values() if s.last_seen >= since_ms]
+        return sorted(found, key=lambda s: (s.site_id, s.session_id))
+
+    # -- stats ---------------------------------------------------------------------------
+
+    def _value(self, prop: str, event: ProcessedEvent) -> str | None:
+        """The property's value for an event; None when it has none (entry/exit, no row)."""
+        if prop.startswith(PROP_PREFIX):
+            raw = event.props.get(prop[len(PROP_PREFIX) :])
+            return "" if raw is None else prop_text(raw)
+        if prop in SESSION_PROPERTIES:
+            session = self._sessions.get((event.site_id, event.session_id))
+            return None if session is None else str(getattr(session, SESSION_PROPERTIES[prop]))
+        return str(getattr(event, EVENT_PROPERTIES[prop]))
+
+    def _passes(self, flt: Filter, event: ProcessedEvent) -> bool:
+        value = self._value(flt.property, event)
+        if value is None:
+            return False
+        if flt.op == "==":
+            return value in flt.values
+        if flt.op == "!=":
+            return value not in flt.values
+        return any(needle.lower() in value.lower() for needle in flt.values)
+
+    def _matching(self, query: StatsQuery) -> list[ProcessedEvent]:
+        check_filters(query.filters)
+        return [
+            event
+            for event in self._events.values()
+            if event.site_id == query.site_id
+            and query.range.start <= event.timestamp < query.range.end
+            and all(self._passes(flt, event) for flt in query.filters)
+        ]
+
+    def _metrics(self, events: list[ProcessedEvent], metrics: Sequence[str]) -> dict[str, float]:
+        visits = {(e.site_id, e.session_id) for e in events if e.session_id}
+        rows = [self._sessions[key] for key in visits if key in self._sessions]
+        loads = sorted(
+            e.load_time_ms for e in events if e.type == _PAGEVIEW and e.load_time_ms is not None
+        )
+        return metric_values(
+            metrics,
+            visitors=len({e.visitor_id for e in events}),
+            visits=len(visits),
+            pageviews=sum(1 for e in events if e.type == _PAGEVIEW),
+            events=len(events),
+            measured=len(rows),
+            bounces=sum(1 for s in rows if s.is_bounce),
+            duration_ms=sum(s.duration_ms for s in rows),
+            p50=percentile_cont(loads, 0.5),
+            p95=percentile_cont(loads, 0.95),
+        )
+
+    async def aggregate(self, query: StatsQuery) -> dict[str, float]:
+        self._ensure()
+        check_metrics(query.metrics)
+        return self._metrics(self._matching(query), query.metrics)
+
+    async def timeseries(self, query: StatsQuery) -> list[TimeseriesPoint]:
+        self._ensure()
+        check_metrics(query.metrics)
+        starts = bucket_starts(query)
+        buckets: defaultdict[int, list[ProcessedEvent]] = defaultdict(list)
+        for event in self._matching(query):
+            start = bucket_of(starts, event.timestamp)
+            if start is not None:
+                buckets[start].append(event)
+        return [TimeseriesPoint(s, self._metrics(buckets[s], query.metrics)) for s in starts]
+
+    async def breakdown(self, query: StatsQuery) -> list[BreakdownRow]:
+        self._ensure()
+        check_metrics(query.metrics)
+        check_property(query.property)
+        if not query.metrics:
+            raise QueryError("metrics", "a breakdown needs at least one metric")
+        groups: defaultdict[str, list[ProcessedEvent]] = defaultdict(list)
+        for event in self._matching(query):
+            value = self._value(query.property, event)
+            if value is not None:
+                groups[value].append(event)
+        rows = [BreakdownRow(v, self._metrics(evs, query.metrics)) for v, evs in groups.items()]
+        first = query.metrics[0]
+        rows.sort(key=lambda row: (-row.results[first], row.value))
+        return rows[: query.limit]
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    async def data_version(self, site_id: str) -> int:
+        self._ensure()
+        return self._versions.get(site_id, 0)
+
+    async def sites(self) -> list[str]:
+        self._ensure()
+        return sorted(self._versions)
+
+    async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
+        self._ensure()
+        counts: defaultdict[str, int] = defaultdict(int)
+        for (site, reason), count in self._drops.items():
+            if site_id is None or site == site_id:
+                counts[reason] += count
+        return dict(counts)
+
+    async def count_events(self, site_id: str | None = None) -> int:
+        self._ensure()
+        return sum(1 for e in self._events.values() if site_id is None or e.site_id == site_id)
+
+    async def delete_before(self, cutoff_ms: int) -> int:
+        self._ensure()
+        old_events = [k for k, e in self._events.items() if e.timestamp < cutoff_ms]
+        old_sessions = [k for k, s in self._sessions.items() if s.last_seen < cutoff_ms]
+        touched = {self._events[k].site_id for k in old_events} | {k[0] for k in old_sessions}
+        for event_id in old_events:
+            del self._events[event_id]
+        for key in old_sessions:
+            del self._sessions[key]
+        for site_id in touched:
+            self._versions[site_id] = self._versions.get(site_id, 0) + 1
+        return len(old_events)

@@ -1,0 +1,1 @@
+"""The SQL of the store adapters, one package per dialect: migrations and statement builders."""

@@ -1,0 +1,204 @@
+"""Stats queries in DuckDB SQL, following the definitions in ``hitstream.stores.memory``.
+
+One query per call. It returns, per group (the constant 0, a bucket start or a property value),
+the integer parts that ``metric_values`` turns into metrics, so both stores do the very same
+float arithmetic; only percentiles come out of SQL (``quantile_cont``). Only the parts the asked
+metrics need are computed: distinct counts over ~1M strings are what a query costs.
+
+Bucketing follows ``bucket_starts`` (time-zone aware) without sorting the events: a bucket index
+is guessed as ``(ts - first) // step`` and corrected by one against the exact list of starts.
+That is exact whenever every start lies within half a step of ``first + i * step``, which holds
+for every real zone (DST moves a day by an hour); otherwise an ASOF join does it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from hitstream.domain.events import EventType
+from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, Filter
+from hitstream.domain.stats import StatsQuery as Query
+from hitstream.errors import QueryError
+from hitstream.stores.memory import check_filters, check_metrics, check_property, metric_values
+from hitstream.stores.sql.duckdb.writes import EVENT_TEXT
+
+_PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
+_FILTERABLE: Final = frozenset(EVENT_TEXT) - {"event_id", "site_id"}
+_SESSION_COLUMNS: Final = frozenset({"entry_page", "exit_page"})
+_STEPS: Final = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+_ORDER_KEYS: Final = {
+    "visitors": "visitors",
+    "visits": "visits",
+    "pageviews": "pageviews",
+    "events": "events",
+    "bounce_rate": "CASE WHEN measured = 0 THEN 0::DOUBLE "
+    "ELSE (100 * bounces)::DOUBLE / measured END",
+    "visit_duration": "CASE WHEN measured = 0 THEN 0::DOUBLE "
+    "ELSE duration::DOUBLE / (1000 * measured) END",
+    "views_per_visit": "CASE WHEN visits = 0 THEN 0::DOUBLE ELSE pageviews::DOUBLE / visits END",
+    "load_time_p50": "coalesce(p50, 0::DOUBLE)",
+    "load_time_p95": "coalesce(p95, 0::DOUBLE)",
+}
+Row = tuple[Any, ...]
+COLUMNS: Final = "g, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95"
+
+
+class _Params:
+    """Named parameters: ``add`` returns the placeholder of a value."""
+
+    def __init__(self, **fixed: object) -> None:
+        self.values: dict[str, object] = dict(fixed)
+
+    def add(self, value: object) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"${name}"
+
+
+def _property(prop: str, params: _Params, field: str) -> tuple[str, bool]:
+    """The SQL value of a property (whitelisted), and whether it needs the visit row ``s``."""
+    check_property(prop, field)
+    if prop.startswith(PROP_PREFIX):
+        return f"coalesce(e.props[{params.add(prop[len(PROP_PREFIX) :])}], '')", False
+    if prop in SESSION_PROPERTIES:
+        column = SESSION_PROPERTIES[prop]
+        if column not in _SESSION_COLUMNS:
+            raise QueryError(field, f"unknown property {prop!r}")
+        return f"s.{column}", True
+    column = EVENT_PROPERTIES[prop]
+    if column not in _FILTERABLE:
+        raise QueryError(field, f"unknown property {prop!r}")
+    return f"e.{column}", False
+
+
+def _filter(flt: Filter, expr: str, params: _Params) -> str:
+    if flt.op == "~":
+        tests = [f"contains(lower({expr}), lower({params.add(v)}))" for v in flt.values]
+        return "(" + " OR ".join(tests) + ")" if tests else "FALSE"
+    if not flt.values:
+        return "FALSE" if flt.op == "==" else "TRUE"
+    listed = ", ".join(params.add(v) for v in flt.values)
+    return f"{expr} {'IN' if flt.op == '==' else 'NOT IN'} ({listed})"
+
+
+def _bucket(starts: list[int], interval: str, params: _Params, joins: list[str]) -> str:
+    """The SQL bucket start of ``e.ts``; see the module docstring."""
+    step = _STEPS.get(interval, _STEPS["day"])
+    first = starts[0]
+    if all(2 * abs(s - first - i * step) < step for i, s in enumerate(starts)):
+        s = params.add(starts)
+        k = f"least(len({s}), greatest(1, (e.ts - {params.add(first)}) // {params.add(step)} + 1))"
+        return (
+            f"CASE WHEN e.ts < {s}[{k}] THEN {s}[{k} - 1] "
+            f"WHEN {k} < len({s}) AND e.ts >= {s}[{k} + 1] THEN {s}[{k} + 1] ELSE {s}[{k}] END"
+        )
+    joins.append(
+        f"ASOF JOIN (SELECT unnest({params.add(starts)}::BIGINT[]) AS b) bk ON e.ts >= bk.b"
+    )
+    return "bk.b"
+
+
+def _event_parts(wanted: set[str], visitor: str, pageview: str, load_time: str) -> str:
+    """visitors, pageviews, events, p50, p95 over the events of a group."""
+    parts = {
+        "visitors": f"count(DISTINCT {visitor})" if "visitors" in wanted else "0",
+        "pageviews": f"count(*) FILTER (WHERE {pageview})",
+        "events": "count(*)",
+    }
+    for name, fraction in (("p50", 0.5), ("p95", 0.95)):
+        parts[name] = (
+            f"quantile_cont({load_time}, {fraction}) FILTER (WHERE {pageview})"
+            if f"load_time_{name}" in wanted
+            else "NULL::DOUBLE"
+        )
+    return ", ".join(f"{expr} AS {name}" for name, expr in parts.items())
+
+
+def stats_sql(
+    query: Query, *, group: str | None = None, buckets: list[int] | None = None
+) -> tuple[str, dict[str, object]]:
+    """The query answering ``query`` per group, with the columns of ``COLUMNS``.
+
+    ``group``: a property to break down by (rows ordered by the first metric, then value,
+    ``limit`` of them); ``buckets``: bucket starts of a timeseries; neither: one aggregate row.
+    """
+    check_metrics(query.metrics)
+    check_filters(query.filters)
+    params = _Params(site=query.site_id, start=query.range.start, end=query.range.end)
+    wanted = set(query.metrics)
+    joins: list[str] = []
+    where = ["e.site_id = $site", "e.ts >= $start", "e.ts < $end"]
+    needs_visit_row = False
+    g = "0"
+    if group is not None:
+        g, needs_visit_row = _property(group, params, "property")
+    if buckets:
+        g = _bucket(buckets, query.interval, params, joins)
+    for flt in query.filters:
+        expr, joined = _property(flt.property, params, "filters")
+        needs_visit_row |= joined
+        where.append(_filter(flt, expr, params))
+    if needs_visit_row:
+        joins.insert(0, "JOIN sessions s ON s.site_id = e.site_id AND s.session_id = e.session_id")
+
+    from_events = f"FROM events e {' '.join(joins)} WHERE {' AND '.join(where)}"
+    measured = bool(wanted & {"bounce_rate", "visit_duration"})
+    if not measured and not wanted & {"visits", "views_per_visit"}:
+        parts = _event_parts(wanted, "e.visitor_id", f"e.type = {_PAGEVIEW}", "e.load_time_ms")
+        sql = (
+            "SELECT g, visitors, 0 AS visits, pageviews, events, 0 AS measured, 0 AS bounces, "
+            f"0 AS duration, p50, p95 FROM (SELECT {g} AS g, {parts} {from_events} GROUP BY 1)"
+        )
+    else:
+        # one pass over the events; the distinct (group, visit) pairs give the visits and,
+        # joined to the visit rows, the bounces and durations
+        measures = (
+            "count(x.session_id) AS measured, "
+            "count(*) FILTER (WHERE x.pageviews <= 1 AND x.events <= 1) AS bounces, "
+            "coalesce(sum(x.last_seen - x.started_at), 0) AS duration"
+            if measured
+            else "0 AS measured, 0 AS bounces, 0 AS duration"
+        )
+        visit_rows = (
+            "LEFT JOIN sessions x ON x.site_id = $site AND x.session_id = d.session_id"
+            if measured
+            else ""
+        )
+        sql = (
+            f"WITH m AS MATERIALIZED (SELECT {g} AS g, e.visitor_id, e.session_id, "
+            f"e.type = {_PAGEVIEW} AS pageview, e.load_time_ms {from_events}), "
+            f"ev AS (SELECT g, {_event_parts(wanted, 'visitor_id', 'pageview', 'load_time_ms')} "
+            "FROM m GROUP BY g), "
+            f"vs AS (SELECT d.g, count(*) AS visits, {measures} "
+            "FROM (SELECT DISTINCT g, session_id FROM m WHERE session_id <> '') d "
+            f"{visit_rows} GROUP BY d.g) "
+            "SELECT ev.g, visitors, coalesce(visits, 0) AS visits, pageviews, events, "
+            "coalesce(measured, 0) AS measured, coalesce(bounces, 0) AS bounces, "
+            "coalesce(duration, 0) AS duration, p50, p95 FROM ev LEFT JOIN vs ON vs.g = ev.g"
+        )
+    if group is not None:
+        if not query.metrics:
+            raise QueryError("metrics", "a breakdown needs at least one metric")
+        order = _ORDER_KEYS[query.metrics[0]]
+        limit = params.add(query.limit)
+        sql = f"SELECT {COLUMNS} FROM ({sql}) ORDER BY {order} DESC, g ASC LIMIT {limit}"
+    return sql, params.values
+
+
+def results(query: Query, row: Row | None) -> dict[str, float]:
+    """The asked metrics from one row of ``stats_sql`` (None: a group with no events)."""
+    if row is None:
+        row = (None, 0, 0, 0, 0, 0, 0, 0, None, None)
+    _, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95 = row
+    return metric_values(
+        query.metrics,
+        visitors=int(visitors),
+        visits=int(visits),
+        pageviews=int(pageviews),
+        events=int(events),
+        measured=int(measured),
+        bounces=int(bounces),
+        duration_ms=int(duration),
+        p50=0.0 if p50 is None else float(p50),
+        p95=0.0 if p95 is None else float(p95),
+    )

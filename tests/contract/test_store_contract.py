@@ -1,0 +1,751 @@
+"""The store contract: every adapter passes these, with numbers worked out by hand.
+
+The dataset of the stats tests (site ``shop``, times as offsets from T = 2026-03-10 10:00 UTC):
+
+    visit visitor events (offset, page, extra)                   session row
+    sa    va      pageview +0 /home; pageview +60s /pricing      entry /home, exit /pricing,
+                  load 100; custom Signup +120s /pricing         2 pv, 3 events, 120 s
+                  props plan=pro seats=3
+    sb    vb      pageview +1h /home load 300, source Google     1 pv, 1 event, 0 s: a bounce
+    sc    va      pageview +2h /blog/Post-1 load 200;            entry /blog/Post-1, exit /home,
+                  pageview +2h30s /home                          2 pv, 2 events, 30 s
+    sd    vd      click Outbound +3h /docs props plan=free       0 pv, 1 event: a bounce
+    se    ve      pageview +2d /home (outside the main range)    1 pv, 1 event
+
+plus one pageview of site ``other`` at T. Sources: sa Twitter, sb Google, sc and sd none.
+Countries: sa DE, sb FR, sc DE, sd US.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hitstream.domain.events import ProcessedEvent, Props, Session
+from hitstream.domain.stats import (
+    DEFAULT_METRICS,
+    EVENT_PROPERTIES,
+    METRICS,
+    BreakdownRow,
+    Filter,
+    Range,
+    StatsQuery,
+    bucket_starts,
+    previous_period,
+    resolve_period,
+)
+from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
+from hitstream.stores.base import Store, WriteBatch
+from hitstream.stores.memory import MemoryStore
+
+SECOND, MINUTE, HOUR, DAY = 1000, 60_000, 3_600_000, 86_400_000
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    """Epoch ms of a UTC wall-clock moment."""
+    return int(datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp() * 1000)
+
+
+T = utc(2026, 3, 10, 10)
+R = Range(T - HOUR, T + DAY)
+SITE = "shop"
+
+
+class StoreAdapter(Protocol):
+    """What the suite needs of ``conftest.StoreAdapter``."""
+
+    name: str
+    durable: bool
+
+    def open(self, folder: Path) -> Store: ...
+
+
+def event(
+    event_id: str,
+    ts: int,
+    visitor: str,
+    session: str,
+    path: str = "/",
+    *,
+    type: str = "pageview",
+    name: str = "",
+    site: str = SITE,
+    source: str = "",
+    country: str = "",
+    browser: str = "",
+    load: int | None = None,
+    props: Props | None = None,
+    title: str = "",
+) -> ProcessedEvent:
+    return ProcessedEvent(
+        event_id=event_id,
+        site_id=site,
+        type=type,
+        name=name,
+        timestamp=ts,
+        received_at=ts + 5,
+        visitor_id=visitor,
+        session_id=session,
+        user_id="",
+        hostname="shop.example",
+        path=path,
+        url=f"https://shop.example{path}",
+        title=title,
+        referrer="",
+        referrer_domain=source.lower(),
+        source=source,
+        channel="",
+        utm_source="",
+        utm_medium="",
+        utm_campaign="",
+        utm_term="",
+        utm_content="",
+        browser=browser,
+        browser_version="",
+        os="",
+        os_version="",
+        device="desktop",
+        country=country,
+        screen_width=1280,
+        duration_ms=None,
+        load_time_ms=load,
+        props=props or {},
+    )
+
+
+def visit(
+    session_id: str,
+    visitor: str,
+    started: int,
+    last: int,
+    entry: str,
+    exit: str,
+    pageviews: int,
+    events: int,
+    site: str = SITE,
+) -> Session:
+    return Session(session_id, site, visitor, started, last, entry, exit, pageviews, events)
+
+
+EVENTS = [
+    event("a1", T, "va", "sa", "/home", source="Twitter", country="DE", browser="Firefox"),
+    event("a2", T + MINUTE, "va", "sa", "/pricing", source="Twitter", country="DE", load=100),
+    event(
+        "a3",
+        T + 2 * MINUTE,
+        "va",
+        "sa",
+        "/pricing",
+        type="custom",
+        name="Signup",
+        source="Twitter",
+        country="DE",
+        props={"plan": "pro", "seats": 3},
+    ),
+    event("b1", T + HOUR, "vb", "sb", "/home", source="Google", country="FR", load=300),
+    event("c1", T + 2 * HOUR, "va", "sc", "/blog/Post-1", country="DE", load=200),
+    event("c2", T + 2 * HOUR + 30 * SECOND, "va", "sc", "/home", country="DE"),
+    event(
+        "d1",
+        T + 3 * HOUR,
+        "vd",
+        "sd",
+        "/docs",
+        type="click",
+        name="Outbound",
+        country="US",
+        props={"plan": "free"},
+    ),
+    event("e1", T + 2 * DAY, "ve", "se", "/home"),
+    event("o1", T, "vo", "so", "/home", site="other"),
+]
+SESSIONS = [
+    visit("sa", "va", T, T + 2 * MINUTE, "/home", "/pricing", 2, 3),
+    visit("sb", "vb", T + HOUR, T + HOUR, "/home", "/home", 1, 1),
+    visit("sc", "va", T + 2 * HOUR, T + 2 * HOUR + 30 * SECOND, "/blog/Post-1", "/home", 2, 2),
+    visit("sd", "vd", T + 3 * HOUR, T + 3 * HOUR, "", "", 0, 1),
+    visit("se", "ve", T + 2 * DAY, T + 2 * DAY, "/home", "/home", 1, 1),
+    visit("so", "vo", T, T, "/home", "/home", 1, 1, site="other"),
+]
+
+
+@pytest.fixture
+async def shop(store: Store) -> Store:
+    await store.write(WriteBatch("events", {0: len(EVENTS)}, list(EVENTS), list(SESSIONS)))
+    return store
+
+
+def q(
+    metrics: tuple[str, ...] = METRICS,
+    filters: tuple[Filter, ...] = (),
+    prop: str = "",
+    rng: Range = R,
+    **kwargs: object,
+) -> StatsQuery:
+    return StatsQuery(SITE, rng, metrics=metrics, filters=filters, property=prop, **kwargs)  # type: ignore[arg-type]
+
+
+# -- writes, dedupe, atomicity ---------------------------------------------------------------
+
+
+async def test_migrate_is_idempotent_after_start(store: Store) -> None:
+    assert await store.migrate() == []
+    await store.check()
+
+
+async def test_a_closed_store_refuses_with_store_unavailable(
+    store_adapter: StoreAdapter, tmp_path: Path
+) -> None:
+    closed = store_adapter.open(tmp_path)
+    await closed.start()
+    await closed.close()
+    with pytest.raises(StoreUnavailable):
+        await closed.count_events()
+
+
+async def test_event_ids_are_stored_once_within_and_across_batches(store: Store) -> None:
+    first = event("dup", T, "v1", "s1", "/first")
+    twin = replace(first, path="/twin")
+    await store.write(WriteBatch("events", {0: 3}, [first, twin, event("x", T, "v1", "s1")]))
+    await store.write(WriteBatch("events", {0: 4}, [replace(first, path="/late")]))
+    assert await store.count_events() == 2
+    assert await store.known_event_ids(["dup", "x", "nope"]) == {"dup", "x"}
+    rows = await store.breakdown(q(("events",), prop="page"))
+    assert [(r.value, r.results["events"]) for r in rows] == [("/", 1.0), ("/first", 1.0)]
+
+
+async def test_known_event_ids_of_nothing_is_empty(store: Store) -> None:
+    assert await store.known_event_ids([]) == set()
+
+
+@pytest.mark.parametrize("where", ["session", "event", "positions", "drops"])
+async def test_a_failing_write_changes_nothing(store: Store, where: str) -> None:
+    await store.write(WriteBatch("events", {0: 1}, [EVENTS[0]], [SESSIONS[0]], {(SITE, "bot"): 1}))
+    too_big = 2**70
+    events = [event("n1", T, "v9", "s9"), event("n2", T + 1, "v9", "s9")]
+    sessions = [visit("s9", "v9", T, T + 1, "/", "/", 2, 2)]
+    positions = {0: 9, 1: 4}
+    drops = {(SITE, "bot"): 5}
+    if where == "session":
+        sessions.append(visit("s10", "v9", T, T, "/", "/", too_big, 1))
+    elif where == "event":
+        events.insert(1, replace(events[0], event_id="n3", timestamp=too_big))
+    elif where == "positions":
+        positions[2] = too_big
+    else:
+        drops[("other", "bot")] = too_big
+    with pytest.raises(StoreUnavailable):
+        await store.write(WriteBatch("events", positions, events, sessions, drops))
+
+    assert await store.positions("events") == {0: 1}
+    assert await store.count_events() == 1
+    assert await store.known_event_ids(["n1", "n2", "n3"]) == set()
+    assert [s.session_id for s in await store.open_sessions(0)] == ["sa"]
+    assert await store.drop_counts() == {"bot": 1}
+    assert await store.data_version(SITE) == 1
+    # and the store still works
+    await store.write(WriteBatch("events", {0: 3}, events[:1]))
+    assert await store.positions("events") == {0: 3}
+    assert await store.count_events() == 2
+
+
+async def test_a_batch_behind_the_stored_position_is_fenced_off(store: Store) -> None:
+    """Another processor stored past this batch's start: nothing of it may land."""
+    await store.write(WriteBatch("events", {0: 10, 1: 5}, [EVENTS[0]], starts={0: 0, 1: 0}))
+    late = WriteBatch("events", {0: 12}, [event("late", T, "v8", "s8")], starts={0: 7})
+    with pytest.raises(PositionConflict):
+        await store.write(late)
+    assert await store.positions("events") == {0: 10, 1: 5}
+    assert await store.known_event_ids(["late"]) == set()
+    assert await store.data_version(SITE) == 1
+    # at the stored position, or past it (offsets may have gaps), is fine; so is a new stream
+    await store.write(WriteBatch("events", {0: 11}, [], starts={0: 10}))
+    await store.write(WriteBatch("events", {1: 9}, [], starts={1: 8}))
+    await store.write(WriteBatch("other", {0: 3}, [], starts={0: 0}))
+    assert await store.positions("events") == {0: 11, 1: 9}
+
+
+async def test_positions_round_trip_per_stream(store: Store) -> None:
+    assert await store.positions("a") == {}
+    await store.write(WriteBatch("a", {0: 5, 1: 7}))
+    await store.write(WriteBatch("b", {0: 3}))
+    await store.write(WriteBatch("a", {1: 9}))
+    assert await store.positions("a") == {0: 5, 1: 9}
+    assert await store.positions("b") == {0: 3}
+    assert await store.sites() == []  # positions alone touch no site
+
+
+async def test_durable_adapters_keep_everything_across_reopen(
+    store_adapter: StoreAdapter, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    if not store_adapter.durable:
+        pytest.skip(f"{store_adapter.name} keeps nothing after close")
+    folder = tmp_path_factory.mktemp("durable")
+    first = store_adapter.open(folder)
+    await first.start()
+    await first.write(WriteBatch("events", {0: 9}, list(EVENTS), list(SESSIONS)))
+    await first.close()
+    second = store_adapter.open(folder)
+    await second.start()
+    try:
+        assert await second.migrate() == []
+        assert await second.positions("events") == {0: 9}
+        assert await second.count_events() == len(EVENTS)
+        assert len(await second.open_sessions(0)) == len(SESSIONS)
+        assert (await second.aggregate(q(("visitors",))))["visitors"] == 3.0
+    finally:
+        await second.close()
+
+
+async def test_sessions_are_upserted_and_resumable(store: Store) -> None:
+    early = visit("s1", "v1", T, T, "/a", "/a", 1, 1)
+    later = replace(early, last_seen=T + 10 * MINUTE, exit_page="/b", pageviews=3, events=4)
+    other = visit("s2", "v2", T - HOUR, T - HOUR, "/", "/", 1, 1)
+    await store.write(WriteBatch("events", {0: 1}, sessions=[early, other]))
+    await store.write(WriteBatch("events", {0: 2}, sessions=[later]))
+    assert await store.open_sessions(T) == [later]
+    assert await store.open_sessions(T + 10 * MINUTE + 1) == []
+    assert [s.session_id for s in await store.open_sessions(0)] == ["s1", "s2"]
+    # the last copy of a session in one batch wins
+    await store.write(WriteBatch("events", {0: 3}, sessions=[early, later, early]))
+    assert await store.open_sessions(T) == [early]
+
+
+async def test_data_version_grows_with_every_write_that_touches_the_site(store: Store) -> None:
+    assert await store.data_version(SITE) == 0
+    await store.write(WriteBatch("events", {0: 1}, [EVENTS[0]]))
+    assert await store.data_version(SITE) == 1
+    await store.write(WriteBatch("events", {0: 2}, sessions=[SESSIONS[0]]))
+    assert await store.data_version(SITE) == 2
+    await store.write(WriteBatch("events", {0: 3}, drops={(SITE, "bot"): 1}))
+    assert await store.data_version(SITE) == 3
+    await store.write(WriteBatch("events", {0: 4}, [EVENTS[-1]]))  # site "other"
+    await store.write(WriteBatch("events", {0: 5}))
+    assert await store.data_version(SITE) == 3
+    assert await store.sites() == ["other", SITE]
+
+
+async def test_drop_counts_add_up_per_site_and_overall(store: Store) -> None:
+    await store.write(WriteBatch("events", {0: 1}, drops={(SITE, "bot"): 2, ("other", "bot"): 1}))
+    await store.write(WriteBatch("events", {0: 2}, drops={(SITE, "bot"): 3, (SITE, "dup"): 1}))
+    assert await store.drop_counts(SITE) == {"bot": 5, "dup": 1}
+    assert await store.drop_counts("other") == {"bot": 1}
+    assert await store.drop_counts() == {"bot": 6, "dup": 1}
+    assert await store.drop_counts("nobody") == {}
+
+
+async def test_fields_with_control_characters_round_trip(store: Store) -> None:
+    odd = "/a\x1fb\x1ec"
+    await store.write(
+        WriteBatch(
+            "events",
+            {0: 2},
+            [event("odd", T, "v", "s", odd, title="x\x1ey"), event("plain", T, "v", "s", "/p")],
+        )
+    )
+    rows = await store.breakdown(q(("events",), prop="page"))
+    assert sorted(r.value for r in rows) == [odd, "/p"]
+    assert await store.count_events() == 2
+
+
+async def test_retention_deletes_old_events_and_sessions(shop: Store) -> None:
+    before = await shop.data_version(SITE)
+    other_before = await shop.data_version("other")
+    # a1 a2 a3 (sa), b1 (sb) and the other site's o1 are older than T + 90 min
+    assert await shop.delete_before(T + 90 * MINUTE) == 5
+    assert await shop.count_events() == len(EVENTS) - 5
+    assert await shop.count_events("other") == 0
+    assert {s.session_id for s in await shop.open_sessions(0)} == {"sc", "sd", "se"}
+    assert await shop.data_version(SITE) == before + 1
+    assert await shop.data_version("other") == other_before + 1
+    assert (await shop.aggregate(q(("visits",))))["visits"] == 2.0
+    assert await shop.delete_before(0) == 0
+
+
+# -- stats: aggregate ------------------------------------------------------------------------
+
+
+async def test_aggregate_every_metric(shop: Store) -> None:
+    got = await shop.aggregate(q())
+    assert got == {
+        "visitors": 3.0,  # va vb vd
+        "visits": 4.0,  # sa sb sc sd
+        "pageviews": 5.0,
+        "events": 7.0,
+        "bounce_rate": 50.0,  # sb sd
+        "visit_duration": 37.5,  # (120 + 0 + 30 + 0) / 4
+        "views_per_visit": 1.25,
+        "load_time_p50": 200.0,  # of 100 200 300
+        "load_time_p95": pytest.approx(290.0),  # 200 + 0.9 * 100
+    }
+    assert list(got) == list(METRICS)
+
+
+async def test_aggregate_of_nothing_is_zero(shop: Store) -> None:
+    assert await shop.aggregate(q(rng=Range(0, 1000))) == dict.fromkeys(METRICS, 0.0)
+    empty = StatsQuery("nobody", R, metrics=METRICS)
+    assert await shop.aggregate(empty) == dict.fromkeys(METRICS, 0.0)
+
+
+async def test_range_is_half_open(shop: Store) -> None:
+    got = await shop.aggregate(q(("events", "pageviews"), rng=Range(T, T + MINUTE)))
+    assert got == {"events": 1.0, "pageviews": 1.0}  # a1 at T in, a2 at T + 1 min out
+
+
+async def test_other_sites_never_count(shop: Store) -> None:
+    got = await shop.aggregate(StatsQuery("other", R, metrics=("visitors", "pageviews")))
+    assert got == {"visitors": 1.0, "pageviews": 1.0}
+
+
+async def test_default_metrics_come_back_in_order(shop: Store) -> None:
+    got = await shop.aggregate(StatsQuery(SITE, R))
+    assert list(got) == list(DEFAULT_METRICS)
+
+
+FILTER_CASES = [
+    # (filters, visitors, visits, pageviews, events, bounce_rate, visit_duration)
+    ((Filter("page", "==", ("/home",)),), 2, 3, 3, 3, 100 / 3, 50.0),
+    ((Filter("page", "!=", ("/home",)),), 2, 3, 2, 4, 100 / 3, 50.0),
+    ((Filter("page", "==", ("/home", "/docs")),), 3, 4, 3, 4, 50.0, 37.5),
+    ((Filter("page", "~", ("post",)),), 1, 1, 1, 1, 0.0, 30.0),
+    ((Filter("page", "~", ("PRIC", "DOC")),), 2, 2, 1, 3, 50.0, 60.0),
+    ((Filter("country", "!=", ("DE", "FR")),), 1, 1, 0, 1, 100.0, 0.0),
+    ((Filter("source", "==", ("",)),), 2, 2, 2, 3, 50.0, 15.0),
+    ((Filter("event_name", "==", ("Outbound",)),), 1, 1, 0, 1, 100.0, 0.0),
+    ((Filter("event_type", "==", ("pageview",)),), 2, 3, 5, 5, 100 / 3, 50.0),
+    ((Filter("referrer", "==", ("google",)),), 1, 1, 1, 1, 100.0, 0.0),
+    ((Filter("entry_page", "==", ("/home",)),), 2, 2, 3, 4, 50.0, 60.0),
+    ((Filter("exit_page", "==", ("/home",)),), 2, 2, 3, 3, 50.0, 15.0),
+    ((Filter("entry_page", "!=", ("/home",)),), 2, 2, 2, 3, 50.0, 15.0),
+    ((Filter("entry_page", "~", ("BLOG",)),), 1, 1, 2, 2, 0.0, 30.0),
+    ((Filter("prop:plan", "==", ("pro",)),), 1, 1, 0, 1, 0.0, 120.0),
+    ((Filter("prop:plan", "!=", ("pro",)),), 3, 4, 5, 6, 50.0, 37.5),
+    ((Filter("prop:seats", "==", ("3",)),), 1, 1, 0, 1, 0.0, 120.0),
+    ((Filter("prop:plan", "==", ("",)),), 2, 3, 5, 5, 100 / 3, 50.0),
+    ((Filter("page", "==", ("/home",)), Filter("country", "==", ("DE",))), 1, 2, 2, 2, 0.0, 75.0),
+    ((Filter("page", "==", ("/nowhere",)),), 0, 0, 0, 0, 0.0, 0.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("filters", "visitors", "visits", "pageviews", "events", "bounce_rate", "duration"),
+    FILTER_CASES,
+    ids=[";".join(f"{f.property}{f.op}{'|'.join(f.values)}" for f in c[0]) for c in FILTER_CASES],
+)
+async def test_filters(
+    shop: Store,
+    filters: tuple[Filter, ...],
+    visitors: int,
+    visits: int,
+    pageviews: int,
+    events: int,
+    bounce_rate: float,
+    duration: float,
+) -> None:
+    got = await shop.aggregate(q(filters=filters))
+    assert got["visitors"] == visitors
+    assert got["visits"] == visits
+    assert got["pageviews"] == pageviews
+    assert got["events"] == events
+    assert got["bounce_rate"] == pytest.approx(bounce_rate)
+    assert got["visit_duration"] == pytest.approx(duration)
+
+
+async def test_filter_on_load_time_percentiles(shop: Store) -> None:
+    got = await shop.aggregate(
+        q(("load_time_p50", "load_time_p95"), (Filter("country", "==", ("DE",)),))
+    )
+    assert got == {"load_time_p50": 150.0, "load_time_p95": pytest.approx(195.0)}  # 100, 200
+
+
+async def test_compare_range_is_just_another_range(shop: Store) -> None:
+    current = Range(T + DAY, T + 3 * DAY)
+    query = q(("visitors", "pageviews"), rng=current, compare=previous_period(current))
+    assert await shop.aggregate(query) == {"visitors": 1.0, "pageviews": 1.0}  # e1
+    assert query.compare is not None
+    previous = await shop.aggregate(query.for_range(query.compare))
+    assert previous == {"visitors": 3.0, "pageviews": 5.0}
+
+
+# -- stats: breakdown ------------------------------------------------------------------------
+
+
+def table(rows: list[BreakdownRow]) -> list[tuple[object, ...]]:
+    return [(r.value, *r.results.values()) for r in rows]
+
+
+async def test_breakdown_by_page_orders_by_first_metric_then_value(shop: Store) -> None:
+    rows = await shop.breakdown(q(("visitors", "pageviews"), prop="page", limit=3))
+    assert table(rows) == [("/home", 2.0, 3.0), ("/blog/Post-1", 1.0, 1.0), ("/docs", 1.0, 0.0)]
+
+
+async def test_breakdown_by_source_counts_direct_as_the_empty_value(shop: Store) -> None:
+    rows = await shop.breakdown(q(("visits", "bounce_rate"), prop="source"))
+    assert table(rows) == [("", 2.0, 50.0), ("Google", 1.0, 100.0), ("Twitter", 1.0, 0.0)]
+
+
+async def test_breakdown_by_bounce_rate_first(shop: Store) -> None:
+    rows = await shop.breakdown(q(("bounce_rate", "visit_duration"), prop="country"))
+    assert table(rows) == [("FR", 100.0, 0.0), ("US", 100.0, 0.0), ("DE", 0.0, 75.0)]
+
+
+async def test_breakdown_by_views_per_visit_and_percentile(shop: Store) -> None:
+    rows = await shop.breakdown(q(("views_per_visit",), prop="browser"))
+    # Firefox: a1 only (sa) -> 1/1; "" : a2 a3 b1 c1 c2 d1 -> 4 pageviews / 4 visits
+    assert table(rows) == [("", 1.0), ("Firefox", 1.0)]
+    rows = await shop.breakdown(q(("load_time_p95", "pageviews"), prop="country"))
+    assert table(rows) == [("FR", 300.0, 1.0), ("DE", pytest.approx(195.0), 4.0), ("US", 0.0, 0.0)]
+
+
+async def test_breakdown_by_entry_and_exit_page_groups_visits(shop: Store) -> None:
+    metrics = ("visitors", "visits", "pageviews", "events", "bounce_rate")
+    rows = await shop.breakdown(q(metrics, prop="entry_page"))
+    assert table(rows) == [
+        ("/home", 2.0, 2.0, 3.0, 4.0, 50.0),  # sa + sb
+        ("", 1.0, 1.0, 0.0, 1.0, 100.0),  # sd
+        ("/blog/Post-1", 1.0, 1.0, 2.0, 2.0, 0.0),  # sc
+    ]
+    rows = await shop.breakdown(q(("visits", "visit_duration"), prop="exit_page"))
+    assert table(rows) == [("/home", 2.0, 15.0), ("", 1.0, 0.0), ("/pricing", 1.0, 120.0)]
+
+
+async def test_breakdown_by_custom_property(shop: Store) -> None:
+    rows = await shop.breakdown(q(("events", "visitors"), prop="prop:plan"))
+    assert table(rows) == [("", 5.0, 2.0), ("free", 1.0, 1.0), ("pro", 1.0, 1.0)]
+    rows = await shop.breakdown(q(("events",), prop="prop:seats"))
+    assert table(rows) == [("", 6.0), ("3", 1.0)]
+
+
+async def test_breakdown_with_filter_and_limit(shop: Store) -> None:
+    query = q(("pageviews",), (Filter("country", "==", ("DE",)),), prop="page", limit=2)
+    rows = await shop.breakdown(query)
+    assert table(rows) == [("/home", 2.0), ("/blog/Post-1", 1.0)]
+
+
+async def test_breakdown_by_event_name_and_type(shop: Store) -> None:
+    rows = await shop.breakdown(q(("events",), prop="event_type"))
+    assert table(rows) == [("pageview", 5.0), ("click", 1.0), ("custom", 1.0)]
+    rows = await shop.breakdown(q(("events",), (Filter("event_name", "!=", ("",)),), "event_name"))
+    assert table(rows) == [("Outbound", 1.0), ("Signup", 1.0)]
+
+
+@pytest.mark.parametrize("prop", sorted(EVENT_PROPERTIES))
+async def test_breakdown_works_for_every_event_property(shop: Store, prop: str) -> None:
+    rows = await shop.breakdown(q(("events",), prop=prop))
+    assert sum(r.results["events"] for r in rows) == 7.0
+    assert len({r.value for r in rows}) == len(rows)
+
+
+async def test_unknown_property_or_metric_is_a_query_error(shop: Store) -> None:
+    with pytest.raises(QueryError):
+        await shop.breakdown(q(("events",), prop="nope"))
+    with pytest.raises(QueryError):
+        await shop.breakdown(q(("events",), prop="prop:"))
+    with pytest.raises(QueryError):
+        await shop.aggregate(q(("nope",)))
+    with pytest.raises(QueryError):
+        await shop.aggregate(q(filters=(Filter("path; DROP TABLE events", "==", ("x",)),)))
+
+
+# -- stats: timeseries -----------------------------------------------------------------------
+
+
+async def test_timeseries_by_day_includes_empty_buckets(shop: Store) -> None:
+    points = await shop.timeseries(q(("pageviews", "visitors"), interval="day"))
+    day = T - 10 * HOUR  # 2026-03-10 00:00 UTC
+    assert [(p.bucket, p.results) for p in points] == [
+        (day, {"pageviews": 5.0, "visitors": 3.0}),
+        (day + DAY, {"pageviews": 0.0, "visitors": 0.0}),
+    ]
+
+
+async def test_timeseries_by_hour(shop: Store) -> None:
+    points = await shop.timeseries(
+        q(("pageviews", "events", "bounce_rate"), rng=Range(T, T + 4 * HOUR), interval="hour")
+    )
+    assert [p.bucket for p in points] == [T, T + HOUR, T + 2 * HOUR, T + 3 * HOUR]
+    assert [tuple(p.results.values()) for p in points] == [
+        (2.0, 3.0, 0.0),
+        (1.0, 1.0, 100.0),
+        (2.0, 2.0, 0.0),
+        (0.0, 1.0, 100.0),
+    ]
+
+
+async def test_timeseries_in_berlin_across_the_spring_dst_change(store: Store) -> None:
+    events = [
+        event("k1", utc(2026, 3, 28, 22, 30), "v1", "s1"),  # Mar 28 23:30 CET
+        event("k2", utc(2026, 3, 28, 23, 30), "v2", "s2"),  # Mar 29 00:30 CET
+        event("k3", utc(2026, 3, 29, 21, 30), "v3", "s3"),  # Mar 29 23:30 CEST
+        event("k4", utc(2026, 3, 29, 22, 30), "v4", "s4"),  # Mar 30 00:30 CEST
+    ]
+    await store.write(WriteBatch("events", {0: 4}, events))
+    days = resolve_period("custom", 0, "Europe/Berlin", "2026-03-28", "2026-03-30")
+    points = await store.timeseries(q(("pageviews",), rng=days, interval="day", tz="Europe/Berlin"))
+    assert [p.bucket for p in points] == [
+        utc(2026, 3, 27, 23),  # 24 h
+        utc(2026, 3, 28, 23),  # 23 h: the clocks jump at 02:00
+        utc(2026, 3, 29, 22),
+    ]
+    assert [p.results["pageviews"] for p in points] == [1.0, 2.0, 1.0]
+    night = Range(utc(2026, 3, 28, 23), utc(2026, 3, 29, 3))  # 00:00 to 05:00 local
+    points = await store.timeseries(
+        q(("pageviews",), rng=night, interval="hour", tz="Europe/Berlin")
+    )
+    assert [p.bucket for p in points] == [utc(2026, 3, 28, 23) + i * HOUR for i in range(4)]
+    assert [p.results["pageviews"] for p in points] == [1.0, 0.0, 0.0, 0.0]
+
+
+async def test_timeseries_across_a_skipped_calendar_day(store: Store) -> None:
+    """Samoa skipped 2011-12-30 (UTC-10 to UTC+14): day buckets are 24 h apart in UTC but
+    one local day is missing, which no fixed step can describe."""
+    events = [
+        event("w1", utc(2011, 12, 29, 22), "v1", "s1"),  # Dec 29 12:00 local
+        event("w2", utc(2011, 12, 30, 22), "v2", "s2"),  # Dec 31 12:00 local
+        event("w3", utc(2011, 12, 31, 12), "v3", "s3"),  # Jan 1 02:00 local
+    ]
+    await store.write(WriteBatch("events", {0: 3}, events))
+    days = resolve_period("custom", 0, "Pacific/Apia", "2011-12-28", "2012-01-01")
+    query = q(("pageviews",), rng=days, interval="day", tz="Pacific/Apia")
+    points = await store.timeseries(query)
+    assert [p.bucket for p in points] == bucket_starts(query)
+    assert {p.bucket: p.results["pageviews"] for p in points} == {
+        utc(2011, 12, 28, 10): 0.0,  # Dec 28 00:00 local
+        utc(2011, 12, 29, 10): 1.0,  # Dec 29
+        utc(2011, 12, 30, 10): 1.0,  # Dec 31
+        utc(2011, 12, 31, 10): 1.0,  # Jan 1, now UTC+14
+    }
+
+
+# -- the SQL adapters agree with the reference on random data ------------------------------
+
+H = utc(2026, 3, 28, 12)  # random data lives around here: Berlin switches to DST at +13 h
+PAGES = ["/", "/a", "/A", "/a/b", "/Ä/ü", "/blog/x", "", "/a b"]
+WORDS = ["", "x", "X", "Google", "google", "é", "DE", "FR"]
+_site_numbers = itertools.count()
+
+
+Batches = list[tuple[list[ProcessedEvent], list[Session]]]
+
+
+@st.composite
+def datasets(draw: st.DrawFn) -> Batches:
+    """Events and sessions spread over 1-3 batches, with duplicate event ids (other content)
+    and stale session copies written before the final ones."""
+    sessions = []
+    for number in range(draw(st.integers(2, 6))):
+        started = H + draw(st.integers(-HOUR, DAY))
+        sessions.append(
+            visit(
+                f"s{number}",
+                draw(st.sampled_from(["v0", "v1", "v2", "v3"])),
+                started,
+                started + draw(st.integers(0, 2 * HOUR)),
+                draw(st.sampled_from(PAGES)),
+                draw(st.sampled_from(PAGES)),
+                draw(st.integers(0, 3)),
+                draw(st.integers(0, 3)),
+            )
+        )
+    prop_values = st.one_of(
+        st.sampled_from(WORDS), st.integers(-3, 3), st.booleans(), st.sampled_from([0.5, 1.0])
+    )
+    events = [
+        event(
+            f"e{draw(st.integers(0, 40))}",
+            H + draw(st.integers(-2 * HOUR, DAY + 2 * HOUR)),
+            draw(st.sampled_from(["v0", "v1", "v2", "v3", "v4"])),
+            draw(st.sampled_from(["", "s0", "s1", "s2", "s3", "s4", "s5", "s9"])),
+            draw(st.sampled_from(PAGES)),
+            type=draw(st.sampled_from(["pageview", "pageview", "custom", "click"])),
+            name=draw(st.sampled_from(["", "Signup", "signup"])),
+            source=draw(st.sampled_from(WORDS)),
+            country=draw(st.sampled_from(["", "DE", "FR", "de"])),
+            load=draw(st.one_of(st.none(), st.integers(0, 5000))),
+            props=draw(st.dictionaries(st.sampled_from(["plan", "n", "Plan"]), prop_values)),
+        )
+        for _ in range(draw(st.integers(1, 30)))
+    ]
+    cuts = draw(st.integers(1, 3))
+    batches: Batches = [(events[i::cuts], sessions[i::cuts]) for i in range(cuts)]
+    for session in draw(st.lists(st.sampled_from(sessions), max_size=3)) if sessions else []:
+        stale = replace(session, last_seen=session.started_at, pageviews=1, events=1)
+        batches[0][1].insert(0, stale)
+    return batches
+
+
+PROPERTIES = [*sorted(EVENT_PROPERTIES), "entry_page", "exit_page", "prop:plan", "prop:n"]
+
+
+@st.composite
+def filters(draw: st.DrawFn) -> Filter:
+    op = draw(st.sampled_from(["==", "!=", "~"]))
+    values = [*PAGES, *WORDS, "pageview", "1", "true", "0.5"]
+    if op == "~":  # short needles in both cases, so that contains() has something to find
+        values = ["a", "A", "/a", "ä", "Ä", "O", "g", "e", "1", "Up", "x"]
+    chosen = draw(st.lists(st.sampled_from(values), min_size=1, max_size=3))
+    # the properties that vary most in the data come up more often
+    prop = draw(st.sampled_from([*PROPERTIES, *["page", "source", "entry_page", "prop:plan"] * 3]))
+    return Filter(prop, op, tuple(chosen))
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> StatsQuery:
+    start = H + draw(st.integers(-3 * HOUR, 12 * HOUR))
+    return StatsQuery(
+        site_id="",
+        range=Range(start, start + draw(st.sampled_from([DAY, 2 * DAY]) | st.integers(0, DAY))),
+        metrics=tuple(draw(st.permutations(METRICS))[: draw(st.integers(1, len(METRICS)))]),
+        filters=tuple(draw(st.lists(filters(), max_size=2))),
+        interval=draw(st.sampled_from(["hour", "day"])),
+        property=draw(st.sampled_from(PROPERTIES)),
+        limit=draw(st.integers(1, 8)),
+        tz=draw(st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kathmandu"])),
+    )
+
+
+def same(left: dict[str, float], right: dict[str, float]) -> bool:
+    return left.keys() == right.keys() and all(
+        math.isclose(left[k], right[k], rel_tol=1e-12, abs_tol=1e-9) for k in left
+    )
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batches=datasets(), asked=st.lists(queries(), min_size=1, max_size=4))
+async def test_sql_store_agrees_with_memory(
+    sql_store: Store, batches: Batches, asked: list[StatsQuery]
+) -> None:
+    # every example gets its own site (and event ids), so one store serves them all
+    site = f"site{next(_site_numbers)}"
+    reference = MemoryStore()
+    for number, (events, sessions) in enumerate(batches):
+        batch = WriteBatch(
+            site,
+            {0: number},
+            [replace(e, site_id=site, event_id=f"{site}-{e.event_id}") for e in events],
+            [replace(s, site_id=site) for s in sessions],
+        )
+        await reference.write(batch)
+        await sql_store.write(batch)
+    for query in asked:
+        query = replace(query, site_id=site)
+        assert same(await sql_store.aggregate(query), await reference.aggregate(query)), query
+        got, want = await sql_store.breakdown(query), await reference.breakdown(query)
+        assert [r.value for r in got] == [r.value for r in want], query
+        assert all(same(g.results, w.results) for g, w in zip(got, want, strict=True)), query
+        got_ts, want_ts = await sql_store.timeseries(query), await reference.timeseries(query)
+        assert [p.bucket for p in got_ts] == [p.bucket for p in want_ts], query
+        pairs = zip(got_ts, want_ts, strict=True)
+        assert all(same(g.results, w.results) for g, w in pairs), query
