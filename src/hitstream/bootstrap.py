@@ -26,6 +26,7 @@ from hitstream.settings import Settings
 from hitstream.stores.base import Store
 
 if TYPE_CHECKING:
+    from hitstream.services.alerting import Alerting
     from hitstream.services.processor import Processor
     from hitstream.services.salts import SaltKeeper
 
@@ -201,6 +202,19 @@ class Runtime:
         self.stats = StatsService(self.store, self.metrics, cache=self.cache)
         self._warm_ups: list[Callable[[], None]] = []
         self.processor = self._make_processor() if "processor" in self.roles else None
+        self.alerting = self._make_alerting() if "processor" in self.roles else None
+
+    def _make_alerting(self) -> Alerting | None:
+        from hitstream.services.alerting import make_alerting
+
+        return make_alerting(
+            self.store,
+            self.fanout,
+            rules=self.settings.alert_rules,
+            notifiers=self.settings.alert_notifiers,
+            interval_s=self.settings.alert_interval_s,
+            registry=self.metrics.registry,
+        )
 
     def _make_processor(self) -> Processor:
         from hitstream.domain.steps import build_steps
@@ -266,6 +280,8 @@ class Runtime:
         if self.processor is not None and run_processor:
             await self.processor.start()
             self._tasks.append(asyncio.create_task(self.processor.run(self.stop_event)))
+        if self.alerting is not None and run_processor:
+            self._tasks.append(asyncio.create_task(self.alerting.run(self.stop_event)))
         if self.settings.demo:
             from hitstream.services.demo import Demo
 

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     demo_site: str = "demo.example"
     demo_events_per_day: int = Field(default=1500, ge=1)
     cache_entries: int = Field(default=2048, ge=0)
+    alert_rules: str = ""
+    """Alert rules: a JSON list (``[{"name": "tracker-down", "metric": "pageviews",
+    "window_s": 900, "op": "<", "threshold": 1}]``) or the path of a JSON file holding one."""
+    alert_notifiers: str = "log://"
+    """Comma-separated notifier URLs: ``log://``, ``https://hooks.slack.com/services/...``."""
+    alert_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    """Seconds between two evaluations of every alert rule."""
     log_level: str = "info"
 
     @field_validator("trusted_proxies", "cors_origins", mode="before")

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hitstream import __version__
 from hitstream.domain.stats import QueryProblem
 from hitstream.errors import AdapterUnavailable
-from hitstream.web import collect, dashboard, live, ops, stats
+from hitstream.web import alerts, collect, dashboard, live, ops, stats
 
 if TYPE_CHECKING:
     from hitstream.bootstrap import Runtime
@@ -101,6 +101,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     if "web" in runtime.roles:
         app.include_router(stats.router)
         app.include_router(live.router)
+        app.include_router(alerts.router)
         live.install(app)
         dashboard.mount(app)
     return app

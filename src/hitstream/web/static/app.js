@@ -518,11 +518,16 @@
     clear(list);
     state.alerts.forEach(function (a) {
       var li = el('li', 'alert');
-      li.appendChild(el('strong', null, a.rule || 'alert'));
+      var resolved = a.state === 'resolved';
+      li.dataset.state = resolved ? 'resolved' : 'firing';
+      if (a.severity) li.dataset.severity = String(a.severity);
+      var label = resolved ? 'Resolved' : (a.repeat ? 'Still firing' : 'Firing');
+      li.appendChild(el('strong', null, label + ': ' + (a.rule || 'alert')));
       li.appendChild(el('span', null, a.message || ''));
       var detail = [];
-      if (a.value !== undefined) detail.push('value ' + a.value);
-      if (a.threshold !== undefined) detail.push('threshold ' + a.threshold);
+      if (a.severity) detail.push(a.severity);
+      if (a.value !== undefined) detail.push('value ' + fmtNum(Number(a.value)));
+      if (a.threshold !== undefined) detail.push((a.op ? a.op + ' ' : 'threshold ') + fmtNum(Number(a.threshold)));
       if (a.at) detail.push(fmtTime(a.at));
       li.appendChild(el('span', 'meta', detail.join(' · ')));
       list.appendChild(li);

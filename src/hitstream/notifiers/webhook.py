@@ -1,0 +1,135 @@
+"""A notifier that POSTs Slack-compatible JSON to a webhook URL, in the background.
+
+``notify`` only queues: a worker task delivers, so a slow or dead webhook never delays alert
+evaluation. Each alert is tried once and retried ``retries`` times with exponential backoff on
+network errors, timeouts, 429 and 5xx answers; another 4xx is final (retrying cannot fix it).
+The queue is bounded and drops its oldest alert when full. Every alert given up on or dropped
+counts as a failure. The URL is a secret for Slack and the like: logs show its host only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from hitstream import __version__
+from hitstream.domain.alerts import Alert
+from hitstream.notifiers.base import Notifier
+
+log = logging.getLogger(__name__)
+
+
+def payload(alert: Alert) -> dict[str, Any]:
+    """``{"text": ...}`` for Slack, Mattermost, Rocket.Chat; every structured field beside it."""
+    return {"text": alert.text(), **alert.as_message()}
+
+
+class WebhookNotifier(Notifier):
+    name = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        queue_size: int = 100,
+        close_timeout_s: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_failure: Callable[[], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"a webhook URL needs http(s) and a host, not {parts.scheme!r}")
+        self.url = url
+        self.where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.close_timeout_s = close_timeout_s
+        self.failures = 0
+        self.delivered = 0
+        self._transport = transport
+        self._on_failure = on_failure
+        self._sleep = sleep
+        self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=queue_size)
+        self._client: httpx.AsyncClient | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def notify(self, alert: Alert) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            self._queue.task_done()
+            self._failed(f"queue full, oldest alert dropped ({self.where})")
+        self._queue.put_nowait(alert)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+
+    async def flush(self) -> None:
+        """Wait until every queued alert is delivered or given up on."""
+        await self._queue.join()
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            try:
+                await asyncio.wait_for(self.flush(), self.close_timeout_s)
+            except TimeoutError:
+                log.warning("webhook %s: %d alerts not sent", self.where, self._queue.qsize())
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _work(self) -> None:
+        while True:
+            alert = await self._queue.get()
+            try:
+                await self._deliver(alert)
+            except Exception as exc:  # the worker outlives any one alert's surprise
+                self._failed(f"{alert.rule.name} on {alert.site_id}: {exc!r}")
+            finally:
+                self._queue.task_done()
+
+    async def _deliver(self, alert: Alert) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=self.timeout_s,
+                transport=self._transport,
+                headers={"user-agent": f"hitstream/{__version__} (alerts)"},
+            )
+        body = payload(alert)
+        reason = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await self._sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = await self._client.post(self.url, json=body)
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.is_success:
+                self.delivered += 1
+                return
+            reason = f"HTTP {response.status_code}"
+            if response.status_code != 429 and response.status_code < 500:
+                break
+        self._failed(
+            f"{alert.rule.name} on {alert.site_id} not delivered to {self.where}: {reason}"
+        )
+
+    def _failed(self, why: str) -> None:
+        self.failures += 1
+        log.warning("webhook notifier: %s", why)
+        if self._on_failure is not None:
+            self._on_failure()

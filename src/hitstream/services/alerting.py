@@ -1,0 +1,304 @@
+"""Alerting: evaluate threshold rules on live data every few seconds, publish and notify.
+
+Each round measures every (rule, site) pair over ``[now - window, now)`` through the Store
+port, one aggregate query per (site, window, filters) group shared by all of its rules, and
+moves each pair through the state machine of ``hitstream.domain.alerts``. A transition goes
+to the fan-out channel ``alerts:<site_id>`` (the live dashboard shows it), to every notifier,
+and to a bounded in-memory list of recent alerts per site (``GET /api/v1/alerts``).
+
+Nothing stops the loop: a failed query leaves its rules as they were for that round (no
+false resolution), a failed publish or notifier is logged and counted, and a notifier that
+takes longer than ``notify_timeout_s`` is abandoned for that alert. State lives in memory:
+after a restart a condition that still holds fires again (after ``for_s``). Run alerting in
+ONE process per deployment, or every process running it sends the same alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from hitstream.domain.alerts import (
+    ALL_SITES,
+    OK,
+    Alert,
+    AlertRule,
+    AlertState,
+    Change,
+    Probe,
+    RuleProblem,
+    Status,
+    parse_rules,
+    plan,
+    step,
+)
+from hitstream.domain.stats import Range, StatsQuery, parse_filters
+from hitstream.errors import ConfigError
+from hitstream.fanout.base import Fanout
+from hitstream.notifiers import Notifier, make_notifiers
+from hitstream.stores.base import Store
+
+log = logging.getLogger(__name__)
+RECENT_PER_SITE: Final = 50
+_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class AlertingMetrics:
+    """Alerting's Prometheus series, on the registry it is given (the app's, in bootstrap)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = r = registry
+        self.fired = Counter(
+            "hitstream_alerts_fired_total",
+            "Rules that started firing on a site (repeat notifications not counted), by rule",
+            ["rule"],
+            registry=r,
+        )
+        self.resolved = Counter(
+            "hitstream_alerts_resolved_total",
+            "Firing alerts that cleared, by rule",
+            ["rule"],
+            registry=r,
+        )
+        self.firing = Gauge(
+            "hitstream_alerts_firing",
+            "Sites on which each rule is firing now",
+            ["rule"],
+            registry=r,
+        )
+        self.notifier_failures = Counter(
+            "hitstream_alert_notifier_failures_total",
+            "Alerts a notifier failed to deliver or dropped, by notifier",
+            ["notifier"],
+            registry=r,
+        )
+        self.evaluation_errors = Counter(
+            "hitstream_alert_evaluation_errors_total",
+            "Failed steps of alert evaluation (sites, query, publish), by stage",
+            ["stage"],
+            registry=r,
+        )
+        self.evaluation_seconds = Histogram(
+            "hitstream_alert_evaluation_seconds",
+            "Time to evaluate every rule once",
+            buckets=_BUCKETS,
+            registry=r,
+        )
+
+
+class Alerting:
+    def __init__(
+        self,
+        store: Store,
+        fanout: Fanout,
+        notifiers: Sequence[Notifier],
+        rules: Sequence[AlertRule],
+        metrics: AlertingMetrics | None = None,
+        *,
+        interval_s: float = 10.0,
+        clock: Callable[[], int] = _now_ms,
+        recent_per_site: int = RECENT_PER_SITE,
+        notify_timeout_s: float = 5.0,
+    ) -> None:
+        """``clock`` gives epoch milliseconds; tests pass a fake one."""
+        self.store = store
+        self.fanout = fanout
+        self.notifiers = list(notifiers)
+        self.rules = list(rules)
+        self.metrics = metrics if metrics is not None else AlertingMetrics(CollectorRegistry())
+        self.interval_s = interval_s
+        self.notify_timeout_s = notify_timeout_s
+        self.rounds = 0
+        self._clock = clock
+        self._recent_per_site = recent_per_site
+        self._states: dict[tuple[str, str], AlertState] = {}
+        """(rule name, site) -> state, for pairs not OK only."""
+        self._recent: dict[str, deque[dict[str, Any]]] = {}
+        self._filters = {rule.filters: parse_filters(rule.filters) for rule in self.rules}
+        self._every_site = any(rule.site_id == ALL_SITES for rule in self.rules)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Evaluate every ``interval_s`` until ``stop`` is set; then close the notifiers."""
+        try:
+            while not stop.is_set():
+                began = time.monotonic()
+                try:
+                    await self.evaluate_once()
+                except Exception:  # a bug in one round must not end alerting for good
+                    log.exception("alert evaluation failed")
+                    self.metrics.evaluation_errors.labels("round").inc()
+                wait = max(0.0, self.interval_s - (time.monotonic() - began))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for notifier in self.notifiers:
+            try:
+                await notifier.close()
+            except Exception:
+                log.exception("closing alert notifier %s failed", notifier.name)
+
+    async def evaluate_once(self) -> list[Alert]:
+        """One round over every rule and site; return the transitions it made."""
+        began = time.perf_counter()
+        now = self._clock()
+        sites: list[str] = []
+        if self._every_site:
+            try:
+                sites = await self.store.sites()
+            except Exception as exc:  # drivers may raise their own errors: count, go on
+                log.warning("alerting cannot list sites: %s", exc)
+                self.metrics.evaluation_errors.labels("sites").inc()
+        alerts: list[Alert] = []
+        for probe, rules in plan(self.rules, sites).items():
+            values = await self._measure(probe, rules, now)
+            if values is None:
+                continue
+            for rule in rules:
+                alert = self._advance(rule, probe.site_id, values.get(rule.metric, 0.0), now)
+                if alert is not None:
+                    alerts.append(alert)
+                    await self._tell(alert)
+        self.rounds += 1
+        self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
+        return alerts
+
+    async def _measure(
+        self, probe: Probe, rules: list[AlertRule], now: int
+    ) -> dict[str, float] | None:
+        query = StatsQuery(
+            site_id=probe.site_id,
+            range=Range(now - round(probe.window_s * 1000), now),
+            metrics=tuple(sorted({rule.metric for rule in rules})),
+            filters=self._filters[probe.filters],
+        )
+        try:
+            return await self.store.aggregate(query)
+        except Exception as exc:
+            log.warning("alert query for %s failed: %s", probe.site_id, exc)
+            self.metrics.evaluation_errors.labels("query").inc()
+            return None
+
+    def _advance(self, rule: AlertRule, site_id: str, value: float, now: int) -> Alert | None:
+        key = (rule.name, site_id)
+        before = self._states.get(key, OK)
+        after, transition = step(rule, before, value, now)
+        if after.status is Status.OK:
+            self._states.pop(key, None)
+        else:
+            self._states[key] = after
+        if transition is None:
+            return None
+        if transition.change is Change.RESOLVED:
+            self.metrics.resolved.labels(rule.name).inc()
+            self.metrics.firing.labels(rule.name).dec()
+        elif not transition.repeat:
+            self.metrics.fired.labels(rule.name).inc()
+            self.metrics.firing.labels(rule.name).inc()
+        return Alert(site_id, rule, transition)
+
+    async def _tell(self, alert: Alert) -> None:
+        message = alert.as_message()
+        recent = self._recent.get(alert.site_id)
+        if recent is None:
+            recent = self._recent[alert.site_id] = deque(maxlen=self._recent_per_site)
+        recent.append(message)
+        try:
+            await self.fanout.publish(f"alerts:{alert.site_id}", msgspec.json.encode(message))
+        except Exception as exc:
+            log.warning("alert for %s not published: %s", alert.site_id, exc)
+            self.metrics.evaluation_errors.labels("publish").inc()
+        for notifier in self.notifiers:
+            try:
+                await asyncio.wait_for(notifier.notify(alert), self.notify_timeout_s)
+            except Exception as exc:  # TimeoutError included: the next notifier still runs
+                log.warning("alert notifier %s failed: %r", notifier.name, exc)
+                self.metrics.notifier_failures.labels(notifier.name).inc()
+
+    # -- what the API shows --------------------------------------------------------------
+
+    def recent(self, site_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Recent alert messages, newest first, for one site or every site."""
+        if site_id is not None:
+            return list(reversed(self._recent.get(site_id, ())))[:limit]
+        every = [message for recent in self._recent.values() for message in recent]
+        every.sort(key=lambda message: message["at"], reverse=True)
+        return every[:limit]
+
+    def active(self, site_id: str | None = None) -> list[dict[str, Any]]:
+        """Pairs pending or firing now, for one site or every site."""
+        return [
+            {
+                "rule": name,
+                "site_id": site,
+                "state": state.status.value,
+                "since": state.since_ms,
+                "value": state.value,
+            }
+            for (name, site), state in sorted(self._states.items())
+            if site_id is None or site == site_id
+        ]
+
+    def rules_for(self, site_id: str | None = None) -> list[AlertRule]:
+        return [rule for rule in self.rules if site_id is None or rule.applies_to(site_id)]
+
+
+# -- wiring -------------------------------------------------------------------------------
+
+
+def load_rules(raw: str) -> list[AlertRule]:
+    """Rules from ``HITSTREAM_ALERT_RULES``: JSON text, or the path of a JSON file."""
+    text = raw.strip()
+    if not text:
+        return []
+    source = "HITSTREAM_ALERT_RULES"
+    if text[0] not in "[{":
+        path = Path(text).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read rules file {str(path)!r}: {exc}") from exc
+        source = str(path)
+    try:
+        return parse_rules(text)
+    except RuleProblem as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def make_alerting(
+    store: Store,
+    fanout: Fanout,
+    *,
+    rules: str,
+    notifiers: str = "log://",
+    interval_s: float = 10.0,
+    registry: CollectorRegistry,
+) -> Alerting | None:
+    """The ``Alerting`` that settings describe, or None when there are no rules.
+
+    Raises ``ConfigError`` naming the bad rule field or notifier URL, so that a process with
+    a broken alert setup refuses to start instead of staying silent.
+    """
+    parsed = load_rules(rules)
+    if not parsed:
+        return None
+    metrics = AlertingMetrics(registry)
+    built = make_notifiers(notifiers, lambda name: metrics.notifier_failures.labels(name).inc())
+    return Alerting(store, fanout, built, parsed, metrics, interval_s=interval_s)

@@ -1,0 +1,33 @@
+"""The alerts API: the rules that apply to a site, what fires now, and recent transitions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from hitstream.services.alerting import Alerting
+
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
+
+
+@router.get("/alerts", summary="Alert rules, alerts pending or firing now, recent transitions")
+async def alerts(
+    request: Request,
+    site_id: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="One site (all if absent)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Recent transitions to list")] = 50,
+) -> dict[str, Any]:
+    """``enabled`` is false in a process that does not evaluate rules (no rules set, or a
+    role without alerting): its dashboards still get alert frames over the fan-out."""
+    alerting: Alerting | None = getattr(request.app.state.runtime, "alerting", None)
+    if alerting is None:
+        return {"enabled": False, "site_id": site_id, "rules": [], "active": [], "recent": []}
+    return {
+        "enabled": True,
+        "site_id": site_id,
+        "rules": [rule.as_dict() for rule in alerting.rules_for(site_id)],
+        "active": alerting.active(site_id),
+        "recent": alerting.recent(site_id, limit),
+    }
