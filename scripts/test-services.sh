@@ -26,4 +26,10 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "Chromium is not installed: installing Debian's package" >&2
   { as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null; } || echo "could not install chromium" >&2
 fi
+if ! command -v promtool >/dev/null; then
+  echo "promtool is not installed: installing Debian's prometheus package (for deploy/ checks)" >&2
+  { as_root apt-get update -qq && as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || echo "could not install promtool" >&2
+  as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+  as_root pkill -x prometheus >/dev/null 2>&1 || true
+fi
 exit 0

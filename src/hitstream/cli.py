@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated
 
 import typer
@@ -148,15 +149,16 @@ def migrate(data_dir: DataDir = None) -> None:
     settings = _settings(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
-    async def run() -> list[str]:
+    async def run() -> None:
         store = make_store(settings.resolved_store_url(), settings)
+        await store.start()  # connects and applies what is pending (under a lock on PostgreSQL)
         try:
-            return await store.migrate()
+            await store.migrate()  # idempotent: proves the schema is complete
         finally:
             await store.close()
 
-    applied = asyncio.run(run())
-    typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+    asyncio.run(run())
+    typer.echo(f"store schema is up to date ({urlsplit(settings.resolved_store_url()).scheme})")
 
 
 @app.command()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BACKLOG_BUCKETS = (*_LATENCY_BUCKETS, 30.0, 60.0, 300.0, 1800.0)
+"""Ingest-to-store can reach minutes when processors fall behind: keep that visible."""
 
 
 class Metrics:
@@ -70,7 +72,7 @@ class Metrics:
         self.end_to_end_seconds = Histogram(
             "hitstream_ingest_to_store_seconds",
             "From collector receipt to the store commit, per event",
-            buckets=_LATENCY_BUCKETS,
+            buckets=_BACKLOG_BUCKETS,
             registry=r,
         )
         self.store_errors = Counter(

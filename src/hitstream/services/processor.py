@@ -106,6 +106,7 @@ class Processor:
         self._consumer: LogConsumer | None = None
         self._generation = 0
         self._last_housekeeping = 0
+        self._last_lag = 0.0
         self.processed = 0
         self.batches = 0
         self.caught_up = asyncio.Event()
@@ -186,6 +187,11 @@ class Processor:
         self.metrics.batch_seconds.observe(time.perf_counter() - began)
         self.processed += len(batch.events)
         self.batches += 1
+        if time.monotonic() - self._last_lag > 10:  # under load too, not only when idle
+            self._last_lag = time.monotonic()
+            lag = await self._consumer.lag()
+            if lag is not None:
+                self.metrics.processor_lag.set(lag)
         await self._publish(by_site, batch.drops, now)
         return len(messages)
 
