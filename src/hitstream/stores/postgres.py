@@ -1,0 +1,232 @@
+"""The shared store: PostgreSQL through psycopg 3 and a connection pool, for scale-out.
+
+Several processors and web processes share one database. What makes that safe lives in SQL:
+a write locks its positions rows and checks the fence inside its transaction
+(``stores/sql/postgres/writes.py``), event ids are claimed in an ``event_ids`` table in the
+same transaction (exact dedupe across processes), and migrations and partition creation take
+advisory locks. Every driver or pool error leaves as ``StoreUnavailable`` (the transaction was
+rolled back); ``PositionConflict`` and ``QueryError`` pass through as they are.
+
+Nothing connects before ``start`` (which opens the pool and migrates); ``close`` closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from hitstream.domain.events import Session
+from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bucket_starts
+from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
+from hitstream.stores.base import Store, WriteBatch
+from hitstream.stores.sql.postgres import migrations, partitions, stats, writes
+
+Connection = psycopg.AsyncConnection[Any]
+Row = tuple[Any, ...]
+_ICU_ROOT = "und-x-icu"
+_RETENTION_LOCK = 0x68_73_72_65_74_61_69_6E
+
+
+class PostgresStore(Store):
+    name = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        work_mem: str = "64MB",
+        jit: bool = False,
+    ) -> None:
+        """``timeout``: seconds to wait for a pooled connection (then ``StoreUnavailable``).
+        ``work_mem``/``jit``: set on every pooled connection; stats queries hash distinct
+        visitors and visits in memory, and JIT compiling costs more than it saves at this size.
+        """
+        self._url = url
+        self._min_size = min_size
+        self._max_size = max_size
+        self._timeout = timeout
+        self._settings = {"work_mem": work_mem, "jit": "on" if jit else "off"}
+        self._pool: AsyncConnectionPool[Connection] | None = None
+        self._months: set[int] = set()
+        """Months whose partition this process knows to exist."""
+        self._collation: str | None = None
+
+    async def _configure(self, conn: Connection) -> None:
+        await conn.set_autocommit(True)
+        for name, value in self._settings.items():
+            await conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+    @asynccontextmanager
+    async def _connection(self, what: str) -> AsyncIterator[Connection]:
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable("postgres store is not started (or closed)")
+        try:
+            async with pool.connection(timeout=self._timeout) as conn:
+                yield conn
+        except (StoreUnavailable, PositionConflict, QueryError):
+            raise
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"postgres {what} failed: {exc}") from exc
+
+    async def _rows(self, sql: str, params: Any = None) -> list[Row]:
+        async with self._connection("query") as conn:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall()
+
+    async def start(self) -> None:
+        if self._pool is not None:
+            return
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            self._url,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            open=False,
+            configure=self._configure,
+            timeout=self._timeout,
+            name="hitstream-store",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._timeout)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise StoreUnavailable(f"cannot connect to postgres: {exc}") from exc
+        self._pool = pool
+        try:
+            await self.migrate()
+            rows = await self._rows(
+                "SELECT collname FROM pg_collation WHERE collname = %s", (_ICU_ROOT,)
+            )
+        except BaseException:
+            await self.close()
+            raise
+        self._collation = _ICU_ROOT if rows else None
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        self._months.clear()
+        if pool is not None:
+            await pool.close()
+
+    async def migrate(self) -> list[str]:
+        async with self._connection("migration") as conn:
+            return await migrations.apply_pending(conn)
+
+    async def check(self) -> None:
+        await self._rows("SELECT 1")
+
+    async def positions(self, stream: str) -> dict[int, int]:
+        rows = await self._rows(
+            "SELECT partition, next_offset FROM positions "
+            "WHERE stream = %s AND next_offset IS NOT NULL",
+            (stream,),
+        )
+        return {int(partition): int(offset) for partition, offset in rows}
+
+    async def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        rows = await self._rows(
+            "SELECT event_id FROM event_ids WHERE event_id = ANY(%b::text[])", (list(event_ids),)
+        )
+        return {row[0] for row in rows}
+
+    async def write(self, batch: WriteBatch) -> None:
+        ready = writes.plan(batch)
+        async with self._connection("write") as conn:
+            try:
+                missing = ready.months - self._months
+                if missing:  # DDL in transactions of its own, before the write's
+                    await partitions.ensure(conn, missing)
+                    self._months |= missing
+                await writes.write(conn, batch, ready)
+            except (psycopg.Error, PositionConflict):
+                raise
+            except Exception as exc:  # a value the driver cannot send: rolled back
+                raise StoreUnavailable(f"postgres write failed and was rolled back: {exc}") from exc
+
+    async def open_sessions(self, since_ms: int) -> list[Session]:
+        columns = writes.SESSION_COLUMNS
+        rows = await self._rows(
+            f"SELECT {', '.join(columns)} FROM sessions WHERE last_seen >= %s "
+            'ORDER BY site_id COLLATE "C", session_id COLLATE "C"',
+            (since_ms,),
+        )
+        return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
+
+    async def aggregate(self, query: StatsQuery) -> dict[str, float]:
+        rows = await self._rows(*stats.stats_sql(query, collation=self._collation))
+        return stats.results(query, rows[0] if rows else None)
+
+    async def timeseries(self, query: StatsQuery) -> list[TimeseriesPoint]:
+        starts = bucket_starts(query)
+        if not starts:
+            return []
+        sql, params = stats.stats_sql(query, buckets=starts, collation=self._collation)
+        by_bucket = {int(row[0]): row for row in await self._rows(sql, params)}
+        return [TimeseriesPoint(s, stats.results(query, by_bucket.get(s))) for s in starts]
+
+    async def breakdown(self, query: StatsQuery) -> list[BreakdownRow]:
+        if not query.property:
+            raise QueryError("property", "is required for a breakdown")
+        sql, params = stats.stats_sql(query, group=query.property, collation=self._collation)
+        return [
+            BreakdownRow(str(row[0]), stats.results(query, row))
+            for row in await self._rows(sql, params)
+        ]
+
+    async def data_version(self, site_id: str) -> int:
+        rows = await self._rows("SELECT data_version FROM sites WHERE site_id = %s", (site_id,))
+        return int(rows[0][0]) if rows else 0
+
+    async def sites(self) -> list[str]:
+        rows = await self._rows('SELECT site_id FROM sites ORDER BY site_id COLLATE "C"')
+        return [row[0] for row in rows]
+
+    async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
+        rows = await self._rows(
+            "SELECT reason, sum(count) FROM drops "
+            "WHERE %(s)s::text IS NULL OR site_id = %(s)s::text GROUP BY reason",
+            {"s": site_id},
+        )
+        return {reason: int(count) for reason, count in rows}
+
+    async def count_events(self, site_id: str | None = None) -> int:
+        if site_id is None:
+            rows = await self._rows("SELECT count(*) FROM events")
+        else:
+            rows = await self._rows("SELECT count(*) FROM events WHERE site_id = %s", (site_id,))
+        return int(rows[0][0])
+
+    async def delete_before(self, cutoff_ms: int) -> int:
+        """Whole months before the cutoff go as tables; the rest row by row, in one transaction
+        with the sessions, the dedupe ids and the version bumps of the sites that lost rows."""
+        async with self._connection("retention") as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_RETENTION_LOCK,))
+            removed, touched, dropped = await partitions.drop_expired(conn, cutoff_ms)
+            cursor = await conn.execute(
+                "WITH gone AS (DELETE FROM events WHERE ts < %s RETURNING site_id) "
+                "SELECT site_id, count(*) FROM gone GROUP BY site_id",
+                (cutoff_ms,),
+            )
+            for site_id, count in await cursor.fetchall():
+                touched.add(site_id)
+                removed += int(count)
+            cursor = await conn.execute(
+                "WITH gone AS (DELETE FROM sessions WHERE last_seen < %s RETURNING site_id) "
+                "SELECT DISTINCT site_id FROM gone",
+                (cutoff_ms,),
+            )
+            touched.update(row[0] for row in await cursor.fetchall())
+            await conn.execute("DELETE FROM event_ids WHERE ts < %s", (cutoff_ms,))
+            if touched:  # cached stats of these sites went stale
+                await conn.execute(*writes.bump_sites(sorted(touched)))
+        self._months.difference_update(dropped)
+        return removed

@@ -1,0 +1,1 @@
+"""The PostgreSQL dialect: numbered migrations (``NNNN_name.sql``) and the statements it runs."""

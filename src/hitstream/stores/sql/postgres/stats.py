@@ -1,0 +1,233 @@
+"""Stats queries in PostgreSQL SQL, following the definitions in ``hitstream.stores.memory``.
+
+One query per call. It returns, per group (the constant 0, a bucket start or a property value),
+the integer parts that ``metric_values`` turns into metrics, so every store does the very same
+float arithmetic; only percentiles come out of SQL (``percentile_cont``). Only the parts the
+asked metrics need are computed.
+
+- One scan of ``events`` (by the ``(site_id, ts)`` index or a partition seq scan) counts
+  pageviews and events per (group, visitor, visit); distinct visitors and visits are then
+  counted exactly over those far fewer rows with ``SELECT DISTINCT``, which PostgreSQL hashes.
+  Measured at 900k events: hashing ~0.6 s, ``count(DISTINCT ...)`` (a sort per group) ~3.6 s.
+  Percentiles take a second scan, and only when asked.
+- Buckets: ``width_bucket(ts, starts)`` finds, by binary search over the exact bucket starts of
+  ``bucket_starts`` (time-zone aware, DST-safe), the index of the last start at or before ts.
+- Text semantics: values compare byte for byte (``=``, ``<> ALL``); ``~`` lowers the column
+  with an ICU collation (full Unicode case mapping, as Python's ``str.lower``) and the needle
+  in Python; breakdown rows sort ties by value under ``COLLATE "C"``: code point order.
+- Every value travels as a parameter; column names come from whitelists only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from hitstream.domain.events import EventType
+from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, Filter
+from hitstream.domain.stats import StatsQuery as Query
+from hitstream.errors import QueryError
+from hitstream.stores.memory import check_filters, check_metrics, check_property, metric_values
+from hitstream.stores.sql.postgres.writes import EVENT_TEXT, SESSION_COLUMNS
+
+_PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
+_EVENT_COLUMNS: Final = frozenset(EVENT_TEXT) - {"event_id", "site_id"}
+_SESSION_COLUMNS: Final = frozenset(SESSION_COLUMNS) & {"entry_page", "exit_page"}
+_ORDER_KEYS: Final = {
+    "visitors": "visitors",
+    "visits": "visits",
+    "pageviews": "pageviews",
+    "events": "events",
+    "bounce_rate": "CASE WHEN measured = 0 THEN 0::float8 "
+    "ELSE (100 * bounces)::float8 / measured END",
+    "visit_duration": "CASE WHEN measured = 0 THEN 0::float8 "
+    "ELSE duration::float8 / (1000 * measured) END",
+    "views_per_visit": "CASE WHEN visits = 0 THEN 0::float8 ELSE pageviews::float8 / visits END",
+    "load_time_p50": "coalesce(p50, 0::float8)",
+    "load_time_p95": "coalesce(p95, 0::float8)",
+}
+COLUMNS: Final = "g, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95"
+Row = tuple[Any, ...]
+
+
+class _Params:
+    """Named parameters: ``add`` returns the placeholder of a value."""
+
+    def __init__(self, **fixed: object) -> None:
+        self.values: dict[str, object] = dict(fixed)
+
+    def add(self, value: object) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"%({name})s"
+
+
+def _property(prop: str, params: _Params, field: str) -> tuple[str, bool]:
+    """The SQL value of a property (whitelisted), and whether it needs the visit row ``s``."""
+    check_property(prop, field)
+    if prop.startswith(PROP_PREFIX):
+        key = params.add(prop[len(PROP_PREFIX) :])
+        return f"coalesce(e.props ->> {key}::text, '')", False
+    if prop in SESSION_PROPERTIES:
+        column = SESSION_PROPERTIES[prop]
+        if column not in _SESSION_COLUMNS:
+            raise QueryError(field, f"unknown property {prop!r}")
+        return f"s.{column}", True
+    column = EVENT_PROPERTIES[prop]
+    if column not in _EVENT_COLUMNS:
+        raise QueryError(field, f"unknown property {prop!r}")
+    return f"e.{column}", False
+
+
+def _filter(flt: Filter, expr: str, params: _Params, collation: str | None) -> str:
+    if flt.op == "~":
+        collate = f' COLLATE "{collation}"' if collation else ""
+        tests = [
+            f"strpos(lower({expr}{collate}), {params.add(v.lower())}::text) > 0" for v in flt.values
+        ]
+        return "(" + " OR ".join(tests) + ")" if tests else "FALSE"
+    if not flt.values:
+        return "FALSE" if flt.op == "==" else "TRUE"
+    values = params.add(list(flt.values))
+    return (
+        f"{expr} = ANY({values}::text[])" if flt.op == "==" else f"{expr} <> ALL({values}::text[])"
+    )
+
+
+def _percentiles(wanted: set[str], g: str, source: str) -> str | None:
+    """A CTE ``pc`` with the load-time percentiles per group, or None if none is asked."""
+    parts = [
+        f"percentile_cont({fraction}) WITHIN GROUP (ORDER BY e.load_time_ms::float8) AS {name}"
+        for name, fraction in (("p50", 0.5), ("p95", 0.95))
+        if f"load_time_{name}" in wanted
+    ]
+    if not parts:
+        return None
+    where = f"e.type = {_PAGEVIEW} AND e.load_time_ms IS NOT NULL"
+    return f"pc AS (SELECT {g} AS g, {', '.join(parts)} {source} AND {where} GROUP BY 1)"
+
+
+def stats_sql(
+    query: Query,
+    *,
+    group: str | None = None,
+    buckets: list[int] | None = None,
+    collation: str | None = None,
+) -> tuple[str, dict[str, object]]:
+    """The query answering ``query`` per group, with the columns of ``COLUMNS``.
+
+    ``group``: a property to break down by (rows ordered by the first metric, then value,
+    ``limit`` of them); ``buckets``: bucket starts of a timeseries; neither: one aggregate row.
+    ``collation``: the one ``~`` filters lower with (None: the database default).
+    """
+    check_metrics(query.metrics)
+    check_filters(query.filters)
+    params = _Params(site=query.site_id, start=query.range.start, end=query.range.end)
+    wanted = set(query.metrics)
+    where = ["e.site_id = %(site)s::text", "e.ts >= %(start)s::bigint", "e.ts < %(end)s::bigint"]
+    needs_visit_row = False
+    g = "0"
+    if group is not None:
+        g, needs_visit_row = _property(group, params, "property")
+    if buckets:
+        starts = params.add(buckets)
+        g = f"({starts}::bigint[])[width_bucket(e.ts, {starts}::bigint[])]"
+    for flt in query.filters:
+        expr, joined = _property(flt.property, params, "filters")
+        needs_visit_row |= joined
+        where.append(_filter(flt, expr, params, collation))
+    join = (
+        "JOIN sessions s ON s.site_id = e.site_id AND s.session_id = e.session_id"
+        if needs_visit_row
+        else ""
+    )
+    source = f"FROM events e {join} WHERE {' AND '.join(where)}"
+    measured = bool(wanted & {"bounce_rate", "visit_duration"})
+    by_visit = measured or bool(wanted & {"visits", "views_per_visit"})
+    # one pass over the events: counts per (group, visitor, visit); the distinct visitors
+    # and visits of a group are then counted over these far fewer rows
+    keys = ["g", *(["visitor_id"] if "visitors" in wanted else [])]
+    keys += ["session_id"] if by_visit else []
+    columns = ", ".join([f"{g} AS g"] + [f"e.{key}" for key in keys[1:]])
+    ctes = [
+        f"base AS (SELECT {columns}, count(*) FILTER (WHERE e.type = {_PAGEVIEW}) AS pv, "
+        f"count(*) AS n {source} GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))})",
+        "ev AS (SELECT g, sum(pv)::bigint AS pageviews, sum(n)::bigint AS events "
+        "FROM base GROUP BY g)",
+    ]
+    visitors, joins = "0::bigint", []
+    if "visitors" in wanted:
+        ctes.append(
+            "vi AS (SELECT g, count(*) AS visitors "
+            "FROM (SELECT DISTINCT g, visitor_id FROM base) d GROUP BY g)"
+        )
+        visitors, joins = "coalesce(vi.visitors, 0)", ["LEFT JOIN vi ON vi.g = ev.g"]
+    visit_parts = (
+        "0::bigint AS visits, 0::bigint AS measured, 0::bigint AS bounces, 0::bigint AS duration"
+    )
+    if by_visit:
+        # the distinct (group, visit) pairs give the visits and, joined to the visit rows,
+        # the bounces and durations (a visit without a row counts but is not measured)
+        measures = (
+            "count(x.session_id) AS measured, "
+            "count(*) FILTER (WHERE x.pageviews <= 1 AND x.events <= 1) AS bounces, "
+            "coalesce(sum(x.last_seen - x.started_at), 0) AS duration"
+            if measured
+            else "0::bigint AS measured, 0::bigint AS bounces, 0::numeric AS duration"
+        )
+        rows = (
+            "LEFT JOIN sessions x ON x.site_id = %(site)s::text AND x.session_id = d.session_id"
+            if measured
+            else ""
+        )
+        ctes.append(
+            f"vs AS (SELECT d.g, count(*) AS visits, {measures} "
+            f"FROM (SELECT DISTINCT g, session_id FROM base WHERE session_id <> '') d {rows} "
+            "GROUP BY d.g)"
+        )
+        visit_parts = (
+            "coalesce(vs.visits, 0) AS visits, coalesce(vs.measured, 0) AS measured, "
+            "coalesce(vs.bounces, 0) AS bounces, coalesce(vs.duration, 0) AS duration"
+        )
+        joins.append("LEFT JOIN vs ON vs.g = ev.g")
+    percentiles = _percentiles(wanted, g, source)
+    p50 = p95 = "NULL::float8"
+    if percentiles is not None:
+        ctes.append(percentiles)
+        joins.append("LEFT JOIN pc ON pc.g = ev.g")
+        p50 = "pc.p50" if "load_time_p50" in wanted else p50
+        p95 = "pc.p95" if "load_time_p95" in wanted else p95
+    sql = (
+        f"WITH {', '.join(ctes)} SELECT ev.g AS g, {visitors} AS visitors, {visit_parts}, "
+        f"ev.pageviews, ev.events, {p50} AS p50, {p95} AS p95 FROM ev {' '.join(joins)}"
+    )
+    if group is not None:
+        if not query.metrics:
+            raise QueryError("metrics", "a breakdown needs at least one metric")
+        order = _ORDER_KEYS[query.metrics[0]]
+        limit = params.add(query.limit)
+        sql = (
+            f'SELECT {COLUMNS} FROM ({sql}) r ORDER BY {order} DESC, g COLLATE "C" ASC '
+            f"LIMIT {limit}"
+        )
+    else:
+        sql = f"SELECT {COLUMNS} FROM ({sql}) r"
+    return sql, params.values
+
+
+def results(query: Query, row: Row | None) -> dict[str, float]:
+    """The asked metrics from one row of ``stats_sql`` (None: a group with no events)."""
+    if row is None:
+        row = (None, 0, 0, 0, 0, 0, 0, 0, None, None)
+    _, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95 = row
+    return metric_values(
+        query.metrics,
+        visitors=int(visitors),
+        visits=int(visits),
+        pageviews=int(pageviews),
+        events=int(events),
+        measured=int(measured),
+        bounces=int(bounces),
+        duration_ms=int(duration),
+        p50=0.0 if p50 is None else float(p50),
+        p95=0.0 if p95 is None else float(p95),
+    )

@@ -1,0 +1,308 @@
+"""PostgreSQL-only behaviour of the store: partitions, fencing and dedupe under real concurrency,
+concurrent migrations, retention by whole months. The shared contract runs in tests/contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from hitstream.domain.events import ProcessedEvent
+from hitstream.domain.stats import Range, StatsQuery
+from hitstream.errors import PositionConflict, StoreUnavailable
+from hitstream.stores.base import WriteBatch
+
+psycopg = pytest.importorskip("psycopg")
+
+from hitstream.stores.postgres import PostgresStore  # noqa: E402
+from hitstream.stores.sql.postgres import migrations  # noqa: E402
+
+pytestmark = pytest.mark.integration
+ADMIN_URL = os.environ.get("HITSTREAM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SITE = "pg.example"
+
+
+def utc(year: int, month: int, day: int = 1, hour: int = 0) -> int:
+    return int(datetime(year, month, day, hour, tzinfo=UTC).timestamp() * 1000)
+
+
+def event(event_id: str, ts: int, visitor: str = "v", session: str = "s") -> ProcessedEvent:
+    return ProcessedEvent(
+        event_id=event_id,
+        site_id=SITE,
+        type="pageview",
+        name="",
+        timestamp=ts,
+        received_at=ts,
+        visitor_id=visitor,
+        session_id=session,
+        user_id="",
+        hostname="pg.example",
+        path="/",
+        url="https://pg.example/",
+        title="",
+        referrer="",
+        referrer_domain="",
+        source="",
+        channel="",
+        utm_source="",
+        utm_medium="",
+        utm_campaign="",
+        utm_term="",
+        utm_content="",
+        browser="",
+        browser_version="",
+        os="",
+        os_version="",
+        device="",
+        country="",
+        screen_width=None,
+        duration_ms=None,
+        load_time_ms=None,
+        props={"n": 1},
+    )
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    name = f"hs_it_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {ADMIN_URL}: {exc}")
+    url = urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
+    yield url
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def url(database: str) -> str:
+    """A URL whose connections work in a fresh schema of their own."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{database}?{urlencode({'options': f'-csearch_path={schema}'})}"
+
+
+@pytest.fixture
+async def store(url: str) -> AsyncIterator[PostgresStore]:
+    opened = PostgresStore(url)
+    await opened.start()
+    yield opened
+    await opened.close()
+
+
+def sql_rows(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return list(conn.execute(query, params).fetchall())
+
+
+def partitions(url: str) -> list[str]:
+    rows = sql_rows(
+        url,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'events'::regclass ORDER BY 1",
+    )
+    return [str(row[0]) for row in rows]
+
+
+async def test_months_get_partitions_and_odd_times_the_default(
+    store: PostgresStore, url: str
+) -> None:
+    assert partitions(url) == ["events_default"]
+    await store.write(
+        WriteBatch(
+            "e",
+            {0: 3},
+            [
+                event("mar", utc(2026, 3, 31, 23)),
+                event("apr", utc(2026, 4, 1)),
+                event("old", utc(1960, 1, 1)),
+            ],
+        )
+    )
+    assert partitions(url) == ["events_default", "events_m202603", "events_m202604"]
+    placed = sql_rows(url, "SELECT tableoid::regclass::text, event_id FROM events ORDER BY 2")
+    assert placed == [
+        ("events_m202604", "apr"),
+        ("events_m202603", "mar"),
+        ("events_default", "old"),
+    ]
+    everything = StatsQuery(SITE, Range(utc(1900, 1), utc(2100, 1)), metrics=("events",))
+    assert await store.aggregate(everything) == {"events": 3.0}
+
+
+async def test_a_new_month_takes_over_its_rows_from_the_default_partition(
+    store: PostgresStore, url: str
+) -> None:
+    """A process whose partition cache is stale (retention elsewhere dropped the month) sends
+    rows to DEFAULT; creating the month later must move them, or ATTACH would fail."""
+    await store.write(WriteBatch("e", {0: 1}, [event("jan", utc(2026, 1, 5))]))
+    may = utc(2026, 5, 2)
+    with psycopg.connect(url, autocommit=True) as conn:  # a copy of "jan", retimed to May
+        conn.execute(
+            "INSERT INTO events SELECT (jsonb_populate_record(NULL::events, to_jsonb(e) "
+            "|| jsonb_build_object('event_id', 'stray', 'ts', %s::bigint))).* "
+            "FROM events e WHERE event_id = 'jan'",
+            (may,),
+        )
+    assert sql_rows(url, "SELECT event_id FROM events_default") == [("stray",)]
+    await store.write(WriteBatch("e", {0: 2}, [event("may", may + 1)]))
+    assert "events_m202605" in partitions(url)
+    assert sql_rows(url, "SELECT count(*) FROM events_default") == [(0,)]
+    moved = sql_rows(url, "SELECT event_id FROM events_m202605 ORDER BY 1")
+    assert moved == [("may",), ("stray",)]
+
+
+async def test_concurrent_writers_with_the_same_start_exactly_one_wins(url: str) -> None:
+    """Two processors that both believe they own partition 0 write batches starting at the
+    same offset, released together from behind a lock: one commits, the other is fenced off."""
+    first, second = PostgresStore(url), PostgresStore(url)
+    await first.start()
+    await second.start()
+    try:
+        for round_number in range(4):
+            start, end = round_number * 100, (round_number + 1) * 100
+            batches = [
+                WriteBatch(
+                    "orders",
+                    {0: end},
+                    [event(f"{who}-{round_number}-{i}", utc(2026, 3, 1) + i) for i in range(2000)],
+                    starts={0: start},
+                )
+                for who in ("a", "b")
+            ]
+            with psycopg.connect(url) as gate:  # holds the position row (or its insert)
+                if round_number == 0:
+                    gate.execute("INSERT INTO positions (stream, partition) VALUES ('orders', 0)")
+                else:
+                    gate.execute(
+                        "SELECT * FROM positions WHERE stream = 'orders' FOR UPDATE"
+                    ).fetchall()
+                tasks = [
+                    asyncio.create_task(s.write(b))
+                    for s, b in zip((first, second), batches, strict=True)
+                ]
+                await asyncio.sleep(0.3)
+                assert not any(task.done() for task in tasks), "the writers must wait"
+                gate.rollback()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            conflicts = [o for o in outcomes if isinstance(o, PositionConflict)]
+            assert len(conflicts) == 1 and outcomes.count(None) == 1, outcomes
+            assert await first.positions("orders") == {0: end}
+            winner = "a" if outcomes[0] is None else "b"
+            loser = "b" if winner == "a" else "a"
+            assert await first.count_events() == 2000 * (round_number + 1)
+            ids = [f"{who}-{round_number}-{i}" for who in (winner, loser) for i in (0, 1999)]
+            assert await second.known_event_ids(ids) == set(ids[:2])
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_the_same_event_ids_from_two_writers_at_once_are_stored_once(url: str) -> None:
+    """Client retries can reach two partitions (two processors): the id claim is exact."""
+    stores = [PostgresStore(url), PostgresStore(url)]
+    for opened in stores:
+        await opened.start()
+    try:
+        shared = [event(f"dup-{i}", utc(2026, 3, 2) + i) for i in range(3000)]
+        own = [[event(f"{p}-{i}", utc(2026, 3, 3) + i) for i in range(500)] for p in (0, 1)]
+        batches = [
+            WriteBatch("orders", {p: 1}, own[p] + (shared if p == 0 else shared[::-1]))
+            for p in (0, 1)
+        ]
+        await asyncio.gather(*(s.write(b) for s, b in zip(stores, batches, strict=True)))
+        assert await stores[0].count_events() == 3000 + 2 * 500
+        rows = sql_rows(url, "SELECT count(*), count(DISTINCT event_id) FROM events")
+        assert rows == [(4000, 4000)]
+        # and a later replay of all of it adds nothing
+        await stores[1].write(replace(batches[0], positions={0: 2}))
+        assert await stores[1].count_events() == 4000
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+async def test_migrations_run_once_when_processes_start_together(url: str) -> None:
+    stores = [PostgresStore(url, min_size=1, max_size=2) for _ in range(4)]
+    try:
+        await asyncio.gather(*(s.start() for s in stores))
+        names = [name for name, _ in migrations.migration_files()]
+        recorded = sql_rows(url, "SELECT name FROM schema_migrations ORDER BY name")
+        assert [row[0] for row in recorded] == names
+        assert [await s.migrate() for s in stores] == [[]] * 4
+        await stores[0].write(WriteBatch("e", {0: 1}, [event("x", utc(2026, 3, 1))]))
+        assert await stores[3].count_events() == 1
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+async def test_concurrent_apply_pending_applies_each_file_once(url: str) -> None:
+    async def apply() -> list[str]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await migrations.apply_pending(conn)
+
+    results = await asyncio.gather(*(apply() for _ in range(3)))
+    names = [name for name, _ in migrations.migration_files()]
+    assert sorted(results, key=len) == [[], [], names]
+
+
+async def test_retention_drops_whole_months_and_forgets_their_ids(
+    store: PostgresStore, url: str
+) -> None:
+    jan = [event(f"j{i}", utc(2026, 1, 10) + i, session=f"s{i}") for i in range(5)]
+    feb = event("f", utc(2026, 2, 20))
+    mar = event("m", utc(2026, 3, 3))
+    await store.write(WriteBatch("e", {0: 7}, [*jan, feb, mar]))
+    version = await store.data_version(SITE)
+    assert await store.delete_before(utc(2026, 2, 1)) == 5
+    assert "events_m202601" not in partitions(url)
+    assert await store.known_event_ids(["j0", "f", "m"]) == {"f", "m"}
+    assert await store.data_version(SITE) == version + 1
+    assert await store.delete_before(utc(2026, 2, 25)) == 1  # February: row by row
+    assert "events_m202602" in partitions(url)
+    assert await store.delete_before(utc(2026, 2, 25)) == 0
+    assert await store.data_version(SITE) == version + 2
+    # a late January event is stored again, in a partition made anew
+    await store.write(WriteBatch("e", {0: 8}, [jan[0]]))
+    assert "events_m202601" in partitions(url)
+    assert await store.count_events(SITE) == 2
+
+
+async def test_an_unreachable_server_is_store_unavailable() -> None:
+    nowhere = PostgresStore("postgresql://postgres@127.0.0.1:9/none", timeout=1.0)
+    with pytest.raises(StoreUnavailable):
+        await nowhere.start()
+    with pytest.raises(StoreUnavailable):
+        await nowhere.count_events()
+
+
+async def test_a_dead_connection_is_store_unavailable_then_recovers(
+    store: PostgresStore, url: str
+) -> None:
+    await store.write(WriteBatch("e", {0: 1}, [event("a", utc(2026, 3, 1))]))
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = '' AND pid <> pg_backend_pid() "
+            "AND datname = current_database()"
+        )
+    outcomes: list[int | None] = []
+    for _ in range(3):
+        try:
+            outcomes.append(await store.count_events())
+        except StoreUnavailable:
+            outcomes.append(None)
+    assert outcomes[0] is None  # the pooled connection was dead: translated, not leaked
+    assert outcomes[-1] == 1  # and the pool replaced it
