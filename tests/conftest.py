@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.brokers import REDIS_URL, Tansu, port_open, tansu_binary
+
 ON_CI = bool(os.environ.get("CI"))
 
 
@@ -20,8 +22,6 @@ def _missing(reason: str) -> None:
     if ON_CI:
         pytest.fail(f"{reason} (CI must run every tier)")
     pytest.skip(reason)
-
-from tests.brokers import REDIS_URL, Tansu, port_open, tansu_binary
 
 
 @pytest.fixture(scope="session")
