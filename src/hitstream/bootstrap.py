@@ -59,7 +59,7 @@ def make_log(url: str, settings: Settings) -> EventLog:
     if scheme == "sqlite":
         from hitstream.log.sqlite import SQLiteLog
 
-        return SQLiteLog(_path_of(url))
+        return SQLiteLog(_path_of(url), retention_s=settings.log_retention_s)
     if scheme == "memory":
         from hitstream.log.memory import MemoryLog
 

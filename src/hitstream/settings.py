@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     allow_headless: bool = False
     """Count headless browsers (tests, demos); in production they are dropped as bots."""
 
+    log_retention_s: int = Field(default=6 * 3600, ge=0)
+    """How long consumed events stay in the embedded log (for ``hitstream replay``)."""
     max_event_age_s: int = Field(default=24 * 3600, ge=60)
     max_future_skew_s: int = Field(default=300, ge=0)
     retention_days: int = Field(default=0, ge=0)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from hitstream.domain.events import AcceptedEvent, ProcessedEvent
+from hitstream.domain.events import AcceptedEvent, ProcessedEvent, Session
 from hitstream.domain.sessions import Sessionizer
 from hitstream.errors import AdapterUnavailable, PositionConflict, StoreUnavailable
 from hitstream.fanout.base import Fanout
@@ -217,23 +217,32 @@ class Processor:
             drops[("", "undecodable")] += len(undecodable)
             self.metrics.events_dropped.labels("undecodable").inc(len(undecodable))
         fresh = await self._dedupe(decoded, drops)
-        kept, step_drops = self.runner.run(fresh)
+        # the CPU-heavy part runs off the event loop, so HTTP requests in the same process
+        # (serve) are not held up for a whole batch; only this task touches the visit state
+        events, sessions, step_drops = await asyncio.to_thread(self._enrich, fresh)
         drops.update(step_drops)
-        events: list[ProcessedEvent] = []
         by_site: dict[str, list[ProcessedEvent]] = defaultdict(list)
-        for working in kept:
-            self.sessions.assign(working.out, working.accepted.visitor_id_prev)
-            events.append(working.out)
-            by_site[working.out.site_id].append(working.out)
+        for event in events:
+            by_site[event.site_id].append(event)
         batch = WriteBatch(
             stream=self.stream,
             positions=positions,
             events=events,
-            sessions=self.sessions.drain_touched(),
+            sessions=sessions,
             drops=dict(drops),
             starts=starts,
         )
         return batch, by_site
+
+    def _enrich(
+        self, fresh: list[AcceptedEvent]
+    ) -> tuple[list[ProcessedEvent], list[Session], Counter[tuple[str, str]]]:
+        kept, drops = self.runner.run(fresh)
+        events: list[ProcessedEvent] = []
+        for working in kept:
+            self.sessions.assign(working.out, working.accepted.visitor_id_prev)
+            events.append(working.out)
+        return events, self.sessions.drain_touched(), drops
 
     async def _dedupe(
         self, events: list[AcceptedEvent], drops: Counter[tuple[str, str]]
