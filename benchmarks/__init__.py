@@ -1,0 +1,1 @@
+"""hitstream's performance harness: ingest throughput and stats latency against a real server."""

@@ -1,0 +1,148 @@
+"""Fill a data folder's event log with 30 days of synthetic traffic, fast, without HTTP.
+
+Events of ``TrafficModel.history`` go through the real collector service (validation, visitor
+hash from each event's own IP and User-Agent, country lookup) into the folder's SQLite event
+log, exactly as ``POST /api/v1/events`` would put them there, minus the web layer. The
+collector's per-event Python work is the cost, so ``parts`` processes share it by visitor.
+
+Exactly ``target`` events: the model is drawn once to count its events, then each worker
+draws the same seeded stream again and keeps the same ``target`` of them (Knuth's selection
+sampling: spread evenly over the 30 days), sending only its own visitors' events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import random
+import shutil
+import sqlite3
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from hitstream.domain.events import Limits
+from hitstream.domain.traffic import DAY_MS, TrafficModel
+from hitstream.enrich.geo import CountryLookup
+from hitstream.log.sqlite import SQLiteLog
+from hitstream.metrics import Metrics
+from hitstream.services.collector import Collector
+from hitstream.services.salts import SaltKeeper
+
+SITE = "stats.bench"
+DAYS = 30
+CHUNK = 20_000
+"""Events gathered before sending: their visitors' requests go to the log concurrently, so
+the log's group commit turns thousands of appends into a few transactions."""
+MAX_BATCH = 500
+_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class FillSpec:
+    data_dir: Path
+    target: int
+    drawn: int
+    per_day: int
+    seed: int
+    now_ms: int
+    parts: int
+
+
+def model(seed: int) -> TrafficModel:
+    return TrafficModel(SITE, random.Random(seed), pages=200, visitors=20_000)
+
+
+async def _send(collector: Collector, ip: str, user_agent: str, bodies: list[object]) -> None:
+    for start in range(0, len(bodies), MAX_BATCH):
+        part = bodies[start : start + MAX_BATCH]
+        result = await collector.collect(_ENCODER.encode(part), "application/json", ip, user_agent)
+        if result.status != 202 or result.rejected:
+            raise RuntimeError(f"collector refused fill events: {result.body()}")
+
+
+def _part(ip: str, user_agent: str, parts: int) -> int:
+    """Which worker sends this visitor's events: all of one visitor's go through one."""
+    return zlib.crc32(f"{ip}\x1f{user_agent}".encode()) % parts
+
+
+async def _fill_part(spec: FillSpec, part: int) -> int:
+    """Send this worker's share of the selected events; return the log's commit count."""
+    log = SQLiteLog(spec.data_dir / "log.sqlite3")
+    await log.start()
+    collector = Collector(
+        log,
+        SaltKeeper(spec.data_dir / "salts.json"),
+        CountryLookup(),
+        Metrics(),
+        limits=Limits(max_past_ms=(DAYS + 1) * DAY_MS),
+    )
+    pick = random.Random(spec.seed + 1).random
+    groups: dict[tuple[str, str], list[object]] = {}
+    kept = seen = in_chunk = 0
+    try:
+        for event in model(spec.seed).history(DAYS, spec.per_day, spec.now_ms):
+            seen += 1
+            if pick() * (spec.drawn - seen + 1) >= spec.target - kept:
+                continue
+            kept += 1
+            if _part(event.ip, event.user_agent, spec.parts) != part:
+                continue
+            in_chunk += 1
+            groups.setdefault((event.ip, event.user_agent), []).append(event.body)
+            if in_chunk >= CHUNK:
+                await asyncio.gather(*(_send(collector, *k, v) for k, v in groups.items()))
+                groups, in_chunk = {}, 0
+        await asyncio.gather(*(_send(collector, *k, v) for k, v in groups.items()))
+    finally:
+        await log.close()
+    return log.commits
+
+
+def fill_part(spec: FillSpec, part: int) -> int:
+    return asyncio.run(_fill_part(spec, part))
+
+
+def fill(data_dir: Path, target: int, seed: int, now_ms: int, parts: int) -> dict[str, Any]:
+    """Append exactly ``target`` events from the 30 days before ``now_ms`` to the event log."""
+    began = time.perf_counter()
+    per_day = int(target / DAYS * 1.1) + 1  # the model's total varies by a few %: draw extra
+    drawn = sum(1 for _ in model(seed).history(DAYS, per_day, now_ms))
+    if drawn < target:
+        raise RuntimeError(f"the model drew {drawn} events, fewer than {target}")
+    asyncio.run(SaltKeeper(data_dir / "salts.json").salts(int(time.time() * 1000)))  # one file
+    spec = FillSpec(data_dir, target, drawn, per_day, seed, now_ms, parts)
+    with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
+        commits = sum(pool.map(fill_part, [spec] * parts, range(parts)))
+    elapsed = time.perf_counter() - began
+    return {
+        "events": log_count(data_dir),
+        "drawn": drawn,
+        "workers": parts,
+        "seconds": round(elapsed, 1),
+        "events_per_s": round(target / elapsed),
+        "log_commits": commits,
+    }
+
+
+def log_count(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "log.sqlite3") as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+
+
+def reuse(source: Path, data_dir: Path, target: int) -> dict[str, Any]:
+    """Copy the event log of an earlier ``--keep`` run instead of filling anew."""
+    for name in ("log.sqlite3", "log.sqlite3-wal", "salts.json"):
+        if (source / name).exists():
+            shutil.copy2(source / name, data_dir / name)
+    with sqlite3.connect(data_dir / "log.sqlite3") as conn:
+        conn.execute("DELETE FROM commits")  # start from the first event again
+    count = log_count(data_dir)
+    if count != target:
+        raise SystemExit(f"{source} holds {count} events, not {target}")
+    return {"events": count, "reused": str(source)}
