@@ -178,6 +178,13 @@ def generate(
     pages: Annotated[int, typer.Option(help="Pages on the synthetic site")] = 40,
     bot_share: Annotated[float, typer.Option(help="Share of visits from bots (0..1)")] = 0.0,
     allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback target")] = False,
+    mixed_visitors: Annotated[
+        bool,
+        typer.Option(
+            help="Fill each batch with events of many visitors (throughput tests; the "
+            "request's IP and User-Agent then stand for all of them)"
+        ),
+    ] = False,
 ) -> None:
     """Send realistic synthetic traffic to a hitstream, bounded in time and count."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -216,6 +223,7 @@ def generate(
                     pages=pages,
                     bot_share=bot_share,
                     allow_remote=allow_remote,
+                    per_visitor=not mixed_visitors,
                     on_progress=on_progress,
                 )
             )
