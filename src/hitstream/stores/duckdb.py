@@ -27,6 +27,7 @@ from hitstream.domain.events import Session
 from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bucket_starts
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
+from hitstream.stores.sql.common import results
 from hitstream.stores.sql.duckdb import stats, writes
 
 T = TypeVar("T")
@@ -199,7 +200,7 @@ class DuckDBStore(Store):
 
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:
         rows = await self._rows(*stats.stats_sql(query))
-        return stats.results(query, rows[0] if rows else None)
+        return results(query, rows[0] if rows else None)
 
     async def timeseries(self, query: StatsQuery) -> list[TimeseriesPoint]:
         starts = bucket_starts(query)
@@ -208,13 +209,13 @@ class DuckDBStore(Store):
         by_bucket = {
             int(row[0]): row for row in await self._rows(*stats.stats_sql(query, buckets=starts))
         }
-        return [TimeseriesPoint(s, stats.results(query, by_bucket.get(s))) for s in starts]
+        return [TimeseriesPoint(s, results(query, by_bucket.get(s))) for s in starts]
 
     async def breakdown(self, query: StatsQuery) -> list[BreakdownRow]:
         if not query.property:
             raise QueryError("property", "is required for a breakdown")
         rows = await self._rows(*stats.stats_sql(query, group=query.property))
-        return [BreakdownRow(str(row[0]), stats.results(query, row)) for row in rows]
+        return [BreakdownRow(str(row[0]), results(query, row)) for row in rows]
 
     async def data_version(self, site_id: str) -> int:
         rows = await self._rows("SELECT data_version FROM sites WHERE site_id = $s", {"s": site_id})

@@ -23,6 +23,7 @@ from hitstream.domain.events import Session
 from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bucket_starts
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch
+from hitstream.stores.sql.common import results
 from hitstream.stores.sql.postgres import migrations, partitions, stats, writes
 
 Connection = psycopg.AsyncConnection[Any]
@@ -173,7 +174,7 @@ class PostgresStore(Store):
 
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:
         rows = await self._stats_rows(*stats.stats_sql(query, collation=self._collation))
-        return stats.results(query, rows[0] if rows else None)
+        return results(query, rows[0] if rows else None)
 
     async def timeseries(self, query: StatsQuery) -> list[TimeseriesPoint]:
         starts = bucket_starts(query)
@@ -181,14 +182,14 @@ class PostgresStore(Store):
             return []
         sql, params = stats.stats_sql(query, buckets=starts, collation=self._collation)
         by_bucket = {int(row[0]): row for row in await self._stats_rows(sql, params)}
-        return [TimeseriesPoint(s, stats.results(query, by_bucket.get(s))) for s in starts]
+        return [TimeseriesPoint(s, results(query, by_bucket.get(s))) for s in starts]
 
     async def breakdown(self, query: StatsQuery) -> list[BreakdownRow]:
         if not query.property:
             raise QueryError("property", "is required for a breakdown")
         sql, params = stats.stats_sql(query, group=query.property, collation=self._collation)
         return [
-            BreakdownRow(str(row[0]), stats.results(query, row))
+            BreakdownRow(str(row[0]), results(query, row))
             for row in await self._stats_rows(sql, params)
         ]
 

@@ -20,33 +20,19 @@ asked metrics need are computed.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from hitstream.domain.events import EventType
 from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
-from hitstream.stores.memory import check_filters, check_metrics, check_property, metric_values
+from hitstream.stores.memory import check_filters, check_metrics, check_property
+from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS
 from hitstream.stores.sql.postgres.writes import EVENT_TEXT, SESSION_COLUMNS
 
 _PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
 _EVENT_COLUMNS: Final = frozenset(EVENT_TEXT) - {"event_id", "site_id"}
 _SESSION_COLUMNS: Final = frozenset(SESSION_COLUMNS) & {"entry_page", "exit_page"}
-_ORDER_KEYS: Final = {
-    "visitors": "visitors",
-    "visits": "visits",
-    "pageviews": "pageviews",
-    "events": "events",
-    "bounce_rate": "CASE WHEN measured = 0 THEN 0::float8 "
-    "ELSE (100 * bounces)::float8 / measured END",
-    "visit_duration": "CASE WHEN measured = 0 THEN 0::float8 "
-    "ELSE duration::float8 / (1000 * measured) END",
-    "views_per_visit": "CASE WHEN visits = 0 THEN 0::float8 ELSE pageviews::float8 / visits END",
-    "load_time_p50": "coalesce(p50, 0::float8)",
-    "load_time_p95": "coalesce(p95, 0::float8)",
-}
-COLUMNS: Final = "g, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95"
-Row = tuple[Any, ...]
 
 
 class _Params:
@@ -203,7 +189,7 @@ def stats_sql(
     if group is not None:
         if not query.metrics:
             raise QueryError("metrics", "a breakdown needs at least one metric")
-        order = _ORDER_KEYS[query.metrics[0]]
+        order = ORDER_KEYS[query.metrics[0]]
         limit = params.add(query.limit)
         sql = (
             f'SELECT {COLUMNS} FROM ({sql}) r ORDER BY {order} DESC, g COLLATE "C" ASC '
@@ -212,22 +198,3 @@ def stats_sql(
     else:
         sql = f"SELECT {COLUMNS} FROM ({sql}) r"
     return sql, params.values
-
-
-def results(query: Query, row: Row | None) -> dict[str, float]:
-    """The asked metrics from one row of ``stats_sql`` (None: a group with no events)."""
-    if row is None:
-        row = (None, 0, 0, 0, 0, 0, 0, 0, None, None)
-    _, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95 = row
-    return metric_values(
-        query.metrics,
-        visitors=int(visitors),
-        visits=int(visits),
-        pageviews=int(pageviews),
-        events=int(events),
-        measured=int(measured),
-        bounces=int(bounces),
-        duration_ms=int(duration),
-        p50=0.0 if p50 is None else float(p50),
-        p95=0.0 if p95 is None else float(p95),
-    )

@@ -1,0 +1,48 @@
+"""What the SQL stores share: the shape of a stats row and how its columns become metrics.
+
+Every dialect's ``stats_sql`` returns rows of ``COLUMNS``; ``results`` turns one row into the
+asked metrics with the memory store's definitions, so both dialects compute the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from hitstream.domain.stats import StatsQuery
+from hitstream.stores.memory import metric_values
+
+Row = tuple[Any, ...]
+COLUMNS: Final = "g, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95"
+ORDER_KEYS: Final = {
+    "visitors": "visitors",
+    "visits": "visits",
+    "pageviews": "pageviews",
+    "events": "events",
+    "bounce_rate": "CASE WHEN measured = 0 THEN 0::float8 "
+    "ELSE (100 * bounces)::float8 / measured END",
+    "visit_duration": "CASE WHEN measured = 0 THEN 0::float8 "
+    "ELSE duration::float8 / (1000 * measured) END",
+    "views_per_visit": "CASE WHEN visits = 0 THEN 0::float8 ELSE pageviews::float8 / visits END",
+    "load_time_p50": "coalesce(p50, 0::float8)",
+    "load_time_p95": "coalesce(p95, 0::float8)",
+}
+"""The SQL that sorts breakdown rows by each metric (float8 is DOUBLE in DuckDB)."""
+
+
+def results(query: StatsQuery, row: Row | None) -> dict[str, float]:
+    """The asked metrics from one row of ``stats_sql`` (None: a group with no events)."""
+    if row is None:
+        row = (None, 0, 0, 0, 0, 0, 0, 0, None, None)
+    _, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95 = row
+    return metric_values(
+        query.metrics,
+        visitors=int(visitors),
+        visits=int(visits),
+        pageviews=int(pageviews),
+        events=int(events),
+        measured=int(measured),
+        bounces=int(bounces),
+        duration_ms=int(duration),
+        p50=0.0 if p50 is None else float(p50),
+        p95=0.0 if p95 is None else float(p95),
+    )
