@@ -29,6 +29,20 @@ ORDER_KEYS: Final = {
 """The SQL that sorts breakdown rows by each metric (float8 is DOUBLE in DuckDB)."""
 
 
+class Params:
+    """Named query parameters: ``add`` stores a value and returns its placeholder, written
+    as the dialect spells it (``$name`` for DuckDB, ``%(name)s`` for psycopg)."""
+
+    def __init__(self, placeholder: str, **fixed: object) -> None:
+        self.placeholder = placeholder
+        self.values: dict[str, object] = dict(fixed)
+
+    def add(self, value: object) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return self.placeholder.format(name)
+
+
 def results(query: StatsQuery, row: Row | None) -> dict[str, float]:
     """The asked metrics from one row of ``stats_sql`` (None: a group with no events)."""
     if row is None:

@@ -20,7 +20,7 @@ from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPER
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
 from hitstream.stores.memory import check_filters, check_metrics, check_property
-from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS
+from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS, Params
 from hitstream.stores.sql.duckdb.writes import EVENT_TEXT
 
 _PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
@@ -29,19 +29,7 @@ _SESSION_COLUMNS: Final = frozenset({"entry_page", "exit_page"})
 _STEPS: Final = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 
 
-class _Params:
-    """Named parameters: ``add`` returns the placeholder of a value."""
-
-    def __init__(self, **fixed: object) -> None:
-        self.values: dict[str, object] = dict(fixed)
-
-    def add(self, value: object) -> str:
-        name = f"p{len(self.values)}"
-        self.values[name] = value
-        return f"${name}"
-
-
-def _property(prop: str, params: _Params, field: str) -> tuple[str, bool]:
+def _property(prop: str, params: Params, field: str) -> tuple[str, bool]:
     """The SQL value of a property (whitelisted), and whether it needs the visit row ``s``."""
     check_property(prop, field)
     if prop.startswith(PROP_PREFIX):
@@ -57,7 +45,7 @@ def _property(prop: str, params: _Params, field: str) -> tuple[str, bool]:
     return f"e.{column}", False
 
 
-def _filter(flt: Filter, expr: str, params: _Params) -> str:
+def _filter(flt: Filter, expr: str, params: Params) -> str:
     if flt.op == "~":
         tests = [f"contains(lower({expr}), lower({params.add(v)}))" for v in flt.values]
         return "(" + " OR ".join(tests) + ")" if tests else "FALSE"
@@ -67,7 +55,7 @@ def _filter(flt: Filter, expr: str, params: _Params) -> str:
     return f"{expr} {'IN' if flt.op == '==' else 'NOT IN'} ({listed})"
 
 
-def _bucket(starts: list[int], interval: str, params: _Params, joins: list[str]) -> str:
+def _bucket(starts: list[int], interval: str, params: Params, joins: list[str]) -> str:
     """The SQL bucket start of ``e.ts``; see the module docstring."""
     step = _STEPS.get(interval, _STEPS["day"])
     first = starts[0]
@@ -110,7 +98,7 @@ def stats_sql(
     """
     check_metrics(query.metrics)
     check_filters(query.filters)
-    params = _Params(site=query.site_id, start=query.range.start, end=query.range.end)
+    params = Params("${}", site=query.site_id, start=query.range.start, end=query.range.end)
     wanted = set(query.metrics)
     joins: list[str] = []
     where = ["e.site_id = $site", "e.ts >= $start", "e.ts < $end"]

@@ -27,7 +27,7 @@ from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPER
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
 from hitstream.stores.memory import check_filters, check_metrics, check_property
-from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS
+from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS, Params
 from hitstream.stores.sql.postgres.writes import EVENT_TEXT, SESSION_COLUMNS
 
 _PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
@@ -35,19 +35,7 @@ _EVENT_COLUMNS: Final = frozenset(EVENT_TEXT) - {"event_id", "site_id"}
 _SESSION_COLUMNS: Final = frozenset(SESSION_COLUMNS) & {"entry_page", "exit_page"}
 
 
-class _Params:
-    """Named parameters: ``add`` returns the placeholder of a value."""
-
-    def __init__(self, **fixed: object) -> None:
-        self.values: dict[str, object] = dict(fixed)
-
-    def add(self, value: object) -> str:
-        name = f"p{len(self.values)}"
-        self.values[name] = value
-        return f"%({name})s"
-
-
-def _property(prop: str, params: _Params, field: str) -> tuple[str, bool]:
+def _property(prop: str, params: Params, field: str) -> tuple[str, bool]:
     """The SQL value of a property (whitelisted), and whether it needs the visit row ``s``."""
     check_property(prop, field)
     if prop.startswith(PROP_PREFIX):
@@ -64,7 +52,7 @@ def _property(prop: str, params: _Params, field: str) -> tuple[str, bool]:
     return f"e.{column}", False
 
 
-def _filter(flt: Filter, expr: str, params: _Params, collation: str | None) -> str:
+def _filter(flt: Filter, expr: str, params: Params, collation: str | None) -> str:
     if flt.op == "~":
         collate = f' COLLATE "{collation}"' if collation else ""
         tests = [
@@ -107,7 +95,7 @@ def stats_sql(
     """
     check_metrics(query.metrics)
     check_filters(query.filters)
-    params = _Params(site=query.site_id, start=query.range.start, end=query.range.end)
+    params = Params("%({})s", site=query.site_id, start=query.range.start, end=query.range.end)
     wanted = set(query.metrics)
     where = ["e.site_id = %(site)s::text", "e.ts >= %(start)s::bigint", "e.ts < %(end)s::bigint"]
     needs_visit_row = False
