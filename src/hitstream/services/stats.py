@@ -51,11 +51,14 @@ class StatsService:
         self.cache = cache if cache is not None else MemoryCache()
         self._clock = clock or (lambda: int(time.time() * 1000))
 
-    def now_ms(self) -> int:
-        """Now, rounded up to the next second: shared by concurrent queries (cache hits) and
-        never earlier than an event already received."""
+    def now_ms(self, period: str | None = None) -> int:
+        """The "now" that ends a query's range, rounded UP: to the next second for realtime,
+        to the next minute otherwise. Rounding up never drops an event already received, and
+        a whole minute of requests then shares one range, so an unchanged site (same data
+        version) answers from the cache instead of rescanning."""
+        step = 1000 if period == "realtime" else 60_000
         now = self._clock()
-        return now - now % 1000 + 1000
+        return now - now % step + step
 
     async def _cached(
         self, kind: str, query: StatsQuery, compute: Callable[[], Awaitable[JSON]]
@@ -127,7 +130,7 @@ class StatsService:
         return await self._cached("breakdown", query, compute)
 
     async def realtime(self, site_id: str) -> JSON:
-        now = self.now_ms()
+        now = self.now_ms("realtime")
         query = StatsQuery(
             site_id=site_id, range=resolve_period("realtime", now), metrics=("visitors",)
         )

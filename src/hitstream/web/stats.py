@@ -31,7 +31,7 @@ def _service(request: Request) -> StatsService:
 
 
 def _query(request: Request, **params: Any) -> StatsQuery:
-    return build_query(now_ms=_service(request).now_ms(), **params)
+    return build_query(now_ms=_service(request).now_ms(params.get("period")), **params)
 
 
 @router.get("/stats/aggregate", summary="Totals of metrics over a period")

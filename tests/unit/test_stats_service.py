@@ -1,0 +1,56 @@
+"""The stats service: cache-aside under the data version, never stale, hit by a dashboard."""
+
+from __future__ import annotations
+
+from hitstream.domain.stats import StatsQuery, build_query
+from hitstream.metrics import Metrics
+from hitstream.services.stats import StatsService
+from hitstream.stores.base import WriteBatch
+from hitstream.stores.memory import MemoryStore
+from tests.contract.test_store_contract import event
+
+T0 = 1_790_000_000_000
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+async def test_a_dashboard_refresh_hits_the_cache_and_new_data_misses_it() -> None:
+    store = MemoryStore()
+    clock = Clock(T0 + 5_000)
+    service = StatsService(store, Metrics(), clock=clock)
+    site = event("e1", T0, "v1", "s1").site_id
+    await store.write(WriteBatch("s", {0: 1}, [event("e1", T0, "v1", "s1")]))
+
+    def query() -> StatsQuery:
+        return build_query(
+            site_id=site, now_ms=service.now_ms("day"), period="day", metrics="events"
+        )
+
+    first = await service.aggregate(query())
+    clock.now += 20_000  # a refresh 20 s later, same minute, no new data
+    again = await service.aggregate(query())
+    assert again == first
+    assert (
+        service.metrics.registry.get_sample_value(
+            "hitstream_query_seconds_count", {"kind": "aggregate", "cache": "hit"}
+        )
+        == 1
+    )
+    await store.write(WriteBatch("s", {0: 2}, [event("e2", T0 + 20_000, "v2", "s2")]))
+    fresh = await service.aggregate(query())
+    assert fresh["results"]["events"]["value"] == 2  # the new version is a new key: never stale
+
+
+def test_now_is_rounded_up_never_down() -> None:
+    clock = Clock(T0 + 12_345)
+    service = StatsService(MemoryStore(), Metrics(), clock=clock)
+    assert service.now_ms("realtime") == T0 + 13_000
+    assert service.now_ms("day") % 60_000 == 0
+    assert 0 < service.now_ms("day") - clock.now <= 60_000
+    assert service.now_ms("day") >= clock.now
