@@ -8,7 +8,12 @@ Usage (from the repository root)::
 Each run starts a fresh ``hitstream serve`` (scratch data folder, 127.0.0.1 trusted as a
 proxy), opens ``N`` dashboards (``/api/v1/live?site_id=...&period=day``) from this process and
 waits for their snapshots, then a SEPARATE process (``hitstream generate --rate 1000``) sends a
-steady load for ``--duration`` seconds to 127.0.0.1 only. Latency is measured two ways:
+steady load for ``--duration`` seconds to 127.0.0.1 only. The sender defaults to
+``--mixed-visitors --batch 25 --concurrency 8`` (25 events of many visitors per request, ~40
+requests/s at 1,000 events/s): with one visit per request (``--per-visit``, ~3 events per
+request) it could not reach 1,000 events/s on a 2-core box. Check ``accepted_per_s`` against
+``--rate``: a run that falls short measures latency at a lower load. Latency is measured two
+ways:
 
 - **server**: the delta of ``hitstream_live_latency_seconds`` in ``/metrics`` over the run
   (p50/p99 interpolated inside buckets, as Prometheus' ``histogram_quantile`` does; bucket
@@ -141,7 +146,9 @@ async def send_load(url: str, site: str, args: argparse.Namespace, repeat: int) 
     """``hitstream generate`` in its own process; its summary line parsed."""
     command = [sys.executable, "-m", "hitstream.cli", "generate", "--url", url, "--site", site]
     command += ["--rate", str(args.rate), "--duration", str(args.duration)]
-    command += ["--batch", "10", "--concurrency", "32", "--seed", str(repeat)]
+    command += ["--batch", str(args.batch), "--concurrency", str(args.concurrency)]
+    command += ["--seed", str(repeat)]
+    command.append("--no-mixed-visitors" if args.per_visit else "--mixed-visitors")
     cpu = _children_cpu()
     proc = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -166,6 +173,7 @@ async def send_load(url: str, site: str, args: argparse.Namespace, repeat: int) 
         "accepted": int(accepted),
         "rejected": int(rejected),
         "failed": int(failed),
+        "per_request": round(int(sent) / int(requests), 1) if int(requests) else 0.0,
         "accepted_per_s": round(int(accepted) / float(elapsed), 1) if float(elapsed) else 0.0,
         "request_p50_ms": float(p50),
         "request_p99_ms": float(p99),
@@ -284,6 +292,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[int, dict[str, float | None]]:
             "accepted": _mid(mine, "sender", "accepted"),
             "failed": _mid(mine, "sender", "failed"),
             "sender_cpu_s": _mid(mine, "sender", "cpu_s"),
+            "request_p50_ms": _mid(mine, "sender", "request_p50_ms"),
+            "request_p99_ms": _mid(mine, "sender", "request_p99_ms"),
             "server_hist_p50_ms": _mid(mine, "server_histogram", "p50_ms"),
             "server_hist_p99_ms": _mid(mine, "server_histogram", "p99_ms"),
             "live_stats_p50_ms": _mid_s(mine, "p50"),
@@ -325,6 +335,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load per run")
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
+    parser.add_argument("--batch", type=int, default=25, help="events per request (sender)")
+    parser.add_argument("--concurrency", type=int, default=8, help="sender requests in flight")
+    parser.add_argument(
+        "--per-visit",
+        action="store_true",
+        help="one visit per request (the earlier sender) instead of --mixed-visitors batches",
+    )
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait after load")
     parser.add_argument("--keep", action="store_true", help="keep the data folders")
     return parser.parse_args(argv)
