@@ -94,7 +94,10 @@ class AcceptedEvent:
 
 @dataclass(slots=True)
 class ProcessedEvent:
-    """An accepted event after the pipeline: what the store keeps, one row per event."""
+    """An accepted event after the pipeline: what the store keeps, one row per event.
+
+    What the pipeline fills in (the visit, acquisition, device) defaults to empty, so code
+    that builds one only names what it knows."""
 
     event_id: str
     site_id: str
@@ -103,31 +106,31 @@ class ProcessedEvent:
     timestamp: int
     received_at: int
     visitor_id: str
-    session_id: str
-    user_id: str
-    hostname: str
-    path: str
-    url: str
-    title: str
-    referrer: str
-    referrer_domain: str
-    source: str
-    channel: str
-    utm_source: str
-    utm_medium: str
-    utm_campaign: str
-    utm_term: str
-    utm_content: str
-    browser: str
-    browser_version: str
-    os: str
-    os_version: str
-    device: str
-    country: str
-    screen_width: int | None
-    duration_ms: int | None
-    load_time_ms: int | None
-    props: Props
+    session_id: str = ""
+    user_id: str = ""
+    hostname: str = ""
+    path: str = "/"
+    url: str = ""
+    title: str = ""
+    referrer: str = ""
+    referrer_domain: str = ""
+    source: str = ""
+    channel: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    utm_term: str = ""
+    utm_content: str = ""
+    browser: str = ""
+    browser_version: str = ""
+    os: str = ""
+    os_version: str = ""
+    device: str = ""
+    country: str = ""
+    screen_width: int | None = None
+    duration_ms: int | None = None
+    load_time_ms: int | None = None
+    props: Props = field(default_factory=dict)
 
 
 @dataclass(slots=True)
