@@ -46,20 +46,22 @@ def query_counts(url: str) -> dict[str, float]:
     return {k: v for k, v in series.items() if k.startswith(wanted)}
 
 
+def timed_get(conn: http.client.HTTPConnection, path: str, name: str = "") -> float:
+    """Milliseconds for one GET on a kept-alive connection, send to last byte; a non-200 or
+    non-JSON answer is an error, never a timing."""
+    began = time.perf_counter()
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read()
+    elapsed = (time.perf_counter() - began) * 1000
+    if response.status != 200 or not body.startswith(b"{"):
+        raise RuntimeError(f"{name or path}: HTTP {response.status} {body[:300]!r}")
+    return elapsed
+
+
 def _timer(port: int) -> tuple[http.client.HTTPConnection, Callable[[str, str], float]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-
-    def timed(name: str, path: str) -> float:
-        began = time.perf_counter()
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        elapsed = (time.perf_counter() - began) * 1000
-        if response.status != 200 or not body.startswith(b"{"):
-            raise RuntimeError(f"{name}: HTTP {response.status} {body[:300]!r}")
-        return elapsed
-
-    return conn, timed
+    return conn, lambda name, path: timed_get(conn, path, name)
 
 
 def _path(kind: str, params: dict[str, str]) -> str:

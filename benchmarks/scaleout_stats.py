@@ -27,7 +27,7 @@ import psycopg
 from tests.server import ServerProcess
 
 from benchmarks.harness import median, percentile
-from benchmarks.queries import query_counts
+from benchmarks.queries import query_counts, timed_get
 from benchmarks.store_bench import DAY_MS, SITE, START_MS, generate
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.postgres import PostgresStore
@@ -117,17 +117,6 @@ def _path(endpoint: str, params: dict[str, str]) -> str:
     return f"/api/v1/stats/{endpoint}?" + urlencode({"site_id": SITE, **params})
 
 
-def _timed(conn: http.client.HTTPConnection, path: str) -> float:
-    began = time.perf_counter()
-    conn.request("GET", path)
-    response = conn.getresponse()
-    body = response.read()
-    elapsed = (time.perf_counter() - began) * 1000
-    if response.status != 200 or not body.startswith(b"{"):
-        raise RuntimeError(f"{path}: HTTP {response.status} {body[:300]!r}")
-    return elapsed
-
-
 def _summary(values: list[float]) -> dict[str, float]:
     return {
         "median_ms": round(median(values), 1),
@@ -145,8 +134,8 @@ def measure(port: int, rounds: int, cached: bool) -> dict[str, Any]:
     try:
         for name, endpoint, params in QUERIES:
             path = _path(endpoint, params)
-            first = round(_timed(conn, path), 1)
-            timed = [_timed(conn, path) for _ in range(rounds * 5 if cached else rounds)]
+            first = round(timed_get(conn, path), 1)
+            timed = [timed_get(conn, path) for _ in range(rounds * 5 if cached else rounds)]
             out[name] = {"first_ms": first, "repeats": _summary(timed)}
     finally:
         conn.close()
