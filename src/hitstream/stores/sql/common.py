@@ -6,10 +6,12 @@ asked metrics with the memory store's definitions, so both dialects compute the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Set
 from typing import Any, Final
 
-from hitstream.domain.stats import StatsQuery
-from hitstream.stores.memory import metric_values
+from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
+from hitstream.errors import QueryError
+from hitstream.stores.memory import check_property, metric_values
 
 Row = tuple[Any, ...]
 COLUMNS: Final = "g, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95"
@@ -41,6 +43,32 @@ class Params:
         name = f"p{len(self.values)}"
         self.values[name] = value
         return self.placeholder.format(name)
+
+
+def property_sql(
+    prop: str,
+    params: Params,
+    field: str,
+    *,
+    props_value: Callable[[str], str],
+    event_columns: Set[str],
+    session_columns: Set[str],
+) -> tuple[str, bool]:
+    """The SQL value of a property (whitelisted), and whether it needs the visit row ``s``.
+
+    ``props_value`` spells, in the dialect, the text of the props key behind a placeholder."""
+    check_property(prop, field)
+    if prop.startswith(PROP_PREFIX):
+        return props_value(params.add(prop[len(PROP_PREFIX) :])), False
+    if prop in SESSION_PROPERTIES:
+        column = SESSION_PROPERTIES[prop]
+        if column not in session_columns:
+            raise QueryError(field, f"unknown property {prop!r}")
+        return f"s.{column}", True
+    column = EVENT_PROPERTIES[prop]
+    if column not in event_columns:
+        raise QueryError(field, f"unknown property {prop!r}")
+    return f"e.{column}", False
 
 
 def results(query: StatsQuery, row: Row | None) -> dict[str, float]:

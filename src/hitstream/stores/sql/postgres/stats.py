@@ -23,11 +23,11 @@ from __future__ import annotations
 from typing import Final
 
 from hitstream.domain.events import EventType
-from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, Filter
+from hitstream.domain.stats import Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
-from hitstream.stores.memory import check_filters, check_metrics, check_property
-from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS, Params
+from hitstream.stores.memory import check_filters, check_metrics
+from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS, Params, property_sql
 from hitstream.stores.sql.postgres.writes import EVENT_TEXT, SESSION_COLUMNS
 
 _PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
@@ -36,20 +36,14 @@ _SESSION_COLUMNS: Final = frozenset(SESSION_COLUMNS) & {"entry_page", "exit_page
 
 
 def _property(prop: str, params: Params, field: str) -> tuple[str, bool]:
-    """The SQL value of a property (whitelisted), and whether it needs the visit row ``s``."""
-    check_property(prop, field)
-    if prop.startswith(PROP_PREFIX):
-        key = params.add(prop[len(PROP_PREFIX) :])
-        return f"coalesce(e.props ->> {key}::text, '')", False
-    if prop in SESSION_PROPERTIES:
-        column = SESSION_PROPERTIES[prop]
-        if column not in _SESSION_COLUMNS:
-            raise QueryError(field, f"unknown property {prop!r}")
-        return f"s.{column}", True
-    column = EVENT_PROPERTIES[prop]
-    if column not in _EVENT_COLUMNS:
-        raise QueryError(field, f"unknown property {prop!r}")
-    return f"e.{column}", False
+    return property_sql(
+        prop,
+        params,
+        field,
+        props_value=lambda key: f"coalesce(e.props ->> {key}::text, '')",
+        event_columns=_EVENT_COLUMNS,
+        session_columns=_SESSION_COLUMNS,
+    )
 
 
 def _filter(flt: Filter, expr: str, params: Params, collation: str | None) -> str:
