@@ -687,10 +687,15 @@ def filters(draw: st.DrawFn) -> Filter:
 
 @st.composite
 def queries(draw: st.DrawFn) -> StatsQuery:
-    start = H + draw(st.integers(-3 * HOUR, 12 * HOUR))
+    # whole hours half of the time: what stores with hourly rollups answer from them
+    whole = st.integers(-3, 12).map(lambda n: n * HOUR)
+    start = H + draw(whole | st.integers(-3 * HOUR, 12 * HOUR))
+    length = (
+        st.sampled_from([DAY, 2 * DAY]) | st.integers(0, DAY) | st.integers(1, 30).map(HOUR.__mul__)
+    )
     return StatsQuery(
         site_id="",
-        range=Range(start, start + draw(st.sampled_from([DAY, 2 * DAY]) | st.integers(0, DAY))),
+        range=Range(start, start + draw(length)),
         metrics=tuple(draw(st.permutations(METRICS))[: draw(st.integers(1, len(METRICS)))]),
         filters=tuple(draw(st.lists(filters(), max_size=2))),
         interval=draw(st.sampled_from(["hour", "day"])),

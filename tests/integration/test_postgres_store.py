@@ -14,19 +14,21 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from hitstream.domain.events import ProcessedEvent
-from hitstream.domain.stats import Range, StatsQuery
+from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.stats import METRICS, Range, StatsQuery
 from hitstream.errors import PositionConflict, StoreUnavailable
 from hitstream.stores.base import WriteBatch
 
 psycopg = pytest.importorskip("psycopg")
 
+from hitstream.stores import rollup  # noqa: E402
 from hitstream.stores.postgres import PostgresStore  # noqa: E402
 from hitstream.stores.sql.postgres import migrations  # noqa: E402
 
 pytestmark = pytest.mark.integration
 ADMIN_URL = os.environ.get("HITSTREAM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SITE = "pg.example"
+MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 
 
 def utc(year: int, month: int, day: int = 1, hour: int = 0) -> int:
@@ -285,3 +287,114 @@ async def test_a_dead_connection_is_store_unavailable_then_recovers(
             outcomes.append(None)
     assert outcomes[0] is None  # the pooled connection was dead: translated, not leaked
     assert outcomes[-1] == 1  # and the pool replaced it
+
+
+# -- rollups: the same answers as raw scans, and used only where they hold ---------------
+
+
+def _traffic(count: int, start: int) -> tuple[list[ProcessedEvent], list[Session]]:
+    """``count`` events of random visits over 3 days from ``start`` (benchmark generator)."""
+    from benchmarks.store_bench import START_MS, generate
+
+    events, sessions = generate(count, seed=11)
+    shift = start - START_MS
+    moved = [replace(e, timestamp=(e.timestamp - START_MS) // 10 + start) for e in events]
+    visits = {
+        key: replace(s, started_at=s.started_at + shift, last_seen=s.last_seen + shift)
+        for key, s in sessions.items()
+    }
+    return moved, list(visits.values())
+
+
+def _queries(site: str, start: int) -> list[tuple[str, StatsQuery]]:
+    whole = Range(start, start + 3 * DAY)
+    asked: list[tuple[str, StatsQuery]] = [
+        ("aggregate", StatsQuery(site, whole, metrics=METRICS)),
+        ("aggregate", StatsQuery(site, Range(start + DAY, start + DAY + 7 * HOUR), METRICS)),
+        ("timeseries", StatsQuery(site, whole, metrics=METRICS, interval="day")),
+        ("timeseries", StatsQuery(site, whole, ("visitors", "pageviews"), interval="hour")),
+        ("timeseries", StatsQuery(site, whole, ("visitors",), interval="day", tz="Europe/Berlin")),
+    ]
+    for prop in sorted(rollup.DIMS):
+        for metrics in (("visitors", "visits"), ("pageviews", "visitors"), ("bounce_rate",)):
+            asked.append(("breakdown", StatsQuery(site, whole, metrics, property=prop, limit=20)))
+    return asked
+
+
+async def _answers(store: PostgresStore, asked: list[tuple[str, StatsQuery]]) -> list[object]:
+    return [await getattr(store, kind)(query) for kind, query in asked]
+
+
+async def test_rollups_answer_whole_hours_exactly_as_raw_scans(url: str) -> None:
+    start = utc(2026, 4, 6)
+    events, sessions = _traffic(6_000, start)
+    rolled, raw = PostgresStore(url), PostgresStore(url, rollups=False)
+    await rolled.start()
+    await raw.start()
+    try:
+        for offset in range(0, len(events), 500):  # processor-sized batches
+            chunk = events[offset : offset + 500]
+            ids = {e.session_id for e in chunk}
+            touched = [s for s in sessions if s.session_id in ids]
+            await rolled.write(
+                WriteBatch("e", {0: offset + 500}, chunk, touched, starts={0: offset})
+            )
+        site = events[0].site_id
+        asked = _queries(site, start)
+        assert await _answers(rolled, asked) == await _answers(raw, asked)
+        assert rolled.answered == {"rollup": len(asked)}
+        assert raw.answered == {"raw": len(asked)}
+    finally:
+        await rolled.close()
+        await raw.close()
+
+
+async def test_an_event_in_the_edge_hour_past_the_range_end_means_a_raw_scan(
+    store: PostgresStore,
+) -> None:
+    t = utc(2026, 4, 6, 10)
+    await store.write(WriteBatch("e", {0: 3}, [event("a", t + 5), event("b", t + 50 * MINUTE)]))
+    inside = StatsQuery(SITE, Range(t, t + 30 * MINUTE), ("pageviews", "visitors"))
+    assert await store.aggregate(inside) == {"pageviews": 1.0, "visitors": 1.0}
+    assert store.answered == {"raw": 1}
+    # nothing of the site between the end and the next whole hour: the rollups hold exactly it
+    assert await store.aggregate(replace(inside, range=Range(t, t + 55 * MINUTE))) == {
+        "pageviews": 2.0,
+        "visitors": 1.0,
+    }
+    assert store.answered == {"raw": 1, "rollup": 1}
+
+
+async def test_retention_moves_the_rollups_start_past_the_hours_it_cut(
+    store: PostgresStore,
+) -> None:
+    t = utc(2026, 4, 6, 10)
+    await store.write(
+        WriteBatch("e", {0: 3}, [event("a", t), event("b", t + 40 * MINUTE), event("c", t + HOUR)])
+    )
+    assert await store.delete_before(t + 30 * MINUTE) == 1
+    query = StatsQuery(SITE, Range(t, t + 2 * HOUR), ("pageviews",))
+    assert await store.aggregate(query) == {"pageviews": 2.0}
+    assert store.answered == {"raw": 1}  # the 10:00 hour lost an event: not from the rollups
+    later = replace(query, range=Range(t + HOUR, t + 2 * HOUR))
+    assert await store.aggregate(later) == {"pageviews": 1.0}
+    assert store.answered == {"raw": 1, "rollup": 1}
+
+
+async def test_a_database_migrated_with_events_answers_its_past_from_raw_events(
+    store: PostgresStore, url: str
+) -> None:
+    t = utc(2026, 4, 6, 10)
+    await store.write(WriteBatch("e", {0: 1}, [event("a", t + 5)]))
+    with psycopg.connect(url, autocommit=True) as conn:  # as if written before schema 2
+        conn.execute("DROP TABLE rollups, rollup_slots, rollup_loads")
+        conn.execute("ALTER TABLE sites DROP COLUMN rollup_from")
+        conn.execute("DELETE FROM schema_migrations WHERE name = '0002_rollups'")
+    assert await store.migrate() == ["0002_rollups"]
+    await store.write(WriteBatch("e", {0: 2}, [event("b", t + HOUR + 5)], starts={0: 1}))
+    day = StatsQuery(SITE, Range(t, t + DAY), ("pageviews", "visitors", "visits"))
+    assert await store.aggregate(day) == {"pageviews": 2.0, "visitors": 1.0, "visits": 1.0}
+    assert store.answered == {"raw": 1}
+    after = replace(day, range=Range(t + HOUR, t + DAY))
+    assert await store.aggregate(after) == {"pageviews": 1.0, "visitors": 1.0, "visits": 1.0}
+    assert store.answered == {"raw": 1, "rollup": 1}

@@ -12,6 +12,7 @@ Nothing connects before ``start`` (which opens the pool and migrates); ``close``
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,7 +25,7 @@ from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bu
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch
 from hitstream.stores.sql.common import results
-from hitstream.stores.sql.postgres import migrations, partitions, stats, writes
+from hitstream.stores.sql.postgres import migrations, partitions, rollups, stats, writes
 
 Connection = psycopg.AsyncConnection[Any]
 Row = tuple[Any, ...]
@@ -44,10 +45,14 @@ class PostgresStore(Store):
         timeout: float = 10.0,
         work_mem: str = "64MB",
         jit: bool = False,
+        rollups: bool = True,
     ) -> None:
         """``timeout``: seconds to wait for a pooled connection (then ``StoreUnavailable``).
         ``work_mem``/``jit``: set on every pooled connection; stats queries hash distinct
         visitors and visits in memory, and JIT compiling costs more than it saves at this size.
+        ``rollups``: answer the queries the rollups can answer from them (the default); off,
+        every query scans raw events (the baseline the benchmarks compare against). Writes
+        keep the rollups either way.
         """
         self._url = url
         self._min_size = min_size
@@ -58,6 +63,9 @@ class PostgresStore(Store):
         self._months: set[int] = set()
         """Months whose partition this process knows to exist."""
         self._collation: str | None = None
+        self._use_rollups = rollups
+        self.answered: Counter[str] = Counter()
+        """How many stats queries were answered from ``rollup``s and from ``raw`` events."""
 
     async def _configure(self, conn: Connection) -> None:
         await conn.set_autocommit(True)
@@ -172,26 +180,44 @@ class PostgresStore(Store):
         )
         return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
 
+    async def _stats(
+        self, query: StatsQuery, group: str | None = None, buckets: list[int] | None = None
+    ) -> list[Row]:
+        """Rows of ``COLUMNS``: from the rollups when they can answer, else from raw events."""
+        sql, params = stats.stats_sql(
+            query, group=group, buckets=buckets, collation=self._collation
+        )
+        if self._use_rollups and rollups.usable(query, group, buckets):
+            async with self._connection("query") as conn, conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                async with conn.cursor() as cur:
+                    found = await rollups.answer(cur, query, group=group, buckets=buckets)
+                if found is not None:
+                    self.answered["rollup"] += 1
+                    return found
+                await conn.execute("SET LOCAL enable_nestloop = off")
+                cursor = await conn.execute(sql, params)
+                self.answered["raw"] += 1
+                return await cursor.fetchall()
+        self.answered["raw"] += 1
+        return await self._stats_rows(sql, params)
+
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:
-        rows = await self._stats_rows(*stats.stats_sql(query, collation=self._collation))
+        rows = await self._stats(query)
         return results(query, rows[0] if rows else None)
 
     async def timeseries(self, query: StatsQuery) -> list[TimeseriesPoint]:
         starts = bucket_starts(query)
         if not starts:
             return []
-        sql, params = stats.stats_sql(query, buckets=starts, collation=self._collation)
-        by_bucket = {int(row[0]): row for row in await self._stats_rows(sql, params)}
+        by_bucket = {int(row[0]): row for row in await self._stats(query, buckets=starts)}
         return [TimeseriesPoint(s, results(query, by_bucket.get(s))) for s in starts]
 
     async def breakdown(self, query: StatsQuery) -> list[BreakdownRow]:
         if not query.property:
             raise QueryError("property", "is required for a breakdown")
-        sql, params = stats.stats_sql(query, group=query.property, collation=self._collation)
-        return [
-            BreakdownRow(str(row[0]), results(query, row))
-            for row in await self._stats_rows(sql, params)
-        ]
+        rows = await self._stats(query, group=query.property)
+        return [BreakdownRow(str(row[0]), results(query, row)) for row in rows]
 
     async def data_version(self, site_id: str) -> int:
         rows = await self._rows("SELECT data_version FROM sites WHERE site_id = %s", (site_id,))
@@ -237,6 +263,8 @@ class PostgresStore(Store):
             )
             touched.update(row[0] for row in await cursor.fetchall())
             await conn.execute("DELETE FROM event_ids WHERE ts < %s", (cutoff_ms,))
+            async with conn.cursor() as cur:
+                await rollups.forget_before(cur, cutoff_ms)
             if touched:  # cached stats of these sites went stale
                 await conn.execute(*writes.bump_sites(sorted(touched)))
         self._months.difference_update(dropped)

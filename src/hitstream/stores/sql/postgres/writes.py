@@ -9,7 +9,9 @@ Order inside the transaction, chosen so that concurrent writers cannot race or d
 2. Claim the event ids: ``INSERT INTO event_ids ... ON CONFLICT DO NOTHING RETURNING`` in id
    order returns exactly the ids never stored before (a concurrent insert of the same id waits
    for the other transaction), and only those events are COPY'd (binary) into ``events``.
-3. Upsert sessions (last copy in the batch wins), add drop counts, bump data versions (the hot
+3. Keep the hourly rollups of the fresh events and the visit rows (``rollups.keep``, which
+   reads the stored visit rows before they are replaced).
+4. Upsert sessions (last copy in the batch wins), add drop counts, bump data versions (the hot
    row of a busy site, so it is locked as late as possible), then store the positions.
 
 Everything is built in Python before the transaction opens; a value that does not fit a
@@ -32,6 +34,7 @@ from psycopg.pq import Format
 from hitstream.domain.events import ProcessedEvent, Props, Session
 from hitstream.stores.base import WriteBatch, check_fence
 from hitstream.stores.memory import prop_text
+from hitstream.stores.sql.postgres import rollups
 from hitstream.stores.sql.postgres.partitions import months_of
 
 EVENT_TEXT: Final = (
@@ -165,15 +168,19 @@ async def _claim_ids(cur: psycopg.AsyncCursor[Any], events: dict[str, ProcessedE
     return [row[0] for row in await cur.fetchall()]
 
 
-async def _insert_events(cur: psycopg.AsyncCursor[Any], events: dict[str, ProcessedEvent]) -> None:
+async def _insert_events(
+    cur: psycopg.AsyncCursor[Any], events: dict[str, ProcessedEvent]
+) -> list[ProcessedEvent]:
+    """COPY the events whose ids were never stored; return them."""
     fresh = await _claim_ids(cur, events)
     if not fresh:
-        return
+        return []
     cur.adapters.register_dumper(_JsonText, _JsonbTextDumper)  # set_types("jsonb") finds it
     async with cur.copy(_COPY_EVENTS) as copy:
         copy.set_types(_COPY_TYPES)
         for event_id in fresh:
             await copy.write_row(event_row(events[event_id]))
+    return [events[event_id] for event_id in fresh]
 
 
 async def _upsert_sessions(cur: psycopg.AsyncCursor[Any], sessions: Sequence[Session]) -> None:
@@ -185,8 +192,8 @@ async def write(conn: psycopg.AsyncConnection[Any], batch: WriteBatch, ready: Pl
     """Apply ``batch`` (made ready by ``plan``) in one transaction; see the module docstring."""
     async with conn.transaction(), conn.cursor() as cur:
         await _lock_positions(cur, batch)
-        if ready.events:
-            await _insert_events(cur, ready.events)
+        fresh = await _insert_events(cur, ready.events) if ready.events else []
+        await rollups.keep(cur, fresh, ready.sessions)  # before the visit rows change
         if ready.sessions:
             await _upsert_sessions(cur, ready.sessions)
         if batch.drops:

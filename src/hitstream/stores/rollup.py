@@ -1,0 +1,302 @@
+"""Exact hourly rollups, as pure Python: what a store keeps so that stats need no raw scan.
+
+The stats of a range are sums except for two distinct counts: visitors and visits. Those stay
+exact, for any range of whole hours, through one rule: an entity (a visitor, or a visit) is
+counted at every hour it was seen in, *together with the previous hour it was seen in*
+(``prev``, or ``NONE``). Over the hours ``[a, b)`` it is then counted exactly once by summing
+the rows whose ``hour`` lies in ``[a, b)`` and whose ``prev < a``: its first hour in the range.
+A timeseries sums each bucket the same way with the bucket's start. The same holds per value
+of every property (``page = /pricing``, ``country = DE`` ...): the entity's hours under that
+value get their own chain.
+
+Rows of ``Counts`` are keyed ``(site, property, value, hour, prev)`` and hold a ``Vec``. The
+whole-site totals are the property ``""`` with value ``""``. Pageviews and events are plain
+sums (kept at ``prev = NONE``); a visit also carries whether its row exists (measured), whether
+it bounced and its duration, so bounce rate and visit duration come out of the same rows.
+
+What the store keeps besides the counts is, per ``(site, visitor, visit, hour)``, which
+property values the events of that hour had and how many pageviews/events each (``Slot``).
+A write recomputes the contribution of every visit and visitor it touches from their slots and
+visit rows before and after, and adds the difference: the counts always equal the sum of every
+entity's contribution over what is stored, so late events, duplicates, a visit whose exit page
+changes, or a visit row that arrives in a later batch all end exact.
+
+Entry and exit pages belong to the visit row, not to events: a slot's events count under the
+current entry/exit page of its visit, and only when the visit has a row (as the raw queries
+join). Custom properties are not rolled up: events without a key count under ``""`` for every
+key there could be, which no finite set of rows can hold (those breakdowns scan raw events).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.stats import EVENT_PROPERTIES, SESSION_PROPERTIES
+
+HOUR: Final = 3_600_000
+NONE: Final = -(2**63)
+"""``prev`` of an entity's first hour: before every other hour."""
+TOTAL: Final = ("", "")
+EVENT_DIMS: Final = tuple(sorted(EVENT_PROPERTIES.items()))
+"""(property, ProcessedEvent attribute) of every event property that is rolled up."""
+SESSION_DIMS: Final = tuple(sorted(SESSION_PROPERTIES.items()))
+DIMS: Final = frozenset(EVENT_PROPERTIES) | frozenset(SESSION_PROPERTIES)
+"""Every property a breakdown can read from the rollups."""
+
+Member = tuple[str, str]
+"""(property, value); ``TOTAL`` for the site as a whole."""
+Key = tuple[str, str, str, int, int]
+"""(site, property, value, hour, prev)."""
+SlotKey = tuple[str, str, str, int]
+"""(site, visitor, visit, hour)."""
+
+
+def hour_of(ts: int) -> int:
+    return ts // HOUR * HOUR
+
+
+@dataclass(slots=True)
+class Vec:
+    visitors: int = 0
+    visits: int = 0
+    measured: int = 0
+    bounces: int = 0
+    duration: int = 0
+    pageviews: int = 0
+    events: int = 0
+
+    def add(self, other: Vec, sign: int = 1) -> None:
+        self.visitors += sign * other.visitors
+        self.visits += sign * other.visits
+        self.measured += sign * other.measured
+        self.bounces += sign * other.bounces
+        self.duration += sign * other.duration
+        self.pageviews += sign * other.pageviews
+        self.events += sign * other.events
+
+    def astuple(self) -> tuple[int, int, int, int, int, int, int]:
+        return (
+            self.visitors,
+            self.visits,
+            self.measured,
+            self.bounces,
+            self.duration,
+            self.pageviews,
+            self.events,
+        )
+
+    def __bool__(self) -> bool:
+        return any(self.astuple())
+
+
+Counts = dict[Key, Vec]
+
+
+@dataclass(slots=True)
+class Slot:
+    """What one visitor's events in one visit and one hour had: member -> [pageviews, events]."""
+
+    site: str
+    visitor: str
+    visit: str
+    hour: int
+    members: dict[Member, list[int]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> SlotKey:
+        return (self.site, self.visitor, self.visit, self.hour)
+
+    def add_event(self, event: ProcessedEvent) -> None:
+        pageview = 1 if event.type == "pageview" else 0
+        for member in event_members(event):
+            counts = self.members.setdefault(member, [0, 0])
+            counts[0] += pageview
+            counts[1] += 1
+
+
+def event_members(event: ProcessedEvent) -> Iterator[Member]:
+    yield TOTAL
+    for prop, attribute in EVENT_DIMS:
+        yield prop, str(getattr(event, attribute))
+
+
+@dataclass(frozen=True, slots=True)
+class VisitFacts:
+    """What a visit row adds: its entry/exit pages, bounce and duration."""
+
+    entry_page: str
+    exit_page: str
+    bounce: bool
+    duration_ms: int
+
+    @classmethod
+    def of(cls, session: Session) -> VisitFacts:
+        return cls(session.entry_page, session.exit_page, session.is_bounce, session.duration_ms)
+
+    def members(self) -> Iterator[Member]:
+        for prop, attribute in SESSION_DIMS:
+            yield prop, str(getattr(self, attribute))
+
+
+Facts = Mapping[tuple[str, str], VisitFacts]
+"""(site, visit) -> facts of its row, for visits that have one."""
+
+
+def _hours(slots: Iterable[Slot], facts: Facts) -> dict[Member, dict[int, list[int]]]:
+    """member -> hour -> [pageviews, events] over the slots, visit-row members included."""
+    found: dict[Member, dict[int, list[int]]] = defaultdict(dict)
+    for slot in slots:
+        extra = facts.get((slot.site, slot.visit)) if slot.visit else None
+        members = list(slot.members.items())
+        if extra is not None and TOTAL in slot.members:
+            members += [(m, slot.members[TOTAL]) for m in extra.members()]
+        for member, (pageviews, events) in members:
+            counts = found[member].setdefault(slot.hour, [0, 0])
+            counts[0] += pageviews
+            counts[1] += events
+    return found
+
+
+def _add(counts: Counts, key: Key, vec: Vec, sign: int) -> None:
+    counts.setdefault(key, Vec()).add(vec, sign)
+
+
+def visit_contribution(
+    counts: Counts, site: str, visit: str, slots: Iterable[Slot], facts: Facts, sign: int
+) -> None:
+    """Add (``sign`` 1) or take back (-1) what one visit's slots count. ``visit == ""`` is the
+    visit-less events of one visitor: their pageviews and events, no visit."""
+    row = facts.get((site, visit)) if visit else None
+    once = Vec(
+        visits=1,
+        measured=int(row is not None),
+        bounces=int(row is not None and row.bounce),
+        duration=row.duration_ms if row is not None else 0,
+    )
+    for (prop, value), hours in _hours(slots, facts).items():
+        prev = NONE
+        for hour in sorted(hours):
+            pageviews, events = hours[hour]
+            _add(
+                counts,
+                (site, prop, value, hour, NONE),
+                Vec(pageviews=pageviews, events=events),
+                sign,
+            )
+            if visit:
+                _add(counts, (site, prop, value, hour, prev), once, sign)
+            prev = hour
+
+
+def visitor_contribution(
+    counts: Counts, site: str, slots: Iterable[Slot], facts: Facts, sign: int
+) -> None:
+    """Add or take back one visitor's chains (all its slots, any visit)."""
+    one = Vec(visitors=1)
+    for (prop, value), hours in _hours(slots, facts).items():
+        prev = NONE
+        for hour in sorted(hours):
+            _add(counts, (site, prop, value, hour, prev), one, sign)
+            prev = hour
+
+
+@dataclass(slots=True)
+class Change:
+    """What a write changes: slots to store (whole) and counts to add."""
+
+    slots: list[Slot]
+    counts: Counts
+
+
+@dataclass(slots=True)
+class Touched:
+    """The entities a batch touches, which the store must load before ``change``."""
+
+    visits: set[tuple[str, str]]
+    """(site, visit) of the fresh events and of the visit rows written (non-empty ids)."""
+    visitors: set[tuple[str, str]]
+    """(site, visitor) of the fresh events."""
+
+
+def touched(events: Iterable[ProcessedEvent], sessions: Iterable[Session]) -> Touched:
+    events = list(events)
+    visits = {(e.site_id, e.session_id) for e in events if e.session_id}
+    visits |= {(s.site_id, s.session_id) for s in sessions if s.session_id}
+    return Touched(visits, {(e.site_id, e.visitor_id) for e in events})
+
+
+def affected_visitors(found: Iterable[Slot], rows: Iterable[Session]) -> set[tuple[str, str]]:
+    """Visitors whose chains a changed visit row can move (entry/exit pages): every visitor
+    with a slot in one of these visits."""
+    changed = {(s.site_id, s.session_id) for s in rows}
+    return {(slot.site, slot.visitor) for slot in found if (slot.site, slot.visit) in changed}
+
+
+def change(
+    stored: Iterable[Slot],
+    old_facts: Facts,
+    events: Iterable[ProcessedEvent],
+    sessions: Iterable[Session],
+    visitors: set[tuple[str, str]],
+) -> Change:
+    """The counts to add when ``events`` (fresh: never stored before) and visit rows
+    ``sessions`` are written on top of ``stored``.
+
+    ``stored`` must hold every slot of the touched visits (``touched``) and of ``visitors``
+    (the touched ones plus ``affected_visitors``); ``old_facts`` the stored visit row of every
+    visit those slots name. What is taken back is computed from the state before, what is
+    added from the state after: the difference is exact whatever the counts held.
+    """
+    events, sessions = list(events), list(sessions)
+    before = {slot.key: slot for slot in stored}
+    after = {
+        key: Slot(*key, {m: list(c) for m, c in s.members.items()}) for key, s in before.items()
+    }
+    changed: dict[SlotKey, Slot] = {}
+    for event in events:
+        key = (event.site_id, event.visitor_id, event.session_id, hour_of(event.timestamp))
+        slot = after.get(key)
+        if slot is None:
+            slot = after[key] = Slot(*key)
+        slot.add_event(event)
+        changed[key] = slot
+    new_facts = dict(old_facts)
+    for session in sessions:
+        new_facts[(session.site_id, session.session_id)] = VisitFacts.of(session)
+
+    visits = {_visit_of(e.site_id, e.visitor_id, e.session_id) for e in events}
+    visits |= {(s.site_id, s.session_id, "") for s in sessions if s.session_id}
+    counts: Counts = {}
+    for state, facts, sign in ((before, old_facts, -1), (after, new_facts, 1)):
+        by_visit: dict[tuple[str, str, str], list[Slot]] = defaultdict(list)
+        by_visitor: dict[tuple[str, str], list[Slot]] = defaultdict(list)
+        for slot in state.values():
+            visit = _visit_of(slot.site, slot.visitor, slot.visit)
+            if visit in visits:
+                by_visit[visit].append(slot)
+            if (slot.site, slot.visitor) in visitors:
+                by_visitor[(slot.site, slot.visitor)].append(slot)
+        for (site, visit_id, _), slots in by_visit.items():
+            visit_contribution(counts, site, visit_id, slots, facts, sign)
+        for (site, _), slots in by_visitor.items():
+            visitor_contribution(counts, site, slots, facts, sign)
+    return Change(list(changed.values()), {k: v for k, v in counts.items() if v})
+
+
+def _visit_of(site: str, visitor: str, visit: str) -> tuple[str, str, str]:
+    """The visit a slot belongs to: its id, or for visit-less events the visitor's own."""
+    return (site, visit, "") if visit else (site, "", visitor)
+
+
+def encode_member(member: Member) -> str:
+    """``property:value`` (property names hold no colon); the totals are ``:``."""
+    return f"{member[0]}:{member[1]}"
+
+
+def decode_member(text: str) -> Member:
+    prop, _, value = text.partition(":")
+    return prop, value

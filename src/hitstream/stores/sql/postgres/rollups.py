@@ -1,0 +1,274 @@
+"""The hourly rollups in PostgreSQL: kept inside the write transaction, read by stats queries.
+
+Writing (``keep``), after the batch's fresh events were claimed and before its visit rows are
+upserted: load the slots of the touched visits and visitors and the stored visit rows they
+name, let ``hitstream.stores.rollup.change`` compute what the batch adds, then store the
+changed slots, add the counts (in key order: one lock order for concurrent writers) and the
+load-time histogram.
+
+Concurrency: a visitor's events all travel on one log partition (the collector keys by site
+and visitor), and a write first locks its partitions' position rows, so two transactions never
+load the same visitor's slots concurrently; the counts rows they share are added to with
+``count = count + delta`` under row locks.
+
+Reading (``answer``): a query is answered from the rollups when it has no filters, groups by
+nothing or by a rolled-up property (not a custom one, and no load-time percentiles per value),
+its interior bucket starts are whole hours, and its range, widened to whole hours, adds no
+stored event: the widened range must start at or after the site's ``rollup_from``. Everything
+runs in one REPEATABLE READ transaction, so the check and the sums see the same data.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+import psycopg
+
+from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.stats import StatsQuery
+from hitstream.stores import rollup
+from hitstream.stores.memory import percentile_cont
+from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS
+
+Cursor = psycopg.AsyncCursor[Any]
+Row = tuple[Any, ...]
+_SLOT_COLUMNS: Final = "site_id, visitor_id, session_id, hour, members"
+_SUMMED: Final = ("visitors", "visits", "measured", "bounces", "duration", "pageviews", "events")
+_PERCENTILES: Final = {"load_time_p50": 0.5, "load_time_p95": 0.95}
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def _slot(row: Row) -> rollup.Slot:
+    site, visitor, visit, hour, members = row
+    return rollup.Slot(
+        site,
+        visitor,
+        visit,
+        int(hour),
+        {rollup.decode_member(k): [int(v[0]), int(v[1])] for k, v in members.items()},
+    )
+
+
+async def _slots(cur: Cursor, column: str, keys: set[tuple[str, str]]) -> list[rollup.Slot]:
+    if not keys:
+        return []
+    ordered = sorted(keys)
+    await cur.execute(
+        f"SELECT {_SLOT_COLUMNS} FROM rollup_slots WHERE (site_id, {column}) IN "
+        "(SELECT * FROM unnest(%b::text[], %b::text[]))",
+        ([k[0] for k in ordered], [k[1] for k in ordered]),
+    )
+    return [_slot(row) for row in await cur.fetchall()]
+
+
+async def _facts(
+    cur: Cursor, visits: set[tuple[str, str]]
+) -> dict[tuple[str, str], rollup.VisitFacts]:
+    if not visits:
+        return {}
+    ordered = sorted(visits)
+    await cur.execute(
+        "SELECT site_id, session_id, entry_page, exit_page, pageviews, events, "
+        "last_seen - started_at FROM sessions WHERE (site_id, session_id) IN "
+        "(SELECT * FROM unnest(%b::text[], %b::text[]))",
+        ([k[0] for k in ordered], [k[1] for k in ordered]),
+    )
+    return {
+        (site, visit): rollup.VisitFacts(entry, exit_, pageviews <= 1 and events <= 1, int(dur))
+        for site, visit, entry, exit_, pageviews, events, dur in await cur.fetchall()
+    }
+
+
+async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence[Session]) -> None:
+    """Update the rollups for ``events`` (fresh ones only) and visit rows ``sessions``, which
+    are not upserted yet (their stored versions are what is taken back)."""
+    if not events and not sessions:
+        return
+    touched = rollup.touched(events, sessions)
+    by_visit = await _slots(cur, "session_id", touched.visits)
+    by_visitor = await _slots(cur, "visitor_id", touched.visitors)
+    visitors = touched.visitors | rollup.affected_visitors(by_visit, sessions)
+    stored = {s.key: s for s in by_visit + by_visitor}
+    stored |= {s.key: s for s in await _slots(cur, "visitor_id", visitors - touched.visitors)}
+    named = {(s.site, s.visit) for s in stored.values() if s.visit} | touched.visits
+    facts = await _facts(cur, named)
+    change = rollup.change(stored.values(), facts, events, sessions, visitors)
+    if change.slots:
+        slots = sorted(change.slots, key=lambda s: s.key)
+        members = [
+            json.dumps({rollup.encode_member(m): c for m, c in s.members.items()}) for s in slots
+        ]
+        await cur.execute(
+            f"INSERT INTO rollup_slots ({_SLOT_COLUMNS}) SELECT s, v, i, h, m::jsonb FROM unnest("
+            "%b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[]) AS u(s, v, i, h, m) "
+            "ON CONFLICT (site_id, visitor_id, session_id, hour) "
+            "DO UPDATE SET members = excluded.members",
+            (
+                [s.site for s in slots],
+                [s.visitor for s in slots],
+                [s.visit for s in slots],
+                [s.hour for s in slots],
+                members,
+            ),
+        )
+    if change.counts:
+        keys = sorted(change.counts)
+        vecs = [change.counts[k].astuple() for k in keys]
+        columns: list[list[Any]] = [list(c) for c in zip(*keys, strict=True)]
+        columns += [list(c) for c in zip(*vecs, strict=True)]
+        await cur.execute(
+            "INSERT INTO rollups (site_id, dim, value, hour, prev, visitors, visits, measured, "
+            "bounces, duration, pageviews, events) SELECT * FROM unnest("
+            + ", ".join(["%b::text[]"] * 3 + ["%b::bigint[]"] * 9)
+            + ") ON CONFLICT (site_id, dim, hour, value, prev) DO UPDATE SET "
+            + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in _SUMMED),
+            columns,
+        )
+    loads: dict[tuple[str, int, int], int] = {}
+    for e in events:
+        if e.type == "pageview" and e.load_time_ms is not None:
+            key = (e.site_id, rollup.hour_of(e.timestamp), e.load_time_ms)
+            loads[key] = loads.get(key, 0) + 1
+    if loads:
+        keys3 = sorted(loads)
+        await cur.execute(
+            "INSERT INTO rollup_loads (site_id, hour, load_ms, n) "
+            "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[]) "
+            "ON CONFLICT (site_id, hour, load_ms) DO UPDATE SET n = rollup_loads.n + excluded.n",
+            (
+                [k[0] for k in keys3],
+                [k[1] for k in keys3],
+                [k[2] for k in keys3],
+                [loads[k] for k in keys3],
+            ),
+        )
+
+
+async def forget_before(cur: Cursor, cutoff_ms: int) -> None:
+    """Retention: rollups of hours that lost events are no longer used (``rollup_from`` moves
+    past them) and the slots and rows wholly before the cutoff go."""
+    first_whole = -(-cutoff_ms // rollup.HOUR) * rollup.HOUR
+    await cur.execute(
+        "UPDATE sites SET rollup_from = %s WHERE rollup_from < %s", (first_whole, first_whole)
+    )
+    below = rollup.hour_of(cutoff_ms)
+    for table in ("rollups", "rollup_slots", "rollup_loads"):
+        await cur.execute(f"DELETE FROM {table} WHERE hour < %s", (below,))
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) -> bool:
+    """Whether the query's shape can be answered from the rollups (the data check follows)."""
+    if query.filters:
+        return False
+    if group is not None and (
+        group not in rollup.DIMS or any(m in _PERCENTILES for m in query.metrics)
+    ):
+        return False
+    return not buckets or all(start % rollup.HOUR == 0 for start in buckets[1:])
+
+
+async def _covered(cur: Cursor, query: StatsQuery) -> bool:
+    """Whether the rollup hours of the range hold exactly the range's events."""
+    lo, hi = rollup.hour_of(query.range.start), -(-query.range.end // rollup.HOUR) * rollup.HOUR
+    await cur.execute(
+        "SELECT rollup_from, EXISTS (SELECT 1 FROM events WHERE site_id = %(s)s AND "
+        "((ts >= %(lo)s AND ts < %(a)s) OR (ts >= %(b)s AND ts < %(hi)s))) "
+        "FROM sites WHERE site_id = %(s)s",
+        {"s": query.site_id, "lo": lo, "a": query.range.start, "b": query.range.end, "hi": hi},
+    )
+    row = await cur.fetchone()
+    return row is not None and lo >= int(row[0]) and not row[1]
+
+
+class _Counted(Sequence[int]):
+    """The ascending values behind a histogram, indexed without expanding it."""
+
+    def __init__(self, pairs: Sequence[tuple[int, int]]) -> None:
+        self._values = [value for value, _ in pairs]
+        self._ends: list[int] = []
+        total = 0
+        for _, n in pairs:
+            total += n
+            self._ends.append(total)
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._values[bisect.bisect_right(self._ends, index)]
+
+
+async def _percentiles(
+    cur: Cursor, query: StatsQuery, g: str, params: dict[str, Any]
+) -> dict[int, tuple[float, float]]:
+    """group -> (p50, p95) of the load times, from the histogram."""
+    await cur.execute(
+        f"SELECT {g} AS g, load_ms, sum(n)::bigint FROM rollup_loads WHERE site_id = %(site)s "
+        "AND hour >= %(lo)s AND hour < %(hi)s GROUP BY 1, 2 ORDER BY 1, 2",
+        params,
+    )
+    pairs: dict[int, list[tuple[int, int]]] = {}
+    for group, value, n in await cur.fetchall():
+        pairs.setdefault(int(group), []).append((int(value), int(n)))
+    return {
+        group: (percentile_cont(_Counted(p), 0.5), percentile_cont(_Counted(p), 0.95))
+        for group, p in pairs.items()
+    }
+
+
+async def answer(
+    cur: Cursor,
+    query: StatsQuery,
+    *,
+    group: str | None = None,
+    buckets: Sequence[int] | None = None,
+) -> list[Row] | None:
+    """Rows of ``COLUMNS`` from the rollups, or None if the data does not allow it (call
+    inside a REPEATABLE READ transaction, after ``usable``)."""
+    if not await _covered(cur, query):
+        return None
+    params: dict[str, Any] = {
+        "site": query.site_id,
+        "dim": "" if group is None else group,
+        "lo": rollup.hour_of(query.range.start),
+        "hi": -(-query.range.end // rollup.HOUR) * rollup.HOUR,
+    }
+    if buckets:
+        params["starts"] = list(buckets)
+        g = "(%(starts)s::bigint[])[width_bucket(hour, %(starts)s::bigint[])]"
+        first = f"greatest({g}, %(lo)s)"
+    else:
+        g = "value" if group is not None else "0"
+        first = "%(lo)s"
+    chained = ", ".join(
+        f"coalesce(sum({c}) FILTER (WHERE prev < {first}), 0)::bigint AS {c}"
+        for c in ("visitors", "visits", "measured", "bounces", "duration")
+    )
+    sql = (
+        f"SELECT {g} AS g, {chained}, sum(pageviews)::bigint AS pageviews, "
+        "sum(events)::bigint AS events, NULL::float8 AS p50, NULL::float8 AS p95 "
+        "FROM rollups WHERE site_id = %(site)s AND dim = %(dim)s "
+        "AND hour >= %(lo)s AND hour < %(hi)s GROUP BY 1 HAVING sum(events) > 0"
+    )
+    if group is not None:
+        params["limit"] = query.limit
+        sql = (
+            f"SELECT {COLUMNS} FROM ({sql}) r ORDER BY {ORDER_KEYS[query.metrics[0]]} DESC, "
+            'g COLLATE "C" ASC LIMIT %(limit)s'
+        )
+    else:
+        sql = f"SELECT {COLUMNS} FROM ({sql}) r"
+    await cur.execute(sql, params)
+    rows = await cur.fetchall()
+    if group is None and any(m in _PERCENTILES for m in query.metrics):
+        found = await _percentiles(cur, query, g if buckets else "0", params)
+        rows = [(*row[:-2], *found.get(int(row[0]), (None, None))) for row in rows]
+    return rows

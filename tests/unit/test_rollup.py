@@ -1,0 +1,235 @@
+"""The rollup rule (``hitstream.stores.rollup``) against the memory store's definitions.
+
+Batches of random events and visit rows are kept twice: by the memory store (the reference)
+and as rollup counts changed batch by batch, the way the PostgreSQL store keeps them. Every
+whole-hour range is then answered from the counts alone (sum the hours in range, chained
+fields only where ``prev`` is before the range or bucket start) and must equal the reference:
+aggregates, breakdowns by every rolled-up property and hourly timeseries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.stats import Range, StatsQuery
+from hitstream.stores import rollup
+from hitstream.stores.base import WriteBatch
+from hitstream.stores.memory import MemoryStore, metric_values
+
+HOUR = rollup.HOUR
+H0 = 1_774_699_200_000  # 2026-03-28 12:00 UTC, a whole hour
+METRICS = ("visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration")
+PAGES = ["/", "/a", "/b", "/Ä"]
+
+
+class Kept:
+    """Rollup counts kept batch by batch, with every slot and visit row in memory."""
+
+    def __init__(self) -> None:
+        self.slots: dict[rollup.SlotKey, rollup.Slot] = {}
+        self.facts: dict[tuple[str, str], rollup.VisitFacts] = {}
+        self.ids: set[str] = set()
+        self.counts: rollup.Counts = {}
+
+    def write(self, events: list[ProcessedEvent], sessions: list[Session]) -> None:
+        fresh: list[ProcessedEvent] = []
+        for event in events:  # the first copy of an id wins, stored ids are skipped
+            if event.event_id not in self.ids:
+                self.ids.add(event.event_id)
+                fresh.append(event)
+        last = list({(s.site_id, s.session_id): s for s in sessions}.values())
+        touched = rollup.touched(fresh, last)
+        visitors = touched.visitors | rollup.affected_visitors(self.slots.values(), last)
+        change = rollup.change(self.slots.values(), self.facts, fresh, last, visitors)
+        for slot in change.slots:
+            self.slots[slot.key] = slot
+        for session in last:
+            self.facts[(session.site_id, session.session_id)] = rollup.VisitFacts.of(session)
+        for key, vec in change.counts.items():
+            self.counts.setdefault(key, rollup.Vec()).add(vec)
+
+    def sums(self, prop: str, lo: int, hi: int, firsts: dict[int, int]) -> dict[str, rollup.Vec]:
+        """value -> sums over hours [lo, hi); ``firsts`` maps each hour to its bucket start."""
+        found: dict[str, rollup.Vec] = {}
+        for (_, dim, value, hour, prev), vec in self.counts.items():
+            if dim != prop or not lo <= hour < hi:
+                continue
+            total = found.setdefault(f"{firsts[hour]}|{value}", rollup.Vec())
+            chained = prev < firsts[hour]
+            total.add(
+                rollup.Vec(
+                    visitors=vec.visitors if chained else 0,
+                    visits=vec.visits if chained else 0,
+                    measured=vec.measured if chained else 0,
+                    bounces=vec.bounces if chained else 0,
+                    duration=vec.duration if chained else 0,
+                    pageviews=vec.pageviews,
+                    events=vec.events,
+                )
+            )
+        return {k: v for k, v in found.items() if v.events}
+
+
+def metrics(vec: rollup.Vec | None) -> dict[str, float]:
+    vec = vec or rollup.Vec()
+    return metric_values(
+        METRICS,
+        visitors=vec.visitors,
+        visits=vec.visits,
+        pageviews=vec.pageviews,
+        events=vec.events,
+        measured=vec.measured,
+        bounces=vec.bounces,
+        duration_ms=vec.duration,
+        p50=0.0,
+        p95=0.0,
+    )
+
+
+def event(
+    number: int, hour: int, minute: int, visitor: str, visit: str, **fields: str
+) -> ProcessedEvent:
+    ts = H0 + hour * HOUR + minute * 60_000
+    return ProcessedEvent(
+        event_id=f"e{number}",
+        site_id="site",
+        type=fields.pop("type", "pageview"),
+        name="",
+        timestamp=ts,
+        received_at=ts,
+        visitor_id=visitor,
+        session_id=visit,
+        **fields,
+    )
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[tuple[list[ProcessedEvent], list[Session]]]:
+    events = [
+        event(
+            draw(st.integers(0, 40)),
+            draw(st.integers(-2, 5)),
+            draw(st.integers(0, 59)),
+            draw(st.sampled_from(["v0", "v1", "v2"])),
+            draw(st.sampled_from(["", "s0", "s1", "s2", "s3"])),
+            path=draw(st.sampled_from(PAGES)),
+            country=draw(st.sampled_from(["", "DE", "FR"])),
+            type=draw(st.sampled_from(["pageview", "pageview", "custom"])),
+        )
+        for _ in range(draw(st.integers(1, 25)))
+    ]
+    sessions = [
+        Session(
+            f"s{draw(st.integers(0, 4))}",
+            "site",
+            draw(st.sampled_from(["v0", "v1", "v2"])),
+            H0,
+            H0 + draw(st.integers(0, 3 * HOUR)),
+            draw(st.sampled_from(PAGES)),
+            draw(st.sampled_from(PAGES)),
+            draw(st.integers(0, 3)),
+            draw(st.integers(0, 3)),
+        )
+        for _ in range(draw(st.integers(0, 6)))
+    ]
+    cuts = draw(st.integers(1, 4))
+    return [(events[i::cuts], sessions[i::cuts]) for i in range(cuts)]
+
+
+async def kept_and_reference(
+    written: list[tuple[list[ProcessedEvent], list[Session]]],
+) -> tuple[Kept, MemoryStore]:
+    kept, reference = Kept(), MemoryStore()
+    await reference.start()
+    for number, (events, sessions) in enumerate(written):
+        await reference.write(WriteBatch("log", {0: number}, list(events), list(sessions)))
+        kept.write(events, sessions)
+    return kept, reference
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    written=batches(),
+    lo=st.integers(-3, 5),
+    width=st.integers(1, 8),
+    prop=st.sampled_from(["", *sorted(rollup.DIMS)]),
+)
+async def test_whole_hour_ranges_from_the_counts_equal_the_reference(
+    written: list[tuple[list[ProcessedEvent], list[Session]]], lo: int, width: int, prop: str
+) -> None:
+    kept, reference = await kept_and_reference(written)
+    start, end = H0 + lo * HOUR, H0 + (lo + width) * HOUR
+    query = StatsQuery(site_id="site", range=Range(start, end), metrics=METRICS, limit=1000)
+    firsts = {h: start for h in range(start, end, HOUR)}
+    sums = kept.sums(prop, start, end, firsts)
+    if not prop:
+        assert metrics(sums.get(f"{start}|")) == await reference.aggregate(query)
+        return
+    want = {
+        row.value: row.results for row in await reference.breakdown(replace(query, property=prop))
+    }
+    got = {key.split("|", 1)[1]: metrics(vec) for key, vec in sums.items()}
+    assert got == want
+
+
+@settings(max_examples=80, deadline=None)
+@given(written=batches(), lo=st.integers(-3, 2), buckets=st.integers(1, 6))
+async def test_hourly_buckets_chain_from_their_own_start(
+    written: list[tuple[list[ProcessedEvent], list[Session]]], lo: int, buckets: int
+) -> None:
+    kept, reference = await kept_and_reference(written)
+    start, end = H0 + lo * HOUR, H0 + (lo + buckets) * HOUR
+    query = StatsQuery("site", Range(start, end), metrics=METRICS, interval="hour")
+    sums = kept.sums("", start, end, {h: h for h in range(start, end, HOUR)})
+    for point in await reference.timeseries(query):
+        assert metrics(sums.get(f"{point.bucket}|")) == point.results, point.bucket
+
+
+async def test_a_visit_whose_exit_page_changes_moves_between_values() -> None:
+    first = visit_row("s0", exit="/a", pageviews=1)
+    later = visit_row("s0", exit="/b", pageviews=2)
+    kept, _ = await kept_and_reference(
+        [
+            ([event(1, 0, 1, "v0", "s0", path="/")], [first]),
+            ([event(2, 1, 5, "v0", "s0", path="/b")], [later]),
+        ]
+    )
+    whole = {h: H0 for h in range(H0, H0 + 2 * HOUR, HOUR)}
+    sums = kept.sums("exit_page", H0, H0 + 2 * HOUR, whole)
+    assert {k: (v.visitors, v.visits, v.pageviews) for k, v in sums.items()} == {
+        f"{H0}|/b": (1, 1, 2)
+    }
+    # the totals: one visitor, one visit across two hours, not a bounce any more
+    total = kept.sums("", H0, H0 + 2 * HOUR, whole)[f"{H0}|"]
+    assert (total.visitors, total.visits, total.measured, total.bounces) == (1, 1, 1, 0)
+
+
+async def test_a_visit_row_alone_moves_its_visitors_to_the_new_exit_page() -> None:
+    kept, _ = await kept_and_reference(
+        [
+            ([event(1, 0, 1, "v0", "s0", path="/")], [visit_row("s0", exit="/a", pageviews=1)]),
+            ([], [visit_row("s0", exit="/b", pageviews=1)]),  # a late copy, no new events
+        ]
+    )
+    sums = kept.sums("exit_page", H0, H0 + HOUR, {H0: H0})
+    assert {k: (v.visitors, v.visits) for k, v in sums.items()} == {f"{H0}|/b": (1, 1)}
+
+
+def visit_row(visit: str, *, exit: str, pageviews: int) -> Session:
+    return Session(visit, "site", "v0", H0, H0 + HOUR + 5 * 60_000, "/", exit, pageviews, pageviews)
+
+
+@pytest.mark.parametrize("ts", [-1, 0, HOUR - 1, HOUR, -HOUR - 1])
+def test_hours_floor_also_before_1970(ts: int) -> None:
+    assert rollup.hour_of(ts) <= ts < rollup.hour_of(ts) + HOUR
+    assert rollup.hour_of(ts) % HOUR == 0
+
+
+def test_members_round_trip_through_their_text_form() -> None:
+    for member in [rollup.TOTAL, ("page", "/a:b"), ("country", ""), ("page", "::")]:
+        assert rollup.decode_member(rollup.encode_member(member)) == member
