@@ -14,6 +14,7 @@ import random
 import statistics
 import tempfile
 import time
+from hashlib import blake2b
 from pathlib import Path
 
 from hitstream.domain.events import ProcessedEvent, Session
@@ -42,10 +43,13 @@ def generate(total: int, seed: int = 7) -> tuple[list[ProcessedEvent], dict[str,
     while len(events) < total:
         number += 1
         site = SITE if rng.random() < 0.9 else rng.choice(["small-a.example", "small-b.example"])
-        # ids shaped like the real ones: 16 hex digits (blake2b-64), UUIDv7 event ids
-        visitor = f"{rng.randrange(total // 4) * 0x9E3779B97F4A7C15 % 2**64:016x}"
-        session_id = f"{rng.getrandbits(64):016x}"
         ts = START_MS + rng.randrange(30 * DAY_MS)
+        # ids shaped like the real ones: 16 hex digits (blake2b-64), UUIDv7 event ids; a
+        # returning person gets a new visitor id every day, as the daily salt does; people of
+        # one seed are not another seed's
+        person, day = rng.randrange(total // 4), (ts - START_MS) // DAY_MS
+        visitor = blake2b(f"{seed}/{person}/{day}".encode(), digest_size=8).hexdigest()
+        session_id = f"{rng.getrandbits(64):016x}"
         source, browser, country = rng.choice(SOURCES), rng.choice(BROWSERS), rng.choice(COUNTRIES)
         pages: list[str] = []
         for _ in range(min(rng.choice([1, 1, 2, 3, 4, 6, 9, 12]), total - len(events))):

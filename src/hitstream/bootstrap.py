@@ -107,7 +107,7 @@ def make_store(url: str, settings: Settings) -> Store:
         _need("psycopg", "postgres")
         from hitstream.stores.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, rollups=settings.store_rollups)
     raise ConfigError(
         f"unknown store URL scheme {scheme!r} (use duckdb://, postgresql:// or memory://)"
     )

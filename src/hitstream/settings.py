@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     """``sqlite:///path`` (default: data_dir/log.sqlite3), ``memory://``; more with extras."""
     store_url: str = ""
     """``duckdb:///path`` (default: data_dir/hitstream.duckdb), ``memory://``."""
+    store_rollups: bool = True
+    """PostgreSQL: answer whole-hour stats queries from the hourly rollups (off: always scan
+    raw events; writes keep the rollups either way)."""
     fanout_url: str = ""
     """``memory://`` (default), ``redis://host:6379/0`` to share live updates between processes."""
     cache_url: str = ""

@@ -322,7 +322,17 @@ def _queries(site: str, start: int) -> list[tuple[str, StatsQuery]]:
 
 
 async def _answers(store: PostgresStore, asked: list[tuple[str, StatsQuery]]) -> list[object]:
-    return [await getattr(store, kind)(query) for kind, query in asked]
+    """Every answer, flat: (query number, bucket or value or "", metric, number)."""
+    flat: list[object] = []
+    for number, (kind, query) in enumerate(asked):
+        found = await getattr(store, kind)(query)
+        rows = (
+            [("", found)]
+            if kind == "aggregate"
+            else [(getattr(r, "bucket", None) or r.value, r.results) for r in found]
+        )
+        flat += [(number, key, m, v) for key, results in rows for m, v in results.items()]
+    return flat
 
 
 async def test_rollups_answer_whole_hours_exactly_as_raw_scans(url: str) -> None:
@@ -341,7 +351,10 @@ async def test_rollups_answer_whole_hours_exactly_as_raw_scans(url: str) -> None
             )
         site = events[0].site_id
         asked = _queries(site, start)
-        assert await _answers(rolled, asked) == await _answers(raw, asked)
+        got, want = await _answers(rolled, asked), await _answers(raw, asked)
+        # the same numbers; percentiles may differ in the last bit (PostgreSQL's arithmetic
+        # against the memory store's, which the rollups use)
+        assert got == [(*row[:3], pytest.approx(row[3], rel=1e-12)) for row in want]
         assert rolled.answered == {"rollup": len(asked)}
         assert raw.answered == {"raw": len(asked)}
     finally:

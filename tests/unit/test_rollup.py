@@ -10,6 +10,7 @@ aggregates, breakdowns by every rolled-up property and hourly timeseries.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 import pytest
 from hypothesis import given, settings
@@ -50,33 +51,37 @@ class Kept:
             self.slots[slot.key] = slot
         for session in last:
             self.facts[(session.site_id, session.session_id)] = rollup.VisitFacts.of(session)
-        for key, vec in change.counts.items():
-            self.counts.setdefault(key, rollup.Vec()).add(vec)
+        for key, row in change.counts.items():
+            total = self.counts.setdefault(key, [0] * len(rollup.FIELDS))
+            for i, number in enumerate(row):
+                total[i] += number
 
-    def sums(self, prop: str, lo: int, hi: int, firsts: dict[int, int]) -> dict[str, rollup.Vec]:
+    def sums(self, prop: str, lo: int, hi: int, firsts: dict[int, int]) -> dict[str, Sums]:
         """value -> sums over hours [lo, hi); ``firsts`` maps each hour to its bucket start."""
-        found: dict[str, rollup.Vec] = {}
-        for (_, dim, value, hour, prev), vec in self.counts.items():
+        found: dict[str, list[int]] = {}
+        for (_, dim, value, hour, prev), row in self.counts.items():
             if dim != prop or not lo <= hour < hi:
                 continue
-            total = found.setdefault(f"{firsts[hour]}|{value}", rollup.Vec())
+            total = found.setdefault(f"{firsts[hour]}|{value}", [0] * len(rollup.FIELDS))
             chained = prev < firsts[hour]
-            total.add(
-                rollup.Vec(
-                    visitors=vec.visitors if chained else 0,
-                    visits=vec.visits if chained else 0,
-                    measured=vec.measured if chained else 0,
-                    bounces=vec.bounces if chained else 0,
-                    duration=vec.duration if chained else 0,
-                    pageviews=vec.pageviews,
-                    events=vec.events,
-                )
-            )
-        return {k: v for k, v in found.items() if v.events}
+            for i, name in enumerate(rollup.FIELDS):
+                if chained or name in ("pageviews", "events"):
+                    total[i] += row[i]
+        return {k: Sums(*v) for k, v in found.items() if v[-1]}
 
 
-def metrics(vec: rollup.Vec | None) -> dict[str, float]:
-    vec = vec or rollup.Vec()
+class Sums(NamedTuple):
+    visitors: int = 0
+    visits: int = 0
+    measured: int = 0
+    bounces: int = 0
+    duration: int = 0
+    pageviews: int = 0
+    events: int = 0
+
+
+def metrics(vec: Sums | None) -> dict[str, float]:
+    vec = vec or Sums()
     return metric_values(
         METRICS,
         visitors=vec.visitors,

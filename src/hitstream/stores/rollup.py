@@ -9,7 +9,7 @@ A timeseries sums each bucket the same way with the bucket's start. The same hol
 of every property (``page = /pricing``, ``country = DE`` ...): the entity's hours under that
 value get their own chain.
 
-Rows of ``Counts`` are keyed ``(site, property, value, hour, prev)`` and hold a ``Vec``. The
+Rows of ``Counts`` are keyed ``(site, property, value, hour, prev)`` and hold ``FIELDS``. The
 whole-site totals are the property ``""`` with value ``""``. Pageviews and events are plain
 sums (kept at ``prev = NONE``); a visit also carries whether its row exists (measured), whether
 it bounced and its duration, so bounce rate and visit duration come out of the same rows.
@@ -29,9 +29,10 @@ key there could be, which no finite set of rows can hold (those breakdowns scan 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Final
 
 from hitstream.domain.events import ProcessedEvent, Session
@@ -59,69 +60,47 @@ def hour_of(ts: int) -> int:
     return ts // HOUR * HOUR
 
 
-@dataclass(slots=True)
-class Vec:
-    visitors: int = 0
-    visits: int = 0
-    measured: int = 0
-    bounces: int = 0
-    duration: int = 0
-    pageviews: int = 0
-    events: int = 0
-
-    def add(self, other: Vec, sign: int = 1) -> None:
-        self.visitors += sign * other.visitors
-        self.visits += sign * other.visits
-        self.measured += sign * other.measured
-        self.bounces += sign * other.bounces
-        self.duration += sign * other.duration
-        self.pageviews += sign * other.pageviews
-        self.events += sign * other.events
-
-    def astuple(self) -> tuple[int, int, int, int, int, int, int]:
-        return (
-            self.visitors,
-            self.visits,
-            self.measured,
-            self.bounces,
-            self.duration,
-            self.pageviews,
-            self.events,
-        )
-
-    def __bool__(self) -> bool:
-        return any(self.astuple())
-
-
-Counts = dict[Key, Vec]
+FIELDS: Final = ("visitors", "visits", "measured", "bounces", "duration", "pageviews", "events")
+"""The numbers of a counts row, in this order."""
+_VISITORS, _VISITS, _MEASURED, _BOUNCES, _DURATION, _PAGEVIEWS, _EVENTS = range(len(FIELDS))
+Counts = dict[Key, list[int]]
+"""key -> numbers in ``FIELDS`` order."""
 
 
 @dataclass(slots=True)
 class Slot:
-    """What one visitor's events in one visit and one hour had: member -> [pageviews, events]."""
+    """What one visitor's events in one visit and one hour had: how many events, and how
+    many pageviews, had each member."""
 
     site: str
     visitor: str
     visit: str
     hour: int
-    members: dict[Member, list[int]] = field(default_factory=dict)
+    events: Counter[Member] = field(default_factory=Counter)
+    pageviews: Counter[Member] = field(default_factory=Counter)
 
     @property
     def key(self) -> SlotKey:
         return (self.site, self.visitor, self.visit, self.hour)
 
     def add_event(self, event: ProcessedEvent) -> None:
-        pageview = 1 if event.type == "pageview" else 0
-        for member in event_members(event):
-            counts = self.members.setdefault(member, [0, 0])
-            counts[0] += pageview
-            counts[1] += 1
+        members = event_members(event)
+        self.events.update(members)  # counted in C: this runs for every event and property
+        if event.type == "pageview":
+            self.pageviews.update(members)
+
+    def copy(self) -> Slot:
+        return Slot(*self.key, Counter(self.events), Counter(self.pageviews))
 
 
-def event_members(event: ProcessedEvent) -> Iterator[Member]:
-    yield TOTAL
-    for prop, attribute in EVENT_DIMS:
-        yield prop, str(getattr(event, attribute))
+_EVENT_PROPS: Final = tuple(prop for prop, _ in EVENT_DIMS)
+_event_values = attrgetter(*(attribute for _, attribute in EVENT_DIMS))
+
+
+def event_members(event: ProcessedEvent) -> list[Member]:
+    members = list(zip(_EVENT_PROPS, _event_values(event), strict=True))
+    members.append(TOTAL)
+    return members
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,61 +125,68 @@ Facts = Mapping[tuple[str, str], VisitFacts]
 """(site, visit) -> facts of its row, for visits that have one."""
 
 
-def _hours(slots: Iterable[Slot], facts: Facts) -> dict[Member, dict[int, list[int]]]:
+def _hours(slots: Iterable[Slot], facts: Facts) -> Hours:
     """member -> hour -> [pageviews, events] over the slots, visit-row members included."""
-    found: dict[Member, dict[int, list[int]]] = defaultdict(dict)
+    found: Hours = defaultdict(dict)
     for slot in slots:
+        pageviews, hour = slot.pageviews, slot.hour
+        members = [(m, pageviews.get(m, 0), n) for m, n in slot.events.items()]
         extra = facts.get((slot.site, slot.visit)) if slot.visit else None
-        members = list(slot.members.items())
-        if extra is not None and TOTAL in slot.members:
-            members += [(m, slot.members[TOTAL]) for m in extra.members()]
-        for member, (pageviews, events) in members:
-            counts = found[member].setdefault(slot.hour, [0, 0])
-            counts[0] += pageviews
-            counts[1] += events
+        if extra is not None and TOTAL in slot.events:
+            totals = pageviews.get(TOTAL, 0), slot.events[TOTAL]
+            members += [(m, *totals) for m in extra.members()]
+        for member, views, events in members:
+            counts = found[member].get(hour)
+            if counts is None:
+                found[member][hour] = [views, events]
+            else:
+                counts[0] += views
+                counts[1] += events
     return found
 
 
-def _add(counts: Counts, key: Key, vec: Vec, sign: int) -> None:
-    counts.setdefault(key, Vec()).add(vec, sign)
+def _row(counts: Counts, key: Key) -> list[int]:
+    row = counts.get(key)
+    if row is None:
+        row = counts[key] = [0] * len(FIELDS)
+    return row
+
+
+Hours = dict[Member, dict[int, list[int]]]
+"""member -> hour -> [pageviews, events] of a set of slots (``_hours``)."""
 
 
 def visit_contribution(
-    counts: Counts, site: str, visit: str, slots: Iterable[Slot], facts: Facts, sign: int
+    counts: Counts, site: str, visit: str, hours_of: Hours, facts: Facts, sign: int
 ) -> None:
     """Add (``sign`` 1) or take back (-1) what one visit's slots count. ``visit == ""`` is the
     visit-less events of one visitor: their pageviews and events, no visit."""
-    row = facts.get((site, visit)) if visit else None
-    once = Vec(
-        visits=1,
-        measured=int(row is not None),
-        bounces=int(row is not None and row.bounce),
-        duration=row.duration_ms if row is not None else 0,
-    )
-    for (prop, value), hours in _hours(slots, facts).items():
+    facts_row = facts.get((site, visit)) if visit else None
+    measured = sign if facts_row is not None else 0
+    bounces = sign if facts_row is not None and facts_row.bounce else 0
+    duration = sign * facts_row.duration_ms if facts_row is not None else 0
+    for (prop, value), hours in hours_of.items():
         prev = NONE
         for hour in sorted(hours):
             pageviews, events = hours[hour]
-            _add(
-                counts,
-                (site, prop, value, hour, NONE),
-                Vec(pageviews=pageviews, events=events),
-                sign,
-            )
+            plain = _row(counts, (site, prop, value, hour, NONE))
+            plain[_PAGEVIEWS] += sign * pageviews
+            plain[_EVENTS] += sign * events
             if visit:
-                _add(counts, (site, prop, value, hour, prev), once, sign)
+                row = _row(counts, (site, prop, value, hour, prev))
+                row[_VISITS] += sign
+                row[_MEASURED] += measured
+                row[_BOUNCES] += bounces
+                row[_DURATION] += duration
             prev = hour
 
 
-def visitor_contribution(
-    counts: Counts, site: str, slots: Iterable[Slot], facts: Facts, sign: int
-) -> None:
+def visitor_contribution(counts: Counts, site: str, hours_of: Hours, sign: int) -> None:
     """Add or take back one visitor's chains (all its slots, any visit)."""
-    one = Vec(visitors=1)
-    for (prop, value), hours in _hours(slots, facts).items():
+    for (prop, value), hours in hours_of.items():
         prev = NONE
         for hour in sorted(hours):
-            _add(counts, (site, prop, value, hour, prev), one, sign)
+            _row(counts, (site, prop, value, hour, prev))[_VISITORS] += sign
             prev = hour
 
 
@@ -253,9 +239,7 @@ def change(
     """
     events, sessions = list(events), list(sessions)
     before = {slot.key: slot for slot in stored}
-    after = {
-        key: Slot(*key, {m: list(c) for m, c in s.members.items()}) for key, s in before.items()
-    }
+    after = {key: slot.copy() for key, slot in before.items()}
     changed: dict[SlotKey, Slot] = {}
     for event in events:
         key = (event.site_id, event.visitor_id, event.session_id, hour_of(event.timestamp))
@@ -280,11 +264,14 @@ def change(
                 by_visit[visit].append(slot)
             if (slot.site, slot.visitor) in visitors:
                 by_visitor[(slot.site, slot.visitor)].append(slot)
+        memo: dict[tuple[SlotKey, ...], Hours] = {}  # a one-visit visitor's slots are its visit's
         for (site, visit_id, _), slots in by_visit.items():
-            visit_contribution(counts, site, visit_id, slots, facts, sign)
+            found = memo[tuple(s.key for s in slots)] = _hours(slots, facts)
+            visit_contribution(counts, site, visit_id, found, facts, sign)
         for (site, _), slots in by_visitor.items():
-            visitor_contribution(counts, site, slots, facts, sign)
-    return Change(list(changed.values()), {k: v for k, v in counts.items() if v})
+            found = memo.get(tuple(s.key for s in slots)) or _hours(slots, facts)
+            visitor_contribution(counts, site, found, sign)
+    return Change(list(changed.values()), {k: v for k, v in counts.items() if any(v)})
 
 
 def _visit_of(site: str, visitor: str, visit: str) -> tuple[str, str, str]:

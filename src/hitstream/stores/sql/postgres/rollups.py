@@ -36,7 +36,6 @@ from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS
 Cursor = psycopg.AsyncCursor[Any]
 Row = tuple[Any, ...]
 _SLOT_COLUMNS: Final = "site_id, visitor_id, session_id, hour, members"
-_SUMMED: Final = ("visitors", "visits", "measured", "bounces", "duration", "pageviews", "events")
 _PERCENTILES: Final = {"load_time_p50": 0.5, "load_time_p95": 0.95}
 
 
@@ -45,13 +44,13 @@ _PERCENTILES: Final = {"load_time_p50": 0.5, "load_time_p95": 0.95}
 
 def _slot(row: Row) -> rollup.Slot:
     site, visitor, visit, hour, members = row
-    return rollup.Slot(
-        site,
-        visitor,
-        visit,
-        int(hour),
-        {rollup.decode_member(k): [int(v[0]), int(v[1])] for k, v in members.items()},
-    )
+    slot = rollup.Slot(site, visitor, visit, int(hour))
+    for text, (pageviews, events) in members.items():
+        member = rollup.decode_member(text)
+        slot.events[member] = int(events)
+        if pageviews:
+            slot.pageviews[member] = int(pageviews)
+    return slot
 
 
 async def _slots(cur: Cursor, column: str, keys: set[tuple[str, str]]) -> list[rollup.Slot]:
@@ -101,7 +100,8 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
     if change.slots:
         slots = sorted(change.slots, key=lambda s: s.key)
         members = [
-            json.dumps({rollup.encode_member(m): c for m, c in s.members.items()}) for s in slots
+            json.dumps({rollup.encode_member(m): [s.pageviews[m], n] for m, n in s.events.items()})
+            for s in slots
         ]
         await cur.execute(
             f"INSERT INTO rollup_slots ({_SLOT_COLUMNS}) SELECT s, v, i, h, m::jsonb FROM unnest("
@@ -118,15 +118,15 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
         )
     if change.counts:
         keys = sorted(change.counts)
-        vecs = [change.counts[k].astuple() for k in keys]
+        vecs = [change.counts[k] for k in keys]
         columns: list[list[Any]] = [list(c) for c in zip(*keys, strict=True)]
         columns += [list(c) for c in zip(*vecs, strict=True)]
         await cur.execute(
-            "INSERT INTO rollups (site_id, dim, value, hour, prev, visitors, visits, measured, "
-            "bounces, duration, pageviews, events) SELECT * FROM unnest("
+            f"INSERT INTO rollups (site_id, dim, value, hour, prev, {', '.join(rollup.FIELDS)}) "
+            "SELECT * FROM unnest("
             + ", ".join(["%b::text[]"] * 3 + ["%b::bigint[]"] * 9)
             + ") ON CONFLICT (site_id, dim, hour, value, prev) DO UPDATE SET "
-            + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in _SUMMED),
+            + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in rollup.FIELDS),
             columns,
         )
     loads: dict[tuple[str, int, int], int] = {}
