@@ -411,3 +411,29 @@ async def test_a_database_migrated_with_events_answers_its_past_from_raw_events(
     after = replace(day, range=Range(t + HOUR, t + DAY))
     assert await store.aggregate(after) == {"pageviews": 1.0, "visitors": 1.0, "visits": 1.0}
     assert store.answered == {"raw": 1, "rollup": 1}
+
+
+async def test_one_process_leads_and_the_lead_passes_on_when_it_dies(url: str) -> None:
+    first, second = PostgresStore(url), PostgresStore(url)
+    await first.start()
+    await second.start()
+    try:
+        assert await first.lead("alerting")
+        assert await first.lead("alerting")  # held: asking again keeps it
+        assert not await second.lead("alerting")
+        assert await second.lead("other")  # leads are by name
+        with psycopg.connect(url, autocommit=True) as conn:  # the holder's connection dies
+            killed = conn.execute(
+                "WITH lead AS MATERIALIZED (SELECT pid FROM pg_stat_activity "
+                "WHERE application_name = 'hitstream-lead-alerting') "
+                "SELECT pg_terminate_backend(pid) FROM lead"
+            ).fetchall()
+        assert killed == [(True,)]
+        assert not await first.lead("alerting")  # it notices, and lets go
+        assert await second.lead("alerting")  # released: the next to ask takes it
+        assert not await first.lead("alerting")
+        await second.close()
+        assert await first.lead("alerting")  # a holder that closes releases too
+    finally:
+        await first.close()
+        await second.close()

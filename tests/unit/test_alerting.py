@@ -385,6 +385,36 @@ async def test_run_evaluates_every_interval_and_stops_when_asked(fanout: MemoryF
     assert alerting.rounds >= 3
 
 
+async def test_only_the_process_that_leads_evaluates_and_a_lost_lead_forgets_state(
+    fanout: MemoryFanout,
+) -> None:
+    class Shared(CountingStore):
+        leads = True
+
+        async def lead(self, name: str) -> bool:
+            assert name == "alerting"
+            return self.leads
+
+    store = Shared()
+    await write(store, *(event(n) for n in range(3)))
+    rule = {**SPIKE, "site_id": "a.io"}
+    alerting = make(store, fanout, [rule], clock=Clock())
+    assert await alerting.leading()
+    assert [a.transition.change for a in await alerting.evaluate_once()] == [Change.FIRING]
+    assert sample(alerting, "hitstream_alerting_leader") == 1.0
+    store.leads = False  # another processor took over: this one stops and forgets
+    assert not await alerting.leading()
+    assert alerting.active() == []
+    assert sample(alerting, "hitstream_alerting_leader") == 0.0
+    assert sample(alerting, "hitstream_alerts_firing", {"rule": "spike"}) == 0.0
+    stop = asyncio.Event()
+    task = asyncio.create_task(alerting.run(stop))
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 1.0)
+    assert alerting.rounds == 1 and len(store.queries) == 1  # no round while not leading
+
+
 # -- the webhook notifier ------------------------------------------------------------------
 
 

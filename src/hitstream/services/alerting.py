@@ -9,8 +9,12 @@ and to a bounded in-memory list of recent alerts per site (``GET /api/v1/alerts`
 Nothing stops the loop: a failed query leaves its rules as they were for that round (no
 false resolution), a failed publish or notifier is logged and counted, and a notifier that
 takes longer than ``notify_timeout_s`` is abandoned for that alert. State lives in memory:
-after a restart a condition that still holds fires again (after ``for_s``). Run alerting in
-ONE process per deployment, or every process running it sends the same alerts.
+after a restart a condition that still holds fires again (after ``for_s``).
+
+Every processor runs alerting, but only the one holding the store's ``alerting`` lead
+evaluates (``Store.lead``: on PostgreSQL an advisory lock on a connection of its own, released
+when that process or connection dies); the others wait and take over. A new leader starts
+with no state, so a condition that holds fires again on it (after ``for_s``).
 """
 
 from __future__ import annotations
@@ -91,6 +95,11 @@ class AlertingMetrics:
             ["stage"],
             registry=r,
         )
+        self.leader = Gauge(
+            "hitstream_alerting_leader",
+            "1 while this process is the one that evaluates alert rules (one per deployment)",
+            registry=r,
+        )
         self.evaluation_seconds = Histogram(
             "hitstream_alert_evaluation_seconds",
             "Time to evaluate every rule once",
@@ -138,7 +147,8 @@ class Alerting:
             while not stop.is_set():
                 began = time.monotonic()
                 try:
-                    await self.evaluate_once()
+                    if await self.leading():
+                        await self.evaluate_once()
                 except Exception:  # a bug in one round must not end alerting for good
                     log.exception("alert evaluation failed")
                     self.metrics.evaluation_errors.labels("round").inc()
@@ -147,6 +157,20 @@ class Alerting:
                     await asyncio.wait_for(stop.wait(), wait)
         finally:
             await self.close()
+
+    async def leading(self) -> bool:
+        """Whether this process evaluates now; a process that lost the lead forgets its state
+        (the new leader has its own)."""
+        try:
+            lead = await self.store.lead("alerting")
+        except Exception as exc:
+            log.warning("alerting cannot tell who leads: %s", exc)
+            lead = False
+        if not lead and self._states:
+            self._states.clear()
+            self.metrics.firing.clear()
+        self.metrics.leader.set(1 if lead else 0)
+        return lead
 
     async def close(self) -> None:
         for notifier in self.notifiers:

@@ -105,6 +105,12 @@ class Store(ABC):
     @abstractmethod
     async def count_events(self, site_id: str | None = None) -> int: ...
 
+    async def lead(self, name: str) -> bool:
+        """Whether this process holds the lead called ``name`` among all processes sharing
+        the store: at most one holds it, and it passes on when the holder or its connection
+        dies. An embedded store serves one process, which always leads."""
+        return True
+
     @abstractmethod
     async def delete_before(self, cutoff_ms: int) -> int:
         """Retention: delete events and sessions older than ``cutoff_ms``; return events gone."""

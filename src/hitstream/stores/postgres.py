@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from hashlib import blake2b
 from typing import Any
 
 import psycopg
@@ -64,6 +65,8 @@ class PostgresStore(Store):
         """Months whose partition this process knows to exist."""
         self._collation: str | None = None
         self._use_rollups = rollups
+        self._leads: dict[str, Connection] = {}
+        """Leads this process holds, each on a connection of its own (``lead``)."""
         self.answered: Counter[str] = Counter()
         """How many stats queries were answered from ``rollup``s and from ``raw`` events."""
 
@@ -131,6 +134,10 @@ class PostgresStore(Store):
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         self._months.clear()
+        leads, self._leads = list(self._leads.values()), {}
+        for conn in leads:  # closing the session releases its advisory locks
+            with suppress(psycopg.Error):
+                await conn.close()
         if pool is not None:
             await pool.close()
 
@@ -218,6 +225,44 @@ class PostgresStore(Store):
             raise QueryError("property", "is required for a breakdown")
         rows = await self._stats(query, group=query.property)
         return [BreakdownRow(str(row[0]), results(query, row)) for row in rows]
+
+    async def lead(self, name: str) -> bool:
+        """A session advisory lock held on a connection outside the pool: while it answers,
+        this process leads; when this process or the connection dies, PostgreSQL releases the
+        lock and the next process to ask gets it."""
+        if self._pool is None:
+            raise StoreUnavailable("postgres store is not started (or closed)")
+        held = self._leads.get(name)
+        if held is not None:
+            try:
+                await held.execute("SELECT 1")
+                return True
+            except psycopg.Error:
+                del self._leads[name]
+                with suppress(psycopg.Error):
+                    await held.close()
+                return False  # lost: ask again next time, like everyone else
+        key = int.from_bytes(blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=max(1, round(self._timeout)),
+                application_name=f"hitstream-lead-{name}",  # visible in pg_stat_activity
+            )
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"postgres lead {name!r}: cannot connect: {exc}") from exc
+        try:
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            await conn.close()
+            raise StoreUnavailable(f"postgres lead {name!r} failed: {exc}") from exc
+        if row is not None and row[0]:
+            self._leads[name] = conn
+            return True
+        await conn.close()
+        return False
 
     async def data_version(self, site_id: str) -> int:
         rows = await self._rows("SELECT data_version FROM sites WHERE site_id = %s", (site_id,))
