@@ -30,6 +30,7 @@ from tests.server import ServerProcess
 from benchmarks.harness import median, percentile
 from benchmarks.queries import query_counts, timed_get
 from benchmarks.store_bench import DAY_MS, SITE, START_MS, generate
+from hitstream.domain.stats import METRICS
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.postgres import PostgresStore
 
@@ -39,6 +40,7 @@ BATCH = 5_000
 QUERIES: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("aggregate 30d", "aggregate", {"period": "30d"}),
     ("aggregate 30d + previous", "aggregate", {"period": "30d", "compare": "previous_period"}),
+    ("aggregate 30d, every metric", "aggregate", {"period": "30d", "metrics": ",".join(METRICS)}),
     ("timeseries 30d by day", "timeseries", {"period": "30d", "interval": "day"}),
     ("breakdown page 30d", "breakdown", {"property": "page", "period": "30d"}),
     ("breakdown source 30d", "breakdown", {"property": "source", "period": "30d"}),

@@ -311,6 +311,10 @@ def _queries(site: str, start: int) -> list[tuple[str, StatsQuery]]:
     asked: list[tuple[str, StatsQuery]] = [
         ("aggregate", StatsQuery(site, whole, metrics=METRICS)),
         ("aggregate", StatsQuery(site, Range(start + DAY, start + DAY + 7 * HOUR), METRICS)),
+        (
+            "aggregate",
+            StatsQuery(site, Range(start + 5 * HOUR, start + 2 * DAY + 7 * HOUR), METRICS),
+        ),
         ("timeseries", StatsQuery(site, whole, metrics=METRICS, interval="day")),
         ("timeseries", StatsQuery(site, whole, ("visitors", "pageviews"), interval="hour")),
         ("timeseries", StatsQuery(site, whole, ("visitors",), interval="day", tz="Europe/Berlin")),
@@ -437,3 +441,26 @@ async def test_one_process_leads_and_the_lead_passes_on_when_it_dies(url: str) -
     finally:
         await first.close()
         await second.close()
+
+
+async def test_migration_3_builds_the_daily_load_times_from_the_hourly_ones(
+    store: PostgresStore, url: str
+) -> None:
+    t = utc(2026, 4, 6, 22)
+    loads = [replace(event(f"l{i}", t + i * 20 * MINUTE), load_time_ms=100 * i) for i in range(9)]
+    await store.write(WriteBatch("e", {0: 1}, loads))  # 22:00 on the 6th to 00:40 on the 7th
+    query = StatsQuery(
+        SITE, Range(t - 22 * HOUR, t + 26 * HOUR), ("load_time_p50", "load_time_p95")
+    )
+    want = await store.aggregate(query)
+    assert want == {"load_time_p50": 400.0, "load_time_p95": pytest.approx(760.0)}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE rollup_loads_daily")
+        conn.execute("DELETE FROM schema_migrations WHERE name = '0003_daily_loads'")
+    assert await store.migrate() == ["0003_daily_loads"]
+    assert sql_rows(url, "SELECT day, sum(n) FROM rollup_loads_daily GROUP BY 1 ORDER BY 1") == [
+        (utc(2026, 4, 6), 6),
+        (utc(2026, 4, 7), 3),
+    ]
+    assert await store.aggregate(query) == want
+    assert store.answered == {"rollup": 2}

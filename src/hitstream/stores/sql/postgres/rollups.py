@@ -35,6 +35,7 @@ from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS
 
 Cursor = psycopg.AsyncCursor[Any]
 Row = tuple[Any, ...]
+DAY: Final = 86_400_000
 _SLOT_COLUMNS: Final = "site_id, visitor_id, session_id, hour, members"
 _PERCENTILES: Final = {"load_time_p50": 0.5, "load_time_p95": 0.95}
 
@@ -135,18 +136,29 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
             key = (e.site_id, rollup.hour_of(e.timestamp), e.load_time_ms)
             loads[key] = loads.get(key, 0) + 1
     if loads:
-        keys3 = sorted(loads)
-        await cur.execute(
-            "INSERT INTO rollup_loads (site_id, hour, load_ms, n) "
-            "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[]) "
-            "ON CONFLICT (site_id, hour, load_ms) DO UPDATE SET n = rollup_loads.n + excluded.n",
-            (
-                [k[0] for k in keys3],
-                [k[1] for k in keys3],
-                [k[2] for k in keys3],
-                [loads[k] for k in keys3],
-            ),
-        )
+        await _add_loads(cur, "rollup_loads", "hour", loads)
+        daily: dict[tuple[str, int, int], int] = {}
+        for (site, hour, value), n in loads.items():
+            key = (site, hour // DAY * DAY, value)
+            daily[key] = daily.get(key, 0) + n
+        await _add_loads(cur, "rollup_loads_daily", "day", daily)
+
+
+async def _add_loads(
+    cur: Cursor, table: str, period: str, loads: dict[tuple[str, int, int], int]
+) -> None:
+    keys = sorted(loads)
+    await cur.execute(
+        f"INSERT INTO {table} (site_id, {period}, load_ms, n) "
+        "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[]) "
+        f"ON CONFLICT (site_id, {period}, load_ms) DO UPDATE SET n = {table}.n + excluded.n",
+        (
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            [loads[k] for k in keys],
+        ),
+    )
 
 
 async def forget_before(cur: Cursor, cutoff_ms: int) -> None:
@@ -159,6 +171,7 @@ async def forget_before(cur: Cursor, cutoff_ms: int) -> None:
     below = rollup.hour_of(cutoff_ms)
     for table in ("rollups", "rollup_slots", "rollup_loads"):
         await cur.execute(f"DELETE FROM {table} WHERE hour < %s", (below,))
+    await cur.execute("DELETE FROM rollup_loads_daily WHERE day < %s", (below // DAY * DAY,))
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -207,14 +220,29 @@ class _Counted(Sequence[int]):
 
 
 async def _percentiles(
-    cur: Cursor, query: StatsQuery, g: str, params: dict[str, Any]
+    cur: Cursor, g: str, params: dict[str, Any], *, whole_days: bool
 ) -> dict[int, tuple[float, float]]:
-    """group -> (p50, p95) of the load times, from the histogram."""
-    await cur.execute(
-        f"SELECT {g} AS g, load_ms, sum(n)::bigint FROM rollup_loads WHERE site_id = %(site)s "
-        "AND hour >= %(lo)s AND hour < %(hi)s GROUP BY 1, 2 ORDER BY 1, 2",
-        params,
-    )
+    """group -> (p50, p95) of the load times, from the histograms: hourly rows, or (one group,
+    ``whole_days``) daily rows for the UTC days inside the range and hourly rows at its edges."""
+    lo, hi = params["lo"], params["hi"]
+    first, last = -(-lo // DAY) * DAY, hi // DAY * DAY
+    if whole_days and first < last:
+        sql = (
+            "SELECT 0, load_ms, sum(n)::bigint FROM ("
+            "SELECT load_ms, n FROM rollup_loads_daily WHERE site_id = %(site)s "
+            "AND day >= %(first)s AND day < %(last)s UNION ALL "
+            "SELECT load_ms, n FROM rollup_loads WHERE site_id = %(site)s "
+            "AND ((hour >= %(lo)s AND hour < %(first)s) OR (hour >= %(last)s AND hour < %(hi)s))"
+            ") u GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        params = {**params, "first": first, "last": last}
+    else:
+        sql = (
+            f"SELECT {g} AS g, load_ms, sum(n)::bigint FROM rollup_loads "
+            "WHERE site_id = %(site)s AND hour >= %(lo)s AND hour < %(hi)s "
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+    await cur.execute(sql, params)
     pairs: dict[int, list[tuple[int, int]]] = {}
     for group, value, n in await cur.fetchall():
         pairs.setdefault(int(group), []).append((int(value), int(n)))
@@ -269,6 +297,6 @@ async def answer(
     await cur.execute(sql, params)
     rows = await cur.fetchall()
     if group is None and any(m in _PERCENTILES for m in query.metrics):
-        found = await _percentiles(cur, query, g if buckets else "0", params)
+        found = await _percentiles(cur, g if buckets else "0", params, whole_days=not buckets)
         rows = [(*row[:-2], *found.get(int(row[0]), (None, None))) for row in rows]
     return rows
