@@ -7,9 +7,11 @@ never imports Kafka, PostgreSQL or Redis clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
 from hitstream.settings import Settings
 from hitstream.stores.base import Store
+from hitstream.tally.base import Tally
 
 if TYPE_CHECKING:
     from hitstream.services.alerting import Alerting
@@ -127,6 +130,18 @@ def make_fanout(url: str, settings: Settings) -> Fanout:
     raise ConfigError(f"unknown fan-out URL scheme {scheme!r} (use memory:// or redis://)")
 
 
+def make_tally(fanout_url: str) -> Tally:
+    """Rejection counts live where the live updates travel: Redis when several processes
+    share a fan-out there, else in this process."""
+    if urlsplit(fanout_url).scheme in ("redis", "rediss"):
+        from hitstream.tally.redis import RedisTally
+
+        return RedisTally(fanout_url)
+    from hitstream.tally.memory import MemoryTally
+
+    return MemoryTally()
+
+
 def make_cache(url: str, settings: Settings) -> Cache:
     scheme = urlsplit(url).scheme
     if scheme == "memory":
@@ -180,6 +195,7 @@ class Runtime:
     store: Store
     fanout: Fanout
     cache: Cache
+    tally: Tally
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _demo_stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -274,6 +290,9 @@ class Runtime:
         for name, adapter in self.adapters().items():
             await self._start_adapter(name, adapter)
         self._started = list(self.adapters().values())
+        await self.tally.start()  # best effort: never waited for, never in /readyz
+        if "collector" in self.roles:
+            self._tasks.append(asyncio.create_task(self._count_rejections()))
         if self.processor is not None:
             for warm_up in self._warm_ups:
                 await asyncio.to_thread(warm_up)
@@ -294,6 +313,31 @@ class Runtime:
             self._demo_task = asyncio.create_task(demo.run(self._demo_stop))
         log.info("started %s in %.2fs", ",".join(sorted(self.roles)), time.perf_counter() - began)
 
+    async def _count_rejections(self, every_s: float = 0.5) -> None:
+        """Hand the collector's rejection counts to the shared tally until stopped (and once
+        more after): what the tally cannot take now stays with the collector for next time."""
+        while True:
+            stopping = self.stop_event.is_set()
+            await self._count_rejections_once()
+            if stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), every_s)
+
+    async def _count_rejections_once(self) -> None:
+        taken = self.collector.take_pending()
+        if taken and not await self.tally.add(taken):
+            self.collector.put_back(taken)
+
+    async def rejections(self, site_id: str | None) -> dict[str, int]:
+        """reason -> events/requests refused for a site (with the site-less ones) or all:
+        every collector's, through the tally, plus this process's not yet handed over."""
+        found = Counter(await self.tally.read(site_id))
+        for (site, reason), count in self.collector.pending.items():
+            if site_id is None or site in (site_id, ""):
+                found[reason] += count
+        return dict(found)
+
     async def stop(self) -> None:
         """Stop intake (the caller stopped the web server first), drain the log, close."""
         if self._demo_task is not None:  # the demo is intake too: stop it before the drain
@@ -306,6 +350,7 @@ class Runtime:
         if self.processor is not None:
             await self.processor.close()
         await self.salts.close()
+        await self.tally.close()
         for adapter in reversed(self._started):
             await adapter.close()
         self._started = []
@@ -323,4 +368,5 @@ def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
         store=make_store(settings.resolved_store_url(), settings),
         fanout=make_fanout(settings.resolved_fanout_url(), settings),
         cache=make_cache(settings.resolved_cache_url(), settings),
+        tally=make_tally(settings.resolved_fanout_url()),
     )

@@ -182,6 +182,21 @@ def test_two_of_each_role_with_a_processor_killed(
             f"{watcher.connections} connections); live stats: {live_stats}"
         )
         assert watcher.frames >= 2
+
+        # a refused event at collector 1 shows on the data-quality view of web process 2
+        refused = httpx.post(
+            f"{collectors[0].url}/api/v1/events",
+            json={"site_id": site, "type": "teleport", "url": "https://x.test/"},
+            timeout=10,
+        )
+        assert refused.status_code == 422
+        deadline = time.monotonic() + 10
+        rejected: dict[str, int] = {}
+        while not rejected and time.monotonic() < deadline:
+            quality = httpx.get(f"{web[1].url}/api/v1/quality", params={"site_id": site}).json()
+            rejected = quality["rejected"]
+            time.sleep(0.2)
+        assert list(rejected.values()) == [1] and next(iter(rejected)).startswith("type: ")
     finally:
         watcher.stop_flag = True
         for _, load in loads:

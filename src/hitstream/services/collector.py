@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 import msgspec
 
@@ -89,6 +90,11 @@ def decode_body(body: bytes, media_type: str) -> tuple[list[object], bool] | Col
     return [decoded], False
 
 
+MAX_REJECTION_KEYS: Final = 10_000
+"""Distinct (site, reason) pairs counted apart; the rest share one key (memory stays bounded
+whatever site ids bad requests carry)."""
+
+
 class Collector:
     def __init__(
         self,
@@ -107,7 +113,24 @@ class Collector:
         self.limits = limits
         self._clock = clock or (lambda: int(time.time() * 1000))
         self.rejections: Counter[tuple[str, str]] = Counter()
-        """(site_id or "", "field:reason") -> events refused, for the data-quality panel."""
+        """(site_id or "", "field:reason") -> events refused by this process, for the
+        data-quality panel; ``pending`` holds what the shared tally has not counted yet."""
+        self.pending: Counter[tuple[str, str]] = Counter()
+
+    def _reject(self, site_id: str, reason: str) -> None:
+        key = (site_id, reason)
+        if key not in self.rejections and len(self.rejections) >= MAX_REJECTION_KEYS:
+            key = ("", "too many distinct sites and reasons to tell apart")  # site ids are input
+        self.rejections[key] += 1
+        self.pending[key] += 1
+
+    def take_pending(self) -> Counter[tuple[str, str]]:
+        """The rejections not handed to the shared tally yet (``put_back`` if it failed)."""
+        taken, self.pending = self.pending, Counter()
+        return taken
+
+    def put_back(self, counts: Counter[tuple[str, str]]) -> None:
+        self.pending.update(counts)
 
     def _count_rejection(self, data: object, problems: list[Problem]) -> None:
         site = data.get("site_id") if isinstance(data, dict) else None
@@ -117,12 +140,12 @@ class Collector:
             label = base if base in KNOWN_FIELDS or base in ("", "body") else "unknown_field"
             reason = "is not a known field" if label == "unknown_field" else problem.reason
             self.metrics.events_rejected.labels(label or "event", reason).inc()
-            self.rejections[(site_id, f"{label or 'event'}: {reason}")] += 1
+            self._reject(site_id, f"{label or 'event'}: {reason}")
 
     def reject_request(self, result: CollectResult) -> CollectResult:
         reason = result.error["field"] if result.error else "unknown"
         self.metrics.requests_rejected.labels(str(result.status), reason).inc()
-        self.rejections[("", f"request {result.status}: {reason}")] += 1
+        self._reject("", f"request {result.status}: {reason}")
         return result
 
     async def collect(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
@@ -30,18 +29,14 @@ POLICY_VIOLATION = 1008
 
 
 def _quality_source(app: Starlette) -> QualitySource:
-    """Collector rejections (this process) plus processor drops (store), per site."""
+    """Collector rejections (every collector's, through the tally) plus processor drops
+    (store), per site."""
 
     async def quality(site_id: str) -> dict[str, Any]:
         runtime = app.state.runtime
-        rejected: Counter[str] = Counter()
-        collector = getattr(app.state, "collector", None)
-        rejections: Counter[tuple[str, str]] = getattr(collector, "rejections", None) or Counter()
-        for (site, reason), count in rejections.items():
-            if site in (site_id, ""):
-                rejected[reason] += count
+        rejected = await runtime.rejections(site_id)
         dropped = await runtime.store.drop_counts(site_id)
-        return {"site_id": site_id, "rejected": dict(rejected), "dropped": dropped}
+        return {"site_id": site_id, "rejected": rejected, "dropped": dropped}
 
     return quality
 

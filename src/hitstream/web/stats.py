@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -126,10 +125,6 @@ async def sites(request: Request) -> dict[str, Any]:
 
 @router.get("/quality", summary="Events refused by the collector and dropped by the processor")
 async def quality(request: Request, site_id: str | None = None) -> dict[str, Any]:
-    rejections: Counter[tuple[str, str]] = request.app.state.collector.rejections
-    rejected: Counter[str] = Counter()
-    for (site, reason), count in rejections.items():
-        if site_id is None or site in (site_id, ""):
-            rejected[reason] += count
+    rejected = await request.app.state.runtime.rejections(site_id)
     dropped = await _service(request).store.drop_counts(site_id)
-    return {"site_id": site_id, "rejected": dict(rejected), "dropped": dropped}
+    return {"site_id": site_id, "rejected": rejected, "dropped": dropped}

@@ -1,0 +1,1 @@
+"""The tally port: counts shared by every process of a deployment (collector rejections)."""
