@@ -157,14 +157,23 @@ Hours = dict[Member, dict[int, list[int]]]
 
 
 def visit_contribution(
-    counts: Counts, site: str, visit: str, hours_of: Hours, facts: Facts, sign: int
+    counts: Counts,
+    site: str,
+    visit: str,
+    hours_of: Hours,
+    facts: Facts,
+    sign: int,
+    *,
+    visitor_too: bool = False,
 ) -> None:
     """Add (``sign`` 1) or take back (-1) what one visit's slots count. ``visit == ""`` is the
-    visit-less events of one visitor: their pageviews and events, no visit."""
+    visit-less events of one visitor: their pageviews and events, no visit. ``visitor_too``:
+    the visitor has no other slots, so its chains are the visit's (one pass for both)."""
     facts_row = facts.get((site, visit)) if visit else None
     measured = sign if facts_row is not None else 0
     bounces = sign if facts_row is not None and facts_row.bounce else 0
     duration = sign * facts_row.duration_ms if facts_row is not None else 0
+    visitors = sign if visitor_too else 0
     for (prop, value), hours in hours_of.items():
         prev = NONE
         for hour in sorted(hours):
@@ -172,8 +181,9 @@ def visit_contribution(
             plain = _row(counts, (site, prop, value, hour, NONE))
             plain[_PAGEVIEWS] += sign * pageviews
             plain[_EVENTS] += sign * events
+            row = plain if prev == NONE else _row(counts, (site, prop, value, hour, prev))
+            row[_VISITORS] += visitors
             if visit:
-                row = _row(counts, (site, prop, value, hour, prev))
                 row[_VISITS] += sign
                 row[_MEASURED] += measured
                 row[_BOUNCES] += bounces
@@ -264,13 +274,21 @@ def change(
                 by_visit[visit].append(slot)
             if (slot.site, slot.visitor) in visitors:
                 by_visitor[(slot.site, slot.visitor)].append(slot)
-        memo: dict[tuple[SlotKey, ...], Hours] = {}  # a one-visit visitor's slots are its visit's
+        alone = {  # visitors with the slots of one visit only: counted with that visit
+            (site, slots[0].visitor): tuple(s.key for s in slots)
+            for (site, _), slots in by_visitor.items()
+        }
+        counted: set[tuple[str, str]] = set()
         for (site, visit_id, _), slots in by_visit.items():
-            found = memo[tuple(s.key for s in slots)] = _hours(slots, facts)
-            visit_contribution(counts, site, visit_id, found, facts, sign)
-        for (site, _), slots in by_visitor.items():
-            found = memo.get(tuple(s.key for s in slots)) or _hours(slots, facts)
-            visitor_contribution(counts, site, found, sign)
+            owner = (site, slots[0].visitor)
+            both = alone.get(owner) == tuple(s.key for s in slots) and owner not in counted
+            if both:
+                counted.add(owner)
+            found = _hours(slots, facts)
+            visit_contribution(counts, site, visit_id, found, facts, sign, visitor_too=both)
+        for (site, visitor), slots in by_visitor.items():
+            if (site, visitor) not in counted:
+                visitor_contribution(counts, site, _hours(slots, facts), sign)
     return Change(list(changed.values()), {k: v for k, v in counts.items() if any(v)})
 
 

@@ -20,6 +20,7 @@ runs in one REPEATABLE READ transaction, so the check and the sums see the same 
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 from collections.abc import Sequence
@@ -97,7 +98,11 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
     stored |= {s.key: s for s in await _slots(cur, "visitor_id", visitors - touched.visitors)}
     named = {(s.site, s.visit) for s in stored.values() if s.visit} | touched.visits
     facts = await _facts(cur, named)
-    change = rollup.change(stored.values(), facts, events, sessions, visitors)
+    # pure Python over the whole batch (~35 µs an event): off the event loop, so that the
+    # processor's health and metrics endpoints answer meanwhile
+    change = await asyncio.to_thread(
+        rollup.change, list(stored.values()), facts, events, sessions, visitors
+    )
     if change.slots:
         slots = sorted(change.slots, key=lambda s: s.key)
         members = [
