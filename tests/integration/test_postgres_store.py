@@ -464,3 +464,24 @@ async def test_migration_3_builds_the_daily_load_times_from_the_hourly_ones(
     ]
     assert await store.aggregate(query) == want
     assert store.answered == {"rollup": 2}
+
+
+async def test_stats_queries_beyond_the_pool_queue_instead_of_failing(url: str) -> None:
+    """A dashboard asks ~16 queries at once; slow ones (raw scans of a big site) must queue,
+    not fail after the pool's short wait for a connection."""
+    store = PostgresStore(url, max_size=3, timeout=0.3)
+    await store.start()
+    try:
+        t = utc(2026, 4, 6, 10)
+        await store.write(WriteBatch("e", {0: 1}, [event("a", t)]))
+        query = StatsQuery(SITE, Range(t, t + 30 * MINUTE), ("pageviews",))
+        with psycopg.connect(url) as blocker:  # every query waits on this lock for 1.5 s
+            blocker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+            asked = [asyncio.create_task(store.aggregate(query)) for _ in range(8)]
+            await asyncio.sleep(1.5)
+            blocker.rollback()
+        answers = await asyncio.gather(*asked)
+        assert answers == [{"pageviews": 1.0}] * 8
+        assert sum(store.answered.values()) == 8
+    finally:
+        await store.close()

@@ -12,6 +12,7 @@ Nothing connects before ``start`` (which opens the pool and migrates); ``close``
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -65,6 +66,9 @@ class PostgresStore(Store):
         """Months whose partition this process knows to exist."""
         self._collation: str | None = None
         self._use_rollups = rollups
+        self._queries = asyncio.Semaphore(max(1, max_size - 2))
+        """Stats queries in flight: they queue here, not for a pool connection (whose wait
+        ends in ``StoreUnavailable`` after ``timeout``); two connections stay for the rest."""
         self._leads: dict[str, Connection] = {}
         """Leads this process holds, each on a connection of its own (``lead``)."""
         self.answered: Counter[str] = Counter()
@@ -98,7 +102,7 @@ class PostgresStore(Store):
         cannot estimate how many groups there are: with nested loops a breakdown of a site
         with many distinct pages (unique URLs) went quadratic (minutes at 100k events).
         Hash and merge joins are linear, so nested loops are off for these queries only."""
-        async with self._connection("query") as conn, conn.transaction():
+        async with self._queries, self._connection("query") as conn, conn.transaction():
             await conn.execute("SET LOCAL enable_nestloop = off")
             cursor = await conn.execute(sql, params)
             return await cursor.fetchall()
@@ -195,7 +199,7 @@ class PostgresStore(Store):
             query, group=group, buckets=buckets, collation=self._collation
         )
         if self._use_rollups and rollups.usable(query, group, buckets):
-            async with self._connection("query") as conn, conn.transaction():
+            async with self._queries, self._connection("query") as conn, conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 async with conn.cursor() as cur:
                     found = await rollups.answer(cur, query, group=group, buckets=buckets)
