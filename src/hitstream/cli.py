@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -142,23 +143,41 @@ def web(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
 
 
 @app.command()
-def migrate(data_dir: DataDir = None) -> None:
+def migrate(
+    data_dir: DataDir = None,
+    rebuild_rollups: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild-rollups",
+            help="PostgreSQL: recompute the hourly rollups from every stored event (after an "
+            "upgrade, or to repair them); processor writes wait until it is done",
+        ),
+    ] = False,
+) -> None:
     """Apply pending store schema migrations and exit."""
     from hitstream.bootstrap import make_store
 
     settings = _settings(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
-    async def run() -> None:
+    async def run() -> int | None:
         store = make_store(settings.resolved_store_url(), settings)
         await store.start()  # connects and applies what is pending (under a lock on PostgreSQL)
         try:
             await store.migrate()  # idempotent: proves the schema is complete
+            return await store.rebuild_rollups() if rebuild_rollups else None
         finally:
             await store.close()
 
-    asyncio.run(run())
+    began = time.perf_counter()
+    rebuilt = asyncio.run(run())
     typer.echo(f"store schema is up to date ({urlsplit(settings.resolved_store_url()).scheme})")
+    if rebuild_rollups:
+        typer.echo(
+            f"rollups rebuilt from {rebuilt:,} events in {time.perf_counter() - began:.1f} s"
+            if rebuilt is not None
+            else "this store keeps no rollups: nothing to rebuild"
+        )
 
 
 @app.command()

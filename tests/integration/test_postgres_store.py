@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -485,3 +486,45 @@ async def test_stats_queries_beyond_the_pool_queue_instead_of_failing(url: str) 
         assert sum(store.answered.values()) == 8
     finally:
         await store.close()
+
+
+def test_migrate_rebuild_rollups_recomputes_them_from_the_events(url: str) -> None:
+    """The upgrade path: rollups lost (or never kept) come back, exactly, from the events."""
+    from typer.testing import CliRunner
+
+    from hitstream.cli import app
+
+    start = utc(2026, 4, 6)
+    events, sessions = _traffic(3_000, start)
+
+    async def fill_and_answer() -> list[object]:
+        store, raw = PostgresStore(url), PostgresStore(url, rollups=False)
+        await store.start()
+        await raw.start()
+        try:
+            await store.write(WriteBatch("e", {0: 1}, events, sessions))
+            return await _answers(raw, _queries(events[0].site_id, start))
+        finally:
+            await store.close()
+            await raw.close()
+
+    want = asyncio.run(fill_and_answer())
+    with psycopg.connect(url, autocommit=True) as conn:  # as if kept by an older version
+        conn.execute("TRUNCATE rollups, rollup_slots, rollup_loads, rollup_loads_daily")
+        conn.execute("UPDATE sites SET rollup_from = 9000000000000000")
+    env = {"HITSTREAM_STORE_URL": url, "HITSTREAM_LOG_LEVEL": "warning"}
+    result = CliRunner().invoke(app, ["migrate", "--rebuild-rollups"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "rollups rebuilt from 3,000 events" in result.output
+
+    async def answer() -> tuple[list[object], Counter[str]]:
+        store = PostgresStore(url)
+        await store.start()
+        try:
+            return await _answers(store, _queries(events[0].site_id, start)), store.answered
+        finally:
+            await store.close()
+
+    got, answered = asyncio.run(answer())
+    assert got == [(*row[:3], pytest.approx(row[3], rel=1e-12)) for row in want]
+    assert set(answered) == {"rollup"}

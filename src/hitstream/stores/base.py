@@ -105,6 +105,11 @@ class Store(ABC):
     @abstractmethod
     async def count_events(self, site_id: str | None = None) -> int: ...
 
+    async def rebuild_rollups(self) -> int | None:
+        """Recompute pre-aggregated rollups from the stored events; return the events read,
+        or None for a store that keeps none (its queries scan events)."""
+        return None
+
     async def lead(self, name: str) -> bool:
         """Whether this process holds the lead called ``name`` among all processes sharing
         the store: at most one holds it, and it passes on when the holder or its connection

@@ -230,6 +230,14 @@ class PostgresStore(Store):
         rows = await self._stats(query, group=query.property)
         return [BreakdownRow(str(row[0]), results(query, row)) for row in rows]
 
+    async def rebuild_rollups(self) -> int:
+        """Recompute the rollups from the stored events (after an upgrade from a version
+        without them, or to repair them); processor writes wait meanwhile. Returns the events
+        read."""
+        columns = [*writes.EVENT_TEXT, "ts", "received_at", "screen_width", "duration_ms"]
+        async with self._connection("rollup rebuild") as conn:
+            return await rollups.rebuild(conn, [*columns, "load_time_ms"])
+
     async def lead(self, name: str) -> bool:
         """A session advisory lock held on a connection outside the pool: while it answers,
         this process leads; when this process or the connection dies, PostgreSQL releases the

@@ -179,6 +179,37 @@ async def forget_before(cur: Cursor, cutoff_ms: int) -> None:
     await cur.execute("DELETE FROM rollup_loads_daily WHERE day < %s", (below // DAY * DAY,))
 
 
+_REBUILD_CHUNK: Final = 5_000
+
+
+async def rebuild(conn: psycopg.AsyncConnection[Any], event_columns: Sequence[str]) -> int:
+    """Recompute every rollup from the stored events and visit rows; return the events read.
+
+    One transaction: it first locks ``positions`` against writes, so processors wait (their
+    writes lock position rows first) and lose nothing, and readers see the old rollups until
+    the new ones are complete. Events are read in time order through a server-side cursor and
+    kept in chunks as a processor would keep them, with the visit rows as stored."""
+    names = list(event_columns)
+    read = 0
+    async with conn.transaction():
+        await conn.execute("LOCK TABLE positions IN EXCLUSIVE MODE")
+        await conn.execute("TRUNCATE rollups, rollup_slots, rollup_loads, rollup_loads_daily")
+        async with conn.cursor() as cur, conn.cursor(name="hitstream_rebuild") as rows:
+            await rows.execute(f"SELECT {', '.join(names)} FROM events ORDER BY ts, event_id")
+            while batch := await rows.fetchmany(_REBUILD_CHUNK):
+                events = [_event(dict(zip(names, row, strict=True))) for row in batch]
+                await keep(cur, events, [])
+                read += len(events)
+            await cur.execute("UPDATE sites SET rollup_from = %s", (rollup.NONE,))
+    return read
+
+
+def _event(row: dict[str, Any]) -> ProcessedEvent:
+    row["timestamp"] = row.pop("ts")
+    row.pop("props", None)  # custom properties are not rolled up
+    return ProcessedEvent(**row)
+
+
 # -- reading -------------------------------------------------------------------------------
 
 
