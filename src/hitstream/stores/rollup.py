@@ -30,10 +30,10 @@ key there could be, which no finite set of rows can hold (those breakdowns scan 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Final
+from typing import Any, Final
 
 from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import EVENT_PROPERTIES, SESSION_PROPERTIES
@@ -297,11 +297,43 @@ def _visit_of(site: str, visitor: str, visit: str) -> tuple[str, str, str]:
     return (site, visit, "") if visit else (site, "", visitor)
 
 
-def encode_member(member: Member) -> str:
-    """``property:value`` (property names hold no colon); the totals are ``:``."""
-    return f"{member[0]}:{member[1]}"
+def slot_document(slot: Slot) -> dict[str, Any]:
+    """A slot's members as a JSON-able document: ``""`` holds the totals ``[pageviews,
+    events]``; each property holds its one value when every event of the slot had it (the
+    common case: country, browser ... do not change within an hour of a visit), else
+    ``{value: [pageviews, events]}``."""
+    total = [slot.pageviews.get(TOTAL, 0), slot.events.get(TOTAL, 0)]
+    by_prop: dict[str, dict[str, list[int]]] = {}
+    for member, events in slot.events.items():
+        if member != TOTAL:
+            by_prop.setdefault(member[0], {})[member[1]] = [slot.pageviews.get(member, 0), events]
+    document: dict[str, Any] = {"": total}
+    for prop, values in by_prop.items():
+        only = next(iter(values.items())) if len(values) == 1 else None
+        document[prop] = only[0] if only is not None and only[1] == total else values
+    return document
 
 
-def decode_member(text: str) -> Member:
-    prop, _, value = text.partition(":")
-    return prop, value
+def slot_from_document(key: SlotKey, document: Mapping[str, Any]) -> Slot:
+    """The inverse of ``slot_document`` (also reads the first format: ``"prop:value"`` keys
+    with ``[pageviews, events]``, the totals under ``":"``)."""
+    slot = Slot(*key)
+
+    def put(member: Member, counts: Sequence[int]) -> None:
+        slot.events[member] = int(counts[1])
+        if counts[0]:
+            slot.pageviews[member] = int(counts[0])
+
+    if ":" in document:  # the first format
+        for text, counts in document.items():
+            prop, _, value = text.partition(":")
+            put((prop, value), counts)
+        return slot
+    total = document[""]
+    put(TOTAL, total)
+    for prop, values in document.items():
+        if prop == "":
+            continue
+        for value, counts in ({values: total} if isinstance(values, str) else values).items():
+            put((prop, value), counts)
+    return slot

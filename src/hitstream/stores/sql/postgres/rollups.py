@@ -46,13 +46,7 @@ _PERCENTILES: Final = {"load_time_p50": 0.5, "load_time_p95": 0.95}
 
 def _slot(row: Row) -> rollup.Slot:
     site, visitor, visit, hour, members = row
-    slot = rollup.Slot(site, visitor, visit, int(hour))
-    for text, (pageviews, events) in members.items():
-        member = rollup.decode_member(text)
-        slot.events[member] = int(events)
-        if pageviews:
-            slot.pageviews[member] = int(pageviews)
-    return slot
+    return rollup.slot_from_document((site, visitor, visit, int(hour)), members)
 
 
 async def _slots(cur: Cursor, column: str, keys: set[tuple[str, str]]) -> list[rollup.Slot]:
@@ -106,7 +100,7 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
     if change.slots:
         slots = sorted(change.slots, key=lambda s: s.key)
         members = [
-            json.dumps({rollup.encode_member(m): [s.pageviews[m], n] for m, n in s.events.items()})
+            json.dumps(rollup.slot_document(s), ensure_ascii=False, separators=(",", ":"))
             for s in slots
         ]
         await cur.execute(
