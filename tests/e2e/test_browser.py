@@ -238,6 +238,38 @@ def test_do_not_track_is_ignored_without_the_attribute(browser: Browser, site_ur
     context.close()
 
 
+def test_the_dashboard_reconnects_after_a_server_restart_and_catches_up(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """SIGKILL the server under an open dashboard: it says so, retries with backoff, and once
+    the server is back on the same address it is live again, with what was stored before the
+    crash and what arrived after."""
+    site = "restart.test"
+    first = ServerProcess(tmp_path / "data").start()
+    try:
+        send(first, site, "/a", "/b")
+        dashboard = open_dashboard(browser, first, site=site)
+        expect(card(dashboard, "Pageviews")).to_have_text("2", timeout=5_000)
+        assert first.proc is not None
+        first.proc.kill()
+        first.proc.wait(10)
+        expect(dashboard.locator("#conn")).to_have_class("conn reconnecting", timeout=5_000)
+        expect(dashboard.locator("#conn")).to_contain_text("reconnecting in")
+    finally:
+        first.kill()
+    second = ServerProcess(tmp_path / "data", port=first.port).start()
+    try:
+        expect(dashboard.locator("#conn")).to_have_class("conn live", timeout=20_000)
+        expect(card(dashboard, "Pageviews")).to_have_text("2", timeout=5_000)  # kept by the log
+        send(second, site, "/c")
+        expect(card(dashboard, "Pageviews")).to_have_text("3", timeout=5_000)  # pushed again
+        expect(dashboard.locator("#rows-pages")).to_contain_text("/c", timeout=5_000)
+        dashboard.close()
+    finally:
+        second.terminate(timeout=60)
+        second.kill()
+
+
 def test_screenshots_at_desktop_and_phone_size(
     browser: Browser, live_server: ServerProcess
 ) -> None:
