@@ -11,8 +11,9 @@ value get their own chain.
 
 Rows of ``Counts`` are keyed ``(site, property, value, hour, prev)`` and hold ``FIELDS``. The
 whole-site totals are the property ``""`` with value ``""``. Pageviews and events are plain
-sums (kept at ``prev = NONE``); a visit also carries whether its row exists (measured), whether
-it bounced and its duration, so bounce rate and visit duration come out of the same rows.
+sums (on any row of their hour: they are summed whatever the ``prev``); a visit also carries
+whether its row exists (measured), whether it bounced and its duration, so bounce rate and
+visit duration come out of the same rows.
 
 What the store keeps besides the counts is, per ``(site, visitor, visit, hour)``, which
 property values the events of that hour had and how many pageviews/events each (``Slot``).
@@ -178,10 +179,10 @@ def visit_contribution(
         prev = NONE
         for hour in sorted(hours):
             pageviews, events = hours[hour]
-            plain = _row(counts, (site, prop, value, hour, NONE))
-            plain[_PAGEVIEWS] += sign * pageviews
-            plain[_EVENTS] += sign * events
-            row = plain if prev == NONE else _row(counts, (site, prop, value, hour, prev))
+            # sums may sit on any row of their hour: the chain's, so a visit adds one row an hour
+            row = _row(counts, (site, prop, value, hour, prev))
+            row[_PAGEVIEWS] += sign * pageviews
+            row[_EVENTS] += sign * events
             row[_VISITORS] += visitors
             if visit:
                 row[_VISITS] += sign
