@@ -216,6 +216,7 @@ class Runtime:
             limits=limits_from(self.settings),
         )
         self.stats = StatsService(self.store, self.metrics, cache=self.cache)
+        self.store.count_answers(lambda path: self.metrics.store_queries.labels(path).inc())
         self._warm_ups: list[Callable[[], None]] = []
         self.processor = self._make_processor() if "processor" in self.roles else None
         self.alerting = self._make_alerting() if "processor" in self.roles else None

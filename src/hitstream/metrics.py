@@ -80,6 +80,12 @@ class Metrics:
             "Store transactions that failed and were retried",
             registry=r,
         )
+        self.store_queries = Counter(
+            "hitstream_store_queries_total",
+            "Stats queries the store answered, by path: rollup (pre-aggregated) or raw (scan)",
+            ["path"],
+            registry=r,
+        )
         self.query_seconds = Histogram(
             "hitstream_query_seconds",
             "Stats query latency by kind and cache outcome",

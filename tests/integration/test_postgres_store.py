@@ -344,6 +344,8 @@ async def test_rollups_answer_whole_hours_exactly_as_raw_scans(url: str) -> None
     start = utc(2026, 4, 6)
     events, sessions = _traffic(6_000, start)
     rolled, raw = PostgresStore(url), PostgresStore(url, rollups=False)
+    paths: list[str] = []
+    rolled.count_answers(paths.append)  # what feeds hitstream_store_queries_total{path}
     await rolled.start()
     await raw.start()
     try:
@@ -361,6 +363,7 @@ async def test_rollups_answer_whole_hours_exactly_as_raw_scans(url: str) -> None
         # against the memory store's, which the rollups use)
         assert got == [(*row[:3], pytest.approx(row[3], rel=1e-12)) for row in want]
         assert rolled.answered == {"rollup": len(asked)}
+        assert paths == ["rollup"] * len(asked)
         assert raw.answered == {"raw": len(asked)}
     finally:
         await rolled.close()

@@ -9,7 +9,7 @@ after a crash the processor resumes from the positions stored with the data it w
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hitstream.domain.events import ProcessedEvent, Session
@@ -104,6 +104,10 @@ class Store(ABC):
 
     @abstractmethod
     async def count_events(self, site_id: str | None = None) -> int: ...
+
+    def count_answers(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(path)`` for every stats query answered: ``"rollup"`` or ``"raw"``
+        (stores that keep no rollups never call it: every query of theirs scans)."""
 
     async def rebuild_rollups(self) -> int | None:
         """Recompute pre-aggregated rollups from the stored events; return the events read,

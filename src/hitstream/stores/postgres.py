@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from hashlib import blake2b
 from typing import Any
@@ -73,6 +73,7 @@ class PostgresStore(Store):
         """Leads this process holds, each on a connection of its own (``lead``)."""
         self.answered: Counter[str] = Counter()
         """How many stats queries were answered from ``rollup``s and from ``raw`` events."""
+        self._answer_hooks: list[Callable[[str], None]] = []
 
     async def _configure(self, conn: Connection) -> None:
         await conn.set_autocommit(True)
@@ -204,14 +205,22 @@ class PostgresStore(Store):
                 async with conn.cursor() as cur:
                     found = await rollups.answer(cur, query, group=group, buckets=buckets)
                 if found is not None:
-                    self.answered["rollup"] += 1
+                    self._answered("rollup")
                     return found
                 await conn.execute("SET LOCAL enable_nestloop = off")
                 cursor = await conn.execute(sql, params)
-                self.answered["raw"] += 1
+                self._answered("raw")
                 return await cursor.fetchall()
-        self.answered["raw"] += 1
+        self._answered("raw")
         return await self._stats_rows(sql, params)
+
+    def count_answers(self, hook: Callable[[str], None]) -> None:
+        self._answer_hooks.append(hook)
+
+    def _answered(self, path: str) -> None:
+        self.answered[path] += 1
+        for hook in self._answer_hooks:
+            hook(path)
 
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:
         rows = await self._stats(query)
