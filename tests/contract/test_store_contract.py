@@ -687,11 +687,13 @@ def filters(draw: st.DrawFn) -> Filter:
 
 @st.composite
 def queries(draw: st.DrawFn) -> StatsQuery:
-    # whole hours half of the time: what stores with hourly rollups answer from them
-    whole = st.integers(-3, 12).map(lambda n: n * HOUR)
+    # whole half hours half of the time: what stores with rollups answer from them
+    whole = st.integers(-6, 24).map(lambda n: n * HOUR // 2)
     start = H + draw(whole | st.integers(-3 * HOUR, 12 * HOUR))
     length = (
-        st.sampled_from([DAY, 2 * DAY]) | st.integers(0, DAY) | st.integers(1, 30).map(HOUR.__mul__)
+        st.sampled_from([DAY, 2 * DAY])
+        | st.integers(0, DAY)
+        | st.integers(1, 60).map(lambda n: n * HOUR // 2)
     )
     return StatsQuery(
         site_id="",

@@ -370,20 +370,46 @@ async def test_rollups_answer_whole_hours_exactly_as_raw_scans(url: str) -> None
         await raw.close()
 
 
-async def test_an_event_in_the_edge_hour_past_the_range_end_means_a_raw_scan(
+async def test_an_event_in_the_edge_period_past_the_range_end_means_a_raw_scan(
     store: PostgresStore,
 ) -> None:
     t = utc(2026, 4, 6, 10)
-    await store.write(WriteBatch("e", {0: 3}, [event("a", t + 5), event("b", t + 50 * MINUTE)]))
-    inside = StatsQuery(SITE, Range(t, t + 30 * MINUTE), ("pageviews", "visitors"))
+    await store.write(WriteBatch("e", {0: 3}, [event("a", t + 5), event("b", t + 25 * MINUTE)]))
+    inside = StatsQuery(SITE, Range(t, t + 20 * MINUTE), ("pageviews", "visitors"))
     assert await store.aggregate(inside) == {"pageviews": 1.0, "visitors": 1.0}
     assert store.answered == {"raw": 1}
-    # nothing of the site between the end and the next whole hour: the rollups hold exactly it
-    assert await store.aggregate(replace(inside, range=Range(t, t + 55 * MINUTE))) == {
+    # nothing of the site between the end and the next half hour: the rollups hold exactly it
+    assert await store.aggregate(replace(inside, range=Range(t, t + 26 * MINUTE))) == {
         "pageviews": 2.0,
         "visitors": 1.0,
     }
     assert store.answered == {"raw": 1, "rollup": 1}
+
+
+async def test_half_hour_time_zones_get_their_days_from_the_rollups(url: str) -> None:
+    start = utc(2026, 4, 6) - 5 * HOUR - 30 * MINUTE  # midnight in Kolkata (+05:30)
+    events, sessions = _traffic(2_000, start)
+    rolled, raw = PostgresStore(url), PostgresStore(url, rollups=False)
+    await rolled.start()
+    await raw.start()
+    try:
+        await rolled.write(WriteBatch("e", {0: 1}, events, sessions))
+        site, whole = events[0].site_id, Range(start, start + 3 * DAY)
+        asked = [
+            ("aggregate", StatsQuery(site, whole, METRICS, tz="Asia/Kolkata")),
+            ("timeseries", StatsQuery(site, whole, METRICS, interval="day", tz="Asia/Kolkata")),
+            ("breakdown", StatsQuery(site, whole, ("visitors", "visits"), property="page")),
+        ]
+        got, want = await _answers(rolled, asked), await _answers(raw, asked)
+        assert got == [(*row[:3], pytest.approx(row[3], rel=1e-12)) for row in want]
+        assert rolled.answered == {"rollup": 3}
+        # Kathmandu (+05:45) days start on a quarter hour: those scan
+        nepal = StatsQuery(site, whole, ("visitors",), interval="day", tz="Asia/Kathmandu")
+        await rolled.timeseries(nepal)
+        assert rolled.answered == {"rollup": 3, "raw": 1}
+    finally:
+        await rolled.close()
+        await raw.close()
 
 
 async def test_retention_moves_the_rollups_start_past_the_hours_it_cut(
@@ -531,3 +557,20 @@ def test_migrate_rebuild_rollups_recomputes_them_from_the_events(url: str) -> No
     got, answered = asyncio.run(answer())
     assert got == [(*row[:3], pytest.approx(row[3], rel=1e-12)) for row in want]
     assert set(answered) == {"rollup"}
+
+
+async def test_migration_4_drops_hourly_rollups_until_they_are_rebuilt(
+    store: PostgresStore, url: str
+) -> None:
+    t = utc(2026, 4, 6, 10)
+    await store.write(WriteBatch("e", {0: 1}, [event("a", t + 5), event("b", t + 40 * MINUTE)]))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE name = '0004_half_hours'")
+    assert await store.migrate() == ["0004_half_hours"]
+    assert sql_rows(url, "SELECT count(*) FROM rollups") == [(0,)]
+    day = StatsQuery(SITE, Range(t, t + DAY), ("pageviews", "visitors"))
+    assert await store.aggregate(day) == {"pageviews": 2.0, "visitors": 1.0}
+    assert store.answered == {"raw": 1}  # the past scans until a rebuild
+    assert await store.rebuild_rollups() == 2
+    assert await store.aggregate(day) == {"pageviews": 2.0, "visitors": 1.0}
+    assert store.answered == {"raw": 1, "rollup": 1}

@@ -2,9 +2,9 @@
 
 Batches of random events and visit rows are kept twice: by the memory store (the reference)
 and as rollup counts changed batch by batch, the way the PostgreSQL store keeps them. Every
-whole-hour range is then answered from the counts alone (sum the hours in range, chained
-fields only where ``prev`` is before the range or bucket start) and must equal the reference:
-aggregates, breakdowns by every rolled-up property and hourly timeseries.
+range of whole half hours is then answered from the counts alone (sum the periods in range,
+chained fields only where ``prev`` is before the range or bucket start) and must equal the
+reference: aggregates, breakdowns by every rolled-up property and hourly timeseries.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from hitstream.stores import rollup
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.memory import MemoryStore, metric_values
 
-HOUR = rollup.HOUR
+HOUR = 3_600_000
+HALF = rollup.SLOT
 H0 = 1_774_699_200_000  # 2026-03-28 12:00 UTC, a whole hour
 METRICS = ("visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration")
 PAGES = ["/", "/a", "/b", "/Ä"]
@@ -161,17 +162,17 @@ async def kept_and_reference(
 @settings(max_examples=150, deadline=None)
 @given(
     written=batches(),
-    lo=st.integers(-3, 5),
-    width=st.integers(1, 8),
+    lo=st.integers(-6, 10),
+    width=st.integers(1, 16),
     prop=st.sampled_from(["", *sorted(rollup.DIMS)]),
 )
-async def test_whole_hour_ranges_from_the_counts_equal_the_reference(
+async def test_whole_half_hour_ranges_from_the_counts_equal_the_reference(
     written: list[tuple[list[ProcessedEvent], list[Session]]], lo: int, width: int, prop: str
 ) -> None:
     kept, reference = await kept_and_reference(written)
-    start, end = H0 + lo * HOUR, H0 + (lo + width) * HOUR
+    start, end = H0 + lo * HALF, H0 + (lo + width) * HALF  # any whole half hours
     query = StatsQuery(site_id="site", range=Range(start, end), metrics=METRICS, limit=1000)
-    firsts = {h: start for h in range(start, end, HOUR)}
+    firsts = {h: start for h in range(start, end, HALF)}
     sums = kept.sums(prop, start, end, firsts)
     if not prop:
         assert metrics(sums.get(f"{start}|")) == await reference.aggregate(query)
@@ -191,7 +192,8 @@ async def test_hourly_buckets_chain_from_their_own_start(
     kept, reference = await kept_and_reference(written)
     start, end = H0 + lo * HOUR, H0 + (lo + buckets) * HOUR
     query = StatsQuery("site", Range(start, end), metrics=METRICS, interval="hour")
-    sums = kept.sums("", start, end, {h: h for h in range(start, end, HOUR)})
+    hourly = {h: h - (h - start) % HOUR for h in range(start, end, HALF)}
+    sums = kept.sums("", start, end, hourly)
     for point in await reference.timeseries(query):
         assert metrics(sums.get(f"{point.bucket}|")) == point.results, point.bucket
 
@@ -205,7 +207,7 @@ async def test_a_visit_whose_exit_page_changes_moves_between_values() -> None:
             ([event(2, 1, 5, "v0", "s0", path="/b")], [later]),
         ]
     )
-    whole = {h: H0 for h in range(H0, H0 + 2 * HOUR, HOUR)}
+    whole = {h: H0 for h in range(H0, H0 + 2 * HOUR, HALF)}
     sums = kept.sums("exit_page", H0, H0 + 2 * HOUR, whole)
     assert {k: (v.visitors, v.visits, v.pageviews) for k, v in sums.items()} == {
         f"{H0}|/b": (1, 1, 2)
@@ -222,7 +224,7 @@ async def test_a_visit_row_alone_moves_its_visitors_to_the_new_exit_page() -> No
             ([], [visit_row("s0", exit="/b", pageviews=1)]),  # a late copy, no new events
         ]
     )
-    sums = kept.sums("exit_page", H0, H0 + HOUR, {H0: H0})
+    sums = kept.sums("exit_page", H0, H0 + HOUR, {H0: H0, H0 + HALF: H0})
     assert {k: (v.visitors, v.visits) for k, v in sums.items()} == {f"{H0}|/b": (1, 1)}
 
 
@@ -230,10 +232,12 @@ def visit_row(visit: str, *, exit: str, pageviews: int) -> Session:
     return Session(visit, "site", "v0", H0, H0 + HOUR + 5 * 60_000, "/", exit, pageviews, pageviews)
 
 
-@pytest.mark.parametrize("ts", [-1, 0, HOUR - 1, HOUR, -HOUR - 1])
-def test_hours_floor_also_before_1970(ts: int) -> None:
-    assert rollup.hour_of(ts) <= ts < rollup.hour_of(ts) + HOUR
-    assert rollup.hour_of(ts) % HOUR == 0
+@pytest.mark.parametrize("ts", [-1, 0, HALF - 1, HALF, -HALF - 1, HOUR + 1])
+def test_periods_floor_also_before_1970(ts: int) -> None:
+    assert rollup.slot_of(ts) <= ts < rollup.slot_of(ts) + HALF
+    assert rollup.slot_of(ts) % HALF == 0
+    assert rollup.slot_after(ts) - HALF < ts <= rollup.slot_after(ts)
+    assert rollup.slot_after(ts) % HALF == 0
 
 
 @settings(max_examples=100, deadline=None)

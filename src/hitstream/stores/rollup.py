@@ -1,22 +1,23 @@
-"""Exact hourly rollups, as pure Python: what a store keeps so that stats need no raw scan.
+"""Exact rollups per half hour, as pure Python: what a store keeps so that stats need no scan.
 
+Time is cut into half-hour *periods* (``SLOT``; "hour" in the SQL column names, for short).
 The stats of a range are sums except for two distinct counts: visitors and visits. Those stay
-exact, for any range of whole hours, through one rule: an entity (a visitor, or a visit) is
-counted at every hour it was seen in, *together with the previous hour it was seen in*
-(``prev``, or ``NONE``). Over the hours ``[a, b)`` it is then counted exactly once by summing
-the rows whose ``hour`` lies in ``[a, b)`` and whose ``prev < a``: its first hour in the range.
-A timeseries sums each bucket the same way with the bucket's start. The same holds per value
-of every property (``page = /pricing``, ``country = DE`` ...): the entity's hours under that
-value get their own chain.
+exact, for any range of whole periods, through one rule: an entity (a visitor, or a visit) is
+counted at every period it was seen in, *together with the previous period it was seen in*
+(``prev``, or ``NONE``). Over the periods ``[a, b)`` it is then counted exactly once by summing
+the rows whose ``hour`` lies in ``[a, b)`` and whose ``prev < a``: its first period in the
+range. A timeseries sums each bucket the same way with the bucket's start. The same holds per
+value of every property (``page = /pricing``, ``country = DE`` ...): the entity's periods under
+that value get their own chain.
 
 Rows of ``Counts`` are keyed ``(site, property, value, hour, prev)`` and hold ``FIELDS``. The
 whole-site totals are the property ``""`` with value ``""``. Pageviews and events are plain
-sums (on any row of their hour: they are summed whatever the ``prev``); a visit also carries
+sums (on any row of their period: they are summed whatever the ``prev``); a visit also carries
 whether its row exists (measured), whether it bounced and its duration, so bounce rate and
 visit duration come out of the same rows.
 
-What the store keeps besides the counts is, per ``(site, visitor, visit, hour)``, which
-property values the events of that hour had and how many pageviews/events each (``Slot``).
+What the store keeps besides the counts is, per ``(site, visitor, visit, period)``, which
+property values the events of that period had and how many pageviews/events each (``Slot``).
 A write recomputes the contribution of every visit and visitor it touches from their slots and
 visit rows before and after, and adds the difference: the counts always equal the sum of every
 entity's contribution over what is stored, so late events, duplicates, a visit whose exit page
@@ -39,7 +40,10 @@ from typing import Any, Final
 from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import EVENT_PROPERTIES, SESSION_PROPERTIES
 
-HOUR: Final = 3_600_000
+SLOT: Final = 1_800_000
+"""The grain: half hours, so that days in every whole- and half-hour time zone (India,
+Iran, Newfoundland, South Australia ...) start on a slot boundary. The SQL column that holds
+a slot's start is called ``hour``."""
 NONE: Final = -(2**63)
 """``prev`` of an entity's first hour: before every other hour."""
 TOTAL: Final = ("", "")
@@ -57,8 +61,14 @@ SlotKey = tuple[str, str, str, int]
 """(site, visitor, visit, hour)."""
 
 
-def hour_of(ts: int) -> int:
-    return ts // HOUR * HOUR
+def slot_of(ts: int) -> int:
+    """The start of the slot that holds ``ts`` (floor, also before 1970)."""
+    return ts // SLOT * SLOT
+
+
+def slot_after(ts: int) -> int:
+    """The first slot start at or after ``ts``."""
+    return -(-ts // SLOT) * SLOT
 
 
 FIELDS: Final = ("visitors", "visits", "measured", "bounces", "duration", "pageviews", "events")
@@ -70,7 +80,7 @@ Counts = dict[Key, list[int]]
 
 @dataclass(slots=True)
 class Slot:
-    """What one visitor's events in one visit and one hour had: how many events, and how
+    """What one visitor's events in one visit and one period had: how many events, and how
     many pageviews, had each member."""
 
     site: str
@@ -127,7 +137,7 @@ Facts = Mapping[tuple[str, str], VisitFacts]
 
 
 def _hours(slots: Iterable[Slot], facts: Facts) -> Hours:
-    """member -> hour -> [pageviews, events] over the slots, visit-row members included."""
+    """member -> period -> [pageviews, events] over the slots, visit-row members included."""
     found: Hours = defaultdict(dict)
     for slot in slots:
         pageviews, hour = slot.pageviews, slot.hour
@@ -154,7 +164,7 @@ def _row(counts: Counts, key: Key) -> list[int]:
 
 
 Hours = dict[Member, dict[int, list[int]]]
-"""member -> hour -> [pageviews, events] of a set of slots (``_hours``)."""
+"""member -> period -> [pageviews, events] of a set of slots (``_hours``)."""
 
 
 def visit_contribution(
@@ -253,7 +263,7 @@ def change(
     after = {key: slot.copy() for key, slot in before.items()}
     changed: dict[SlotKey, Slot] = {}
     for event in events:
-        key = (event.site_id, event.visitor_id, event.session_id, hour_of(event.timestamp))
+        key = (event.site_id, event.visitor_id, event.session_id, slot_of(event.timestamp))
         slot = after.get(key)
         if slot is None:
             slot = after[key] = Slot(*key)
@@ -301,7 +311,7 @@ def _visit_of(site: str, visitor: str, visit: str) -> tuple[str, str, str]:
 def slot_document(slot: Slot) -> dict[str, Any]:
     """A slot's members as a JSON-able document: ``""`` holds the totals ``[pageviews,
     events]``; each property holds its one value when every event of the slot had it (the
-    common case: country, browser ... do not change within an hour of a visit), else
+    common case: country, browser ... do not change within a period of a visit), else
     ``{value: [pageviews, events]}``."""
     total = [slot.pageviews.get(TOTAL, 0), slot.events.get(TOTAL, 0)]
     by_prop: dict[str, dict[str, list[int]]] = {}

@@ -1,4 +1,4 @@
-"""The hourly rollups in PostgreSQL: kept inside the write transaction, read by stats queries.
+"""The half-hour rollups in PostgreSQL: kept in the write transaction, read by stats queries.
 
 Writing (``keep``), after the batch's fresh events were claimed and before its visit rows are
 upserted: load the slots of the touched visits and visitors and the stored visit rows they
@@ -13,9 +13,9 @@ load the same visitor's slots concurrently; the counts rows they share are added
 
 Reading (``answer``): a query is answered from the rollups when it has no filters, groups by
 nothing or by a rolled-up property (not a custom one, and no load-time percentiles per value),
-its interior bucket starts are whole hours, and its range, widened to whole hours, adds no
-stored event: the widened range must start at or after the site's ``rollup_from``. Everything
-runs in one REPEATABLE READ transaction, so the check and the sums see the same data.
+its interior bucket starts are whole half hours, the range widened to whole half hours adds
+no stored event, and it starts at or after the site's ``rollup_from``. Everything runs in one
+REPEATABLE READ transaction, so the check and the sums see the same data.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
     loads: dict[tuple[str, int, int], int] = {}
     for e in events:
         if e.type == "pageview" and e.load_time_ms is not None:
-            key = (e.site_id, rollup.hour_of(e.timestamp), e.load_time_ms)
+            key = (e.site_id, rollup.slot_of(e.timestamp), e.load_time_ms)
             loads[key] = loads.get(key, 0) + 1
     if loads:
         await _add_loads(cur, "rollup_loads", "hour", loads)
@@ -161,13 +161,13 @@ async def _add_loads(
 
 
 async def forget_before(cur: Cursor, cutoff_ms: int) -> None:
-    """Retention: rollups of hours that lost events are no longer used (``rollup_from`` moves
+    """Retention: rollups of periods that lost events are no longer used (``rollup_from`` moves
     past them) and the slots and rows wholly before the cutoff go."""
-    first_whole = -(-cutoff_ms // rollup.HOUR) * rollup.HOUR
+    first_whole = rollup.slot_after(cutoff_ms)
     await cur.execute(
         "UPDATE sites SET rollup_from = %s WHERE rollup_from < %s", (first_whole, first_whole)
     )
-    below = rollup.hour_of(cutoff_ms)
+    below = rollup.slot_of(cutoff_ms)
     for table in ("rollups", "rollup_slots", "rollup_loads"):
         await cur.execute(f"DELETE FROM {table} WHERE hour < %s", (below,))
     await cur.execute("DELETE FROM rollup_loads_daily WHERE day < %s", (below // DAY * DAY,))
@@ -215,12 +215,12 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
         group not in rollup.DIMS or any(m in _PERCENTILES for m in query.metrics)
     ):
         return False
-    return not buckets or all(start % rollup.HOUR == 0 for start in buckets[1:])
+    return not buckets or all(start % rollup.SLOT == 0 for start in buckets[1:])
 
 
 async def _covered(cur: Cursor, query: StatsQuery) -> bool:
-    """Whether the rollup hours of the range hold exactly the range's events."""
-    lo, hi = rollup.hour_of(query.range.start), -(-query.range.end // rollup.HOUR) * rollup.HOUR
+    """Whether the rollup periods of the range hold exactly the range's events."""
+    lo, hi = rollup.slot_of(query.range.start), rollup.slot_after(query.range.end)
     await cur.execute(
         "SELECT rollup_from, EXISTS (SELECT 1 FROM events WHERE site_id = %(s)s AND "
         "((ts >= %(lo)s AND ts < %(a)s) OR (ts >= %(b)s AND ts < %(hi)s))) "
@@ -252,8 +252,9 @@ class _Counted(Sequence[int]):
 async def _percentiles(
     cur: Cursor, g: str, params: dict[str, Any], *, whole_days: bool
 ) -> dict[int, tuple[float, float]]:
-    """group -> (p50, p95) of the load times, from the histograms: hourly rows, or (one group,
-    ``whole_days``) daily rows for the UTC days inside the range and hourly rows at its edges."""
+    """group -> (p50, p95) of the load times, from the histograms: half-hour rows, or (one
+    group, ``whole_days``) daily rows for the UTC days inside the range and half-hour rows at
+    its edges."""
     lo, hi = params["lo"], params["hi"]
     first, last = -(-lo // DAY) * DAY, hi // DAY * DAY
     if whole_days and first < last:
@@ -296,8 +297,8 @@ async def answer(
     params: dict[str, Any] = {
         "site": query.site_id,
         "dim": "" if group is None else group,
-        "lo": rollup.hour_of(query.range.start),
-        "hi": -(-query.range.end // rollup.HOUR) * rollup.HOUR,
+        "lo": rollup.slot_of(query.range.start),
+        "hi": rollup.slot_after(query.range.end),
     }
     if buckets:
         params["starts"] = list(buckets)
