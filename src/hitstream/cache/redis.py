@@ -7,36 +7,22 @@ optimisation: with Redis down, queries go to the store and still answer.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from hitstream.cache.base import Cache
 from hitstream.errors import AdapterUnavailable
+from hitstream.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
 
-class RedisCache(Cache):
+class RedisCache(RedisClient, Cache):
     name = "redis"
 
     def __init__(
         self, url: str, *, prefix: str = "hitstream:cache:", timeout_s: float = 0.25
     ) -> None:
-        self.url = url
-        self.prefix = prefix
-        self.timeout_s = timeout_s
-        self._redis: Any = None
+        super().__init__(url, prefix=prefix, timeout_s=timeout_s)
         self.errors = 0
-
-    async def start(self) -> None:
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.Redis.from_url(
-            self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s
-        )
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
 
     async def get(self, key: str) -> bytes | None:
         import redis

@@ -9,34 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
 
+from hitstream.redis_client import RedisClient
 from hitstream.tally.base import Counts, Tally
 
 log = logging.getLogger(__name__)
 
 
-class RedisTally(Tally):
+class RedisTally(RedisClient, Tally):
     name = "redis"
 
     def __init__(
         self, url: str, *, prefix: str = "hitstream:rejections:", timeout_s: float = 0.5
     ) -> None:
-        self.url = url
-        self.prefix = prefix
-        self.timeout_s = timeout_s
-        self._redis: Any = None
-
-    async def start(self) -> None:
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.Redis.from_url(
-            self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s
-        )
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
+        super().__init__(url, prefix=prefix, timeout_s=timeout_s)
 
     async def add(self, counts: Counts) -> bool:
         import redis
