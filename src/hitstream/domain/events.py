@@ -169,6 +169,10 @@ class Session:
 
     @property
     def is_bounce(self) -> bool:
-        """A visit with at most one pageview and no other interaction (click, custom event) is
-        a bounce; ``session`` duration pings do not count as interactions."""
-        return self.pageviews <= 1 and self.events <= 1
+        return is_bounce(self.pageviews, self.events)
+
+
+def is_bounce(pageviews: int, events: int) -> bool:
+    """A visit with at most one pageview and no other interaction (click, custom event) is a
+    bounce; ``session`` duration pings do not count as interactions."""
+    return pageviews <= 1 and events <= 1

@@ -27,7 +27,7 @@ from hitstream.domain.events import Session
 from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bucket_starts
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
-from hitstream.stores.sql.common import results
+from hitstream.stores.sql.common import SESSION_COLUMNS, results
 from hitstream.stores.sql.duckdb import stats, writes
 
 T = TypeVar("T")
@@ -190,7 +190,7 @@ class DuckDBStore(Store):
             raise StoreUnavailable(f"duckdb write failed and was rolled back: {exc}") from exc
 
     async def open_sessions(self, since_ms: int) -> list[Session]:
-        columns = writes.SESSION_COLUMNS
+        columns = SESSION_COLUMNS
         rows = await self._rows(
             f"SELECT {', '.join(columns)} FROM sessions WHERE last_seen >= $since "
             "ORDER BY site_id, session_id",

@@ -26,7 +26,7 @@ from hitstream.domain.events import Session
 from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bucket_starts
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch
-from hitstream.stores.sql.common import results
+from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, results
 from hitstream.stores.sql.postgres import migrations, partitions, rollups, stats, writes
 
 Connection = psycopg.AsyncConnection[Any]
@@ -184,7 +184,7 @@ class PostgresStore(Store):
                 raise StoreUnavailable(f"postgres write failed and was rolled back: {exc}") from exc
 
     async def open_sessions(self, since_ms: int) -> list[Session]:
-        columns = writes.SESSION_COLUMNS
+        columns = SESSION_COLUMNS
         rows = await self._rows(
             f"SELECT {', '.join(columns)} FROM sessions WHERE last_seen >= %s "
             'ORDER BY site_id COLLATE "C", session_id COLLATE "C"',
@@ -243,9 +243,8 @@ class PostgresStore(Store):
         """Recompute the rollups from the stored events (after an upgrade from a version
         without them, or to repair them); processor writes wait meanwhile. Returns the events
         read."""
-        columns = [*writes.EVENT_TEXT, "ts", "received_at", "screen_width", "duration_ms"]
         async with self._connection("rollup rebuild") as conn:
-            return await rollups.rebuild(conn, [*columns, "load_time_ms"])
+            return await rollups.rebuild(conn, [*EVENT_TEXT, *writes.EVENT_INTS])
 
     async def lead(self, name: str) -> bool:
         """A session advisory lock held on a connection outside the pool: while it answers,

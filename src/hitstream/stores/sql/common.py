@@ -14,6 +14,21 @@ from hitstream.errors import QueryError
 from hitstream.stores.memory import check_property, metric_values
 
 Row = tuple[Any, ...]
+EVENT_TEXT: Final = (
+    "event_id", "site_id", "type", "name", "visitor_id", "session_id", "user_id", "hostname",
+    "path", "url", "title", "referrer", "referrer_domain", "source", "channel", "utm_source",
+    "utm_medium", "utm_campaign", "utm_term", "utm_content", "browser", "browser_version", "os",
+    "os_version", "device", "country",
+)  # fmt: skip
+"""Text columns of ``events`` in both dialects, named as the ProcessedEvent attributes."""
+SESSION_TEXT: Final = (
+    "session_id", "site_id", "visitor_id", "entry_page", "exit_page", "source", "channel",
+    "referrer_domain", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+    "browser", "os", "device", "country",
+)  # fmt: skip
+SESSION_INTS: Final = ("started_at", "last_seen", "pageviews", "events")
+SESSION_COLUMNS: Final = SESSION_TEXT + SESSION_INTS
+"""Columns of ``sessions`` in both dialects, named as the Session attributes."""
 COLUMNS: Final = "g, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95"
 ORDER_KEYS: Final = {
     "visitors": "visitors",

@@ -20,8 +20,7 @@ from hitstream.domain.stats import Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
 from hitstream.stores.memory import check_filters, check_metrics
-from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS, Params, property_sql
-from hitstream.stores.sql.duckdb.writes import EVENT_TEXT
+from hitstream.stores.sql.common import COLUMNS, EVENT_TEXT, ORDER_KEYS, Params, property_sql
 
 _PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
 _FILTERABLE: Final = frozenset(EVENT_TEXT) - {"event_id", "site_id"}

@@ -18,18 +18,12 @@ from typing import Final
 from hitstream.domain.events import ProcessedEvent, Props, Session
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.memory import prop_text
+from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, SESSION_INTS, SESSION_TEXT
 
 Statement = tuple[str, dict[str, object]]
 
 _US: Final = "\x1f"
 _RS: Final = "\x1e"
-EVENT_TEXT: Final = (
-    "event_id", "site_id", "type", "name", "visitor_id", "session_id", "user_id", "hostname",
-    "path", "url", "title", "referrer", "referrer_domain", "source", "channel", "utm_source",
-    "utm_medium", "utm_campaign", "utm_term", "utm_content", "browser", "browser_version", "os",
-    "os_version", "device", "country",
-)  # fmt: skip
-"""Text columns of ``events``, named as the ProcessedEvent attributes they hold."""
 _EVENT_INTS: Final = (
     ("ts", "timestamp"),
     ("received_at", "received_at"),
@@ -37,17 +31,10 @@ _EVENT_INTS: Final = (
     ("duration_ms", "duration_ms"),
     ("load_time_ms", "load_time_ms"),
 )
-_SESSION_TEXT: Final = (
-    "session_id", "site_id", "visitor_id", "entry_page", "exit_page", "source", "channel",
-    "referrer_domain", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
-    "browser", "os", "device", "country",
-)  # fmt: skip
-_SESSION_INTS: Final = ("started_at", "last_seen", "pageviews", "events")
-SESSION_COLUMNS: Final = _SESSION_TEXT + _SESSION_INTS
 _event_text = attrgetter(*EVENT_TEXT)
 _event_ints = attrgetter(*(attr for _, attr in _EVENT_INTS))
-_session_text = attrgetter(*_SESSION_TEXT)
-_session_ints = attrgetter(*_SESSION_INTS)
+_session_text = attrgetter(*SESSION_TEXT)
+_session_ints = attrgetter(*SESSION_INTS)
 
 
 def _props_json(props: Props) -> str:
@@ -113,14 +100,14 @@ def insert_events(events: Sequence[ProcessedEvent], *, skip_stored: bool) -> Sta
 
 
 def upsert_sessions(sessions: Sequence[Session]) -> Statement:
-    n_text = len(_SESSION_TEXT)
+    n_text = len(SESSION_TEXT)
     params: dict[str, object] = {}
     rows = [_session_row(s) for s in sessions]
     source = _source(
         rows, lambda: [_session_fields(s) for s in sessions], len(SESSION_COLUMNS), params
     )
     exprs = [f"c{i}" for i in range(n_text)]
-    exprs += [_integer(f"c{n_text + i}") for i in range(len(_SESSION_INTS))]
+    exprs += [_integer(f"c{n_text + i}") for i in range(len(SESSION_INTS))]
     updates = ", ".join(f"{c} = excluded.{c}" for c in SESSION_COLUMNS[2:])
     sql = (
         f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)}) SELECT {', '.join(exprs)} "

@@ -23,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import psycopg
 
-from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.events import ProcessedEvent, Session, is_bounce
 from hitstream.domain.stats import StatsQuery
 from hitstream.stores import rollup
 from hitstream.stores.memory import percentile_cont
@@ -49,14 +49,18 @@ def _slot(row: Row) -> rollup.Slot:
     return rollup.slot_from_document((site, visitor, visit, int(hour)), members)
 
 
+def _columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    """Rows as one list per column: what ``unnest(%b::type[], ...)`` takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 async def _slots(cur: Cursor, column: str, keys: set[tuple[str, str]]) -> list[rollup.Slot]:
     if not keys:
         return []
-    ordered = sorted(keys)
     await cur.execute(
         f"SELECT {_SLOT_COLUMNS} FROM rollup_slots WHERE (site_id, {column}) IN "
         "(SELECT * FROM unnest(%b::text[], %b::text[]))",
-        ([k[0] for k in ordered], [k[1] for k in ordered]),
+        _columns(sorted(keys)),
     )
     return [_slot(row) for row in await cur.fetchall()]
 
@@ -66,15 +70,14 @@ async def _facts(
 ) -> dict[tuple[str, str], rollup.VisitFacts]:
     if not visits:
         return {}
-    ordered = sorted(visits)
     await cur.execute(
         "SELECT site_id, session_id, entry_page, exit_page, pageviews, events, "
         "last_seen - started_at FROM sessions WHERE (site_id, session_id) IN "
         "(SELECT * FROM unnest(%b::text[], %b::text[]))",
-        ([k[0] for k in ordered], [k[1] for k in ordered]),
+        _columns(sorted(visits)),
     )
     return {
-        (site, visit): rollup.VisitFacts(entry, exit_, pageviews <= 1 and events <= 1, int(dur))
+        (site, visit): rollup.VisitFacts(entry, exit_, is_bounce(pageviews, events), int(dur))
         for site, visit, entry, exit_, pageviews, events, dur in await cur.fetchall()
     }
 
@@ -98,29 +101,20 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
         rollup.change, list(stored.values()), facts, events, sessions, visitors
     )
     if change.slots:
-        slots = sorted(change.slots, key=lambda s: s.key)
-        members = [
-            json.dumps(rollup.slot_document(s), ensure_ascii=False, separators=(",", ":"))
-            for s in slots
+        rows = [
+            (*s.key, json.dumps(rollup.slot_document(s), ensure_ascii=False, separators=(",", ":")))
+            for s in sorted(change.slots, key=lambda s: s.key)
         ]
         await cur.execute(
             f"INSERT INTO rollup_slots ({_SLOT_COLUMNS}) SELECT s, v, i, h, m::jsonb FROM unnest("
             "%b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[]) AS u(s, v, i, h, m) "
             "ON CONFLICT (site_id, visitor_id, session_id, hour) "
             "DO UPDATE SET members = excluded.members",
-            (
-                [s.site for s in slots],
-                [s.visitor for s in slots],
-                [s.visit for s in slots],
-                [s.hour for s in slots],
-                members,
-            ),
+            _columns(rows),
         )
     if change.counts:
         keys = sorted(change.counts)
-        vecs = [change.counts[k] for k in keys]
-        columns: list[list[Any]] = [list(c) for c in zip(*keys, strict=True)]
-        columns += [list(c) for c in zip(*vecs, strict=True)]
+        columns = _columns(keys) + _columns(change.counts[k] for k in keys)
         await cur.execute(
             f"INSERT INTO rollups (site_id, dim, value, hour, prev, {', '.join(rollup.FIELDS)}) "
             "SELECT * FROM unnest("
@@ -146,17 +140,11 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
 async def _add_loads(
     cur: Cursor, table: str, period: str, loads: dict[tuple[str, int, int], int]
 ) -> None:
-    keys = sorted(loads)
     await cur.execute(
         f"INSERT INTO {table} (site_id, {period}, load_ms, n) "
         "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[]) "
         f"ON CONFLICT (site_id, {period}, load_ms) DO UPDATE SET n = {table}.n + excluded.n",
-        (
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-            [loads[k] for k in keys],
-        ),
+        _columns((*key, n) for key, n in sorted(loads.items())),
     )
 
 

@@ -27,8 +27,14 @@ from hitstream.domain.stats import Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
 from hitstream.stores.memory import check_filters, check_metrics
-from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS, Params, property_sql
-from hitstream.stores.sql.postgres.writes import EVENT_TEXT, SESSION_COLUMNS
+from hitstream.stores.sql.common import (
+    COLUMNS,
+    EVENT_TEXT,
+    ORDER_KEYS,
+    SESSION_COLUMNS,
+    Params,
+    property_sql,
+)
 
 _PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
 _EVENT_COLUMNS: Final = frozenset(EVENT_TEXT) - {"event_id", "site_id"}

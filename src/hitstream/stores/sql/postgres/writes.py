@@ -34,32 +34,19 @@ from psycopg.pq import Format
 from hitstream.domain.events import ProcessedEvent, Props, Session
 from hitstream.stores.base import WriteBatch, check_fence
 from hitstream.stores.memory import prop_text
+from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, SESSION_INTS, SESSION_TEXT
 from hitstream.stores.sql.postgres import rollups
 from hitstream.stores.sql.postgres.partitions import months_of
 
-EVENT_TEXT: Final = (
-    "event_id", "site_id", "type", "name", "visitor_id", "session_id", "user_id", "hostname",
-    "path", "url", "title", "referrer", "referrer_domain", "source", "channel", "utm_source",
-    "utm_medium", "utm_campaign", "utm_term", "utm_content", "browser", "browser_version", "os",
-    "os_version", "device", "country",
-)  # fmt: skip
-"""Text columns of ``events``, named as the ProcessedEvent attributes they hold."""
-_EVENT_INTS: Final = ("ts", "received_at", "screen_width", "duration_ms", "load_time_ms")
+EVENT_INTS: Final = ("ts", "received_at", "screen_width", "duration_ms", "load_time_ms")
 _COPY_EVENTS: Final = (
-    f"COPY events ({', '.join((*EVENT_TEXT, *_EVENT_INTS, 'props'))}) FROM STDIN (FORMAT BINARY)"
+    f"COPY events ({', '.join((*EVENT_TEXT, *EVENT_INTS, 'props'))}) FROM STDIN (FORMAT BINARY)"
 )
 _COPY_IDS: Final = "COPY event_ids (event_id, ts) FROM STDIN (FORMAT BINARY)"
-_COPY_TYPES: Final = ["text"] * len(EVENT_TEXT) + ["int8"] * len(_EVENT_INTS) + ["jsonb"]
-_SESSION_TEXT: Final = (
-    "session_id", "site_id", "visitor_id", "entry_page", "exit_page", "source", "channel",
-    "referrer_domain", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
-    "browser", "os", "device", "country",
-)  # fmt: skip
-_SESSION_INTS: Final = ("started_at", "last_seen", "pageviews", "events")
-SESSION_COLUMNS: Final = _SESSION_TEXT + _SESSION_INTS
+_COPY_TYPES: Final = ["text"] * len(EVENT_TEXT) + ["int8"] * len(EVENT_INTS) + ["jsonb"]
 _UPSERT_SESSIONS: Final = (
     f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(["%b::text[]"] * len(_SESSION_TEXT) + ["%b::bigint[]"] * len(_SESSION_INTS))
+    + ", ".join(["%b::text[]"] * len(SESSION_TEXT) + ["%b::bigint[]"] * len(SESSION_INTS))
     + ") ON CONFLICT (site_id, session_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in SESSION_COLUMNS[2:])
 )
