@@ -104,9 +104,14 @@ class PostgresStore(Store):
         with many distinct pages (unique URLs) went quadratic (minutes at 100k events).
         Hash and merge joins are linear, so nested loops are off for these queries only."""
         async with self._queries, self._connection("query") as conn, conn.transaction():
-            await conn.execute("SET LOCAL enable_nestloop = off")
-            cursor = await conn.execute(sql, params)
-            return await cursor.fetchall()
+            return await self._scan(conn, sql, params)
+
+    async def _scan(self, conn: Connection, sql: str, params: Any) -> list[Row]:
+        """Run a raw stats query inside the caller's transaction."""
+        await conn.execute("SET LOCAL enable_nestloop = off")
+        cursor = await conn.execute(sql, params)
+        self._answered("raw")
+        return await cursor.fetchall()
 
     async def start(self) -> None:
         if self._pool is not None:
@@ -195,7 +200,8 @@ class PostgresStore(Store):
     async def _stats(
         self, query: StatsQuery, group: str | None = None, buckets: list[int] | None = None
     ) -> list[Row]:
-        """Rows of ``COLUMNS``: from the rollups when they can answer, else from raw events."""
+        """Rows of ``COLUMNS``: from the rollups when they can answer, else from raw events.
+        The raw SQL is built first either way: building it validates the query."""
         sql, params = stats.stats_sql(
             query, group=group, buckets=buckets, collation=self._collation
         )
@@ -207,11 +213,7 @@ class PostgresStore(Store):
                 if found is not None:
                     self._answered("rollup")
                     return found
-                await conn.execute("SET LOCAL enable_nestloop = off")
-                cursor = await conn.execute(sql, params)
-                self._answered("raw")
-                return await cursor.fetchall()
-        self._answered("raw")
+                return await self._scan(conn, sql, params)
         return await self._stats_rows(sql, params)
 
     def count_answers(self, hook: Callable[[str], None]) -> None:
