@@ -7,7 +7,8 @@
     │   ├── StoreUnavailable   the store failed a transaction or a query
     │   └── FanoutUnavailable  the fan-out backend is down (never blocks ingestion)
     ├── PositionConflict       another processor already stored past this batch (a rebalance)
-    └── QueryError             a stats query that cannot be answered as asked (a 4xx)
+    └── QueryError             a query, filter, view or alert rule that cannot be used as
+                               asked, naming the field (a 400; defined in the pure domain)
 
 Adapters translate their driver's exceptions at the boundary:
 ``raise LogUnavailable("...") from exc``.
@@ -15,9 +16,18 @@ Adapters translate their driver's exceptions at the boundary:
 
 from __future__ import annotations
 
+from hitstream.domain.errors import HitstreamError, QueryError
 
-class HitstreamError(Exception):
-    """Base of every error hitstream raises on purpose."""
+__all__ = [
+    "AdapterUnavailable",
+    "ConfigError",
+    "FanoutUnavailable",
+    "HitstreamError",
+    "LogUnavailable",
+    "PositionConflict",
+    "QueryError",
+    "StoreUnavailable",
+]
 
 
 class ConfigError(HitstreamError):
@@ -44,12 +54,3 @@ class PositionConflict(HitstreamError):
     """The store holds a position past the start of the batch being written: a partition
     moved to another processor, which has stored these messages already. Nothing was
     written; the processor must drop its state and resume from the store's positions."""
-
-
-class QueryError(HitstreamError):
-    """A stats query that cannot be answered as asked; carries the field and the reason."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason

@@ -14,7 +14,6 @@ from hitstream.domain.alerts import (
     AlertState,
     Change,
     Probe,
-    RuleProblem,
     Status,
     Transition,
     duration,
@@ -24,6 +23,7 @@ from hitstream.domain.alerts import (
     rule_from,
     step,
 )
+from hitstream.errors import QueryError
 
 T0 = 1_790_000_000_000
 GOOD = {"name": "spike", "metric": "pageviews", "window_s": 300, "op": ">", "threshold": 100}
@@ -91,7 +91,7 @@ def test_a_bad_field_is_named_with_the_reason(
     changes: dict[str, Any], field: str, reason: str
 ) -> None:
     raw = {**GOOD, **changes}
-    with pytest.raises(RuleProblem) as caught:
+    with pytest.raises(QueryError) as caught:
         parse_rules(json.dumps([raw]))
     assert caught.value.field == field
     assert reason in caught.value.reason
@@ -99,7 +99,7 @@ def test_a_bad_field_is_named_with_the_reason(
 
 def test_a_missing_required_field_is_named() -> None:
     raw = {k: v for k, v in GOOD.items() if k != "threshold"}
-    with pytest.raises(RuleProblem, match=r"rules\[1\]\.threshold: is required"):
+    with pytest.raises(QueryError, match=r"rules\[1\]\.threshold: is required"):
         parse_rules(json.dumps([GOOD, raw]))
 
 
@@ -113,7 +113,7 @@ def test_a_missing_required_field_is_named() -> None:
     ],
 )
 def test_bad_documents_are_refused(text: str, field: str, reason: str) -> None:
-    with pytest.raises(RuleProblem) as caught:
+    with pytest.raises(QueryError) as caught:
         parse_rules(text)
     assert (caught.value.field, reason in caught.value.reason) == (field, True)
 

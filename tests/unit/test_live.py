@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, WebSocketDisconnect
 
-from hitstream.domain.stats import QueryProblem, StatsQuery
+from hitstream.domain.stats import StatsQuery
+from hitstream.errors import QueryError
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.services.live import LiveConfig, LiveHub, parse_view
 from hitstream.services.live_client import Frame, LiveClient, sample
@@ -155,10 +156,10 @@ async def test_snapshot_on_connect_holds_the_whole_dashboard(
 
 
 async def test_invalid_view_is_refused_with_the_field(hub: LiveHub) -> None:
-    with pytest.raises(QueryProblem) as problem:
+    with pytest.raises(QueryError) as problem:
         await hub.connect({"site_id": SITE, "period": "fortnight"})
     assert problem.value.field == "period"
-    with pytest.raises(QueryProblem) as problem:
+    with pytest.raises(QueryError) as problem:
         await hub.connect({"period": "day"})
     assert problem.value.field == "site_id"
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from hitstream.domain.stats import METRICS, QueryProblem, parse_filters
+from hitstream.domain.errors import QueryError
+from hitstream.domain.stats import METRICS, parse_filters
 
 ALL_SITES: Final = "*"
 OPS: Final = (">", ">=", "<", "<=")
@@ -48,15 +49,6 @@ _FIELDS: Final = (
     "severity",
     "description",
 )
-
-
-class RuleProblem(ValueError):
-    """A rule that cannot be used; ``field`` names it, as ``rules[2].threshold``."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,37 +231,37 @@ def parse_rules(text: str) -> list[AlertRule]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RuleProblem("rules", f"is not valid JSON ({exc})") from exc
+        raise QueryError("rules", f"is not valid JSON ({exc})") from exc
     if isinstance(data, dict) and set(data) == {"rules"}:
         data = data["rules"]
     return rules_from(data)
 
 
 def rules_from(data: object) -> list[AlertRule]:
-    """Rules from decoded JSON; raise ``RuleProblem`` naming the first bad field."""
+    """Rules from decoded JSON; raise ``QueryError`` naming the first bad field."""
     if not isinstance(data, list):
-        raise RuleProblem("rules", "must be a JSON list of rule objects")
+        raise QueryError("rules", "must be a JSON list of rule objects")
     rules = [rule_from(item, f"rules[{i}]") for i, item in enumerate(data)]
     seen: set[str] = set()
     for i, rule in enumerate(rules):
         if rule.name in seen:
-            raise RuleProblem(f"rules[{i}].name", f"{rule.name!r} is used by an earlier rule")
+            raise QueryError(f"rules[{i}].name", f"{rule.name!r} is used by an earlier rule")
         seen.add(rule.name)
     return rules
 
 
 def rule_from(data: object, where: str = "rule") -> AlertRule:
     if not isinstance(data, Mapping):
-        raise RuleProblem(where, "must be a JSON object")
+        raise QueryError(where, "must be a JSON object")
     for key in data:
         if key not in _FIELDS:
-            raise RuleProblem(f"{where}.{key}", f"is not a rule field; use {', '.join(_FIELDS)}")
+            raise QueryError(f"{where}.{key}", f"is not a rule field; use {', '.join(_FIELDS)}")
     op = _choice(data, where, "op", OPS, None)
     filters = _text(data, where, "filters", "", MAX_TEXT, empty=True)
     try:
         parse_filters(filters)
-    except QueryProblem as exc:
-        raise RuleProblem(f"{where}.filters", exc.reason) from exc
+    except QueryError as exc:
+        raise QueryError(f"{where}.filters", exc.reason) from exc
     return AlertRule(
         name=_text(data, where, "name", None, MAX_NAME),
         site_id=_text(data, where, "site_id", ALL_SITES, MAX_SITE_ID),
@@ -289,7 +281,7 @@ def _get(data: Mapping[str, object], where: str, key: str, default: object) -> o
     if key in data:
         return data[key]
     if default is None:
-        raise RuleProblem(f"{where}.{key}", "is required")
+        raise QueryError(f"{where}.{key}", "is required")
     return default
 
 
@@ -304,12 +296,12 @@ def _text(
 ) -> str:
     value = _get(data, where, key, default)
     if not isinstance(value, str):
-        raise RuleProblem(f"{where}.{key}", "must be a string")
+        raise QueryError(f"{where}.{key}", "must be a string")
     value = value.strip()
     if not value and not empty:
-        raise RuleProblem(f"{where}.{key}", "must not be empty")
+        raise QueryError(f"{where}.{key}", "must not be empty")
     if len(value) > limit:
-        raise RuleProblem(f"{where}.{key}", f"is longer than {limit} characters")
+        raise QueryError(f"{where}.{key}", f"is longer than {limit} characters")
     return value
 
 
@@ -322,7 +314,7 @@ def _choice(
 ) -> str:
     value = _get(data, where, key, default)
     if value not in choices:
-        raise RuleProblem(f"{where}.{key}", f"must be one of {', '.join(choices)}; got {value!r}")
+        raise QueryError(f"{where}.{key}", f"must be one of {', '.join(choices)}; got {value!r}")
     assert isinstance(value, str)
     return value
 
@@ -330,9 +322,9 @@ def _choice(
 def _number(data: Mapping[str, object], where: str, key: str) -> float:
     value = _get(data, where, key, None)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RuleProblem(f"{where}.{key}", "must be a number")
+        raise QueryError(f"{where}.{key}", "must be a number")
     if not math.isfinite(value):
-        raise RuleProblem(f"{where}.{key}", "must be a finite number")
+        raise QueryError(f"{where}.{key}", "must be a finite number")
     return float(value)
 
 
@@ -347,9 +339,9 @@ def _seconds(
 ) -> float:
     value = _get(data, where, key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RuleProblem(f"{where}.{key}", "must be a number of seconds")
+        raise QueryError(f"{where}.{key}", "must be a number of seconds")
     if not low <= value <= high:
-        raise RuleProblem(f"{where}.{key}", f"must be between {low} and {high} seconds")
+        raise QueryError(f"{where}.{key}", f"must be between {low} and {high} seconds")
     return float(value)
 
 

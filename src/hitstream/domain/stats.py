@@ -1,8 +1,8 @@
 """Stats queries as values: periods, intervals, metrics, properties and filters, checked.
 
 The web layer hands over raw query parameters; ``build_query`` turns them into a ``StatsQuery``
-or raises ``ValueError`` subclass ``QueryProblem`` naming the parameter and the reason. Stores
-answer a ``StatsQuery``; nothing here knows SQL.
+or raises ``QueryError`` naming the parameter and the reason. Stores answer a ``StatsQuery``
+(and check what they are given with ``check_*``); nothing here knows SQL.
 
 Metric definitions (every store must give the same numbers; the contract suite checks it):
 
@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hitstream.domain.errors import QueryError
 
 METRICS: Final = (
     "visitors",
@@ -66,15 +68,6 @@ INTERVALS: Final = ("minute", "hour", "day")
 REALTIME_WINDOW_MS: Final = 5 * 60 * 1000
 MAX_BREAKDOWN_LIMIT: Final = 1000
 MAX_BUCKETS: Final = 5000
-
-
-class QueryProblem(ValueError):
-    """A parameter that cannot be used; ``field`` names it."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +125,9 @@ def parse_metrics(raw: str | None) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
     for name in names:
         if name not in METRICS:
-            raise QueryProblem("metrics", f"unknown metric {name!r}; use {', '.join(METRICS)}")
+            raise QueryError("metrics", f"unknown metric {name!r}; use {', '.join(METRICS)}")
     if not names:
-        raise QueryProblem("metrics", "names no metric")
+        raise QueryError("metrics", "names no metric")
     return names
 
 
@@ -152,14 +145,14 @@ def parse_filters(raw: str | None) -> tuple[Filter, ...]:
                 prop, _, value = clause.partition(op)
                 prop = prop.strip()
                 if not is_property(prop):
-                    raise QueryProblem("filters", f"unknown property {prop!r}")
+                    raise QueryError("filters", f"unknown property {prop!r}")
                 values = tuple(value.split("|"))
                 if op == "~" and any(not v for v in values):
-                    raise QueryProblem("filters", f"'~' needs a non-empty value in {clause!r}")
+                    raise QueryError("filters", f"'~' needs a non-empty value in {clause!r}")
                 filters.append(Filter(prop, op, values))
                 break
         else:
-            raise QueryProblem("filters", f"{clause!r} has no operator (==, != or ~)")
+            raise QueryError("filters", f"{clause!r} has no operator (==, != or ~)")
     return tuple(filters)
 
 
@@ -167,7 +160,7 @@ def _zone(tz: str) -> ZoneInfo:
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise QueryProblem("tz", f"unknown time zone {tz!r}") from exc
+        raise QueryError("tz", f"unknown time zone {tz!r}") from exc
 
 
 def _ms(moment: datetime) -> int:
@@ -176,11 +169,11 @@ def _ms(moment: datetime) -> int:
 
 def _parse_day(raw: str | None, field_name: str) -> date:
     if not raw:
-        raise QueryProblem(field_name, "is required when period=custom")
+        raise QueryError(field_name, "is required when period=custom")
     try:
         return date.fromisoformat(raw)
     except ValueError as exc:
-        raise QueryProblem(field_name, "must be a date like 2026-01-31") from exc
+        raise QueryError(field_name, "must be a date like 2026-01-31") from exc
 
 
 def resolve_period(
@@ -213,13 +206,13 @@ def resolve_period(
         first = _parse_day(date_from, "from")
         last = _parse_day(date_to, "to")
         if last < first:
-            raise QueryProblem("to", "must not be before from")
+            raise QueryError("to", "must not be before from")
         if (last - first).days > 3660:
-            raise QueryProblem("to", "a custom period may span at most 10 years")
+            raise QueryError("to", "a custom period may span at most 10 years")
         start = datetime(first.year, first.month, first.day, tzinfo=zone)
         stop = datetime(last.year, last.month, last.day, tzinfo=zone) + timedelta(days=1)
         return Range(_ms(start), _ms(stop))
-    raise QueryProblem("period", f"must be one of {', '.join(PERIODS)}")
+    raise QueryError("period", f"must be one of {', '.join(PERIODS)}")
 
 
 def previous_period(current: Range) -> Range:
@@ -245,9 +238,7 @@ def bucket_starts(query: StatsQuery) -> list[int]:
     while _ms(cursor) < query.range.end:
         starts.append(_ms(cursor))
         if len(starts) > MAX_BUCKETS:
-            raise QueryProblem(
-                "interval", f"gives more than {MAX_BUCKETS} buckets; use a wider one"
-            )
+            raise QueryError("interval", f"gives more than {MAX_BUCKETS} buckets; use a wider one")
         # step in wall-clock terms for days (DST-safe), in absolute terms below a day
         if query.interval == "day":
             nxt = (cursor + step).replace(hour=0)
@@ -294,21 +285,21 @@ def build_query(
     tz: str | None = None,
     compare: str | None = None,
 ) -> StatsQuery:
-    """Turn raw API parameters into a checked ``StatsQuery``; raise ``QueryProblem`` if not."""
+    """Turn raw API parameters into a checked ``StatsQuery``; raise ``QueryError`` if not."""
     if not site_id:
-        raise QueryProblem("site_id", "is required")
+        raise QueryError("site_id", "is required")
     period = period or "30d"
     tz = tz or "UTC"
     current = resolve_period(period, now_ms, tz, date_from, date_to)
     chosen_interval = interval or default_interval(period, current.end - current.start)
     if chosen_interval not in INTERVALS:
-        raise QueryProblem("interval", f"must be one of {', '.join(INTERVALS)}")
+        raise QueryError("interval", f"must be one of {', '.join(INTERVALS)}")
     if property is not None and property != "" and not is_property(property):
-        raise QueryProblem("property", f"unknown property {property!r}")
+        raise QueryError("property", f"unknown property {property!r}")
     if limit is not None and not 1 <= limit <= MAX_BREAKDOWN_LIMIT:
-        raise QueryProblem("limit", f"must be between 1 and {MAX_BREAKDOWN_LIMIT}")
+        raise QueryError("limit", f"must be between 1 and {MAX_BREAKDOWN_LIMIT}")
     if compare not in (None, "", "previous_period"):
-        raise QueryProblem("compare", "must be previous_period")
+        raise QueryError("compare", "must be previous_period")
     return StatsQuery(
         site_id=site_id,
         range=current,

@@ -39,14 +39,13 @@ from hitstream.domain.alerts import (
     AlertState,
     Change,
     Probe,
-    RuleProblem,
     Status,
     parse_rules,
     plan,
     step,
 )
 from hitstream.domain.stats import Range, StatsQuery, parse_filters
-from hitstream.errors import ConfigError
+from hitstream.errors import ConfigError, QueryError
 from hitstream.fanout.base import Fanout
 from hitstream.notifiers import Notifier, make_notifiers
 from hitstream.stores.base import Store
@@ -302,7 +301,7 @@ def load_rules(raw: str) -> list[AlertRule]:
         source = str(path)
     try:
         return parse_rules(text)
-    except RuleProblem as exc:
+    except QueryError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
 
 

@@ -21,8 +21,8 @@ from typing import Any, Final
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from hitstream.domain.stats import QueryProblem, parse_filters
-from hitstream.errors import AdapterUnavailable, HitstreamError
+from hitstream.domain.stats import parse_filters
+from hitstream.errors import AdapterUnavailable, HitstreamError, QueryError
 from hitstream.fanout.base import Fanout
 from hitstream.services.live_client import (
     Frame,
@@ -111,7 +111,7 @@ class LiveHub:
     # -- connections ---------------------------------------------------------------------
 
     async def connect(self, params: Mapping[str, object]) -> LiveClient:
-        """A new client with its snapshot queued; ``QueryProblem`` if the view is invalid."""
+        """A new client with its snapshot queued; ``QueryError`` if the view is invalid."""
         key = parse_view(params, self._wall_ms())
         rate = self.config.max_events_per_second
         client = LiveClient(
@@ -143,7 +143,7 @@ class LiveHub:
         merged = {**current, **{k: v for k, v in message.items() if k != "type"}}
         try:
             key = parse_view(merged, self._wall_ms())
-        except QueryProblem as exc:
+        except QueryError as exc:
             client.push(_error(exc.field, exc.reason))
             return
         self._detach(client)
@@ -342,7 +342,7 @@ class LiveHub:
                     if fresh and view.state is not None
                     else await self._compute(feed, view)
                 )
-            except (HitstreamError, QueryProblem) as exc:
+            except HitstreamError as exc:
                 log.warning("live snapshot for %s failed: %s", view.key.site_id, exc)
                 client.push(_error("snapshot", str(exc)))
                 client.ready = True
@@ -380,7 +380,7 @@ class LiveHub:
                     frame = Frame("update", _encode({"type": "update", **state}), view.key)
                     for client in tuple(view.clients):
                         client.push(frame)
-            except (HitstreamError, QueryProblem) as exc:
+            except HitstreamError as exc:
                 log.warning("live update for %s failed: %s", view.key.site_id, exc)
             view.last_update = self._clock()
             view.updates += 1

@@ -15,13 +15,13 @@ from typing import Any, Final, Protocol
 from hitstream.domain.stats import (
     METRICS,
     Filter,
-    QueryProblem,
     Range,
     StatsQuery,
     build_query,
     parse_filters,
     resolve_period,
 )
+from hitstream.errors import QueryError
 from hitstream.services.live_client import LiveClient
 
 SERIES_METRICS: Final = "visitors,pageviews"
@@ -105,7 +105,7 @@ def parse_view(params: Mapping[str, object], now_ms: int) -> ViewKey:
         if value is None:
             continue
         if not isinstance(value, str) or len(value) > 1024:
-            raise QueryProblem(name, "must be a string of at most 1024 characters")
+            raise QueryError(name, "must be a string of at most 1024 characters")
         raw[name] = value.strip()
     period = raw.get("period") or "day"
     custom = period == "custom"
@@ -120,7 +120,7 @@ def parse_view(params: Mapping[str, object], now_ms: int) -> ViewKey:
         filters=filters,
         tz=raw.get("tz") or "UTC",
     )
-    key.query(now_ms)  # raises QueryProblem naming the bad parameter
+    key.query(now_ms)  # raises QueryError naming the bad parameter
     return key
 
 
@@ -144,7 +144,7 @@ class View:
             span: Range = resolve_period(
                 self.key.period, now_ms, self.key.tz, self.key.date_from, self.key.date_to
             )
-        except QueryProblem:
+        except QueryError:
             return False
         if timestamp < span.start:
             return False

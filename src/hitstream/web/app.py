@@ -18,8 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hitstream import __version__
-from hitstream.domain.stats import QueryProblem
-from hitstream.errors import AdapterUnavailable
+from hitstream.errors import AdapterUnavailable, QueryError
 from hitstream.web import alerts, collect, dashboard, live, ops, stats
 
 if TYPE_CHECKING:
@@ -77,8 +76,10 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         runtime.metrics.requests_rejected.labels("400", field).inc()
         return _error(400, field, str(first.get("msg", "is invalid")).lower())
 
-    @app.exception_handler(QueryProblem)
-    async def bad_query(request: Request, exc: QueryProblem) -> JSONResponse:
+    @app.exception_handler(QueryError)
+    async def bad_query(request: Request, exc: QueryError) -> JSONResponse:
+        """The one place a query the rules refuse becomes a 400, whoever found the problem
+        (``build_query`` on the way in, or a store asked something it cannot answer)."""
         runtime.metrics.requests_rejected.labels("400", exc.field).inc()
         return _error(400, exc.field, exc.reason)
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
-from hitstream.domain.stats import QueryProblem
+from hitstream.errors import QueryError
 from hitstream.services.live import LiveHub, QualitySource
 from hitstream.services.live_client import LiveClient
 
@@ -85,7 +85,7 @@ async def live(websocket: WebSocket) -> None:
     await websocket.accept()
     try:
         client = await hub.connect(dict(websocket.query_params))
-    except QueryProblem as exc:
+    except QueryError as exc:
         await websocket.send_json({"type": "error", "field": exc.field, "reason": exc.reason})
         await websocket.close(code=POLICY_VIOLATION, reason=exc.field)
         return
