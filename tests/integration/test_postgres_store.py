@@ -22,7 +22,7 @@ from hitstream.stores.base import WriteBatch
 
 psycopg = pytest.importorskip("psycopg")
 
-from hitstream.stores import rollup  # noqa: E402
+from hitstream.domain import rollups  # noqa: E402
 from hitstream.stores.postgres import PostgresStore  # noqa: E402
 from hitstream.stores.sql.postgres import migrations  # noqa: E402
 
@@ -320,7 +320,7 @@ def _queries(site: str, start: int) -> list[tuple[str, StatsQuery]]:
         ("timeseries", StatsQuery(site, whole, ("visitors", "pageviews"), interval="hour")),
         ("timeseries", StatsQuery(site, whole, ("visitors",), interval="day", tz="Europe/Berlin")),
     ]
-    for prop in sorted(rollup.DIMS):
+    for prop in sorted(rollups.DIMS):
         for metrics in (("visitors", "visits"), ("pageviews", "visitors"), ("bounce_rate",)):
             asked.append(("breakdown", StatsQuery(site, whole, metrics, property=prop, limit=20)))
     return asked

@@ -1,4 +1,4 @@
-"""The rollup rule (``hitstream.stores.rollup``) against the memory store's definitions.
+"""The rollup rule (``hitstream.domain.rollups``) against the memory store's definitions.
 
 Batches of random events and visit rows are kept twice: by the memory store (the reference)
 and as rollup counts changed batch by batch, the way the PostgreSQL store keeps them. Every
@@ -17,14 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.measures import metric_values
 from hitstream.domain.stats import Range, StatsQuery
-from hitstream.stores import rollup
 from hitstream.stores.base import WriteBatch
-from hitstream.stores.memory import MemoryStore, metric_values
+from hitstream.stores.memory import MemoryStore
 
 HOUR = 3_600_000
-HALF = rollup.SLOT
+HALF = rollups.SLOT
 H0 = 1_774_699_200_000  # 2026-03-28 12:00 UTC, a whole hour
 METRICS = ("visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration")
 PAGES = ["/", "/a", "/b", "/Ä"]
@@ -34,10 +35,10 @@ class Kept:
     """Rollup counts kept batch by batch, with every slot and visit row in memory."""
 
     def __init__(self) -> None:
-        self.slots: dict[rollup.SlotKey, rollup.Slot] = {}
-        self.facts: dict[tuple[str, str], rollup.VisitFacts] = {}
+        self.slots: dict[rollups.SlotKey, rollups.Slot] = {}
+        self.facts: dict[tuple[str, str], rollups.VisitFacts] = {}
         self.ids: set[str] = set()
-        self.counts: rollup.Counts = {}
+        self.counts: rollups.Counts = {}
 
     def write(self, events: list[ProcessedEvent], sessions: list[Session]) -> None:
         fresh: list[ProcessedEvent] = []
@@ -46,15 +47,15 @@ class Kept:
                 self.ids.add(event.event_id)
                 fresh.append(event)
         last = list({(s.site_id, s.session_id): s for s in sessions}.values())
-        touched = rollup.touched(fresh, last)
-        visitors = touched.visitors | rollup.affected_visitors(self.slots.values(), last)
-        change = rollup.change(self.slots.values(), self.facts, fresh, last, visitors)
+        touched = rollups.touched(fresh, last)
+        visitors = touched.visitors | rollups.affected_visitors(self.slots.values(), last)
+        change = rollups.change(self.slots.values(), self.facts, fresh, last, visitors)
         for slot in change.slots:
             self.slots[slot.key] = slot
         for session in last:
-            self.facts[(session.site_id, session.session_id)] = rollup.VisitFacts.of(session)
+            self.facts[(session.site_id, session.session_id)] = rollups.VisitFacts.of(session)
         for key, row in change.counts.items():
-            total = self.counts.setdefault(key, [0] * len(rollup.FIELDS))
+            total = self.counts.setdefault(key, [0] * len(rollups.FIELDS))
             for i, number in enumerate(row):
                 total[i] += number
 
@@ -64,9 +65,9 @@ class Kept:
         for (_, dim, value, hour, prev), row in self.counts.items():
             if dim != prop or not lo <= hour < hi:
                 continue
-            total = found.setdefault(f"{firsts[hour]}|{value}", [0] * len(rollup.FIELDS))
+            total = found.setdefault(f"{firsts[hour]}|{value}", [0] * len(rollups.FIELDS))
             chained = prev < firsts[hour]
-            for i, name in enumerate(rollup.FIELDS):
+            for i, name in enumerate(rollups.FIELDS):
                 if chained or name in ("pageviews", "events"):
                     total[i] += row[i]
         return {k: Sums(*v) for k, v in found.items() if v[-1]}
@@ -164,7 +165,7 @@ async def kept_and_reference(
     written=batches(),
     lo=st.integers(-6, 10),
     width=st.integers(1, 16),
-    prop=st.sampled_from(["", *sorted(rollup.DIMS)]),
+    prop=st.sampled_from(["", *sorted(rollups.DIMS)]),
 )
 async def test_whole_half_hour_ranges_from_the_counts_equal_the_reference(
     written: list[tuple[list[ProcessedEvent], list[Session]]], lo: int, width: int, prop: str
@@ -234,10 +235,10 @@ def visit_row(visit: str, *, exit: str, pageviews: int) -> Session:
 
 @pytest.mark.parametrize("ts", [-1, 0, HALF - 1, HALF, -HALF - 1, HOUR + 1])
 def test_periods_floor_also_before_1970(ts: int) -> None:
-    assert rollup.slot_of(ts) <= ts < rollup.slot_of(ts) + HALF
-    assert rollup.slot_of(ts) % HALF == 0
-    assert rollup.slot_after(ts) - HALF < ts <= rollup.slot_after(ts)
-    assert rollup.slot_after(ts) % HALF == 0
+    assert rollups.slot_of(ts) <= ts < rollups.slot_of(ts) + HALF
+    assert rollups.slot_of(ts) % HALF == 0
+    assert rollups.slot_after(ts) - HALF < ts <= rollups.slot_after(ts)
+    assert rollups.slot_after(ts) % HALF == 0
 
 
 @settings(max_examples=100, deadline=None)
@@ -249,21 +250,21 @@ def test_slots_round_trip_through_their_documents(
     for events, sessions in written:
         kept.write(events, sessions)
     for key, slot in kept.slots.items():
-        document = json.loads(json.dumps(rollup.slot_document(slot)))
-        back = rollup.slot_from_document(key, document)
+        document = json.loads(json.dumps(rollups.slot_document(slot)))
+        back = rollups.slot_from_document(key, document)
         assert (back.events, back.pageviews) == (slot.events, +slot.pageviews)
 
 
 def test_a_slot_document_names_a_value_once_when_every_event_had_it() -> None:
-    slot = rollup.Slot("site", "v0", "s0", H0)
+    slot = rollups.Slot("site", "v0", "s0", H0)
     slot.add_event(event(1, 0, 1, "v0", "s0", path="/a", country="DE"))
     slot.add_event(event(2, 0, 2, "v0", "s0", path="/b", country="DE", type="custom"))
-    document = rollup.slot_document(slot)
+    document = rollups.slot_document(slot)
     assert document[""] == [1, 2]
     assert document["country"] == "DE"
     assert document["page"] == {"/a": [1, 1], "/b": [0, 1]}
     # the first format still reads
     first = {f"{p}:{v}": [slot.pageviews[(p, v)], n] for (p, v), n in slot.events.items()}
     for members in (document, first):
-        back = rollup.slot_from_document(slot.key, members)
+        back = rollups.slot_from_document(slot.key, members)
         assert back.events == slot.events and back.pageviews == slot.pageviews

@@ -21,6 +21,7 @@ A metric with nothing to measure (no visits, no load times) is 0.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
@@ -70,6 +71,9 @@ MAX_BREAKDOWN_LIMIT: Final = 1000
 MAX_BUCKETS: Final = 5000
 
 
+OPS: Final = ("==", "!=", "~")
+
+
 @dataclass(frozen=True, slots=True)
 class Filter:
     """``property op values``: op is ``==`` (any of values), ``!=`` (none of), ``~`` (contains)."""
@@ -77,6 +81,19 @@ class Filter:
     property: str
     op: str
     values: tuple[str, ...]
+
+    def matches(self, value: str | None) -> bool:
+        """Whether a property value passes (``hitstream.domain.measures`` says which value an
+        event has); ``None``, no value at all (the entry page of a visit without a row), never
+        does. ``~`` compares after ``str.lower`` on both sides."""
+        if value is None:
+            return False
+        if self.op == "==":
+            return value in self.values
+        if self.op == "!=":
+            return value not in self.values
+        lowered = value.lower()
+        return any(needle.lower() in lowered for needle in self.values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +136,28 @@ def is_property(name: str) -> bool:
     return name in EVENT_PROPERTIES or name in SESSION_PROPERTIES
 
 
+def check_metrics(metrics: Sequence[str]) -> None:
+    """What a store checks of a query it is given (it may come from elsewhere than
+    ``build_query``): every metric is known."""
+    for name in metrics:
+        if name not in METRICS:
+            raise QueryError("metrics", f"unknown metric {name!r}")
+
+
+def check_property(name: str, field: str = "property") -> None:
+    if name.startswith(PROP_PREFIX) and len(name) > len(PROP_PREFIX):
+        return
+    if name not in EVENT_PROPERTIES and name not in SESSION_PROPERTIES:
+        raise QueryError(field, f"unknown property {name!r}")
+
+
+def check_filters(filters: Iterable[Filter]) -> None:
+    for flt in filters:
+        check_property(flt.property, "filters")
+        if flt.op not in OPS:
+            raise QueryError("filters", f"unknown operator {flt.op!r}")
+
+
 def parse_metrics(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return DEFAULT_METRICS
@@ -140,7 +179,7 @@ def parse_filters(raw: str | None) -> tuple[Filter, ...]:
         clause = clause.strip()
         if not clause:
             continue
-        for op in ("==", "!=", "~"):
+        for op in OPS:
             if op in clause:
                 prop, _, value = clause.partition(op)
                 prop = prop.strip()

@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from hitstream.domain.measures import prop_text
 from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, Filter
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -99,14 +100,9 @@ def sample(items: Sequence[Any], count: int) -> list[Any]:
     return [items[len(items) - 1 - int(i * step)] for i in range(count)][::-1]
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
 def event_matches(event: dict[str, Any], filters: Sequence[Filter]) -> bool:
-    """Whether a live event passes the view's filters.
+    """Whether a live event passes the view's filters, by the stores' rules (property text
+    and ``Filter.matches`` from the domain).
 
     A filter on a property the live message does not carry (hostname, utm_*, entry/exit page)
     cannot be checked here and lets the event through; the numbers in updates stay exact.
@@ -115,17 +111,13 @@ def event_matches(event: dict[str, Any], filters: Sequence[Filter]) -> bool:
         if flt.property.startswith(PROP_PREFIX):
             props = event.get("props")
             key = flt.property[len(PROP_PREFIX) :]
-            value = _text(props.get(key)) if isinstance(props, dict) else ""
+            value = prop_text(props.get(key)) if isinstance(props, dict) else ""
         else:
             column = EVENT_PROPERTIES.get(flt.property)
             if column is None or column not in event:
                 continue
-            value = _text(event[column])
-        if flt.op == "==" and value not in flt.values:
-            return False
-        if flt.op == "!=" and value in flt.values:
-            return False
-        if flt.op == "~" and not any(v.lower() in value.lower() for v in flt.values):
+            value = prop_text(event[column])
+        if not flt.matches(value):
             return False
     return True
 

@@ -1,62 +1,37 @@
 """The in-memory store: the reference semantics every SQL adapter must reproduce exactly.
 
 Plain lists and dicts, no cleverness, so that each metric reads like its definition in
-``hitstream.domain.stats``. The contract suite runs the same tests against this store and the
-SQL ones, and a property test checks that DuckDB gives the same answers on random data.
+``hitstream.domain.stats``. It is the test double of the store port: only tests and
+``bootstrap`` (for ``memory://``) import it. The contract suite runs the same tests against
+this store and the SQL ones.
 
-Definitions the SQL adapters follow (beyond the metric list in ``domain/stats.py``):
-
-- An event *matches* a query when it belongs to ``query.site_id``, its ``timestamp`` lies in
-  the half-open ``[range.start, range.end)`` and it passes every filter.
-- The value of a property for an event: the mapped column for event properties; for ``prop:<k>``
-  the canonical text of ``props[k]`` (``prop_text``), or ``""`` when the event has no such key;
-  for ``entry_page``/``exit_page`` the column of the event's session row (by site and
-  ``session_id``). An event whose session has no row has no entry/exit page: every filter on
-  those properties rejects it and entry/exit breakdowns leave it out.
-- Filters: ``==`` the value is one of the values; ``!=`` it is none of them; ``~`` it contains
-  one of them, compared after ``str.lower`` on both sides (SQL ``lower`` agrees except for the
-  rare characters whose lower case is longer, such as U+0130).
-- ``visits`` counts distinct non-empty ``session_id``. ``bounce_rate`` and ``visit_duration``
-  look at the session rows of those visits (the rows as stored now); a visit without a row
-  counts as a visit but is not measured. ``bounce_rate = 100 * bounces / measured``,
-  ``visit_duration = sum(last_seen - started_at) / (1000 * measured)``, ``views_per_visit =
-  pageviews / visits``: each one division of exact integers, so every adapter gets the very
-  same float.
-- A timeseries point and a breakdown row are the aggregate over the matching events of that
-  bucket or that value, so a breakdown by ``entry_page`` counts, for every entry page, the
-  visitors, visits, pageviews and events of the matching events whose visit entered there.
-  Breakdown rows: only values with at least one matching event (``""`` is a value like any
-  other), ordered by the first metric descending then value ascending (code point order),
-  ``limit`` rows.
-- Writes: the first copy of an ``event_id`` wins (within a batch and across batches); the last
-  copy of a session in a batch wins; a value a 64-bit SQL column cannot hold fails the whole
-  batch with ``StoreUnavailable`` and changes nothing.
-- Retention drops events with ``timestamp < cutoff`` and sessions with ``last_seen < cutoff``,
-  and bumps the data version of every site that lost rows (cached stats went stale).
+The rules it follows (which events match, property values, how metrics are computed) are in
+``hitstream.domain.measures`` and ``hitstream.domain.stats``, shared with every adapter; this
+store only keeps the data and applies them without an index or a shortcut.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from fractions import Fraction
 from typing import Final
 
-from hitstream.domain.events import EventType, ProcessedEvent, PropValue, Session
+from hitstream.domain.events import EventType, ProcessedEvent, Session
+from hitstream.domain.measures import metric_values, percentile_cont, prop_text
 from hitstream.domain.stats import (
     EVENT_PROPERTIES,
-    METRICS,
     PROP_PREFIX,
     SESSION_PROPERTIES,
     BreakdownRow,
-    Filter,
     StatsQuery,
     TimeseriesPoint,
     bucket_of,
     bucket_starts,
+    check_filters,
+    check_metrics,
+    check_property,
 )
 from hitstream.errors import QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
@@ -64,82 +39,6 @@ from hitstream.stores.base import Store, WriteBatch, check_fence
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 _PAGEVIEW: Final = EventType.PAGEVIEW.value
-
-
-def prop_text(value: PropValue) -> str:
-    """The canonical text of a custom property value, as every adapter stores and compares it:
-    strings as they are, booleans as ``true``/``false``, numbers as Python writes them."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
-
-
-def percentile_cont(sorted_values: Sequence[int], fraction: float) -> float:
-    """SQL ``percentile_cont`` over ascending values, bit for bit as DuckDB computes it.
-
-    Position ``rn = (n - 1) * fraction``; between the neighbours ``lo`` and ``hi`` the result is
-    ``lo * (1 - d) + hi * d`` with ``d = rn - floor(rn)``, the first product fused into the sum
-    (DuckDB's compiled code does that; ``Fraction`` gives the one exact rounding).
-    """
-    if not sorted_values:
-        return 0.0
-    rn = (len(sorted_values) - 1) * fraction
-    below, above = math.floor(rn), math.ceil(rn)
-    lo, hi = float(sorted_values[below]), float(sorted_values[above])
-    if below == above:
-        return lo
-    d = rn - below
-    return float(Fraction(lo) * Fraction(1.0 - d) + Fraction(hi * d))
-
-
-def metric_values(
-    metrics: Sequence[str],
-    *,
-    visitors: int,
-    visits: int,
-    pageviews: int,
-    events: int,
-    measured: int,
-    bounces: int,
-    duration_ms: int,
-    p50: float,
-    p95: float,
-) -> dict[str, float]:
-    """Metric name -> value from the integer parts every adapter counts the same way."""
-    values = {
-        "visitors": float(visitors),
-        "visits": float(visits),
-        "pageviews": float(pageviews),
-        "events": float(events),
-        "bounce_rate": 100 * bounces / measured if measured else 0.0,
-        "visit_duration": duration_ms / (1000 * measured) if measured else 0.0,
-        "views_per_visit": pageviews / visits if visits else 0.0,
-        "load_time_p50": p50,
-        "load_time_p95": p95,
-    }
-    return {name: values[name] for name in metrics}
-
-
-def check_metrics(metrics: Sequence[str]) -> None:
-    for name in metrics:
-        if name not in METRICS:
-            raise QueryError("metrics", f"unknown metric {name!r}")
-
-
-def check_property(name: str, field: str = "property") -> None:
-    if name.startswith(PROP_PREFIX) and len(name) > len(PROP_PREFIX):
-        return
-    if name not in EVENT_PROPERTIES and name not in SESSION_PROPERTIES:
-        raise QueryError(field, f"unknown property {name!r}")
-
-
-def check_filters(filters: Iterable[Filter]) -> None:
-    for flt in filters:
-        check_property(flt.property, "filters")
-        if flt.op not in ("==", "!=", "~"):
-            raise QueryError("filters", f"unknown operator {flt.op!r}")
 
 
 def _check_int(value: int | None, what: str) -> None:
@@ -229,22 +128,11 @@ class MemoryStore(Store):
     def _value(self, prop: str, event: ProcessedEvent) -> str | None:
         """The property's value for an event; None when it has none (entry/exit, no row)."""
         if prop.startswith(PROP_PREFIX):
-            raw = event.props.get(prop[len(PROP_PREFIX) :])
-            return "" if raw is None else prop_text(raw)
+            return prop_text(event.props.get(prop[len(PROP_PREFIX) :]))
         if prop in SESSION_PROPERTIES:
             session = self._sessions.get((event.site_id, event.session_id))
             return None if session is None else str(getattr(session, SESSION_PROPERTIES[prop]))
         return str(getattr(event, EVENT_PROPERTIES[prop]))
-
-    def _passes(self, flt: Filter, event: ProcessedEvent) -> bool:
-        value = self._value(flt.property, event)
-        if value is None:
-            return False
-        if flt.op == "==":
-            return value in flt.values
-        if flt.op == "!=":
-            return value not in flt.values
-        return any(needle.lower() in value.lower() for needle in flt.values)
 
     def _matching(self, query: StatsQuery) -> list[ProcessedEvent]:
         check_filters(query.filters)
@@ -253,7 +141,7 @@ class MemoryStore(Store):
             for event in self._events.values()
             if event.site_id == query.site_id
             and query.range.start <= event.timestamp < query.range.end
-            and all(self._passes(flt, event) for flt in query.filters)
+            and all(flt.matches(self._value(flt.property, event)) for flt in query.filters)
         ]
 
     def _metrics(self, events: list[ProcessedEvent], metrics: Sequence[str]) -> dict[str, float]:

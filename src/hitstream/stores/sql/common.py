@@ -1,7 +1,8 @@
 """What the SQL stores share: the shape of a stats row and how its columns become metrics.
 
 Every dialect's ``stats_sql`` returns rows of ``COLUMNS``; ``results`` turns one row into the
-asked metrics with the memory store's definitions, so both dialects compute the same numbers.
+asked metrics by the domain's rules (``hitstream.domain.measures``), so both dialects compute
+the same numbers.
 """
 
 from __future__ import annotations
@@ -9,9 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Set
 from typing import Any, Final
 
-from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
+from hitstream.domain.measures import metric_values
+from hitstream.domain.stats import (
+    EVENT_PROPERTIES,
+    PROP_PREFIX,
+    SESSION_PROPERTIES,
+    StatsQuery,
+    check_property,
+)
 from hitstream.errors import QueryError
-from hitstream.stores.memory import check_property, metric_values
 
 Row = tuple[Any, ...]
 EVENT_TEXT: Final = (

@@ -42,7 +42,7 @@ CREATE TABLE events (
     screen_width    BIGINT,
     duration_ms     BIGINT,
     load_time_ms    BIGINT,
-    -- custom properties as canonical text (see hitstream.stores.memory.prop_text)
+    -- custom properties as canonical text (see hitstream.domain.measures.prop_text)
     props           MAP(VARCHAR, VARCHAR) NOT NULL
 );
 

@@ -16,8 +16,8 @@ from operator import attrgetter
 from typing import Final
 
 from hitstream.domain.events import ProcessedEvent, Props, Session
+from hitstream.domain.measures import prop_text
 from hitstream.stores.base import WriteBatch
-from hitstream.stores.memory import prop_text
 from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, SESSION_INTS, SESSION_TEXT
 
 Statement = tuple[str, dict[str, object]]

@@ -46,7 +46,7 @@ CREATE TABLE events (
     screen_width    BIGINT,
     duration_ms     BIGINT,
     load_time_ms    BIGINT,
-    -- custom properties as canonical text (hitstream.stores.memory.prop_text): props ->> key
+    -- custom properties as canonical text (hitstream.domain.measures.prop_text): props ->> key
     props           JSONB   NOT NULL
 ) PARTITION BY RANGE (ts);
 

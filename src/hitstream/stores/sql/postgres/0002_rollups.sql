@@ -1,6 +1,6 @@
 -- hitstream on PostgreSQL, schema 2: exact hourly rollups kept by the processor.
 --
--- See hitstream/stores/rollup.py for the rule that keeps visitors and visits exact: every
+-- See hitstream/domain/rollups.py for the rule that keeps visitors and visits exact: every
 -- entity is counted at each hour it was seen in, with the previous hour it was seen in, and a
 -- range [a, b) of whole hours sums the rows with a <= hour < b AND prev < a.
 

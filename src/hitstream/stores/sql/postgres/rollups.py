@@ -2,7 +2,7 @@
 
 Writing (``keep``), after the batch's fresh events were claimed and before its visit rows are
 upserted: load the slots of the touched visits and visitors and the stored visit rows they
-name, let ``hitstream.stores.rollup.change`` compute what the batch adds, then store the
+name, let ``hitstream.domain.rollups.change`` compute what the batch adds, then store the
 changed slots, add the counts (in key order: one lock order for concurrent writers) and the
 load-time histogram.
 
@@ -28,10 +28,10 @@ from typing import Any, Final
 
 import psycopg
 
+from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session, is_bounce
+from hitstream.domain.measures import percentile_cont
 from hitstream.domain.stats import StatsQuery
-from hitstream.stores import rollup
-from hitstream.stores.memory import percentile_cont
 from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS
 
 Cursor = psycopg.AsyncCursor[Any]
@@ -43,10 +43,12 @@ _PERCENTILES: Final = {"load_time_p50": 0.5, "load_time_p95": 0.95}
 
 # -- writing -------------------------------------------------------------------------------
 
+_JSON = (",", ":")
 
-def _slot(row: Row) -> rollup.Slot:
+
+def _slot(row: Row) -> rollups.Slot:
     site, visitor, visit, hour, members = row
-    return rollup.slot_from_document((site, visitor, visit, int(hour)), members)
+    return rollups.slot_from_document((site, visitor, visit, int(hour)), members)
 
 
 def _columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
@@ -54,7 +56,7 @@ def _columns(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def _slots(cur: Cursor, column: str, keys: set[tuple[str, str]]) -> list[rollup.Slot]:
+async def _slots(cur: Cursor, column: str, keys: set[tuple[str, str]]) -> list[rollups.Slot]:
     if not keys:
         return []
     await cur.execute(
@@ -67,7 +69,7 @@ async def _slots(cur: Cursor, column: str, keys: set[tuple[str, str]]) -> list[r
 
 async def _facts(
     cur: Cursor, visits: set[tuple[str, str]]
-) -> dict[tuple[str, str], rollup.VisitFacts]:
+) -> dict[tuple[str, str], rollups.VisitFacts]:
     if not visits:
         return {}
     await cur.execute(
@@ -77,7 +79,7 @@ async def _facts(
         _columns(sorted(visits)),
     )
     return {
-        (site, visit): rollup.VisitFacts(entry, exit_, is_bounce(pageviews, events), int(dur))
+        (site, visit): rollups.VisitFacts(entry, exit_, is_bounce(pageviews, events), int(dur))
         for site, visit, entry, exit_, pageviews, events, dur in await cur.fetchall()
     }
 
@@ -87,10 +89,10 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
     are not upserted yet (their stored versions are what is taken back)."""
     if not events and not sessions:
         return
-    touched = rollup.touched(events, sessions)
+    touched = rollups.touched(events, sessions)
     by_visit = await _slots(cur, "session_id", touched.visits)
     by_visitor = await _slots(cur, "visitor_id", touched.visitors)
-    visitors = touched.visitors | rollup.affected_visitors(by_visit, sessions)
+    visitors = touched.visitors | rollups.affected_visitors(by_visit, sessions)
     stored = {s.key: s for s in by_visit + by_visitor}
     stored |= {s.key: s for s in await _slots(cur, "visitor_id", visitors - touched.visitors)}
     named = {(s.site, s.visit) for s in stored.values() if s.visit} | touched.visits
@@ -98,11 +100,14 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
     # pure Python over the whole batch (~20 µs an event): off the event loop, so that the
     # processor's health and metrics endpoints answer meanwhile
     change = await asyncio.to_thread(
-        rollup.change, list(stored.values()), facts, events, sessions, visitors
+        rollups.change, list(stored.values()), facts, events, sessions, visitors
     )
     if change.slots:
         rows = [
-            (*s.key, json.dumps(rollup.slot_document(s), ensure_ascii=False, separators=(",", ":")))
+            (
+                *s.key,
+                json.dumps(rollups.slot_document(s), ensure_ascii=False, separators=(",", ":")),
+            )
             for s in sorted(change.slots, key=lambda s: s.key)
         ]
         await cur.execute(
@@ -116,17 +121,17 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
         keys = sorted(change.counts)
         columns = _columns(keys) + _columns(change.counts[k] for k in keys)
         await cur.execute(
-            f"INSERT INTO rollups (site_id, dim, value, hour, prev, {', '.join(rollup.FIELDS)}) "
+            f"INSERT INTO rollups (site_id, dim, value, hour, prev, {', '.join(rollups.FIELDS)}) "
             "SELECT * FROM unnest("
             + ", ".join(["%b::text[]"] * 3 + ["%b::bigint[]"] * 9)
             + ") ON CONFLICT (site_id, dim, hour, value, prev) DO UPDATE SET "
-            + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in rollup.FIELDS),
+            + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in rollups.FIELDS),
             columns,
         )
     loads: dict[tuple[str, int, int], int] = {}
     for e in events:
         if e.type == "pageview" and e.load_time_ms is not None:
-            key = (e.site_id, rollup.slot_of(e.timestamp), e.load_time_ms)
+            key = (e.site_id, rollups.slot_of(e.timestamp), e.load_time_ms)
             loads[key] = loads.get(key, 0) + 1
     if loads:
         await _add_loads(cur, "rollup_loads", "hour", loads)
@@ -151,11 +156,11 @@ async def _add_loads(
 async def forget_before(cur: Cursor, cutoff_ms: int) -> None:
     """Retention: rollups of periods that lost events are no longer used (``rollup_from`` moves
     past them) and the slots and rows wholly before the cutoff go."""
-    first_whole = rollup.slot_after(cutoff_ms)
+    first_whole = rollups.slot_after(cutoff_ms)
     await cur.execute(
         "UPDATE sites SET rollup_from = %s WHERE rollup_from < %s", (first_whole, first_whole)
     )
-    below = rollup.slot_of(cutoff_ms)
+    below = rollups.slot_of(cutoff_ms)
     for table in ("rollups", "rollup_slots", "rollup_loads"):
         await cur.execute(f"DELETE FROM {table} WHERE hour < %s", (below,))
     await cur.execute("DELETE FROM rollup_loads_daily WHERE day < %s", (below // DAY * DAY,))
@@ -182,7 +187,7 @@ async def rebuild(conn: psycopg.AsyncConnection[Any], event_columns: Sequence[st
                 events = [_event(dict(zip(names, row, strict=True))) for row in batch]
                 await keep(cur, events, [])
                 read += len(events)
-            await cur.execute("UPDATE sites SET rollup_from = %s", (rollup.NONE,))
+            await cur.execute("UPDATE sites SET rollup_from = %s", (rollups.NONE,))
     return read
 
 
@@ -200,15 +205,15 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
     if query.filters:
         return False
     if group is not None and (
-        group not in rollup.DIMS or any(m in _PERCENTILES for m in query.metrics)
+        group not in rollups.DIMS or any(m in _PERCENTILES for m in query.metrics)
     ):
         return False
-    return not buckets or all(start % rollup.SLOT == 0 for start in buckets[1:])
+    return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
 
 
 async def _covered(cur: Cursor, query: StatsQuery) -> bool:
     """Whether the rollup periods of the range hold exactly the range's events."""
-    lo, hi = rollup.slot_of(query.range.start), rollup.slot_after(query.range.end)
+    lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
     await cur.execute(
         "SELECT rollup_from, EXISTS (SELECT 1 FROM events WHERE site_id = %(s)s AND "
         "((ts >= %(lo)s AND ts < %(a)s) OR (ts >= %(b)s AND ts < %(hi)s))) "
@@ -285,8 +290,8 @@ async def answer(
     params: dict[str, Any] = {
         "site": query.site_id,
         "dim": "" if group is None else group,
-        "lo": rollup.slot_of(query.range.start),
-        "hi": rollup.slot_after(query.range.end),
+        "lo": rollups.slot_of(query.range.start),
+        "hi": rollups.slot_after(query.range.end),
     }
     if buckets:
         params["starts"] = list(buckets)

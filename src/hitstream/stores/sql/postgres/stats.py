@@ -1,4 +1,4 @@
-"""Stats queries in PostgreSQL SQL, following the definitions in ``hitstream.stores.memory``.
+"""Stats queries in PostgreSQL SQL, following the definitions in ``hitstream.domain.measures``.
 
 One query per call. It returns, per group (the constant 0, a bucket start or a property value),
 the integer parts that ``metric_values`` turns into metrics, so every store does the very same
@@ -23,10 +23,9 @@ from __future__ import annotations
 from typing import Final
 
 from hitstream.domain.events import EventType
-from hitstream.domain.stats import Filter
+from hitstream.domain.stats import Filter, check_filters, check_metrics
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
-from hitstream.stores.memory import check_filters, check_metrics
 from hitstream.stores.sql.common import (
     COLUMNS,
     EVENT_TEXT,

@@ -32,8 +32,8 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from hitstream.domain.events import ProcessedEvent, Props, Session
+from hitstream.domain.measures import prop_text
 from hitstream.stores.base import WriteBatch, check_fence
-from hitstream.stores.memory import prop_text
 from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, SESSION_INTS, SESSION_TEXT
 from hitstream.stores.sql.postgres import rollups
 from hitstream.stores.sql.postgres.partitions import months_of
