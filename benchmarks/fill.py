@@ -27,12 +27,12 @@ from typing import Any
 import msgspec
 
 from hitstream.domain.events import Limits
-from hitstream.domain.traffic import DAY_MS, TrafficModel
 from hitstream.enrich.geo import CountryLookup
 from hitstream.log.sqlite import SQLiteLog
 from hitstream.metrics import Metrics
 from hitstream.services.collector import Collector
 from hitstream.services.salts import SaltKeeper
+from hitstream.synthetic.traffic import DAY_MS, TrafficModel
 
 SITE = "stats.bench"
 DAYS = 30

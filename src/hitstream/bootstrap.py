@@ -303,7 +303,7 @@ class Runtime:
         if self.alerting is not None and run_processor:
             self._tasks.append(asyncio.create_task(self.alerting.run(self.stop_event)))
         if self.settings.demo:
-            from hitstream.services.demo import Demo
+            from hitstream.synthetic.demo import Demo
 
             demo = Demo(
                 self.collector,

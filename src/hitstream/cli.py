@@ -209,7 +209,7 @@ def generate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hitstream.errors import ConfigError
-    from hitstream.services.generator import run_generate
+    from hitstream.synthetic.generator import run_generate
 
     with Progress(
         TextColumn("[bold]generate[/]"),

@@ -11,9 +11,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from hitstream.domain.traffic import TrafficModel, WireEvent
 from hitstream.errors import ConfigError
-from hitstream.services.generator import (
+from hitstream.synthetic.generator import (
     GenerateResult,
     LoadPlan,
     Progress,
@@ -21,6 +20,7 @@ from hitstream.services.generator import (
     run_generate,
     send_traffic,
 )
+from hitstream.synthetic.traffic import TrafficModel, WireEvent
 
 NOW = 1_735_700_000_000
 BASE = "http://127.0.0.1:8080"

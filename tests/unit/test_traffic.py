@@ -13,7 +13,8 @@ import iptocc
 import pytest
 
 from hitstream.domain.events import AcceptedEvent
-from hitstream.domain.traffic import (
+from hitstream.domain.validation import validate_event
+from hitstream.synthetic.traffic import (
     BOT_USER_AGENTS,
     DAY_MS,
     HOUR_MS,
@@ -23,7 +24,6 @@ from hitstream.domain.traffic import (
     build_pages,
     weekday,
 )
-from hitstream.domain.validation import validate_event
 
 NOW = 1_735_700_000_000  # 2025-01-01T02:53:20Z
 

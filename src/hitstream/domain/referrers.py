@@ -53,6 +53,9 @@ from functools import lru_cache
 from typing import Final, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
+from hitstream.domain import referrer_data as data
+from hitstream.domain.referrer_data import SECOND_LEVEL
+
 
 class Channel(StrEnum):
     """The fixed set of marketing channels; the values are what the store and dashboard show."""
@@ -81,118 +84,9 @@ class Kind(StrEnum):
     OTHER = "other"
 
 
-# One line per site: "Name = host host ...". A host also covers its subdomains. Hand-written
-# for hitstream (the usual referer-parser data is GPL); add sites here, keep lines sorted.
-_SITES: Final = {
-    Kind.SEARCH: """
-        AOL = search.aol.com
-        Ask = ask.com
-        Baidu = baidu.com
-        Bing = bing.com
-        Brave Search = search.brave.com
-        Daum = daum.net
-        DuckDuckGo = duckduckgo.com ddg.gg
-        Ecosia = ecosia.org
-        Google = google.com com.google.android.googlequicksearchbox
-        Kagi = kagi.com
-        Mojeek = mojeek.com
-        Naver = naver.com
-        Qwant = qwant.com
-        Seznam = seznam.cz
-        So.com = so.com
-        Sogou = sogou.com
-        Startpage = startpage.com
-        Yahoo = yahoo.com
-        Yandex = yandex.ru yandex.com ya.ru
-    """,
-    Kind.SOCIAL: """
-        Bluesky = bsky.app
-        Discord = discord.com discordapp.com
-        Facebook = facebook.com fb.com fb.me messenger.com com.facebook.katana
-        Hacker News = news.ycombinator.com
-        Instagram = instagram.com com.instagram.android
-        LinkedIn = linkedin.com lnkd.in com.linkedin.android
-        Lobsters = lobste.rs
-        Mastodon = mastodon.social mastodon.online
-        Pinterest = pinterest.com pin.it
-        Quora = quora.com
-        Reddit = reddit.com redd.it com.reddit.frontpage
-        Slack = slack.com com.slack
-        Snapchat = snapchat.com
-        Telegram = t.me telegram.org org.telegram.messenger
-        Threads = threads.net threads.com
-        TikTok = tiktok.com
-        Tumblr = tumblr.com
-        Twitter = twitter.com x.com t.co com.twitter.android
-        VK = vk.com
-        Weibo = weibo.com
-        WhatsApp = whatsapp.com wa.me
-        YouTube = youtube.com youtu.be com.google.android.youtube
-    """,
-    Kind.EMAIL: """
-        AOL Mail = mail.aol.com
-        Fastmail = fastmail.com
-        GMX = gmx.net gmx.de gmx.com
-        Gmail = mail.google.com com.google.android.gm
-        iCloud Mail = icloud.com
-        Mail.ru = e.mail.ru
-        Outlook = outlook.live.com outlook.office.com outlook.office365.com
-        Outlook = com.microsoft.office.outlook
-        Proton Mail = mail.proton.me mail.protonmail.com
-        Yahoo Mail = mail.yahoo.com
-        Yandex Mail = mail.yandex.ru mail.yandex.com
-        Zoho Mail = mail.zoho.com mail.zoho.eu
-    """,
-    Kind.AI: """
-        ChatGPT = chatgpt.com chat.openai.com
-        Claude = claude.ai
-        Copilot = copilot.microsoft.com copilot.cloud.microsoft
-        DeepSeek = deepseek.com
-        Gemini = gemini.google.com bard.google.com
-        Grok = grok.com
-        Meta AI = meta.ai
-        Mistral = chat.mistral.ai
-        Perplexity = perplexity.ai
-        Phind = phind.com
-        Poe = poe.com
-        You.com = you.com
-    """,
-    Kind.OTHER: """
-        GitHub = github.com
-        GitLab = gitlab.com
-        Google Docs = docs.google.com
-        Google Play = play.google.com
-        Google Sites = sites.google.com
-        Medium = medium.com
-        Product Hunt = producthunt.com
-        Stack Overflow = stackoverflow.com
-        Substack = substack.com
-        Wikipedia = wikipedia.org
-    """,
-}
-_BRANDS: Final = "google bing yahoo yandex baidu duckduckgo ecosia qwant startpage pinterest"
-"""Sites whose name matches under any suffix: google.de, google.co.uk, yahoo.co.jp ..."""
-_ALIASES: Final = {
-    "Google": "adwords googleads google_ads",
-    "Facebook": "fb meta",
-    "Instagram": "ig insta",
-    "YouTube": "yt",
-    "LinkedIn": "li",
-    "Twitter": "x tw",
-    "Hacker News": "hn hackernews ycombinator",
-    "ChatGPT": "openai",
-    "Gemini": "bard",
-    "DuckDuckGo": "ddg",
-}
-SECOND_LEVEL: Final = frozenset(
-    ("co", "com", "net", "org", "ac", "gov", "edu", "gob", "ne", "or", "go")
-)
-"""Second-level labels under a two-letter country code that form one suffix (co.uk, com.au)."""
-
-
 def _sites() -> dict[str, tuple[str, Kind]]:
     hosts: dict[str, tuple[str, Kind]] = {}
-    for kind, text in _SITES.items():
+    for kind, text in ((Kind(k), t) for k, t in data.SITES.items()):
         for line in filter(None, map(str.strip, text.splitlines())):
             name, _, rest = line.partition(" = ")
             hosts.update(dict.fromkeys(rest.split(), (name, kind)))
@@ -201,32 +95,21 @@ def _sites() -> dict[str, tuple[str, Kind]]:
 
 HOSTS: Final = _sites()
 _BY_NAME: Final = {name.lower(): (name, kind) for name, kind in HOSTS.values()}
-BRANDS: Final = {brand: _BY_NAME[brand] for brand in _BRANDS.split()}
+BRANDS: Final = {brand: _BY_NAME[brand] for brand in data.BRANDS.split()}
 NAMES: Final = {
     **_BY_NAME,
     **{
         alias: (name, kind)
         for (name, kind) in HOSTS.values()
-        for alias in _ALIASES.get(name, "").split()
+        for alias in data.ALIASES.get(name, "").split()
     },
     "newsletter": ("Newsletter", Kind.EMAIL),
     "email": ("Email", Kind.EMAIL),
 }
 """Lowercase utm_source values that mean a known site, with the usual spelling."""
 CLICK_IDS: Final = {
-    "gclid": ("Google", Kind.SEARCH, Channel.PAID_SEARCH),
-    "gbraid": ("Google", Kind.SEARCH, Channel.PAID_SEARCH),
-    "wbraid": ("Google", Kind.SEARCH, Channel.PAID_SEARCH),
-    "dclid": ("Google", Kind.SEARCH, Channel.PAID_OTHER),
-    "msclkid": ("Bing", Kind.SEARCH, Channel.PAID_SEARCH),
-    "yclid": ("Yandex", Kind.SEARCH, Channel.PAID_SEARCH),
-    "fbclid": ("Facebook", Kind.SOCIAL, None),
-    "ttclid": ("TikTok", Kind.SOCIAL, Channel.PAID_SOCIAL),
-    "twclid": ("Twitter", Kind.SOCIAL, Channel.PAID_SOCIAL),
-    "li_fat_id": ("LinkedIn", Kind.SOCIAL, Channel.PAID_SOCIAL),
-    "sccid": ("Snapchat", Kind.SOCIAL, Channel.PAID_SOCIAL),
-    "rdt_cid": ("Reddit", Kind.SOCIAL, Channel.PAID_SOCIAL),
-    "epik": ("Pinterest", Kind.SOCIAL, Channel.PAID_SOCIAL),
+    key: (name, Kind(kind), None if channel is None else Channel(channel))
+    for key, (name, kind, channel) in data.CLICK_IDS.items()
 }
 """Ad click ids (lowercase): the platform's name and kind, and the paid channel they prove."""
 MAX_TAG: Final = 256

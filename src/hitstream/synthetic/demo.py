@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from hitstream.domain.events import Limits
-from hitstream.domain.traffic import TrafficModel, WireEvent
 from hitstream.services.collector import Collector
 from hitstream.stores.base import Store
+from hitstream.synthetic.traffic import TrafficModel, WireEvent
 
 log = logging.getLogger(__name__)
 HISTORY_DAYS = 60

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 import httpx
 import msgspec
 
-from hitstream.domain.traffic import TrafficModel, WireEvent
 from hitstream.errors import ConfigError
+from hitstream.synthetic.traffic import TrafficModel, WireEvent
 
 EVENTS_PATH = "/api/v1/events"
 MAX_BATCH = 500
