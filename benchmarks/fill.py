@@ -27,11 +27,11 @@ from typing import Any
 import msgspec
 
 from hitstream.domain.events import Limits
-from hitstream.enrich.geo import CountryLookup
+from hitstream.enrich.geo import IptoccCountryLookup
 from hitstream.log.sqlite import SQLiteLog
 from hitstream.metrics import Metrics
+from hitstream.salts.file import FileSaltKeeper
 from hitstream.services.collector import Collector
-from hitstream.services.salts import SaltKeeper
 from hitstream.synthetic.traffic import DAY_MS, TrafficModel
 
 SITE = "stats.bench"
@@ -77,8 +77,8 @@ async def _fill_part(spec: FillSpec, part: int) -> int:
     await log.start()
     collector = Collector(
         log,
-        SaltKeeper(spec.data_dir / "salts.json"),
-        CountryLookup(),
+        FileSaltKeeper(spec.data_dir / "salts.json"),
+        IptoccCountryLookup(),
         Metrics(),
         limits=Limits(max_past_ms=(DAYS + 1) * DAY_MS),
     )
@@ -115,7 +115,7 @@ def fill(data_dir: Path, target: int, seed: int, now_ms: int, parts: int) -> dic
     drawn = sum(1 for _ in model(seed).history(DAYS, per_day, now_ms))
     if drawn < target:
         raise RuntimeError(f"the model drew {drawn} events, fewer than {target}")
-    asyncio.run(SaltKeeper(data_dir / "salts.json").salts(int(time.time() * 1000)))  # one file
+    asyncio.run(FileSaltKeeper(data_dir / "salts.json").salts(int(time.time() * 1000)))  # one file
     spec = FillSpec(data_dir, target, drawn, per_day, seed, now_ms, parts)
     with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
         commits = sum(pool.map(fill_part, [spec] * parts, range(parts)))

@@ -86,7 +86,7 @@ def _run(
         settings.demo = True
     _logging(settings.log_level)
     runtime = build(settings, roles)
-    web = create_app(runtime)
+    web = create_app(runtime.services, lifecycle=runtime, cors_origins=settings.cors_origins)
     config = uvicorn.Config(
         web,
         host=settings.host,

@@ -77,24 +77,27 @@ async def test_the_runtime_keeps_what_the_tally_refused_and_hands_it_over_later(
     tmp_path: Path,
 ) -> None:
     runtime: Runtime = build(Settings(data_dir=tmp_path), frozenset({"collector"}))
-    runtime.tally = refusing = Refusing()
-    runtime.collector._reject("a.io", "type: unknown")
-    runtime.collector._reject("", "request 400: body")
-    await runtime._count_rejections_once()
+    rejections, collector = runtime.rejections, runtime.collector
+    assert collector is not None
+    rejections.tally = refusing = Refusing()
+    collector._reject("a.io", "type: unknown")
+    collector._reject("", "request 400: body")
+    await rejections.pump_once()
     assert await refusing.read("a.io") == {}
-    assert runtime.collector.pending == Counter(
+    assert collector.pending == Counter(
         {("a.io", "type: unknown"): 1, ("", "request 400: body"): 1}
     )
     # what the panel shows meanwhile: nothing is lost from view either
-    assert await runtime.rejections("a.io") == {"type: unknown": 1, "request 400: body": 1}
+    assert await rejections.read("a.io") == {"type: unknown": 1, "request 400: body": 1}
     refusing.up = True
-    await runtime._count_rejections_once()
-    assert runtime.collector.pending == Counter()
-    assert await runtime.rejections("a.io") == {"type: unknown": 1, "request 400: body": 1}
+    await rejections.pump_once()
+    assert collector.pending == Counter()
+    assert await rejections.read("a.io") == {"type: unknown": 1, "request 400: body": 1}
 
 
 def test_the_collector_counts_at_most_so_many_sites_apart(tmp_path: Path) -> None:
     collector = build(Settings(data_dir=tmp_path), frozenset({"collector"})).collector
+    assert collector is not None
     for n in range(MAX_REJECTION_KEYS + 5):
         collector._reject(f"site{n}", "type: unknown")
     assert len(collector.rejections) == MAX_REJECTION_KEYS + 1

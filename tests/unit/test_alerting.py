@@ -8,7 +8,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,21 +15,23 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from hitstream.bootstrap import make_alerting, make_notifiers
 from hitstream.domain.alerts import Alert, Change, Transition, rule_from
 from hitstream.domain.events import ProcessedEvent
 from hitstream.domain.stats import StatsQuery
 from hitstream.errors import ConfigError
 from hitstream.fanout.base import Subscription
 from hitstream.fanout.memory import MemoryFanout
-from hitstream.notifiers import make_notifiers
+from hitstream.metrics import Metrics
 from hitstream.notifiers.base import Notifier
 from hitstream.notifiers.log import LogNotifier
 from hitstream.notifiers.memory import MemoryNotifier
 from hitstream.notifiers.webhook import WebhookNotifier
-from hitstream.services.alerting import Alerting, AlertingMetrics, make_alerting
+from hitstream.services.alerting import Alerting, AlertingMetrics
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.memory import MemoryStore
 from hitstream.web import alerts as alerts_api
+from hitstream.web.deps import AppServices
 
 T0 = 1_790_000_000_000
 SPIKE = {"name": "spike", "metric": "pageviews", "window_s": 300, "op": ">=", "threshold": 3}
@@ -620,7 +621,7 @@ def test_a_bad_rules_file_is_named(tmp_path: Path) -> None:
 
 def api(alerting: Alerting | None) -> httpx.AsyncClient:
     app = FastAPI()
-    app.state.runtime = SimpleNamespace(alerting=alerting)
+    app.state.services = AppServices(Metrics(), alerting=alerting)
     app.include_router(alerts_api.router)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 

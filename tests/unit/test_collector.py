@@ -9,8 +9,8 @@ from hitstream.domain.events import AcceptedEvent, Limits
 from hitstream.errors import LogUnavailable
 from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
+from hitstream.salts.memory import MemorySaltKeeper
 from hitstream.services.collector import Collector, client_event_id
-from hitstream.services.salts import SaltKeeper
 
 NOW = 1_790_000_000_000
 IP = "81.2.69.142"  # a GB address in iptocc's table
@@ -29,7 +29,7 @@ def log() -> MemoryLog:
 
 @pytest.fixture
 def collector(log: MemoryLog) -> Collector:
-    return Collector(log, SaltKeeper(), FakeCountries(), Metrics(), clock=lambda: NOW)  # type: ignore[arg-type]
+    return Collector(log, MemorySaltKeeper(), FakeCountries(), Metrics(), clock=lambda: NOW)
 
 
 def stored(log: MemoryLog) -> list[AcceptedEvent]:
@@ -125,12 +125,12 @@ async def test_all_invalid_is_422_naming_fields(collector: Collector, log: Memor
 async def test_single_event_over_64k_is_413(log: MemoryLog) -> None:
     collector = Collector(
         log,
-        SaltKeeper(),
+        MemorySaltKeeper(),
         FakeCountries(),
         Metrics(),
         limits=Limits(max_body_bytes=100),
         clock=lambda: NOW,
-    )  # type: ignore[arg-type]
+    )
     body = b'{"site_id": "a.io", "path": "/", "title": "' + b"x" * 100 + b'"}'
     assert (await collector.collect(body, "application/json", IP, UA)).status == 413
 

@@ -14,12 +14,17 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, WebSocketDisconnect
 
+from hitstream.cache.memory import MemoryCache
 from hitstream.domain.stats import StatsQuery
 from hitstream.errors import QueryError
 from hitstream.fanout.memory import MemoryFanout
+from hitstream.metrics import Metrics
 from hitstream.services.live import LiveConfig, LiveHub, parse_view
 from hitstream.services.live_client import Frame, LiveClient, sample
+from hitstream.services.quality import Quality, Rejections
+from hitstream.tally.memory import MemoryTally
 from hitstream.web import dashboard, live
+from hitstream.web.deps import AppServices
 
 with warnings.catch_warnings():  # starlette 1.x would rather have httpx2; httpx works
     warnings.simplefilter("ignore")
@@ -63,6 +68,11 @@ class FakeStore:
 
     async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
         return {"bot:ua_pattern": 2}
+
+
+def quality_of(store: FakeStore) -> Quality:
+    """The real quality source over a tally nobody refused anything into."""
+    return Quality(Rejections(MemoryTally()), store)
 
 
 def now_ms() -> int:
@@ -110,7 +120,7 @@ async def fanout() -> AsyncIterator[MemoryFanout]:
 @pytest.fixture
 async def hub(stats: FakeStats, store: FakeStore, fanout: MemoryFanout) -> AsyncIterator[LiveHub]:
     config = LiveConfig(min_update_interval_s=0.3, feed_linger_s=0.2)
-    hub = LiveHub(stats, store, fanout, config=config)
+    hub = LiveHub(stats, store, fanout, quality=quality_of(store), config=config)
     yield hub
     await hub.close()
 
@@ -386,11 +396,13 @@ async def test_last_client_leaving_unsubscribes_after_a_linger(
 @pytest.fixture
 def web_app(stats: FakeStats, store: FakeStore) -> Iterator[TestClient]:
     app = FastAPI()
-    app.state.live_hub = LiveHub(stats, store, MemoryFanout())
+    hub = LiveHub(stats, store, MemoryFanout(), quality=quality_of(store))
+    app.state.services = AppServices(Metrics(), live=hub)
     app.include_router(live.router)
     dashboard.mount(app)
     with TestClient(app) as client:
         yield client
+        client.portal.call(hub.close)
 
 
 def test_websocket_sends_a_snapshot_and_answers_set(web_app: TestClient) -> None:
@@ -432,7 +444,6 @@ def test_dashboard_page_is_versioned_and_locked_down(web_app: TestClient) -> Non
 async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
     from hitstream.domain.steps import build_steps
     from hitstream.log.memory import MemoryLog
-    from hitstream.metrics import Metrics
     from hitstream.services.pipeline import PipelineRunner
     from hitstream.services.processor import Processor
     from hitstream.services.stats import StatsService
@@ -440,7 +451,7 @@ async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
     from tests.unit.test_processor import FakeAgents, FakeBots, accepted, put
 
     log, store, fanout, metrics = MemoryLog(), MemoryStore(), MemoryFanout(), Metrics()
-    stats = StatsService(store, metrics)
+    stats = StatsService(store, metrics, cache=MemoryCache())
     runner = PipelineRunner(build_steps(FakeAgents(), FakeBots()), metrics)
     processor = Processor(log, store, fanout, runner, metrics, stream="memory", poll_timeout=0.01)
     await processor.start()
@@ -448,6 +459,7 @@ async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
         stats,
         store,
         fanout,
+        quality=Quality(Rejections(MemoryTally()), store),
         config=LiveConfig(min_update_interval_s=0.2),
         registry=metrics.registry,
         query_ms=stats.now_ms,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hitstream.cache.memory import MemoryCache
 from hitstream.domain.stats import StatsQuery, build_query
 from hitstream.metrics import Metrics
 from hitstream.services.stats import StatsService
@@ -23,7 +24,7 @@ class Clock:
 async def test_a_dashboard_refresh_hits_the_cache_and_new_data_misses_it() -> None:
     store = MemoryStore()
     clock = Clock(T0 + 5_000)
-    service = StatsService(store, Metrics(), clock=clock)
+    service = StatsService(store, Metrics(), cache=MemoryCache(), clock=clock)
     site = event("e1", T0, "v1", "s1").site_id
     await store.write(WriteBatch("s", {0: 1}, [event("e1", T0, "v1", "s1")]))
 
@@ -49,7 +50,7 @@ async def test_a_dashboard_refresh_hits_the_cache_and_new_data_misses_it() -> No
 
 def test_now_is_rounded_up_never_down() -> None:
     clock = Clock(T0 + 12_345)
-    service = StatsService(MemoryStore(), Metrics(), clock=clock)
+    service = StatsService(MemoryStore(), Metrics(), cache=MemoryCache(), clock=clock)
     assert service.now_ms("realtime") == T0 + 13_000
     assert service.now_ms("day") % 60_000 == 0
     assert 0 < service.now_ms("day") - clock.now <= 60_000

@@ -5,8 +5,9 @@ from __future__ import annotations
 import iptocc
 
 
-class CountryLookup:
-    """ISO 3166 alpha-2 code for an IP, or "" for private, reserved or unknown addresses."""
+class IptoccCountryLookup:
+    """ISO 3166 alpha-2 code for an IP, or "" for private, reserved or unknown addresses
+    (the collector's ``CountryLookup``)."""
 
     def country(self, ip: str) -> str:
         if not ip:

@@ -19,15 +19,13 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hitstream.errors import LogUnavailable
 from hitstream.log.base import LogConsumer, LogMessage, PositionLookup
-
-if TYPE_CHECKING:
-    from hitstream.log.redis_streams import RedisStreamsLog
 
 log = logging.getLogger(__name__)
 SEQ_BITS = 20
@@ -76,6 +74,21 @@ async def guarded(what: str, timeout: float) -> AsyncIterator[None]:
         raise LogUnavailable(f"redis {what} failed: {exc!r}") from exc
 
 
+class StreamHost(Protocol):
+    """What a consumer needs from the log that made it (``RedisStreamsLog``): its client,
+    the group, trimming, and whether it closed. A protocol, so this module does not import
+    the log module that imports it."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def client(self) -> Redis: ...
+
+    async def ensure_group(self, key: str, group: str) -> None: ...
+
+    async def trim(self, key: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class StreamSettings:
     key: str
@@ -89,7 +102,7 @@ def _message(entry_id: bytes, fields: Mapping[bytes, bytes]) -> LogMessage:
 
 class RedisConsumer(LogConsumer):
     def __init__(
-        self, log: RedisStreamsLog, settings: StreamSettings, group: str, positions: PositionLookup
+        self, log: StreamHost, settings: StreamSettings, group: str, positions: PositionLookup
     ) -> None:
         self._log = log
         self._key = settings.key

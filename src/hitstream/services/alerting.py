@@ -25,7 +25,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -40,14 +39,12 @@ from hitstream.domain.alerts import (
     Change,
     Probe,
     Status,
-    parse_rules,
     plan,
     step,
 )
 from hitstream.domain.stats import Range, StatsQuery, parse_filters
-from hitstream.errors import ConfigError, QueryError
 from hitstream.fanout.base import Fanout
-from hitstream.notifiers import Notifier, make_notifiers
+from hitstream.notifiers.base import Notifier
 from hitstream.stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -281,47 +278,3 @@ class Alerting:
 
     def rules_for(self, site_id: str | None = None) -> list[AlertRule]:
         return [rule for rule in self.rules if site_id is None or rule.applies_to(site_id)]
-
-
-# -- wiring -------------------------------------------------------------------------------
-
-
-def load_rules(raw: str) -> list[AlertRule]:
-    """Rules from ``HITSTREAM_ALERT_RULES``: JSON text, or the path of a JSON file."""
-    text = raw.strip()
-    if not text:
-        return []
-    source = "HITSTREAM_ALERT_RULES"
-    if text[0] not in "[{":
-        path = Path(text).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read rules file {str(path)!r}: {exc}") from exc
-        source = str(path)
-    try:
-        return parse_rules(text)
-    except QueryError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
-
-
-def make_alerting(
-    store: Store,
-    fanout: Fanout,
-    *,
-    rules: str,
-    notifiers: str = "log://",
-    interval_s: float = 10.0,
-    registry: CollectorRegistry,
-) -> Alerting | None:
-    """The ``Alerting`` that settings describe, or None when there are no rules.
-
-    Raises ``ConfigError`` naming the bad rule field or notifier URL, so that a process with
-    a broken alert setup refuses to start instead of staying silent.
-    """
-    parsed = load_rules(rules)
-    if not parsed:
-        return None
-    metrics = AlertingMetrics(registry)
-    built = make_notifiers(notifiers, lambda name: metrics.notifier_failures.labels(name).inc())
-    return Alerting(store, fanout, built, parsed, metrics, interval_s=interval_s)

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 
@@ -22,10 +22,9 @@ from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent, Limits, Probl
 from hitstream.domain.validation import KNOWN_FIELDS, validate_event
 from hitstream.domain.visitors import event_id as new_event_id
 from hitstream.domain.visitors import user_hash, visitor_hash
-from hitstream.enrich.geo import CountryLookup
 from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
-from hitstream.services.salts import SaltKeeper
+from hitstream.salts.base import SaltKeeper
 
 JSON_TYPES = ("application/json", "text/plain", "")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
@@ -88,6 +87,13 @@ def decode_body(body: bytes, media_type: str) -> tuple[list[object], bool] | Col
     if isinstance(decoded, list):
         return decoded, True
     return [decoded], False
+
+
+class CountryLookup(Protocol):
+    """Where a client IP is, offline: an ISO 3166 alpha-2 code, or "" when unknown (private,
+    reserved). ``hitstream.enrich.geo`` has the one bootstrap wires in."""
+
+    def country(self, ip: str) -> str: ...
 
 
 MAX_REJECTION_KEYS: Final = 10_000

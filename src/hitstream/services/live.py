@@ -87,7 +87,7 @@ class LiveHub:
         store: VersionSource,
         fanout: Fanout,
         *,
-        quality: QualitySource | None = None,
+        quality: QualitySource,
         config: LiveConfig | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -393,18 +393,13 @@ class LiveHub:
             self.stats,
             view.key,
             now_ms=self._query_ms(),
-            quality=self._quality_of,
+            quality=self._quality,
             prop_keys=[prop for prop, _ in top_props],
             limit=self.config.breakdown_limit,
         )
         state = {"data_version": version, **state}
         view.state, view.state_at, view.state_version = state, self._clock(), version
         return state
-
-    async def _quality_of(self, site_id: str) -> dict[str, Any]:
-        if self._quality is not None:
-            return await self._quality(site_id)
-        return {"rejected": {}, "dropped": await self.store.drop_counts(site_id)}
 
 
 def _int(value: object) -> int:

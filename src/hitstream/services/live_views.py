@@ -56,11 +56,11 @@ class VersionSource(Protocol):
     """What the hub needs from the store itself (the ``Store`` port fits)."""
 
     async def data_version(self, site_id: str) -> int: ...
-    async def drop_counts(self, site_id: str | None = None) -> dict[str, int]: ...
 
 
 QualitySource = Callable[[str], Coroutine[Any, Any, dict[str, Any]]]
-"""site_id -> ``{"rejected": {...}, "dropped": {...}}``, the body of ``/api/v1/quality``."""
+"""site_id -> ``{"rejected": {...}, "dropped": {...}}``, the body of ``/api/v1/quality``
+(``hitstream.services.quality.Quality``)."""
 
 
 @dataclass(frozen=True, slots=True)

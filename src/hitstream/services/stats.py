@@ -16,7 +16,6 @@ from typing import Any
 import msgspec
 
 from hitstream.cache.base import Cache
-from hitstream.cache.memory import MemoryCache
 from hitstream.domain.stats import StatsQuery, resolve_period
 from hitstream.metrics import Metrics
 from hitstream.stores.base import Store
@@ -43,12 +42,12 @@ class StatsService:
         store: Store,
         metrics: Metrics,
         *,
-        cache: Cache | None = None,
+        cache: Cache,
         clock: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.cache = cache if cache is not None else MemoryCache()
+        self.cache = cache
         self._clock = clock or (lambda: int(time.time() * 1000))
 
     def now_ms(self, period: str | None = None) -> int:

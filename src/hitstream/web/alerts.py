@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
-from hitstream.services.alerting import Alerting
+from hitstream.web.deps import AlertingDep
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
 
 @router.get("/alerts", summary="Alert rules, alerts pending or firing now, recent transitions")
 async def alerts(
-    request: Request,
+    alerting: AlertingDep,
     site_id: Annotated[
         str | None, Query(min_length=1, max_length=100, description="One site (all if absent)")
     ] = None,
@@ -21,7 +21,6 @@ async def alerts(
 ) -> dict[str, Any]:
     """``enabled`` is false in a process that does not evaluate rules (no rules set, or a
     role without alerting): its dashboards still get alert frames over the fan-out."""
-    alerting: Alerting | None = getattr(request.app.state.runtime, "alerting", None)
     if alerting is None:
         return {"enabled": False, "site_id": site_id, "rules": [], "active": [], "recent": []}
     return {

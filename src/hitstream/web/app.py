@@ -1,15 +1,18 @@
-"""The ASGI app: routes, CORS, JSON errors, and the lifespan that starts and drains a Runtime.
+"""The ASGI app: routes, CORS, JSON errors, and the lifespan that starts and drains a runtime.
 
 Errors speak one language: ``{"error": {"field": ..., "reason": ...}}`` with a 4xx status for
-anything the client can fix. Shutdown order matters: uvicorn stops accepting requests and
-finishes the ones in flight, then the lifespan drains the event log into the store.
+anything the client can fix; a ``QueryError`` (whoever raised it) is a 400 here and nowhere
+else. Routes get their services from ``AppServices`` (``hitstream.web.deps``), which bootstrap
+builds; a role's routes are mounted when its services exist. Shutdown order matters: uvicorn
+stops accepting requests and finishes the ones in flight, then the lifespan stops the runtime,
+which closes live connections and drains the event log into the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,9 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hitstream import __version__
 from hitstream.errors import AdapterUnavailable, QueryError
 from hitstream.web import alerts, collect, dashboard, live, ops, stats
-
-if TYPE_CHECKING:
-    from hitstream.bootstrap import Runtime
+from hitstream.web.deps import AppServices
 
 DESCRIPTION = """
 Privacy-first, real-time website analytics. Send events to `POST /api/v1/events`; read
@@ -35,18 +36,31 @@ def _error(status: int, field: str, reason: str) -> JSONResponse:
     return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status)
 
 
-def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
+class Lifecycle(Protocol):
+    """What the app starts with its lifespan and stops after the last request (a Runtime)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def create_app(
+    services: AppServices,
+    *,
+    lifecycle: Lifecycle | None = None,
+    cors_origins: Sequence[str] = ("*",),
+) -> FastAPI:
+    metrics = services.metrics
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if manage_runtime:
-            await runtime.start()
+        if lifecycle is not None:
+            await lifecycle.start()
         try:
             yield
         finally:
-            if "web" in runtime.roles:
-                await live.close(app)
-            if manage_runtime:
-                await runtime.stop()
+            if lifecycle is not None:
+                await lifecycle.stop()
 
     app = FastAPI(
         title="hitstream",
@@ -56,13 +70,10 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.runtime = runtime
-    app.state.collector = runtime.collector
-    app.state.stats = runtime.stats
-    app.state.trusted_proxies = runtime.trusted_proxies
+    app.state.services = services
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=runtime.settings.cors_origins,
+        allow_origins=list(cors_origins),
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["content-type"],
         max_age=86_400,
@@ -73,14 +84,14 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
         loc = [str(part) for part in first.get("loc", ()) if part not in ("query", "body")]
         field = ".".join(loc) or "request"
-        runtime.metrics.requests_rejected.labels("400", field).inc()
+        metrics.requests_rejected.labels("400", field).inc()
         return _error(400, field, str(first.get("msg", "is invalid")).lower())
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Request, exc: QueryError) -> JSONResponse:
         """The one place a query the rules refuse becomes a 400, whoever found the problem
         (``build_query`` on the way in, or a store asked something it cannot answer)."""
-        runtime.metrics.requests_rejected.labels("400", exc.field).inc()
+        metrics.requests_rejected.labels("400", exc.field).inc()
         return _error(400, exc.field, exc.reason)
 
     @app.exception_handler(AdapterUnavailable)
@@ -97,12 +108,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         return _error(exc.status_code, field, str(exc.detail).lower())
 
     app.include_router(ops.router)
-    if "collector" in runtime.roles:
+    if services.collector is not None:
         app.include_router(collect.router)
-    if "web" in runtime.roles:
+    if services.stats is not None:  # the web role
         app.include_router(stats.router)
         app.include_router(live.router)
         app.include_router(alerts.router)
-        live.install(app)
         dashboard.mount(app)
     return app

@@ -16,10 +16,10 @@ from fastapi.responses import JSONResponse, Response
 
 from hitstream.domain.events import DEFAULT_LIMITS, EVENT_TYPES
 from hitstream.errors import LogUnavailable
-from hitstream.services.collector import Collector, CollectResult
+from hitstream.services.collector import CollectResult
+from hitstream.web.deps import Network, services_of
 
 router = APIRouter(tags=["collect"])
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def client_ip(request: Request, trusted: Sequence[Network]) -> str:
@@ -149,8 +149,11 @@ _ERROR = {
     },
 )
 async def collect_events(request: Request) -> Response:
-    collector: Collector = request.app.state.collector
-    trusted: Sequence[Network] = request.app.state.trusted_proxies
+    services = services_of(request)
+    collector = services.collector
+    if collector is None:  # the route is mounted only with the collector role
+        raise RuntimeError("this process built no collector, yet serves /api/v1/events")
+    trusted = services.trusted_proxies
     body = await _read_body(request, collector.limits.max_batch_body_bytes)
     if body is None:
         return _respond(

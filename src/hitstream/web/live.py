@@ -1,10 +1,8 @@
 """The live channel: WebSocket ``/api/v1/live`` for dashboards, and its own figures.
 
 Each socket gets two loops: a sender that drains the client's bounded queue (so a slow socket
-only ever slows itself) and a receiver for ``set`` messages. The hub is built on first use
-from the app's runtime (stats service, store, fan-out, metrics registry) unless the app
-already holds one in ``app.state.live_hub``: call ``install(app)`` when building the app and
-``await close(app)`` on shutdown.
+only ever slows itself) and a receiver for ``set`` messages. The hub is bootstrap's (built
+with the stats service, store, fan-out and quality source, closed by the runtime).
 """
 
 from __future__ import annotations
@@ -14,61 +12,17 @@ import contextlib
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from starlette.applications import Starlette
-from starlette.requests import HTTPConnection
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from hitstream.errors import QueryError
-from hitstream.services.live import LiveHub, QualitySource
+from hitstream.services.live import LiveHub
 from hitstream.services.live_client import LiveClient
+from hitstream.web.deps import LiveDep
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["live"])
 
 POLICY_VIOLATION = 1008
-
-
-def _quality_source(app: Starlette) -> QualitySource:
-    """Collector rejections (every collector's, through the tally) plus processor drops
-    (store), per site."""
-
-    async def quality(site_id: str) -> dict[str, Any]:
-        runtime = app.state.runtime
-        rejected = await runtime.rejections(site_id)
-        dropped = await runtime.store.drop_counts(site_id)
-        return {"site_id": site_id, "rejected": rejected, "dropped": dropped}
-
-    return quality
-
-
-def install(app: Starlette) -> LiveHub:
-    """Build the app's hub from ``app.state.runtime`` (once; it starts no task until a
-    dashboard connects) so its metrics are on ``/metrics`` from the start."""
-    hub: LiveHub | None = getattr(app.state, "live_hub", None)
-    if hub is None:
-        runtime = app.state.runtime
-        hub = LiveHub(
-            runtime.stats,
-            runtime.store,
-            runtime.fanout,
-            quality=_quality_source(app),
-            registry=runtime.metrics.registry,
-            query_ms=runtime.stats.now_ms,
-        )
-        app.state.live_hub = hub
-    return hub
-
-
-def hub_of(conn: HTTPConnection) -> LiveHub:
-    app: Starlette = conn.app
-    return install(app)
-
-
-async def close(app: Starlette) -> None:
-    """Close every live connection's state and the fan-out subscriptions (app shutdown)."""
-    hub: LiveHub | None = getattr(app.state, "live_hub", None)
-    if hub is not None:
-        await hub.close()
 
 
 async def _receive(websocket: WebSocket, hub: LiveHub, client: LiveClient) -> None:
@@ -77,11 +31,10 @@ async def _receive(websocket: WebSocket, hub: LiveHub, client: LiveClient) -> No
 
 
 @router.websocket("/live")
-async def live(websocket: WebSocket) -> None:
+async def live(websocket: WebSocket, hub: LiveDep) -> None:
     """Frames: ``snapshot`` (on connect and after ``set``), ``update`` (at most 1/s while
     data changes), ``event`` (sampled, ``skipped`` counts the rest), ``alert``, ``error``.
     Send ``{"type": "set", "period": ..., "filters": ...}`` to change the view."""
-    hub = hub_of(websocket)
     await websocket.accept()
     try:
         client = await hub.connect(dict(websocket.query_params))
@@ -111,5 +64,5 @@ def _settle(task: asyncio.Task[None]) -> None:
 
 
 @router.get("/live/stats", summary="Live channel figures: clients, views, latency p50/p99")
-async def live_stats(request: Request) -> dict[str, Any]:
-    return hub_of(request).summary()
+async def live_stats(hub: LiveDep) -> dict[str, Any]:
+    return hub.summary()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hitstream.errors import AdapterUnavailable
+from hitstream.web.deps import ServicesDep
 
 router = APIRouter(tags=["ops"])
 
@@ -19,10 +20,10 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Every adapter this process uses answers")
-async def readyz(request: Request) -> Response:
+async def readyz(services: ServicesDep) -> Response:
     checks: dict[str, Any] = {}
     ready = True
-    for name, adapter in request.app.state.runtime.adapters().items():
+    for name, adapter in services.checks.items():
         try:
             await adapter.check()
         except AdapterUnavailable as exc:
@@ -35,6 +36,6 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
-async def metrics(request: Request) -> Response:
-    registry = request.app.state.runtime.metrics.registry
+async def metrics(services: ServicesDep) -> Response:
+    registry = services.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

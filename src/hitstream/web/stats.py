@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from hitstream.domain.stats import METRICS, PERIODS, StatsQuery, build_query
 from hitstream.services.stats import StatsService
+from hitstream.web.deps import QualityDep, StatsDep
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
 
@@ -24,18 +25,13 @@ Tz = Annotated[str, Query(description="IANA time zone for days and buckets")]
 Compare = Annotated[str | None, Query(description="previous_period to compare")]
 
 
-def _service(request: Request) -> StatsService:
-    service: StatsService = request.app.state.stats
-    return service
-
-
-def _query(request: Request, **params: Any) -> StatsQuery:
-    return build_query(now_ms=_service(request).now_ms(params.get("period")), **params)
+def _query(stats: StatsService, **params: Any) -> StatsQuery:
+    return build_query(now_ms=stats.now_ms(params.get("period")), **params)
 
 
 @router.get("/stats/aggregate", summary="Totals of metrics over a period")
 async def aggregate(
-    request: Request,
+    stats: StatsDep,
     site_id: SiteId,
     period: Period = "30d",
     date_from: From = None,
@@ -46,7 +42,7 @@ async def aggregate(
     compare: Compare = None,
 ) -> dict[str, Any]:
     query = _query(
-        request,
+        stats,
         site_id=site_id,
         period=period,
         date_from=date_from,
@@ -56,12 +52,12 @@ async def aggregate(
         tz=tz,
         compare=compare,
     )
-    return await _service(request).aggregate(query)
+    return await stats.aggregate(query)
 
 
 @router.get("/stats/timeseries", summary="Metrics per minute, hour or day")
 async def timeseries(
-    request: Request,
+    stats: StatsDep,
     site_id: SiteId,
     period: Period = "30d",
     date_from: From = None,
@@ -72,7 +68,7 @@ async def timeseries(
     tz: Tz = "UTC",
 ) -> dict[str, Any]:
     query = _query(
-        request,
+        stats,
         site_id=site_id,
         period=period,
         date_from=date_from,
@@ -82,12 +78,12 @@ async def timeseries(
         interval=interval,
         tz=tz,
     )
-    return await _service(request).timeseries(query)
+    return await stats.timeseries(query)
 
 
 @router.get("/stats/breakdown", summary="Metrics by the values of one property")
 async def breakdown(
-    request: Request,
+    stats: StatsDep,
     site_id: SiteId,
     property: Annotated[str, Query(description="page, source, country, prop:<key> ...")],
     period: Period = "30d",
@@ -99,7 +95,7 @@ async def breakdown(
     tz: Tz = "UTC",
 ) -> dict[str, Any]:
     query = _query(
-        request,
+        stats,
         site_id=site_id,
         period=period,
         date_from=date_from,
@@ -110,21 +106,19 @@ async def breakdown(
         limit=limit,
         tz=tz,
     )
-    return await _service(request).breakdown(query)
+    return await stats.breakdown(query)
 
 
 @router.get("/stats/realtime", summary="Current visitors: distinct visitors in the last 5 minutes")
-async def realtime(request: Request, site_id: SiteId) -> dict[str, Any]:
-    return await _service(request).realtime(site_id)
+async def realtime(stats: StatsDep, site_id: SiteId) -> dict[str, Any]:
+    return await stats.realtime(site_id)
 
 
 @router.get("/sites", summary="Sites that have sent events")
-async def sites(request: Request) -> dict[str, Any]:
-    return {"sites": await _service(request).sites()}
+async def sites(stats: StatsDep) -> dict[str, Any]:
+    return {"sites": await stats.sites()}
 
 
 @router.get("/quality", summary="Events refused by the collector and dropped by the processor")
-async def quality(request: Request, site_id: str | None = None) -> dict[str, Any]:
-    rejected = await request.app.state.runtime.rejections(site_id)
-    dropped = await _service(request).store.drop_counts(site_id)
-    return {"site_id": site_id, "rejected": rejected, "dropped": dropped}
+async def quality(quality: QualityDep, site_id: str | None = None) -> dict[str, Any]:
+    return await quality(site_id)

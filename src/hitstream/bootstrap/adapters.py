@@ -1,0 +1,194 @@
+"""Adapters by URL: one factory per port, the driver imported only for the scheme named.
+
+An embedded install never imports Kafka, PostgreSQL or Redis clients; a URL that needs a
+missing extra fails with a ``ConfigError`` saying which one to install. Nothing here
+connects: adapters connect in their ``start`` (the runtime's job).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hitstream.cache.base import Cache
+from hitstream.errors import ConfigError
+from hitstream.fanout.base import Fanout
+from hitstream.log.base import EventLog
+from hitstream.notifiers.base import Notifier
+from hitstream.salts.base import SaltKeeper
+from hitstream.settings import Settings
+from hitstream.stores.base import Store
+from hitstream.tally.base import Tally
+
+_REDIS = ("redis", "rediss")
+
+
+def _path_of(url: str) -> Path:
+    parts = urlsplit(url)
+    raw = parts.netloc + parts.path if parts.netloc else parts.path
+    if not raw:
+        raise ConfigError(f"{url!r} names no file")
+    return Path(raw)
+
+
+def _need(module: str, extra: str) -> None:
+    """A clear message when an optional driver is missing, instead of an ImportError."""
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"this URL needs the {extra!r} extra: pip install 'hitstream[{extra}]'")
+
+
+def make_log(url: str, settings: Settings) -> EventLog:
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from hitstream.log.sqlite import SQLiteLog
+
+        return SQLiteLog(_path_of(url), retention_s=settings.log_retention_s)
+    if scheme == "memory":
+        from hitstream.log.memory import MemoryLog
+
+        return MemoryLog()
+    if scheme == "kafka":
+        _need("confluent_kafka", "kafka")
+        from hitstream.log.kafka import KafkaLog
+
+        return KafkaLog(
+            url,
+            partitions=settings.kafka_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            security_protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_username=settings.kafka_sasl_username,
+            sasl_password=settings.kafka_sasl_password,
+            ssl_ca_location=settings.kafka_ssl_ca_location,
+            client_id=settings.kafka_client_id,
+            message_timeout_ms=settings.kafka_message_timeout_ms,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            extra=settings.kafka_extra,
+        )
+    if scheme in _REDIS:
+        _need("redis", "redis")
+        from hitstream.log.redis_streams import RedisStreamsLog
+
+        return RedisStreamsLog(url, claim_idle_ms=settings.redis_stream_claim_idle_ms)
+    raise ConfigError(
+        f"unknown event log URL scheme {scheme!r} (use sqlite://, kafka://, redis:// or memory://)"
+    )
+
+
+def make_store(url: str, settings: Settings) -> Store:
+    scheme = urlsplit(url).scheme
+    if scheme == "duckdb":
+        from hitstream.stores.duckdb import DuckDBStore
+
+        return DuckDBStore(_path_of(url))
+    if scheme == "memory":
+        from hitstream.stores.memory import MemoryStore
+
+        return MemoryStore()
+    if scheme in ("postgresql", "postgres"):
+        _need("psycopg", "postgres")
+        from hitstream.stores.postgres import PostgresStore
+
+        return PostgresStore(url, rollups=settings.store_rollups)
+    raise ConfigError(
+        f"unknown store URL scheme {scheme!r} (use duckdb://, postgresql:// or memory://)"
+    )
+
+
+def make_fanout(url: str) -> Fanout:
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from hitstream.fanout.memory import MemoryFanout
+
+        return MemoryFanout()
+    if scheme in _REDIS:
+        _need("redis", "redis")
+        from hitstream.fanout.redis import RedisFanout
+
+        return RedisFanout(url)
+    raise ConfigError(f"unknown fan-out URL scheme {scheme!r} (use memory:// or redis://)")
+
+
+def make_tally(fanout_url: str) -> Tally:
+    """Rejection counts live where the live updates travel: Redis when several processes
+    share a fan-out there, else in this process."""
+    if urlsplit(fanout_url).scheme in _REDIS:
+        from hitstream.tally.redis import RedisTally
+
+        return RedisTally(fanout_url)
+    from hitstream.tally.memory import MemoryTally
+
+    return MemoryTally()
+
+
+def make_cache(url: str, entries: int) -> Cache:
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from hitstream.cache.memory import MemoryCache
+
+        return MemoryCache(entries)
+    if scheme in _REDIS:
+        _need("redis", "redis")
+        from hitstream.cache.redis import RedisCache
+
+        return RedisCache(url)
+    raise ConfigError(f"unknown cache URL scheme {scheme!r} (use memory:// or redis://)")
+
+
+def make_salts(url: str, data_dir: Path) -> SaltKeeper:
+    """Salts in ``data_dir`` (an empty URL), in memory (``memory://``) or shared in Redis."""
+    scheme = urlsplit(url).scheme if url else "file"
+    if scheme == "file":
+        from hitstream.salts.file import FileSaltKeeper
+
+        return FileSaltKeeper(data_dir / "salts.json")
+    if scheme == "memory":
+        from hitstream.salts.memory import MemorySaltKeeper
+
+        return MemorySaltKeeper()
+    if scheme in _REDIS:
+        _need("redis", "redis")
+        from hitstream.salts.redis import RedisSaltKeeper
+
+        return RedisSaltKeeper(url)
+    raise ConfigError(f"unknown salts URL scheme {scheme!r} (leave empty or use redis://)")
+
+
+def make_notifier(url: str, on_failure: Callable[[], None] | None = None) -> Notifier:
+    """One notifier for ``url``; ``on_failure`` is called for every alert it gives up on."""
+    scheme = urlsplit(url).scheme
+    if scheme == "log":
+        from hitstream.notifiers.log import LogNotifier
+
+        return LogNotifier()
+    if scheme == "memory":
+        from hitstream.notifiers.memory import MemoryNotifier
+
+        return MemoryNotifier()
+    if scheme in ("http", "https"):
+        from hitstream.notifiers.webhook import WebhookNotifier
+
+        try:
+            return WebhookNotifier(url, on_failure=on_failure)
+        except ValueError as exc:
+            raise ConfigError(f"alert notifier: {exc}") from exc
+    shown = scheme or url.split("/")[0]
+    raise ConfigError(f"unknown alert notifier {shown!r} (use log:// or an http(s):// webhook)")
+
+
+def make_notifiers(urls: str, on_failure: Callable[[str], None] | None = None) -> list[Notifier]:
+    """Notifiers for a comma-separated URL list; ``on_failure`` gets the notifier's name."""
+    notifiers: list[Notifier] = []
+    for url in (part.strip() for part in urls.split(",")):
+        if url:
+            hook = None if on_failure is None else _bind(on_failure, urlsplit(url).scheme)
+            notifiers.append(make_notifier(url, hook))
+    return notifiers
+
+
+def _bind(on_failure: Callable[[str], None], scheme: str) -> Callable[[], None]:
+    name = "webhook" if scheme in ("http", "https") else scheme
+    return lambda: on_failure(name)

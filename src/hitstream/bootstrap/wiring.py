@@ -1,0 +1,198 @@
+"""Wiring: the services a process runs, built from ``Settings`` in one sitting.
+
+``build`` makes the adapters (``hitstream.bootstrap.adapters``), then every service the
+process's roles need, each handed what it depends on: the collector (log, salts, country
+lookup), the processor (its pipeline of named steps), the stats service and its cache, the
+quality source, the live hub, alerting and its notifiers, the demo. Nothing connects here: the
+``Runtime`` starts and stops what this builds. A broken setting fails here, before anything
+runs, with a ``ConfigError`` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from hitstream.bootstrap.adapters import (
+    make_cache,
+    make_fanout,
+    make_log,
+    make_notifiers,
+    make_salts,
+    make_store,
+    make_tally,
+)
+from hitstream.bootstrap.runtime import ROLES, Runtime
+from hitstream.domain.alerts import AlertRule, parse_rules
+from hitstream.domain.events import Limits
+from hitstream.errors import ConfigError, QueryError
+from hitstream.fanout.base import Fanout
+from hitstream.log.base import EventLog
+from hitstream.metrics import Metrics
+from hitstream.salts.base import SaltKeeper
+from hitstream.services.alerting import Alerting, AlertingMetrics
+from hitstream.services.collector import Collector
+from hitstream.services.live import LiveHub
+from hitstream.services.processor import Processor
+from hitstream.services.quality import Quality, Rejections
+from hitstream.services.stats import StatsService
+from hitstream.settings import Settings
+from hitstream.stores.base import Store
+
+
+def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
+    """Everything one process runs for ``roles``, built but not started."""
+    unknown = roles - ROLES
+    if unknown:
+        raise ConfigError(f"unknown roles {sorted(unknown)}")
+    metrics = Metrics()
+    log = make_log(settings.resolved_log_url(), settings)
+    store = make_store(settings.resolved_store_url(), settings)
+    fanout = make_fanout(settings.resolved_fanout_url())
+    cache = make_cache(settings.resolved_cache_url(), settings.cache_entries)
+    tally = make_tally(settings.resolved_fanout_url())
+    store.count_answers(lambda path: metrics.store_queries.labels(path).inc())
+
+    salts = collector = None
+    if "collector" in roles:
+        salts = make_salts(settings.salts_url, settings.data_dir)
+        collector = make_collector(settings, log, salts, metrics)
+    rejections = Rejections(tally, collector)
+
+    processor = alerting = None
+    warm_ups: list[Callable[[], None]] = []
+    if "processor" in roles:
+        processor, warm_ups = make_processor(settings, log, store, fanout, metrics)
+        alerting = make_alerting(
+            store,
+            fanout,
+            rules=settings.alert_rules,
+            notifiers=settings.alert_notifiers,
+            interval_s=settings.alert_interval_s,
+            registry=metrics.registry,
+        )
+
+    stats = quality = live = None
+    if "web" in roles:
+        stats = StatsService(store, metrics, cache=cache)
+        quality = Quality(rejections, store)
+        live = LiveHub(
+            stats,
+            store,
+            fanout,
+            quality=quality,
+            registry=metrics.registry,
+            query_ms=stats.now_ms,
+        )
+
+    runtime = Runtime(
+        settings=settings,
+        roles=roles,
+        metrics=metrics,
+        log=log,
+        store=store,
+        fanout=fanout,
+        cache=cache,
+        tally=tally,
+        salts=salts,
+        rejections=rejections,
+        collector=collector,
+        processor=processor,
+        warm_ups=warm_ups,
+        alerting=alerting,
+        stats=stats,
+        quality=quality,
+        live=live,
+    )
+    if settings.demo and collector is not None:
+        from hitstream.synthetic.demo import Demo
+
+        runtime.demo = Demo(
+            collector, store, settings.demo_site, events_per_day=settings.demo_events_per_day
+        )
+    return runtime
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_past_ms=settings.max_event_age_s * 1000,
+        max_future_ms=settings.max_future_skew_s * 1000,
+    )
+
+
+def make_collector(
+    settings: Settings, log: EventLog, salts: SaltKeeper, metrics: Metrics
+) -> Collector:
+    from hitstream.enrich.geo import IptoccCountryLookup
+
+    return Collector(log, salts, IptoccCountryLookup(), metrics, limits=limits_from(settings))
+
+
+def make_processor(
+    settings: Settings, log: EventLog, store: Store, fanout: Fanout, metrics: Metrics
+) -> tuple[Processor, list[Callable[[], None]]]:
+    """The processor and what to warm up before it takes traffic (parsers' first runs)."""
+    from hitstream.domain.steps import build_steps
+    from hitstream.enrich.bots import BotDetector
+    from hitstream.enrich.useragent import UserAgentParser
+    from hitstream.services.pipeline import PipelineRunner
+
+    parser = UserAgentParser()
+    bots = BotDetector(parser, allow_headless=settings.allow_headless)
+    runner = PipelineRunner(build_steps(parser, bots), metrics)
+    processor = Processor(
+        log,
+        store,
+        fanout,
+        runner,
+        metrics,
+        stream=log.stream,
+        batch_max=settings.batch_max_events,
+        poll_timeout=settings.batch_max_wait_ms / 1000,
+        session_timeout_ms=settings.session_timeout_s * 1000,
+        retention_ms=settings.retention_days * 86_400_000,
+    )
+    return processor, [parser.warm_up, bots.warm_up]
+
+
+def load_rules(raw: str) -> list[AlertRule]:
+    """Rules from ``HITSTREAM_ALERT_RULES``: JSON text, or the path of a JSON file."""
+    text = raw.strip()
+    if not text:
+        return []
+    source = "HITSTREAM_ALERT_RULES"
+    if text[0] not in "[{":
+        path = Path(text).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read rules file {str(path)!r}: {exc}") from exc
+        source = str(path)
+    try:
+        return parse_rules(text)
+    except QueryError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def make_alerting(
+    store: Store,
+    fanout: Fanout,
+    *,
+    rules: str,
+    notifiers: str = "log://",
+    interval_s: float = 10.0,
+    registry: CollectorRegistry,
+) -> Alerting | None:
+    """The ``Alerting`` that settings describe, or None when there are no rules.
+
+    Raises ``ConfigError`` naming the bad rule field or notifier URL, so that a process with
+    a broken alert setup refuses to start instead of staying silent.
+    """
+    parsed = load_rules(rules)
+    if not parsed:
+        return None
+    metrics = AlertingMetrics(registry)
+    built = make_notifiers(notifiers, lambda name: metrics.notifier_failures.labels(name).inc())
+    return Alerting(store, fanout, built, parsed, metrics, interval_s=interval_s)

@@ -1,0 +1,19 @@
+"""A salt keeper in memory only: each process (and each restart) draws its own salts."""
+
+from __future__ import annotations
+
+import secrets
+
+from hitstream.domain.visitors import Salts, rotate
+from hitstream.salts.base import SaltKeeper
+
+
+class MemorySaltKeeper(SaltKeeper):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._salts: Salts | None = None
+
+    async def salts(self, now_ms: int) -> Salts:
+        self._salts = rotate(self._salts, now_ms, secrets.token_bytes(16))
+        return self._salts
