@@ -50,9 +50,11 @@ async def test_channels_are_isolated(fanout: Fanout) -> None:
     b = await fanout.subscribe("site:b")
     await settle(fanout)
     await fanout.publish("site:b", b"for-b")
+    await fanout.publish("site:a", b"for-a")
+    # messages arrive in publish order: had b's reached a, it would come before a's own
+    assert await asyncio.wait_for(a.get(), 2) == b"for-a"
     assert await asyncio.wait_for(b.get(), 2) == b"for-b"
-    await asyncio.sleep(0.1)
-    assert len(a._items) == 0
+    assert len(a) == len(b) == 0
 
 
 async def test_slow_subscriber_drops_oldest_and_counts(fanout: Fanout) -> None:

@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from hitstream.backoff import Backoff
 from hitstream.bootstrap import make_alerting, make_notifiers
 from hitstream.domain.alerts import Alert, Change, Transition, rule_from
 from hitstream.domain.events import ProcessedEvent
@@ -451,7 +452,7 @@ def webhook(hook: Hook, **kw: Any) -> tuple[WebhookNotifier, list[float]]:
     notifier = WebhookNotifier(
         "https://hooks.example.com/services/T000/B000/secret",
         transport=httpx.MockTransport(hook),
-        sleep=sleep,
+        backoff=Backoff(first_s=0.5, jitter=0.0, sleep=sleep),
         **kw,
     )
     return notifier, delays

@@ -442,18 +442,14 @@ def test_dashboard_page_is_versioned_and_locked_down(web_app: TestClient) -> Non
 
 
 async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
-    from hitstream.domain.steps import build_steps
     from hitstream.log.memory import MemoryLog
-    from hitstream.services.pipeline import PipelineRunner
-    from hitstream.services.processor import Processor
     from hitstream.services.stats import StatsService
     from hitstream.stores.memory import MemoryStore
-    from tests.unit.test_processor import FakeAgents, FakeBots, accepted, put
+    from tests.unit.test_processor import accepted, make, put
 
     log, store, fanout, metrics = MemoryLog(), MemoryStore(), MemoryFanout(), Metrics()
     stats = StatsService(store, metrics, cache=MemoryCache())
-    runner = PipelineRunner(build_steps(FakeAgents(), FakeBots()), metrics)
-    processor = Processor(log, store, fanout, runner, metrics, stream="memory", poll_timeout=0.01)
+    processor = make(log, store, fanout, clock=now_ms)
     await processor.start()
     hub = LiveHub(
         stats,

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 
 import msgspec
 import pytest
 
+from hitstream.backoff import Backoff
 from hitstream.domain.events import AcceptedEvent
 from hitstream.domain.pipeline import UserAgentInfo
+from hitstream.domain.sessions import Sessionizer
 from hitstream.domain.stats import Range, StatsQuery
-from hitstream.domain.steps import build_steps
 from hitstream.errors import StoreUnavailable
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
-from hitstream.services.pipeline import PipelineRunner
+from hitstream.services.pipeline import Named, Pipeline, processing_steps
 from hitstream.services.processor import Processor
-from hitstream.stores.base import WriteBatch
+from hitstream.stores.base import Store, WriteBatch
 from hitstream.stores.memory import MemoryStore
 
 T0 = 1_790_000_000_000
@@ -59,18 +61,35 @@ async def put(log: MemoryLog, *events: AcceptedEvent) -> None:
     await log.append([(e.visitor_id.encode(), msgspec.json.encode(e)) for e in events])
 
 
-def make(log: MemoryLog, store: MemoryStore, fanout: MemoryFanout | None = None) -> Processor:
+async def no_wait(seconds: float) -> None:
+    """The backoff's sleep in unit tests: no real waiting."""
+
+
+def make(
+    log: MemoryLog,
+    store: Store,
+    fanout: MemoryFanout | None = None,
+    *,
+    stream: str = "memory",
+    clock: Callable[[], int] = lambda: T0 + 1000,
+    steps: Callable[[list[Named]], list[Named]] = lambda steps: steps,
+) -> Processor:
+    """A processor over memory adapters and fake parsers, with the real pipeline (``steps``
+    may change it, to inject a failure) and a backoff that does not wait."""
     metrics = Metrics()
-    runner = PipelineRunner(build_steps(FakeAgents(), FakeBots()), metrics)
+    sessions = Sessionizer()
+    named = steps(processing_steps(store, FakeAgents(), FakeBots(), sessions))
     return Processor(
         log,
         store,
         fanout or MemoryFanout(),
-        runner,
+        Pipeline(named, metrics),
         metrics,
-        stream="memory",
+        sessions=sessions,
+        stream=stream,
         poll_timeout=0.01,
-        clock=lambda: T0 + 1000,
+        clock=clock,
+        backoff=Backoff(sleep=no_wait),
     )
 
 
@@ -152,16 +171,26 @@ async def test_store_outage_retries_the_same_batch_without_skipping() -> None:
 async def test_live_message_published_per_site() -> None:
     log, store, fanout = MemoryLog(), MemoryStore(), MemoryFanout()
     subscription = await fanout.subscribe("site:a.io")
-    await put(log, accepted(1), accepted(2, ua="bot"))
+    other = await fanout.subscribe("site:b.io")
     processor = make(log, store, fanout)
     await processor.start()
+    versions = []
+    for n in (1, 3):
+        await put(log, accepted(n), accepted(n + 1, ua="bot"))
+        await processor.process_once()
+        message = msgspec.json.decode(await asyncio.wait_for(subscription.get(), 1))
+        assert message["type"] == "processed"
+        assert message["events_total"] == 1
+        assert message["events"][0]["path"] == f"/p{n}"
+        assert message["dropped"] == {"bot:ua_pattern": 1}
+        assert message["data_version"] == await store.data_version("a.io")
+        versions.append(message["data_version"])
+    assert versions[1] > versions[0] > 0  # each batch's write moved the site's version on
+    await put(log, accepted(9, site_id="b.io"))
     await processor.process_once()
-    message = msgspec.json.decode(await asyncio.wait_for(subscription.get(), 1))
-    assert message["type"] == "processed"
-    assert message["events_total"] == 1
-    assert message["events"][0]["path"] == "/p1"
-    assert message["dropped"] == {"bot:ua_pattern": 1}
-    assert message["data_version"] == await store.data_version("a.io")
+    message = msgspec.json.decode(await asyncio.wait_for(other.get(), 1))
+    assert (message["site_id"], message["events_total"]) == ("b.io", 1)
+    assert len(subscription) == 0  # a.io's channel heard nothing of b.io
 
 
 @pytest.mark.parametrize("garbage", [b"not json", b'{"site_id": 1}'])
@@ -195,10 +224,10 @@ async def test_a_processor_that_lost_its_partition_is_fenced_off() -> None:
     messages first: the old owner's write is refused, and it resumes from the store."""
     log, store = MemoryLog(), MemoryStore()
     await put(log, accepted(1), accepted(2, ts=T0 + 60_000))
-    slow, fast = make(log, store), make(log, store)
+    slow_store = copy.copy(store)  # the same data, but its writes wait for the new owner
+    slow, fast = make(log, slow_store), make(log, store)
     await slow.start()
     await fast.start()
-    slow.store = copy.copy(store)  # the same data, but its writes wait for the new owner
     real_write = store.write
 
     async def write_after_the_new_owner(batch: WriteBatch) -> None:
@@ -206,13 +235,13 @@ async def test_a_processor_that_lost_its_partition_is_fenced_off() -> None:
             assert await fast.process_once() == 2
         await real_write(batch)
 
-    slow.store.write = write_after_the_new_owner  # type: ignore[method-assign]
+    slow_store.write = write_after_the_new_owner  # type: ignore[method-assign]
     assert await slow.process_once() == 0  # refused: nothing counted twice
     result = await store.aggregate(everything())
     assert (result["events"], result["visits"], result["pageviews"]) == (2, 1, 2)
-    assert len(slow.sessions) == 1  # the visit state was reloaded from the store
+    del slow_store.write  # its own writes again (to the same data)
     await put(log, accepted(3, ts=T0 + 120_000))
-    slow.store = store
     assert await slow.process_once() == 1
+    assert len(slow.sessions) == 1  # the visit state was reloaded from the store
     result = await store.aggregate(everything())
     assert (result["events"], result["visits"], result["pageviews"]) == (3, 1, 3)

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 
-from hitstream.domain.steps import build_steps
-from hitstream.fanout.memory import MemoryFanout
 from hitstream.log.base import LogMessage
 from hitstream.log.memory import MemoryLog
-from hitstream.metrics import Metrics
-from hitstream.services.pipeline import PipelineRunner
 from hitstream.services.processor import Processor
 from hitstream.services.replay import replay
 from hitstream.stores.memory import MemoryStore
-from tests.unit.test_processor import FakeAgents, FakeBots, accepted, put
+from tests.unit.test_processor import accepted, make, put
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def processor(log: MemoryLog, store: MemoryStore, stream: str = "replay:test") -> Processor:
-    metrics = Metrics()
-    runner = PipelineRunner(build_steps(FakeAgents(), FakeBots()), metrics)
-    return Processor(log, store, MemoryFanout(), runner, metrics, stream=stream, poll_timeout=0.01)
+    return make(log, store, stream=stream, clock=now_ms)
 
 
 async def test_replay_from_an_offset_adds_only_missing_events() -> None:

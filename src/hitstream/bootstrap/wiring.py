@@ -133,25 +133,27 @@ def make_collector(
 def make_processor(
     settings: Settings, log: EventLog, store: Store, fanout: Fanout, metrics: Metrics
 ) -> tuple[Processor, list[Callable[[], None]]]:
-    """The processor and what to warm up before it takes traffic (parsers' first runs)."""
-    from hitstream.domain.steps import build_steps
+    """The processor with its pipeline (``processing_steps``: the one named list), and what
+    to warm up before it takes traffic (the parsers' first runs)."""
+    from hitstream.domain.sessions import Sessionizer
     from hitstream.enrich.bots import BotDetector
     from hitstream.enrich.useragent import UserAgentParser
-    from hitstream.services.pipeline import PipelineRunner
+    from hitstream.services.pipeline import Pipeline, processing_steps
 
     parser = UserAgentParser()
     bots = BotDetector(parser, allow_headless=settings.allow_headless)
-    runner = PipelineRunner(build_steps(parser, bots), metrics)
+    sessions = Sessionizer(settings.session_timeout_s * 1000)
+    pipeline = Pipeline(processing_steps(store, parser, bots, sessions), metrics)
     processor = Processor(
         log,
         store,
         fanout,
-        runner,
+        pipeline,
         metrics,
+        sessions=sessions,
         stream=log.stream,
         batch_max=settings.batch_max_events,
         poll_timeout=settings.batch_max_wait_ms / 1000,
-        session_timeout_ms=settings.session_timeout_s * 1000,
         retention_ms=settings.retention_days * 86_400_000,
     )
     return processor, [parser.warm_up, bots.warm_up]

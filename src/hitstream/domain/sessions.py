@@ -48,6 +48,13 @@ class Sessionizer:
         self._open: dict[tuple[str, str], Session] = {}
         self._touched: dict[str, Session] = {}
 
+    def reset(self, sessions: Iterable[Session]) -> None:
+        """Forget every visit held (and every change not drained), then resume from stored
+        ones: the state after a failed or foreign batch is the store's, nothing of ours."""
+        self._open.clear()
+        self._touched.clear()
+        self.load(sessions)
+
     def load(self, sessions: Iterable[Session]) -> None:
         """Resume from stored visits (the store's ``open_sessions``)."""
         for session in sessions:

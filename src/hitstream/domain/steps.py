@@ -1,15 +1,18 @@
-"""The processor's enrichment steps: bot filter, user agent, UTM tags, referrer and channel.
+"""The processor's event steps: bot filter, user agent, UTM tags, referrer and channel, visit.
 
 Each step takes a ``Working`` event, fills part of its processed row in place and returns
-``None``, or returns a ``Drop`` to stop the event. Steps read only the accepted event, never
-another step's output, so any one of them can be run, timed or tested alone. The two that need
-a parser from outside the standard library get it from ``build_steps`` as a Protocol.
+``None``, or returns a ``Drop`` to stop the event. The enrichment steps read only the accepted
+event, never another step's output, so any one of them can be run, timed or tested alone. The
+two that need a parser from outside the standard library get it from ``build_steps`` as a
+Protocol. ``put_session`` runs last: it reads what enrichment filled (a visit takes its first
+event's source) and holds state, the open visits (``Sessionizer``).
 """
 
 from __future__ import annotations
 
 from hitstream.domain.pipeline import BotDetector, Drop, Step, UserAgentParser, Working
 from hitstream.domain.referrers import classify, parse_campaign
+from hitstream.domain.sessions import Sessionizer
 
 EMPTY_UA = Drop("bot:empty_ua")
 
@@ -72,6 +75,18 @@ def put_referrer(working: Working) -> Drop | None:
     out.source = attribution.source
     out.channel = attribution.channel.value
     return None
+
+
+def put_session_with(sessions: Sessionizer) -> Step:
+    """A ``put_session`` step: the event joins its visit (continued or new), gets its
+    ``session_id`` and the visit's acquisition. Stateful: the runner reloads ``sessions`` from
+    the store after any failed attempt, so a half-done batch leaves no trace in it."""
+
+    def put_session(working: Working) -> Drop | None:
+        sessions.assign(working.out, working.accepted.visitor_id_prev)
+        return None
+
+    return put_session
 
 
 def build_steps(user_agents: UserAgentParser, bots: BotDetector) -> list[tuple[str, Step]]:

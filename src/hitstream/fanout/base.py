@@ -40,6 +40,10 @@ class Subscription:
         self._closed = True
         self._ready.set()
 
+    def __len__(self) -> int:
+        """Messages queued and not taken yet."""
+        return len(self._items)
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 

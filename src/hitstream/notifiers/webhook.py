@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from hitstream import __version__
+from hitstream.backoff import Backoff
 from hitstream.domain.alerts import Alert
 from hitstream.notifiers.base import Notifier
 
@@ -39,13 +40,13 @@ class WebhookNotifier(Notifier):
         *,
         timeout_s: float = 5.0,
         retries: int = 3,
-        backoff_s: float = 0.5,
+        backoff: Backoff | None = None,
         queue_size: int = 100,
         close_timeout_s: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
         on_failure: Callable[[], None] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``backoff`` waits between tries (0.5 s, then doubling, with jitter by default)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"a webhook URL needs http(s) and a host, not {parts.scheme!r}")
@@ -53,13 +54,12 @@ class WebhookNotifier(Notifier):
         self.where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self.timeout_s = timeout_s
         self.retries = retries
-        self.backoff_s = backoff_s
+        self.backoff = backoff or Backoff(first_s=0.5, max_s=30.0)
         self.close_timeout_s = close_timeout_s
         self.failures = 0
         self.delivered = 0
         self._transport = transport
         self._on_failure = on_failure
-        self._sleep = sleep
         self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=queue_size)
         self._client: httpx.AsyncClient | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -112,7 +112,7 @@ class WebhookNotifier(Notifier):
         reason = ""
         for attempt in range(self.retries + 1):
             if attempt:
-                await self._sleep(self.backoff_s * 2 ** (attempt - 1))
+                await self.backoff.wait(attempt - 1)
             try:
                 response = await self._client.post(self.url, json=body)
             except httpx.HTTPError as exc:

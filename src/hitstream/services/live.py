@@ -15,12 +15,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
 from prometheus_client import CollectorRegistry
 
+from hitstream.backoff import Backoff
 from hitstream.domain.stats import parse_filters
 from hitstream.errors import AdapterUnavailable, HitstreamError, QueryError
 from hitstream.fanout.base import Fanout
@@ -61,7 +62,8 @@ class LiveConfig:
     recent_alerts: int = 20
     breakdown_limit: int = 10
     prop_breakdowns: int = 3
-    resubscribe_delay_s: float = 1.0
+    resubscribe: Backoff = field(default_factory=lambda: Backoff(first_s=1.0, max_s=10.0))
+    """How long to wait before following a channel again after the fan-out went away."""
     feed_linger_s: float = 300.0
     """How long a site's channels stay followed after its last dashboard left."""
 
@@ -235,7 +237,9 @@ class LiveHub:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read(self, feed: SiteFeed, channel: str) -> None:
-        """Follow one fan-out channel for as long as the site has viewers."""
+        """Follow one fan-out channel for as long as the site has viewers, subscribing again
+        (with backoff) whenever the fan-out goes away."""
+        attempt = 0
         while True:
             try:
                 subscription = await self.fanout.subscribe(
@@ -243,8 +247,10 @@ class LiveHub:
                 )
             except AdapterUnavailable as exc:
                 log.warning("live channel %s unavailable, retrying: %s", channel, exc)
-                await asyncio.sleep(self.config.resubscribe_delay_s)
+                await self.config.resubscribe.wait(attempt)
+                attempt += 1
                 continue
+            attempt = 0
             try:
                 async for raw in subscription:
                     self._dispatch(feed, raw)
@@ -252,7 +258,7 @@ class LiveHub:
                 log.warning("live channel %s lost, resubscribing: %s", channel, exc)
             finally:
                 await asyncio.shield(self.fanout.unsubscribe(subscription))
-            await asyncio.sleep(self.config.resubscribe_delay_s)
+            await self.config.resubscribe.wait(attempt)
 
     def _dispatch(self, feed: SiteFeed, raw: bytes) -> None:
         try:

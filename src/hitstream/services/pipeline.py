@@ -1,53 +1,187 @@
-"""The pipeline runner: runs the named steps over a batch, times them, counts every drop.
+"""The processing pipeline: one named list of steps, run step-major over a batch.
 
-Steps run step-major (each step over the whole batch) so a step's cost is one timer read per
-batch. A step that raises does not sink the batch: that event is dropped with reason
-``error:<step>`` and logged with the exception, so one odd event cannot stall the processor.
+``processing_steps`` is the list, in the order the steps run: ``drop_duplicate``, the
+enrichment steps of ``hitstream.domain.steps`` (``drop_bot`` first), then ``put_session``.
+Two kinds of step:
+
+- an *event step* (``hitstream.domain.pipeline.Step``) takes one event and returns ``None`` or
+  a ``Drop``. Consecutive event steps run together in one worker thread, each over the whole
+  batch before the next (step-major: one timer read per step per batch), so HTTP requests in
+  the same process are not held up for a batch;
+- a *batch step* (``BatchStep``) is a coroutine over the whole batch, for a step that asks an
+  adapter once per batch (``drop_duplicate`` asks the store which ids it holds).
+
+``Pipeline.run`` times each step, counts drops by (site, reason), and keeps going when an
+event step raises on one event: that event stops, listed in ``Ran.failed`` with the step and
+the error, and the batch runner (``hitstream.services.runner``) dead-letters it. A batch step
+that raises fails the whole attempt (``StepFailed``); the runner retries it.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
-from hitstream.domain.events import AcceptedEvent
-from hitstream.domain.pipeline import Drop, Step, Working, start
+from hitstream.domain.pipeline import BotDetector, Drop, Step, UserAgentParser, Working
+from hitstream.domain.sessions import Sessionizer
+from hitstream.domain.steps import build_steps, put_session_with
 from hitstream.metrics import Metrics
 
-log = logging.getLogger(__name__)
+BatchStep = Callable[[Sequence[Working]], Awaitable[list[Drop | None]]]
+"""A step over the whole batch: one outcome per event, in order."""
+DUPLICATE = Drop("duplicate")
 
 
-class PipelineRunner:
-    def __init__(self, steps: Sequence[tuple[str, Step]], metrics: Metrics) -> None:
+@dataclass(frozen=True, slots=True)
+class Named:
+    """A step of the pipeline with its name (the ``step`` label of its timings)."""
+
+    name: str
+    each: Step | None = None
+    batch: BatchStep | None = None
+    stateful: bool = False
+    """It keeps state across events (open visits): after it raised on one event, the runner
+    restarts the attempt from reloaded state instead of carrying on."""
+
+
+def event_step(name: str, step: Step, *, stateful: bool = False) -> Named:
+    return Named(name, each=step, stateful=stateful)
+
+
+def batch_step(name: str, step: BatchStep) -> Named:
+    return Named(name, batch=step)
+
+
+class KnownIds(Protocol):
+    """What ``drop_duplicate`` asks of the store (the ``Store`` port fits)."""
+
+    async def known_event_ids(self, event_ids: Sequence[str]) -> set[str]: ...
+
+
+def drop_duplicate_with(store: KnownIds) -> BatchStep:
+    """A ``drop_duplicate`` step: an event whose id the store holds, or that came earlier in
+    the batch, stops here (a client retrying with its own ``event_id``, a replay)."""
+
+    async def drop_duplicate(batch: Sequence[Working]) -> list[Drop | None]:
+        known = await store.known_event_ids([w.accepted.event_id for w in batch])
+        outcomes: list[Drop | None] = []
+        for working in batch:
+            event_id = working.accepted.event_id
+            if event_id in known:
+                outcomes.append(DUPLICATE)
+            else:
+                known.add(event_id)
+                outcomes.append(None)
+        return outcomes
+
+    return drop_duplicate
+
+
+def processing_steps(
+    store: KnownIds, user_agents: UserAgentParser, bots: BotDetector, sessions: Sessionizer
+) -> list[Named]:
+    """The processor's pipeline: every step, named, in the order it runs."""
+    return [
+        batch_step("drop_duplicate", drop_duplicate_with(store)),
+        *(event_step(name, step) for name, step in build_steps(user_agents, bots)),
+        event_step("put_session", put_session_with(sessions), stateful=True),
+    ]
+
+
+class Failed(NamedTuple):
+    """An event an event step raised on: it goes to the dead letters, not to the store."""
+
+    working: Working
+    step: str
+    error: Exception
+
+
+@dataclass(slots=True)
+class Ran:
+    kept: list[Working]
+    """The events that made it through, in input order."""
+    drops: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(site, reason) -> events dropped by a step."""
+    failed: list[Failed] = field(default_factory=list)
+
+
+class StepFailed(Exception):
+    """A batch step raised: the whole attempt failed (``__cause__`` is the error)."""
+
+    def __init__(self, step: str, error: Exception) -> None:
+        super().__init__(f"{step}: {error!r}")
+        self.step = step
+        self.error = error
+
+
+class Pipeline:
+    def __init__(self, steps: Sequence[Named], metrics: Metrics) -> None:
         self.steps = list(steps)
-        self.metrics = metrics
+        self._timers = {step.name: metrics.step_seconds.labels(step.name) for step in steps}
+        self._segments: list[Named | list[Named]] = []
+        for step in self.steps:
+            if step.batch is not None:
+                self._segments.append(step)
+            elif self._segments and isinstance(self._segments[-1], list):
+                self._segments[-1].append(step)
+            else:
+                self._segments.append([step])
 
     @property
     def names(self) -> list[str]:
-        return [name for name, _ in self.steps]
+        return [step.name for step in self.steps]
 
-    def run(
-        self, events: Sequence[AcceptedEvent]
-    ) -> tuple[list[Working], Counter[tuple[str, str]]]:
-        """The events that made it through, in input order, and (site, reason) drop counts."""
-        alive: list[Working] = [start(event) for event in events]
-        drops: Counter[tuple[str, str]] = Counter()
-        for name, step in self.steps:
+    async def run(self, events: Sequence[Working]) -> Ran:
+        ran = Ran(list(events))
+        for segment in self._segments:
+            if not ran.kept:
+                break
+            if isinstance(segment, list):
+                ran.kept = await asyncio.to_thread(self._run_events, segment, ran)
+            else:
+                ran.kept = await self._run_batch(segment, ran)
+        return ran
+
+    async def _run_batch(self, step: Named, ran: Ran) -> list[Working]:
+        assert step.batch is not None
+        began = time.perf_counter()
+        try:
+            outcomes = await step.batch(ran.kept)
+        except Exception as exc:
+            raise StepFailed(step.name, exc) from exc
+        kept: list[Working] = []
+        for working, outcome in zip(ran.kept, outcomes, strict=True):
+            if outcome is None:
+                kept.append(working)
+            else:
+                ran.drops[(working.out.site_id, outcome.reason)] += 1
+        self._timers[step.name].observe(time.perf_counter() - began)
+        return kept
+
+    def _run_events(self, steps: list[Named], ran: Ran) -> list[Working]:
+        """Event steps, step-major, in a worker thread (only this batch's task touches
+        ``ran`` and the steps' state meanwhile)."""
+        alive = ran.kept
+        drops, failed = ran.drops, ran.failed
+        for step in steps:
             began = time.perf_counter()
+            run, name = step.each, step.name
+            assert run is not None
             kept: list[Working] = []
             for working in alive:
                 try:
-                    outcome: Drop | None = step(working)
-                except Exception:
-                    log.exception("pipeline step %s failed on event %s", name, working.out.event_id)
-                    outcome = Drop(f"error:{name}")
+                    outcome = run(working)
+                except Exception as exc:
+                    failed.append(Failed(working, name, exc))
+                    continue
                 if outcome is None:
                     kept.append(working)
                 else:
                     drops[(working.out.site_id, outcome.reason)] += 1
-                    self.metrics.events_dropped.labels(outcome.reason).inc()
             alive = kept
-            self.metrics.step_seconds.labels(name).observe(time.perf_counter() - began)
-        return alive, drops
+            self._timers[name].observe(time.perf_counter() - began)
+        return alive

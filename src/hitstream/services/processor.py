@@ -1,4 +1,5 @@
-"""The processor: log -> pipeline -> sessions -> ONE store transaction -> log commit -> live.
+"""The processor: poll the log -> the batch runner (pipeline, ONE store transaction) ->
+commit the log -> publish live updates.
 
 Effectively-once: the store transaction holds the batch's events, the visits they changed AND
 the log positions after the batch. After a crash the processor starts from the positions in
@@ -6,8 +7,11 @@ the store (not the log's own commit, which may lag or lead), and reloads open vi
 store, so every event is stored once and every visit counted once. Event ids stored already
 (a client retrying with the same ``event_id``) are dropped as ``duplicate``.
 
-If the store is down, the same computed batch is retried with backoff: the processor never
-skips ahead, and its in-memory visit state never runs ahead of what it will write.
+Nothing polled is ever skipped: the batch runner (``hitstream.services.runner``) owns what
+happens when anything fails before the store's commit (retries with backoff, dead letters);
+when it gives up (stopping), the consumer is recreated from the stored positions before the
+next poll. After the commit everything is best effort: a log commit, a metric, a live update
+that fails is logged and the processor goes on (the store has the data and the position).
 
 Fencing: each batch carries the offset it starts at per partition, and the store refuses it
 (``PositionConflict``) if another processor already stored past that point, as happens when a
@@ -20,22 +24,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Mapping
 
 import msgspec
 
-from hitstream.domain.events import AcceptedEvent, ProcessedEvent, Session
+from hitstream.backoff import Backoff
+from hitstream.domain.events import ProcessedEvent
 from hitstream.domain.sessions import Sessionizer
-from hitstream.errors import AdapterUnavailable, PositionConflict, StoreUnavailable
+from hitstream.errors import AdapterUnavailable, PositionConflict
 from hitstream.fanout.base import Fanout
-from hitstream.log.base import EventLog, LogConsumer, LogMessage
+from hitstream.log.base import EventLog, LogConsumer
 from hitstream.metrics import Metrics
-from hitstream.services.pipeline import PipelineRunner
-from hitstream.stores.base import Store, WriteBatch
+from hitstream.services.pipeline import Pipeline
+from hitstream.services.runner import BatchAbandoned, BatchRunner, Stored
+from hitstream.stores.base import Store
 
 log = logging.getLogger(__name__)
-_DECODER = msgspec.json.Decoder(AcceptedEvent)
 _ENCODER = msgspec.json.Encoder()
 LIVE_EVENTS_PER_MESSAGE = 100
 _LIVE_FIELDS = (
@@ -80,42 +85,58 @@ class Processor:
         log: EventLog,
         store: Store,
         fanout: Fanout,
-        runner: PipelineRunner,
+        pipeline: Pipeline,
         metrics: Metrics,
         *,
+        sessions: Sessionizer,
         stream: str,
         group: str = "processor",
         batch_max: int = 5000,
         poll_timeout: float = 0.2,
-        session_timeout_ms: int = 30 * 60 * 1000,
         retention_ms: int = 0,
         clock: Callable[[], int] | None = None,
+        backoff: Backoff | None = None,
+        drain_timeout_s: float = 60.0,
     ) -> None:
+        """``sessions`` is the visit state the pipeline's ``put_session`` step keeps;
+        ``clock`` gives epoch ms and ``backoff`` waits between retries (tests pass fakes)."""
         self.log = log
         self.store = store
         self.fanout = fanout
-        self.runner = runner
         self.metrics = metrics
         self.stream = stream
         self.group = group
         self.batch_max = batch_max
         self.poll_timeout = poll_timeout
         self.retention_ms = retention_ms
-        self.sessions = Sessionizer(session_timeout_ms)
+        self.drain_timeout_s = drain_timeout_s
         self._clock = clock or (lambda: int(time.time() * 1000))
+        self._backoff = backoff or Backoff()
+        self.runner = BatchRunner(
+            log, store, pipeline, sessions, metrics, backoff=self._backoff, clock=self._clock
+        )
         self._consumer: LogConsumer | None = None
         self._generation = 0
+        self._stale = False
+        """The consumer read past what the store has (a batch given up): recreate it."""
+        self._stop: asyncio.Event | None = None
+        self._stopping_since: float | None = None
         self._last_housekeeping = 0
         self._last_lag = 0.0
         self.processed = 0
         self.batches = 0
         self.caught_up = asyncio.Event()
 
+    @property
+    def sessions(self) -> Sessionizer:
+        return self.runner.sessions
+
     async def start(self, consumer: LogConsumer | None = None) -> None:
         """Begin consuming: from the store's positions, or from ``consumer`` (replay)."""
-        await self._reload_sessions()
+        await self.runner.reload()
         self._consumer = consumer or self.log.consumer(self.group, self._stored_position)
         self._generation = self._consumer.generation
+        self._stale = False
 
     async def _stored_position(self, partition: int) -> int | None:
         """Read fresh at every assignment: after a rebalance another processor may have
@@ -123,17 +144,13 @@ class Processor:
         return (await self.store.positions(self.stream)).get(partition)
 
     async def _resync(self) -> None:
-        """Forget this batch and the visit state, rejoin, and resume from the store."""
+        """Forget what was read and the visit state; rejoin and resume from the store."""
+        self.runner.stale = True
         if self._consumer is not None:
             await self._consumer.close()
-        await self._reload_sessions()
         self._consumer = self.log.consumer(self.group, self._stored_position)
         self._generation = self._consumer.generation
-
-    async def _reload_sessions(self) -> None:
-        self.sessions = Sessionizer(self.sessions.timeout_ms)
-        now = self._clock()
-        self.sessions.load(await self.store.open_sessions(now - 2 * self.sessions.timeout_ms))
+        self._stale = False
 
     async def close(self) -> None:
         if self._consumer is not None:
@@ -141,146 +158,115 @@ class Processor:
             self._consumer = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process until ``stop`` is set, then drain what the log holds, then return."""
+        """Process until ``stop`` is set, then drain what the log holds, then return. A
+        failure outside a batch (a poll, housekeeping) waits a backoff and goes on."""
+        self._stop = stop
+        failures = 0
         while not stop.is_set():
             try:
                 count = await self.process_once()
-            except AdapterUnavailable as exc:
-                log.warning("processor paused: %s", exc)
-                await asyncio.sleep(1.0)
+            except BatchAbandoned:
+                break
+            except Exception as exc:
+                if isinstance(exc, AdapterUnavailable):
+                    log.warning("processor paused: %s", exc)
+                else:
+                    log.exception("processor round failed")
+                await self._backoff.wait(failures)
+                failures += 1
                 continue
+            failures = 0
             if count == 0:
                 self.caught_up.set()
         await self.drain()
 
-    async def drain(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if await self.process_once(poll_timeout=0.0) == 0:
+    def _give_up(self) -> bool:
+        """Whether to abandon a batch the runner cannot store: only while stopping, once
+        the drain time is over (the next start reads it again)."""
+        if self._stop is None or not self._stop.is_set():
+            return False
+        if self._stopping_since is None:
+            self._stopping_since = time.monotonic()
+        return time.monotonic() - self._stopping_since > self.drain_timeout_s
+
+    async def drain(self) -> None:
+        """Process what the log holds now, for at most ``drain_timeout_s``."""
+        if self._stopping_since is None:
+            self._stopping_since = time.monotonic()
+        while time.monotonic() - self._stopping_since < self.drain_timeout_s:
+            try:
+                if await self.process_once(poll_timeout=0.0) == 0:
+                    return
+            except BatchAbandoned:
+                log.warning("stopping with a batch not stored: the next start reads it again")
+                return
+            except Exception as exc:
+                log.warning("drain stopped: %s", exc)
                 return
 
     async def process_once(self, poll_timeout: float | None = None) -> int:
         """Read one batch and store it; return how many log messages it covered."""
         assert self._consumer is not None, "start() first"
+        if self._stale:
+            await self._resync()
         wait = self.poll_timeout if poll_timeout is None else poll_timeout
         messages = await self._consumer.poll(self.batch_max, wait)
         if self._consumer.generation != self._generation:
             # partitions moved: visits of newly assigned visitors are in the store, not here
             self._generation = self._consumer.generation
-            await self._reload_sessions()
+            self.runner.stale = True
         if not messages:
             await self._housekeeping()
             return 0
         began = time.perf_counter()
-        batch, by_site = await self._build(messages)
         try:
-            await self._write(batch)
+            stored = await self.runner.run(messages, stream=self.stream, give_up=self._give_up)
         except PositionConflict as exc:
             log.warning("partition moved under this processor (%s): resyncing", exc)
             await self._resync()
             return 0
-        await self._consumer.commit(batch.positions)
-        now = self._clock()
-        for event in batch.events:
-            self.metrics.end_to_end_seconds.observe(max(0, now - event.received_at) / 1000)
-        self.metrics.events_processed.inc(len(batch.events))
-        self.metrics.batch_seconds.observe(time.perf_counter() - began)
-        self.processed += len(batch.events)
+        except BaseException:
+            self._stale = True  # the consumer is past what the store has
+            raise
+        self.processed += len(stored.events)
         self.batches += 1
-        if time.monotonic() - self._last_lag > 10:  # under load too, not only when idle
-            self._last_lag = time.monotonic()
-            lag = await self._consumer.lag()
-            if lag is not None:
-                self.metrics.processor_lag.set(lag)
-        await self._publish(by_site, batch.drops, now)
+        await self._committed(stored, began)
         return len(messages)
 
-    async def _build(
-        self, messages: list[LogMessage]
-    ) -> tuple[WriteBatch, dict[str, list[ProcessedEvent]]]:
-        positions: dict[int, int] = {}
-        starts: dict[int, int] = {}
-        decoded: list[AcceptedEvent] = []
-        drops: Counter[tuple[str, str]] = Counter()
-        undecodable: list[LogMessage] = []
-        for message in messages:
-            starts.setdefault(message.partition, message.offset)
-            positions[message.partition] = message.offset + 1
-            try:
-                decoded.append(_DECODER.decode(message.value))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                log.error("undecodable log message at %s/%s", message.partition, message.offset)
-                undecodable.append(message)
-        if undecodable:
-            # kept for an operator (hitstream replay --dead-letter) before the batch commits
-            await self.log.dead_letter(undecodable, "undecodable")
-            drops[("", "undecodable")] += len(undecodable)
-            self.metrics.events_dropped.labels("undecodable").inc(len(undecodable))
-        fresh = await self._dedupe(decoded, drops)
-        # the CPU-heavy part runs off the event loop, so HTTP requests in the same process
-        # (serve) are not held up for a whole batch; only this task touches the visit state
-        events, sessions, step_drops = await asyncio.to_thread(self._enrich, fresh)
-        drops.update(step_drops)
+    async def _committed(self, stored: Stored, began: float) -> None:
+        """After the store's commit: log commit, metrics, live updates, all best effort."""
+        try:
+            await self._consumer_commit(stored.positions)
+            now = self._clock()
+            for event in stored.events:
+                self.metrics.end_to_end_seconds.observe(max(0, now - event.received_at) / 1000)
+            self.metrics.events_processed.inc(len(stored.events))
+            for (_, reason), count in stored.drops.items():
+                self.metrics.events_dropped.labels(reason).inc(count)
+            self.metrics.batch_seconds.observe(time.perf_counter() - began)
+            if time.monotonic() - self._last_lag > 10:  # under load too, not only when idle
+                self._last_lag = time.monotonic()
+                assert self._consumer is not None
+                lag = await self._consumer.lag()
+                if lag is not None:
+                    self.metrics.processor_lag.set(lag)
+            await self._publish(stored, now)
+        except Exception as exc:  # the store has the batch and its position
+            log.warning("after storing a batch: %r", exc)
+
+    async def _consumer_commit(self, positions: Mapping[int, int]) -> None:
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit(positions)
+        except Exception as exc:  # a hint only: the store's position is the truth
+            log.warning("log commit failed (the store has the position): %s", exc)
+
+    async def _publish(self, stored: Stored, now: int) -> None:
         by_site: dict[str, list[ProcessedEvent]] = defaultdict(list)
-        for event in events:
+        for event in stored.events:
             by_site[event.site_id].append(event)
-        batch = WriteBatch(
-            stream=self.stream,
-            positions=positions,
-            events=events,
-            sessions=sessions,
-            drops=dict(drops),
-            starts=starts,
-        )
-        return batch, by_site
-
-    def _enrich(
-        self, fresh: list[AcceptedEvent]
-    ) -> tuple[list[ProcessedEvent], list[Session], Counter[tuple[str, str]]]:
-        kept, drops = self.runner.run(fresh)
-        events: list[ProcessedEvent] = []
-        for working in kept:
-            self.sessions.assign(working.out, working.accepted.visitor_id_prev)
-            events.append(working.out)
-        return events, self.sessions.drain_touched(), drops
-
-    async def _dedupe(
-        self, events: list[AcceptedEvent], drops: Counter[tuple[str, str]]
-    ) -> list[AcceptedEvent]:
-        known = await self.store.known_event_ids([e.event_id for e in events])
-        fresh: list[AcceptedEvent] = []
-        for event in events:
-            if event.event_id in known:
-                drops[(event.site_id, "duplicate")] += 1
-                self.metrics.events_dropped.labels("duplicate").inc()
-                continue
-            known.add(event.event_id)
-            fresh.append(event)
-        return fresh
-
-    async def _write(self, batch: WriteBatch) -> None:
-        delay = 0.2
-        while True:
-            began = time.perf_counter()
-            try:
-                await self.store.write(batch)
-            except StoreUnavailable as exc:
-                self.metrics.store_errors.inc()
-                log.warning("store write failed, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            self.metrics.store_write_seconds.observe(time.perf_counter() - began)
-            return
-
-    async def _publish(
-        self,
-        by_site: dict[str, list[ProcessedEvent]],
-        drops: dict[tuple[str, str], int],
-        now: int,
-    ) -> None:
         dropped_by_site: dict[str, dict[str, int]] = defaultdict(dict)
-        for (site, reason), count in drops.items():
+        for (site, reason), count in stored.drops.items():
             dropped_by_site[site][reason] = count
         for site in set(by_site) | {s for s in dropped_by_site if s}:
             try:
@@ -289,7 +275,7 @@ class Processor:
                     site, version, by_site.get(site, []), dropped_by_site.get(site, {}), now
                 )
                 await self.fanout.publish(f"site:{site}", message)
-            except AdapterUnavailable as exc:  # live updates pause; processing goes on
+            except Exception as exc:  # live updates pause; processing goes on
                 log.warning("live update for %s not published: %s", site, exc)
 
     async def _housekeeping(self) -> None:
