@@ -26,7 +26,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from hitstream.domain.pipeline import BotDetector, Drop, Step, UserAgentParser, Working
+from hitstream.domain.events import AcceptedEvent
+from hitstream.domain.pipeline import (
+    BotDetector,
+    Drop,
+    Step,
+    UserAgentParser,
+    Working,
+    start,
+)
 from hitstream.domain.sessions import Sessionizer
 from hitstream.domain.steps import build_steps, put_session_with
 from hitstream.metrics import Metrics
@@ -92,6 +100,10 @@ def processing_steps(
     ]
 
 
+def _working(events: Sequence[AcceptedEvent]) -> list[Working]:
+    return [start(event) for event in events]
+
+
 class Failed(NamedTuple):
     """An event an event step raised on: it goes to the dead letters, not to the store."""
 
@@ -135,8 +147,10 @@ class Pipeline:
     def names(self) -> list[str]:
         return [step.name for step in self.steps]
 
-    async def run(self, events: Sequence[Working]) -> Ran:
-        ran = Ran(list(events))
+    async def run(self, events: Sequence[AcceptedEvent]) -> Ran:
+        """Every step over ``events`` (the working rows are made in a worker thread too: a
+        copy per event is CPU the event loop should not spend)."""
+        ran = Ran(await asyncio.to_thread(_working, events) if events else [])
         for segment in self._segments:
             if not ran.kept:
                 break

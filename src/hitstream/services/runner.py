@@ -36,7 +36,6 @@ import msgspec
 
 from hitstream.backoff import Backoff
 from hitstream.domain.events import AcceptedEvent, ProcessedEvent
-from hitstream.domain.pipeline import start
 from hitstream.domain.sessions import Sessionizer
 from hitstream.errors import AdapterUnavailable, PositionConflict, StoreUnavailable
 from hitstream.log.base import EventLog, LogMessage
@@ -234,7 +233,7 @@ class BatchRunner:
         if undecodable:  # kept for an operator (hitstream replay --dead-letter)
             await self._dead_letter(undecodable, UNDECODABLE, UNDECODABLE, dead)
         self._stage = "pipeline"
-        ran = await self.pipeline.run([start(accepted) for _, accepted in decoded])
+        ran = await self.pipeline.run([accepted for _, accepted in decoded])
         if ran.failed:
             source = {id(accepted): message for message, accepted in decoded}
             by_reason: defaultdict[tuple[str, str], list[tuple[LogMessage, str]]]
