@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from hitstream.domain.visitors import DAY_MS, Salts, event_id, rotate, user_hash, visitor_hash
 
 DAY0 = 20_000 * DAY_MS
 
 
-def test_hash_depends_on_every_input_and_hides_the_ip() -> None:
+def test_hash_depends_on_every_input() -> None:
     base = visitor_hash(b"s" * 16, "203.0.113.9", "UA", "site")
     assert base == visitor_hash(b"s" * 16, "203.0.113.9", "UA", "site")
     others = {
@@ -17,7 +20,30 @@ def test_hash_depends_on_every_input_and_hides_the_ip() -> None:
         visitor_hash(b"s" * 16, "203.0.113.9", "UA", "site2"),
     }
     assert base not in others and len(others) == 4
-    assert "203" not in base and len(base) == 16
+
+
+def test_hash_is_the_documented_keyed_blake2b() -> None:
+    """README: a visitor is blake2b(daily salt, IP, User-Agent, site), 64 bits, in hex."""
+    salt = bytes(range(16))
+    expected = hashlib.blake2b(
+        b"198.51.100.7\x1fFirefox\x1fshop.example", key=salt, digest_size=8
+    ).hexdigest()
+    assert visitor_hash(salt, "198.51.100.7", "Firefox", "shop.example") == expected
+    assert re.fullmatch(r"[0-9a-f]{16}", expected)
+
+
+def test_only_the_salt_ties_a_hash_to_an_ip() -> None:
+    """With the day's salt, trying every address of the visitor's /24 finds it; once the salt
+    is gone (rotated away), no address of the block gives the stored hash."""
+    salt, stored = b"a" * 16, visitor_hash(b"a" * 16, "203.0.113.9", "UA", "site")
+    block = [f"203.0.113.{n}" for n in range(256)]
+    assert [ip for ip in block if visitor_hash(salt, ip, "UA", "site") == stored] == ["203.0.113.9"]
+    later = rotate(
+        rotate(rotate(None, DAY0, salt), DAY0 + DAY_MS, b"b" * 16), DAY0 + 2 * DAY_MS, b"c" * 16
+    )
+    assert salt not in (later.current, later.previous)
+    for kept in (later.current, later.previous):
+        assert not [ip for ip in block if visitor_hash(kept, ip, "UA", "site") == stored]
 
 
 def test_salts_rotate_daily_and_keep_only_yesterday() -> None:

@@ -1,0 +1,142 @@
+// Runs a tracker file in Node 20 against a fake browser and prints what it sent, as JSON.
+//
+//   node tracker_harness.js path/to/hitstream.js
+//
+// Each scenario gets a fresh fake window (document, location, history, navigator, storage,
+// timers), plays what a visitor does, and records every sendBeacon/fetch call with its body.
+// The Python test (test_tracker_size.py) asserts on the result; nothing here judges it.
+'use strict';
+const fs = require('fs');
+const vm = require('vm');
+
+const code = fs.readFileSync(process.argv[2], 'utf8');
+
+function fakeBrowser(options) {
+  const listeners = { window: {}, document: {} };
+  const timers = [];
+  const sent = [];
+  const calls = [];
+  const attributes = Object.assign({ 'data-site': null }, options.attributes || {});
+  const url = new URL(options.url || 'https://shop.example/');
+  const location = {
+    get href() { return url.href; },
+    get hostname() { return url.hostname; },
+    get host() { return url.host; },
+    get pathname() { return url.pathname; },
+    get hash() { return url.hash; },
+  };
+  const on = (where) => (type, fn) => { (listeners[where][type] = listeners[where][type] || []).push(fn); };
+  const document = {
+    currentScript: {
+      src: 'https://stats.example/js/hitstream.js',
+      getAttribute: (name) => (name in attributes ? attributes[name] : null),
+      hasAttribute: (name) => name in attributes,
+    },
+    readyState: 'loading',
+    referrer: options.referrer || 'https://www.google.com/',
+    title: 'Shop',
+    prerendering: false,
+    addEventListener: on('document'),
+  };
+  const storage = Object.assign({}, options.storage || {});
+  const window = {
+    document,
+    location,
+    screen: { width: 1280 },
+    navigator: {
+      doNotTrack: options.doNotTrack || null,
+      sendBeacon: options.noBeacon ? undefined : (endpoint, blob) => {
+        calls.push({ via: 'beacon', endpoint, blob });
+        return !options.beaconRefuses;
+      },
+    },
+    localStorage: { getItem: (key) => (key in storage ? storage[key] : null) },
+    history: {
+      pushState: (state, title, path) => { url.href = new URL(path, url.href).href; },
+      replaceState: (state, title, path) => { url.href = new URL(path, url.href).href; },
+    },
+    performance: { getEntriesByType: () => [{ loadEventEnd: 420.4 }] },
+    addEventListener: on('window'),
+    setTimeout: (fn) => { timers.push(fn); },
+    fetch: (endpoint, init) => {
+      calls.push({ via: 'fetch', endpoint, init });
+      return Promise.resolve({ ok: true });
+    },
+    URL, Blob, JSON, String, Math, RegExp, Object, Array, Promise,
+  };
+  window.window = window;
+  window.doNotTrack = null;
+  if (options.queued) window.hitstream = { q: options.queued };
+  const context = vm.createContext(window);
+  // the global names a browser script can use bare
+  for (const name of ['document', 'location', 'navigator', 'history', 'localStorage', 'screen', 'performance']) {
+    context[name] = window[name];
+  }
+  const fire = (where, type, event) => (listeners[where][type] || []).forEach((fn) => fn(event || { type }));
+  const runTimers = () => { while (timers.length) timers.shift()(); };
+  return { window, context, url, fire, runTimers, calls, sent, document };
+}
+
+function link(href, extra) {
+  const target = new URL(href);
+  const anchor = {
+    href: target.href, protocol: target.protocol, host: target.host, pathname: target.pathname,
+    hasAttribute: (name) => !!(extra && extra[name]),
+  };
+  return { closest: (selector) => (selector === 'a[href]' ? anchor : null) };
+}
+
+async function scenario(options, play) {
+  const b = fakeBrowser(options);
+  vm.runInContext(code, b.context);
+  await play(b);
+  const out = [];
+  for (const call of b.calls) {
+    const text = call.via === 'beacon' ? await call.blob.text() : call.init.body;
+    out.push({
+      via: call.via,
+      endpoint: call.endpoint,
+      contentType: call.via === 'beacon' ? call.blob.type : call.init.headers['Content-Type'],
+      keepalive: call.via === 'fetch' ? call.init.keepalive : null,
+      method: call.via === 'fetch' ? call.init.method : 'POST',
+      event: JSON.parse(text),
+    });
+  }
+  return out;
+}
+
+function visit(b) {
+  b.document.readyState = 'complete';
+  b.fire('window', 'load');
+  b.runTimers(); // the first pageview waits for the load event's end
+  b.window.history.pushState({}, '', '/pricing');
+  b.window.history.replaceState({}, '', '/pricing'); // same page: no pageview
+  b.url.hash = '#/faq';
+  b.fire('window', 'hashchange');
+  b.url.href = 'https://shop.example/back';
+  b.fire('window', 'popstate');
+  b.fire('document', 'click', { type: 'click', target: link('https://partner.example/x') });
+  b.fire('document', 'click', { type: 'click', target: link('https://shop.example/files/manual.pdf') });
+  b.fire('document', 'click', { type: 'click', target: link('https://shop.example/about') });
+  b.fire('document', 'auxclick', { type: 'auxclick', button: 1, target: link('https://docs.example/') });
+  b.fire('document', 'auxclick', { type: 'auxclick', button: 2, target: link('https://right.example/') });
+  let called = false;
+  b.window.hitstream('signup', { props: { plan: 'pro' }, callback: () => { called = true; } });
+  if (!called) throw new Error('callback not called');
+}
+
+(async () => {
+  const results = {
+    visit: await scenario({ queued: [['early', { props: { queued: true } }]] }, visit),
+    opt_out: await scenario({ storage: { hitstream_ignore: 'true' } }, visit),
+    dnt_respected: await scenario({ doNotTrack: '1', attributes: { 'data-respect-dnt': '' } }, visit),
+    dnt_ignored: await scenario({ doNotTrack: '1' }, visit),
+    attributes: await scenario(
+      { attributes: { 'data-site': 'other.example', 'data-api': 'https://collect.example/e' } },
+      (b) => b.window.hitstream('x')
+    ),
+    beacon_refused: await scenario({ beaconRefuses: true }, (b) => b.window.hitstream('x')),
+    no_beacon: await scenario({ noBeacon: true }, (b) => b.window.hitstream('x')),
+  };
+  process.stdout.write(JSON.stringify(results));
+})().catch((err) => { console.error(err); process.exit(1); });
