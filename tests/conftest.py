@@ -1,7 +1,9 @@
-"""Session-wide fixtures: the real brokers the integration tiers talk to (started on demand).
+"""Session-wide fixtures: the real services the integration tiers talk to (started on demand).
 
 A test that asks for ``kafka_broker`` gets one Tansu process shared by the whole session
-(topics are unique per test); ``redis_url`` is the local Redis, skipped when it is not running.
+(topics are unique per test); ``redis_url`` is the test Redis, ``pg_admin_url`` the test
+PostgreSQL and ``pg_database`` a throwaway database on it, each skipped when the service is
+not running (failed on CI). Where they are comes from the environment (``tests/brokers.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.brokers import REDIS_URL, Tansu, port_open, tansu_binary
+from tests.brokers import (
+    PG_ADMIN_URL,
+    REDIS_URL,
+    Tansu,
+    create_database,
+    drop_database,
+    port_open,
+    tansu_binary,
+)
 
 ON_CI = bool(os.environ.get("CI"))
 
@@ -43,3 +53,21 @@ def redis_url() -> str:
     if not port_open(parts.port or 6379, parts.hostname or "127.0.0.1"):
         _missing(f"no Redis at {REDIS_URL}")
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        _missing(f"no PostgreSQL at {PG_ADMIN_URL}: {exc}")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_database(pg_admin_url: str) -> Iterator[str]:
+    """The URL of a new, empty database, dropped after the test."""
+    url = create_database(pg_admin_url, "hs_test")
+    yield url
+    drop_database(pg_admin_url, url)

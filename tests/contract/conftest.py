@@ -9,7 +9,6 @@ folder (so each test) gets a schema of its own, picked through ``search_path``.
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pytest
 from hitstream.stores.base import Store
 from hitstream.stores.duckdb import DuckDBStore
 from hitstream.stores.memory import MemoryStore
+from tests.brokers import PG_ADMIN_URL
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,6 @@ class StoreAdapter:
     durable: bool
     """Whether data survives ``close`` and a second ``open`` of the same folder."""
     marks: tuple[pytest.MarkDecorator, ...] = ()
-
-
-PG_ADMIN_URL = os.environ.get(
-    "HITSTREAM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 class PostgresSchemas:

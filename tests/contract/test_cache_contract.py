@@ -11,6 +11,7 @@ import pytest
 from hitstream.cache.base import Cache
 from hitstream.cache.memory import MemoryCache
 from hitstream.cache.redis import RedisCache
+from tests.brokers import REDIS_URL, unreachable
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
@@ -18,7 +19,9 @@ async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
     adapter: Cache = (
         MemoryCache(100)
         if request.param == "memory"
-        else RedisCache("redis://127.0.0.1:6379/0", prefix=f"test:{uuid.uuid4().hex[:8]}:")
+        else RedisCache(
+            request.getfixturevalue("redis_url"), prefix=f"test:{uuid.uuid4().hex[:8]}:"
+        )
     )
     await adapter.start()
     yield adapter
@@ -46,7 +49,7 @@ async def test_memory_cache_is_bounded() -> None:
 
 @pytest.mark.integration
 async def test_redis_down_is_a_miss_not_an_error() -> None:
-    cache = RedisCache("redis://127.0.0.1:1/0", timeout_s=0.2)  # nothing listens on port 1
+    cache = RedisCache(unreachable(REDIS_URL), timeout_s=0.2)
     await cache.start()
     await cache.set("k", b"v", 60)
     assert await cache.get("k") is None

@@ -12,8 +12,6 @@ from hitstream.fanout.base import Fanout
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.fanout.redis import RedisFanout
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
 async def fanout(request: pytest.FixtureRequest) -> AsyncIterator[Fanout]:
@@ -21,7 +19,9 @@ async def fanout(request: pytest.FixtureRequest) -> AsyncIterator[Fanout]:
     if request.param == "memory":
         adapter = MemoryFanout()
     else:
-        adapter = RedisFanout(REDIS_URL, prefix=f"test:{uuid.uuid4().hex[:8]}:")
+        adapter = RedisFanout(
+            request.getfixturevalue("redis_url"), prefix=f"test:{uuid.uuid4().hex[:8]}:"
+        )
     await adapter.start()
     if isinstance(adapter, RedisFanout):
         await asyncio.wait_for(adapter.connected.wait(), 5)

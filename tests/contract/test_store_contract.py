@@ -808,7 +808,7 @@ class Reference:
 
     def timeseries(self, query: StatsQuery) -> list[tuple[int, dict[str, float]]]:
         starts = bucket_starts(query)
-        ends = [*starts[1:], query.range.end]
+        ends = [*starts[1:], query.range.end][: len(starts)]
         found = self.matching(query)
         return [
             (lo, self.metrics([e for e in found if lo <= e.timestamp < hi], query.metrics))

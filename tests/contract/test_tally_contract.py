@@ -16,6 +16,7 @@ from hitstream.settings import Settings
 from hitstream.tally.base import Counts, Tally
 from hitstream.tally.memory import MemoryTally
 from hitstream.tally.redis import RedisTally
+from tests.brokers import REDIS_URL, unreachable
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
@@ -23,7 +24,9 @@ async def tally(request: pytest.FixtureRequest) -> AsyncIterator[Tally]:
     adapter: Tally = (
         MemoryTally()
         if request.param == "memory"
-        else RedisTally("redis://127.0.0.1:6379/0", prefix=f"test:{uuid.uuid4().hex[:8]}:")
+        else RedisTally(
+            request.getfixturevalue("redis_url"), prefix=f"test:{uuid.uuid4().hex[:8]}:"
+        )
     )
     await adapter.start()
     yield adapter
@@ -57,7 +60,7 @@ async def test_two_handles_on_one_tally_see_each_others_counts(tally: Tally) -> 
 
 @pytest.mark.integration
 async def test_redis_down_counts_nothing_and_says_so() -> None:
-    tally = RedisTally("redis://127.0.0.1:1/0", timeout_s=0.2)  # nothing listens on port 1
+    tally = RedisTally(unreachable(REDIS_URL), timeout_s=0.2)
     await tally.start()
     assert not await tally.add({("a.io", "x"): 1})
     assert await tally.read("a.io") == {}

@@ -5,13 +5,12 @@ concurrent migrations, retention by whole months. The shared contract runs in te
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import pytest
 
@@ -19,6 +18,7 @@ from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import METRICS, Range, StatsQuery
 from hitstream.errors import PositionConflict, StoreUnavailable
 from hitstream.stores.base import WriteBatch
+from tests.brokers import create_database, drop_database, unreachable
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -27,7 +27,6 @@ from hitstream.stores.postgres import PostgresStore  # noqa: E402
 from hitstream.stores.sql.postgres import migrations  # noqa: E402
 
 pytestmark = pytest.mark.integration
-ADMIN_URL = os.environ.get("HITSTREAM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SITE = "pg.example"
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 
@@ -53,17 +52,10 @@ def event(event_id: str, ts: int, visitor: str = "v", session: str = "s") -> Pro
 
 
 @pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    name = f"hs_it_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {ADMIN_URL}: {exc}")
-    url = urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
+def database(pg_admin_url: str) -> Iterator[str]:
+    url = create_database(pg_admin_url, "hs_it")
     yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(pg_admin_url, url)
 
 
 @pytest.fixture
@@ -262,8 +254,8 @@ async def test_retention_drops_whole_months_and_forgets_their_ids(
     assert await store.count_events(SITE) == 2
 
 
-async def test_an_unreachable_server_is_store_unavailable() -> None:
-    nowhere = PostgresStore("postgresql://postgres@127.0.0.1:9/none", timeout=1.0)
+async def test_an_unreachable_server_is_store_unavailable(pg_admin_url: str) -> None:
+    nowhere = PostgresStore(unreachable(pg_admin_url), timeout=1.0)
     with pytest.raises(StoreUnavailable):
         await nowhere.start()
     with pytest.raises(StoreUnavailable):

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,11 @@ import psycopg
 import pytest
 import websockets
 
-from tests.brokers import REDIS_URL, Tansu
+from tests.brokers import Tansu
 from tests.server import ServerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TOTAL = 100_000
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    name = f"hitstream_scale_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class LiveWatcher(threading.Thread):
@@ -83,7 +69,7 @@ class LiveWatcher(threading.Thread):
 
 
 def test_two_of_each_role_with_a_processor_killed(
-    tmp_path: Path, kafka_broker: Tansu, database: str
+    tmp_path: Path, kafka_broker: Tansu, pg_database: str, redis_url: str
 ) -> None:
     topic = f"scale-{uuid.uuid4().hex[:8]}"
     site = f"scale-{uuid.uuid4().hex[:6]}.test"
@@ -92,10 +78,10 @@ def test_two_of_each_role_with_a_processor_killed(
         "HITSTREAM_KAFKA_PARTITIONS": "4",
         "HITSTREAM_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "HITSTREAM_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
-        "HITSTREAM_STORE_URL": database,
-        "HITSTREAM_FANOUT_URL": REDIS_URL,
-        "HITSTREAM_CACHE_URL": REDIS_URL,
-        "HITSTREAM_SALTS_URL": REDIS_URL,
+        "HITSTREAM_STORE_URL": pg_database,
+        "HITSTREAM_FANOUT_URL": redis_url,
+        "HITSTREAM_CACHE_URL": redis_url,
+        "HITSTREAM_SALTS_URL": redis_url,
         "HITSTREAM_LOG_LEVEL": "info",  # the role logs are kept in the test folder
     }
 
@@ -164,7 +150,7 @@ def test_two_of_each_role_with_a_processor_killed(
             time.sleep(0.5)
         assert stored == TOTAL
 
-        with psycopg.connect(database) as conn:
+        with psycopg.connect(pg_database) as conn:
             rows = conn.execute(
                 "SELECT event_id::text FROM events WHERE site_id = %s", (site,)
             ).fetchall()
