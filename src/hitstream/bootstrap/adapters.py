@@ -30,6 +30,8 @@ def _path_of(url: str) -> Path:
     raw = parts.netloc + parts.path if parts.netloc else parts.path
     if not raw:
         raise ConfigError(f"{url!r} names no file")
+    if raw.startswith("//"):  # sqlite:////abs/path: one leading slash, not POSIX's "//"
+        raw = "/" + raw.lstrip("/")
     return Path(raw)
 
 
