@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -27,7 +28,7 @@ from tests.brokers import (
 ON_CI = bool(os.environ.get("CI"))
 
 
-def _missing(reason: str) -> None:
+def _missing(reason: str) -> NoReturn:
     """Skip on a developer's machine; fail on CI, where every real service must be there."""
     if ON_CI:
         pytest.fail(f"{reason} (CI must run every tier)")

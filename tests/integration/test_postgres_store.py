@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -318,9 +319,13 @@ def _queries(site: str, start: int) -> list[tuple[str, StatsQuery]]:
     return asked
 
 
-async def _answers(store: PostgresStore, asked: list[tuple[str, StatsQuery]]) -> list[object]:
+Answer = tuple[int, object, str, Any]
+"""(query number, bucket or value, metric, number or ``pytest.approx`` of one)."""
+
+
+async def _answers(store: PostgresStore, asked: list[tuple[str, StatsQuery]]) -> list[Answer]:
     """Every answer, flat: (query number, bucket or value or "", metric, number)."""
-    flat: list[object] = []
+    flat: list[Answer] = []
     for number, (kind, query) in enumerate(asked):
         found = await getattr(store, kind)(query)
         rows = (
@@ -518,7 +523,7 @@ def test_migrate_rebuild_rollups_recomputes_them_from_the_events(url: str) -> No
     start = utc(2026, 4, 6)
     events, sessions = _traffic(3_000, start)
 
-    async def fill_and_answer() -> list[object]:
+    async def fill_and_answer() -> list[Answer]:
         store, raw = PostgresStore(url), PostgresStore(url, rollups=False)
         await store.start()
         await raw.start()
@@ -538,7 +543,7 @@ def test_migrate_rebuild_rollups_recomputes_them_from_the_events(url: str) -> No
     assert result.exit_code == 0, result.output
     assert "rollups rebuilt from 3,000 events" in result.output
 
-    async def answer() -> tuple[list[object], Counter[str]]:
+    async def answer() -> tuple[list[Answer], Counter[str]]:
         store = PostgresStore(url)
         await store.start()
         try:

@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hitstream.bootstrap import adapters as adapter_factories
 from hitstream.bootstrap import (
     build,
     make_cache,
@@ -95,7 +94,7 @@ def test_a_url_that_cannot_work_is_a_config_error(
 def test_a_missing_extra_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        adapter_factories.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "psycopg" else real(name, *a),
     )

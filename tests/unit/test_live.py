@@ -402,6 +402,7 @@ def web_app(stats: FakeStats, store: FakeStore) -> Iterator[TestClient]:
     dashboard.mount(app)
     with TestClient(app) as client:
         yield client
+        assert client.portal is not None
         client.portal.call(hub.close)
 
 

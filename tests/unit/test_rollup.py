@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given, settings
@@ -100,10 +100,10 @@ def metrics(vec: Sums | None) -> dict[str, float]:
 
 
 def event(
-    number: int, hour: int, minute: int, visitor: str, visit: str, **fields: str
+    number: int, hour: int, minute: int, visitor: str, visit: str, **fields: Any
 ) -> ProcessedEvent:
     ts = H0 + hour * HOUR + minute * 60_000
-    return ProcessedEvent(
+    made = ProcessedEvent(
         event_id=f"e{number}",
         site_id="site",
         type=fields.pop("type", "pageview"),
@@ -112,8 +112,8 @@ def event(
         received_at=ts,
         visitor_id=visitor,
         session_id=visit,
-        **fields,
     )
+    return replace(made, **fields)
 
 
 @st.composite

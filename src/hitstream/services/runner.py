@@ -158,14 +158,7 @@ class BatchRunner:
                 continue
             except Exception as exc:
                 self.stale = True
-                stage, error = (
-                    (exc.step, exc.error)
-                    if isinstance(exc, StepFailed)
-                    else (
-                        self._stage,
-                        exc,
-                    )
-                )
+                stage, error = self._cause(exc)
                 at = f"{messages[0].partition}/{messages[0].offset}+{len(messages)}"
                 if isinstance(error, AdapterUnavailable) or stage in _NOT_THE_MESSAGES:
                     if isinstance(error, StoreUnavailable):
@@ -183,6 +176,12 @@ class BatchRunner:
                 raise BatchAbandoned(f"gave up on {len(messages)} messages while stopping")
             await self.backoff.wait(retries)
             retries += 1
+
+    def _cause(self, exc: Exception) -> tuple[str, Exception]:
+        """(stage, error): the step a batch step's error came from, else where we were."""
+        if isinstance(exc, StepFailed):
+            return exc.step, exc.error
+        return self._stage, exc
 
     async def _split(
         self,
