@@ -25,3 +25,27 @@ def in_the_map() -> set[str]:
 
 def test_the_module_map_matches_the_tree() -> None:
     assert in_the_map() == in_the_tree()
+
+
+def test_the_error_tree_drawn_in_errors_py_is_the_class_tree() -> None:
+    import hitstream.errors as errors
+
+    doc = errors.__doc__ or ""
+    drawn: dict[str, str] = {}  # class -> its parent, as drawn
+    parents = ["HitstreamError"]
+    for line in doc.splitlines():
+        found = re.match(r"^\s*((?:│   |    )*)[├└]── (\w+)", line)
+        if found is None:
+            continue
+        depth = len(found.group(1)) // 4
+        del parents[depth + 1 :]
+        drawn[found.group(2)] = parents[depth]
+        parents.append(found.group(2))
+    exported = {
+        name
+        for name in errors.__all__
+        if isinstance(getattr(errors, name), type) and name != "HitstreamError"
+    }
+    assert set(drawn) == exported
+    for name, parent in drawn.items():
+        assert getattr(errors, name).__bases__ == (getattr(errors, parent),), name
