@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from hitstream.domain.errors import QueryError
-from hitstream.domain.measures import metric_values, percentile_cont, prop_text
-from hitstream.domain.stats import Filter, check_filters, check_metrics, check_property
+from hitstream.domain.measures import (
+    check_filters,
+    check_metrics,
+    check_property,
+    metric_values,
+    percentile_cont,
+    prop_text,
+)
+from hitstream.domain.stats import Filter
 from hitstream.services.live_client import event_matches
 
 

@@ -22,6 +22,9 @@ with plain Python on random data.
   pageviews / visits``: each one division of exact integers (``metric_values``), so every
   adapter gets the very same float.
 - Load-time percentiles are SQL's ``percentile_cont`` (``percentile_cont`` here, bit for bit).
+- A store checks what it is given (a query may come from elsewhere than ``build_query``):
+  every metric known (``check_metrics``), every property known (``check_property``), every
+  filter's property and operator known (``check_filters``); else ``QueryError``.
 - A timeseries point and a breakdown row are the aggregate over the matching events of that
   bucket or that value, so a breakdown by ``entry_page`` counts, for every entry page, the
   visitors, visits, pageviews and events of the matching events whose visit entered there.
@@ -38,8 +41,40 @@ with plain Python on random data.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
+
+from hitstream.domain.errors import QueryError
+from hitstream.domain.stats import (
+    EVENT_PROPERTIES,
+    METRICS,
+    OPS,
+    PROP_PREFIX,
+    SESSION_PROPERTIES,
+    Filter,
+)
+
+
+def check_metrics(metrics: Sequence[str]) -> None:
+    """What a store checks of a query it is given (it may come from elsewhere than
+    ``build_query``): every metric is known."""
+    for name in metrics:
+        if name not in METRICS:
+            raise QueryError("metrics", f"unknown metric {name!r}")
+
+
+def check_property(name: str, field: str = "property") -> None:
+    if name.startswith(PROP_PREFIX) and len(name) > len(PROP_PREFIX):
+        return
+    if name not in EVENT_PROPERTIES and name not in SESSION_PROPERTIES:
+        raise QueryError(field, f"unknown property {name!r}")
+
+
+def check_filters(filters: Iterable[Filter]) -> None:
+    for flt in filters:
+        check_property(flt.property, "filters")
+        if flt.op not in OPS:
+            raise QueryError("filters", f"unknown operator {flt.op!r}")
 
 
 def prop_text(value: object) -> str:

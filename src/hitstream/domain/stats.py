@@ -2,7 +2,7 @@
 
 The web layer hands over raw query parameters; ``build_query`` turns them into a ``StatsQuery``
 or raises ``QueryError`` naming the parameter and the reason. Stores answer a ``StatsQuery``
-(and check what they are given with ``check_*``); nothing here knows SQL.
+(``hitstream.domain.measures`` says how, and what they check of it); nothing here knows SQL.
 
 Metric definitions (every store must give the same numbers; the contract suite checks it):
 
@@ -21,7 +21,6 @@ A metric with nothing to measure (no visits, no load times) is 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
@@ -134,28 +133,6 @@ def is_property(name: str) -> bool:
     if name.startswith(PROP_PREFIX):
         return 0 < len(name) - len(PROP_PREFIX) <= 64
     return name in EVENT_PROPERTIES or name in SESSION_PROPERTIES
-
-
-def check_metrics(metrics: Sequence[str]) -> None:
-    """What a store checks of a query it is given (it may come from elsewhere than
-    ``build_query``): every metric is known."""
-    for name in metrics:
-        if name not in METRICS:
-            raise QueryError("metrics", f"unknown metric {name!r}")
-
-
-def check_property(name: str, field: str = "property") -> None:
-    if name.startswith(PROP_PREFIX) and len(name) > len(PROP_PREFIX):
-        return
-    if name not in EVENT_PROPERTIES and name not in SESSION_PROPERTIES:
-        raise QueryError(field, f"unknown property {name!r}")
-
-
-def check_filters(filters: Iterable[Filter]) -> None:
-    for flt in filters:
-        check_property(flt.property, "filters")
-        if flt.op not in OPS:
-            raise QueryError("filters", f"unknown operator {flt.op!r}")
 
 
 def parse_metrics(raw: str | None) -> tuple[str, ...]:

@@ -19,7 +19,14 @@ from dataclasses import replace
 from typing import Final
 
 from hitstream.domain.events import EventType, ProcessedEvent, Session
-from hitstream.domain.measures import metric_values, percentile_cont, prop_text
+from hitstream.domain.measures import (
+    check_filters,
+    check_metrics,
+    check_property,
+    metric_values,
+    percentile_cont,
+    prop_text,
+)
 from hitstream.domain.stats import (
     EVENT_PROPERTIES,
     PROP_PREFIX,
@@ -29,9 +36,6 @@ from hitstream.domain.stats import (
     TimeseriesPoint,
     bucket_of,
     bucket_starts,
-    check_filters,
-    check_metrics,
-    check_property,
 )
 from hitstream.errors import QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence

@@ -10,14 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Set
 from typing import Any, Final
 
-from hitstream.domain.measures import metric_values
-from hitstream.domain.stats import (
-    EVENT_PROPERTIES,
-    PROP_PREFIX,
-    SESSION_PROPERTIES,
-    StatsQuery,
-    check_property,
-)
+from hitstream.domain.measures import check_property, metric_values
+from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
 from hitstream.errors import QueryError
 
 Row = tuple[Any, ...]

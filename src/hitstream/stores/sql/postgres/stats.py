@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Final
 
 from hitstream.domain.events import EventType
-from hitstream.domain.stats import Filter, check_filters, check_metrics
+from hitstream.domain.measures import check_filters, check_metrics
+from hitstream.domain.stats import Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
 from hitstream.stores.sql.common import (
