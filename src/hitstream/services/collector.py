@@ -25,6 +25,8 @@ from hitstream.domain.visitors import user_hash, visitor_hash
 from hitstream.enrich.geo import CountryLookup
 from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
+from hitstream.services.json_body import BodyProblem
+from hitstream.services.json_body import decode as decode_json
 from hitstream.services.salts import SaltKeeper
 
 JSON_TYPES = ("application/json", "text/plain", "")
@@ -38,6 +40,8 @@ class CollectResult:
     ids: list[str] = field(default_factory=list)
     rejected: list[dict[str, object]] = field(default_factory=list)
     error: dict[str, str] | None = None
+    label: str = ""
+    """What the refusal is counted as (a fixed phrase, never input); default: the field."""
 
     def body(self) -> dict[str, object]:
         if self.error is not None:
@@ -52,8 +56,8 @@ class CollectResult:
         return out
 
 
-def _whole(status: int, field_name: str, reason: str) -> CollectResult:
-    return CollectResult(status=status, error={"field": field_name, "reason": reason})
+def _whole(status: int, field_name: str, reason: str, label: str = "") -> CollectResult:
+    return CollectResult(status=status, error={"field": field_name, "reason": reason}, label=label)
 
 
 def client_event_id(site_id: str, key: str) -> str:
@@ -73,18 +77,18 @@ def decode_body(body: bytes, media_type: str) -> tuple[list[object], bool] | Col
             if not line.strip():
                 continue
             try:
-                items.append(msgspec.json.decode(line))
-            except msgspec.DecodeError as exc:
-                return _whole(400, "body", f"line {number} is not valid JSON: {exc}")
+                items.append(decode_json(line))
+            except BodyProblem as exc:
+                return _whole(400, "body", f"line {number} {exc.reason}", f"body: {exc.kind}")
         return items, True
     if media_type not in JSON_TYPES:
         return _whole(
             415, "content-type", "must be application/json, application/x-ndjson or text/plain"
         )
     try:
-        decoded = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        return _whole(400, "body", f"is not valid JSON: {exc}")
+        decoded = decode_json(body)
+    except BodyProblem as exc:
+        return _whole(400, "body", exc.reason, f"body: {exc.kind}")
     if isinstance(decoded, list):
         return decoded, True
     return [decoded], False
@@ -143,7 +147,7 @@ class Collector:
             self._reject(site_id, f"{label or 'event'}: {reason}")
 
     def reject_request(self, result: CollectResult) -> CollectResult:
-        reason = result.error["field"] if result.error else "unknown"
+        reason = result.label or (result.error["field"] if result.error else "unknown")
         self.metrics.requests_rejected.labels(str(result.status), reason).inc()
         self._reject("", f"request {result.status}: {reason}")
         return result

@@ -19,8 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hitstream import __version__
 from hitstream.domain.stats import QueryProblem
-from hitstream.errors import AdapterUnavailable
-from hitstream.web import alerts, collect, dashboard, live, ops, stats
+from hitstream.errors import AdapterUnavailable, QueryError
+from hitstream.web import alerts, collect, dashboard, docs, live, openapi, ops, stats
+from hitstream.web.headers import SecurityHeaders
 
 if TYPE_CHECKING:
     from hitstream.bootstrap import Runtime
@@ -54,7 +55,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # web/docs.py serves it without a CDN
         redoc_url=None,
     )
     app.state.runtime = runtime
@@ -65,9 +66,10 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         CORSMiddleware,
         allow_origins=runtime.settings.cors_origins,
         allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["content-type"],
+        allow_headers=["content-type", "content-encoding"],
         max_age=86_400,
     )
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -78,7 +80,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         return _error(400, field, str(first.get("msg", "is invalid")).lower())
 
     @app.exception_handler(QueryProblem)
-    async def bad_query(request: Request, exc: QueryProblem) -> JSONResponse:
+    @app.exception_handler(QueryError)
+    async def bad_query(request: Request, exc: QueryProblem | QueryError) -> JSONResponse:
         runtime.metrics.requests_rejected.labels("400", exc.field).inc()
         return _error(400, exc.field, exc.reason)
 
@@ -93,9 +96,13 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         field = (
             "path" if exc.status_code == 404 else "method" if exc.status_code == 405 else "request"
         )
-        return _error(exc.status_code, field, str(exc.detail).lower())
+        response = _error(exc.status_code, field, str(exc.detail).lower())
+        response.headers.update(exc.headers or {})  # 405 carries Allow
+        return response
 
     app.include_router(ops.router)
+    docs.mount(app, app.title)
+    openapi.install(app)
     if "collector" in runtime.roles:
         app.include_router(collect.router)
     if "web" in runtime.roles:

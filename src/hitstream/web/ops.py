@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hitstream.errors import AdapterUnavailable
@@ -18,7 +18,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Every adapter this process uses answers")
+@router.get(
+    "/readyz",
+    summary="Every adapter this process uses answers",
+    responses={503: {"description": "An adapter does not answer (named in checks)"}},
+)
 async def readyz(request: Request) -> Response:
     checks: dict[str, Any] = {}
     ready = True
@@ -34,7 +38,12 @@ async def readyz(request: Request) -> Response:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     registry = request.app.state.runtime.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
