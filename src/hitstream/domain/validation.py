@@ -241,10 +241,12 @@ def validate_event(
     and whose visitor fields are empty: the collector stamps those.
     """
     if not isinstance(data, dict):
-        return [Problem("", "each event must be a JSON object")]
+        return [Problem("event", "each event must be a JSON object")]
     problems: list[Problem] = []
     unknown = sorted(key for key in data if key not in KNOWN_FIELDS)
-    problems.extend(Problem(str(key)[:64], "is not a known field") for key in unknown)
+    problems.extend(
+        Problem(str(key)[:64] or "(empty key)", "is not a known field") for key in unknown
+    )
 
     site_id = _text(data, "site_id", limits.max_site_id, problems, required=True)
     if site_id and not _SITE_ID.match(site_id):

@@ -141,7 +141,9 @@ class Collector:
         site_id = site if isinstance(site, str) and len(site) <= self.limits.max_site_id else ""
         for problem in problems:
             base = problem.field.split(".", 1)[0]
-            label = base if base in KNOWN_FIELDS or base in ("", "body") else "unknown_field"
+            label = (
+                base if base in KNOWN_FIELDS or base in ("", "body", "event") else "unknown_field"
+            )
             reason = "is not a known field" if label == "unknown_field" else problem.reason
             self.metrics.events_rejected.labels(label or "event", reason).inc()
             self._reject(site_id, f"{label or 'event'}: {reason}")
