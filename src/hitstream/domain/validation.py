@@ -252,7 +252,9 @@ def validate_event(
     if site_id and not _SITE_ID.match(site_id):
         problems.append(Problem("site_id", "may hold only letters, digits and . _ : -"))
 
-    raw_type = data.get("type", EventType.PAGEVIEW.value)
+    raw_type = data.get("type")
+    if raw_type is None:  # absent or null, as for every optional field
+        raw_type = EventType.PAGEVIEW.value
     event_type = raw_type if isinstance(raw_type, str) else ""
     if event_type not in EVENT_TYPES:
         problems.append(Problem("type", f"must be one of {', '.join(sorted(EVENT_TYPES))}"))
