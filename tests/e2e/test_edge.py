@@ -340,3 +340,40 @@ def test_the_docs_page_loads_nothing_from_another_host(strict: ServerProcess) ->
         assert link.startswith("/docs/assets/"), link  # same origin, no CDN
         assert httpx.get(f"{strict.url}{link}").status_code == 200
     assert "<script>" not in page.text  # no inline script: the CSP allows none
+
+
+def test_the_docs_page_renders_every_operation_in_a_browser(strict: ServerProcess) -> None:
+    """Swagger UI runs under the page's CSP and asks no other host for anything."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip("no Chromium at /usr/bin/chromium")
+    other_hosts: list[str] = []
+    console_errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on(
+                "request",
+                lambda request: (
+                    None if request.url.startswith(strict.url) else other_hosts.append(request.url)
+                ),
+            )
+            page.on(
+                "console",
+                lambda message: (
+                    console_errors.append(message.text) if message.type == "error" else None
+                ),
+            )
+            page.goto(f"{strict.url}/docs")
+            page.wait_for_selector(".opblock", timeout=20_000)
+            operations = page.locator(".opblock").count()
+        finally:
+            browser.close()
+    spec = httpx.get(f"{strict.url}/openapi.json").json()
+    assert operations == sum(len(item) for item in spec["paths"].values())
+    assert other_hosts == []
+    assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
