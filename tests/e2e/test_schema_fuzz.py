@@ -32,6 +32,12 @@ MAX_EXAMPLES = 40
 CONFIG = """
 [checks]
 positive_data_acceptance.enabled = false
+# schemathesis's list of refusals, plus 413 and 431: a too-long value can make the body or
+# the request line larger than the edge takes, which refuses it before any parameter check
+negative_data_rejection.expected-statuses = [
+  "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "431",
+  "5xx",
+]
 
 [[operations]]
 include-path = "/api/v1/events"
@@ -65,14 +71,15 @@ def test_the_whole_document_holds_under_fuzzing(server: ServerProcess, tmp_path:
         "--max-examples",
         str(MAX_EXAMPLES),
         "--workers",
-        "2",
+        "1",  # threads: CPython 3.11's ast.parse (in hypothesis) is not thread-safe
         "--request-timeout",
         "20",
         *(["--seed", seed] if seed else []),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-12_000:]
+    print(output)  # shown in full when the test fails: every failure with its curl
+    assert run.returncode == 0, output[-3000:]
     selected = re.search(r"Selected: (\d+)/(\d+)", output)
     tested = re.search(r"Tested: (\d+)", output)
     assert selected and tested, output[-3000:]
