@@ -96,6 +96,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         field = (
             "path" if exc.status_code == 404 else "method" if exc.status_code == 405 else "request"
         )
+        if exc.status_code < 500:
+            runtime.metrics.requests_rejected.labels(str(exc.status_code), field).inc()
         response = _error(exc.status_code, field, str(exc.detail).lower())
         response.headers.update(exc.headers or {})  # 405 carries Allow
         return response
