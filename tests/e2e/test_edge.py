@@ -377,3 +377,26 @@ def test_the_docs_page_renders_every_operation_in_a_browser(strict: ServerProces
     assert operations == sum(len(item) for item in spec["paths"].values())
     assert other_hosts == []
     assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
+
+
+def test_a_connection_answered_before_its_body_ends_is_not_kept_forever(
+    strict: ServerProcess,
+) -> None:
+    """413 goes out as soon as the declared length is seen; the client then sends the body
+    anyway and goes quiet. That connection must not outlive the timeouts."""
+    size = 2 * 1024 * 1024
+    sock = raw_socket(strict)
+    sock.sendall(
+        b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        + f"content-length: {size}\r\n\r\n".encode()
+    )
+    try:
+        sock.settimeout(15)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 413 "), first[:200]
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(b" " * size)
+        rest = read_all(sock)  # ends when the server closes; TimeoutError if it never does
+    finally:
+        sock.close()
+    assert b"HTTP/1.1" not in rest

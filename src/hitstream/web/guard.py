@@ -249,6 +249,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_raw = self._head_size = self._header_count = 0
         super().on_message_complete()
+        if self.cycle is not None and self.cycle.response_complete:
+            # answered before its body ended (a 413): uvicorn's keep-alive timer was
+            # cancelled by the body's bytes, so this idle connection needs ours
+            self._await_head()
+            self._arm(self.edge.limits.header_timeout_s, "header")
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
