@@ -400,3 +400,30 @@ def test_a_connection_answered_before_its_body_ends_is_not_kept_forever(
     finally:
         sock.close()
     assert b"HTTP/1.1" not in rest
+
+
+@pytest.mark.parametrize("role", ["collector", "processor", "web"])
+def test_every_role_listens_through_the_same_edge(
+    tmp_path_factory: pytest.TempPathFactory, role: str
+) -> None:
+    server = ServerProcess(
+        tmp_path_factory.mktemp(role) / "data",
+        command=role,
+        env={"HITSTREAM_HEADER_TIMEOUT_S": "1", "HITSTREAM_MAX_HEADERS": "10"},
+    ).start()
+    try:
+        sock = raw_socket(server)
+        sock.sendall(HALF_SENT)
+        assert read_all(sock).startswith(b"HTTP/1.1 408 ")
+        sock.close()
+        many = {f"x-h{i}": "1" for i in range(11)}
+        assert httpx.get(f"{server.url}/healthz", headers=many).status_code == 431
+        health = httpx.get(f"{server.url}/healthz")
+        assert health.headers["x-content-type-options"] == "nosniff"
+        assert "server" not in health.headers
+        assert httpx.get(f"{server.url}/docs").status_code == 200
+    finally:
+        try:
+            server.terminate(timeout=60)
+        finally:
+            server.kill()
