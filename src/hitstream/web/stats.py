@@ -6,7 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from hitstream.domain.stats import INTERVALS, METRICS, PERIODS, StatsQuery, build_query
+from hitstream.domain.stats import (
+    EVENT_PROPERTIES,
+    INTERVALS,
+    METRICS,
+    PERIODS,
+    PROP_PREFIX,
+    SESSION_PROPERTIES,
+    StatsQuery,
+    build_query,
+)
 from hitstream.services.stats import StatsService
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
@@ -69,7 +78,17 @@ Interval = Annotated[
 ]
 Property = Annotated[
     str,
-    Query(min_length=1, max_length=70, description="page, source, country, prop:<key> ..."),
+    Query(
+        min_length=1,
+        max_length=70,
+        description="page, source, country, prop:<key> ...",
+        json_schema_extra={
+            "anyOf": [
+                {"enum": sorted({*EVENT_PROPERTIES, *SESSION_PROPERTIES})},
+                {"pattern": f"^{PROP_PREFIX}[\\s\\S]{{1,64}}$"},
+            ]
+        },
+    ),
 ]
 
 
