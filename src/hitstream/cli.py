@@ -41,10 +41,13 @@ def _settings(host: str | None = None, port: int | None = None, data_dir: Path |
 
 
 def _logging(level: str) -> None:
+    from hitstream.web import redact
+
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    redact.install()  # no client address from the HTTP server's lines
 
 
 def _server_class() -> type:
@@ -76,10 +79,9 @@ def _run(
     *,
     demo: bool = False,
 ) -> None:
-    import uvicorn
-
     from hitstream.bootstrap import build
     from hitstream.web.app import create_app
+    from hitstream.web.server import server_config
 
     settings = _settings(host, port, data_dir)
     if demo:
@@ -87,16 +89,8 @@ def _run(
     _logging(settings.log_level)
     runtime = build(settings, roles)
     web = create_app(runtime.services, lifecycle=runtime, cors_origins=settings.cors_origins)
-    config = uvicorn.Config(
-        web,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=30,
-    )
-    server = _server_class()(config)
+    server = _server_class()(server_config(web, settings, runtime.metrics))
+    runtime.metrics.http_connections.set_function(lambda: len(server.server_state.connections))
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     where = f"http://{shown_host}:{settings.port}"
     if "web" in roles:

@@ -30,6 +30,19 @@ class Metrics:
             ["status", "reason"],
             registry=r,
         )
+        self.connections_closed = Counter(
+            "hitstream_http_connections_closed_total",
+            "Connections the HTTP edge closed early, by reason: evicted (at the cap, the "
+            "longest waiting), refused (at the cap, none to evict), idle (sent nothing in "
+            "the header timeout), body timeout",
+            ["reason"],
+            registry=r,
+        )
+        self.http_connections = Gauge(
+            "hitstream_http_connections",
+            "Open HTTP and WebSocket connections (HITSTREAM_MAX_CONNECTIONS caps them)",
+            registry=r,
+        )
         self.append_seconds = Histogram(
             "hitstream_log_append_seconds",
             "Time for the event log to durably store one request's events",

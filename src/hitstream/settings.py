@@ -57,6 +57,20 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """CIDRs whose ``X-Forwarded-For`` is believed, comma-separated (e.g. ``127.0.0.1/32``)."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    max_connections: int = Field(default=10_000, ge=1)
+    """Open HTTP and WebSocket connections per process; past it the longest-waiting idle
+    connection is closed to make room, and with none idle a new one gets 503."""
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    """Time to send the request line and headers (from connecting, or from a keep-alive
+    request's first byte): 408 and closed after it."""
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """Time to send a request's body once its headers are in: closed after it."""
+    keep_alive_timeout_s: int = Field(default=5, ge=1, le=3600)
+    """An idle keep-alive connection is closed after this many seconds."""
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    """Request line plus headers, in bytes: 431 and closed past it."""
+    max_headers: int = Field(default=100, ge=10, le=10_000)
+    """Headers per request: 431 and closed past it."""
     allow_headless: bool = False
     """Count headless browsers (tests, demos); in production they are dropped as bots."""
 

@@ -317,6 +317,10 @@ async def test_set_message_answers_with_a_new_snapshot(
     assert "must be one of" in error["reason"]
     await hub.receive(client, "not json")
     assert (await frame_of(client))["field"] == "message"
+    await hub.receive(client, "[" * 2000 + "]" * 2000)  # was a RecursionError
+    nested = await frame_of(client)
+    assert nested["field"] == "message"
+    assert "nests deeper than" in nested["reason"]
 
 
 async def test_frames_of_an_old_view_never_reach_the_client(hub: LiveHub) -> None:

@@ -101,7 +101,9 @@ def test_timestamp_skew_is_bounded_both_ways() -> None:
 
 
 def test_non_object_is_refused() -> None:
-    assert validate_event([1, 2], now_ms=NOW) == [Problem("", "each event must be a JSON object")]
+    assert validate_event([1, 2], now_ms=NOW) == [
+        Problem("event", "each event must be a JSON object")
+    ]
 
 
 def test_split_location_handles_path_with_query() -> None:

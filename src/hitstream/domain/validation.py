@@ -45,6 +45,9 @@ KNOWN_FIELDS: Final = frozenset(
 _SITE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 _EVENT_ID: Final = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+MAX_SAFE_INTEGER: Final = 2**53 - 1
+"""Numbers beyond this lose precision in JavaScript and in a float column: refused, not
+rounded (JSON itself has no bound: a 400-digit integer is valid JSON)."""
 
 
 def _text(
@@ -107,13 +110,20 @@ def _props(data: dict[str, object], limits: Limits, problems: list[Problem]) -> 
             problems.append(
                 Problem("props", f"key {key[:20]!r} must be 1 to {limits.max_prop_key} characters")
             )
-        elif isinstance(item, bool | int):
+        elif isinstance(item, bool):
             props[key] = item
-        elif isinstance(item, float):
-            if math.isfinite(item):
+        elif isinstance(item, int):
+            if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
                 props[key] = item
             else:
-                problems.append(Problem(where, "must be a finite number"))
+                problems.append(Problem(where, f"must be within ±{MAX_SAFE_INTEGER}"))
+        elif isinstance(item, float):
+            if math.isfinite(item) and abs(item) <= MAX_SAFE_INTEGER:
+                props[key] = item
+            else:
+                problems.append(
+                    Problem(where, f"must be a finite number within ±{MAX_SAFE_INTEGER}")
+                )
         elif isinstance(item, str):
             if len(item) > limits.max_prop_value:
                 problems.append(
@@ -130,8 +140,10 @@ def parse_timestamp(value: object) -> int | None:
     """Epoch milliseconds from an ISO 8601 string (offset required) or a number of ms."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return int(value) if math.isfinite(value) and value >= 0 else None
+    if isinstance(value, int):
+        return value if 0 <= value <= MAX_SAFE_INTEGER else None
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and 0 <= value <= MAX_SAFE_INTEGER else None
     if isinstance(value, str) and len(value) <= 64:
         try:
             parsed = datetime.fromisoformat(value)
@@ -229,16 +241,20 @@ def validate_event(
     and whose visitor fields are empty: the collector stamps those.
     """
     if not isinstance(data, dict):
-        return [Problem("", "each event must be a JSON object")]
+        return [Problem("event", "each event must be a JSON object")]
     problems: list[Problem] = []
     unknown = sorted(key for key in data if key not in KNOWN_FIELDS)
-    problems.extend(Problem(str(key)[:64], "is not a known field") for key in unknown)
+    problems.extend(
+        Problem(str(key)[:64] or "(empty key)", "is not a known field") for key in unknown
+    )
 
     site_id = _text(data, "site_id", limits.max_site_id, problems, required=True)
     if site_id and not _SITE_ID.match(site_id):
         problems.append(Problem("site_id", "may hold only letters, digits and . _ : -"))
 
-    raw_type = data.get("type", EventType.PAGEVIEW.value)
+    raw_type = data.get("type")
+    if raw_type is None:  # absent or null, as for every optional field
+        raw_type = EventType.PAGEVIEW.value
     event_type = raw_type if isinstance(raw_type, str) else ""
     if event_type not in EVENT_TYPES:
         problems.append(Problem("type", f"must be one of {', '.join(sorted(EVENT_TYPES))}"))

@@ -25,6 +25,8 @@ from hitstream.domain.visitors import user_hash, visitor_hash
 from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
+from hitstream.services.json_body import BodyProblem
+from hitstream.services.json_body import decode as decode_json
 
 JSON_TYPES = ("application/json", "text/plain", "")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
@@ -37,6 +39,8 @@ class CollectResult:
     ids: list[str] = field(default_factory=list)
     rejected: list[dict[str, object]] = field(default_factory=list)
     error: dict[str, str] | None = None
+    label: str = ""
+    """What the refusal is counted as (a fixed phrase, never input); default: the field."""
 
     def body(self) -> dict[str, object]:
         if self.error is not None:
@@ -51,8 +55,8 @@ class CollectResult:
         return out
 
 
-def _whole(status: int, field_name: str, reason: str) -> CollectResult:
-    return CollectResult(status=status, error={"field": field_name, "reason": reason})
+def _whole(status: int, field_name: str, reason: str, label: str = "") -> CollectResult:
+    return CollectResult(status=status, error={"field": field_name, "reason": reason}, label=label)
 
 
 def client_event_id(site_id: str, key: str) -> str:
@@ -72,18 +76,18 @@ def decode_body(body: bytes, media_type: str) -> tuple[list[object], bool] | Col
             if not line.strip():
                 continue
             try:
-                items.append(msgspec.json.decode(line))
-            except msgspec.DecodeError as exc:
-                return _whole(400, "body", f"line {number} is not valid JSON: {exc}")
+                items.append(decode_json(line))
+            except BodyProblem as exc:
+                return _whole(400, "body", f"line {number} {exc.reason}", f"body: {exc.kind}")
         return items, True
     if media_type not in JSON_TYPES:
         return _whole(
             415, "content-type", "must be application/json, application/x-ndjson or text/plain"
         )
     try:
-        decoded = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        return _whole(400, "body", f"is not valid JSON: {exc}")
+        decoded = decode_json(body)
+    except BodyProblem as exc:
+        return _whole(400, "body", exc.reason, f"body: {exc.kind}")
     if isinstance(decoded, list):
         return decoded, True
     return [decoded], False
@@ -143,13 +147,15 @@ class Collector:
         site_id = site if isinstance(site, str) and len(site) <= self.limits.max_site_id else ""
         for problem in problems:
             base = problem.field.split(".", 1)[0]
-            label = base if base in KNOWN_FIELDS or base in ("", "body") else "unknown_field"
+            label = (
+                base if base in KNOWN_FIELDS or base in ("", "body", "event") else "unknown_field"
+            )
             reason = "is not a known field" if label == "unknown_field" else problem.reason
             self.metrics.events_rejected.labels(label or "event", reason).inc()
             self._reject(site_id, f"{label or 'event'}: {reason}")
 
     def reject_request(self, result: CollectResult) -> CollectResult:
-        reason = result.error["field"] if result.error else "unknown"
+        reason = result.label or (result.error["field"] if result.error else "unknown")
         self.metrics.requests_rejected.labels(str(result.status), reason).inc()
         self._reject("", f"request {result.status}: {reason}")
         return result

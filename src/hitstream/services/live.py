@@ -25,6 +25,8 @@ from hitstream.backoff import Backoff
 from hitstream.domain.stats import parse_filters
 from hitstream.errors import AdapterUnavailable, HitstreamError, QueryError
 from hitstream.fanout.base import Fanout
+from hitstream.services.json_body import BodyProblem
+from hitstream.services.json_body import decode as decode_json
 from hitstream.services.live_client import (
     Frame,
     LiveClient,
@@ -134,9 +136,9 @@ class LiveHub:
             client.push(_error("message", f"is longer than {MAX_CLIENT_MESSAGE} characters"))
             return
         try:
-            message = msgspec.json.decode(text)
-        except msgspec.DecodeError:
-            client.push(_error("message", "is not valid JSON"))
+            message = decode_json(text.encode())  # bounded: 2,000 "[" must not recurse
+        except BodyProblem as exc:
+            client.push(_error("message", exc.reason))
             return
         if not isinstance(message, dict) or message.get("type") != "set":
             client.push(_error("type", "must be 'set'"))

@@ -22,8 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hitstream import __version__
 from hitstream.errors import AdapterUnavailable, QueryError
-from hitstream.web import alerts, collect, dashboard, live, ops, stats
+from hitstream.web import alerts, collect, dashboard, docs, live, openapi, ops, stats
 from hitstream.web.deps import AppServices
+from hitstream.web.headers import SecurityHeaders
 
 DESCRIPTION = """
 Privacy-first, real-time website analytics. Send events to `POST /api/v1/events`; read
@@ -67,7 +68,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # web/docs.py serves it without a CDN
         redoc_url=None,
     )
     app.state.services = services
@@ -75,9 +76,10 @@ def create_app(
         CORSMiddleware,
         allow_origins=list(cors_origins),
         allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["content-type"],
+        allow_headers=["content-type", "content-encoding"],
         max_age=86_400,
     )
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -105,9 +107,15 @@ def create_app(
         field = (
             "path" if exc.status_code == 404 else "method" if exc.status_code == 405 else "request"
         )
-        return _error(exc.status_code, field, str(exc.detail).lower())
+        if exc.status_code < 500:
+            metrics.requests_rejected.labels(str(exc.status_code), field).inc()
+        response = _error(exc.status_code, field, str(exc.detail).lower())
+        response.headers.update(exc.headers or {})  # 405 carries Allow
+        return response
 
     app.include_router(ops.router)
+    docs.mount(app, app.title)
+    openapi.install(app)
     if services.collector is not None:
         app.include_router(collect.router)
     if services.stats is not None:  # the web role

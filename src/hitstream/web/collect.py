@@ -13,11 +13,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from hitstream.domain.events import DEFAULT_LIMITS, EVENT_TYPES
+from hitstream.domain.validation import MAX_SAFE_INTEGER
 from hitstream.errors import LogUnavailable
 from hitstream.services.collector import CollectResult
 from hitstream.web.deps import Network, services_of
+from hitstream.web.encoding import EncodingProblem, inflate
+from hitstream.web.openapi import ERROR_REF, RETRY_AFTER
 
 router = APIRouter(tags=["collect"])
 
@@ -52,16 +56,21 @@ def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
 
 
 async def _read_body(request: Request, cap: int) -> bytes | None:
+    """The body, or None past ``cap``; raises ``EncodingProblem`` if the client went away
+    (the edge closed it for sending too slowly) before it was complete."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
         return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            return None
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise EncodingProblem(400, "body", "was not complete", "body: incomplete") from None
     return b"".join(chunks)
 
 
@@ -70,48 +79,100 @@ def _respond(result: CollectResult) -> JSONResponse:
 
 
 _L = DEFAULT_LIMITS
+_PRINTABLE = "^[^\\x00-\\x1f\\x7f]*$"
+
+
+def _text(limit: int, **extra: Any) -> dict[str, Any]:
+    """An optional text field: ``null`` counts as absent; control characters are refused."""
+    return {"type": ["string", "null"], "maxLength": limit, "pattern": _PRINTABLE, **extra}
+
+
+def _count(limit: int) -> dict[str, Any]:
+    return {
+        "type": ["number", "null"],
+        "minimum": 0,
+        "maximum": limit,
+        "description": "a fraction is truncated",
+    }
+
+
 EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["site_id"],
     "properties": {
-        "site_id": {"type": "string", "maxLength": _L.max_site_id, "examples": ["example.com"]},
-        "type": {"type": "string", "enum": sorted(EVENT_TYPES), "default": "pageview"},
-        "name": {"type": "string", "maxLength": _L.max_name, "description": "required for custom"},
-        "url": {"type": "string", "maxLength": _L.max_url, "format": "uri"},
-        "path": {"type": "string", "maxLength": _L.max_url, "pattern": "^/"},
-        "referrer": {"type": "string", "maxLength": _L.max_referrer},
-        "title": {"type": "string", "maxLength": _L.max_title},
-        "user_id": {"type": "string", "maxLength": _L.max_user_id},
-        "session_id": {"type": "string", "maxLength": _L.max_session_id},
-        "event_id": {
+        "site_id": {
             "type": "string",
-            "maxLength": _L.max_event_id,
-            "description": "idempotency key: the same key for a site is stored once",
+            "minLength": 1,
+            "maxLength": _L.max_site_id,
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+            "examples": ["example.com"],
         },
+        "type": {"type": ["string", "null"], "enum": [*sorted(EVENT_TYPES), None]},
+        "name": _text(_L.max_name, description="required for custom"),
+        "url": _text(_L.max_url, pattern="^[hH][tT][tT][pP][sS]?:[^\\x00-\\x1f\\x7f]*$"),
+        "path": _text(_L.max_url, pattern="^/[^\\x00-\\x1f\\x7f]*$"),
+        "referrer": _text(_L.max_referrer),
+        "title": _text(_L.max_title),
+        "user_id": _text(_L.max_user_id),
+        "session_id": _text(_L.max_session_id),
+        "event_id": _text(
+            _L.max_event_id,
+            pattern="^[A-Za-z0-9_-]*$",
+            description="idempotency key: the same key for a site is stored once",
+        ),
         "props": {
-            "type": "object",
+            "type": ["object", "null"],
             "maxProperties": _L.max_props,
-            "additionalProperties": {"type": ["string", "number", "boolean"]},
+            "propertyNames": {"minLength": 1, "maxLength": _L.max_prop_key, "pattern": _PRINTABLE},
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "maxLength": _L.max_prop_value},
+                    {"type": "number", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
+                    {"type": "boolean"},
+                ]
+            },
         },
         "timestamp": {
-            "oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}],
-            "description": "ISO 8601 with offset or epoch ms; default: receipt time",
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "integer", "minimum": 0, "maximum": MAX_SAFE_INTEGER},
+                {"type": "null"},
+            ],
+            "description": "ISO 8601 with offset or epoch ms, at most 24 h old and 5 min ahead; "
+            "default: receipt time",
         },
-        "duration_ms": {"type": "integer", "minimum": 0, "maximum": _L.max_duration_ms},
-        "load_time_ms": {"type": "integer", "minimum": 0, "maximum": _L.max_load_time_ms},
-        "screen_width": {"type": "integer", "minimum": 0, "maximum": _L.max_screen_width},
+        "duration_ms": _count(_L.max_duration_ms),
+        "load_time_ms": _count(_L.max_load_time_ms),
+        "screen_width": _count(_L.max_screen_width),
     },
 }
-_ERROR = {
+_FIELD_REASON = {
     "type": "object",
+    "required": ["field", "reason"],
+    "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+}
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["accepted", "ids"],
     "properties": {
-        "error": {
-            "type": "object",
-            "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
-        }
+        "accepted": {"type": "integer", "minimum": 0},
+        "ids": {"type": "array", "items": {"type": "string"}},
+        "rejected": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "errors"],
+                "properties": {
+                    "index": {"type": "integer", "minimum": 0},
+                    "errors": {"type": "array", "items": _FIELD_REASON},
+                },
+            },
+        },
+        "error": _FIELD_REASON,
     },
 }
+_ERROR = {"application/json": {"schema": ERROR_REF}}
 
 
 @router.post(
@@ -119,28 +180,45 @@ _ERROR = {
     status_code=202,
     summary="Send one event, a batch (JSON array, at most 500) or NDJSON",
     responses={
-        202: {"description": "Stored durably in the event log (ids returned)"},
+        202: {
+            "description": "Stored durably in the event log (ids returned; refused events of "
+            "a batch listed by index)",
+            "content": {"application/json": {"schema": ANSWER_SCHEMA}},
+        },
         400: {
-            "description": "Body is not valid JSON",
-            "content": {"application/json": {"schema": _ERROR}},
+            "description": "Body is not JSON (or nests too deep, is not UTF-8, holds a number "
+            "out of range), or a compressed body is corrupt",
+            "content": _ERROR,
         },
-        413: {
-            "description": "Body or batch too large",
-            "content": {"application/json": {"schema": _ERROR}},
+        413: {"description": "Body (inflated too) or batch too large", "content": _ERROR},
+        415: {"description": "Unsupported Content-Type or Content-Encoding", "content": _ERROR},
+        422: {
+            "description": "No event was valid (each refusal names field and reason), or the "
+            "body holds no event",
+            "content": {"application/json": {"schema": {"anyOf": [ANSWER_SCHEMA, ERROR_REF]}}},
         },
-        415: {
-            "description": "Unsupported content type",
-            "content": {"application/json": {"schema": _ERROR}},
+        503: {
+            "description": "Event log unavailable; nothing stored; retry after Retry-After",
+            "headers": RETRY_AFTER,
+            "content": _ERROR,
         },
-        422: {"description": "No event was valid; each refusal names field and reason"},
-        503: {"description": "Event log unavailable; nothing stored; retry after Retry-After"},
     },
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": {"oneOf": [EVENT_SCHEMA, {"type": "array", "items": EVENT_SCHEMA}]}
+                    "schema": {
+                        "oneOf": [
+                            EVENT_SCHEMA,
+                            {
+                                "type": "array",
+                                "items": EVENT_SCHEMA,
+                                "minItems": 1,
+                                "maxItems": _L.max_batch_events,
+                            },
+                        ]
+                    }
                 },
                 "application/x-ndjson": {"schema": {"type": "string"}},
                 "text/plain": {"schema": {"type": "string"}},
@@ -154,16 +232,21 @@ async def collect_events(request: Request) -> Response:
     if collector is None:  # the route is mounted only with the collector role
         raise RuntimeError("this process built no collector, yet serves /api/v1/events")
     trusted = services.trusted_proxies
-    body = await _read_body(request, collector.limits.max_batch_body_bytes)
+    cap = collector.limits.max_batch_body_bytes
+    try:
+        body = await _read_body(request, cap)
+        if body is not None:
+            body = inflate(body, request.headers.get("content-encoding", ""), cap)
+    except EncodingProblem as exc:
+        error = {"field": exc.field, "reason": exc.reason}
+        return _respond(
+            collector.reject_request(CollectResult(exc.status, error=error, label=exc.label))
+        )
     if body is None:
         return _respond(
             collector.reject_request(
                 CollectResult(
-                    status=413,
-                    error={
-                        "field": "body",
-                        "reason": f"is larger than {collector.limits.max_batch_body_bytes} bytes",
-                    },
+                    status=413, error={"field": "body", "reason": f"is larger than {cap} bytes"}
                 )
             )
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hitstream.errors import AdapterUnavailable
@@ -19,7 +19,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Every adapter this process uses answers")
+@router.get(
+    "/readyz",
+    summary="Every adapter this process uses answers",
+    responses={503: {"description": "An adapter does not answer (named in checks)"}},
+)
 async def readyz(services: ServicesDep) -> Response:
     checks: dict[str, Any] = {}
     ready = True
@@ -35,7 +39,12 @@ async def readyz(services: ServicesDep) -> Response:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(services: ServicesDep) -> Response:
     registry = services.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -6,23 +6,91 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from hitstream.domain.stats import METRICS, PERIODS, StatsQuery, build_query
+from hitstream.domain.stats import (
+    EVENT_PROPERTIES,
+    INTERVALS,
+    METRICS,
+    PERIODS,
+    PROP_PREFIX,
+    SESSION_PROPERTIES,
+    StatsQuery,
+    build_query,
+)
 from hitstream.services.stats import StatsService
 from hitstream.web.deps import QualityDep, StatsDep
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
 
-SiteId = Annotated[str, Query(min_length=1, max_length=100, description="The site to query")]
-Period = Annotated[str, Query(description=f"One of {', '.join(PERIODS)}")]
-From = Annotated[str | None, Query(alias="from", description="First day (custom), YYYY-MM-DD")]
-To = Annotated[str | None, Query(description="Last day (custom, inclusive), YYYY-MM-DD")]
-Metrics = Annotated[str | None, Query(description=f"Comma list of {', '.join(METRICS)}")]
+MAX_FILTERS_LENGTH = 2000
+"""Filters are the one free-text parameter: bounded so that a query stays cheap to plan."""
+
+
+SiteId = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="The site to query",
+    ),
+]
+Period = Annotated[
+    str,
+    Query(
+        max_length=16,
+        description=f"One of {', '.join(PERIODS)}",
+        json_schema_extra={"enum": list(PERIODS)},
+    ),
+]
+From = Annotated[
+    str | None,
+    Query(alias="from", max_length=10, description="First day (custom), YYYY-MM-DD"),
+]
+To = Annotated[
+    str | None, Query(max_length=10, description="Last day (custom, inclusive), YYYY-MM-DD")
+]
+Metrics = Annotated[
+    str | None,
+    Query(max_length=200, description=f"Comma list of {', '.join(METRICS)}"),
+]
 Filters = Annotated[
     str | None,
-    Query(description="Clauses joined by ';': property==a|b, property!=a, property~text"),
+    Query(
+        max_length=MAX_FILTERS_LENGTH,
+        description="Clauses joined by ';': property==a|b, property!=a, property~text",
+    ),
 ]
-Tz = Annotated[str, Query(description="IANA time zone for days and buckets")]
-Compare = Annotated[str | None, Query(description="previous_period to compare")]
+Tz = Annotated[str, Query(min_length=1, max_length=64, description="IANA time zone")]
+Compare = Annotated[
+    str | None,
+    Query(
+        max_length=32,
+        description="previous_period to compare",
+        json_schema_extra={"enum": ["previous_period"]},
+    ),
+]
+Interval = Annotated[
+    str | None,
+    Query(
+        max_length=16,
+        description=f"One of {', '.join(INTERVALS)}",
+        json_schema_extra={"enum": list(INTERVALS)},
+    ),
+]
+Property = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=70,
+        description="page, source, country, prop:<key> ...",
+        json_schema_extra={
+            "anyOf": [
+                {"enum": sorted({*EVENT_PROPERTIES, *SESSION_PROPERTIES})},
+                {"pattern": f"^{PROP_PREFIX}[\\s\\S]{{1,64}}$"},
+            ]
+        },
+    ),
+]
 
 
 def _query(stats: StatsService, **params: Any) -> StatsQuery:
@@ -64,7 +132,7 @@ async def timeseries(
     to: To = None,
     metrics: Metrics = None,
     filters: Filters = None,
-    interval: Annotated[str | None, Query(description="minute, hour or day")] = None,
+    interval: Interval = None,
     tz: Tz = "UTC",
 ) -> dict[str, Any]:
     query = _query(
@@ -85,7 +153,7 @@ async def timeseries(
 async def breakdown(
     stats: StatsDep,
     site_id: SiteId,
-    property: Annotated[str, Query(description="page, source, country, prop:<key> ...")],
+    property: Property,
     period: Period = "30d",
     date_from: From = None,
     to: To = None,
@@ -120,5 +188,10 @@ async def sites(stats: StatsDep) -> dict[str, Any]:
 
 
 @router.get("/quality", summary="Events refused by the collector and dropped by the processor")
-async def quality(quality: QualityDep, site_id: str | None = None) -> dict[str, Any]:
+async def quality(
+    quality: QualityDep,
+    site_id: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="One site (all if absent)")
+    ] = None,
+) -> dict[str, Any]:
     return await quality(site_id)

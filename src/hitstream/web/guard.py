@@ -1,0 +1,303 @@
+"""The HTTP edge's guard: uvicorn's httptools protocol with the limits uvicorn lacks.
+
+uvicorn times out idle keep-alive connections, but nothing else: a client that connects and
+sends half a request (slowloris) keeps its connection, and so its file descriptor, forever;
+the httptools parser buffers a header of any size; and every accepted connection is kept,
+so 20,000 half-sent requests use up every descriptor and lock everyone out. This protocol
+adds, for each connection:
+
+- a **header timeout**: the request line and headers must be complete within
+  ``header_timeout_s`` of the connection opening or of the request's first byte (408, then
+  closed; a connection that sent nothing is just closed);
+- a **body timeout**: a declared body must arrive within ``body_timeout_s`` (closed);
+- **head limits**: at most ``max_header_bytes`` of request line and headers, at most
+  ``max_headers`` headers (431, then closed), counted as bytes arrive, not after;
+- a **connection cap** shared by the server: past ``max_connections`` open connections
+  (HTTP and WebSocket) a new one first closes the connection that has waited longest without
+  a request in flight (idle keep-alive, or headers still coming: what nginx calls reusable),
+  and only when none is left is it refused (503 + ``Retry-After``, then closed). Reaching the
+  cap is logged, at most once per ``LOG_EVERY_S``, with what was closed meanwhile.
+
+A legitimate client sends its headers in one packet, so it is never the longest waiting: a
+flood of half-sent requests evicts itself, and new clients are served. Invalid HTTP gets the
+project's JSON error instead of uvicorn's text, and is not logged per request (a flood of
+garbage must not flood the log either). No line here holds a client address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from hitstream.web.headers import DEFAULTS as SECURITY_HEADERS
+
+log = logging.getLogger("hitstream.edge")
+LOG_EVERY_S: Final = 10.0
+RETRY_AFTER_S: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    max_connections: int = 10_000
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_header_bytes: int = 16_384
+    max_headers: int = 100
+
+
+class _HeadTooLarge(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+class Edge:
+    """What every connection of one server shares: the limits, the reusable connections
+    (oldest first), the cap's log throttle and the callbacks that count refusals."""
+
+    def __init__(
+        self,
+        limits: EdgeLimits,
+        *,
+        on_reject: Callable[[int, str], None] = _ignore,
+        on_close: Callable[[str], None] = _ignore,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = limits
+        self.on_reject = on_reject
+        self.on_close = on_close
+        self.clock = clock
+        self.reusable: OrderedDict[GuardedProtocol, None] = OrderedDict()
+        self._last_log = -math.inf
+        self._evicted = 0
+        self._refused = 0
+
+    def make_room(self, open_now: int) -> bool:
+        """Close the longest-waiting reusable connection; False when none is left."""
+        victim = next(iter(self.reusable), None)
+        if victim is not None:
+            self.reusable.pop(victim)
+            victim.transport.close()
+            self._evicted += 1
+            self.on_close("evicted")
+        else:
+            self._refused += 1
+            self.on_close("refused")
+        self._log_cap(open_now)
+        return victim is not None
+
+    def _log_cap(self, open_now: int) -> None:
+        now = self.clock()
+        if now - self._last_log < LOG_EVERY_S:
+            return
+        self._last_log = now
+        log.warning(
+            "connection cap reached: %d connections open (HITSTREAM_MAX_CONNECTIONS=%d); "
+            "since the last report %d waiting connection(s) closed to make room, "
+            "%d new connection(s) refused with 503",
+            open_now,
+            self.limits.max_connections,
+            self._evicted,
+            self._refused,
+        )
+        self._evicted = self._refused = 0
+
+
+def _error_response(
+    status: int, field: str, reason: str, default_headers: list[tuple[bytes, bytes]]
+) -> bytes:
+    body = f'{{"error":{{"field":"{field}","reason":"{reason}"}}}}'.encode()
+    lines = [STATUS_LINE[status]]
+    lines += [name + b": " + value + b"\r\n" for name, value in default_headers]
+    lines += [f"{name}: {value}\r\n".encode() for name, value in SECURITY_HEADERS]
+    if status == 503:
+        lines.append(f"retry-after: {RETRY_AFTER_S}\r\n".encode())
+    lines += [
+        b"content-type: application/json\r\n",
+        f"content-length: {len(body)}\r\n".encode(),
+        b"connection: close\r\n\r\n",
+        body,
+    ]
+    return b"".join(lines)
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, guarded; ``protocol_class(edge)`` binds it to a server."""
+
+    edge: ClassVar[Edge]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._refused = False
+        self._in_head = True
+        self._head_raw = 0
+        self._head_size = 0
+        self._header_count = 0
+        self._deadline: asyncio.TimerHandle | None = None
+
+    # connection lifetime
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        edge = self.edge
+        open_now = len(self.connections)
+        if open_now >= edge.limits.max_connections and not edge.make_room(open_now):
+            self._refused = True
+            self.transport = transport
+            transport.write(
+                _error_response(
+                    503,
+                    "connection",
+                    "the server holds as many connections as it may; retry shortly",
+                    self.server_state.default_headers,
+                )
+            )
+            transport.close()
+            edge.on_reject(503, "connection cap")
+            return
+        super().connection_made(transport)
+        self._await_head()
+        self._arm(edge.limits.header_timeout_s, "header")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            return
+        self._disarm()
+        self.edge.reusable.pop(self, None)
+        super().connection_lost(exc)
+
+    # reading
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused or self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        if self._in_head:
+            self._head_raw += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse(431, "headers", exc.__context__.reason, "headers too large")
+            else:
+                self._refuse(400, "request", "is not valid HTTP/1.1", "invalid http")
+            return
+        except httptools.HttpParserError:
+            self._refuse(400, "request", "is not valid HTTP/1.1", "invalid http")
+            return
+        if self._in_head and self._head_raw > self.edge.limits.max_header_bytes:
+            self._refuse(431, "headers", self._too_large(), "headers too large")
+
+    def _too_large(self) -> str:
+        return f"request line and headers exceed {self.edge.limits.max_header_bytes} bytes"
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:  # a keep-alive request: its head is timed from here
+            self._arm(self.edge.limits.header_timeout_s, "header")
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        if self._head_size > self.edge.limits.max_header_bytes:
+            raise _HeadTooLarge(self._too_large())
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._head_size += len(name) + len(value) + 4
+        if self._header_count > self.edge.limits.max_headers:
+            raise _HeadTooLarge(f"more than {self.edge.limits.max_headers} headers")
+        if self._head_size > self.edge.limits.max_header_bytes:
+            raise _HeadTooLarge(self._too_large())
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm()
+        self.edge.reusable.pop(self, None)
+        upgrade = self.parser.should_upgrade()
+        super().on_headers_complete()
+        if not upgrade and self._has_body():
+            self._arm(self.edge.limits.body_timeout_s, "body")
+
+    def _has_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+                return True
+        return False
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._in_head = True
+        self._head_raw = self._head_size = self._header_count = 0
+        super().on_message_complete()
+        if self.cycle is not None and self.cycle.response_complete:
+            # answered before its body ended (a 413): uvicorn's keep-alive timer was
+            # cancelled by the body's bytes, so this idle connection needs ours
+            self._await_head()
+            self._arm(self.edge.limits.header_timeout_s, "header")
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and not self.pipeline and self._in_head:
+            self._await_head()
+
+    # the guard's own state
+
+    def _await_head(self) -> None:
+        """No request in flight: this connection may be closed to make room."""
+        self.edge.reusable[self] = None
+        self.edge.reusable.move_to_end(self)
+
+    def _arm(self, seconds: float, phase: str) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._timed_out, phase)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self, phase: str) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if phase == "header" and self._head_raw:
+            self._refuse(408, "headers", "were not complete in time", "header timeout")
+            return
+        self.edge.on_close(f"{phase} timeout" if phase == "body" else "idle")
+        self.transport.close()  # a body cut short reaches the app as a disconnect
+
+    def _refuse(self, status: int, field: str, reason: str, label: str) -> None:
+        """Answer ``status`` with the JSON error body and close (nothing reached the app)."""
+        self._disarm()
+        self.edge.reusable.pop(self, None)
+        self.edge.on_reject(status, label)
+        if not self.transport.is_closing():
+            self.transport.write(
+                _error_response(status, field, reason, self.server_state.default_headers)
+            )
+            self.transport.close()
+
+
+def protocol_class(edge: Edge) -> type[GuardedProtocol]:
+    """A protocol class bound to ``edge`` (one per server: the cap is per process)."""
+    return type("EdgeProtocol", (GuardedProtocol,), {"edge": edge})

@@ -1,0 +1,49 @@
+"""The HTTP server's log lines lose every IP address; hitstream's own lines are kept whole."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from hitstream.web.redact import RedactAddresses
+
+
+def record(name: str, msg: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, None)
+
+
+@pytest.mark.parametrize(
+    ("msg", "args", "expected"),
+    [
+        (
+            '%s - "WebSocket %s" [accepted]',
+            ("203.0.113.9:51234", "/api/v1/live?site_id=a.io"),
+            '- - "WebSocket /api/v1/live?site_id=a.io" [accepted]',
+        ),
+        ("%s:%d - HTTP connection made", ("2001:db8::7", 4431), "- - HTTP connection made"),
+        (
+            "%sWebSocket connection lost",
+            ("[2001:db8::7]:4431 - ",),
+            "- - WebSocket connection lost",
+        ),
+        ("client ::ffff:198.51.100.4 gone", (), "client - gone"),
+        ("at 12:34:56, version 1.2.3, ratio 3:2", (), "at 12:34:56, version 1.2.3, ratio 3:2"),
+    ],
+)
+def test_server_records_lose_addresses(msg: str, args: tuple[object, ...], expected: str) -> None:
+    rec = record("uvicorn.error", msg, *args)
+    assert RedactAddresses().filter(rec) is True
+    assert rec.getMessage() == expected
+
+
+def test_websockets_library_records_too() -> None:
+    rec = record("websockets.server", "connection from %s", "192.0.2.1")
+    RedactAddresses().filter(rec)
+    assert rec.getMessage() == "connection from -"
+
+
+def test_hitstream_records_are_left_alone() -> None:
+    rec = record("hitstream.bootstrap", "store at %s down", "10.0.0.5:5432")
+    RedactAddresses().filter(rec)
+    assert rec.getMessage() == "store at 10.0.0.5:5432 down"
