@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from hitstream.cache.base import Cache
+from hitstream.disk import DataFolders
 from hitstream.domain.events import Limits
 from hitstream.errors import AdapterUnavailable, ConfigError
 from hitstream.fanout.base import Fanout
@@ -208,6 +209,7 @@ class Runtime:
         from hitstream.services.stats import StatsService
 
         self.salts = make_salts(self.settings)
+        self.disk = DataFolders(self._data_folders())
         self.collector = Collector(
             self.log,
             self.salts,
@@ -257,6 +259,17 @@ class Runtime:
             retention_ms=self.settings.retention_days * 86_400_000,
         )
 
+    def _data_folders(self) -> list[Path]:
+        """The local folders this process's roles write to: ``/readyz`` checks the disk."""
+        folders: list[Path] = []
+        if self.roles & {"collector", "processor"} and self.log.name == "sqlite":
+            folders.append(_path_of(self.settings.resolved_log_url()).parent)
+        if self.roles & {"processor", "web"} and self.store.name == "duckdb":
+            folders.append(_path_of(self.settings.resolved_store_url()).parent)
+        if "collector" in self.roles and not self.settings.salts_url:
+            folders.append(self.settings.data_dir)
+        return folders
+
     @property
     def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(c, strict=False) for c in self.settings.trusted_proxies]
@@ -271,6 +284,8 @@ class Runtime:
             wanted["fanout"] = self.fanout
         if "web" in self.roles:
             wanted["cache"] = self.cache
+        if self.disk.folders:
+            wanted["disk"] = self.disk
         return wanted
 
     async def _start_adapter(self, name: str, adapter: Startable) -> None:

@@ -5,7 +5,8 @@
     ├── AdapterUnavailable     a backing service cannot be reached right now (retry later)
     │   ├── LogUnavailable     the event log refused or failed an append or a read
     │   ├── StoreUnavailable   the store failed a transaction or a query
-    │   └── FanoutUnavailable  the fan-out backend is down (never blocks ingestion)
+    │   ├── FanoutUnavailable  the fan-out backend is down (never blocks ingestion)
+    │   └── DiskUnavailable    a local data folder refuses writes (full, read-only)
     ├── PositionConflict       another processor already stored past this batch (a rebalance)
     └── QueryError             a stats query that cannot be answered as asked (a 4xx)
 
@@ -38,6 +39,10 @@ class StoreUnavailable(AdapterUnavailable):
 
 class FanoutUnavailable(AdapterUnavailable):
     """The fan-out backend is down; live updates pause, ingestion goes on."""
+
+
+class DiskUnavailable(AdapterUnavailable):
+    """A local folder the process writes to (embedded log or store) refuses writes."""
 
 
 class PositionConflict(HitstreamError):

@@ -216,3 +216,59 @@ async def test_a_processor_that_lost_its_partition_is_fenced_off() -> None:
     assert await slow.process_once() == 1
     result = await store.aggregate(everything())
     assert (result["events"], result["visits"], result["pageviews"]) == (3, 1, 3)
+
+
+async def test_a_failed_dedupe_keeps_the_batch_and_skips_nothing() -> None:
+    """Issue 8: the store failed the dedupe lookup right after a poll; the next batch was
+    stored with a position past the first one, which was lost for good. The polled batch
+    is held and comes first at the next attempt."""
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, accepted(1), accepted(2))
+    real_known = store.known_event_ids
+    failures = 0
+
+    async def flaky(ids: object) -> set[str]:
+        nonlocal failures
+        if failures < 1:
+            failures += 1
+            raise StoreUnavailable("down between poll and write")
+        return await real_known(ids)  # type: ignore[arg-type]
+
+    store.known_event_ids = flaky  # type: ignore[method-assign]
+    processor = make(log, store)
+    await processor.start()
+    with pytest.raises(StoreUnavailable):
+        await processor.process_once()
+    await put(log, accepted(3))  # arrives meanwhile: must not overtake the held batch
+    assert await processor.process_once() == 2
+    assert await store.positions("memory") == {0: 2}
+    assert await processor.process_once() == 1
+    assert await store.count_events() == 3
+    assert await store.positions("memory") == {0: 3}
+
+
+async def test_run_rides_out_a_store_outage_without_losing_a_batch() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, *(accepted(n, ts=T0 + n) for n in range(1, 6)))
+    real_known = store.known_event_ids
+    down = asyncio.Event()
+    down.set()
+
+    async def flaky(ids: object) -> set[str]:
+        if down.is_set():
+            raise StoreUnavailable("down")
+        return await real_known(ids)  # type: ignore[arg-type]
+
+    store.known_event_ids = flaky  # type: ignore[method-assign]
+    processor = make(log, store)
+    processor.batch_max = 2
+    await processor.start()
+    stop = asyncio.Event()
+    running = asyncio.create_task(processor.run(stop))
+    await asyncio.sleep(0.05)  # a few failed attempts
+    await put(log, accepted(6, ts=T0 + 6))
+    down.clear()
+    await asyncio.wait_for(processor.caught_up.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert await store.count_events() == 6

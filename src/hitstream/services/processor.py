@@ -7,7 +7,10 @@ store, so every event is stored once and every visit counted once. Event ids sto
 (a client retrying with the same ``event_id``) are dropped as ``duplicate``.
 
 If the store is down, the same computed batch is retried with backoff: the processor never
-skips ahead, and its in-memory visit state never runs ahead of what it will write.
+skips ahead, and its in-memory visit state never runs ahead of what it will write. A batch
+that was polled but not yet stored (the dedupe lookup, a dead letter or the visit reload
+failed) is held and taken up again by the next ``process_once`` instead of a new poll, so a
+failure anywhere between poll and store leaves the position where it was.
 
 Fencing: each batch carries the offset it starts at per partition, and the store refuses it
 (``PositionConflict``) if another processor already stored past that point, as happens when a
@@ -104,6 +107,8 @@ class Processor:
         self.sessions = Sessionizer(session_timeout_ms)
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._consumer: LogConsumer | None = None
+        self._held: list[LogMessage] = []
+        """Polled but not stored yet: retried before anything new is polled."""
         self._generation = 0
         self._last_housekeeping = 0
         self._last_lag = 0.0
@@ -124,6 +129,7 @@ class Processor:
 
     async def _resync(self) -> None:
         """Forget this batch and the visit state, rejoin, and resume from the store."""
+        self._held = []
         if self._consumer is not None:
             await self._consumer.close()
         await self._reload_sessions()
@@ -163,11 +169,14 @@ class Processor:
         """Read one batch and store it; return how many log messages it covered."""
         assert self._consumer is not None, "start() first"
         wait = self.poll_timeout if poll_timeout is None else poll_timeout
-        messages = await self._consumer.poll(self.batch_max, wait)
+        # a batch held from a failed attempt comes first: its messages are past the
+        # consumer's position already, and nothing may be stored beyond them before they are
+        messages = self._held or await self._consumer.poll(self.batch_max, wait)
+        self._held = messages
         if self._consumer.generation != self._generation:
             # partitions moved: visits of newly assigned visitors are in the store, not here
-            self._generation = self._consumer.generation
             await self._reload_sessions()
+            self._generation = self._consumer.generation  # only once the reload worked
         if not messages:
             await self._housekeeping()
             return 0
@@ -179,6 +188,7 @@ class Processor:
             log.warning("partition moved under this processor (%s): resyncing", exc)
             await self._resync()
             return 0
+        self._held = []
         await self._consumer.commit(batch.positions)
         now = self._clock()
         for event in batch.events:
@@ -268,7 +278,7 @@ class Processor:
                 self.metrics.store_errors.inc()
                 log.warning("store write failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, 2.0)  # cheap while down: the store fails fast
                 continue
             self.metrics.store_write_seconds.observe(time.perf_counter() - began)
             return
