@@ -51,7 +51,7 @@ async def test_a_confirmed_outage_opens_and_fails_fast_with_the_adapters_error()
     breaker.suspect(OSError("server closed the connection"))
     await settle(breaker)
     assert breaker.is_open and breaker.trips == 1
-    with pytest.raises(StoreUnavailable, match="db is unavailable .*connection refused"):
+    with pytest.raises(StoreUnavailable, match=r"db is unavailable .*connection refused"):
         breaker.guard()
     await breaker.close()
 
