@@ -136,7 +136,7 @@ class PostgresStore(Store):
             open=False,
             configure=self._configure,
             # a connection cut while idle is replaced at checkout, not handed to a caller
-            check=AsyncConnectionPool.check_connection,
+            check=self._check_connection,
             timeout=self._timeout,
             name="hitstream-store",
         )
@@ -146,6 +146,16 @@ class PostgresStore(Store):
             await pool.close()
             raise StoreUnavailable(f"cannot connect to postgres: {exc}") from exc
         return pool
+
+    async def _check_connection(self, conn: Connection) -> None:
+        """The pool's test of a connection before lending it: a dead one may mean a dead
+        server, so the breaker probes at once (callers arriving next fail fast instead of
+        waiting for the pool to give up)."""
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except psycopg.Error as exc:
+            self.breaker.suspect(exc)
+            raise
 
     async def _probe(self) -> None:
         """One fresh connection and a ``SELECT 1``: can PostgreSQL be reached at all?"""
