@@ -209,6 +209,7 @@ class S3Broker:
     def __init__(self, tansu: Path, moto: Path, folder: Path) -> None:
         self.tansu = tansu
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.s3_port = free_port()
         self.log = folder / "tansu.log"
