@@ -202,6 +202,9 @@ class Runtime:
     _demo_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _demo_task: asyncio.Task[None] | None = None
     _started: list[Startable] = field(default_factory=list)
+    OPTIONAL = frozenset({"fanout", "cache"})
+    """Parts a role goes on without (live updates pause, the cache misses): ``/readyz``
+    reports them but stays 200 while they are down."""
 
     def __post_init__(self) -> None:
         from hitstream.enrich.geo import CountryLookup

@@ -30,6 +30,12 @@ from hitstream.services.collector import client_event_id
 from tests.server import ServerProcess
 
 
+def outage(default_s: float) -> float:
+    """How long a fault lasts: short by default (the tier runs in the test command), longer
+    on demand (``HITSTREAM_FAULTS_OUTAGE_S=25`` repeats issue 8's 25-second outages)."""
+    return float(os.environ.get("HITSTREAM_FAULTS_OUTAGE_S", default_s))
+
+
 def wait_for(
     what: str, check: Callable[[], bool], timeout: float, every: float = 0.1, *, fail: bool = True
 ) -> bool:
@@ -100,8 +106,11 @@ class Load:
 
     @classmethod
     def start(
-        cls, url: str, out: Path, site: str, *, rate: float = 200, seconds: float = 120
+        cls, url: str, out: Path, site: str, *, rate: float | None = None, seconds: float = 180
     ) -> Load:
+        """``rate``: events/s (default 200, or ``HITSTREAM_FAULTS_RATE``), in batches of 10
+        from 3 threads, for at most ``seconds`` (``stop`` ends it sooner)."""
+        rate = rate or float(os.environ.get("HITSTREAM_FAULTS_RATE", 200))
         command = [sys.executable, "-m", "tests.load_process", url, str(out), str(seconds)]
         command += ["10", "3", str(10**9), site, "--rate", str(rate)]
         command += ["--until-file", str(out.with_suffix(".stop"))]
@@ -177,6 +186,17 @@ class ReadyWatch:
             name == role and status == 503 and part in failing and since <= t <= until
             for t, name, status, failing in self.samples
         )
+
+    def saw_degraded(self, role: str, part: str, since: float, until: float) -> bool:
+        """Ready (200) while naming an optional part as down."""
+        return any(
+            name == role and status == 200 and part in failing and since <= t <= until
+            for t, name, status, failing in self.samples
+        )
+
+    def always_ready(self, role: str, since: float, until: float) -> bool:
+        seen = [s for s in self.samples if s[1] == role and since <= s[0] <= until]
+        return bool(seen) and all(status == 200 for _, _, status, _ in seen)
 
     def ready_now(self, role: str) -> bool:
         latest = [s for s in self.samples if s[1] == role]

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.faults.conftest import stored_ids
-from tests.faults.harness import Load, ReadyWatch, Roles, Tally, send_probe, wait_for
+from tests.faults.harness import Load, ReadyWatch, Roles, Tally, outage, send_probe, wait_for
 from tests.faults.services import S3Broker
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
-OUTAGE_S = 5.0
+OUTAGE_S = outage(5.0)
 
 
 def test_broker_restarted_loses_nothing(tmp_path: Path, s3_broker: S3Broker, pg_url: str) -> None:

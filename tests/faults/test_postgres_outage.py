@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from tests.faults.conftest import stored_ids
-from tests.faults.harness import Load, ReadyWatch, Roles, Tally, send_probe, wait_for
+from tests.faults.harness import Load, ReadyWatch, Roles, Tally, outage, send_probe, wait_for
 from tests.faults.services import PrivatePostgres, PrivateRedis
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
-OUTAGE_S = 6.0
+OUTAGE_S = outage(6.0)
 
 
 @pytest.mark.parametrize("log_kind", ["sqlite", "redis"])
@@ -52,7 +52,7 @@ def test_postgres_stopped_and_started_loses_nothing(
             for role in ("processor", "web"):
                 wait_for(
                     f"the {role} to say the store is down",
-                    lambda r=role: ready.saw_unready(r, "store", down_at, time.time()),  # type: ignore[misc]
+                    lambda r=role: ready.saw_unready(r, "store", down_at, time.time()),
                     30,
                 )
             for _ in range(3):  # what a dashboard gets meanwhile
@@ -83,7 +83,7 @@ def test_postgres_stopped_and_started_loses_nothing(
                 fail=False,  # the tally below says how many are missing
             )
             for name in watched:
-                wait_for(f"{name} ready again", lambda n=name: ready.ready_now(n), 30)  # type: ignore[misc]
+                wait_for(f"{name} ready again", lambda n=name: ready.ready_now(n), 30)
 
         tally = Tally(
             fault=f"PostgreSQL stopped ({log_kind} log)",
@@ -104,6 +104,7 @@ def test_postgres_stopped_and_started_loses_nothing(
         assert tally.statuses(down_at, up_at)[202] > 0
         assert ready.saw_unready("processor", "store", down_at, up_at)
         assert ready.saw_unready("web", "store", down_at, up_at)
+        assert ready.always_ready("collector", down_at, up_at)  # it does not need the store
         # stats answered 503 + Retry-After from the breaker, not after a pool wait
         for status, retry_after, body, _ in stats_answers:
             assert (status, retry_after is not None) == (503, True)

@@ -24,12 +24,12 @@ import pytest
 import redis
 
 from tests.faults.conftest import stored_ids
-from tests.faults.harness import Load, ReadyWatch, Roles, Tally, send_probe, wait_for
+from tests.faults.harness import Load, ReadyWatch, Roles, Tally, outage, send_probe, wait_for
 from tests.faults.services import PrivateRedis
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 STREAM = "faults:events"
-OUTAGE_S = 5.0
+OUTAGE_S = outage(5.0)
 
 
 def roles_on(tmp_path: Path, broker: PrivateRedis, pg_url: str) -> Roles:
@@ -103,6 +103,9 @@ def test_redis_stopped_and_started_loses_nothing(tmp_path: Path, pg_url: str) ->
         assert during[503] > 0, f"collectors should refuse while the log is away: {during}"
         assert ready.saw_unready("collector", "log", down_at, up_at)
         assert ready.saw_unready("processor", "log", down_at, up_at)
+        # the web role needs the store, not Redis: ready, naming what it does without
+        assert ready.always_ready("web", down_at, up_at)
+        assert ready.saw_degraded("web", "fanout", down_at, up_at)
         assert tally.statuses(up_at)[202] > 0
         roles.assert_all_alive()
         tally.record()
