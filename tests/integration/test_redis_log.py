@@ -276,3 +276,25 @@ async def test_a_destroyed_group_is_recreated_at_the_stored_position(
         await member.poll(10, 0.2)  # NOGROUP: the member lets its lease go
     assert [m.value for m in await take(member, 1)] == [b"b"]
     await member.close()
+
+
+@pytest.mark.integration
+async def test_a_lease_given_up_locally_but_still_ours_is_taken_back(redis_url: str) -> None:
+    """Redis away longer than renewals can wait: the member gives its lease up locally, but
+    a Redis that kept its data still holds the lease under this member's name. The member
+    takes it back at once instead of waiting for it to expire (a minute here)."""
+    key = f"test:{unique_name()}"
+    log = RedisStreamsLog(f"{redis_url}?stream={key}", claim_idle_ms=60_000)
+    await log.start()
+    try:
+        member = consumer(log)
+        await log.append([(b"k", b"a")])
+        assert [m.value for m in await take(member, 1)] == [b"a"]
+        await member._lose("renewals failed while Redis was away")
+        await log.append([(b"k", b"b")])
+        # its unacknowledged "a" first (claimed back), then "b": well before the lease expires
+        assert [m.value for m in await take(member, 2)] == [b"a", b"b"]
+        await member.close()
+    finally:
+        await log.close()
+        await delete_redis_keys(redis_url, key)

@@ -177,6 +177,9 @@ class KafkaLog(EventLog):
             "bootstrap.servers": self.servers,
             "client.id": client_id,
             "logger": logging.getLogger("hitstream.log.librdkafka"),  # not raw stderr
+            # after a broker outage, reconnect within a second of it being back (librdkafka
+            # backs off up to 10 s by default); a refused connect costs nothing
+            "reconnect.backoff.max.ms": 1000,
         }
         if sasl_mechanism:
             common["sasl.mechanism"] = sasl_mechanism

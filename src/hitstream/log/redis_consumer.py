@@ -40,6 +40,16 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[1], 'COUNT', ARGV[4],
                   'STREAMS', KEYS[1], '>')
 """
+# KEYS: lease. ARGV: member, lease ms. 1: the lease is ours (taken, or still ours after this
+# member gave it up locally, e.g. while Redis was away: no need to wait for it to expire).
+_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -133,9 +143,11 @@ class RedisConsumer(LogConsumer):
                 await asyncio.sleep(min(left, 1.0, self._lease_ms / 3000))
 
     async def _acquire(self) -> None:
-        redis = self._log.client()
         async with guarded("lease", self._timeout):
-            if not await redis.set(self._lease_key, self.member, nx=True, px=self._lease_ms):
+            taken = await self._script(_TAKE)(
+                keys=[self._lease_key], args=[self.member, self._lease_ms]
+            )
+            if not taken:
                 return
         self._owner = True
         self._generation += 1
