@@ -24,7 +24,7 @@ class DataFolders:
     name = "disk"
 
     def __init__(self, folders: Iterable[Path], *, probe_bytes: int = 64 * 1024) -> None:
-        self.folders = sorted(set(folders))
+        self.folders = sorted({Path(os.path.realpath(folder)) for folder in folders})
         self.probe_bytes = probe_bytes
         """Room a probe needs: a disk with less than this left counts as full already."""
 

@@ -199,8 +199,9 @@ class ReadyWatch:
         return bool(seen) and all(status == 200 for _, _, status, _ in seen)
 
     def ready_now(self, role: str) -> bool:
+        """The latest answer is 200 with every part, optional ones too, answering again."""
         latest = [s for s in self.samples if s[1] == role]
-        return bool(latest) and latest[-1][2] == 200
+        return bool(latest) and latest[-1][2] == 200 and not latest[-1][3]
 
 
 def send_probe(collector: ServerProcess, site: str, timeout: float = 60) -> str:

@@ -287,21 +287,23 @@ class SmallDisk:
         return None
 
     def fill(self) -> int:
-        """Write a file until the disk refuses more; return its size."""
+        """Write a file until the disk refuses more (big writes, then small ones, unbuffered
+        so that nothing is left to fail at close); return its size."""
         written = 0
-        chunk = b"\0" * (1 << 16)
-        with self.filler.open("ab") as out:
-            while True:
-                try:
-                    out.write(chunk)
-                    out.flush()
-                except OSError:
-                    break
-                written += len(chunk)
-        # smaller writes too: nothing at all must be left
-        with contextlib.suppress(OSError), self.filler.open("ab", buffering=0) as out:
-            while out.write(b"\0" * 512):
-                written += 512
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (1 << 16, 512):
+                chunk = b"\0" * size
+                while True:
+                    try:
+                        count = os.write(fd, chunk)
+                    except OSError:
+                        break
+                    if count == 0:
+                        break
+                    written += count
+        finally:
+            os.close(fd)
         return written
 
     def free(self) -> None:
