@@ -221,12 +221,14 @@ class Processor:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 log.error("undecodable log message at %s/%s", message.partition, message.offset)
                 undecodable.append(message)
+        fresh = await self._dedupe(decoded, drops)
         if undecodable:
-            # kept for an operator (hitstream replay --dead-letter) before the batch commits
+            # kept for an operator (hitstream replay --dead-letter) before the batch commits;
+            # after the dedupe lookup, so that a batch held and retried because that lookup
+            # failed does not dead-letter its messages twice
             await self.log.dead_letter(undecodable, "undecodable")
             drops[("", "undecodable")] += len(undecodable)
             self.metrics.events_dropped.labels("undecodable").inc(len(undecodable))
-        fresh = await self._dedupe(decoded, drops)
         # the CPU-heavy part runs off the event loop, so HTTP requests in the same process
         # (serve) are not held up for a whole batch; only this task touches the visit state
         events, sessions, step_drops = await asyncio.to_thread(self._enrich, fresh)
