@@ -10,9 +10,10 @@ when the process ended by itself. Beside it:
 
 - ``OUT_FILE.responses``: one JSON line per request: wall time, status (0: no answer),
   events in the batch, the ``Retry-After`` header: what clients saw, for outage figures.
-- ``OUT_FILE.indoubt``: the ids of batches whose last attempt got no answer (a timeout or a
-  cut connection) when the load stopped: the server may have stored them without the client
-  knowing. They are computed as the collector does from the batch's idempotency keys.
+- ``OUT_FILE.indoubt``: the ids of the batches left unanswered-202 when the load stopped of
+  which some attempt got no answer at all (a timeout, a cut connection): the server may have
+  stored them without the client knowing. They are computed as the collector does from the
+  batch's idempotency keys.
 
 A batch that is refused (503) or gets no answer is sent again with the same idempotency keys,
 as a well-behaved client does, so a retried batch is stored once.
