@@ -5,7 +5,8 @@
     ├── AdapterUnavailable     a backing service cannot be reached right now (retry later)
     │   ├── LogUnavailable     the event log refused or failed an append or a read
     │   ├── StoreUnavailable   the store failed a transaction or a query
-    │   └── FanoutUnavailable  the fan-out backend is down (never blocks ingestion)
+    │   ├── FanoutUnavailable  the fan-out backend is down (never blocks ingestion)
+    │   └── DiskUnavailable    a local data folder refuses writes (full, read-only)
     ├── PositionConflict       another processor already stored past this batch (a rebalance)
     └── QueryError             a query, filter, view or alert rule that cannot be used as
                                asked, naming the field (a 400; defined in the pure domain)
@@ -21,6 +22,7 @@ from hitstream.domain.errors import HitstreamError, QueryError
 __all__ = [
     "AdapterUnavailable",
     "ConfigError",
+    "DiskUnavailable",
     "FanoutUnavailable",
     "HitstreamError",
     "LogUnavailable",
@@ -48,6 +50,10 @@ class StoreUnavailable(AdapterUnavailable):
 
 class FanoutUnavailable(AdapterUnavailable):
     """The fan-out backend is down; live updates pause, ingestion goes on."""
+
+
+class DiskUnavailable(AdapterUnavailable):
+    """A local folder the process writes to (embedded log or store) refuses writes."""
 
 
 class PositionConflict(HitstreamError):

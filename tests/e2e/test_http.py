@@ -237,6 +237,7 @@ def test_health_readiness_docs(live_server: ServerProcess) -> None:
         "store": "duckdb",
         "fanout": "memory",
         "cache": "memory",
+        "disk": "disk",
     }
     spec = httpx.get(f"{live_server.url}/openapi.json").json()
     assert {

@@ -225,3 +225,76 @@ async def test_a_position_past_the_stream_skips_nothing_new(log: RedisStreamsLog
     await log.append([(b"k", b"new")])
     assert [m.value for m in await take(member, 1)] == [b"new"]
     await member.close()
+
+
+@pytest.mark.integration
+async def test_a_redis_that_restarted_empty_is_read_again(
+    log: RedisStreamsLog, redis_url: str
+) -> None:
+    """Redis without persistence restarted: stream, group and lease are gone. The active
+    member takes the lease again, recreates the group at the store's position and reads
+    what collectors append from then on: no ``NOGROUP`` loop, no restart."""
+    await log.append([(b"k", b"before")])
+    stored: int | None = None
+
+    async def store(partition: int) -> int | None:
+        return stored
+
+    member = consumer(log, store)
+    got = await take(member, 1)
+    assert [m.value for m in got] == [b"before"]
+    stored = got[0].offset + 1
+    await member.commit({0: stored})
+
+    await delete_redis_keys(redis_url, log.key)  # what an empty restart leaves
+    assert await member.poll(10, 0.2) == []  # its lease is gone: it lets go and takes over
+    await log.append([(b"k", b"after-1"), (b"k", b"after-2")])
+    after = await take(member, 2)
+    assert [m.value for m in after] == [b"after-1", b"after-2"]
+    assert all(m.offset >= stored for m in after)
+    groups = await log.client().xinfo_groups(log.key)
+    assert [g["name"] for g in groups] == [b"g"]
+    await member.close()
+
+
+@pytest.mark.integration
+async def test_a_destroyed_group_is_recreated_at_the_stored_position(
+    log: RedisStreamsLog,
+) -> None:
+    await log.append([(b"k", b"a"), (b"k", b"b")])
+    member = consumer(log)
+    got = await take(member, 1)
+    stored = got[0].offset + 1
+    await member.commit({0: stored})
+
+    async def store(partition: int) -> int | None:
+        return stored
+
+    member._lookup = store  # from now on the store knows "a"
+    await log.client().xgroup_destroy(log.key, "g")
+    with pytest.raises(LogUnavailable):
+        await member.poll(10, 0.2)  # NOGROUP: the member lets its lease go
+    assert [m.value for m in await take(member, 1)] == [b"b"]
+    await member.close()
+
+
+@pytest.mark.integration
+async def test_a_lease_given_up_locally_but_still_ours_is_taken_back(redis_url: str) -> None:
+    """Redis away longer than renewals can wait: the member gives its lease up locally, but
+    a Redis that kept its data still holds the lease under this member's name. The member
+    takes it back at once instead of waiting for it to expire (a minute here)."""
+    key = f"test:{unique_name()}"
+    log = RedisStreamsLog(f"{redis_url}?stream={key}", claim_idle_ms=60_000)
+    await log.start()
+    try:
+        member = consumer(log)
+        await log.append([(b"k", b"a")])
+        assert [m.value for m in await take(member, 1)] == [b"a"]
+        await member._lose("renewals failed while Redis was away")
+        await log.append([(b"k", b"b")])
+        # its unacknowledged "a" first (claimed back), then "b": well before the lease expires
+        assert [m.value for m in await take(member, 2)] == [b"a", b"b"]
+        await member.close()
+    finally:
+        await log.close()
+        await delete_redis_keys(redis_url, key)

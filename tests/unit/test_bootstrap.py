@@ -109,7 +109,7 @@ def test_each_role_gets_its_services_and_only_those(tmp_path: Path) -> None:
     collector = build(settings(tmp_path), frozenset({"collector"}))
     assert collector.collector is not None and collector.salts is not None
     assert (collector.processor, collector.stats, collector.live) == (None, None, None)
-    assert set(collector.adapters()) == {"log"}
+    assert set(collector.adapters()) == {"log", "disk"}  # the salts file is written locally
 
     processor = build(settings(tmp_path), frozenset({"processor"}))
     assert processor.processor is not None and processor.collector is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import msgspec
 import pytest
@@ -245,3 +245,30 @@ async def test_a_processor_that_lost_its_partition_is_fenced_off() -> None:
     assert len(slow.sessions) == 1  # the visit state was reloaded from the store
     result = await store.aggregate(everything())
     assert (result["events"], result["visits"], result["pageviews"]) == (3, 1, 3)
+
+
+async def test_run_rides_out_a_store_outage_without_losing_a_batch() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, *(accepted(n, ts=T0 + n) for n in range(1, 6)))
+    real_known = store.known_event_ids
+    down = asyncio.Event()
+    down.set()
+
+    async def flaky(ids: Sequence[str]) -> set[str]:
+        if down.is_set():
+            raise StoreUnavailable("down")
+        return await real_known(ids)
+
+    store.known_event_ids = flaky  # type: ignore[method-assign,assignment]
+    processor = make(log, store)
+    processor.batch_max = 2
+    await processor.start()
+    stop = asyncio.Event()
+    running = asyncio.create_task(processor.run(stop))
+    await asyncio.sleep(0.05)  # a few failed attempts
+    await put(log, accepted(6, ts=T0 + 6))
+    down.clear()
+    await asyncio.wait_for(processor.caught_up.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert await store.count_events() == 6

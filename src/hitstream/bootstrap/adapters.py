@@ -41,6 +41,20 @@ def _need(module: str, extra: str) -> None:
         raise ConfigError(f"this URL needs the {extra!r} extra: pip install 'hitstream[{extra}]'")
 
 
+def data_folders(
+    settings: Settings, roles: frozenset[str], log: EventLog, store: Store
+) -> list[Path]:
+    """The local folders this process's roles write to: ``/readyz`` checks the disk."""
+    folders: list[Path] = []
+    if roles & {"collector", "processor"} and log.name == "sqlite":
+        folders.append(_path_of(settings.resolved_log_url()).parent)
+    if roles & {"processor", "web"} and store.name == "duckdb":
+        folders.append(_path_of(settings.resolved_store_url()).parent)
+    if "collector" in roles and not settings.salts_url:
+        folders.append(settings.data_dir)
+    return folders
+
+
 def make_log(url: str, settings: Settings) -> EventLog:
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from hitstream.backoff import Backoff
 from hitstream.cache.base import Cache
+from hitstream.disk import DataFolders
 from hitstream.errors import AdapterUnavailable
 from hitstream.fanout.base import Fanout
 from hitstream.log.base import EventLog
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ROLES = frozenset({"collector", "processor", "web"})
+OPTIONAL = frozenset({"fanout", "cache"})
+"""Parts a role goes on without (live updates pause, the cache misses): ``/readyz`` reports
+them but stays 200 while they are down."""
 
 
 class Startable(Protocol):
@@ -66,6 +70,7 @@ class Runtime:
     cache: Cache
     tally: Tally
     rejections: Rejections
+    disk: DataFolders | None = None
     salts: SaltKeeper | None = None
     collector: Collector | None = None
     processor: Processor | None = None
@@ -90,6 +95,7 @@ class Runtime:
             self._services = AppServices(
                 metrics=self.metrics,
                 checks=dict(self.adapters()),
+                optional_checks=OPTIONAL,
                 collector=self.collector,
                 trusted_proxies=[
                     ipaddress.ip_network(cidr, strict=False)
@@ -112,6 +118,8 @@ class Runtime:
             wanted["fanout"] = self.fanout
         if "web" in self.roles:
             wanted["cache"] = self.cache
+        if self.disk is not None and self.disk.folders:
+            wanted["disk"] = self.disk
         return wanted
 
     async def _start_adapter(self, name: str, adapter: Startable) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from hitstream.bootstrap.adapters import (
+    data_folders,
     make_cache,
     make_fanout,
     make_log,
@@ -25,6 +26,7 @@ from hitstream.bootstrap.adapters import (
     make_tally,
 )
 from hitstream.bootstrap.runtime import ROLES, Runtime
+from hitstream.disk import DataFolders
 from hitstream.domain.alerts import AlertRule, parse_rules
 from hitstream.domain.events import Limits
 from hitstream.errors import ConfigError, QueryError
@@ -98,6 +100,7 @@ def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
         tally=tally,
         salts=salts,
         rejections=rejections,
+        disk=DataFolders(data_folders(settings, roles, log, store)),
         collector=collector,
         processor=processor,
         warm_ups=warm_ups,

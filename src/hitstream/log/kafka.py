@@ -14,6 +14,12 @@ acknowledged to the client. The key is site+visitor, so one visitor's events sta
 one partition. Delivery reports are served by one thread per producer, which wakes the
 waiting coroutines thread-safely; concurrent appends share librdkafka's batches (``linger.ms``).
 
+Outages: while no broker answers, an append fails after ``message_timeout_ms`` (the collector
+answers 503 with ``Retry-After``) and librdkafka reconnects by itself. A producer the broker
+no longer accepts (fenced or its producer id forgotten, as after a broker restart that
+followed timed-out messages) or that failed fatally is replaced by a new one at the next
+append, so the log heals without a process restart.
+
 Positions: the consumer seeks every newly assigned partition to the store's position before
 it is fetched (the lookup runs on the event loop while librdkafka waits in the rebalance
 callback), so no message of a new partition is returned before its seek. Kafka's own commits
@@ -41,6 +47,18 @@ from hitstream.log.kafka_consumer import KafkaConsumer
 log = logging.getLogger(__name__)
 DEFAULT_TOPIC = "hitstream.events"
 _Headers = list[tuple[str, str | bytes | None]]
+_PRODUCER_DEAD = frozenset(
+    {
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.INVALID_PRODUCER_ID_MAPPING,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError._FENCED,
+        KafkaError._FATAL,
+    }
+)
+"""Delivery errors after which this producer will fail every message: replace it."""
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -56,14 +74,17 @@ def parse_url(url: str) -> tuple[str, str]:
 class _Delivery:
     """Counts one append's delivery reports (poller thread) and settles its future (loop)."""
 
-    __slots__ = ("future", "left", "loop")
+    __slots__ = ("future", "left", "loop", "pump")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int, pump: _Pump) -> None:
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
         self.left = count
+        self.pump = pump
 
     def __call__(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None and err.code() in _PRODUCER_DEAD:
+            self.pump.retire(err)
         if self.left <= 0:
             return  # already settled by an earlier error
         if err is None:
@@ -94,10 +115,15 @@ class _Pump:
         self._thread = threading.Thread(target=self._serve, name="kafka-producer", daemon=True)
         self._thread.start()
 
-    def _on_error(self, err: KafkaError) -> None:
-        if err.fatal():
+    def retire(self, err: KafkaError) -> None:
+        """This producer cannot deliver any more: the next append gets a new one."""
+        if self.fatal is None:
             self.fatal = err
             log.error("kafka producer failed for good, it will be replaced: %s", err.str())
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.retire(err)
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:
             log.warning("kafka producer: %s", err.str())
         else:  # librdkafka's own log (hitstream.log.librdkafka) already tells the details
@@ -151,6 +177,9 @@ class KafkaLog(EventLog):
             "bootstrap.servers": self.servers,
             "client.id": client_id,
             "logger": logging.getLogger("hitstream.log.librdkafka"),  # not raw stderr
+            # after a broker outage, reconnect within a second of it being back (librdkafka
+            # backs off up to 10 s by default); a refused connect costs nothing
+            "reconnect.backoff.max.ms": 1000,
         }
         if sasl_mechanism:
             common["sasl.mechanism"] = sasl_mechanism
@@ -251,9 +280,10 @@ class KafkaLog(EventLog):
     ) -> None:
         if not messages:
             return
-        producer = self._live_pump().producer
+        pump = self._live_pump()
+        producer = pump.producer
         loop = asyncio.get_running_loop()
-        delivery = _Delivery(loop, len(messages))
+        delivery = _Delivery(loop, len(messages), pump)
         deadline = loop.time() + self.message_timeout_ms / 1000 + 2.0
         for i, (key, value) in enumerate(messages):
             while True:

@@ -38,6 +38,16 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[1], 'COUNT', ARGV[4],
                   'STREAMS', KEYS[1], '>')
 """
+# KEYS: lease. ARGV: member, lease ms. 1: the lease is ours (taken, or still ours after this
+# member gave it up locally, e.g. while Redis was away: no need to wait for it to expire).
+_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -114,7 +124,6 @@ class RedisConsumer(LogConsumer):
         self.member = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._owner = False
         self._generation = 0
-        self._group_ready = False
         self._backlog: deque[LogMessage] = deque()
         self._unacked: deque[tuple[int, bytes]] = deque()
         self._last_id: bytes | str = "0-0"  # the group's newest delivered id: wait past it
@@ -147,17 +156,19 @@ class RedisConsumer(LogConsumer):
                 await asyncio.sleep(min(left, 1.0, self._lease_ms / 3000))
 
     async def _acquire(self) -> None:
-        redis = self._log.client()
-        if not self._group_ready:
-            await self._log.ensure_group(self._key, self._group)
-            self._group_ready = True
         async with guarded("lease", self._timeout):
-            if not await redis.set(self._lease_key, self.member, nx=True, px=self._lease_ms):
+            taken = await self._script(_TAKE)(
+                keys=[self._lease_key], args=[self.member, self._lease_ms]
+            )
+            if not taken:
                 return
         self._owner = True
         self._generation += 1
         self._keepalive = asyncio.create_task(self._renew(), name=f"lease {self._lease_key}")
         try:
+            # at every take-over, not once: a Redis that restarted empty has lost the group
+            # (and the stream); it is made again here and then set to the store's position
+            await self._log.ensure_group(self._key, self._group)
             stored = await self._lookup(0)
             if stored is not None:
                 await self._rewind(stored)
@@ -205,11 +216,16 @@ class RedisConsumer(LogConsumer):
             out = [self._backlog.popleft() for _ in range(min(max_messages, len(self._backlog)))]
             self._unacked.extend((m.offset, offset_to_id(m.offset).encode()) for m in out)
             return out
-        async with guarded("read", self._timeout):
-            reply = await self._script(_READ)(
-                keys=[self._key, self._lease_key],
-                args=[self.member, self._lease_ms, self._group, max_messages],
-            )
+        try:
+            async with guarded("read", self._timeout):
+                reply = await self._script(_READ)(
+                    keys=[self._key, self._lease_key],
+                    args=[self.member, self._lease_ms, self._group, max_messages],
+                )
+        except LogUnavailable as exc:
+            if "NOGROUP" in str(exc.__cause__):  # the group was destroyed under the lease:
+                await self._release()  # let go, so the next poll takes over and recreates it
+            raise
         if reply == -1:
             await self._lose("another member holds the lease")
             return []

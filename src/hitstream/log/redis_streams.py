@@ -26,6 +26,12 @@ store position it sets the group there (``XGROUP SETID``): entries at or after i
 delivered again, pending entries below it (stored but never acknowledged: a crash between the
 store commit and XACK) are acknowledged unread, so none is counted twice; without one it claims
 the dead member's pending entries (XAUTOCLAIM) and reads them first.
+
+A Redis that restarts empty (no persistence) has lost the stream, the group and the lease:
+the active member finds its lease gone, takes it again, recreates the group and sets it to
+the store's position, so what collectors append after the restart is read without a process
+restart. What that Redis held and lost is lost (see Durability); a clock that went back
+across the restart below the stored position is not handled (new ids would lie below it).
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ same transaction (exact dedupe across processes), and migrations and partition c
 advisory locks. Every driver or pool error leaves as ``StoreUnavailable`` (the transaction was
 rolled back); ``PositionConflict`` and ``QueryError`` pass through as they are.
 
+Outages: a connection-level failure starts a probe (``hitstream.breaker``); while PostgreSQL
+cannot be reached every call fails at once with ``StoreUnavailable`` (a stats request gets
+its 503 in milliseconds, not after the pool's wait), and once the probe gets through the
+pool is replaced by a fresh one: the old pool's connections are all dead, and its own
+reconnection backs off exponentially (up to minutes). No process restart is needed.
+
 Nothing connects before ``start`` (which opens the pool and migrates); ``close`` closes it.
 """
 
@@ -22,6 +28,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from hitstream.breaker import Breaker
 from hitstream.domain.events import Session
 from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bucket_starts
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
@@ -44,12 +51,14 @@ class PostgresStore(Store):
         *,
         min_size: int = 1,
         max_size: int = 10,
-        timeout: float = 10.0,
+        timeout: float = 3.0,
         work_mem: str = "64MB",
         jit: bool = False,
         rollups: bool = True,
     ) -> None:
-        """``timeout``: seconds to wait for a pooled connection (then ``StoreUnavailable``).
+        """``timeout``: seconds to wait for a pooled connection (then ``StoreUnavailable``);
+        short, because stats queries queue on a semaphore first and an outage is caught by
+        the breaker, so only a saturated pool waits this long.
         ``work_mem``/``jit``: set on every pooled connection; stats queries hash distinct
         visitors and visits in memory, and JIT compiling costs more than it saves at this size.
         ``rollups``: answer the queries the rollups can answer from them (the default); off,
@@ -74,6 +83,9 @@ class PostgresStore(Store):
         self.answered: Counter[str] = Counter()
         """How many stats queries were answered from ``rollup``s and from ``raw`` events."""
         self._answer_hooks: list[Callable[[str], None]] = []
+        self.breaker = Breaker(
+            "postgres", self._probe, error=StoreUnavailable, on_recovery=self._renew_pool
+        )
 
     async def _configure(self, conn: Connection) -> None:
         await conn.set_autocommit(True)
@@ -85,12 +97,15 @@ class PostgresStore(Store):
         pool = self._pool
         if pool is None:
             raise StoreUnavailable("postgres store is not started (or closed)")
+        self.breaker.guard()
         try:
             async with pool.connection(timeout=self._timeout) as conn:
                 yield conn
         except (StoreUnavailable, PositionConflict, QueryError):
             raise
         except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError):  # the server may be gone
+                self.breaker.suspect(exc)
             raise StoreUnavailable(f"postgres {what} failed: {exc}") from exc
 
     async def _rows(self, sql: str, params: Any = None) -> list[Row]:
@@ -113,24 +128,57 @@ class PostgresStore(Store):
         self._answered("raw")
         return await cursor.fetchall()
 
-    async def start(self) -> None:
-        if self._pool is not None:
-            return
+    async def _open_pool(self) -> AsyncConnectionPool[Connection]:
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             self._url,
             min_size=self._min_size,
             max_size=self._max_size,
             open=False,
             configure=self._configure,
+            # a connection cut while idle is replaced at checkout, not handed to a caller
+            check=self._check_connection,
             timeout=self._timeout,
             name="hitstream-store",
         )
         try:
-            await pool.open(wait=True, timeout=self._timeout)
+            await pool.open(wait=True, timeout=max(self._timeout, 10.0))
         except psycopg.Error as exc:
             await pool.close()
             raise StoreUnavailable(f"cannot connect to postgres: {exc}") from exc
-        self._pool = pool
+        return pool
+
+    async def _check_connection(self, conn: Connection) -> None:
+        """The pool's test of a connection before lending it: a dead one may mean a dead
+        server, so the breaker probes at once (callers arriving next fail fast instead of
+        waiting for the pool to give up)."""
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except psycopg.Error as exc:
+            self.breaker.suspect(exc)
+            raise
+
+    async def _probe(self) -> None:
+        """One fresh connection and a ``SELECT 1``: can PostgreSQL be reached at all?"""
+        conn = await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, connect_timeout=2, application_name="hitstream-probe"
+        )
+        try:
+            await conn.execute("SELECT 1")
+        finally:
+            await conn.close()
+
+    async def _renew_pool(self) -> None:
+        """After an outage: a fresh pool in place of the one whose connections died."""
+        if self._pool is None:
+            return
+        fresh = await self._open_pool()
+        old, self._pool = self._pool, fresh
+        await old.close()  # connections still lent out are closed when given back
+
+    async def start(self) -> None:
+        if self._pool is not None:
+            return
+        self._pool = await self._open_pool()
         try:
             await self.migrate()
             rows = await self._rows(
@@ -142,6 +190,7 @@ class PostgresStore(Store):
         self._collation = _ICU_ROOT if rows else None
 
     async def close(self) -> None:
+        await self.breaker.close()
         pool, self._pool = self._pool, None
         self._months.clear()
         leads, self._leads = list(self._leads.values()), {}
@@ -254,6 +303,7 @@ class PostgresStore(Store):
         lock and the next process to ask gets it."""
         if self._pool is None:
             raise StoreUnavailable("postgres store is not started (or closed)")
+        self.breaker.guard()
         held = self._leads.get(name)
         if held is not None:
             try:
@@ -273,6 +323,7 @@ class PostgresStore(Store):
                 application_name=f"hitstream-lead-{name}",  # visible in pg_stat_activity
             )
         except psycopg.Error as exc:
+            self.breaker.suspect(exc)
             raise StoreUnavailable(f"postgres lead {name!r}: cannot connect: {exc}") from exc
         try:
             cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))

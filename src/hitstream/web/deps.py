@@ -43,6 +43,8 @@ class AppServices:
     metrics: Metrics
     checks: Mapping[str, Checkable] = field(default_factory=dict)
     """The adapters this process's roles need, by role name (``log``, ``store`` ...)."""
+    optional_checks: frozenset[str] = frozenset()
+    """Names among ``checks`` the process goes on without: ``/readyz`` stays 200 (degraded)."""
     collector: Collector | None = None
     trusted_proxies: Sequence[Network] = ()
     stats: StatsService | None = None

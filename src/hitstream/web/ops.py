@@ -21,22 +21,29 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Every adapter this process uses answers",
-    responses={503: {"description": "An adapter does not answer (named in checks)"}},
+    summary="Every part this process's roles need answers",
+    responses={503: {"description": "A part the roles need does not answer (named in checks)"}},
 )
 async def readyz(services: ServicesDep) -> Response:
+    """503 while a part the roles need is down (the event log, the store, a data disk that
+    refuses writes), naming it; 200 ``degraded`` while only an optional one is (the fan-out:
+    live updates pause; the cache: answers come from the store), so a load balancer keeps
+    sending traffic that can still be served."""
     checks: dict[str, Any] = {}
-    ready = True
+    ready = all_ok = True
     for name, adapter in services.checks.items():
+        required = name not in services.optional_checks
         try:
             await adapter.check()
         except AdapterUnavailable as exc:
             checks[name] = {"ok": False, "adapter": adapter.name, "error": str(exc)}
-            ready = False
+            ready = ready and not required
+            all_ok = False
         else:
             checks[name] = {"ok": True, "adapter": adapter.name}
-    body = {"status": "ready" if ready else "unavailable", "checks": checks}
-    return JSONResponse(body, status_code=200 if ready else 503)
+        checks[name]["required"] = required
+    status = "ready" if all_ok else "degraded" if ready else "unavailable"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
 @router.get(
