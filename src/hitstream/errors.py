@@ -7,8 +7,11 @@
     │   ├── StoreUnavailable   the store failed a transaction or a query
     │   └── FanoutUnavailable  the fan-out backend is down (never blocks ingestion)
     ├── PositionConflict       another processor already stored past this batch (a rebalance)
-    └── QueryError             a query, filter, view or alert rule that cannot be used as
-                               asked, naming the field (a 400; defined in the pure domain)
+    ├── QueryError             a query, filter, view or alert rule that cannot be used as
+    │                          asked, naming the field (a 400; defined in the pure domain)
+    ├── Conflict               a site or user that exists already (a 409; domain)
+    ├── AccessDenied           no credential (401) or one that does not reach (403; domain)
+    └── RateLimited            over an ingestion limit (a 429 with Retry-After; domain)
 
 Adapters translate their driver's exceptions at the boundary:
 ``raise LogUnavailable("...") from exc``.
@@ -16,16 +19,19 @@ Adapters translate their driver's exceptions at the boundary:
 
 from __future__ import annotations
 
-from hitstream.domain.errors import HitstreamError, QueryError
+from hitstream.domain.errors import AccessDenied, Conflict, HitstreamError, QueryError, RateLimited
 
 __all__ = [
+    "AccessDenied",
     "AdapterUnavailable",
     "ConfigError",
+    "Conflict",
     "FanoutUnavailable",
     "HitstreamError",
     "LogUnavailable",
     "PositionConflict",
     "QueryError",
+    "RateLimited",
     "StoreUnavailable",
 ]
 
