@@ -88,6 +88,7 @@ def _run(
         settings.demo = True
     _logging(settings.log_level)
     runtime = build(settings, roles)
+    runtime.announce = typer.echo  # first-run and demo links
     web = create_app(runtime.services, lifecycle=runtime, cors_origins=settings.cors_origins)
     server = _server_class()(server_config(web, settings, runtime.metrics))
     runtime.metrics.http_connections.set_function(lambda: len(server.server_state.connections))

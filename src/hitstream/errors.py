@@ -11,6 +11,7 @@
     │                          asked, naming the field (a 400; defined in the pure domain)
     ├── Conflict               a site or user that exists already (a 409; domain)
     ├── AccessDenied           no credential (401) or one that does not reach (403; domain)
+    ├── NotFound               a site, key or link that does not exist (a 404; domain)
     └── RateLimited            over an ingestion limit (a 429 with Retry-After; domain)
 
 Adapters translate their driver's exceptions at the boundary:
@@ -19,7 +20,14 @@ Adapters translate their driver's exceptions at the boundary:
 
 from __future__ import annotations
 
-from hitstream.domain.errors import AccessDenied, Conflict, HitstreamError, QueryError, RateLimited
+from hitstream.domain.errors import (
+    AccessDenied,
+    Conflict,
+    HitstreamError,
+    NotFound,
+    QueryError,
+    RateLimited,
+)
 
 __all__ = [
     "AccessDenied",
@@ -29,6 +37,7 @@ __all__ = [
     "FanoutUnavailable",
     "HitstreamError",
     "LogUnavailable",
+    "NotFound",
     "PositionConflict",
     "QueryError",
     "RateLimited",

@@ -11,6 +11,7 @@ from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
 from hitstream.salts.memory import MemorySaltKeeper
 from hitstream.services.collector import Collector, client_event_id
+from tests.access import Sites
 
 NOW = 1_790_000_000_000
 IP = "81.2.69.142"  # a GB address in iptocc's table
@@ -29,7 +30,9 @@ def log() -> MemoryLog:
 
 @pytest.fixture
 def collector(log: MemoryLog) -> Collector:
-    return Collector(log, MemorySaltKeeper(), FakeCountries(), Metrics(), clock=lambda: NOW)
+    return Collector(
+        log, MemorySaltKeeper(), FakeCountries(), Metrics(), sites=Sites("a.io"), clock=lambda: NOW
+    )
 
 
 def stored(log: MemoryLog) -> list[AcceptedEvent]:
@@ -128,6 +131,7 @@ async def test_single_event_over_64k_is_413(log: MemoryLog) -> None:
         MemorySaltKeeper(),
         FakeCountries(),
         Metrics(),
+        sites=Sites("a.io"),
         limits=Limits(max_body_bytes=100),
         clock=lambda: NOW,
     )

@@ -114,13 +114,18 @@ def make_fanout(url: str) -> Fanout:
     raise ConfigError(f"unknown fan-out URL scheme {scheme!r} (use memory:// or redis://)")
 
 
-def make_tally(fanout_url: str) -> Tally:
+def make_tally(fanout_url: str, store: Store | None = None) -> Tally:
     """Rejection counts live where the live updates travel: Redis when several processes
-    share a fan-out there, else in this process."""
+    share a fan-out there; else in the store (they survive restarts), or in this process
+    when there is no store to keep them."""
     if urlsplit(fanout_url).scheme in _REDIS:
         from hitstream.tally.redis import RedisTally
 
         return RedisTally(fanout_url)
+    if store is not None:
+        from hitstream.tally.store import StoreTally
+
+        return StoreTally(store)
     from hitstream.tally.memory import MemoryTally
 
     return MemoryTally()

@@ -53,3 +53,12 @@ class RateLimited(HitstreamError):
         self.field = field
         self.reason = reason
         self.retry_after = retry_after
+
+
+class NotFound(HitstreamError):
+    """What was named does not exist (a site that is not registered, a key id): a 404."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

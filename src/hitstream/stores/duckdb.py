@@ -29,7 +29,7 @@ from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
 from hitstream.stores.sql.common import SESSION_COLUMNS, results
 from hitstream.stores.sql.duckdb import stats, writes
-from hitstream.stores.sql.registry import SqlRegistry
+from hitstream.stores.sql.registry import BUMP, SqlRegistry
 from hitstream.stores.sql.registry import Statement as RegistryStatement
 
 T = TypeVar("T")
@@ -295,6 +295,7 @@ class DuckDBStore(Store, SqlRegistry):
                 ),
                 ("DELETE FROM events WHERE site_id = $s AND user_id = $u RETURNING 1", p),
                 writes.bump_sites([site_id]),
+                BUMP,  # processors reload their open visits (services/processor.py)
             ]
         )
         return len(results[1])

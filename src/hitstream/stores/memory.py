@@ -263,6 +263,7 @@ class MemoryStore(Store, MemoryRegistry):
             del self._events[event.event_id]
             self._sessions.pop((site_id, event.session_id), None)
         self._bump_sites({site_id})
+        self._bump()  # processors reload their open visits (services/processor.py)
         return len(gone)
 
     def _delete_site_data(self, site_id: str) -> None:

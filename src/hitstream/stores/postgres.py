@@ -29,7 +29,7 @@ from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch
 from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, results
 from hitstream.stores.sql.postgres import migrations, partitions, rollups, stats, writes
-from hitstream.stores.sql.registry import SqlRegistry
+from hitstream.stores.sql.registry import BUMP, SqlRegistry
 from hitstream.stores.sql.registry import Statement as RegistryStatement
 
 Connection = psycopg.AsyncConnection[Any]
@@ -434,4 +434,5 @@ class PostgresStore(Store, SqlRegistry):
             )
             row = await cursor.fetchone()
             await conn.execute(*writes.bump_sites([site_id]))
+            await conn.execute(BUMP[0])  # processors reload their open visits
         return int(row[0]) if row else 0

@@ -16,13 +16,20 @@ from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hitstream import __version__
-from hitstream.errors import AdapterUnavailable, QueryError
-from hitstream.web import alerts, collect, dashboard, docs, live, openapi, ops, stats
+from hitstream.errors import (
+    AccessDenied,
+    AdapterUnavailable,
+    Conflict,
+    NotFound,
+    QueryError,
+    RateLimited,
+)
+from hitstream.web import alerts, collect, dashboard, docs, live, openapi, ops, pages, sites, stats
+from hitstream.web.cors import Cors
 from hitstream.web.deps import AppServices
 from hitstream.web.headers import SecurityHeaders
 
@@ -49,7 +56,7 @@ def create_app(
     services: AppServices,
     *,
     lifecycle: Lifecycle | None = None,
-    cors_origins: Sequence[str] = ("*",),
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     metrics = services.metrics
 
@@ -72,13 +79,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=list(cors_origins),
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["content-type", "content-encoding"],
-        max_age=86_400,
-    )
+    app.add_middleware(Cors, origins=list(cors_origins))
     app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(RequestValidationError)
@@ -95,6 +96,31 @@ def create_app(
         (``build_query`` on the way in, or a store asked something it cannot answer)."""
         metrics.requests_rejected.labels("400", exc.field).inc()
         return _error(400, exc.field, exc.reason)
+
+    @app.exception_handler(AccessDenied)
+    async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
+        metrics.requests_rejected.labels(str(exc.status), exc.field).inc()
+        response = _error(exc.status, exc.field, exc.reason)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="hitstream"'
+        return response
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        metrics.requests_rejected.labels("404", exc.field).inc()
+        return _error(404, exc.field, exc.reason)
+
+    @app.exception_handler(Conflict)
+    async def conflict(request: Request, exc: Conflict) -> JSONResponse:
+        metrics.requests_rejected.labels("409", exc.field).inc()
+        return _error(409, exc.field, exc.reason)
+
+    @app.exception_handler(RateLimited)
+    async def limited(request: Request, exc: RateLimited) -> JSONResponse:
+        metrics.requests_rejected.labels("429", exc.field).inc()
+        response = _error(429, exc.field, exc.reason)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(AdapterUnavailable)
     async def unavailable(request: Request, exc: AdapterUnavailable) -> JSONResponse:
@@ -120,7 +146,9 @@ def create_app(
         app.include_router(collect.router)
     if services.stats is not None:  # the web role
         app.include_router(stats.router)
+        app.include_router(sites.router)
         app.include_router(live.router)
         app.include_router(alerts.router)
+        app.include_router(pages.router)
         dashboard.mount(app)
     return app
