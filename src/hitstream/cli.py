@@ -1,4 +1,5 @@
-"""The ``hitstream`` command: serve · collector · processor · web · migrate · generate · replay.
+"""The ``hitstream`` command: serve · collector · processor · web · migrate · generate · replay
+(and, from ``hitstream.admin``, sites · users · keys · forget).
 
 Heavy imports stay inside the commands, so ``hitstream --help`` is quick.
 """
@@ -13,6 +14,8 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
+
+from hitstream import admin
 
 app = typer.Typer(
     help="hitstream: real-time, privacy-first website analytics.",
@@ -308,6 +311,9 @@ def replay(
 
 def main() -> None:
     app()
+
+
+admin.install(app)  # sites, users, keys, forget
 
 
 if __name__ == "__main__":  # pragma: no cover

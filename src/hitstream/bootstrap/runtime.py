@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from hitstream.backoff import Backoff
@@ -38,6 +39,7 @@ from hitstream.services.quality import Quality, Rejections
 from hitstream.services.stats import StatsService
 from hitstream.settings import Settings
 from hitstream.stores.base import Store
+from hitstream.stores.socket import StoreServer
 from hitstream.tally.base import Tally
 from hitstream.web.deps import AppServices
 
@@ -48,6 +50,11 @@ log = logging.getLogger(__name__)
 ROLES = frozenset({"collector", "processor", "web"})
 DEMO_VIEWER = "demo@hitstream.invalid"
 """The viewer the demo's login link logs in as (it has no password)."""
+
+
+def control_socket(settings: Settings) -> Path:
+    """Where a process that owns an embedded store lends it (``stores.socket``)."""
+    return settings.data_dir.resolve() / "control.sock"
 
 
 def sites_from(declared: str, now_ms: int) -> list[Site]:
@@ -119,6 +126,7 @@ class Runtime:
     _demo_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _demo_task: asyncio.Task[None] | None = None
     _started: list[Startable] = field(default_factory=list)
+    _control: StoreServer | None = None
     _services: AppServices | None = None
 
     @property
@@ -173,6 +181,9 @@ class Runtime:
         for name, adapter in self.adapters().items():
             await self._start_adapter(name, adapter)
             self._started.append(adapter)
+        if self.store.name == "duckdb":  # one process per file: lend it to the CLI
+            self._control = StoreServer(self.store, control_socket(self.settings))
+            await self._control.start()
         await self.tally.start()  # best effort: never waited for, never in /readyz
         await self._declare_sites()
         if self.gate is not None:
@@ -239,6 +250,9 @@ class Runtime:
         if self.salts is not None:
             await self.salts.close()
         await self.tally.close()
+        if self._control is not None:
+            await self._control.close()
+            self._control = None
         for adapter in reversed(self._started):
             await adapter.close()
         self._started = []
