@@ -155,8 +155,8 @@ class Collector:
         self.sites = sites
         self.limits = limits
         self._clock = clock or (lambda: int(time.time() * 1000))
-        self.per_ip = per_ip or Buckets(0, 0)
-        self.per_site = per_site or Buckets(0, 0)
+        self.per_ip = per_ip if per_ip is not None else Buckets(0, 0)
+        self.per_site = per_site if per_site is not None else Buckets(0, 0)
         self._monotonic = monotonic
         self.rejections: Counter[tuple[str, str]] = Counter()
         """(site_id or "", "field:reason") -> events refused by this process, for the
