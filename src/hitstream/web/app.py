@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hitstream import __version__
 from hitstream.errors import (
@@ -42,6 +43,22 @@ Every 4xx answer is JSON naming the field and the reason.
 
 def _error(status: int, field: str, reason: str) -> JSONResponse:
     return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status)
+
+
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route takes on this path (Starlette names its first route's only)."""
+    methods = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(methods)
 
 
 class Lifecycle(Protocol):
@@ -137,6 +154,8 @@ def create_app(
             metrics.requests_rejected.labels(str(exc.status_code), field).inc()
         response = _error(exc.status_code, field, str(exc.detail).lower())
         response.headers.update(exc.headers or {})  # 405 carries Allow
+        if exc.status_code == 405:  # every method of the path, not only its first route's
+            response.headers["Allow"] = _allowed(request)
         return response
 
     app.include_router(ops.router)
