@@ -663,7 +663,11 @@
   }
 
   function bindAccount() {
-    if (shareSite) return;
+    if (shareSite) {
+      $('shared-title').textContent = shareSite + ' · read only';
+      $('shared-title').hidden = false;
+      return;
+    }
     fetch('/api/v1/session', { headers: { Accept: 'application/json' } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (s) { session = s; })
