@@ -12,6 +12,8 @@ as such, is compared in constant time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +24,10 @@ from hitstream.domain.access import ANONYMOUS, Action, Principal
 from hitstream.domain.credentials import same, token_hash
 from hitstream.domain.errors import AccessDenied, NotFound
 from hitstream.domain.sites import Site
+from hitstream.errors import AdapterUnavailable
 from hitstream.stores.registry import Registry
+
+log = logging.getLogger(__name__)
 
 TOUCH_EVERY_MS: Final = 60_000
 """A key's ``last_used_at`` is written at most this often (not on every request)."""
@@ -74,6 +79,7 @@ class Gatekeeper:
         """token hash -> principal (or None: no such key), for this registry version."""
         self._touched: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        self._warned = -float("inf")
 
     # -- the registry's copy -------------------------------------------------------------
 
@@ -85,12 +91,21 @@ class Gatekeeper:
         async with self._lock:
             if not force and now - self._checked < self.refresh_s:
                 return
-            version = await self.registry.registry_version()
-            if version != self._version or force:
-                sites = await self.registry.registered_sites()
-                self._sites = {site.site_id: site for site in sites}
-                self._keys.clear()
-                self._version = version
+            try:
+                version = await self.registry.registry_version()
+                if version != self._version or force:
+                    sites = await self.registry.registered_sites()
+                    self._sites = {site.site_id: site for site in sites}
+                    self._keys.clear()
+                    self._version = version
+            except AdapterUnavailable as exc:
+                if self._version < 0:
+                    raise  # never read: nothing to go on
+                # the store is down: collectors go on with the copy they have (a site added
+                # meanwhile waits for the store), and ask again in a second
+                if now - self._warned > 60:
+                    self._warned = now
+                    log.warning("site registry unavailable, using the last copy: %s", exc)
             self._checked = self._clock()
 
     async def sites(self) -> Mapping[str, Site]:
@@ -116,7 +131,8 @@ class Gatekeeper:
             now = self._wall_ms()
             if now - self._touched.get(key.key_id, 0) >= TOUCH_EVERY_MS:
                 self._touched[key.key_id] = now
-                await self.registry.touch_key(key.key_id, now)
+                with contextlib.suppress(AdapterUnavailable):  # a use, best effort
+                    await self.registry.touch_key(key.key_id, now)
         return found
 
     async def resolve(self, given: Credentials) -> Caller:

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hitstream.domain.sites import normal_host
+from hitstream.errors import AdapterUnavailable
 
 INGEST: Final = "/api/v1/events"
 _INGEST_HEADERS: Final = "content-type, content-encoding, authorization"
@@ -37,9 +38,10 @@ class Cors:
             return False
         try:
             host = normal_host(urlsplit(origin).hostname or "")
-        except ValueError:
+            sites = await gate.sites()
+        except (ValueError, AdapterUnavailable):
             return False
-        return any(site.allows(host) for site in (await gate.sites()).values())
+        return any(site.allows(host) for site in sites.values())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
