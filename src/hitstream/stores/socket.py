@@ -107,6 +107,7 @@ class StoreServer:
         self.store = store
         self.path = path
         self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -120,6 +121,8 @@ class StoreServer:
 
     async def close(self) -> None:
         server, self._server = self._server, None
+        for writer in list(self._clients):  # a server's close leaves its clients open
+            writer.close()
         if server is not None:
             server.close()
             with contextlib.suppress(Exception):
@@ -128,6 +131,7 @@ class StoreServer:
                 self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
         try:
             while True:
                 try:
@@ -139,6 +143,7 @@ class StoreServer:
         except Exception as exc:  # a broken client: drop it, never the server
             log.warning("control socket client dropped: %r", exc)
         finally:
+            self._clients.discard(writer)
             writer.close()
 
     async def _answer(self, request: Any) -> dict[str, Any]:
