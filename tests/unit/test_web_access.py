@@ -201,6 +201,7 @@ async def test_a_login_link_logs_in_as_its_viewer(
 ) -> None:
     assert runtime.accounts is not None
     token = await runtime.accounts.login_link("demo@x.io", ["listed.example"])
+    assert await runtime.accounts.needs_setup()  # a viewer by link is no admin: setup stays
     answer = await client.get(f"/login/link?token={token}")
     assert answer.status_code == 303 and answer.headers["location"] == "/?site=listed.example"
     assert (await client.get("/api/v1/session")).json()["sites"] == ["listed.example"]

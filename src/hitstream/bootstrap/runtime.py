@@ -219,7 +219,7 @@ class Runtime:
                     await self.store.add_site(site)
 
     async def _first_run(self) -> None:
-        """With a dashboard and no user yet: print a one-time setup link; with the demo: a
+        """With a dashboard and no admin yet: print a one-time setup link; with the demo: a
         link that logs straight into the demo site."""
         if self.accounts is None or self.announce is None:
             return
@@ -228,7 +228,7 @@ class Runtime:
             token = await self.accounts.setup_token()
             self.announce(
                 f"First run: create the admin account at {base}/setup?token={token} "
-                "(a one-time link; a restart prints a new one)"
+                "(a one-time link)"
             )
         if self.demo is not None:
             token = await self.accounts.login_link(DEMO_VIEWER, [self.demo.site_id])

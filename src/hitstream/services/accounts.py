@@ -149,18 +149,25 @@ class Accounts:
     # -- first run and login links -------------------------------------------------------
 
     async def needs_setup(self) -> bool:
-        return not await self.registry.users()
+        """No admin yet (the demo's password-less viewer does not count)."""
+        return not any(user.role == "admin" for user in await self.registry.users())
 
     async def setup_token(self) -> str:
-        """A new one-time setup link token (the previous one stops working)."""
+        """A new one-time setup link token. Each process that serves the dashboard prints
+        its own (several web processes start together on one database), and each works
+        until an admin exists; the next start of the same process prints a new one."""
         token = make_token("setup", self._random(32))
-        await self.registry.put_login_token(LoginToken(token_hash(token), "setup"))
+        # keyed apart (the registry replaces a token of the same purpose and email)
+        slot = f"setup:{self._random(6).hex()}"
+        await self.registry.put_login_token(LoginToken(token_hash(token), "setup", slot))
         return token
 
     async def complete_setup(self, token: str, email: str, password: str) -> tuple[str, Login]:
         """Create the first admin with a setup token, used up here; a new login."""
         rules.check_email(email)
         rules.check_password(password)
+        if not await self.needs_setup():
+            raise AccessDenied(403, "token", "hitstream is set up already: log in")
         used = await self.registry.use_login_token(token_hash(token), self._wall_ms())
         if used is None or used.purpose != "setup":
             raise AccessDenied(403, "token", "this setup link was used already or is unknown")
