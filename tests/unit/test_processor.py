@@ -245,3 +245,43 @@ async def test_a_processor_that_lost_its_partition_is_fenced_off() -> None:
     assert len(slow.sessions) == 1  # the visit state was reloaded from the store
     result = await store.aggregate(everything())
     assert (result["events"], result["visits"], result["pageviews"]) == (3, 1, 3)
+
+
+# -- sites: per-site retention, and forgetting a user mid-visit -------------------------------
+
+
+async def test_each_site_keeps_data_for_its_own_retention() -> None:
+    from hitstream.domain.sites import Site
+
+    day = 86_400_000
+    now = [T0 + 10 * day]
+    log, store = MemoryLog(), MemoryStore()
+    await store.add_site(Site("a.io", retention_days=3))
+    await store.add_site(Site("b.io"))  # keeps everything
+    events = [accepted(1, ts=T0), accepted(2, ts=T0 + 9 * day, visitor="v2")]
+    events += [accepted(3, ts=T0, site_id="b.io", visitor="v3")]
+    await put(log, *events)
+    processor = make(log, store, clock=lambda: now[0])
+    await processor.start()
+    assert await processor.process_once() == 3
+    await processor.process_once()  # nothing to read: housekeeping, retention
+    assert await store.count_events("a.io") == 1  # 10 days old went, 1 day old stayed
+    assert await store.count_events("b.io") == 1
+
+
+async def test_forgetting_a_user_mid_visit_does_not_bring_their_visit_back() -> None:
+    """The processor holds the user's open visit; after the store forgets them, their next
+    event starts a fresh visit (the registry moved: the visit state is reloaded)."""
+    log, store = MemoryLog(), MemoryStore()
+    await put(
+        log, accepted(1, visitor="u1", user_id="alice"), accepted(2, visitor="u1", user_id="alice")
+    )
+    processor = make(log, store)
+    await processor.start()
+    assert await processor.process_once() == 2
+    assert await store.forget_user("a.io", "alice") == 2
+    processor._registry_checked = float("-inf")  # as if a second had passed
+    await put(log, accepted(3, visitor="u1", user_id="alice", ts=T0 + 60_000))
+    assert await processor.process_once() == 1
+    (visit,) = await store.open_sessions(0)
+    assert (visit.pageviews, visit.events) == (1, 1)  # not 3: the forgotten ones are gone

@@ -206,3 +206,25 @@ async def test_a_login_link_logs_in_as_its_viewer(
     assert answer.status_code == 303 and answer.headers["location"] == "/?site=listed.example"
     assert (await client.get("/api/v1/session")).json()["sites"] == ["listed.example"]
     assert (await client.get("/login/link?token=nope")).status_code == 403
+
+
+def test_https_is_believed_from_the_connection_or_a_trusted_proxy_only() -> None:
+    import ipaddress
+
+    from starlette.requests import Request
+
+    from hitstream.web.auth import is_https
+
+    def request(scheme: str, peer: str, proto: str = "") -> Request:
+        headers = [(b"x-forwarded-proto", proto.encode())] if proto else []
+        return Request(
+            {"type": "http", "scheme": scheme, "client": (peer, 1), "headers": headers,
+             "path": "/", "query_string": b"", "server": ("h", 80), "method": "GET"}
+        )  # fmt: skip
+
+    proxies = [ipaddress.ip_network("10.0.0.0/8")]
+    assert is_https(request("https", "1.2.3.4"), proxies)
+    assert is_https(request("http", "10.1.2.3", "https"), proxies)
+    assert not is_https(request("http", "1.2.3.4", "https"), proxies)  # not a trusted proxy
+    assert not is_https(request("http", "10.1.2.3", "https"), [])
+    assert not is_https(request("http", "10.1.2.3", "http"), proxies)
