@@ -22,8 +22,11 @@ from hitstream.services.pipeline import Named, Pipeline, processing_steps
 from hitstream.services.processor import Processor
 from hitstream.stores.base import Store, WriteBatch
 from hitstream.stores.memory import MemoryStore
+from tests.access import Sites
 
 T0 = 1_790_000_000_000
+SITES = Sites("a.io", "b.io")
+"""The registered sites of these tests."""
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
 
@@ -78,7 +81,7 @@ def make(
     may change it, to inject a failure) and a backoff that does not wait."""
     metrics = Metrics()
     sessions = Sessionizer()
-    named = steps(processing_steps(store, FakeAgents(), FakeBots(), sessions))
+    named = steps(processing_steps(store, FakeAgents(), FakeBots(), sessions, SITES))
     return Processor(
         log,
         store,
@@ -285,3 +288,14 @@ async def test_forgetting_a_user_mid_visit_does_not_bring_their_visit_back() -> 
     assert await processor.process_once() == 1
     (visit,) = await store.open_sessions(0)
     assert (visit.pageviews, visit.events) == (1, 1)  # not 3: the forgotten ones are gone
+
+
+async def test_events_of_a_site_removed_after_they_were_taken_are_dropped() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, accepted(1), accepted(2, site_id="gone.io", visitor="v9"))
+    processor = make(log, store)
+    await processor.start()
+    assert await processor.process_once() == 2
+    assert await store.count_events("a.io") == 1
+    assert await store.count_events("gone.io") == 0
+    assert await store.drop_counts("gone.io") == {"site_not_registered": 1}

@@ -68,7 +68,7 @@ def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
     processor = alerting = None
     warm_ups: list[Callable[[], None]] = []
     if "processor" in roles:
-        processor, warm_ups = make_processor(settings, log, store, fanout, metrics)
+        processor, warm_ups = make_processor(settings, log, store, fanout, metrics, gate)
         alerting = make_alerting(
             store,
             fanout,
@@ -148,7 +148,12 @@ def make_collector(
 
 
 def make_processor(
-    settings: Settings, log: EventLog, store: Store, fanout: Fanout, metrics: Metrics
+    settings: Settings,
+    log: EventLog,
+    store: Store,
+    fanout: Fanout,
+    metrics: Metrics,
+    gate: Gatekeeper,
 ) -> tuple[Processor, list[Callable[[], None]]]:
     """The processor with its pipeline (``processing_steps``: the one named list), and what
     to warm up before it takes traffic (the parsers' first runs)."""
@@ -160,7 +165,7 @@ def make_processor(
     parser = UserAgentParser()
     bots = BotDetector(parser, allow_headless=settings.allow_headless)
     sessions = Sessionizer(settings.session_timeout_s * 1000)
-    pipeline = Pipeline(processing_steps(store, parser, bots, sessions), metrics)
+    pipeline = Pipeline(processing_steps(store, parser, bots, sessions, gate), metrics)
     processor = Processor(
         log,
         store,
