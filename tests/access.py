@@ -20,6 +20,9 @@ class Sites:
     async def sites(self) -> Mapping[str, Site]:
         return self._sites
 
+    async def forgotten_users(self) -> Mapping[tuple[str, str], int]:
+        return {}
+
 
 async def register(registry: Registry, *site_ids: str) -> None:
     for site_id in site_ids:

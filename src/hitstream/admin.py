@@ -299,7 +299,9 @@ def forget(
             from hitstream.domain.errors import NotFound
 
             raise NotFound("site", f"{site} is not a registered site")
-        result: int = await store.forget_user(site, user_id)
+        import time
+
+        result: int = await store.forget_user(site, user_id, int(time.time() * 1000))
         return result
 
     removed = _run(data_dir, job)

@@ -247,7 +247,7 @@ async def test_forgetting_a_user_leaves_stats_as_if_their_events_never_arrived(
         await put(full, [copy.copy(e) for e in events])
         await put(expected, [copy.copy(e) for e in kept])
         before = await full.data_version("f.io")
-        removed = await full.forget_user("f.io", "alice")
+        removed = await full.forget_user("f.io", "alice", T + DAY)
         assert removed == len(events) - len(kept)
         assert await full.data_version("f.io") > before
         assert await answers(full, "f.io") == await answers(expected, "f.io")
@@ -255,7 +255,8 @@ async def test_forgetting_a_user_leaves_stats_as_if_their_events_never_arrived(
         assert answered is None or answered["rollup"] > 0
         assert await answers(full, "g.io") == await answers(expected, "g.io")  # alice stays there
         assert await full.count_events("f.io") == await expected.count_events("f.io")
-        assert await full.forget_user("f.io", "alice") == 0
+        assert await full.forget_user("f.io", "alice", T + DAY) == 0
+        assert await full.forgotten() == {("f.io", user_hash("f.io", "alice")): T + DAY}
     finally:
         await full.close()
         await expected.close()

@@ -18,14 +18,14 @@ from hitstream.errors import StoreUnavailable
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
-from hitstream.services.pipeline import Named, Pipeline, processing_steps
+from hitstream.services.pipeline import Named, Pipeline, SiteBook, processing_steps
 from hitstream.services.processor import Processor
 from hitstream.stores.base import Store, WriteBatch
 from hitstream.stores.memory import MemoryStore
 from tests.access import Sites
 
 T0 = 1_790_000_000_000
-SITES = Sites("a.io", "b.io")
+SITES: SiteBook = Sites("a.io", "b.io")
 """The registered sites of these tests."""
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
@@ -73,6 +73,7 @@ def make(
     store: Store,
     fanout: MemoryFanout | None = None,
     *,
+    sites: SiteBook = SITES,
     stream: str = "memory",
     clock: Callable[[], int] = lambda: T0 + 1000,
     steps: Callable[[list[Named]], list[Named]] = lambda steps: steps,
@@ -81,7 +82,7 @@ def make(
     may change it, to inject a failure) and a backoff that does not wait."""
     metrics = Metrics()
     sessions = Sessionizer()
-    named = steps(processing_steps(store, FakeAgents(), FakeBots(), sessions, SITES))
+    named = steps(processing_steps(store, FakeAgents(), FakeBots(), sessions, sites))
     return Processor(
         log,
         store,
@@ -282,7 +283,7 @@ async def test_forgetting_a_user_mid_visit_does_not_bring_their_visit_back() -> 
     processor = make(log, store)
     await processor.start()
     assert await processor.process_once() == 2
-    assert await store.forget_user("a.io", "alice") == 2
+    assert await store.forget_user("a.io", "alice", T0 + 30_000) == 2
     processor._registry_checked = float("-inf")  # as if a second had passed
     await put(log, accepted(3, visitor="u1", user_id="alice", ts=T0 + 60_000))
     assert await processor.process_once() == 1
@@ -299,3 +300,28 @@ async def test_events_of_a_site_removed_after_they_were_taken_are_dropped() -> N
     assert await store.count_events("a.io") == 1
     assert await store.count_events("gone.io") == 0
     assert await store.drop_counts("gone.io") == {"site_not_registered": 1}
+
+
+async def test_a_forgotten_users_events_never_come_back_but_their_new_ones_count() -> None:
+    """Forgotten at T0 + 30 s: their events received before then are dropped when they come
+    again (a replay, or still in the log); one received after is their new data."""
+    from hitstream.domain.sites import Site
+    from hitstream.domain.visitors import user_hash
+    from hitstream.services.access import Gatekeeper
+
+    alice = user_hash("a.io", "alice")  # as the collector makes it
+    log, store = MemoryLog(), MemoryStore()
+    await store.add_site(Site("a.io"))
+    gate = Gatekeeper(store, refresh_s=0)
+    first = [accepted(n, visitor=alice, user_id="alice", ts=T0 + n) for n in (1, 2)]
+    await put(log, *first)
+    processor = make(log, store, sites=gate)
+    await processor.start()
+    assert await processor.process_once() == 2
+    await store.forget_user("a.io", "alice", T0 + 30_000)
+    replayed = [accepted(n, visitor=alice, user_id="alice", ts=T0 + n) for n in (3, 4)]
+    later = accepted(5, visitor=alice, user_id="alice", ts=T0 + 60_000)
+    await put(log, *replayed, later)
+    assert await processor.process_once() == 3
+    assert await store.count_events("a.io") == 1  # only the one received after
+    assert (await store.drop_counts("a.io"))["forgotten_user"] == 2

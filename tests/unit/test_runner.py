@@ -35,6 +35,7 @@ POISON = EVENTS[4].event_id
 STEPS = [
     "drop_duplicate",
     "drop_unregistered",
+    "drop_forgotten",
     "drop_bot",
     "put_user_agent",
     "put_utm",

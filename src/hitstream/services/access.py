@@ -75,6 +75,7 @@ class Gatekeeper:
         self._version = -1
         self._checked = -float("inf")
         self._sites: dict[str, Site] = {}
+        self._forgotten: dict[tuple[str, str], int] = {}
         self._keys: dict[str, Principal | None] = {}
         """token hash -> principal (or None: no such key), for this registry version."""
         self._touched: dict[str, int] = {}
@@ -96,6 +97,7 @@ class Gatekeeper:
                 if version != self._version or force:
                     sites = await self.registry.registered_sites()
                     self._sites = {site.site_id: site for site in sites}
+                    self._forgotten = await self.registry.forgotten()
                     self._keys.clear()
                     self._version = version
             except AdapterUnavailable as exc:
@@ -111,6 +113,11 @@ class Gatekeeper:
     async def sites(self) -> Mapping[str, Site]:
         await self.refresh()
         return self._sites
+
+    async def forgotten_users(self) -> Mapping[tuple[str, str], int]:
+        """(site, visitor hash) -> when that identified user was forgotten."""
+        await self.refresh()
+        return self._forgotten
 
     async def site(self, site_id: str) -> Site | None:
         return (await self.sites()).get(site_id)

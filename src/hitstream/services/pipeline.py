@@ -2,7 +2,9 @@
 
 ``processing_steps`` is the list, in the order the steps run: ``drop_duplicate``,
 ``drop_unregistered`` (the site was removed after the collector took the event: a removed
-site's data must not come back, nor a replay bring back events of one), the enrichment steps
+site's data must not come back, nor a replay bring back events of one), ``drop_forgotten``
+(events of a user forgotten on request, received before they were forgotten: still in the
+log, or replayed), the enrichment steps
 of ``hitstream.domain.steps`` (``drop_bot`` first), then ``put_session``.
 Two kinds of step:
 
@@ -45,6 +47,7 @@ BatchStep = Callable[[Sequence[Working]], Awaitable[list[Drop | None]]]
 """A step over the whole batch: one outcome per event, in order."""
 DUPLICATE = Drop("duplicate")
 UNREGISTERED = Drop("site_not_registered")
+FORGOTTEN = Drop("forgotten_user")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +96,11 @@ def drop_duplicate_with(store: KnownIds) -> BatchStep:
 
 
 class SiteBook(Protocol):
-    """The registered sites (``services.access.Gatekeeper`` keeps them)."""
+    """The registered sites and the forgotten users (``services.access.Gatekeeper``)."""
 
     async def sites(self) -> Mapping[str, object]: ...
+
+    async def forgotten_users(self) -> Mapping[tuple[str, str], int]: ...
 
 
 def drop_unregistered_with(book: SiteBook) -> BatchStep:
@@ -109,6 +114,24 @@ def drop_unregistered_with(book: SiteBook) -> BatchStep:
     return drop_unregistered
 
 
+def drop_forgotten_with(book: SiteBook) -> BatchStep:
+    """A ``drop_forgotten`` step: an event of a user forgotten on request, received before
+    the user was forgotten, stops here (a forgotten user's events never come back)."""
+
+    async def drop_forgotten(batch: Sequence[Working]) -> list[Drop | None]:
+        gone = await book.forgotten_users()
+        if not gone:
+            return [None] * len(batch)
+        outcomes: list[Drop | None] = []
+        for working in batch:
+            event = working.accepted
+            at = gone.get((event.site_id, event.visitor_id))
+            outcomes.append(FORGOTTEN if at is not None and event.received_at <= at else None)
+        return outcomes
+
+    return drop_forgotten
+
+
 def processing_steps(
     store: KnownIds,
     user_agents: UserAgentParser,
@@ -120,6 +143,7 @@ def processing_steps(
     return [
         batch_step("drop_duplicate", drop_duplicate_with(store)),
         batch_step("drop_unregistered", drop_unregistered_with(sites)),
+        batch_step("drop_forgotten", drop_forgotten_with(sites)),
         *(event_step(name, step) for name, step in build_steps(user_agents, bots)),
         event_step("put_session", put_session_with(sessions), stateful=True),
     ]

@@ -133,10 +133,12 @@ class Store(Registry, ABC):
         (and what its rollups hold of them); return events gone."""
 
     @abstractmethod
-    async def forget_user(self, site_id: str, user_id: str) -> int:
+    async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
         """Delete every stored event of the identified user ``user_id`` on the site, with
         the visits they made, and correct every rollup and the data version, so that stats
-        are as if those events never arrived; return the events deleted.
+        are as if those events never arrived; return the events deleted. The user is
+        recorded as forgotten at ``at_ms`` (``Registry.forgotten``), in the same transaction:
+        the processor drops their events received before then that come again.
 
         A ``user_id`` gives its events a visitor of its own (``domain.visitors.user_hash``),
         and visits belong to one visitor, so the user's visits hold only the user's events:

@@ -29,7 +29,7 @@ from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
 from hitstream.stores.sql.common import SESSION_COLUMNS, results
 from hitstream.stores.sql.duckdb import stats, writes
-from hitstream.stores.sql.registry import BUMP, SqlRegistry
+from hitstream.stores.sql.registry import BUMP, SqlRegistry, forgotten_statement
 from hitstream.stores.sql.registry import Statement as RegistryStatement
 
 T = TypeVar("T")
@@ -284,7 +284,7 @@ class DuckDBStore(Store, SqlRegistry):
         )
         return len(results[1])
 
-    async def forget_user(self, site_id: str, user_id: str) -> int:
+    async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
         p: dict[str, object] = {"s": site_id, "u": user_id}
         results = await self._registry_tx(
             [
@@ -295,6 +295,7 @@ class DuckDBStore(Store, SqlRegistry):
                 ),
                 ("DELETE FROM events WHERE site_id = $s AND user_id = $u RETURNING 1", p),
                 writes.bump_sites([site_id]),
+                forgotten_statement(site_id, user_id, at_ms),
                 BUMP,  # processors reload their open visits (services/processor.py)
             ]
         )

@@ -37,6 +37,7 @@ from hitstream.domain.stats import (
     bucket_of,
     bucket_starts,
 )
+from hitstream.domain.visitors import user_hash
 from hitstream.errors import QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
 from hitstream.stores.memory_registry import MemoryRegistry
@@ -256,8 +257,9 @@ class MemoryStore(Store, MemoryRegistry):
             self._bump_sites({site_id})
         return len(old)
 
-    async def forget_user(self, site_id: str, user_id: str) -> int:
+    async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
         self._ensure()
+        self._forgotten[(site_id, user_hash(site_id, user_id))] = at_ms
         gone = [e for e in self._events.values() if e.site_id == site_id and e.user_id == user_id]
         for event in gone:
             del self._events[event.event_id]

@@ -22,6 +22,7 @@ class MemoryRegistry(Registry):
         self._links: dict[str, SharedLink] = {}
         self._tokens: dict[str, LoginToken] = {}
         self._refusals: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._forgotten: dict[tuple[str, str], int] = {}
 
     def _ensure(self) -> None:
         """Raise when unavailable (the store overrides it)."""
@@ -199,6 +200,10 @@ class MemoryRegistry(Registry):
         if token.purpose == "setup":
             del self._tokens[token_hash]
         return token
+
+    async def forgotten(self) -> dict[tuple[str, str], int]:
+        self._ensure()
+        return dict(self._forgotten)
 
     async def add_refusals(self, counts: Mapping[tuple[str, str], int]) -> None:
         self._ensure()

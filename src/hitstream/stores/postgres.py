@@ -29,7 +29,7 @@ from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch
 from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, results
 from hitstream.stores.sql.postgres import migrations, partitions, rollups, stats, writes
-from hitstream.stores.sql.registry import BUMP, SqlRegistry
+from hitstream.stores.sql.registry import BUMP, SqlRegistry, forgotten_statement
 from hitstream.stores.sql.registry import Statement as RegistryStatement
 
 Connection = psycopg.AsyncConnection[Any]
@@ -397,7 +397,7 @@ class PostgresStore(Store, SqlRegistry):
             await conn.execute(*writes.bump_sites([site_id]))
         return int(row[0]) if row else 0
 
-    async def forget_user(self, site_id: str, user_id: str) -> int:
+    async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
         """One transaction that first locks ``positions`` (processors wait: a write that
         touches the same visitor cannot interleave), takes back the user's rollups from their
         slots and visit rows, then deletes their events, ids and visits."""
@@ -434,5 +434,7 @@ class PostgresStore(Store, SqlRegistry):
             )
             row = await cursor.fetchone()
             await conn.execute(*writes.bump_sites([site_id]))
+            sql, params = forgotten_statement(site_id, user_id, at_ms)
+            await conn.execute(_PARAM.sub(r"%(\1)s", sql), params)
             await conn.execute(BUMP[0])  # processors reload their open visits
         return int(row[0]) if row else 0

@@ -125,6 +125,11 @@ class Registry(ABC):
     async def use_login_token(self, token_hash: str, now_ms: int) -> LoginToken | None:
         """The link with this hash if still valid; a ``setup`` link is used up (deleted)."""
 
+    @abstractmethod
+    async def forgotten(self) -> dict[tuple[str, str], int]:
+        """(site, visitor hash) -> when each forgotten user was forgotten (epoch ms); written
+        by ``Store.forget_user`` in its transaction."""
+
     # -- refusals (the collectors' counts, kept where they survive restarts) --------------
 
     @abstractmethod

@@ -286,8 +286,8 @@ class SocketStore(Store):
         result: int = await self._call("delete_site_before", site_id, cutoff_ms)
         return result
 
-    async def forget_user(self, site_id: str, user_id: str) -> int:
-        result: int = await self._call("forget_user", site_id, user_id)
+    async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
+        result: int = await self._call("forget_user", site_id, user_id, at_ms)
         return result
 
     # -- the registry ---------------------------------------------------------------------
@@ -382,6 +382,10 @@ class SocketStore(Store):
 
     async def use_login_token(self, token_hash: str, now_ms: int) -> LoginToken | None:
         result: LoginToken | None = await self._call("use_login_token", token_hash, now_ms)
+        return result
+
+    async def forgotten(self) -> dict[tuple[str, str], int]:
+        result: dict[tuple[str, str], int] = await self._call("forgotten")
         return result
 
     async def add_refusals(self, counts: Mapping[tuple[str, str], int]) -> None:

@@ -9,6 +9,7 @@ tokens are shown once, in the answer that creates them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -139,7 +140,7 @@ async def forget_user(
     stats: StatsDep,
 ) -> dict[str, Any]:
     await _site(gate, caller, Action.MANAGE_SITE, site_id)
-    removed = await stats.store.forget_user(site_id, user_id)
+    removed = await stats.store.forget_user(site_id, user_id, int(time.time() * 1000))
     return {"site_id": site_id, "user_id": user_id, "events_deleted": removed}
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from hitstream.domain.sites import ApiKey, Login, LoginToken, SharedLink, Site, User
+from hitstream.domain.visitors import user_hash
 from hitstream.errors import Conflict
 from hitstream.stores.registry import Registry
 
@@ -125,6 +126,7 @@ class SqlRegistry(Registry):
         users = [u for u in await self.users() if site_id in u.sites]
         s: dict[str, object] = {"s": site_id}
         statements: list[Statement] = [
+            ("DELETE FROM forgotten WHERE site_id = $s", s),
             ("DELETE FROM api_keys WHERE site_id = $s", s),
             ("DELETE FROM shared_links WHERE site_id = $s", s),
             ("DELETE FROM refusals WHERE site_id = $s", s),
@@ -374,6 +376,10 @@ class SqlRegistry(Registry):
                 return None
         return LoginToken(h, purpose, email, None if expires is None else int(expires))
 
+    async def forgotten(self) -> dict[tuple[str, str], int]:
+        rows = await self._one("SELECT site_id, visitor_id, forgotten_at FROM forgotten")
+        return {(site, visitor): int(at) for site, visitor, at in rows}
+
     async def add_refusals(self, counts: Mapping[tuple[str, str], int]) -> None:
         if not counts:
             return
@@ -396,3 +402,12 @@ class SqlRegistry(Registry):
             {"s": site_id},
         )
         return {reason: int(count) for reason, count in rows}
+
+
+def forgotten_statement(site_id: str, user_id: str, at_ms: int) -> Statement:
+    """Record a forgotten user (their visitor hash), in ``forget_user``'s transaction."""
+    return (
+        "INSERT INTO forgotten (site_id, visitor_id, forgotten_at) VALUES ($s, $v, $t) "
+        "ON CONFLICT (site_id, visitor_id) DO UPDATE SET forgotten_at = excluded.forgotten_at",
+        {"s": site_id, "v": user_hash(site_id, user_id), "t": at_ms},
+    )

@@ -79,3 +79,13 @@ CREATE TABLE refusals (
     count           BIGINT  NOT NULL,
     PRIMARY KEY (site_id, reason)
 );
+
+-- Identified users forgotten on request: their visitor hash and when. The processor drops
+-- events of theirs received before that moment (still in the event log, or replayed), so a
+-- forgotten user's events never come back.
+CREATE TABLE forgotten (
+    site_id         TEXT    NOT NULL,
+    visitor_id      TEXT    NOT NULL,
+    forgotten_at    BIGINT  NOT NULL,
+    PRIMARY KEY (site_id, visitor_id)
+);
