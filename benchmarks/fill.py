@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import time
 import zlib
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 import msgspec
 
 from hitstream.domain.events import Limits
+from hitstream.domain.sites import Site
 from hitstream.enrich.geo import IptoccCountryLookup
 from hitstream.log.sqlite import SQLiteLog
 from hitstream.metrics import Metrics
@@ -41,6 +43,14 @@ CHUNK = 20_000
 the log's group commit turns thousands of appends into a few transactions."""
 MAX_BATCH = 500
 _ENCODER = msgspec.json.Encoder()
+
+
+class _Sites:
+    """The fill's one site, registered (a fill writes the log directly, not through a server:
+    register the site in the store too before reading it, ``hitstream sites add``)."""
+
+    async def sites(self) -> Mapping[str, Site]:
+        return {SITE: Site(SITE)}
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,7 @@ async def _fill_part(spec: FillSpec, part: int) -> int:
         FileSaltKeeper(spec.data_dir / "salts.json"),
         IptoccCountryLookup(),
         Metrics(),
+        sites=_Sites(),
         limits=Limits(max_past_ms=(DAYS + 1) * DAY_MS),
     )
     pick = random.Random(spec.seed + 1).random

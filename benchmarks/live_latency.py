@@ -191,11 +191,12 @@ async def measure(
     server: ServerProcess, clients: int, repeat: int, args: argparse.Namespace
 ) -> Any:
     site = f"live-{clients}-{repeat}.bench"
+    server.add_site(site, public=True)  # dashboards of a public site need no credential
     ws_url = server.url.replace("http://", "ws://") + f"/api/v1/live?site_id={site}&period=day"
     boards = [Dashboard() for _ in range(clients)]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(follow(ws_url, board, stop)) for board in boards]
-    async with httpx.AsyncClient(base_url=server.url, timeout=10.0) as http:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10.0, headers=server.headers) as http:
         try:
             await asyncio.wait_for(asyncio.gather(*(b.snapshot.wait() for b in boards)), 30)
             before = await asyncio.to_thread(_scrape, server.url)
@@ -258,7 +259,8 @@ def _kinds(boards: list[Dashboard]) -> list[str]:
 
 def run_one(clients: int, repeat: int, args: argparse.Namespace) -> dict[str, Any]:
     with scratch("hitstream-live-", args.keep) as workdir:
-        server = ServerProcess(workdir / "data", env={"HITSTREAM_LOG_LEVEL": "warning"})
+        env = {"HITSTREAM_LOG_LEVEL": "warning", "HITSTREAM_INGEST_RATE_PER_IP": "0"}
+        server = ServerProcess(workdir / "data", env=env)
         try:
             result: dict[str, Any] = asyncio.run(measure(server.start(60), clients, repeat, args))
             return result

@@ -79,6 +79,8 @@ def kafka_env(tansu: Tansu, topic: str, partitions: int) -> dict[str, str]:
         "HITSTREAM_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "HITSTREAM_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
         "HITSTREAM_SALTS_URL": REDIS,
+        "HITSTREAM_SITES": f'[{{"site_id": "{SITE}", "public": true}}]',  # read keyless
+        "HITSTREAM_INGEST_RATE_PER_IP": "0",  # the load comes from one address
     }
 
 

@@ -165,7 +165,11 @@ def latency(url: str, scratch: Path, redis_url: str, rounds: int) -> dict[str, A
     }
     results: dict[str, Any] = {}
     for label, extra in variants.items():
-        env = {"HITSTREAM_STORE_URL": url, **extra}
+        env = {
+            "HITSTREAM_STORE_URL": url,
+            "HITSTREAM_SITES": f'[{{"site_id": "{SITE}", "public": true}}]',  # read keyless
+            **extra,
+        }
         web = ServerProcess(scratch / f"web-{len(results)}", env=env, command="web")
         web.start(timeout=60)
         try:

@@ -116,7 +116,11 @@ def stored(url: str) -> int:
 
 
 def serve(data_dir: Path, cache_entries: int | None) -> ServerProcess:
-    env = {"HITSTREAM_MAX_EVENT_AGE_S": str((DAYS + 10) * 86_400)}
+    env = {
+        "HITSTREAM_MAX_EVENT_AGE_S": str((DAYS + 10) * 86_400),
+        # the filled site, public: its stats are read without a key, through the access check
+        "HITSTREAM_SITES": f'[{{"site_id": "{SITE}", "public": true}}]',
+    }
     if cache_entries is not None:
         env["HITSTREAM_CACHE_ENTRIES"] = str(cache_entries)
     return ServerProcess(data_dir, env=env)

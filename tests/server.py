@@ -1,12 +1,19 @@
-"""A real hitstream process (``serve`` or one role) in a subprocess, for e2e and crash tests."""
+"""A real hitstream process (``serve`` or one role) in a subprocess, for e2e and crash tests.
+
+Sites must be registered and reads need credentials: before the process starts, an admin API
+key for every site is made in its store (through the real registry, as ``hitstream keys
+create --site '*' --scope admin`` would), and ``add_site`` registers a site through the API.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +44,47 @@ class ServerProcess:
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{command}-{self.port}.log"
+        self.admin_key = ""
+        self.sites: set[str] = set()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """An admin's credential: every site, every action."""
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+    def _make_admin_key(self) -> str:
+        """Made in the process's store before it starts (a thread: the caller may be inside
+        an event loop)."""
+        from hitstream.bootstrap import open_store
+        from hitstream.services.accounts import Accounts
+        from hitstream.settings import Settings
+
+        settings = Settings(
+            data_dir=self.data_dir, store_url=self.extra_env.get("HITSTREAM_STORE_URL", "")
+        )
+
+        async def make() -> str:
+            async with open_store(settings) as store:
+                return (await Accounts(store).create_key("*", "admin", "tests"))[0]
+
+        found: list[str] = []
+        thread = threading.Thread(target=lambda: found.append(asyncio.run(make())))
+        thread.start()
+        thread.join(60)
+        return found[0]
+
+    def add_site(self, site_id: str, **settings: object) -> None:
+        """Register a site through the API (a web role), unless this helper did already."""
+        if site_id in self.sites:
+            return
+        answer = httpx.post(
+            f"{self.url}/api/v1/sites",
+            json={"site_id": site_id, **settings},
+            headers=self.headers,
+            timeout=10,
+        )
+        assert answer.status_code in (201, 409), answer.text
+        self.sites.add(site_id)
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         env = {
@@ -50,6 +98,8 @@ class ServerProcess:
             **self.extra_env,
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.admin_key:
+            self.admin_key = self._make_admin_key()
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "hitstream.cli", self.command],

@@ -1,4 +1,5 @@
-"""The ``hitstream`` command: serve · collector · processor · web · migrate · generate · replay.
+"""The ``hitstream`` command: serve · collector · processor · web · migrate · generate · replay
+(and, from ``hitstream.admin``, sites · users · keys · forget).
 
 Heavy imports stay inside the commands, so ``hitstream --help`` is quick.
 """
@@ -13,6 +14,8 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
+
+from hitstream import admin
 
 app = typer.Typer(
     help="hitstream: real-time, privacy-first website analytics.",
@@ -88,6 +91,7 @@ def _run(
         settings.demo = True
     _logging(settings.log_level)
     runtime = build(settings, roles)
+    runtime.announce = typer.echo  # first-run and demo links
     web = create_app(runtime.services, lifecycle=runtime, cors_origins=settings.cors_origins)
     server = _server_class()(server_config(web, settings, runtime.metrics))
     runtime.metrics.http_connections.set_function(lambda: len(server.server_state.connections))
@@ -307,6 +311,9 @@ def replay(
 
 def main() -> None:
     app()
+
+
+admin.install(app)  # sites, users, keys, forget
 
 
 if __name__ == "__main__":  # pragma: no cover

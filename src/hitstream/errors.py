@@ -8,8 +8,12 @@
     │   ├── FanoutUnavailable  the fan-out backend is down (never blocks ingestion)
     │   └── DiskUnavailable    a local data folder refuses writes (full, read-only)
     ├── PositionConflict       another processor already stored past this batch (a rebalance)
-    └── QueryError             a query, filter, view or alert rule that cannot be used as
-                               asked, naming the field (a 400; defined in the pure domain)
+    ├── QueryError             a query, filter, view or alert rule that cannot be used as
+    │                          asked, naming the field (a 400; defined in the pure domain)
+    ├── Conflict               a site or user that exists already (a 409; domain)
+    ├── AccessDenied           no credential (401) or one that does not reach (403; domain)
+    ├── NotFound               a site, key or link that does not exist (a 404; domain)
+    └── RateLimited            over an ingestion limit (a 429 with Retry-After; domain)
 
 Adapters translate their driver's exceptions at the boundary:
 ``raise LogUnavailable("...") from exc``.
@@ -17,17 +21,28 @@ Adapters translate their driver's exceptions at the boundary:
 
 from __future__ import annotations
 
-from hitstream.domain.errors import HitstreamError, QueryError
+from hitstream.domain.errors import (
+    AccessDenied,
+    Conflict,
+    HitstreamError,
+    NotFound,
+    QueryError,
+    RateLimited,
+)
 
 __all__ = [
+    "AccessDenied",
     "AdapterUnavailable",
     "ConfigError",
+    "Conflict",
     "DiskUnavailable",
     "FanoutUnavailable",
     "HitstreamError",
     "LogUnavailable",
+    "NotFound",
     "PositionConflict",
     "QueryError",
+    "RateLimited",
     "StoreUnavailable",
 ]
 

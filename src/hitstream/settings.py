@@ -56,7 +56,22 @@ class Settings(BaseSettings):
 
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """CIDRs whose ``X-Forwarded-For`` is believed, comma-separated (e.g. ``127.0.0.1/32``)."""
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins (besides the dashboard's own) whose browsers may call the read API with a
+    key; ingestion answers CORS for each site's allowed hosts, whatever this says."""
+    ingest_rate_per_ip: float = Field(default=100.0, ge=0)
+    """Events per second one client address may send (0: no limit); write keys are exempt."""
+    ingest_burst_per_ip: float = Field(default=1000.0, ge=0)
+    ingest_rate_per_site: float = Field(default=0.0, ge=0)
+    """Events per second one site may receive (0: no limit)."""
+    ingest_burst_per_site: float = Field(default=0.0, ge=0)
+    """Default (0): ten seconds' worth of ``ingest_rate_per_site``."""
+    metrics_token: str = ""
+    """When set, ``/metrics`` needs ``Authorization: Bearer <token>`` (or an admin)."""
+    sites: str = ""
+    """Sites to register at start if missing (infrastructure as code): a comma-separated
+    list of domains, or a JSON list of site objects (``[{"site_id": "a.io", "timezone":
+    "Europe/Berlin", "public": true}]``). Existing sites are left as they are."""
     max_connections: int = Field(default=10_000, ge=1)
     """Open HTTP and WebSocket connections per process; past it the longest-waiting idle
     connection is closed to make room, and with none idle a new one gets 503."""

@@ -20,6 +20,7 @@ import pytest
 from hitstream.stores.base import Store
 from hitstream.stores.duckdb import DuckDBStore
 from hitstream.stores.memory import MemoryStore
+from hitstream.stores.socket import SocketStore, StoreServer
 from tests.brokers import PG_ADMIN_URL
 
 
@@ -82,12 +83,33 @@ def _postgres(folder: Path) -> Store:
     return PostgresStore(POSTGRES.url_for(folder), max_size=4)
 
 
+class ServedDuckDB(SocketStore):
+    """A DuckDB store lent over the control socket, used through ``SocketStore``: what the
+    CLI does while ``serve`` holds the file."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder / "control.sock")
+        self.owner = DuckDBStore(folder / "hitstream.duckdb")
+        self.server = StoreServer(self.owner, folder / "control.sock")
+
+    async def start(self) -> None:
+        await self.owner.start()
+        await self.server.start()
+        await super().start()
+
+    async def close(self) -> None:
+        await super().close()
+        await self.server.close()
+        await self.owner.close()
+
+
 STORE_ADAPTERS: dict[str, StoreAdapter] = {
     "memory": StoreAdapter("memory", lambda _folder: MemoryStore(), durable=False),
     "duckdb": StoreAdapter(
         "duckdb", lambda folder: DuckDBStore(folder / "hitstream.duckdb"), durable=True
     ),
     "postgres": StoreAdapter("postgres", _postgres, durable=True, marks=(pytest.mark.integration,)),
+    "socket": StoreAdapter("socket", ServedDuckDB, durable=True),
 }
 
 

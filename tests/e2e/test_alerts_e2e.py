@@ -102,6 +102,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, hook: Hook) -> Iterator[Ser
         "HITSTREAM_ALERT_INTERVAL_S": "0.2",
     }
     server = ServerProcess(data_dir, env=env).start()
+    for rule in RULES:
+        if rule.get("site_id", "*") != "*":
+            server.add_site(str(rule["site_id"]))
     yield server
     try:
         server.terminate(timeout=60)
@@ -119,13 +122,16 @@ def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 
 def alerts(server: ServerProcess, site: str) -> dict[str, Any]:
-    response = httpx.get(f"{server.url}/api/v1/alerts", params={"site_id": site})
+    response = httpx.get(
+        f"{server.url}/api/v1/alerts", params={"site_id": site}, headers=server.headers
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
 def post(server: ServerProcess, site: str, visitors: int) -> None:
+    server.add_site(site)
     for n in range(visitors):
         body = [{"site_id": site, "url": f"https://{site}/p{i}"} for i in range(2)]
         headers = {"user-agent": CHROME, "x-forwarded-for": f"81.2.69.{140 + n}"}
@@ -159,14 +165,14 @@ def test_traffic_fires_a_rule_once_with_webhook_api_and_metrics(
     time.sleep(1.0)  # five more rounds: still firing, nothing sent again
     assert len(hook.received("burst")) == 1
     assert [a["state"] for a in alerts(server, BUSY)["active"]] == ["firing"]
-    metrics = httpx.get(f"{server.url}/metrics").text
+    metrics = httpx.get(f"{server.url}/metrics").text  # open: no HITSTREAM_METRICS_TOKEN
     assert 'hitstream_alerts_fired_total{rule="burst"} 1.0' in metrics
     assert 'hitstream_alert_notifier_failures_total{notifier="webhook"}' not in metrics
 
 
 def test_an_open_dashboard_gets_the_alert_frame(server: ServerProcess) -> None:
     url = server.url.replace("http://", "ws://") + f"/api/v1/live?site_id={WATCHED}&period=day"
-    with connect(url, open_timeout=10) as ws:
+    with connect(url, open_timeout=10, additional_headers=server.headers) as ws:
         snapshot = json.loads(ws.recv(timeout=10))
         assert snapshot["type"] == "snapshot" and snapshot["alerts"] == []
         post(server, WATCHED, visitors=2)

@@ -17,7 +17,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Locator,
+    Page,
+    expect,
+    sync_playwright,
+)
 
 from tests.server import ServerProcess, free_port
 
@@ -75,6 +83,8 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 def site_url(tmp_path_factory: pytest.TempPathFactory, live_server: ServerProcess) -> Iterator[str]:
     root = tmp_path_factory.mktemp("site")
     port = free_port()
+    register(live_server, SITE)
+    register(live_server, OTHER_SITE)
     page = SITE_PAGE.format(title="Home", site=SITE, server=live_server.url, port=port)
     (root / "index.html").write_text(page)
     (root / "dnt.html").write_text(
@@ -101,6 +111,46 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+PASSWORD = "a long enough password"
+LOCAL_HOSTS = ["127.0.0.1", "localhost"]
+"""The test site's pages are served from loopback: the sites allow those hosts."""
+
+
+def register(server: ServerProcess, site: str) -> None:
+    server.add_site(site, allowed_hosts=LOCAL_HOSTS)
+
+
+def form_login(server: ServerProcess, email: str, password: str) -> str:
+    """Log in through the real form (its CSRF token and cookie) and return the session
+    cookie, to hand to a browser context."""
+    with httpx.Client(base_url=server.url) as client:
+        page = client.get("/login").text
+        token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        answer = client.post("/login", data={"email": email, "password": password, "csrf": token})
+        assert answer.status_code == 303, answer.text
+        return str(client.cookies["hitstream_session"])
+
+
+def add_user(server: ServerProcess, email: str, role: str, sites: list[str]) -> None:
+    answer = httpx.post(
+        f"{server.url}/api/v1/users",
+        json={"email": email, "role": role, "sites": sites, "password": PASSWORD},
+        headers=server.headers,
+    )
+    assert answer.status_code in (201, 409), answer.text
+
+
+def logged_in(
+    browser: Browser, server: ServerProcess, email: str = "admin@e2e.test"
+) -> BrowserContext:
+    """A browser context with a dashboard login (an admin by default)."""
+    add_user(server, email, "admin" if email.startswith("admin") else "viewer", [])
+    context = browser.new_context()
+    cookie = form_login(server, email, PASSWORD)
+    context.add_cookies([{"name": "hitstream_session", "value": cookie, "url": server.url}])
+    return context
+
+
 def card(page: Page, label: str) -> Locator:
     """The value of the key-figure card titled exactly ``label``."""
     title = page.locator("h3", has_text=re.compile(f"^{re.escape(label)}$"))
@@ -114,7 +164,10 @@ def open_dashboard(
     height: int = 900,
     site: str = SITE,
 ) -> Page:
-    page = browser.new_page(viewport={"width": width, "height": height})
+    register(server, site)
+    context = logged_in(browser, server)
+    page = context.new_page()
+    page.set_viewport_size({"width": width, "height": height})
     page.goto(f"{server.url}/?site={site}&period=day")
     expect(page.locator("#conn")).to_have_class("conn live", timeout=10_000)
     return page
@@ -150,6 +203,7 @@ def test_tracked_site_shows_up_live_on_the_dashboard(
 
 
 def send(server: ServerProcess, site: str, *paths: str) -> None:
+    register(server, site)
     events = [{"site_id": site, "type": "pageview", "path": path} for path in paths]
     answer = httpx.post(f"{server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX})
     assert answer.status_code == 202, answer.text
@@ -166,7 +220,7 @@ def test_clicking_a_row_filters_the_dashboard_and_the_url(
     expect(dashboard.locator("#chips")).to_contain_text("/pricing")
     assert "filters=page%3D%3D%2Fpricing" in dashboard.url
     expect(card(dashboard, "Pageviews")).to_have_text("1", timeout=3_000)
-    shared = browser.new_page()
+    shared = dashboard.context.new_page()
     shared.goto(dashboard.url)  # the URL alone reproduces the view
     expect(shared.locator("#chips")).to_contain_text("/pricing", timeout=5_000)
     expect(card(shared, "Pageviews")).to_have_text("1", timeout=5_000)
@@ -185,6 +239,7 @@ def test_visitor_supplied_markup_is_shown_as_text(
         dialog.dismiss()
 
     dashboard.on("dialog", on_dialog)
+    register(live_server, "xss.e2e.test")
     answer = httpx.post(
         f"{live_server.url}/api/v1/events",
         json={"site_id": "xss.e2e.test", "path": XSS_PATH, "title": "<b>bold</b>"},

@@ -18,6 +18,7 @@ def events(server: ServerProcess, period: str = "30d") -> int:
     body: dict[str, Any] = httpx.get(
         f"{server.url}/api/v1/stats/aggregate",
         params={"site_id": "demo.example", "period": period, "metrics": "events"},
+        headers=server.headers,
     ).json()
     return int(body["results"]["events"]["value"])
 
@@ -37,6 +38,7 @@ def test_demo_has_history_and_keeps_moving(tmp_path: Path) -> None:
                     "interval": "day",
                     "metrics": "pageviews",
                 },
+                headers=server.headers,
             ).json()["results"]
             days_with_traffic = sum(1 for point in series if point["pageviews"] > 0)
             if days_with_traffic >= 28 or time.monotonic() > deadline:
@@ -49,6 +51,14 @@ def test_demo_has_history_and_keeps_moving(tmp_path: Path) -> None:
         time.sleep(3)
         assert events(server, "day") > before  # live visits keep arriving
         first_total = events(server, "30d")
+        output = server.output()
+        assert "/login/link?token=hs_login_" in output  # the link that logs into the demo
+        assert "/setup?token=hs_setup_" in output  # no user yet: the first-run link too
+        link = output.split("/login/link?token=", 1)[1].split()[0]
+        with httpx.Client(base_url=server.url) as browser:
+            assert browser.get(f"/login/link?token={link}").status_code == 303
+            assert browser.get("/api/v1/session").json()["sites"] == ["demo.example"]
+            assert browser.get("/api/v1/stats/aggregate?site_id=demo.example").status_code == 200
         assert server.terminate() == 0
     finally:
         server.kill()

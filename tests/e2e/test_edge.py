@@ -39,6 +39,10 @@ def _server(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, 
         server.kill()
 
 
+PUBLIC_SITES = '[{"site_id": "a.io", "public": true}, {"site_id": "logs.io", "public": true}]'
+"""Declared from the environment (infrastructure as code), public: anyone may watch them."""
+
+
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     yield from _server(
@@ -48,6 +52,7 @@ def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             "HITSTREAM_MAX_CONNECTIONS": str(CAP),
             "HITSTREAM_HEADER_TIMEOUT_S": "60",
             "HITSTREAM_LOG_LEVEL": "info",
+            "HITSTREAM_SITES": PUBLIC_SITES,  # dashboards of a public site need no login
         },
     )
 
@@ -62,6 +67,7 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             "HITSTREAM_BODY_TIMEOUT_S": "1",
             "HITSTREAM_KEEP_ALIVE_TIMEOUT_S": "1",
             "HITSTREAM_TRUSTED_PROXIES": "127.0.0.2/32",
+            "HITSTREAM_SITES": PUBLIC_SITES,
             "HITSTREAM_LOG_LEVEL": "debug",
         },
     )
@@ -235,6 +241,7 @@ def test_a_64_mib_header_is_cut_off_long_before_its_end(strict: ServerProcess) -
 
 
 def _send(source: str, server: ServerProcess, site: str, forwarded: str) -> None:
+    server.add_site(site)
     transport = httpx.HTTPTransport(local_address=source)
     with httpx.Client(transport=transport) as client:
         response = client.post(
@@ -251,6 +258,7 @@ def _countries(server: ServerProcess, site: str) -> dict[str, int]:
         response = httpx.get(
             f"{server.url}/api/v1/stats/breakdown",
             params={"site_id": site, "period": "day", "property": "country", "metrics": "events"},
+            headers=server.headers,
         )
         rows = {row["value"]: row["events"] for row in response.json()["results"]}
         if rows or time.monotonic() > deadline:
@@ -307,10 +315,11 @@ def test_no_log_line_holds_a_client_address(strict: ServerProcess) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [
-        ("GET", "/api/v1/sites", 200),
-        ("GET", "/api/v1/stats/aggregate?site_id=a.io&period=year", 400),
+        ("GET", "/api/v1/sites", 401),
+        ("GET", "/api/v1/stats/aggregate?site_id=a.io&period=year", 400),  # public: checked
+        ("GET", "/api/v1/stats/aggregate?site_id=private.io", 401),
         ("GET", "/nope", 404),
-        ("DELETE", "/api/v1/sites", 405),
+        ("DELETE", "/healthz", 405),
         ("GET", "/metrics", 200),
     ],
 )

@@ -60,7 +60,7 @@ class Roles:
 
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         self.folder = folder
-        self.env = {"HITSTREAM_LOG_LEVEL": "info", **env}
+        self.env = {"HITSTREAM_LOG_LEVEL": "info", "HITSTREAM_INGEST_RATE_PER_IP": "0", **env}
         self.started: list[ServerProcess] = []
         self.pids: dict[str, int] = {}
 

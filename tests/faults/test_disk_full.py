@@ -30,7 +30,9 @@ def events_counted(server: ServerProcess, site: str, filters: str | None = None)
     params = {"site_id": site, "period": "day", "metrics": "events"}
     if filters:
         params["filters"] = filters
-    body = httpx.get(f"{server.url}/api/v1/stats/aggregate", params=params, timeout=30).json()
+    body = httpx.get(
+        f"{server.url}/api/v1/stats/aggregate", params=params, headers=server.headers, timeout=30
+    ).json()
     return float(body["results"]["events"]["value"])
 
 
@@ -51,7 +53,14 @@ def test_disk_full_refuses_then_recovers_losing_nothing(tmp_path: Path) -> None:
     problem = disk.mount()
     if problem is not None:
         _missing(f"cannot mount a small tmpfs for the data folder: {problem}")
-    server = ServerProcess(disk.folder, env={"HITSTREAM_LOG_LEVEL": "info"})
+    server = ServerProcess(
+        disk.folder,
+        env={
+            "HITSTREAM_LOG_LEVEL": "info",
+            "HITSTREAM_SITES": site,
+            "HITSTREAM_INGEST_RATE_PER_IP": "0",
+        },
+    )
     load: Load | None = None
     try:
         server.start(timeout=90)

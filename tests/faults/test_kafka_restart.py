@@ -37,6 +37,7 @@ def test_broker_restarted_loses_nothing(tmp_path: Path, s3_broker: S3Broker, pg_
             "HITSTREAM_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
             "HITSTREAM_KAFKA_MESSAGE_TIMEOUT_MS": "2000",
             "HITSTREAM_STORE_URL": pg_url,
+            "HITSTREAM_SITES": site,
         },
     )
     load: Load | None = None

@@ -37,7 +37,10 @@ def test_postgres_stopped_and_started_loses_nothing(
         log_url = f"{redis.url}?stream=faults:events"
     else:
         log_url = f"sqlite:///{tmp_path / 'shared' / 'log.sqlite3'}"
-    roles = Roles(tmp_path / "roles", {"HITSTREAM_STORE_URL": pg_url, "HITSTREAM_LOG_URL": log_url})
+    roles = Roles(
+        tmp_path / "roles",
+        {"HITSTREAM_STORE_URL": pg_url, "HITSTREAM_LOG_URL": log_url, "HITSTREAM_SITES": site},
+    )
     load: Load | None = None
     try:
         processor = roles.start("processor")
@@ -61,6 +64,7 @@ def test_postgres_stopped_and_started_loses_nothing(
                 answer = httpx.get(
                     f"{web.url}/api/v1/stats/aggregate",
                     params={"site_id": site, "period": "day"},
+                    headers=web.headers,
                     timeout=30,
                 )
                 elapsed = time.monotonic() - began

@@ -34,6 +34,7 @@ def test_active_processor_killed_standby_takes_over(tmp_path: Path, pg_url: str)
             "HITSTREAM_LOG_URL": f"{broker.url}?stream={STREAM}",
             "HITSTREAM_REDIS_STREAM_CLAIM_IDLE_MS": "2000",
             "HITSTREAM_STORE_URL": pg_url,
+            "HITSTREAM_SITES": site,
         },
     )
     load: Load | None = None

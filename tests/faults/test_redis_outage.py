@@ -33,7 +33,7 @@ STREAM = "faults:events"
 OUTAGE_S = outage(5.0)
 
 
-def roles_on(tmp_path: Path, broker: PrivateRedis, pg_url: str) -> Roles:
+def roles_on(tmp_path: Path, broker: PrivateRedis, pg_url: str, site: str) -> Roles:
     return Roles(
         tmp_path / "roles",
         {
@@ -42,6 +42,7 @@ def roles_on(tmp_path: Path, broker: PrivateRedis, pg_url: str) -> Roles:
             "HITSTREAM_FANOUT_URL": broker.url,
             "HITSTREAM_CACHE_URL": broker.url,
             "HITSTREAM_SALTS_URL": broker.url,
+            "HITSTREAM_SITES": site,
         },
     )
 
@@ -72,7 +73,7 @@ def test_redis_stopped_and_started_loses_nothing(tmp_path: Path, pg_url: str) ->
     site = f"redis-stop-{uuid.uuid4().hex[:6]}.test"
     broker = PrivateRedis(tmp_path / "redis", persistent=True)
     broker.start()
-    roles = roles_on(tmp_path, broker, pg_url)
+    roles = roles_on(tmp_path, broker, pg_url, site)
     load: Load | None = None
     try:
         processor = roles.start("processor")
@@ -121,7 +122,7 @@ def test_redis_restarted_empty_is_picked_up_without_a_restart(tmp_path: Path, pg
     site = f"redis-empty-{uuid.uuid4().hex[:6]}.test"
     broker = PrivateRedis(tmp_path / "redis", persistent=False)
     broker.start()
-    roles = roles_on(tmp_path, broker, pg_url)
+    roles = roles_on(tmp_path, broker, pg_url, site)
     load: Load | None = None
     try:
         processor = roles.start("processor")

@@ -37,8 +37,9 @@ class LiveWatcher(threading.Thread):
     (re)connection starts with a snapshot, so the last total seen is always the current one.
     """
 
-    def __init__(self, url: str, site: str) -> None:
+    def __init__(self, url: str, site: str, headers: dict[str, str]) -> None:
         super().__init__(daemon=True)
+        self.headers = headers
         self.url = url.replace("http://", "ws://") + f"/api/v1/live?site_id={site}&period=day"
         self.last_events: float = -1
         self.frames = 0
@@ -52,7 +53,11 @@ class LiveWatcher(threading.Thread):
         while not self.stop_flag:
             try:
                 async with websockets.connect(
-                    self.url, max_size=2**24, ping_interval=None, open_timeout=30
+                    self.url,
+                    max_size=2**24,
+                    ping_interval=None,
+                    open_timeout=30,
+                    additional_headers=self.headers,
                 ) as socket:
                     self.connections += 1
                     while not self.stop_flag:
@@ -83,6 +88,8 @@ def test_two_of_each_role_with_a_processor_killed(
         "HITSTREAM_CACHE_URL": redis_url,
         "HITSTREAM_SALTS_URL": redis_url,
         "HITSTREAM_LOG_LEVEL": "info",  # the role logs are kept in the test folder
+        "HITSTREAM_SITES": site,  # declared: every role registers it if missing
+        "HITSTREAM_INGEST_RATE_PER_IP": "0",  # two load processes, one address, full speed
     }
 
     def role(command: str, n: int) -> ServerProcess:
@@ -92,7 +99,7 @@ def test_two_of_each_role_with_a_processor_killed(
     processors = [role("processor", 1).start(timeout=60), role("processor", 2).start(timeout=60)]
     collectors = [role("collector", 1).start(timeout=60), role("collector", 2).start(timeout=60)]
     everyone = web + processors + collectors
-    watcher = LiveWatcher(web[1].url, site)
+    watcher = LiveWatcher(web[1].url, site, web[1].headers)
     watcher.start()
     loads = []
     try:
@@ -143,6 +150,7 @@ def test_two_of_each_role_with_a_processor_killed(
                 f"{web[0].url}/api/v1/stats/aggregate",
                 params={"site_id": site, "period": "day", "metrics": "events"},
                 timeout=30,
+                headers=web[0].headers,
             ).json()
             stored = body["results"]["events"]["value"]
             if stored >= TOTAL:
@@ -162,7 +170,9 @@ def test_two_of_each_role_with_a_processor_killed(
         deadline = time.monotonic() + 120
         while watcher.last_events != TOTAL and time.monotonic() < deadline:
             time.sleep(0.2)
-        live_stats = httpx.get(f"{web[1].url}/api/v1/live/stats", timeout=10).text
+        live_stats = httpx.get(
+            f"{web[1].url}/api/v1/live/stats", timeout=10, headers=web[1].headers
+        ).text
         assert watcher.last_events == TOTAL, (
             f"web 2's WebSocket client saw {watcher.last_events} ({watcher.frames} frames, "
             f"{watcher.connections} connections); live stats: {live_stats}"
@@ -179,7 +189,9 @@ def test_two_of_each_role_with_a_processor_killed(
         deadline = time.monotonic() + 10
         rejected: dict[str, int] = {}
         while not rejected and time.monotonic() < deadline:
-            quality = httpx.get(f"{web[1].url}/api/v1/quality", params={"site_id": site}).json()
+            quality = httpx.get(
+                f"{web[1].url}/api/v1/quality", params={"site_id": site}, headers=web[1].headers
+            ).json()
             rejected = quality["rejected"]
             time.sleep(0.2)
         assert list(rejected.values()) == [1] and next(iter(rejected)).startswith("type: ")
@@ -189,4 +201,42 @@ def test_two_of_each_role_with_a_processor_killed(
             if load.poll() is None:
                 load.kill()
         for process in everyone:
+            process.kill()
+
+
+def test_a_key_made_through_one_web_process_works_on_another(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """Two web processes on one PostgreSQL database: a site and a key made through the first
+    are honoured by the second within about a second, and so is the key's revocation."""
+    env = {"HITSTREAM_STORE_URL": pg_database}
+    first = ServerProcess(tmp_path / "web1", env=env, command="web").start(timeout=60)
+    second = ServerProcess(tmp_path / "web2", env=env, command="web").start(timeout=60)
+    try:
+        first.add_site("shared.example")
+        made = httpx.post(
+            f"{first.url}/api/v1/sites/shared.example/keys",
+            json={"scope": "read"},
+            headers=first.headers,
+        ).json()
+        key = {"Authorization": f"Bearer {made['key']}"}
+        url = f"{second.url}/api/v1/stats/aggregate?site_id=shared.example"
+
+        def status() -> int:
+            return httpx.get(url, headers=key, timeout=10).status_code
+
+        deadline = time.monotonic() + 5
+        while status() != 200:
+            assert time.monotonic() < deadline, "the second process never honoured the key"
+            time.sleep(0.1)
+        revoked = httpx.delete(f"{second.url}/api/v1/keys/{made['key_id']}", headers=second.headers)
+        assert revoked.status_code == 200
+        first_url = f"{first.url}/api/v1/stats/aggregate?site_id=shared.example"
+        deadline = time.monotonic() + 5
+        while httpx.get(first_url, headers=key, timeout=10).status_code != 401:
+            assert time.monotonic() < deadline, "the first process still took a revoked key"
+            time.sleep(0.1)
+    finally:
+        for process in (first, second):
+            process.terminate(timeout=60)
             process.kill()

@@ -28,11 +28,13 @@ from hitstream.notifiers.base import Notifier
 from hitstream.notifiers.log import LogNotifier
 from hitstream.notifiers.memory import MemoryNotifier
 from hitstream.notifiers.webhook import WebhookNotifier
+from hitstream.services.access import Gatekeeper
 from hitstream.services.alerting import Alerting, AlertingMetrics
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.memory import MemoryStore
 from hitstream.web import alerts as alerts_api
 from hitstream.web.deps import AppServices
+from tests.access import admin_key, bearer, register
 
 T0 = 1_790_000_000_000
 SPIKE = {"name": "spike", "metric": "pageviews", "window_s": 300, "op": ">=", "threshold": 3}
@@ -620,11 +622,18 @@ def test_a_bad_rules_file_is_named(tmp_path: Path) -> None:
 # -- the API ----------------------------------------------------------------------------------
 
 
-def api(alerting: Alerting | None) -> httpx.AsyncClient:
+async def api(alerting: Alerting | None) -> httpx.AsyncClient:
+    """The alerts routes, called by an admin (every site; sites a.io and b.io exist)."""
+    registry = MemoryStore()
+    await register(registry, "a.io", "b.io")
     app = FastAPI()
-    app.state.services = AppServices(Metrics(), alerting=alerting)
+    app.state.services = AppServices(Metrics(), alerting=alerting, gate=Gatekeeper(registry))
     app.include_router(alerts_api.router)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://test",
+        headers=bearer(await admin_key(registry)),
+    )
 
 
 async def test_the_alerts_api_lists_rules_active_and_recent(
@@ -634,7 +643,7 @@ async def test_the_alerts_api_lists_rules_active_and_recent(
     alerting = make(store, fanout, rules)
     await write(store, event(1), event(2), event(3))
     await alerting.evaluate_once()
-    async with api(alerting) as client:
+    async with await api(alerting) as client:
         body = (await client.get("/api/v1/alerts", params={"site_id": "a.io"})).json()
         every = (await client.get("/api/v1/alerts")).json()
         bad = await client.get("/api/v1/alerts", params={"limit": 0})
@@ -647,6 +656,6 @@ async def test_the_alerts_api_lists_rules_active_and_recent(
 
 
 async def test_the_alerts_api_says_when_alerting_is_off() -> None:
-    async with api(None) as client:
+    async with await api(None) as client:
         body = (await client.get("/api/v1/alerts", params={"site_id": "a.io"})).json()
     assert body == {"enabled": False, "site_id": "a.io", "rules": [], "active": [], "recent": []}

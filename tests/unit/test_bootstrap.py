@@ -31,6 +31,7 @@ from hitstream.stores.duckdb import DuckDBStore
 from hitstream.stores.memory import MemoryStore
 from hitstream.tally.memory import MemoryTally
 from hitstream.web.app import create_app
+from tests.access import admin_key, bearer, register
 
 
 def settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -109,7 +110,7 @@ def test_each_role_gets_its_services_and_only_those(tmp_path: Path) -> None:
     collector = build(settings(tmp_path), frozenset({"collector"}))
     assert collector.collector is not None and collector.salts is not None
     assert (collector.processor, collector.stats, collector.live) == (None, None, None)
-    assert set(collector.adapters()) == {"log", "disk"}  # the salts file is written locally
+    assert set(collector.adapters()) == {"log", "store", "disk"}  # registry; local salts
 
     processor = build(settings(tmp_path), frozenset({"processor"}))
     assert processor.processor is not None and processor.collector is None
@@ -152,8 +153,12 @@ async def test_a_query_a_store_refuses_is_a_400_not_a_500(tmp_path: Path) -> Non
     assert isinstance(runtime.store, MemoryStore)
     with pytest.raises(QueryError):  # what the store does with it, outside the app
         await runtime.store.breakdown(StatsQuery("a.io", Range(0, 1), property=""))
+    await register(runtime.store, "a.io")
+    headers = bearer(await admin_key(runtime.store))
     transport = httpx.ASGITransport(app=create_app(runtime.services))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=headers
+    ) as client:
         answer = await client.get(
             "/api/v1/stats/breakdown", params={"site_id": "a.io", "property": ""}
         )

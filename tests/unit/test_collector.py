@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import msgspec
 import pytest
 
+from hitstream.domain import access
 from hitstream.domain.events import AcceptedEvent, Limits
+from hitstream.domain.ratelimit import Buckets
+from hitstream.domain.sites import Site
 from hitstream.errors import LogUnavailable
 from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
 from hitstream.salts.memory import MemorySaltKeeper
-from hitstream.services.collector import Collector, client_event_id
+from hitstream.services.collector import Collector, CollectResult, client_event_id
+from tests.access import Sites
 
 NOW = 1_790_000_000_000
 IP = "81.2.69.142"  # a GB address in iptocc's table
@@ -29,7 +35,9 @@ def log() -> MemoryLog:
 
 @pytest.fixture
 def collector(log: MemoryLog) -> Collector:
-    return Collector(log, MemorySaltKeeper(), FakeCountries(), Metrics(), clock=lambda: NOW)
+    return Collector(
+        log, MemorySaltKeeper(), FakeCountries(), Metrics(), sites=Sites("a.io"), clock=lambda: NOW
+    )
 
 
 def stored(log: MemoryLog) -> list[AcceptedEvent]:
@@ -100,7 +108,7 @@ async def test_whole_request_errors(
 ) -> None:
     result = await collector.collect(body, media, IP, UA)
     assert result.status == status
-    assert result.body()["error"]["field"] == field  # type: ignore[index]
+    assert field_of(result) == field
     assert log.messages() == []
     assert collector.rejections
 
@@ -128,6 +136,7 @@ async def test_single_event_over_64k_is_413(log: MemoryLog) -> None:
         MemorySaltKeeper(),
         FakeCountries(),
         Metrics(),
+        sites=Sites("a.io"),
         limits=Limits(max_body_bytes=100),
         clock=lambda: NOW,
     )
@@ -150,3 +159,113 @@ async def test_log_down_raises_and_nothing_is_acknowledged(
     with pytest.raises(LogUnavailable):
         await collector.collect(b'{"site_id": "a.io", "path": "/"}', "application/json", IP, UA)
     assert collector.metrics.events_accepted._value.get() == 0
+
+
+# -- sites and limits ---------------------------------------------------------------------
+
+
+def field_of(result: CollectResult) -> str:
+    error = cast(dict[str, str], result.body()["error"])
+    return error["field"]
+
+
+def limited(log: MemoryLog, now: list[float], **buckets: Buckets) -> Collector:
+    return Collector(
+        log,
+        MemorySaltKeeper(),
+        FakeCountries(),
+        Metrics(),
+        sites=Sites("a.io", "b.io"),
+        clock=lambda: NOW,
+        monotonic=lambda: now[0],
+        **buckets,  # type: ignore[arg-type]
+    )
+
+
+async def test_per_ip_limit_refuses_whole_requests_with_retry_after(log: MemoryLog) -> None:
+    now = [100.0]
+    collector = limited(log, now, per_ip=Buckets(rate=2, burst=4))
+    batch = b'[{"site_id": "a.io", "path": "/"}, {"site_id": "a.io", "path": "/x"}]'
+    assert (await collector.collect(batch, "application/json", IP, UA)).status == 202
+    assert (await collector.collect(batch, "application/json", IP, UA)).status == 202
+    refused = await collector.collect(batch, "application/json", IP, UA)
+    assert (refused.status, refused.retry_after) == (429, 1)  # two events at 2/s: 1 s
+    assert field_of(refused) == "rate"
+    assert len(log.messages()) == 4  # nothing of the refused request was appended
+    assert (await collector.collect(batch, "application/json", "203.0.113.7", UA)).status == 202
+    now[0] += 1.0
+    assert (await collector.collect(batch, "application/json", IP, UA)).status == 202
+    assert collector.rejections[("a.io", "rate limit: this client address")] == 1
+
+
+async def test_a_write_key_is_not_limited_per_ip_but_per_site(log: MemoryLog) -> None:
+    now = [0.0]
+    collector = limited(log, now, per_ip=Buckets(1, 1), per_site=Buckets(1, 3))
+    writer = access.key("k", "a.io", "write")
+    body = b'{"site_id": "a.io", "path": "/"}'
+    results = [
+        (await collector.collect(body, "application/json", IP, UA, principal=writer)).status
+        for _ in range(4)
+    ]
+    assert results == [202, 202, 202, 429]  # the site's burst of 3, whatever the IP's
+    other = b'{"site_id": "b.io", "path": "/"}'
+    assert (await collector.collect(other, "application/json", "1.1.1.1", UA)).status == 202
+
+
+async def test_sites_hosts_and_origins_are_checked_per_event(log: MemoryLog) -> None:
+    collector = Collector(
+        log,
+        MemorySaltKeeper(),
+        FakeCountries(),
+        Metrics(),
+        sites=Sites(shop=Site("shop", allowed_hosts=("shop.example",))),
+        clock=lambda: NOW,
+    )
+    body = (
+        b'[{"site_id": "shop", "url": "https://shop.example/"},'
+        b' {"site_id": "nope", "path": "/"},'
+        b' {"site_id": "shop", "url": "https://evil.example/"}]'
+    )
+    result = await collector.collect(body, "application/json", IP, UA)
+    assert result.status == 202 and len(result.ids) == 1
+    refusals = [
+        (r["index"], cast(list[dict[str, str]], r["errors"])[0]["field"]) for r in result.rejected
+    ]
+    assert refusals == [
+        (1, "site_id"),
+        (2, "url"),
+    ]
+    foreign = await collector.collect(
+        b'{"site_id": "shop", "path": "/"}', "application/json", IP, UA, origin="https://x.io"
+    )
+    assert foreign.status == 422 and field_of(foreign) == "origin"
+    own = await collector.collect(
+        b'{"site_id": "shop", "path": "/"}',
+        "application/json",
+        IP,
+        UA,
+        origin="https://shop.example:443",
+    )
+    assert own.status == 202
+
+
+async def test_ip_and_user_agent_fields_need_a_write_key_and_are_never_stored(
+    log: MemoryLog,
+) -> None:
+    collector = Collector(
+        log, MemorySaltKeeper(), FakeCountries(), Metrics(), sites=Sites("a.io"), clock=lambda: NOW
+    )
+    body = b'{"site_id": "a.io", "path": "/", "ip": "81.2.69.142", "user_agent": "Given/1.0"}'
+    refused = await collector.collect(body, "application/json", "10.0.0.1", UA)
+    assert refused.status == 422
+    errors = cast(list[dict[str, str]], refused.rejected[0]["errors"])
+    assert {e["field"] for e in errors} == {"ip", "user_agent"}
+    writer = access.key("k", "a.io", "write")
+    ok = await collector.collect(body, "application/json", "10.0.0.1", UA, principal=writer)
+    assert ok.status == 202
+    (event,) = stored(log)
+    assert (event.country, event.user_agent) == ("GB", "Given/1.0")  # the given visitor's
+    assert "81.2.69.142" not in log.messages()[0].value.decode()
+    bad = b'{"site_id": "a.io", "path": "/", "ip": "not-an-ip"}'
+    answer = await collector.collect(bad, "application/json", "10.0.0.1", UA, principal=writer)
+    assert answer.status == 422 and field_of(answer) == "ip"

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 
 from hitstream.cache.memory import MemoryCache
 from hitstream.domain.stats import StatsQuery
-from hitstream.errors import QueryError
+from hitstream.errors import AccessDenied, QueryError
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.metrics import Metrics
 from hitstream.services.live import LiveConfig, LiveHub, parse_view
@@ -25,6 +26,7 @@ from hitstream.services.quality import Quality, Rejections
 from hitstream.tally.memory import MemoryTally
 from hitstream.web import dashboard, live
 from hitstream.web.deps import AppServices
+from tests.access import admin_key, bearer, register
 
 with warnings.catch_warnings():  # starlette 1.x would rather have httpx2; httpx works
     warnings.simplefilter("ignore")
@@ -397,33 +399,92 @@ async def test_last_client_leaving_unsubscribes_after_a_linger(
 # -- the web layer: WebSocket route, figures, dashboard files ---------------------------------
 
 
+KEYS: dict[str, str] = {}
+
+
 @pytest.fixture
 def web_app(stats: FakeStats, store: FakeStore) -> Iterator[TestClient]:
+    """The live routes; the registry knows SITE and "other.io", and KEYS holds an admin key
+    (``admin``), a read key of SITE (``read``) and one of the other site (``other``)."""
+    from hitstream.services.access import Gatekeeper
+    from hitstream.services.accounts import Accounts
+    from hitstream.stores.memory import MemoryStore
+
+    registry = MemoryStore()
+
+    async def setup() -> None:
+        await register(registry, SITE, "other.io")
+        KEYS["admin"] = await admin_key(registry)
+        accounts = Accounts(registry)
+        KEYS["read"] = (await accounts.create_key(SITE, "read"))[0]
+        KEYS["other"] = (await accounts.create_key("other.io", "read"))[0]
+
     app = FastAPI()
     hub = LiveHub(stats, store, MemoryFanout(), quality=quality_of(store))
-    app.state.services = AppServices(Metrics(), live=hub)
+    app.state.services = AppServices(Metrics(), live=hub, gate=Gatekeeper(registry))
     app.include_router(live.router)
     dashboard.mount(app)
+
+    async def denied(request: object, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AccessDenied)
+        return JSONResponse({"error": {"field": exc.field}}, status_code=exc.status)
+
+    app.add_exception_handler(AccessDenied, denied)
     with TestClient(app) as client:
-        yield client
         assert client.portal is not None
+        client.portal.call(setup)
+        yield client
         client.portal.call(hub.close)
 
 
+def test_websocket_is_refused_without_or_with_a_wrong_credential(web_app: TestClient) -> None:
+    cases = [({}, 4401), (bearer("hs_key_nope"), 4401), (bearer(KEYS["other"]), 4403)]
+    for headers, code in cases:
+        with web_app.websocket_connect(f"/api/v1/live?site_id={SITE}", headers=headers) as ws:
+            assert ws.receive_json()["type"] == "error"
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+        assert closed.value.code == code, headers
+    with web_app.websocket_connect(
+        "/api/v1/live?site_id=nope.io", headers=bearer(KEYS["admin"])
+    ) as ws:
+        assert ws.receive_json()["field"] == "site_id"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 4404
+
+
+def test_a_key_may_come_as_a_websocket_subprotocol(web_app: TestClient) -> None:
+    """Browsers cannot set headers on a WebSocket: ``hitstream, KEY`` as protocols."""
+    with web_app.websocket_connect(
+        f"/api/v1/live?site_id={SITE}", subprotocols=["hitstream", KEYS["read"]]
+    ) as socket:
+        assert str(socket.accepted_subprotocol) == "hitstream"
+        assert socket.receive_json()["type"] == "snapshot"
+        socket.send_json({"type": "set", "site_id": "other.io"})  # not this key's
+        refused = socket.receive_json()
+        assert (refused["type"], refused["field"]) == ("error", "site_id")
+
+
 def test_websocket_sends_a_snapshot_and_answers_set(web_app: TestClient) -> None:
-    with web_app.websocket_connect(f"/api/v1/live?site_id={SITE}&period=7d") as socket:
+    with web_app.websocket_connect(
+        f"/api/v1/live?site_id={SITE}&period=7d", headers=bearer(KEYS["read"])
+    ) as socket:
         snapshot = socket.receive_json()
         assert snapshot["type"] == "snapshot"
         assert snapshot["view"]["period"] == "7d"
         socket.send_json({"type": "set", "period": "30d"})
         again = socket.receive_json()
         assert (again["type"], again["view"]["period"]) == ("snapshot", "30d")
-    figures = web_app.get("/api/v1/live/stats").json()
+    assert web_app.get("/api/v1/live/stats", headers=bearer(KEYS["read"])).status_code == 403
+    figures = web_app.get("/api/v1/live/stats", headers=bearer(KEYS["admin"])).json()
     assert set(figures["latency_seconds"]) == {"count", "p50", "p99"}
 
 
 def test_websocket_with_a_bad_view_gets_the_reason_then_closes(web_app: TestClient) -> None:
-    with web_app.websocket_connect(f"/api/v1/live?site_id={SITE}&period=nope") as socket:
+    with web_app.websocket_connect(
+        f"/api/v1/live?site_id={SITE}&period=nope", headers=bearer(KEYS["admin"])
+    ) as socket:
         assert socket.receive_json()["field"] == "period"
         with pytest.raises(WebSocketDisconnect) as closed:
             socket.receive_json()
@@ -431,11 +492,13 @@ def test_websocket_with_a_bad_view_gets_the_reason_then_closes(web_app: TestClie
 
 
 def test_dashboard_page_is_versioned_and_locked_down(web_app: TestClient) -> None:
-    page = web_app.get("/")
-    assert page.status_code == 200
+    page = dashboard.page_response()
+    text = bytes(page.body).decode()
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    assert "__V__" not in page.text
-    assert "/static/app.js?v=" in page.text
+    assert "__V__" not in text
+    assert "/static/app.js?v=" in text
+    shared = bytes(dashboard.page_response(share='"><b>x').body).decode()
+    assert '<body data-share="&quot;&gt;&lt;b&gt;x">' in shared  # escaped, never markup
     assert web_app.get("/static/app.js").status_code == 200
     assert web_app.get("/static/vendor/uplot.min.js").status_code == 200
     tracker = web_app.get("/js/hitstream.js")

@@ -18,12 +18,15 @@ from hitstream.errors import StoreUnavailable
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
-from hitstream.services.pipeline import Named, Pipeline, processing_steps
+from hitstream.services.pipeline import Named, Pipeline, SiteBook, processing_steps
 from hitstream.services.processor import Processor
 from hitstream.stores.base import Store, WriteBatch
 from hitstream.stores.memory import MemoryStore
+from tests.access import Sites
 
 T0 = 1_790_000_000_000
+SITES: SiteBook = Sites("a.io", "b.io")
+"""The registered sites of these tests."""
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
 
@@ -70,6 +73,7 @@ def make(
     store: Store,
     fanout: MemoryFanout | None = None,
     *,
+    sites: SiteBook = SITES,
     stream: str = "memory",
     clock: Callable[[], int] = lambda: T0 + 1000,
     steps: Callable[[list[Named]], list[Named]] = lambda steps: steps,
@@ -78,7 +82,7 @@ def make(
     may change it, to inject a failure) and a backoff that does not wait."""
     metrics = Metrics()
     sessions = Sessionizer()
-    named = steps(processing_steps(store, FakeAgents(), FakeBots(), sessions))
+    named = steps(processing_steps(store, FakeAgents(), FakeBots(), sessions, sites))
     return Processor(
         log,
         store,
@@ -272,3 +276,79 @@ async def test_run_rides_out_a_store_outage_without_losing_a_batch() -> None:
     stop.set()
     await asyncio.wait_for(running, 10)
     assert await store.count_events() == 6
+
+
+# -- sites: per-site retention, and forgetting a user mid-visit -------------------------------
+
+
+async def test_each_site_keeps_data_for_its_own_retention() -> None:
+    from hitstream.domain.sites import Site
+
+    day = 86_400_000
+    now = [T0 + 10 * day]
+    log, store = MemoryLog(), MemoryStore()
+    await store.add_site(Site("a.io", retention_days=3))
+    await store.add_site(Site("b.io"))  # keeps everything
+    events = [accepted(1, ts=T0), accepted(2, ts=T0 + 9 * day, visitor="v2")]
+    events += [accepted(3, ts=T0, site_id="b.io", visitor="v3")]
+    await put(log, *events)
+    processor = make(log, store, clock=lambda: now[0])
+    await processor.start()
+    assert await processor.process_once() == 3
+    await processor.process_once()  # nothing to read: housekeeping, retention
+    assert await store.count_events("a.io") == 1  # 10 days old went, 1 day old stayed
+    assert await store.count_events("b.io") == 1
+
+
+async def test_forgetting_a_user_mid_visit_does_not_bring_their_visit_back() -> None:
+    """The processor holds the user's open visit; after the store forgets them, their next
+    event starts a fresh visit (the registry moved: the visit state is reloaded)."""
+    log, store = MemoryLog(), MemoryStore()
+    await put(
+        log, accepted(1, visitor="u1", user_id="alice"), accepted(2, visitor="u1", user_id="alice")
+    )
+    processor = make(log, store)
+    await processor.start()
+    assert await processor.process_once() == 2
+    assert await store.forget_user("a.io", "alice", T0 + 30_000) == 2
+    processor._registry_checked = float("-inf")  # as if a second had passed
+    await put(log, accepted(3, visitor="u1", user_id="alice", ts=T0 + 60_000))
+    assert await processor.process_once() == 1
+    (visit,) = await store.open_sessions(0)
+    assert (visit.pageviews, visit.events) == (1, 1)  # not 3: the forgotten ones are gone
+
+
+async def test_events_of_a_site_removed_after_they_were_taken_are_dropped() -> None:
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, accepted(1), accepted(2, site_id="gone.io", visitor="v9"))
+    processor = make(log, store)
+    await processor.start()
+    assert await processor.process_once() == 2
+    assert await store.count_events("a.io") == 1
+    assert await store.count_events("gone.io") == 0
+    assert await store.drop_counts("gone.io") == {"site_not_registered": 1}
+
+
+async def test_a_forgotten_users_events_never_come_back_but_their_new_ones_count() -> None:
+    """Forgotten at T0 + 30 s: their events received before then are dropped when they come
+    again (a replay, or still in the log); one received after is their new data."""
+    from hitstream.domain.sites import Site
+    from hitstream.domain.visitors import user_hash
+    from hitstream.services.access import Gatekeeper
+
+    alice = user_hash("a.io", "alice")  # as the collector makes it
+    log, store = MemoryLog(), MemoryStore()
+    await store.add_site(Site("a.io"))
+    gate = Gatekeeper(store, refresh_s=0)
+    first = [accepted(n, visitor=alice, user_id="alice", ts=T0 + n) for n in (1, 2)]
+    await put(log, *first)
+    processor = make(log, store, sites=gate)
+    await processor.start()
+    assert await processor.process_once() == 2
+    await store.forget_user("a.io", "alice", T0 + 30_000)
+    replayed = [accepted(n, visitor=alice, user_id="alice", ts=T0 + n) for n in (3, 4)]
+    later = accepted(5, visitor=alice, user_id="alice", ts=T0 + 60_000)
+    await put(log, *replayed, later)
+    assert await processor.process_once() == 3
+    assert await store.count_events("a.io") == 1  # only the one received after
+    assert (await store.drop_counts("a.io"))["forgotten_user"] == 2

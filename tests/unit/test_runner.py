@@ -32,7 +32,16 @@ from tests.unit.test_processor import T0, accepted, make, put
 
 EVENTS = [accepted(n, visitor=f"v{n % 3}", ts=T0 + n * 60_000) for n in range(1, 10)]
 POISON = EVENTS[4].event_id
-STEPS = ["drop_duplicate", "drop_bot", "put_user_agent", "put_utm", "put_referrer", "put_session"]
+STEPS = [
+    "drop_duplicate",
+    "drop_unregistered",
+    "drop_forgotten",
+    "drop_bot",
+    "put_user_agent",
+    "put_utm",
+    "put_referrer",
+    "put_session",
+]
 
 
 class Fault:

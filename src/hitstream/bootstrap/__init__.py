@@ -16,6 +16,7 @@ from hitstream.bootstrap.adapters import (
     make_salts,
     make_store,
     make_tally,
+    open_store,
 )
 from hitstream.bootstrap.runtime import ROLES, Runtime
 from hitstream.bootstrap.wiring import build, limits_from, load_rules, make_alerting
@@ -35,4 +36,5 @@ __all__ = [
     "make_salts",
     "make_store",
     "make_tally",
+    "open_store",
 ]

@@ -7,13 +7,14 @@ connects: adapters connect in their ``start`` (the runtime's job).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from hitstream.cache.base import Cache
-from hitstream.errors import ConfigError
+from hitstream.errors import ConfigError, StoreUnavailable
 from hitstream.fanout.base import Fanout
 from hitstream.log.base import EventLog
 from hitstream.notifiers.base import Notifier
@@ -128,13 +129,18 @@ def make_fanout(url: str) -> Fanout:
     raise ConfigError(f"unknown fan-out URL scheme {scheme!r} (use memory:// or redis://)")
 
 
-def make_tally(fanout_url: str) -> Tally:
+def make_tally(fanout_url: str, store: Store | None = None) -> Tally:
     """Rejection counts live where the live updates travel: Redis when several processes
-    share a fan-out there, else in this process."""
+    share a fan-out there; else in the store (they survive restarts), or in this process
+    when there is no store to keep them."""
     if urlsplit(fanout_url).scheme in _REDIS:
         from hitstream.tally.redis import RedisTally
 
         return RedisTally(fanout_url)
+    if store is not None:
+        from hitstream.tally.store import StoreTally
+
+        return StoreTally(store)
     from hitstream.tally.memory import MemoryTally
 
     return MemoryTally()
@@ -208,3 +214,31 @@ def make_notifiers(urls: str, on_failure: Callable[[str], None] | None = None) -
 def _bind(on_failure: Callable[[str], None], scheme: str) -> Callable[[], None]:
     name = "webhook" if scheme in ("http", "https") else scheme
     return lambda: on_failure(name)
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """The store for a command (``hitstream sites``, ``users``, ``keys``, ``forget``): through
+    the control socket of a running ``hitstream serve`` that holds the embedded file, else
+    opened directly (migrated on start). PostgreSQL is always opened directly: every process
+    may."""
+    url = settings.resolved_store_url()
+    socket_path = settings.data_dir.resolve() / "control.sock"
+    store: Store | None = None
+    if urlsplit(url).scheme == "duckdb" and socket_path.exists():
+        from hitstream.stores.socket import SocketStore
+
+        lent = SocketStore(socket_path)
+        try:
+            await lent.start()
+            store = lent
+        except StoreUnavailable:
+            store = None  # a stale socket: nobody holds the file
+    if store is None:
+        store = make_store(url, settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -10,21 +10,28 @@ event log into the store), then the adapters in reverse order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from hitstream.backoff import Backoff
 from hitstream.cache.base import Cache
 from hitstream.disk import DataFolders
-from hitstream.errors import AdapterUnavailable
+from hitstream.domain.errors import QueryError
+from hitstream.domain.sites import Site, new_site
+from hitstream.errors import AdapterUnavailable, ConfigError, Conflict
 from hitstream.fanout.base import Fanout
 from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
+from hitstream.services.access import Gatekeeper
+from hitstream.services.accounts import Accounts
 from hitstream.services.alerting import Alerting
 from hitstream.services.collector import Collector
 from hitstream.services.live import LiveHub
@@ -33,6 +40,7 @@ from hitstream.services.quality import Quality, Rejections
 from hitstream.services.stats import StatsService
 from hitstream.settings import Settings
 from hitstream.stores.base import Store
+from hitstream.stores.socket import StoreServer
 from hitstream.tally.base import Tally
 from hitstream.web.deps import AppServices
 
@@ -44,6 +52,39 @@ ROLES = frozenset({"collector", "processor", "web"})
 OPTIONAL = frozenset({"fanout", "cache"})
 """Parts a role goes on without (live updates pause, the cache misses): ``/readyz`` reports
 them but stays 200 while they are down."""
+DEMO_VIEWER = "demo@hitstream.invalid"
+"""The viewer the demo's login link logs in as (it has no password)."""
+
+
+def control_socket(settings: Settings) -> Path:
+    """Where a process that owns an embedded store lends it (``stores.socket``)."""
+    return settings.data_dir.resolve() / "control.sock"
+
+
+def sites_from(declared: str, now_ms: int) -> list[Site]:
+    """The sites of ``HITSTREAM_SITES``: domains separated by commas, or a JSON list of
+    site objects; ``ConfigError`` naming the bad one."""
+    text = declared.strip()
+    if not text:
+        return []
+    items: list[object]
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"HITSTREAM_SITES: not JSON: {exc}") from exc
+        items = parsed if isinstance(parsed, list) else [parsed]
+    else:
+        items = [{"site_id": part.strip()} for part in text.split(",") if part.strip()]
+    sites = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConfigError(f"HITSTREAM_SITES[{index}]: must be an object or a domain")
+        try:
+            sites.append(new_site(item, now_ms))
+        except QueryError as exc:
+            raise ConfigError(f"HITSTREAM_SITES[{index}].{exc.field}: {exc.reason}") from exc
+    return sites
 
 
 class Startable(Protocol):
@@ -80,12 +121,17 @@ class Runtime:
     quality: Quality | None = None
     live: LiveHub | None = None
     demo: Demo | None = None
+    gate: Gatekeeper | None = None
+    accounts: Accounts | None = None
+    announce: Callable[[str], None] | None = None
+    """Where first-run links are printed (the CLI's console); None prints nothing."""
     backoff: Backoff = field(default_factory=lambda: Backoff(first_s=0.5))
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _demo_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _demo_task: asyncio.Task[None] | None = None
     _started: list[Startable] = field(default_factory=list)
+    _control: StoreServer | None = None
     _services: AppServices | None = None
 
     @property
@@ -95,7 +141,7 @@ class Runtime:
             self._services = AppServices(
                 metrics=self.metrics,
                 checks=dict(self.adapters()),
-                optional_checks=OPTIONAL,
+                optional_checks=self.optional_parts(),
                 collector=self.collector,
                 trusted_proxies=[
                     ipaddress.ip_network(cidr, strict=False)
@@ -105,16 +151,26 @@ class Runtime:
                 quality=self.quality,
                 live=self.live,
                 alerting=self.alerting,
+                gate=self.gate,
+                accounts=self.accounts,
             )
         return self._services
+
+    def optional_parts(self) -> frozenset[str]:
+        """What ``/readyz`` reports but does not fail on: the fan-out and the cache always;
+        the store too for a collector alone (it reads the site registry from the copy it
+        holds, and ingestion goes on while the store is down)."""
+        if self.roles == frozenset({"collector"}):
+            return OPTIONAL | {"store"}
+        return OPTIONAL
 
     def adapters(self) -> dict[str, Startable]:
         """The adapters this process's roles use (and so what ``/readyz`` checks)."""
         wanted: dict[str, Startable] = {}
         if self.roles & {"collector", "processor"}:
             wanted["log"] = self.log
+        wanted["store"] = self.store  # the registry: sites, keys (every role asks it)
         if self.roles & {"processor", "web"}:
-            wanted["store"] = self.store
             wanted["fanout"] = self.fanout
         if "web" in self.roles:
             wanted["cache"] = self.cache
@@ -141,7 +197,14 @@ class Runtime:
         for name, adapter in self.adapters().items():
             await self._start_adapter(name, adapter)
             self._started.append(adapter)
+        if self.store.name == "duckdb":  # one process per file: lend it to the CLI
+            self._control = StoreServer(self.store, control_socket(self.settings))
+            await self._control.start()
         await self.tally.start()  # best effort: never waited for, never in /readyz
+        await self._declare_sites()
+        if self.gate is not None:
+            await self.gate.refresh(force=True)
+        await self._first_run()
         if self.collector is not None:
             self._tasks.append(asyncio.create_task(self.rejections.pump(self.stop_event)))
         if self.processor is not None:
@@ -155,6 +218,37 @@ class Runtime:
         if self.demo is not None:
             self._demo_task = asyncio.create_task(self.demo.run(self._demo_stop))
         log.info("started %s in %.2fs", ",".join(sorted(self.roles)), time.perf_counter() - began)
+
+    def public_url(self) -> str:
+        host = self.settings.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{shown}:{self.settings.port}"
+
+    async def _declare_sites(self) -> None:
+        """Register the sites of ``HITSTREAM_SITES`` and the demo's, unless they exist."""
+        sites = sites_from(self.settings.sites, int(time.time() * 1000))
+        if self.demo is not None:
+            sites.append(Site(self.demo.site_id, created_at=int(time.time() * 1000)))
+        for site in sites:
+            if await self.store.get_site(site.site_id) is None:
+                with contextlib.suppress(Conflict):  # another process was quicker
+                    await self.store.add_site(site)
+
+    async def _first_run(self) -> None:
+        """With a dashboard and no admin yet: print a one-time setup link; with the demo: a
+        link that logs straight into the demo site."""
+        if self.accounts is None or self.announce is None:
+            return
+        base = self.public_url()
+        if await self.accounts.needs_setup():
+            token = await self.accounts.setup_token()
+            self.announce(
+                f"First run: create the admin account at {base}/setup?token={token} "
+                "(a one-time link)"
+            )
+        if self.demo is not None:
+            token = await self.accounts.login_link(DEMO_VIEWER, [self.demo.site_id])
+            self.announce(f"Demo: open {base}/login/link?token={token} (valid 7 days)")
 
     async def stop(self) -> None:
         """Stop intake (the caller stopped the web server first), drain the log, close."""
@@ -172,6 +266,9 @@ class Runtime:
         if self.salts is not None:
             await self.salts.close()
         await self.tally.close()
+        if self._control is not None:
+            await self._control.close()
+            self._control = None
         for adapter in reversed(self._started):
             await adapter.close()
         self._started = []

@@ -29,11 +29,14 @@ from hitstream.bootstrap.runtime import ROLES, Runtime
 from hitstream.disk import DataFolders
 from hitstream.domain.alerts import AlertRule, parse_rules
 from hitstream.domain.events import Limits
+from hitstream.domain.ratelimit import Buckets
 from hitstream.errors import ConfigError, QueryError
 from hitstream.fanout.base import Fanout
 from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
+from hitstream.services.access import Gatekeeper
+from hitstream.services.accounts import Accounts
 from hitstream.services.alerting import Alerting, AlertingMetrics
 from hitstream.services.collector import Collector
 from hitstream.services.live import LiveHub
@@ -54,19 +57,20 @@ def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
     store = make_store(settings.resolved_store_url(), settings)
     fanout = make_fanout(settings.resolved_fanout_url())
     cache = make_cache(settings.resolved_cache_url(), settings.cache_entries)
-    tally = make_tally(settings.resolved_fanout_url())
+    tally = make_tally(settings.resolved_fanout_url(), store)
     store.count_answers(lambda path: metrics.store_queries.labels(path).inc())
+    gate = Gatekeeper(store, metrics_token=settings.metrics_token)
 
     salts = collector = None
     if "collector" in roles:
         salts = make_salts(settings.salts_url, settings.data_dir)
-        collector = make_collector(settings, log, salts, metrics)
+        collector = make_collector(settings, log, salts, metrics, gate)
     rejections = Rejections(tally, collector)
 
     processor = alerting = None
     warm_ups: list[Callable[[], None]] = []
     if "processor" in roles:
-        processor, warm_ups = make_processor(settings, log, store, fanout, metrics)
+        processor, warm_ups = make_processor(settings, log, store, fanout, metrics, gate)
         alerting = make_alerting(
             store,
             fanout,
@@ -76,8 +80,9 @@ def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
             registry=metrics.registry,
         )
 
-    stats = quality = live = None
+    stats = quality = live = accounts = None
     if "web" in roles:
+        accounts = Accounts(store)
         stats = StatsService(store, metrics, cache=cache)
         quality = Quality(rejections, store)
         live = LiveHub(
@@ -108,6 +113,8 @@ def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
         stats=stats,
         quality=quality,
         live=live,
+        gate=gate,
+        accounts=accounts,
     )
     if settings.demo and collector is not None:
         from hitstream.synthetic.demo import Demo
@@ -126,15 +133,30 @@ def limits_from(settings: Settings) -> Limits:
 
 
 def make_collector(
-    settings: Settings, log: EventLog, salts: SaltKeeper, metrics: Metrics
+    settings: Settings, log: EventLog, salts: SaltKeeper, metrics: Metrics, gate: Gatekeeper
 ) -> Collector:
     from hitstream.enrich.geo import IptoccCountryLookup
 
-    return Collector(log, salts, IptoccCountryLookup(), metrics, limits=limits_from(settings))
+    site_burst = settings.ingest_burst_per_site or settings.ingest_rate_per_site * 10
+    return Collector(
+        log,
+        salts,
+        IptoccCountryLookup(),
+        metrics,
+        sites=gate,
+        limits=limits_from(settings),
+        per_ip=Buckets(settings.ingest_rate_per_ip, settings.ingest_burst_per_ip),
+        per_site=Buckets(settings.ingest_rate_per_site, site_burst),
+    )
 
 
 def make_processor(
-    settings: Settings, log: EventLog, store: Store, fanout: Fanout, metrics: Metrics
+    settings: Settings,
+    log: EventLog,
+    store: Store,
+    fanout: Fanout,
+    metrics: Metrics,
+    gate: Gatekeeper,
 ) -> tuple[Processor, list[Callable[[], None]]]:
     """The processor with its pipeline (``processing_steps``: the one named list), and what
     to warm up before it takes traffic (the parsers' first runs)."""
@@ -146,7 +168,7 @@ def make_processor(
     parser = UserAgentParser()
     bots = BotDetector(parser, allow_headless=settings.allow_headless)
     sessions = Sessionizer(settings.session_timeout_s * 1000)
-    pipeline = Pipeline(processing_steps(store, parser, bots, sessions), metrics)
+    pipeline = Pipeline(processing_steps(store, parser, bots, sessions, gate), metrics)
     processor = Processor(
         log,
         store,

@@ -22,3 +22,43 @@ class QueryError(HitstreamError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class Conflict(HitstreamError):
+    """What was asked collides with what exists (a site or user registered already): a 409
+    naming the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class AccessDenied(HitstreamError):
+    """The caller may not do this: 401 without a credential, 403 with one that does not
+    reach (``status``). ``field`` names what was refused (``authorization``, ``site_id``)."""
+
+    def __init__(self, status: int, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.status = status
+        self.field = field
+        self.reason = reason
+
+
+class RateLimited(HitstreamError):
+    """Too many requests: a 429 with ``Retry-After: retry_after`` seconds."""
+
+    def __init__(self, field: str, reason: str, retry_after: int) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class NotFound(HitstreamError):
+    """What was named does not exist (a site that is not registered, a key id): a 404."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

@@ -276,31 +276,57 @@ def change(
     visits = {_visit_of(e.site_id, e.visitor_id, e.session_id) for e in events}
     visits |= {(s.site_id, s.session_id, "") for s in sessions if s.session_id}
     counts: Counts = {}
-    for state, facts, sign in ((before, old_facts, -1), (after, new_facts, 1)):
-        by_visit: dict[tuple[str, str, str], list[Slot]] = defaultdict(list)
-        by_visitor: dict[tuple[str, str], list[Slot]] = defaultdict(list)
-        for slot in state.values():
-            visit = _visit_of(slot.site, slot.visitor, slot.visit)
-            if visit in visits:
-                by_visit[visit].append(slot)
-            if (slot.site, slot.visitor) in visitors:
-                by_visitor[(slot.site, slot.visitor)].append(slot)
-        alone = {  # visitors with the slots of one visit only: counted with that visit
-            (site, slots[0].visitor): tuple(s.key for s in slots)
-            for (site, _), slots in by_visitor.items()
-        }
-        counted: set[tuple[str, str]] = set()
-        for (site, visit_id, _), slots in by_visit.items():
-            owner = (site, slots[0].visitor)
-            both = alone.get(owner) == tuple(s.key for s in slots) and owner not in counted
-            if both:
-                counted.add(owner)
-            found = _hours(slots, facts)
-            visit_contribution(counts, site, visit_id, found, facts, sign, visitor_too=both)
-        for (site, visitor), slots in by_visitor.items():
-            if (site, visitor) not in counted:
-                visitor_contribution(counts, site, _hours(slots, facts), sign)
+    _contribute(counts, before, old_facts, visits, visitors, -1)
+    _contribute(counts, after, new_facts, visits, visitors, 1)
     return Change(list(changed.values()), {k: v for k, v in counts.items() if any(v)})
+
+
+def _contribute(
+    counts: Counts,
+    state: Mapping[SlotKey, Slot],
+    facts: Facts,
+    visits: set[tuple[str, str, str]],
+    visitors: set[tuple[str, str]],
+    sign: int,
+) -> None:
+    """Add (``sign`` 1) or take back (-1) what the ``visits`` and ``visitors`` count in
+    ``state``: each visit's chains, and each visitor's (counted with its visit when the
+    visitor has the slots of that one visit only)."""
+    by_visit: dict[tuple[str, str, str], list[Slot]] = defaultdict(list)
+    by_visitor: dict[tuple[str, str], list[Slot]] = defaultdict(list)
+    for slot in state.values():
+        visit = _visit_of(slot.site, slot.visitor, slot.visit)
+        if visit in visits:
+            by_visit[visit].append(slot)
+        if (slot.site, slot.visitor) in visitors:
+            by_visitor[(slot.site, slot.visitor)].append(slot)
+    alone = {  # visitors with the slots of one visit only: counted with that visit
+        (site, slots[0].visitor): tuple(s.key for s in slots)
+        for (site, _), slots in by_visitor.items()
+    }
+    counted: set[tuple[str, str]] = set()
+    for (site, visit_id, _), slots in by_visit.items():
+        owner = (site, slots[0].visitor)
+        both = alone.get(owner) == tuple(s.key for s in slots) and owner not in counted
+        if both:
+            counted.add(owner)
+        found = _hours(slots, facts)
+        visit_contribution(counts, site, visit_id, found, facts, sign, visitor_too=both)
+    for (site, visitor), slots in by_visitor.items():
+        if (site, visitor) not in counted:
+            visitor_contribution(counts, site, _hours(slots, facts), sign)
+
+
+def take_back(stored: Iterable[Slot], facts: Facts) -> Counts:
+    """The counts to add (all negative) when every visitor of ``stored`` is deleted whole:
+    ``stored`` must hold every slot of those visitors, ``facts`` the stored row of every
+    visit they name (forgetting a user: their visits hold nobody else's events)."""
+    state = {slot.key: slot for slot in stored}
+    visits = {_visit_of(s.site, s.visitor, s.visit) for s in state.values()}
+    visitors = {(s.site, s.visitor) for s in state.values()}
+    counts: Counts = {}
+    _contribute(counts, state, facts, visits, visitors, -1)
+    return {k: v for k, v in counts.items() if any(v)}
 
 
 def _visit_of(site: str, visitor: str, visit: str) -> tuple[str, str, str]:

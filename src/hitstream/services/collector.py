@@ -1,24 +1,39 @@
-"""The collector: decode, validate, stamp, append to the event log, answer. Nothing more.
+"""The collector: decode, validate, check the site, limit, stamp, append to the log, answer.
 
 Thin on purpose: enrichment, sessions and aggregation belong to the processor. The raw IP is
 used here twice (visitor hash, country) and goes no further: it is never appended to the log.
 ``collect`` returns a ``CollectResult`` for every input; only ``LogUnavailable`` escapes (the
 web layer answers 503 and nothing was acknowledged).
+
+Sites: an event for a ``site_id`` that is not registered is refused by name, and so is one
+whose URL host, or the request's ``Origin`` (sent by browsers), is not an allowed host of its
+site. The registered sites come from the gatekeeper's in-memory copy (``services.access``),
+refreshed within a second of any change. Limits: token buckets per client IP (callers with a
+write key are exempt: a server sends for many visitors) and per site, events per second; a
+request over a limit is refused whole with 429 and ``Retry-After``, and counted. A write key
+of the event's site may set the visitor's ``ip`` and ``user_agent`` (server-side tracking);
+they are used like the request's own and never stored.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
+from urllib.parse import urlsplit
 
 import msgspec
 
+from hitstream.domain import access
+from hitstream.domain.access import ANONYMOUS, Action, Principal
 from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent, Limits, Problem
+from hitstream.domain.ratelimit import Buckets, retry_after, take_all
+from hitstream.domain.sites import Site, normal_host
 from hitstream.domain.validation import KNOWN_FIELDS, validate_event
 from hitstream.domain.visitors import event_id as new_event_id
 from hitstream.domain.visitors import user_hash, visitor_hash
@@ -41,6 +56,8 @@ class CollectResult:
     error: dict[str, str] | None = None
     label: str = ""
     """What the refusal is counted as (a fixed phrase, never input); default: the field."""
+    retry_after: int | None = None
+    """Seconds for a ``Retry-After`` header (429)."""
 
     def body(self) -> dict[str, object]:
         if self.error is not None:
@@ -100,6 +117,17 @@ class CountryLookup(Protocol):
     def country(self, ip: str) -> str: ...
 
 
+class SiteBook(Protocol):
+    """The registered sites, as the gatekeeper keeps them (``services.access.Gatekeeper``)."""
+
+    async def sites(self) -> Mapping[str, Site]: ...
+
+
+OVERRIDES: Final = ("ip", "user_agent")
+"""Fields a write key may set on an event (server-side tracking), never stored."""
+_LABELS: Final = frozenset({"", "body", "event", "origin", "ip", "user_agent"})
+
+
 MAX_REJECTION_KEYS: Final = 10_000
 """Distinct (site, reason) pairs counted apart; the rest share one key (memory stays bounded
 whatever site ids bad requests carry)."""
@@ -113,19 +141,37 @@ class Collector:
         countries: CountryLookup,
         metrics: Metrics,
         *,
+        sites: SiteBook,
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], int] | None = None,
+        per_ip: Buckets | None = None,
+        per_site: Buckets | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.log = log
         self.salts = salts
         self.countries = countries
         self.metrics = metrics
+        self.sites = sites
         self.limits = limits
         self._clock = clock or (lambda: int(time.time() * 1000))
+        self.per_ip = per_ip if per_ip is not None else Buckets(0, 0)
+        self.per_site = per_site if per_site is not None else Buckets(0, 0)
+        self._monotonic = monotonic
         self.rejections: Counter[tuple[str, str]] = Counter()
         """(site_id or "", "field:reason") -> events refused by this process, for the
         data-quality panel; ``pending`` holds what the shared tally has not counted yet."""
         self.pending: Counter[tuple[str, str]] = Counter()
+
+    def widened(self, limits: Limits) -> Collector:
+        """The same collector (log, salts, sites, counters) with other timestamp limits and
+        no rate limits: the demo's backfill of history."""
+        twin = Collector(
+            self.log, self.salts, self.countries, self.metrics, sites=self.sites,
+            limits=limits, clock=self._clock,
+        )  # fmt: skip
+        twin.rejections, twin.pending = self.rejections, self.pending
+        return twin
 
     def _reject(self, site_id: str, reason: str) -> None:
         key = (site_id, reason)
@@ -147,9 +193,7 @@ class Collector:
         site_id = site if isinstance(site, str) and len(site) <= self.limits.max_site_id else ""
         for problem in problems:
             base = problem.field.split(".", 1)[0]
-            label = (
-                base if base in KNOWN_FIELDS or base in ("", "body", "event") else "unknown_field"
-            )
+            label = base if base in KNOWN_FIELDS or base in _LABELS else "unknown_field"
             reason = "is not a known field" if label == "unknown_field" else problem.reason
             self.metrics.events_rejected.labels(label or "event", reason).inc()
             self._reject(site_id, f"{label or 'event'}: {reason}")
@@ -161,8 +205,17 @@ class Collector:
         return result
 
     async def collect(
-        self, body: bytes, media_type: str, client_ip: str, user_agent: str
+        self,
+        body: bytes,
+        media_type: str,
+        client_ip: str,
+        user_agent: str,
+        *,
+        origin: str = "",
+        principal: Principal = ANONYMOUS,
     ) -> CollectResult:
+        """``origin``: the request's ``Origin`` header (browsers send it); ``principal``: who
+        sent it (a write key may set ``ip``/``user_agent`` and is not limited per IP)."""
         decoded = decode_body(body, media_type)
         if isinstance(decoded, CollectResult):
             return self.reject_request(decoded)
@@ -180,13 +233,16 @@ class Collector:
                 _whole(413, "body", f"holds more than {self.limits.max_batch_events} events")
             )
         now = self._clock()
-        salts = await self.salts.salts(now)
-        user_agent = user_agent[: self.limits.max_user_agent]
-        country = self.countries.country(client_ip)
+        sites = await self.sites.sites()
+        origin_host = _origin_host(origin) if origin else None
         accepted: list[AcceptedEvent] = []
         rejected: list[dict[str, object]] = []
+        senders: list[tuple[str, str]] = []
         for index, item in enumerate(items):
+            item, overrides = _split_overrides(item)
             outcome = validate_event(item, now_ms=now, limits=self.limits)
+            if not isinstance(outcome, list):
+                outcome = self._check_site(outcome, sites, origin_host, overrides, principal)
             if isinstance(outcome, list):
                 self._count_rejection(item, outcome)
                 rejected.append(
@@ -196,11 +252,20 @@ class Collector:
                     }
                 )
                 continue
-            self._stamp(outcome, salts.current, salts.previous, client_ip, user_agent, now)
-            outcome.country = country
             accepted.append(outcome)
+            senders.append(
+                (str(overrides.get("ip", client_ip)), str(overrides.get("user_agent", user_agent)))
+            )
         if not accepted:
             return CollectResult(status=422, rejected=rejected)
+        limited = self._limit(client_ip, len(items), accepted, principal)
+        if limited is not None:
+            return limited
+        salts = await self.salts.salts(now)
+        for event, (ip, agent) in zip(accepted, senders, strict=True):
+            agent = agent[: self.limits.max_user_agent]
+            self._stamp(event, salts.current, salts.previous, ip, agent, now)
+            event.country = self.countries.country(ip)
         messages = [
             (f"{e.site_id}\x1f{e.visitor_id}".encode(), _ENCODER.encode(e)) for e in accepted
         ]
@@ -209,6 +274,59 @@ class Collector:
         self.metrics.append_seconds.observe(time.perf_counter() - started)
         self.metrics.events_accepted.inc(len(accepted))
         return CollectResult(status=202, ids=[e.event_id for e in accepted], rejected=rejected)
+
+    def _check_site(
+        self,
+        event: AcceptedEvent,
+        sites: Mapping[str, Site],
+        origin_host: str | None,
+        overrides: Mapping[str, object],
+        principal: Principal,
+    ) -> AcceptedEvent | list[Problem]:
+        site = sites.get(event.site_id)
+        if site is None:
+            return [Problem("site_id", "is not a registered site")]
+        problems: list[Problem] = []
+        writer = access.allowed(principal, Action.WRITE_EVENTS, event.site_id)
+        if principal.has_credential and not writer:
+            problems.append(Problem("site_id", "is not a site this key may send events for"))
+        if overrides and not writer:
+            for name in overrides:
+                problems.append(Problem(name, "may only be set with a write key of the site"))
+        elif overrides:
+            problems.extend(_override_problems(overrides))
+        if event.hostname and not site.allows(event.hostname):
+            problems.append(Problem("url", "its host is not an allowed host of the site"))
+        if origin_host is not None and not site.allows(origin_host):
+            problems.append(Problem("origin", "is not an allowed host of the site"))
+        return problems or event
+
+    def _limit(
+        self, client_ip: str, sent: int, events: list[AcceptedEvent], principal: Principal
+    ) -> CollectResult | None:
+        """Take the request's events from its buckets, or refuse it whole (429)."""
+        if not self.per_ip.enabled and not self.per_site.enabled:
+            return None
+        per_site = Counter(e.site_id for e in events)
+        limits: list[tuple[Buckets, Mapping[str, int]]] = [(self.per_site, per_site)]
+        if not principal.has_credential:
+            limits.append((self.per_ip, {client_ip: sent}))
+        wait = take_all(limits, self._monotonic())
+        if wait <= 0:
+            return None
+        over_ip = (
+            not principal.has_credential
+            and self.per_ip.wait_for({client_ip: sent}, self._monotonic()) > 0
+        )
+        what = "this client address" if over_ip else "this site"
+        reason = f"more events than {what} may send per second; retry after Retry-After"
+        seconds = retry_after(wait)
+        self.metrics.requests_rejected.labels("429", "rate").inc()
+        for site in per_site:
+            self._reject(site, f"rate limit: {what}")
+        return CollectResult(
+            429, error={"field": "rate", "reason": reason}, label="rate", retry_after=seconds
+        )
 
     def _stamp(
         self,
@@ -233,3 +351,32 @@ class Collector:
                 else event.visitor_id
             )
         event.user_agent = user_agent
+
+
+def _origin_host(origin: str) -> str:
+    """The host of an ``Origin`` header (``"null"`` and garbage give "": allowed nowhere)."""
+    try:
+        return normal_host(urlsplit(origin).hostname or "")
+    except ValueError:
+        return ""
+
+
+def _split_overrides(item: object) -> tuple[object, dict[str, object]]:
+    """The event without ``ip``/``user_agent``, and those two as sent."""
+    if not isinstance(item, dict) or not any(name in item for name in OVERRIDES):
+        return item, {}
+    rest = {k: v for k, v in item.items() if k not in OVERRIDES}
+    return rest, {k: v for k, v in item.items() if k in OVERRIDES and v is not None}
+
+
+def _override_problems(overrides: Mapping[str, object]) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, value in overrides.items():
+        if not isinstance(value, str) or not value or len(value) > 1024:
+            problems.append(Problem(name, "must be a non-empty string of at most 1024 characters"))
+        elif name == "ip":
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                problems.append(Problem("ip", "is not an IP address"))
+    return problems

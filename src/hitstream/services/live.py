@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -130,8 +130,15 @@ class LiveHub:
         await self._attach(client, key)
         return client
 
-    async def receive(self, client: LiveClient, text: str) -> None:
-        """Handle one message from the dashboard: ``{"type": "set", "period": ...}``."""
+    async def receive(
+        self,
+        client: LiveClient,
+        text: str,
+        may_view: Callable[[str], Awaitable[str | None]] | None = None,
+    ) -> None:
+        """Handle one message from the dashboard: ``{"type": "set", "period": ...}``.
+        ``may_view(site_id)`` says why the client may not switch to another site (None: it
+        may)."""
         if len(text) > MAX_CLIENT_MESSAGE:
             client.push(_error("message", f"is longer than {MAX_CLIENT_MESSAGE} characters"))
             return
@@ -150,6 +157,11 @@ class LiveHub:
         except QueryError as exc:
             client.push(_error(exc.field, exc.reason))
             return
+        if may_view is not None and key.site_id != current.get("site_id"):
+            refused = await may_view(key.site_id)
+            if refused is not None:
+                client.push(_error("site_id", refused))
+                return
         self._detach(client)
         await self._attach(client, key)
 

@@ -1,7 +1,11 @@
 """The processing pipeline: one named list of steps, run step-major over a batch.
 
-``processing_steps`` is the list, in the order the steps run: ``drop_duplicate``, the
-enrichment steps of ``hitstream.domain.steps`` (``drop_bot`` first), then ``put_session``.
+``processing_steps`` is the list, in the order the steps run: ``drop_duplicate``,
+``drop_unregistered`` (the site was removed after the collector took the event: a removed
+site's data must not come back, nor a replay bring back events of one), ``drop_forgotten``
+(events of a user forgotten on request, received before they were forgotten: still in the
+log, or replayed), the enrichment steps
+of ``hitstream.domain.steps`` (``drop_bot`` first), then ``put_session``.
 Two kinds of step:
 
 - an *event step* (``hitstream.domain.pipeline.Step``) takes one event and returns ``None`` or
@@ -22,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -42,6 +46,8 @@ from hitstream.metrics import Metrics
 BatchStep = Callable[[Sequence[Working]], Awaitable[list[Drop | None]]]
 """A step over the whole batch: one outcome per event, in order."""
 DUPLICATE = Drop("duplicate")
+UNREGISTERED = Drop("site_not_registered")
+FORGOTTEN = Drop("forgotten_user")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +95,55 @@ def drop_duplicate_with(store: KnownIds) -> BatchStep:
     return drop_duplicate
 
 
+class SiteBook(Protocol):
+    """The registered sites and the forgotten users (``services.access.Gatekeeper``)."""
+
+    async def sites(self) -> Mapping[str, object]: ...
+
+    async def forgotten_users(self) -> Mapping[tuple[str, str], int]: ...
+
+
+def drop_unregistered_with(book: SiteBook) -> BatchStep:
+    """A ``drop_unregistered`` step: an event of a site that is not registered (any more)
+    stops here; the collector checked when it took the event, but the site may be gone."""
+
+    async def drop_unregistered(batch: Sequence[Working]) -> list[Drop | None]:
+        sites = await book.sites()
+        return [None if w.accepted.site_id in sites else UNREGISTERED for w in batch]
+
+    return drop_unregistered
+
+
+def drop_forgotten_with(book: SiteBook) -> BatchStep:
+    """A ``drop_forgotten`` step: an event of a user forgotten on request, received before
+    the user was forgotten, stops here (a forgotten user's events never come back)."""
+
+    async def drop_forgotten(batch: Sequence[Working]) -> list[Drop | None]:
+        gone = await book.forgotten_users()
+        if not gone:
+            return [None] * len(batch)
+        outcomes: list[Drop | None] = []
+        for working in batch:
+            event = working.accepted
+            at = gone.get((event.site_id, event.visitor_id))
+            outcomes.append(FORGOTTEN if at is not None and event.received_at <= at else None)
+        return outcomes
+
+    return drop_forgotten
+
+
 def processing_steps(
-    store: KnownIds, user_agents: UserAgentParser, bots: BotDetector, sessions: Sessionizer
+    store: KnownIds,
+    user_agents: UserAgentParser,
+    bots: BotDetector,
+    sessions: Sessionizer,
+    sites: SiteBook,
 ) -> list[Named]:
     """The processor's pipeline: every step, named, in the order it runs."""
     return [
         batch_step("drop_duplicate", drop_duplicate_with(store)),
+        batch_step("drop_unregistered", drop_unregistered_with(sites)),
+        batch_step("drop_forgotten", drop_forgotten_with(sites)),
         *(event_step(name, step) for name, step in build_steps(user_agents, bots)),
         event_step("put_session", put_session_with(sessions), stateful=True),
     ]

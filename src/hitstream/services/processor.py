@@ -26,6 +26,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from typing import Final
 
 import msgspec
 
@@ -79,6 +80,10 @@ def live_message(
     )
 
 
+REGISTRY_CHECK_MS: Final = 1_000
+SITE_RETENTION_EVERY_MS: Final = 600_000
+
+
 class Processor:
     def __init__(
         self,
@@ -122,6 +127,9 @@ class Processor:
         self._stop: asyncio.Event | None = None
         self._stopping_since: float | None = None
         self._last_housekeeping = 0
+        self._last_site_retention = 0
+        self._registry_version: int | None = None
+        self._registry_checked = -float(REGISTRY_CHECK_MS)
         self._last_lag = 0.0
         self.processed = 0
         self.batches = 0
@@ -218,6 +226,7 @@ class Processor:
         if not messages:
             await self._housekeeping()
             return 0
+        await self._follow_registry()
         began = time.perf_counter()
         try:
             stored = await self.runner.run(messages, stream=self.stream, give_up=self._give_up)
@@ -278,6 +287,35 @@ class Processor:
             except Exception as exc:  # live updates pause; processing goes on
                 log.warning("live update for %s not published: %s", site, exc)
 
+    async def _follow_registry(self) -> None:
+        """Reload the visit state when the registry moved (at most once a second): forgetting
+        a user deletes visits this processor may hold open, and a continued one would bring
+        their counts back. Between batches the visit state equals the store's, so reloading
+        it is always safe."""
+        now = time.monotonic() * 1000  # not the injected clock: this is only pacing
+        if now - self._registry_checked < REGISTRY_CHECK_MS:
+            return
+        self._registry_checked = now
+        try:
+            version = await self.store.registry_version()
+        except AdapterUnavailable:
+            return  # the batch's write will say so
+        if self._registry_version is not None and version != self._registry_version:
+            self.runner.stale = True
+        self._registry_version = version
+
+    async def _site_retention(self, now: int) -> None:
+        """Delete what each site keeps past its own retention (every 10 minutes)."""
+        if now - self._last_site_retention < SITE_RETENTION_EVERY_MS:
+            return
+        self._last_site_retention = now
+        for site in await self.store.registered_sites():
+            if site.retention_days > 0:
+                cutoff = now - site.retention_days * 86_400_000
+                removed = await self.store.delete_site_before(site.site_id, cutoff)
+                if removed:
+                    log.info("retention removed %d events of %s", removed, site.site_id)
+
     async def _housekeeping(self) -> None:
         now = self._clock()
         if now - self._last_housekeeping < 60_000:
@@ -292,3 +330,4 @@ class Processor:
             removed = await self.store.delete_before(now - self.retention_ms)
             if removed:
                 log.info("retention removed %d events", removed)
+        await self._site_retention(now)

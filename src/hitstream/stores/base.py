@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint
 from hitstream.errors import PositionConflict
+from hitstream.stores.registry import Registry
 
 
 @dataclass(slots=True)
@@ -45,7 +46,9 @@ def check_fence(stream: str, stored: dict[int, int], starts: dict[int, int]) -> 
             )
 
 
-class Store(ABC):
+class Store(Registry, ABC):
+    """The store port; every store is also the site registry (``stores.registry``)."""
+
     name: str = "store"
 
     async def start(self) -> None:
@@ -123,3 +126,20 @@ class Store(ABC):
     @abstractmethod
     async def delete_before(self, cutoff_ms: int) -> int:
         """Retention: delete events and sessions older than ``cutoff_ms``; return events gone."""
+
+    @abstractmethod
+    async def delete_site_before(self, site_id: str, cutoff_ms: int) -> int:
+        """Per-site retention: delete one site's events and visits older than ``cutoff_ms``
+        (and what its rollups hold of them); return events gone."""
+
+    @abstractmethod
+    async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
+        """Delete every stored event of the identified user ``user_id`` on the site, with
+        the visits they made, and correct every rollup and the data version, so that stats
+        are as if those events never arrived; return the events deleted. The user is
+        recorded as forgotten at ``at_ms`` (``Registry.forgotten``), in the same transaction:
+        the processor drops their events received before then that come again.
+
+        A ``user_id`` gives its events a visitor of its own (``domain.visitors.user_hash``),
+        and visits belong to one visitor, so the user's visits hold only the user's events:
+        they go whole, and nobody else's visit changes."""

@@ -29,6 +29,8 @@ from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
 from hitstream.stores.sql.common import SESSION_COLUMNS, results
 from hitstream.stores.sql.duckdb import stats, writes
+from hitstream.stores.sql.registry import BUMP, SqlRegistry, forgotten_statement
+from hitstream.stores.sql.registry import Statement as RegistryStatement
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -48,6 +50,19 @@ def _transaction(conn: Connection, statements: Sequence[tuple[str, object]]) -> 
             conn.execute("ROLLBACK")
         raise
     return rows
+
+
+def _each(conn: Connection, statements: Sequence[tuple[str, object]]) -> list[list[Row]]:
+    """Run statements in one transaction; return the rows of each."""
+    conn.execute("BEGIN")
+    try:
+        found = [conn.execute(sql, params).fetchall() for sql, params in statements]
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return found
 
 
 def _write(conn: Connection, batch: WriteBatch) -> None:
@@ -103,7 +118,7 @@ def _delete_before(conn: Connection, cutoff_ms: int) -> int:
     return int(_transaction(conn, statements)[0][0])
 
 
-class DuckDBStore(Store):
+class DuckDBStore(Store, SqlRegistry):
     name = "duckdb"
 
     def __init__(
@@ -239,3 +254,49 @@ class DuckDBStore(Store):
 
     async def delete_before(self, cutoff_ms: int) -> int:
         return await self._run("retention", lambda conn: _delete_before(conn, cutoff_ms))
+
+    # -- the registry (stores/sql/registry.py) and per-site deletions ---------------------
+
+    async def _registry_tx(self, statements: Sequence[RegistryStatement]) -> list[list[Row]]:
+        # DuckDB refuses parameters a statement does not name: pass only those it does
+        named = [
+            (sql, {k: v for k, v in params.items() if f"${k}" in sql}) for sql, params in statements
+        ]
+        return await self._run("registry", lambda conn: _each(conn, named))
+
+    def _site_data_statements(self, site_id: str) -> list[RegistryStatement]:
+        s: dict[str, object] = {"s": site_id}
+        return [
+            ("DELETE FROM events WHERE site_id = $s", s),
+            ("DELETE FROM sessions WHERE site_id = $s", s),
+            ("DELETE FROM drops WHERE site_id = $s", s),
+            writes.bump_sites([site_id]),
+        ]
+
+    async def delete_site_before(self, site_id: str, cutoff_ms: int) -> int:
+        p: dict[str, object] = {"s": site_id, "cut": cutoff_ms}
+        results = await self._registry_tx(
+            [
+                ("DELETE FROM sessions WHERE site_id = $s AND last_seen < $cut", p),
+                ("DELETE FROM events WHERE site_id = $s AND ts < $cut RETURNING 1", p),
+                writes.bump_sites([site_id]),
+            ]
+        )
+        return len(results[1])
+
+    async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
+        p: dict[str, object] = {"s": site_id, "u": user_id}
+        results = await self._registry_tx(
+            [
+                (
+                    "DELETE FROM sessions WHERE site_id = $s AND session_id IN (SELECT "
+                    "session_id FROM events WHERE site_id = $s AND user_id = $u)",
+                    p,
+                ),
+                ("DELETE FROM events WHERE site_id = $s AND user_id = $u RETURNING 1", p),
+                writes.bump_sites([site_id]),
+                forgotten_statement(site_id, user_id, at_ms),
+                BUMP,  # processors reload their open visits (services/processor.py)
+            ]
+        )
+        return len(results[1])

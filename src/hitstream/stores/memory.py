@@ -37,8 +37,10 @@ from hitstream.domain.stats import (
     bucket_of,
     bucket_starts,
 )
+from hitstream.domain.visitors import user_hash
 from hitstream.errors import QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
+from hitstream.stores.memory_registry import MemoryRegistry
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -64,10 +66,11 @@ def _check_batch(batch: WriteBatch) -> None:
         _check_int(count, "drop count")
 
 
-class MemoryStore(Store):
+class MemoryStore(Store, MemoryRegistry):
     name = "memory"
 
     def __init__(self) -> None:
+        MemoryRegistry.__init__(self)
         self._events: dict[str, ProcessedEvent] = {}
         self._sessions: dict[tuple[str, str], Session] = {}
         self._positions: dict[tuple[str, int], int] = {}
@@ -233,3 +236,43 @@ class MemoryStore(Store):
         for site_id in touched:
             self._versions[site_id] = self._versions.get(site_id, 0) + 1
         return len(old_events)
+
+    def _bump_sites(self, sites: set[str]) -> None:
+        for site_id in sites:
+            self._versions[site_id] = self._versions.get(site_id, 0) + 1
+
+    async def delete_site_before(self, site_id: str, cutoff_ms: int) -> int:
+        self._ensure()
+        old = [
+            k for k, e in self._events.items() if e.site_id == site_id and e.timestamp < cutoff_ms
+        ]
+        visits = [
+            k for k, s in self._sessions.items() if k[0] == site_id and s.last_seen < cutoff_ms
+        ]
+        for event_id in old:
+            del self._events[event_id]
+        for key in visits:
+            del self._sessions[key]
+        if old or visits:
+            self._bump_sites({site_id})
+        return len(old)
+
+    async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
+        self._ensure()
+        self._forgotten[(site_id, user_hash(site_id, user_id))] = at_ms
+        gone = [e for e in self._events.values() if e.site_id == site_id and e.user_id == user_id]
+        for event in gone:
+            del self._events[event.event_id]
+            self._sessions.pop((site_id, event.session_id), None)
+        self._bump_sites({site_id})
+        self._bump()  # processors reload their open visits (services/processor.py)
+        return len(gone)
+
+    def _delete_site_data(self, site_id: str) -> None:
+        for event_id in [k for k, e in self._events.items() if e.site_id == site_id]:
+            del self._events[event_id]
+        for key in [k for k in self._sessions if k[0] == site_id]:
+            del self._sessions[key]
+        for key in [k for k in self._drops if k[0] == site_id]:
+            del self._drops[key]
+        self._bump_sites({site_id})

@@ -19,6 +19,7 @@ Nothing connects before ``start`` (which opens the pool and migrates); ``close``
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -35,14 +36,17 @@ from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch
 from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, results
 from hitstream.stores.sql.postgres import migrations, partitions, rollups, stats, writes
+from hitstream.stores.sql.registry import BUMP, SqlRegistry, forgotten_statement
+from hitstream.stores.sql.registry import Statement as RegistryStatement
 
 Connection = psycopg.AsyncConnection[Any]
 Row = tuple[Any, ...]
 _ICU_ROOT = "und-x-icu"
 _RETENTION_LOCK = 0x68_73_72_65_74_61_69_6E
+_PARAM = re.compile(r"\$(\w+)")
 
 
-class PostgresStore(Store):
+class PostgresStore(Store, SqlRegistry):
     name = "postgres"
 
     def __init__(
@@ -194,7 +198,11 @@ class PostgresStore(Store):
         pool, self._pool = self._pool, None
         self._months.clear()
         leads, self._leads = list(self._leads.values()), {}
-        for conn in leads:  # closing the session releases its advisory locks
+        for conn in leads:
+            # unlock first: the server releases a closed session's locks only once its
+            # backend has exited, which may be after the next process asked for the lead
+            with suppress(psycopg.Error):
+                await conn.execute("SELECT pg_advisory_unlock_all()")
             with suppress(psycopg.Error):
                 await conn.close()
         if pool is not None:
@@ -387,3 +395,101 @@ class PostgresStore(Store):
                 await conn.execute(*writes.bump_sites(sorted(touched)))
         self._months.difference_update(dropped)
         return removed
+
+    # -- the registry (stores/sql/registry.py) and per-site deletions ---------------------
+
+    async def _registry_tx(self, statements: Sequence[RegistryStatement]) -> list[list[Row]]:
+        found: list[list[Row]] = []
+        async with self._connection("registry") as conn, conn.transaction():
+            for sql, params in statements:
+                cursor = await conn.execute(_PARAM.sub(r"%(\1)s", sql), params)
+                found.append(await cursor.fetchall() if cursor.description else [])
+        return found
+
+    def _site_data_statements(self, site_id: str) -> list[RegistryStatement]:
+        s: dict[str, object] = {"s": site_id}
+        statements: list[RegistryStatement] = [
+            (
+                "DELETE FROM event_ids WHERE event_id IN "
+                "(SELECT event_id FROM events WHERE site_id = $s)",
+                s,
+            ),
+            ("DELETE FROM events WHERE site_id = $s", s),
+            ("DELETE FROM sessions WHERE site_id = $s", s),
+            ("DELETE FROM drops WHERE site_id = $s", s),
+        ]
+        for table in ("rollups", "rollup_slots", "rollup_loads", "rollup_loads_daily"):
+            statements.append((f"DELETE FROM {table} WHERE site_id = $s", s))
+        statements.append(
+            (
+                "INSERT INTO sites (site_id, data_version) VALUES ($s, 1) ON CONFLICT (site_id) "
+                "DO UPDATE SET data_version = sites.data_version + 1",
+                s,
+            )
+        )
+        return statements
+
+    async def delete_site_before(self, site_id: str, cutoff_ms: int) -> int:
+        p = {"s": site_id, "cut": cutoff_ms}
+        async with self._connection("retention") as conn, conn.transaction():
+            await conn.execute("LOCK TABLE positions IN EXCLUSIVE MODE")  # writers wait
+            await conn.execute(
+                "DELETE FROM event_ids WHERE event_id IN (SELECT event_id FROM events "
+                "WHERE site_id = %(s)s AND ts < %(cut)s)",
+                p,
+            )
+            cursor = await conn.execute(
+                "WITH gone AS (DELETE FROM events WHERE site_id = %(s)s AND ts < %(cut)s "
+                "RETURNING 1) SELECT count(*) FROM gone",
+                p,
+            )
+            row = await cursor.fetchone()
+            await conn.execute(
+                "DELETE FROM sessions WHERE site_id = %(s)s AND last_seen < %(cut)s", p
+            )
+            async with conn.cursor() as cur:
+                await rollups.forget_site_before(cur, site_id, cutoff_ms)
+            await conn.execute(*writes.bump_sites([site_id]))
+        return int(row[0]) if row else 0
+
+    async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
+        """One transaction that first locks ``positions`` (processors wait: a write that
+        touches the same visitor cannot interleave), takes back the user's rollups from their
+        slots and visit rows, then deletes their events, ids and visits."""
+        p = {"s": site_id, "u": user_id}
+        async with self._connection("forget") as conn, conn.transaction():
+            await conn.execute("LOCK TABLE positions IN EXCLUSIVE MODE")
+            cursor = await conn.execute(
+                "SELECT DISTINCT visitor_id FROM events WHERE site_id = %(s)s AND user_id = %(u)s",
+                p,
+            )
+            visitors = [row[0] for row in await cursor.fetchall()]
+            cursor = await conn.execute(
+                "SELECT ts, load_time_ms FROM events WHERE site_id = %(s)s AND user_id = %(u)s "
+                "AND type = 'pageview' AND load_time_ms IS NOT NULL",
+                p,
+            )
+            loads = [(int(ts), int(ms)) for ts, ms in await cursor.fetchall()]
+            async with conn.cursor() as cur:
+                await rollups.forget_visitors(cur, site_id, visitors, loads)
+            await conn.execute(
+                "DELETE FROM event_ids WHERE event_id IN (SELECT event_id FROM events "
+                "WHERE site_id = %(s)s AND user_id = %(u)s)",
+                p,
+            )
+            await conn.execute(
+                "DELETE FROM sessions WHERE site_id = %(s)s AND session_id IN (SELECT "
+                "session_id FROM events WHERE site_id = %(s)s AND user_id = %(u)s)",
+                p,
+            )
+            cursor = await conn.execute(
+                "WITH gone AS (DELETE FROM events WHERE site_id = %(s)s AND user_id = %(u)s "
+                "RETURNING 1) SELECT count(*) FROM gone",
+                p,
+            )
+            row = await cursor.fetchone()
+            await conn.execute(*writes.bump_sites([site_id]))
+            sql, params = forgotten_statement(site_id, user_id, at_ms)
+            await conn.execute(_PARAM.sub(r"%(\1)s", sql), params)
+            await conn.execute(BUMP[0])  # processors reload their open visits
+        return int(row[0]) if row else 0

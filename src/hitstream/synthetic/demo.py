@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from hitstream.domain import access
 from hitstream.domain.events import Limits
 from hitstream.services.collector import Collector
 from hitstream.stores.base import Store
@@ -51,16 +52,19 @@ class Demo:
             max_past_ms=(HISTORY_DAYS + 1) * 86_400_000,
             max_future_ms=collector.limits.max_future_ms,
         )
-        # the same log, salts and counters; only the accepted timestamp window is wider
-        self.backfill_collector = Collector(
-            collector.log, collector.salts, collector.countries, collector.metrics, limits=widened
-        )
+        # the same log, salts, sites and counters; only the accepted timestamp window is wider
+        self.backfill_collector = collector.widened(widened)
         self.collector = collector
+        self.sender = access.key("demo", site_id, "write")
+        """The demo sends like a server-side integration with a write key of its site: its
+        synthetic visitors' IPs and browsers are its to set, and no per-IP limit applies."""
 
     async def _send(self, collector: Collector, events: Iterable[WireEvent]) -> int:
         accepted = 0
         calls = [
-            collector.collect(_ENCODE(e.body), "application/json", e.ip, e.user_agent)
+            collector.collect(
+                _ENCODE(e.body), "application/json", e.ip, e.user_agent, principal=self.sender
+            )
             for e in events
         ]
         for result in await asyncio.gather(*calls):

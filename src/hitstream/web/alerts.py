@@ -6,14 +6,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from hitstream.domain.access import Action
+from hitstream.web.auth import SITE_RESPONSES, CallerDep, GateDep
 from hitstream.web.deps import AlertingDep
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
 
-@router.get("/alerts", summary="Alert rules, alerts pending or firing now, recent transitions")
+@router.get(
+    "/alerts",
+    summary="Alert rules, alerts pending or firing now, recent transitions",
+    responses=SITE_RESPONSES,
+)
 async def alerts(
     alerting: AlertingDep,
+    caller: CallerDep,
+    gate: GateDep,
     site_id: Annotated[
         str | None, Query(min_length=1, max_length=100, description="One site (all if absent)")
     ] = None,
@@ -21,6 +29,10 @@ async def alerts(
 ) -> dict[str, Any]:
     """``enabled`` is false in a process that does not evaluate rules (no rules set, or a
     role without alerting): its dashboards still get alert frames over the fan-out."""
+    if site_id is None:
+        gate.require(caller.principal, Action.READ_ALL)
+    else:
+        await gate.check(caller.principal, Action.READ_STATS, site_id)
     if alerting is None:
         return {"enabled": False, "site_id": site_id, "rules": [], "active": [], "recent": []}
     return {

@@ -16,13 +16,21 @@ from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hitstream import __version__
-from hitstream.errors import AdapterUnavailable, QueryError
-from hitstream.web import alerts, collect, dashboard, docs, live, openapi, ops, stats
+from hitstream.errors import (
+    AccessDenied,
+    AdapterUnavailable,
+    Conflict,
+    NotFound,
+    QueryError,
+    RateLimited,
+)
+from hitstream.web import alerts, collect, dashboard, docs, live, openapi, ops, pages, sites, stats
+from hitstream.web.cors import Cors
 from hitstream.web.deps import AppServices
 from hitstream.web.headers import SecurityHeaders
 
@@ -37,6 +45,22 @@ def _error(status: int, field: str, reason: str) -> JSONResponse:
     return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status)
 
 
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route takes on this path (Starlette names its first route's only)."""
+    methods = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(methods)
+
+
 class Lifecycle(Protocol):
     """What the app starts with its lifespan and stops after the last request (a Runtime)."""
 
@@ -49,7 +73,7 @@ def create_app(
     services: AppServices,
     *,
     lifecycle: Lifecycle | None = None,
-    cors_origins: Sequence[str] = ("*",),
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     metrics = services.metrics
 
@@ -72,13 +96,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=list(cors_origins),
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["content-type", "content-encoding"],
-        max_age=86_400,
-    )
+    app.add_middleware(Cors, origins=list(cors_origins))
     app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(RequestValidationError)
@@ -96,6 +114,31 @@ def create_app(
         metrics.requests_rejected.labels("400", exc.field).inc()
         return _error(400, exc.field, exc.reason)
 
+    @app.exception_handler(AccessDenied)
+    async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
+        metrics.requests_rejected.labels(str(exc.status), exc.field).inc()
+        response = _error(exc.status, exc.field, exc.reason)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="hitstream"'
+        return response
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        metrics.requests_rejected.labels("404", exc.field).inc()
+        return _error(404, exc.field, exc.reason)
+
+    @app.exception_handler(Conflict)
+    async def conflict(request: Request, exc: Conflict) -> JSONResponse:
+        metrics.requests_rejected.labels("409", exc.field).inc()
+        return _error(409, exc.field, exc.reason)
+
+    @app.exception_handler(RateLimited)
+    async def limited(request: Request, exc: RateLimited) -> JSONResponse:
+        metrics.requests_rejected.labels("429", exc.field).inc()
+        response = _error(429, exc.field, exc.reason)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
     @app.exception_handler(AdapterUnavailable)
     async def unavailable(request: Request, exc: AdapterUnavailable) -> JSONResponse:
         response = _error(503, "service", str(exc))
@@ -111,6 +154,8 @@ def create_app(
             metrics.requests_rejected.labels(str(exc.status_code), field).inc()
         response = _error(exc.status_code, field, str(exc.detail).lower())
         response.headers.update(exc.headers or {})  # 405 carries Allow
+        if exc.status_code == 405:  # every method of the path, not only its first route's
+            response.headers["Allow"] = _allowed(request)
         return response
 
     app.include_router(ops.router)
@@ -120,7 +165,9 @@ def create_app(
         app.include_router(collect.router)
     if services.stats is not None:  # the web role
         app.include_router(stats.router)
+        app.include_router(sites.router)
         app.include_router(live.router)
         app.include_router(alerts.router)
+        app.include_router(pages.router)
         dashboard.mount(app)
     return app

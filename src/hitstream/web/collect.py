@@ -15,10 +15,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
+from hitstream.domain.access import ANONYMOUS
 from hitstream.domain.events import DEFAULT_LIMITS, EVENT_TYPES
 from hitstream.domain.validation import MAX_SAFE_INTEGER
-from hitstream.errors import LogUnavailable
+from hitstream.errors import AccessDenied, LogUnavailable
 from hitstream.services.collector import CollectResult
+from hitstream.web.auth import credentials_of, is_trusted
 from hitstream.web.deps import Network, services_of
 from hitstream.web.encoding import EncodingProblem, inflate
 from hitstream.web.openapi import ERROR_REF, RETRY_AFTER
@@ -29,12 +31,12 @@ router = APIRouter(tags=["collect"])
 def client_ip(request: Request, trusted: Sequence[Network]) -> str:
     """The peer address, or the right-most untrusted hop of X-Forwarded-For behind a proxy."""
     peer = request.client.host if request.client else ""
-    if not trusted or not _is_trusted(peer, trusted):
+    if not trusted or not is_trusted(peer, trusted):
         return peer
     forwarded = request.headers.get("x-forwarded-for", "")
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
+        if not is_trusted(hop, trusted):
             return hop if _is_ip(hop) else peer
     return hops[0] if hops and _is_ip(hops[0]) else peer
 
@@ -45,14 +47,6 @@ def _is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
 
 
 async def _read_body(request: Request, cap: int) -> bytes | None:
@@ -75,7 +69,8 @@ async def _read_body(request: Request, cap: int) -> bytes | None:
 
 
 def _respond(result: CollectResult) -> JSONResponse:
-    return JSONResponse(result.body(), status_code=result.status)
+    headers = {"Retry-After": str(result.retry_after)} if result.retry_after else None
+    return JSONResponse(result.body(), status_code=result.status, headers=headers)
 
 
 _L = DEFAULT_LIMITS
@@ -190,12 +185,24 @@ _ERROR = {"application/json": {"schema": ERROR_REF}}
             "out of range), or a compressed body is corrupt",
             "content": _ERROR,
         },
+        401: {
+            "description": "An `Authorization` header with an unknown or revoked key",
+            "content": _ERROR,
+        },
         413: {"description": "Body (inflated too) or batch too large", "content": _ERROR},
         415: {"description": "Unsupported Content-Type or Content-Encoding", "content": _ERROR},
         422: {
-            "description": "No event was valid (each refusal names field and reason), or the "
-            "body holds no event",
+            "description": "No event was valid (each refusal names field and reason: an "
+            "unregistered `site_id`, a `url` or `origin` whose host the site does not allow "
+            "...), or the body holds no event",
             "content": {"application/json": {"schema": {"anyOf": [ANSWER_SCHEMA, ERROR_REF]}}},
+        },
+        429: {
+            "description": "More events per second than this client address or site may "
+            "send (HITSTREAM_INGEST_RATE_PER_IP, HITSTREAM_INGEST_RATE_PER_SITE); nothing "
+            "stored; retry after Retry-After",
+            "headers": RETRY_AFTER,
+            "content": _ERROR,
         },
         503: {
             "description": "Event log unavailable; nothing stored; retry after Retry-After",
@@ -251,9 +258,21 @@ async def collect_events(request: Request) -> Response:
             )
         )
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    principal = ANONYMOUS
+    if request.headers.get("authorization") and services.gate is not None:
+        try:  # a server sending with a key; an unknown key is refused, not ignored
+            principal = (await services.gate.resolve(credentials_of(request))).principal
+        except AccessDenied as exc:
+            error = {"field": exc.field, "reason": exc.reason}
+            return _respond(collector.reject_request(CollectResult(401, error=error)))
     try:
         result = await collector.collect(
-            body, media_type, client_ip(request, trusted), request.headers.get("user-agent", "")
+            body,
+            media_type,
+            client_ip(request, trusted),
+            request.headers.get("user-agent", ""),
+            origin=request.headers.get("origin", ""),
+            principal=principal,
         )
     except LogUnavailable:
         collector.reject_request(

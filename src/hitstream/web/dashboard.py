@@ -1,13 +1,17 @@
 """The dashboard and the tracker script, served from the package: no CDN, no Node at run time.
 
-``/`` is the dashboard page (no-cache, a strict Content-Security-Policy so that even a slip
-past ``textContent`` could not run a script), ``/static/...`` its assets (versioned by a
-content hash in the page, so they may be cached for long), ``/js/hitstream.js`` the tracker.
+The pages (``index.html``: the dashboard, ``sites.html``: sites, keys and shared links) are
+served by ``web/pages.py`` with ``page_response`` (no-cache, a strict Content-Security-Policy
+so that even a slip past ``textContent`` could not run a script); ``/static/...`` holds their
+assets (versioned by a content hash in the page, so they may be cached for long) and
+``/js/hitstream.js`` is the tracker.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import html
 from pathlib import Path
 from typing import Final
 
@@ -19,13 +23,23 @@ from starlette.types import Scope
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 TRACKER: Final = STATIC_DIR / "js" / "hitstream.js"
-_ASSETS: Final = ("app.js", "app.css", "vendor/uplot.min.js", "vendor/uplot.min.css")
+_ASSETS: Final = (
+    "app.js",
+    "app.css",
+    "sites.js",
+    "vendor/uplot.min.js",
+    "vendor/uplot.min.css",
+)
+ICON: Final = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
+    "%3Ccircle cx='8' cy='8' r='6' fill='%234f6bed'/%3E%3C/svg%3E"
+)
 CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'self'; object-src 'none'"
 )
-_PAGE_HEADERS: Final = {
+PAGE_HEADERS: Final = {
     "Content-Security-Policy": CSP,
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
@@ -33,12 +47,26 @@ _PAGE_HEADERS: Final = {
 }
 
 
+@functools.cache
 def asset_version(static_dir: Path = STATIC_DIR) -> str:
     """A short hash of the dashboard's assets: changes whenever one of them does."""
     digest = hashlib.blake2b(digest_size=6)
     for name in _ASSETS:
         digest.update((static_dir / name).read_bytes())
     return digest.hexdigest()
+
+
+@functools.cache
+def _page_text(name: str) -> str:
+    return (STATIC_DIR / name).read_text(encoding="utf-8").replace("__V__", asset_version())
+
+
+def page_response(name: str = "index.html", share: str | None = None) -> HTMLResponse:
+    """A page of the dashboard; ``share``: the read-only dashboard of that one site."""
+    text = _page_text(name)
+    if share is not None:
+        text = text.replace("<body>", f'<body data-share="{html.escape(share, quote=True)}">', 1)
+    return HTMLResponse(text, headers=PAGE_HEADERS)
 
 
 class _CachedStatic(StaticFiles):
@@ -53,12 +81,7 @@ class _CachedStatic(StaticFiles):
 
 
 def mount(app: Starlette) -> None:
-    """Add ``/``, ``/static`` and ``/js/hitstream.js`` to the app (reads the files once)."""
-    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    page = page.replace("__V__", asset_version())
-
-    async def index(request: Request) -> Response:
-        return HTMLResponse(page, headers=_PAGE_HEADERS)
+    """Add ``/static`` and ``/js/hitstream.js`` to the app."""
 
     async def tracker(request: Request) -> Response:
         return FileResponse(
@@ -71,6 +94,5 @@ def mount(app: Starlette) -> None:
             },
         )
 
-    app.add_route("/", index, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_route("/js/hitstream.js", tracker, methods=["GET", "HEAD"], include_in_schema=False)
     app.mount("/static", _CachedStatic(directory=STATIC_DIR), name="static")

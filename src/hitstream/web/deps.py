@@ -18,6 +18,8 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from hitstream.metrics import Metrics
+from hitstream.services.access import Gatekeeper
+from hitstream.services.accounts import Accounts
 from hitstream.services.alerting import Alerting
 from hitstream.services.collector import Collector
 from hitstream.services.live import LiveHub
@@ -53,6 +55,8 @@ class AppServices:
     alerting: Alerting | None = None
     """None where no rule is set or the process does not evaluate (its dashboards still get
     alert frames over the fan-out)."""
+    gate: Gatekeeper | None = None
+    accounts: Accounts | None = None
 
 
 def services_of(conn: HTTPConnection) -> AppServices:

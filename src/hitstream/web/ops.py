@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hitstream.domain.access import Action
 from hitstream.errors import AdapterUnavailable
+from hitstream.web.auth import UNAUTHORIZED, resolve
 from hitstream.web.deps import ServicesDep
 
 router = APIRouter(tags=["ops"])
@@ -48,10 +50,15 @@ async def readyz(services: ServicesDep) -> Response:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics",
+    summary="Prometheus metrics (with HITSTREAM_METRICS_TOKEN set: that token as a bearer, or an "
+    "admin)",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **UNAUTHORIZED},
 )
-async def metrics(services: ServicesDep) -> Response:
+async def metrics(services: ServicesDep, request: Request) -> Response:
+    gate = services.gate
+    if gate is not None and gate.metrics_token:
+        caller = await resolve(request)
+        gate.require(caller.principal, Action.READ_METRICS)
     registry = services.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

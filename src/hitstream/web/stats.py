@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from hitstream.domain.access import Action
 from hitstream.domain.stats import (
     EVENT_PROPERTIES,
     INTERVALS,
@@ -16,7 +17,9 @@ from hitstream.domain.stats import (
     StatsQuery,
     build_query,
 )
+from hitstream.services.access import Caller, Gatekeeper
 from hitstream.services.stats import StatsService
+from hitstream.web.auth import SITE_RESPONSES, CallerDep, GateDep
 from hitstream.web.deps import QualityDep, StatsDep
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
@@ -60,7 +63,10 @@ Filters = Annotated[
         description="Clauses joined by ';': property==a|b, property!=a, property~text",
     ),
 ]
-Tz = Annotated[str, Query(min_length=1, max_length=64, description="IANA time zone")]
+Tz = Annotated[
+    str | None,
+    Query(min_length=1, max_length=64, description="IANA time zone (default: the site's)"),
+]
 Compare = Annotated[
     str | None,
     Query(
@@ -93,22 +99,31 @@ Property = Annotated[
 ]
 
 
+async def _readable(caller: Caller, gate: Gatekeeper, site_id: str, tz: str | None) -> str:
+    """Check that the caller may read the site; the time zone to use (the site's default)."""
+    site = await gate.check(caller.principal, Action.READ_STATS, site_id)
+    return tz or (site.timezone if site is not None else "UTC")
+
+
 def _query(stats: StatsService, **params: Any) -> StatsQuery:
     return build_query(now_ms=stats.now_ms(params.get("period")), **params)
 
 
-@router.get("/stats/aggregate", summary="Totals of metrics over a period")
+@router.get("/stats/aggregate", summary="Totals of metrics over a period", responses=SITE_RESPONSES)
 async def aggregate(
     stats: StatsDep,
+    caller: CallerDep,
+    gate: GateDep,
     site_id: SiteId,
     period: Period = "30d",
     date_from: From = None,
     to: To = None,
     metrics: Metrics = None,
     filters: Filters = None,
-    tz: Tz = "UTC",
+    tz: Tz = None,
     compare: Compare = None,
 ) -> dict[str, Any]:
+    tz = await _readable(caller, gate, site_id, tz)
     query = _query(
         stats,
         site_id=site_id,
@@ -123,9 +138,13 @@ async def aggregate(
     return await stats.aggregate(query)
 
 
-@router.get("/stats/timeseries", summary="Metrics per minute, hour or day")
+@router.get(
+    "/stats/timeseries", summary="Metrics per minute, hour or day", responses=SITE_RESPONSES
+)
 async def timeseries(
     stats: StatsDep,
+    caller: CallerDep,
+    gate: GateDep,
     site_id: SiteId,
     period: Period = "30d",
     date_from: From = None,
@@ -133,8 +152,9 @@ async def timeseries(
     metrics: Metrics = None,
     filters: Filters = None,
     interval: Interval = None,
-    tz: Tz = "UTC",
+    tz: Tz = None,
 ) -> dict[str, Any]:
+    tz = await _readable(caller, gate, site_id, tz)
     query = _query(
         stats,
         site_id=site_id,
@@ -149,9 +169,13 @@ async def timeseries(
     return await stats.timeseries(query)
 
 
-@router.get("/stats/breakdown", summary="Metrics by the values of one property")
+@router.get(
+    "/stats/breakdown", summary="Metrics by the values of one property", responses=SITE_RESPONSES
+)
 async def breakdown(
     stats: StatsDep,
+    caller: CallerDep,
+    gate: GateDep,
     site_id: SiteId,
     property: Property,
     period: Period = "30d",
@@ -160,8 +184,9 @@ async def breakdown(
     metrics: Metrics = None,
     filters: Filters = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    tz: Tz = "UTC",
+    tz: Tz = None,
 ) -> dict[str, Any]:
+    tz = await _readable(caller, gate, site_id, tz)
     query = _query(
         stats,
         site_id=site_id,
@@ -177,21 +202,34 @@ async def breakdown(
     return await stats.breakdown(query)
 
 
-@router.get("/stats/realtime", summary="Current visitors: distinct visitors in the last 5 minutes")
-async def realtime(stats: StatsDep, site_id: SiteId) -> dict[str, Any]:
+@router.get(
+    "/stats/realtime",
+    summary="Current visitors: distinct visitors in the last 5 minutes",
+    responses=SITE_RESPONSES,
+)
+async def realtime(
+    stats: StatsDep, caller: CallerDep, gate: GateDep, site_id: SiteId
+) -> dict[str, Any]:
+    await gate.check(caller.principal, Action.READ_STATS, site_id)
     return await stats.realtime(site_id)
 
 
-@router.get("/sites", summary="Sites that have sent events")
-async def sites(stats: StatsDep) -> dict[str, Any]:
-    return {"sites": await stats.sites()}
-
-
-@router.get("/quality", summary="Events refused by the collector and dropped by the processor")
+@router.get(
+    "/quality",
+    summary="Events refused by the collector and dropped by the processor",
+    responses=SITE_RESPONSES,
+)
 async def quality(
     quality: QualityDep,
+    caller: CallerDep,
+    gate: GateDep,
     site_id: Annotated[
-        str | None, Query(min_length=1, max_length=100, description="One site (all if absent)")
+        str | None,
+        Query(min_length=1, max_length=100, description="One site (all if absent: admins)"),
     ] = None,
 ) -> dict[str, Any]:
+    if site_id is None:
+        gate.require(caller.principal, Action.READ_ALL)
+    else:
+        await gate.check(caller.principal, Action.READ_STATS, site_id)
     return await quality(site_id)

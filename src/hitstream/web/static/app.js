@@ -84,13 +84,16 @@
 
   // ---------------------------------------------------------------- view state (the URL)
 
+  var shareSite = document.body.dataset.share || '';
+  var shareToken = new URLSearchParams(location.search).get('auth') || '';
+  var session = null;
   var view = readUrl();
   var state = { breakdowns: {}, tabs: {}, events: [], alerts: [], lastData: null };
 
   function readUrl() {
     var q = new URLSearchParams(location.search);
     return {
-      site: q.get('site') || '',
+      site: shareSite || q.get('site') || '',
       period: q.get('period') || 'day',
       from: q.get('from') || '',
       to: q.get('to') || '',
@@ -100,7 +103,8 @@
 
   function writeUrl(push) {
     var q = new URLSearchParams();
-    if (view.site) q.set('site', view.site);
+    if (shareToken) q.set('auth', shareToken);
+    if (view.site && !shareSite) q.set('site', view.site);
     q.set('period', view.period);
     if (view.period === 'custom') { q.set('from', view.from); q.set('to', view.to); }
     var f = filterString();
@@ -124,12 +128,9 @@
     return view.filters.map(function (f) { return f.prop + f.op + f.values.join('|'); }).join(';');
   }
 
-  function tz() {
-    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'; } catch (e) { return 'UTC'; }
-  }
-
   function liveParams() {
-    var p = { site_id: view.site, period: view.period, filters: filterString(), tz: tz() };
+    // no tz: the server uses the site's own time zone (its settings)
+    var p = { site_id: view.site, period: view.period, filters: filterString() };
     if (view.period === 'custom') { p.from = view.from; p.to = view.to; }
     return p;
   }
@@ -153,7 +154,9 @@
     if (socket) { socket.onclose = null; socket.close(); }
     setConn('connecting', 'connecting');
     var scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
-    var url = scheme + location.host + '/api/v1/live?' + new URLSearchParams(liveParams()).toString();
+    var params = liveParams();
+    if (shareToken) params.auth = shareToken;
+    var url = scheme + location.host + '/api/v1/live?' + new URLSearchParams(params).toString();
     var ws = new WebSocket(url);
     socket = ws;
     ws.onopen = function () { attempts = 0; setConn('live', 'live'); };
@@ -166,6 +169,12 @@
       if (socket !== ws) return;
       socket = null;
       if (ev.code === 1008) { setConn('offline', 'invalid view'); return; }
+      if (ev.code === 4401 && !shareSite) { location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search); return; }
+      if (ev.code === 4401 || ev.code === 4403 || ev.code === 4404) {
+        setConn('offline', ev.code === 4404 ? 'no such site' : 'not allowed');
+        showNotice(ev.code === 4404 ? 'This site is not registered.' : 'You may not see this site.');
+        return;
+      }
       var delay = Math.min(15000, 500 * Math.pow(2, attempts)) * (0.75 + Math.random() * 0.5);
       attempts += 1;
       setConn('reconnecting', 'reconnecting in ' + Math.ceil(delay / 1000) + ' s');
@@ -628,21 +637,45 @@
   }
 
   function loadSites() {
+    if (shareSite) return Promise.resolve([shareSite]).then(function (sites) { fillSites(sites); return sites; });
     return fetch('/api/v1/sites', { headers: { Accept: 'application/json' } })
-      .then(function (r) { return r.ok ? r.json() : { sites: [] }; })
+      .then(function (r) {
+        if (r.status === 401) { location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search); return { sites: [] }; }
+        return r.ok ? r.json() : { sites: [] };
+      })
       .catch(function () { return { sites: [] }; })
       .then(function (body) {
-        var sites = (body && body.sites) || [];
-        if (view.site && sites.indexOf(view.site) < 0) sites.unshift(view.site);
-        var select = $('site');
-        clear(select);
-        sites.forEach(function (s) {
-          var option = el('option', null, s);
-          option.value = s;
-          select.appendChild(option);
-        });
+        var sites = ((body && body.sites) || []).map(function (s) { return typeof s === 'string' ? s : s.site_id; });
+        fillSites(sites);
         return sites;
       });
+  }
+
+  function fillSites(sites) {
+    if (view.site && sites.indexOf(view.site) < 0) sites.unshift(view.site);
+    var select = $('site');
+    clear(select);
+    sites.forEach(function (s) {
+      var option = el('option', null, s);
+      option.value = s;
+      select.appendChild(option);
+    });
+  }
+
+  function bindAccount() {
+    if (shareSite) {
+      $('shared-title').textContent = shareSite + ' · read only';
+      $('shared-title').hidden = false;
+      return;
+    }
+    fetch('/api/v1/session', { headers: { Accept: 'application/json' } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (s) { session = s; })
+      .catch(function () {});
+    $('logout').addEventListener('click', function () {
+      fetch('/logout', { method: 'POST', headers: { 'X-CSRF-Token': session ? session.csrf : '' } })
+        .then(function () { location.href = '/login'; });
+    });
   }
 
   function showSnippet() {
@@ -655,6 +688,7 @@
     buildCards();
     buildPanels();
     bindControls();
+    bindAccount();
     loadSites().then(function (sites) {
       if (!view.site) view.site = sites[0] || '';
       writeUrl(false);

@@ -166,6 +166,64 @@ async def forget_before(cur: Cursor, cutoff_ms: int) -> None:
     await cur.execute("DELETE FROM rollup_loads_daily WHERE day < %s", (below // DAY * DAY,))
 
 
+async def forget_site_before(cur: Cursor, site_id: str, cutoff_ms: int) -> None:
+    """Per-site retention: as ``forget_before``, for one site."""
+    first_whole = rollups.slot_after(cutoff_ms)
+    await cur.execute(
+        "UPDATE sites SET rollup_from = %s WHERE site_id = %s AND rollup_from < %s",
+        (first_whole, site_id, first_whole),
+    )
+    below = rollups.slot_of(cutoff_ms)
+    for table in ("rollups", "rollup_slots", "rollup_loads"):
+        await cur.execute(f"DELETE FROM {table} WHERE site_id = %s AND hour < %s", (site_id, below))
+    await cur.execute(
+        "DELETE FROM rollup_loads_daily WHERE site_id = %s AND day < %s",
+        (site_id, below // DAY * DAY),
+    )
+
+
+async def forget_visitors(
+    cur: Cursor, site_id: str, visitors: Sequence[str], loads: Sequence[tuple[int, int]]
+) -> None:
+    """Take back everything these visitors count, before their events and visit rows are
+    deleted (forgetting a user): their slots and the visit rows those name are loaded, the
+    domain computes what they added (``rollups.take_back``), and that is subtracted; the
+    slots go. ``loads``: (timestamp, load_time_ms) of their pageviews that had one."""
+    if not visitors:
+        return
+    keys = {(site_id, visitor) for visitor in visitors}
+    slots = await _slots(cur, "visitor_id", keys)
+    facts = await _facts(cur, {(s.site, s.visit) for s in slots if s.visit})
+    counts = rollups.take_back(slots, facts)
+    if counts:
+        ordered = sorted(counts)
+        columns = _columns(ordered) + _columns(counts[k] for k in ordered)
+        await cur.execute(
+            f"INSERT INTO rollups (site_id, dim, value, hour, prev, {', '.join(rollups.FIELDS)}) "
+            "SELECT * FROM unnest("
+            + ", ".join(["%b::text[]"] * 3 + ["%b::bigint[]"] * 9)
+            + ") ON CONFLICT (site_id, dim, hour, value, prev) DO UPDATE SET "
+            + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in rollups.FIELDS),
+            columns,
+        )
+    await cur.execute(
+        "DELETE FROM rollup_slots WHERE site_id = %s AND visitor_id = ANY(%b::text[])",
+        (site_id, list(visitors)),
+    )
+    hourly: dict[tuple[str, int, int], int] = {}
+    for ts, value in loads:
+        key = (site_id, rollups.slot_of(ts), value)
+        hourly[key] = hourly.get(key, 0) - 1
+    if hourly:
+        await _add_loads(cur, "rollup_loads", "hour", hourly)
+        daily: dict[tuple[str, int, int], int] = {}
+        for (site, hour, value), n in hourly.items():
+            daily[(site, hour // DAY * DAY, value)] = (
+                daily.get((site, hour // DAY * DAY, value), 0) + n
+            )
+        await _add_loads(cur, "rollup_loads_daily", "day", daily)
+
+
 _REBUILD_CHUNK: Final = 5_000
 
 

@@ -1,0 +1,121 @@
+"""``hitstream sites | users | keys | forget``: on a DuckDB file opened directly, and through
+the control socket of a process that holds the file (as while ``serve`` runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hitstream.cli import app
+from hitstream.stores.duckdb import DuckDBStore
+from hitstream.stores.socket import StoreServer
+
+runner = CliRunner()
+
+
+def run(data: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--data-dir", str(data)])
+    return result.exit_code, result.output
+
+
+class HeldStore:
+    """A DuckDB store held by another event loop (thread), lent on ``control.sock``."""
+
+    def __init__(self, data: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.store = DuckDBStore(data / "hitstream.duckdb")
+        self.server = StoreServer(self.store, data.resolve() / "control.sock")
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> DuckDBStore:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
+        return self.store
+
+    async def _start(self) -> None:
+        await self.store.start()
+        await self.server.start()
+
+    async def _stop(self) -> None:
+        await self.server.close()
+        await self.store.close()
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(params=["direct", "socket"])
+def data(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    if request.param == "direct":
+        yield folder
+    else:
+        with HeldStore(folder):
+            assert (folder / "control.sock").exists()
+            yield folder
+
+
+def test_sites(data: Path) -> None:
+    code, out = run(data, "sites", "add", "shop.example", "--timezone", "Europe/Berlin", "--public")
+    assert code == 0, out
+    assert 'data-site="shop.example"' in out
+    assert run(data, "sites", "add", "shop.example")[0] == 1  # registered already
+    code, out = run(data, "sites", "add", "bad site")
+    assert code == 1 and "site_id" in out
+    code, out = run(data, "sites", "list")
+    assert out.splitlines() == [
+        "shop.example\ttz=Europe/Berlin\thosts=shop.example,*.shop.example\t"
+        "retention=forever\tpublic"
+    ]
+    code, out = run(
+        data, "sites", "update", "shop.example", "--retention-days", "30", "--private",
+        "--allowed-hosts", "shop.example,cdn.example",
+    )  # fmt: skip
+    assert code == 0 and "hosts=shop.example,cdn.example\tretention=30\tprivate" in out
+    assert run(data, "sites", "update", "nope.example", "--public")[0] == 1
+    assert run(data, "sites", "remove", "shop.example")[0] == 1  # not a terminal: --yes needed
+    assert run(data, "sites", "remove", "shop.example", "--yes")[0] == 0
+    assert run(data, "sites", "remove", "shop.example", "--yes")[0] == 1
+    assert run(data, "sites", "list")[1] == ""
+
+
+def test_users_keys_and_forget(data: Path, tmp_path: Path) -> None:
+    assert run(data, "sites", "add", "a.io")[0] == 0
+    password = tmp_path / "pw"
+    password.write_text("correct horse battery\n")
+    code, out = run(
+        data, "users", "add", "V@X.io", "--role", "viewer", "--sites", "a.io",
+        "--password-file", str(password),
+    )  # fmt: skip
+    assert code == 0 and "added v@x.io (viewer: a.io)" in out
+    assert (
+        run(data, "users", "add", "v@x.io", "--role", "admin", "--password-file", str(password))[0]
+        == 1
+    )
+    assert run(data, "users", "list")[1].splitlines() == ["v@x.io\tviewer\ta.io"]
+    assert run(data, "users", "remove", "v@x.io")[0] == 0
+    assert run(data, "users", "remove", "v@x.io")[0] == 1
+    code, out = run(data, "keys", "create", "--site", "a.io", "--scope", "read", "--name", "ci")
+    assert code == 0
+    key = out.splitlines()[0]
+    assert key.startswith("hs_key_")
+    assert run(data, "keys", "create", "--site", "nope.io", "--scope", "read")[0] == 1
+    assert run(data, "keys", "create", "--site", "*", "--scope", "read")[0] == 1  # admin only
+    listed = run(data, "keys", "list")[1].splitlines()
+    assert len(listed) == 1 and key not in listed[0] and key[:13] in listed[0]
+    key_id = listed[0].split("\t")[0]
+    assert run(data, "keys", "revoke", key_id)[0] == 0
+    assert "revoked" in run(data, "keys", "list", "--site", "a.io")[1]
+    assert run(data, "keys", "revoke", "key_nope")[0] == 1
+    code, out = run(data, "forget", "--site", "a.io", "--user-id", "42")
+    assert code == 0 and "0 event(s) deleted" in out
+    assert run(data, "forget", "--site", "nope.io", "--user-id", "42")[0] == 1
