@@ -7,6 +7,7 @@ little per request; ``ingest.lua`` prints its summary as one JSON line that this
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ class Load:
     connections: int = 16
     threads: int = 1
     max_requests: int = 300_000
+    delay_ms: int = 0
+    """Paced mode: each connection waits this long after an answer (0: as fast as it can)."""
 
 
 @dataclass
@@ -79,8 +82,9 @@ def run_wrk(wrk: str, url: str, site: str, batch: int, load: Load) -> dict[str, 
         str(load.max_requests),
         str(load.threads),
     ]
+    env = {**os.environ, "BENCH_DELAY_MS": str(load.delay_ms)} if load.delay_ms else None
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=load.duration_s + 60, check=False
+        command, capture_output=True, text=True, timeout=load.duration_s + 60, check=False, env=env
     )
     for line in done.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
@@ -88,6 +92,17 @@ def run_wrk(wrk: str, url: str, site: str, batch: int, load: Load) -> dict[str, 
             summary["cap"] = load.max_requests
             return summary
     raise RuntimeError(f"wrk printed no summary (exit {done.returncode}): {done.stderr[-2000:]}")
+
+
+def paced(rate: float, duration_s: int, connections: int = 0) -> Load:
+    """A ``Load`` that sends about ``rate`` requests per second: enough connections that each
+    waits at least 100 ms between requests (so an answer's own time shortens the period by
+    little), each delayed ``connections * 1000 / rate`` ms."""
+    if connections <= 0:
+        connections = max(1, min(64, round(rate / 10)))
+    delay = max(1, round(connections * 1000 / rate))
+    cap = int(rate * duration_s * 1.5) + connections + 10
+    return Load(duration_s, connections, 1, cap, delay)
 
 
 def to_run(target: str, scenario: str, repeat: int, batch: int, wrk: dict[str, Any]) -> Run:
