@@ -132,7 +132,9 @@ def ensure_duckdb(
         if info.get("events") == events and info.get("seed") == seed:
             return info
         print(f"{folder} holds a different data set ({info.get('events')} events): rebuilding")
-    print(f"building {events:,} events into {folder} (once; ~40 s per million events) ...", flush=True)
+    print(
+        f"building {events:,} events into {folder} (once; ~40 s per million events) ...", flush=True
+    )
     return build_duckdb(folder, events, seed)
 
 

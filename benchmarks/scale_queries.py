@@ -248,6 +248,44 @@ print(json.dumps(out))
 """  # noqa: E501
 
 
+_EXPLAIN = """
+import sys, time, duckdb
+from hitstream.domain.stats import METRICS, bucket_starts, build_query
+from hitstream.stores.sql.duckdb.stats import stats_sql
+
+conn = duckdb.connect(sys.argv[1], read_only=True)
+period = dict(period="custom", date_from=sys.argv[2], date_to=sys.argv[3])
+asks = [
+    ("aggregate, every metric", dict(metrics=",".join(METRICS)), None, False),
+    ("aggregate, default metrics", {}, None, False),
+    ("timeseries by day, visitors+pageviews", dict(metrics="visitors,pageviews"), None, True),
+    ("breakdown page, visitors+pageviews", dict(metrics="visitors,pageviews", limit=10), "page", False),
+    ("breakdown entry_page, visitors+visits", dict(metrics="visitors,visits", limit=10), "entry_page", False),
+    ("breakdown prop:plan, visitors+events", dict(metrics="visitors,events", limit=10), "prop:plan", False),
+]
+conn.execute("PRAGMA enable_profiling='query_tree'")
+for name, extra, prop, series in asks:
+    q = build_query(site_id="big.example", now_ms=int(time.time() * 1000), property=prop, **period, **extra)
+    sql, params = stats_sql(q, group=prop, buckets=bucket_starts(q) if series else None)
+    began = time.perf_counter()
+    rows = conn.execute("EXPLAIN ANALYZE " + sql, params).fetchall()
+    print(f"==== {name}: {(time.perf_counter() - began) * 1000:.0f} ms\\n{sql}\\n")
+    for row in rows:
+        print(row[-1])
+"""  # noqa: E501
+
+
+def duckdb_explain(path: Path, out: Path) -> str:
+    """DuckDB's EXPLAIN ANALYZE of the heaviest dashboard queries, written to ``out``: which
+    operator the time goes to (the schema may have moved on: then the error is written)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _EXPLAIN, str(path), dataset.FIRST_DAY, dataset.LAST_DAY],
+        capture_output=True, text=True, check=False, timeout=1200,
+    )  # fmt: skip
+    out.write_text(done.stdout + done.stderr[-3000:])
+    return str(out)
+
+
 def _range_ms() -> tuple[int, int]:
     start = int(dataset.START.timestamp() * 1000)
     return start, int(dataset.END.timestamp() * 1000)
@@ -321,6 +359,9 @@ def row5(args: Any) -> dict[str, Any]:
     with scratch("hitstream-scale-duckdb-", keep=False) as workdir:
         data_dir = dataset.working_copy(folder, workdir / "data")
         out["reference_bare_duckdb"] = duckdb_reference(data_dir / "hitstream.duckdb")
+        if args.profile:
+            explained = args.out_dir / f"profile-row5-explain-{args.stamp}.txt"
+            out["explain"] = duckdb_explain(data_dir / "hitstream.duckdb", explained)
         server = ServerProcess(data_dir, env={"HITSTREAM_CACHE_ENTRIES": "0"}).start(300)
         try:
             out.update(measure(server, args, "duckdb"))
