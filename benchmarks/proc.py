@@ -36,6 +36,17 @@ def main_thread_cpu_seconds(pid: int) -> float:
     return _stat_cpu(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds per living thread id (the ids py-spy prints as ``thread (id)``)."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = _stat_cpu(task / "stat")
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return out
+
+
 def memory(pid: int) -> dict[str, int]:
     """``VmRSS`` (resident now) and ``VmHWM`` (peak resident) in bytes."""
     out: dict[str, int] = {}
@@ -64,10 +75,14 @@ class Window:
     _t0: float = field(default=0.0, repr=False)
     _c0: float = field(default=0.0, repr=False)
     _m0: float = field(default=0.0, repr=False)
+    _threads0: dict[int, float] = field(default_factory=dict, repr=False)
+    threads_cpu_s: dict[int, float] = field(default_factory=dict)
+    """CPU seconds per thread id over the window (threads that lived through it)."""
 
     def start(self) -> Window:
         self.load_start = loadavg()
         self._c0, self._m0 = cpu_seconds(self.pid), main_thread_cpu_seconds(self.pid)
+        self._threads0 = thread_cpu_seconds(self.pid)
         self._t0 = time.monotonic()
         return self
 
@@ -75,6 +90,12 @@ class Window:
         self.wall_s = time.monotonic() - self._t0
         self.cpu_s = cpu_seconds(self.pid) - self._c0
         self.main_cpu_s = main_thread_cpu_seconds(self.pid) - self._m0
+        now = thread_cpu_seconds(self.pid)
+        self.threads_cpu_s = {
+            tid: round(cpu - self._threads0.get(tid, 0.0), 2)
+            for tid, cpu in now.items()
+            if cpu - self._threads0.get(tid, 0.0) >= 0.01
+        }
         self.load_end = loadavg()
         return self
 
@@ -90,6 +111,7 @@ class Window:
             "cpu_s": round(self.cpu_s, 2),
             "main_thread_cpu_s": round(self.main_cpu_s, 2),
             "core_percent": round(self.core_share * 100, 1),
+            "threads_cpu_s": dict(sorted(self.threads_cpu_s.items(), key=lambda kv: -kv[1])[:8]),
             "load_start": self.load_start,
             "load_end": self.load_end,
         }

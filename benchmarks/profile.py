@@ -92,6 +92,26 @@ def _frame(text: str) -> Frame:
     return Frame(match["func"], match["file"])
 
 
+def thread_names(path: Path) -> dict[int, str]:
+    """Thread id -> name as py-spy printed them (``thread (1234): MainThread;...``)."""
+    names: dict[int, str] = {}
+    for match in re.finditer(
+        r"^thread \((\d+)\): ([^;]+);", path.read_text(errors="replace"), re.M
+    ):
+        names[int(match[1])] = _thread_kind(match[2].strip())
+    return names
+
+
+def cpu_by_thread(path: Path, threads_cpu_s: dict[int, float]) -> list[tuple[str, float]]:
+    """The kernel's CPU seconds per thread (from ``proc.Window``) under py-spy's names: py-spy
+    counts a thread blocked in a system call such as ``fsync`` as active, the kernel does not."""
+    names = thread_names(path)
+    total: Counter[str] = Counter()
+    for tid, seconds in threads_cpu_s.items():
+        total[names.get(int(tid), f"thread {tid} (no Python frames sampled)")] += seconds
+    return [(name, round(seconds, 2)) for name, seconds in total.most_common()]
+
+
 def read(path: Path) -> list[tuple[str, list[Frame], int]]:
     """(thread name, frames outermost first, samples) per line of a raw py-spy file."""
     stacks: list[tuple[str, list[Frame], int]] = []
@@ -115,8 +135,14 @@ def _thread_kind(name: str) -> str:
     return re.sub(r"_\d+$", "", name)
 
 
-def summarize(path: Path, top: int = 25, min_share: float = 0.5) -> dict[str, object]:
-    """Ranked shares of all samples: threads, inclusive and self time per function."""
+def summarize(
+    path: Path,
+    top: int = 25,
+    min_share: float = 0.5,
+    threads_cpu_s: dict[int, float] | None = None,
+) -> dict[str, object]:
+    """Ranked shares of all samples: threads, inclusive and self time per function; with the
+    window's per-thread CPU, the kernel's CPU seconds per thread name too."""
     stacks = read(path)
     total = sum(count for _, _, count in stacks)
     threads: Counter[str] = Counter()
@@ -136,6 +162,7 @@ def summarize(path: Path, top: int = 25, min_share: float = 0.5) -> dict[str, ob
     return {
         "file": str(path),
         "samples": total,
+        "cpu_s_by_thread": cpu_by_thread(path, threads_cpu_s) if threads_cpu_s else [],
         "threads": ranked(threads) if total else [],
         "inclusive": ranked(inclusive) if total else [],
         "self": ranked(own) if total else [],
@@ -144,6 +171,11 @@ def summarize(path: Path, top: int = 25, min_share: float = 0.5) -> dict[str, ob
 
 def text(summary: dict[str, object]) -> str:
     lines = [f"{summary['file']}: {summary['samples']} samples (on-CPU, all threads)"]
+    if summary.get("cpu_s_by_thread"):
+        lines.append("  CPU seconds by thread (kernel):")
+        rows = summary["cpu_s_by_thread"]
+        assert isinstance(rows, list)
+        lines.extend(f"    {seconds:7.2f} s  {name}" for name, seconds in rows)
     for key, title in (
         ("threads", "threads"),
         ("inclusive", "inclusive"),

@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per ingest run")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="wrk cap per run")
     parser.add_argument("--profile", action="store_true", help="one extra py-spy run per row")
+    parser.add_argument(
+        "--profile-only", action="store_true", help="only the py-spy run (rows 1-5, 7)"
+    )
     parser.add_argument("--drain-events", type=int, default=1_000_000, help="row 4 backlog")
     parser.add_argument("--light-seconds", type=int, default=30, help="row 7 window per run")
     parser.add_argument("--live-seconds", type=int, default=30, help="row 8 window per run")
@@ -89,6 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown rows {unknown}; use {', '.join(ALL_ROWS)}")
     args.rows = rows
+    args.profile = args.profile or args.profile_only
     args.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     args.out_dir = OUT
     return args

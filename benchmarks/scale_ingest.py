@@ -157,7 +157,7 @@ def row(number: int, args: Any) -> dict[str, Any]:
     load = Load(args.duration, spec["connections"], 1, args.max_requests)
     runs: list[dict[str, Any]] = []
     pair = [spec["target"], "baseline"]
-    for repeat in range(args.repeats):
+    for repeat in range(0 if args.profile_only else args.repeats):
         for kind in pair if repeat % 2 == 0 else reversed(pair):
             result = one(wrk, kind, spec["batch"], load, repeat)
             runs.append(result)
@@ -167,12 +167,14 @@ def row(number: int, args: Any) -> dict[str, Any]:
         **spec,
         "settings": {"duration_s": args.duration, "repeats": args.repeats, "wrk_threads": 1},
         "runs": runs,
-        "summary": summarize_runs(runs, spec["target"]),
     }
+    if runs:
+        out["summary"] = summarize_runs(runs, spec["target"])
     if args.profile:
         path = args.out_dir / f"profile-row{number}-{spec['target']}-{args.stamp}.txt"
         profiled = one(wrk, spec["target"], spec["batch"], load, 99, profile=path)
-        out["profile"] = {"run": profiled, "summary": summarize(path) if path.exists() else None}
+        found = summarize(path, threads_cpu_s=profiled["threads_cpu_s"]) if path.exists() else None
+        out["profile"] = {"run": profiled, "summary": found}
     return out
 
 

@@ -82,7 +82,7 @@ def row(args: Any) -> dict[str, Any]:
     dataset.ensure_duckdb(store_1m, 1_000_000)
     names = list(SCENARIOS)
     runs: list[dict[str, Any]] = []
-    for repeat in range(args.repeats):
+    for repeat in range(0 if args.profile_only else args.repeats):
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
             result = one(name, args.light_seconds, store_1m)
@@ -95,7 +95,7 @@ def row(args: Any) -> dict[str, Any]:
                 flush=True,
             )
     summary: dict[str, Any] = {}
-    for name in names:
+    for name in names if runs else []:
         mine = [r for r in runs if r["scenario"] == name]
         summary[name] = {
             "core_percent": median([r["core_percent"] for r in mine]),
@@ -120,5 +120,6 @@ def row(args: Any) -> dict[str, Any]:
         name = "serve, empty store, 100 events/s"
         path = args.out_dir / f"profile-row7-serve-100-{args.stamp}.txt"
         run = one(name, args.light_seconds, store_1m, profile=path)
-        out["profile"] = {"run": run, "summary": summarize(path) if path.exists() else None}
+        found = summarize(path, threads_cpu_s=run["threads_cpu_s"]) if path.exists() else None
+        out["profile"] = {"run": run, "summary": found}
     return out

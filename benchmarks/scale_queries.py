@@ -336,14 +336,17 @@ def _profile(server: ServerProcess, args: Any, name: str) -> dict[str, Any]:
     assert server.proc is not None
     path = args.out_dir / f"profile-{name}-{args.stamp}.txt"
     recorder = Recorder(server.proc.pid, path, 600).start()
+    window = Window(server.proc.pid).start()
     try:
         snapshot(server.port, dataset.PERIOD)
         rounds(server.port, 1, dataset.PERIOD, first=False)
     finally:
+        window.stop()
         if recorder.proc is not None:
             recorder.proc.send_signal(2)  # SIGINT: py-spy writes what it has
         recorder.wait()
-    return {"summary": summarize(path) if path.exists() else None}
+    found = summarize(path, threads_cpu_s=window.threads_cpu_s) if path.exists() else None
+    return {"window": window.figures(), "summary": found}
 
 
 def row5(args: Any) -> dict[str, Any]:
@@ -364,13 +367,15 @@ def row5(args: Any) -> dict[str, Any]:
             out["explain"] = duckdb_explain(data_dir / "hitstream.duckdb", explained)
         server = ServerProcess(data_dir, env={"HITSTREAM_CACHE_ENTRIES": "0"}).start(300)
         try:
-            out.update(measure(server, args, "duckdb"))
+            if not args.profile_only:
+                out.update(measure(server, args, "duckdb"))
             if args.profile:
                 out["profile"] = _profile(server, args, "row5-duckdb")
         finally:
             server.terminate(timeout=300)
             server.kill()
-    out["summary"] = summary(out, {"issue": out["previous"]})
+    if not args.profile_only:
+        out["summary"] = summary(out, {"issue": out["previous"]})
     return out
 
 
