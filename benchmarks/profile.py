@@ -108,7 +108,7 @@ def cpu_by_thread(path: Path, threads_cpu_s: dict[int, float]) -> list[tuple[str
     names = thread_names(path)
     total: Counter[str] = Counter()
     for tid, seconds in threads_cpu_s.items():
-        total[names.get(int(tid), f"thread {tid} (no Python frames sampled)")] += seconds
+        total[names.get(int(tid), f"thread {tid} (native: no Python frames sampled)")] += seconds
     return [(name, round(seconds, 2)) for name, seconds in total.most_common()]
 
 

@@ -231,6 +231,7 @@ def summary(measured: dict[str, Any], previous: dict[str, str]) -> dict[str, Any
 _DUCKDB_REFERENCE = """
 import duckdb, json, sys, time
 conn = duckdb.connect(sys.argv[1], read_only=True)
+conn.execute("SET enable_progress_bar = false")
 lo, hi = int(sys.argv[2]), int(sys.argv[3])
 out = {}
 for name, sql in (
@@ -254,6 +255,7 @@ from hitstream.domain.stats import METRICS, bucket_starts, build_query
 from hitstream.stores.sql.duckdb.stats import stats_sql
 
 conn = duckdb.connect(sys.argv[1], read_only=True)
+conn.execute("SET enable_progress_bar = false")
 period = dict(period="custom", date_from=sys.argv[2], date_to=sys.argv[3])
 asks = [
     ("aggregate, every metric", dict(metrics=",".join(METRICS)), None, False),
