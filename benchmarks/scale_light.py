@@ -34,6 +34,12 @@ SCENARIOS: dict[str, tuple[str, float, bool]] = {
 }
 """name -> (target, events per second, on the 1 M store)."""
 WARMUP_S = 5
+PROFILED = {
+    "serve, empty store, 100 events/s": "serve-100-empty",
+    "serve, 1 M events stored, 100 events/s": "serve-100-1m",
+    "serve, empty store, 2 events/s": "serve-2-empty",
+}
+"""The scenarios ``--profile`` records, with their file name tags."""
 
 
 def one(name: str, seconds: int, store_1m: Path, profile: Path | None = None) -> dict[str, Any]:
@@ -117,9 +123,10 @@ def row(args: Any) -> dict[str, Any]:
         "summary": summary,
     }
     if args.profile:
-        name = "serve, empty store, 100 events/s"
-        path = args.out_dir / f"profile-row7-serve-100-{args.stamp}.txt"
-        run = one(name, args.light_seconds, store_1m, profile=path)
-        found = summarize(path, threads_cpu_s=run["threads_cpu_s"]) if path.exists() else None
-        out["profile"] = {"run": run, "summary": found}
+        out["profile"] = {}
+        for name, tag in PROFILED.items():
+            path = args.out_dir / f"profile-row7-{tag}-{args.stamp}.txt"
+            run = one(name, args.light_seconds, store_1m, profile=path)
+            found = summarize(path, threads_cpu_s=run["threads_cpu_s"]) if path.exists() else None
+            out["profile"][name] = {"run": run, "summary": found}
     return out
