@@ -6,8 +6,9 @@ Dashboards are WebSocket ``/api/v1/live`` clients on a view holding the site's 1
 and today (``period=custom`` from the data set's first day to today), so every processed batch
 changes what they show. Per repetition, in rotating order, windows of ``--live-seconds`` with:
 0 dashboards (the baseline: ingest alone), 1 dashboard, 5 dashboards on the same view, and 3
-dashboards on 3 different views (this month, ``day``, ``7d``). Each window starts once every
-client got its snapshot (its time is kept). Per window: the server's CPU share (``/proc``);
+dashboards on 3 different views (this month, ``day``, ``7d``). Each window starts once the
+processor's backlog is under 2,000 events (waiting at most 3 minutes) and every client got its
+snapshot (its time is kept). Per window: the server's CPU share (``/proc``);
 the live loop's cost = that minus the 0-dashboard window of the same repetition; ``update``
 frames per client and their spacing; the stats cache's hits and misses
 (``hitstream_query_seconds_count``) and the seconds spent in queries; the processor's backlog.
@@ -106,7 +107,21 @@ def _counters(url: str) -> dict[str, float]:
     return out
 
 
+def settle(url: str, backlog: int = 2_000, timeout: float = 180.0) -> float:
+    """Wait until the processor's backlog is under ``backlog`` events (dashboards of the
+    previous window may have starved it), so each window starts from the same state; return
+    the seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        now = _counters(url)
+        if now["accepted"] - now["processed"] < backlog:
+            break
+        time.sleep(1.0)
+    return round(time.monotonic() - began, 1)
+
+
 def window(pid: int, url: str, port: int, case: str, seconds: int) -> dict[str, Any]:
+    settled_s = settle(url)
     clients = [Client(port, view) for view in CASES[case]]
     for client in clients:
         client.start()
@@ -127,6 +142,8 @@ def window(pid: int, url: str, port: int, case: str, seconds: int) -> dict[str, 
     delta = {k: after[k] - before[k] for k in after}
     return {
         "case": case,
+        "settle_s": settled_s,
+        "backlog_at_start": int(before["accepted"] - before["processed"]),
         **measured.figures(),
         "snapshot_ms": [round(c.snapshot_ms) for c in clients if c.snapshot_ms is not None],
         "errors": [c.error for c in clients if c.error],
