@@ -250,7 +250,7 @@ print(json.dumps(out))
 
 
 _EXPLAIN = """
-import sys, time, duckdb
+import json, os, sys, tempfile, time, duckdb
 from hitstream.domain.stats import METRICS, bucket_starts, build_query
 from hitstream.stores.sql.duckdb.stats import stats_sql
 
@@ -262,18 +262,43 @@ asks = [
     ("aggregate, default metrics", {}, None, False),
     ("timeseries by day, visitors+pageviews", dict(metrics="visitors,pageviews"), None, True),
     ("breakdown page, visitors+pageviews", dict(metrics="visitors,pageviews", limit=10), "page", False),
+    ("breakdown page, default metrics, limit 100", {}, "page", False),
     ("breakdown entry_page, visitors+visits", dict(metrics="visitors,visits", limit=10), "entry_page", False),
+    ("breakdown source, visitors+visits", dict(metrics="visitors,visits", limit=10), "source", False),
     ("breakdown prop:plan, visitors+events", dict(metrics="visitors,events", limit=10), "prop:plan", False),
 ]
-conn.execute("PRAGMA enable_profiling='query_tree'")
+out = tempfile.mktemp(suffix=".json")
+conn.execute("SET enable_profiling = 'json'")
+conn.execute(f"SET profiling_output = '{out}'")
+
+def nodes(node, depth=0):
+    yield node, depth
+    for child in node.get("children", []):
+        yield from nodes(child, depth + 1)
+
 for name, extra, prop, series in asks:
     q = build_query(site_id="big.example", now_ms=int(time.time() * 1000), property=prop, **period, **extra)
     sql, params = stats_sql(q, group=prop, buckets=bucket_starts(q) if series else None)
+    conn.execute(sql, params).fetchall()  # warm
     began = time.perf_counter()
-    rows = conn.execute("EXPLAIN ANALYZE " + sql, params).fetchall()
-    print(f"==== {name}: {(time.perf_counter() - began) * 1000:.0f} ms\\n{sql}\\n")
-    for row in rows:
-        print(row[-1])
+    conn.execute(sql, params).fetchall()
+    wall = (time.perf_counter() - began) * 1000
+    prof = json.load(open(out))
+    query, system = prof["query"], prof["system"]
+    ops = [(n, d) for root in prof["operator"] for n, d in nodes(root)]
+    total = sum(n.get("timing", 0) for n, _ in ops) or 1
+    print(f"==== {name}: {wall:.0f} ms wall, DuckDB cpu {query['cpu_time'] * 1000:.0f} ms, "
+          f"{query['total_rows_scanned']:,} rows scanned, row groups "
+          f"{query['total_row_groups_scanned']}/{query['total_row_groups_to_scan']}, "
+          f"peak buffer {system['peak_buffer_memory'] / 1e6:.0f} MB")
+    for n, d in sorted(ops, key=lambda x: -x[0].get("timing", 0))[:7]:
+        info = n.get("extra_info", {})
+        keys = ("Aggregates", "Groups", "Join Type", "Conditions", "Filters", "Projections")
+        detail = "; ".join(f"{k}: {str(info[k])[:90]}" for k in keys if info.get(k))
+        print(f"  {n['timing'] / total * 100:5.1f} %  {n['timing'] * 1000:7.1f} ms  "
+              f"{n['type']:<22} {n.get('intermediate_rows', 0):>12,} rows  {detail}")
+    print(f"  SQL: {sql[:600]}")
+    print()
 """  # noqa: E501
 
 
