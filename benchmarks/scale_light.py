@@ -42,6 +42,16 @@ PROFILED = {
 """The scenarios ``--profile`` records, with their file name tags."""
 
 
+def _writes(target: targets.Target) -> tuple[float, float]:
+    """The processor's store writes so far: (count, seconds) from ``/metrics``."""
+    if target.kind != "serve":
+        return (0.0, 0.0)
+    return (
+        target.counter("hitstream_store_write_seconds_count"),
+        target.counter("hitstream_store_write_seconds_sum"),
+    )
+
+
 def one(name: str, seconds: int, store_1m: Path, profile: Path | None = None) -> dict[str, Any]:
     kind, rate, big = SCENARIOS[name]
     wrk = require_wrk()
@@ -56,11 +66,13 @@ def one(name: str, seconds: int, store_1m: Path, profile: Path | None = None) ->
                 sender = Background(wrk, target.url, SITE, 1, load)
             time.sleep(WARMUP_S)
             accepted0 = target.counter("hitstream_events_accepted_total")
+            writes0 = _writes(target)
             recorder = Recorder(target.pid, profile, seconds).start() if profile else None
             window = Window(target.pid).start()
             time.sleep(seconds)
             window.stop()
             accepted = target.counter("hitstream_events_accepted_total") - accepted0
+            writes = [b - a for a, b in zip(writes0, _writes(target), strict=True)]
             if recorder is not None:
                 recorder.wait()
             sent = sender.finish() if sender is not None else None
@@ -75,6 +87,10 @@ def one(name: str, seconds: int, store_1m: Path, profile: Path | None = None) ->
     result["events_per_s"] = round(accepted / window.wall_s, 1)
     if accepted:
         result["cpu_ms_per_event"] = round(window.cpu_s / accepted * 1000, 2)
+    if writes[0]:
+        result["store_writes_per_s"] = round(writes[0] / window.wall_s, 1)
+        result["events_per_store_write"] = round(accepted / writes[0], 1)
+        result["store_write_ms_mean"] = round(writes[1] / writes[0] * 1000, 1)
     if sent is not None:
         result["sender"] = {
             "non_2xx": sent["errors"]["status"],
@@ -110,9 +126,10 @@ def row(args: Any) -> dict[str, Any]:
             ),
             "events_per_s": median([r["events_per_s"] for r in mine]),
         }
-        per_event = [r["cpu_ms_per_event"] for r in mine if "cpu_ms_per_event" in r]
-        if per_event:
-            summary[name]["cpu_ms_per_event"] = median(per_event)
+        for key in ("cpu_ms_per_event", "store_writes_per_s", "events_per_store_write"):
+            values = [r[key] for r in mine if key in r]
+            if values:
+                summary[name][key] = median(values)
     out: dict[str, Any] = {
         "row": 7,
         "title": "hitstream serve under light steady traffic (single events)",

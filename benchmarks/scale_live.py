@@ -97,6 +97,8 @@ def _counters(url: str) -> dict[str, float]:
         "accepted": series.get("hitstream_events_accepted_total", 0.0),
         "processed": series.get("hitstream_events_processed_total", 0.0),
         "query_seconds": series.get("hitstream_query_seconds_sum", 0.0),
+        "writes": series.get("hitstream_store_write_seconds_count", 0.0),
+        "write_seconds": series.get("hitstream_store_write_seconds_sum", 0.0),
     }
     for outcome in ("hit", "miss"):
         out[outcome] = sum(
@@ -157,6 +159,10 @@ def window(pid: int, url: str, port: int, case: str, seconds: int) -> dict[str, 
         "accepted_per_s": round(delta["accepted"] / measured.wall_s),
         "processed_per_s": round(delta["processed"] / measured.wall_s),
         "backlog_at_end": int(after["accepted"] - after["processed"]),
+        "store_writes_per_s": round(delta["writes"] / measured.wall_s, 1),
+        "store_write_ms_mean": round(delta["write_seconds"] / delta["writes"] * 1000, 1)
+        if delta["writes"]
+        else None,
     }
 
 
