@@ -6,6 +6,16 @@
 -- nothing per request. A thread stops itself once it has sent its share of the request cap:
 -- the run is bounded in count as well as by wrk's --duration.
 -- done() prints one line "BENCH_JSON {...}" that ingest.py parses.
+-- Paced mode: with BENCH_DELAY_MS set in the environment, each connection waits that many
+-- milliseconds after an answer before its next request (wrk's delay()), so C connections
+-- send at most C * 1000 / BENCH_DELAY_MS requests per second (less by the answer time).
+
+local DELAY_MS = tonumber(os.getenv("BENCH_DELAY_MS") or "0") or 0
+if DELAY_MS > 0 then
+  function delay()
+    return DELAY_MS
+  end
+end
 
 local USER_AGENTS = {
   "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",

@@ -34,8 +34,12 @@ BROWSERS = ["Chrome", "Firefox", "Safari", "Edge"]
 COUNTRIES = ["DE", "US", "FR", "GB", "NL", "IN", "BR", "JP"]
 
 
-def generate(total: int, seed: int = 7) -> tuple[list[ProcessedEvent], dict[str, Session]]:
-    """``total`` events of visits spread over 30 days, in time order, and each visit's row."""
+def generate(
+    total: int, seed: int = 7, *, start_ms: int = START_MS, span_ms: int = 30 * DAY_MS
+) -> tuple[list[ProcessedEvent], dict[str, Session]]:
+    """``total`` events of visits starting in ``span_ms`` from ``start_ms`` (default: the 30
+    days from ``START_MS``), in time order, and each visit's row. The same arguments give the
+    same events, ids included."""
     rng = random.Random(seed)
     events: list[ProcessedEvent] = []
     sessions: dict[str, Session] = {}
@@ -43,11 +47,11 @@ def generate(total: int, seed: int = 7) -> tuple[list[ProcessedEvent], dict[str,
     while len(events) < total:
         number += 1
         site = SITE if rng.random() < 0.9 else rng.choice(["small-a.example", "small-b.example"])
-        ts = START_MS + rng.randrange(30 * DAY_MS)
+        ts = start_ms + rng.randrange(span_ms)
         # ids shaped like the real ones: 16 hex digits (blake2b-64), UUIDv7 event ids; a
         # returning person gets a new visitor id every day, as the daily salt does; people of
         # one seed are not another seed's
-        person, day = rng.randrange(total // 4), (ts - START_MS) // DAY_MS
+        person, day = rng.randrange(total // 4), (ts - start_ms) // DAY_MS
         visitor = blake2b(f"{seed}/{person}/{day}".encode(), digest_size=8).hexdigest()
         session_id = f"{rng.getrandbits(64):016x}"
         source, browser, country = rng.choice(SOURCES), rng.choice(BROWSERS), rng.choice(COUNTRIES)

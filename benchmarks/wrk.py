@@ -7,7 +7,9 @@ little per request; ``ingest.lua`` prints its summary as one JSON line that this
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ class Load:
     connections: int = 16
     threads: int = 1
     max_requests: int = 300_000
+    delay_ms: int = 0
+    """Paced mode: each connection waits this long after an answer (0: as fast as it can)."""
 
 
 @dataclass
@@ -61,9 +65,8 @@ def require_wrk() -> str:
     return path
 
 
-def run_wrk(wrk: str, url: str, site: str, batch: int, load: Load) -> dict[str, Any]:
-    """One wrk run; its ``done()`` summary as a dict (latencies in microseconds)."""
-    command = [
+def _command(wrk: str, url: str, site: str, batch: int, load: Load) -> list[str]:
+    return [
         wrk,
         f"-t{load.threads}",
         f"-c{load.connections}",
@@ -79,15 +82,76 @@ def run_wrk(wrk: str, url: str, site: str, batch: int, load: Load) -> dict[str, 
         str(load.max_requests),
         str(load.threads),
     ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=load.duration_s + 60, check=False
-    )
-    for line in done.stdout.splitlines():
+
+
+def _env(load: Load) -> dict[str, str] | None:
+    return {**os.environ, "BENCH_DELAY_MS": str(load.delay_ms)} if load.delay_ms else None
+
+
+def _summary(stdout: str, stderr: str, code: int | None, load: Load) -> dict[str, Any]:
+    for line in stdout.splitlines():
         if line.startswith("BENCH_JSON "):
             summary: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
             summary["cap"] = load.max_requests
             return summary
-    raise RuntimeError(f"wrk printed no summary (exit {done.returncode}): {done.stderr[-2000:]}")
+    raise RuntimeError(f"wrk printed no summary (exit {code}): {stderr[-2000:]}")
+
+
+def run_wrk(wrk: str, url: str, site: str, batch: int, load: Load) -> dict[str, Any]:
+    """One wrk run; its ``done()`` summary as a dict (latencies in microseconds)."""
+    done = subprocess.run(
+        _command(wrk, url, site, batch, load),
+        capture_output=True,
+        text=True,
+        timeout=load.duration_s + 60,
+        check=False,
+        env=_env(load),
+    )
+    return _summary(done.stdout, done.stderr, done.returncode, load)
+
+
+class Background:
+    """wrk running beside a measurement: bounded by its own duration and cap, or stopped
+    early with ``finish`` (SIGINT: wrk stops and still prints its summary)."""
+
+    def __init__(self, wrk: str, url: str, site: str, batch: int, load: Load) -> None:
+        self.load = load
+        self.batch = batch
+        self.proc = subprocess.Popen(
+            _command(wrk, url, site, batch, load),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(load),
+        )
+
+    def finish(self) -> dict[str, Any]:
+        """Stop wrk now (if it still runs) and return its summary."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        return self._collect(60)
+
+    def finish_when_done(self) -> dict[str, Any]:
+        """Wait for wrk to end by itself (its duration or cap) and return its summary."""
+        return self._collect(self.load.duration_s + 120)
+
+    def _collect(self, timeout: float) -> dict[str, Any]:
+        stdout, stderr = self.proc.communicate(timeout=timeout)
+        summary = _summary(stdout, stderr, self.proc.returncode, self.load)
+        seconds = summary["duration_us"] / 1e6
+        summary["events_per_s"] = round(summary["requests"] * self.batch / seconds, 1)
+        return summary
+
+
+def paced(rate: float, duration_s: int, connections: int = 0) -> Load:
+    """A ``Load`` that sends about ``rate`` requests per second: enough connections that each
+    waits at least 100 ms between requests (so an answer's own time shortens the period by
+    little), each delayed ``connections * 1000 / rate`` ms."""
+    if connections <= 0:
+        connections = max(1, min(64, round(rate / 10)))
+    delay = max(1, round(connections * 1000 / rate))
+    cap = int(rate * duration_s * 1.5) + connections + 10
+    return Load(duration_s, connections, 1, cap, delay)
 
 
 def to_run(target: str, scenario: str, repeat: int, batch: int, wrk: dict[str, Any]) -> Run:
