@@ -72,6 +72,21 @@ class Settings(BaseSettings):
     """Sites to register at start if missing (infrastructure as code): a comma-separated
     list of domains, or a JSON list of site objects (``[{"site_id": "a.io", "timezone":
     "Europe/Berlin", "public": true}]``). Existing sites are left as they are."""
+    compat_site: str = ""
+    """The registered site that the seeds' clients' events without a site go to, and whose
+    stats their read endpoints answer (``docs/switching.md``); empty: those endpoints ask for
+    one. ``compat_site_<endpoint>`` overrides it for one client where a deployment serves
+    several."""
+    compat_site_event: str = ""
+    """``POST /event`` shaped as page_view/click/session events, ``GET /analytics``, ``/ws``."""
+    compat_site_action: str = ""
+    """``POST /event`` shaped as user actions (user_id, action, element), JSON ``/metrics``."""
+    compat_site_events: str = ""
+    """``POST /events`` and ``GET /stats`` without a ``site_id``."""
+    compat_site_ingest: str = ""
+    """``POST /ingest`` and ``GET /analytics/events``."""
+    compat_site_api_analytics: str = ""
+    """``POST /api/analytics``, ``GET /api/stats``."""
     max_connections: int = Field(default=10_000, ge=1)
     """Open HTTP and WebSocket connections per process; past it the longest-waiting idle
     connection is closed to make room, and with none idle a new one gets 503."""
@@ -127,6 +142,17 @@ class Settings(BaseSettings):
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)
         return value
+
+    def compat_sites(self) -> dict[str, str]:
+        """Endpoint family -> site for the seeds' clients (``""``: the default)."""
+        chosen = {
+            "event": self.compat_site_event,
+            "action": self.compat_site_action,
+            "events": self.compat_site_events,
+            "ingest": self.compat_site_ingest,
+            "api_analytics": self.compat_site_api_analytics,
+        }
+        return {"": self.compat_site, **{k: v for k, v in chosen.items() if v}}
 
     def resolved_log_url(self) -> str:
         return self.log_url or f"sqlite:///{(self.data_dir / 'log.sqlite3').resolve()}"

@@ -153,6 +153,7 @@ class Runtime:
                 alerting=self.alerting,
                 gate=self.gate,
                 accounts=self.accounts,
+                compat_sites=self.settings.compat_sites(),
             )
         return self._services
 

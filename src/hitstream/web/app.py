@@ -30,6 +30,7 @@ from hitstream.errors import (
     RateLimited,
 )
 from hitstream.web import alerts, collect, dashboard, docs, live, openapi, ops, pages, sites, stats
+from hitstream.web.compat import seeds
 from hitstream.web.cors import Cors
 from hitstream.web.deps import AppServices
 from hitstream.web.headers import SecurityHeaders
@@ -170,4 +171,5 @@ def create_app(
         app.include_router(alerts.router)
         app.include_router(pages.router)
         dashboard.mount(app)
+    seeds.mount(app, services)  # the seeds' clients (web.compat)
     return app

@@ -15,11 +15,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from hitstream.domain.access import ANONYMOUS
+from hitstream.domain.access import ANONYMOUS, Principal
 from hitstream.domain.events import DEFAULT_LIMITS, EVENT_TYPES
 from hitstream.domain.validation import MAX_SAFE_INTEGER
 from hitstream.errors import AccessDenied, LogUnavailable
-from hitstream.services.collector import CollectResult
+from hitstream.services.collector import Collector, CollectResult
 from hitstream.web.auth import credentials_of, is_trusted
 from hitstream.web.deps import Network, services_of
 from hitstream.web.encoding import EncodingProblem, inflate
@@ -68,7 +68,7 @@ async def _read_body(request: Request, cap: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _respond(result: CollectResult) -> JSONResponse:
+def respond(result: CollectResult) -> JSONResponse:
     headers = {"Retry-After": str(result.retry_after)} if result.retry_after else None
     return JSONResponse(result.body(), status_code=result.status, headers=headers)
 
@@ -234,11 +234,27 @@ _ERROR = {"application/json": {"schema": ERROR_REF}}
     },
 )
 async def collect_events(request: Request) -> Response:
-    services = services_of(request)
-    collector = services.collector
-    if collector is None:  # the route is mounted only with the collector role
-        raise RuntimeError("this process built no collector, yet serves /api/v1/events")
-    trusted = services.trusted_proxies
+    collector = collector_of(request)
+    body = await read_body(request, collector)
+    if isinstance(body, Response):
+        return body
+    principal = await principal_of(request, collector)
+    if isinstance(principal, Response):
+        return principal
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    result = await submit(request, collector, body, media_type, principal)
+    return result if isinstance(result, Response) else respond(result)
+
+
+def collector_of(request: Request) -> Collector:
+    collector = services_of(request).collector
+    if collector is None:  # the routes are mounted only with the collector role
+        raise RuntimeError("this process built no collector, yet serves an ingestion route")
+    return collector
+
+
+async def read_body(request: Request, collector: Collector) -> bytes | Response:
+    """The request's body, inflated, within the collector's cap; or the refusal (counted)."""
     cap = collector.limits.max_batch_body_bytes
     try:
         body = await _read_body(request, cap)
@@ -246,30 +262,42 @@ async def collect_events(request: Request) -> Response:
             body = inflate(body, request.headers.get("content-encoding", ""), cap)
     except EncodingProblem as exc:
         error = {"field": exc.field, "reason": exc.reason}
-        return _respond(
+        return respond(
             collector.reject_request(CollectResult(exc.status, error=error, label=exc.label))
         )
     if body is None:
-        return _respond(
+        return respond(
             collector.reject_request(
                 CollectResult(
                     status=413, error={"field": "body", "reason": f"is larger than {cap} bytes"}
                 )
             )
         )
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    principal = ANONYMOUS
-    if request.headers.get("authorization") and services.gate is not None:
-        try:  # a server sending with a key; an unknown key is refused, not ignored
-            principal = (await services.gate.resolve(credentials_of(request))).principal
-        except AccessDenied as exc:
-            error = {"field": exc.field, "reason": exc.reason}
-            return _respond(collector.reject_request(CollectResult(401, error=error)))
+    return body
+
+
+async def principal_of(request: Request, collector: Collector) -> Principal | Response:
+    """Who sends: anonymous, or the key of an ``Authorization`` header (an unknown key is
+    refused, not ignored: 401)."""
+    services = services_of(request)
+    if not request.headers.get("authorization") or services.gate is None:
+        return ANONYMOUS
+    try:  # a server sending with a key
+        return (await services.gate.resolve(credentials_of(request))).principal
+    except AccessDenied as exc:
+        error = {"field": exc.field, "reason": exc.reason}
+        return respond(collector.reject_request(CollectResult(401, error=error)))
+
+
+async def submit(
+    request: Request, collector: Collector, body: bytes, media_type: str, principal: Principal
+) -> CollectResult | Response:
+    """Hand canonical events to the collector: its result, or 503 when the log is down."""
     try:
-        result = await collector.collect(
+        return await collector.collect(
             body,
             media_type,
-            client_ip(request, trusted),
+            client_ip(request, services_of(request).trusted_proxies),
             request.headers.get("user-agent", ""),
             origin=request.headers.get("origin", ""),
             principal=principal,
@@ -283,4 +311,3 @@ async def collect_events(request: Request) -> Response:
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    return _respond(result)

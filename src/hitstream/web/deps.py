@@ -57,6 +57,8 @@ class AppServices:
     alert frames over the fan-out)."""
     gate: Gatekeeper | None = None
     accounts: Accounts | None = None
+    compat_sites: Mapping[str, str] = field(default_factory=dict)
+    """Endpoint family of the seeds' clients -> site (``""``: the default; ``web.compat``)."""
 
 
 def services_of(conn: HTTPConnection) -> AppServices:

@@ -45,7 +45,7 @@ def _offered(websocket: WebSocket) -> list[str]:
     return [part.strip() for part in header.split(",") if part.strip()]
 
 
-async def _caller(websocket: WebSocket, gate: Gatekeeper) -> Caller:
+async def socket_caller(websocket: WebSocket, gate: Gatekeeper) -> Caller:
     given = credentials_of(websocket)
     keys = [p for p in _offered(websocket) if p != PROTOCOL]
     if not given.bearer and keys:
@@ -87,7 +87,7 @@ async def live(websocket: WebSocket, hub: LiveDep) -> None:
     subprotocol = PROTOCOL if PROTOCOL in _offered(websocket) else None
     await websocket.accept(subprotocol=subprotocol)
     try:
-        caller = await _caller(websocket, gate)
+        caller = await socket_caller(websocket, gate)
         site = await gate.check(
             caller.principal, Action.READ_LIVE, websocket.query_params.get("site_id", "")
         )

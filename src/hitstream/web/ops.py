@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hitstream.domain.access import Action
 from hitstream.errors import AdapterUnavailable
 from hitstream.web.auth import UNAUTHORIZED, resolve
+from hitstream.web.compat import seed_reads
 from hitstream.web.deps import ServicesDep
 
 router = APIRouter(tags=["ops"])
@@ -51,11 +52,28 @@ async def readyz(services: ServicesDep) -> Response:
 @router.get(
     "/metrics",
     summary="Prometheus metrics (with HITSTREAM_METRICS_TOKEN set: that token as a bearer, or an "
-    "admin)",
+    "admin); seed 004's JSON metrics with ?format=json or Accept: application/json",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **UNAUTHORIZED},
+    responses={
+        200: {
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/json": {
+                    "example": {
+                        "active_users": 15,
+                        "events_per_min": 42.5,
+                        "avg_duration": 8.2,
+                        "top_elements": [{"element": "video_player", "count": 120}],
+                    }
+                },
+            }
+        },
+        **UNAUTHORIZED,
+    },
 )
 async def metrics(services: ServicesDep, request: Request) -> Response:
+    if seed_reads.wants_json(request):  # read access to the site, not the metrics token
+        return JSONResponse(await seed_reads.metrics_json(request))
     gate = services.gate
     if gate is not None and gate.metrics_token:
         caller = await resolve(request)
