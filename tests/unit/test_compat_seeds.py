@@ -381,6 +381,9 @@ def test_seed004_actions_give_the_json_metrics(seeds: Seeds) -> None:
     text = seeds.client.get("/metrics", headers=bearer("m-token"))
     assert text.status_code == 200 and text.headers["content-type"].startswith("text/plain")
     assert "hitstream_events_accepted_total" in text.text
+    prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3"
+    scraped = seeds.client.get("/metrics", headers={"accept": prometheus, **bearer("m-token")})
+    assert scraped.headers["content-type"].startswith("text/plain")
     # the JSON reads the site: a credential that cannot is refused
     assert seeds.client.get("/metrics?format=json").status_code == 401
     assert seeds.client.get("/metrics?format=json", headers=bearer("m-token")).status_code == 403

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -13,6 +13,7 @@ from hitstream.errors import AdapterUnavailable
 from hitstream.web.auth import UNAUTHORIZED, resolve
 from hitstream.web.compat import seed_reads
 from hitstream.web.deps import ServicesDep
+from hitstream.web.openapi import ERROR_REF
 
 router = APIRouter(tags=["ops"])
 
@@ -59,19 +60,39 @@ async def readyz(services: ServicesDep) -> Response:
             "content": {
                 "text/plain": {"schema": {"type": "string"}},
                 "application/json": {
+                    "schema": {"type": "object"},
                     "example": {
                         "active_users": 15,
                         "events_per_min": 42.5,
                         "avg_duration": 8.2,
                         "top_elements": [{"element": "video_player", "count": 120}],
-                    }
+                    },
                 },
             }
         },
         **UNAUTHORIZED,
+        403: {
+            "description": "JSON: the credential may not read the site",
+            "content": {"application/json": {"schema": ERROR_REF}},
+        },
+        404: {
+            "description": "JSON: the configured site is not registered",
+            "content": {"application/json": {"schema": ERROR_REF}},
+        },
     },
 )
-async def metrics(services: ServicesDep, request: Request) -> Response:
+async def metrics(
+    services: ServicesDep,
+    request: Request,
+    format: Annotated[
+        str | None,
+        Query(max_length=16, description="json: seed 004's JSON metrics of a site"),
+    ] = None,
+    period: Annotated[
+        str | None, Query(max_length=16, description="JSON: the window of avg_duration")
+    ] = None,
+) -> Response:
+    del format, period  # documented here; seed_reads reads them from the request
     if seed_reads.wants_json(request):  # read access to the site, not the metrics token
         return JSONResponse(await seed_reads.metrics_json(request))
     gate = services.gate

@@ -27,7 +27,7 @@ from hitstream.services.json_body import BodyProblem
 from hitstream.services.json_body import decode as decode_json
 from hitstream.web.collect import collector_of, principal_of, read_body, respond, submit
 from hitstream.web.compat.seed_sites import configured_site
-from hitstream.web.openapi import ERROR_REF
+from hitstream.web.openapi import ERROR_REF, RETRY_AFTER
 
 router = APIRouter(tags=["compat"])
 
@@ -325,18 +325,27 @@ def _refusal(result: CollectResult, out: Translated) -> Response:
     return JSONResponse({"error": first, "errors": errors}, status_code=result.status)
 
 
+_ERROR: Final = {"application/json": {"schema": ERROR_REF}}
 _REFUSALS: Final[dict[int | str, dict[str, Any]]] = {
-    400: {"description": "Not JSON", "content": {"application/json": {"schema": ERROR_REF}}},
-    401: {"description": "An unknown or revoked key", "content": {"application/json": {}}},
-    413: {"description": "Body too large", "content": {"application/json": {}}},
-    415: {"description": "Not JSON or text/plain", "content": {"application/json": {}}},
+    400: {"description": "Not JSON", "content": _ERROR},
+    401: {"description": "An unknown or revoked key", "content": _ERROR},
+    413: {"description": "Body too large", "content": _ERROR},
+    415: {"description": "Not JSON or text/plain", "content": _ERROR},
     422: {
         "description": "Refused, naming the field as sent (`metadata.load_time`, `page_url`) "
         "and the reason; no site given or configured (`site_id`); an unregistered site",
-        "content": {"application/json": {"schema": ERROR_REF}},
+        "content": _ERROR,
     },
-    429: {"description": "Over a rate limit; retry after Retry-After"},
-    503: {"description": "Event log unavailable; nothing stored; retry after Retry-After"},
+    429: {
+        "description": "Over a rate limit; nothing stored; retry after Retry-After",
+        "headers": RETRY_AFTER,
+        "content": _ERROR,
+    },
+    503: {
+        "description": "Event log unavailable; nothing stored; retry after Retry-After",
+        "headers": RETRY_AFTER,
+        "content": _ERROR,
+    },
 }
 
 
