@@ -541,13 +541,35 @@ def test_seed003_events_stats_and_health(seeds: Seeds) -> None:
         {"event_type": "navigation", "page": "/about", "session_id": "session-9"},
         {"event_type": "time_spent", "page": "/about", "session_id": "session-9", "seconds": 7},
     ]
+    told: dict[str, tuple[int, int]] = {}
     for body in sent:
         answer = seeds.post("/api/analytics", body)
         assert answer.status_code == 202, answer.text
         got = answer.json()
         assert (got["status"], got["message"]) == ("success", "Event queued")
-        assert {"partition", "offset"} <= set(got)
+        told[got["id"]] = (got["partition"], got["offset"])
     seeds.wait(S003, len(sent))
+    # partition and offset are where the log holds each event (read back from the log)
+
+    async def read_log() -> dict[str, tuple[int, int]]:
+        async def from_start(_: int) -> int:
+            return 0
+
+        consumer = seeds.runtime.log.consumer("compat-test", from_start)
+        found: dict[str, tuple[int, int]] = {}
+        try:
+            while batch := await consumer.poll(1000, 0.2):
+                for message in batch:
+                    event_id = json.loads(message.value)["event_id"]
+                    found[event_id] = (message.partition, message.offset)
+        finally:
+            await consumer.close()
+        return found
+
+    portal = seeds.client.portal
+    assert portal is not None
+    found = portal.call(read_log)
+    assert {i: found[i] for i in told} == told
     answer = seeds.client.get("/api/stats", headers=seeds.admin)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {

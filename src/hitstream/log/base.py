@@ -16,6 +16,8 @@ from hitstream.errors import LogUnavailable
 
 PositionLookup = Callable[[int], Awaitable[int | None]]
 """partition -> next offset to read, from the store (None: start from the log's own commit)."""
+Positions = list[tuple[int, int]]
+"""(partition, offset) of each appended message, in the order appended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +71,11 @@ class EventLog(ABC):
         """Flush and release everything; appends after this fail."""
 
     @abstractmethod
-    async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> Positions | None:
         """Durably store (key, value) pairs; return only once they are safe, else raise
-        ``LogUnavailable`` (then none of them may be acknowledged to the client)."""
+        ``LogUnavailable`` (then none of them may be acknowledged to the client). Returns
+        where each message landed, where the log can tell (None where it cannot: Redis
+        Streams ids are not offsets)."""
 
     @abstractmethod
     async def check(self) -> None:

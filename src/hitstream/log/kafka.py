@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,7 +41,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from hitstream.errors import ConfigError, LogUnavailable
-from hitstream.log.base import EventLog, LogConsumer, LogMessage, PositionLookup
+from hitstream.log.base import EventLog, LogConsumer, LogMessage, PositionLookup, Positions
 from hitstream.log.kafka_consumer import KafkaConsumer
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,26 @@ def parse_url(url: str) -> tuple[str, str]:
 class _Delivery:
     """Counts one append's delivery reports (poller thread) and settles its future (loop)."""
 
-    __slots__ = ("future", "left", "loop", "pump")
+    __slots__ = ("future", "left", "loop", "positions", "pump")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, count: int, pump: _Pump) -> None:
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
         self.left = count
         self.pump = pump
+        self.positions: Positions = [(-1, -1)] * count
+
+    def of(self, index: int) -> Callable[[KafkaError | None, Message], None]:
+        """The delivery callback of the ``index``-th message (records where it landed)."""
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                partition, offset = msg.partition(), msg.offset()
+                if partition is not None and offset is not None:
+                    self.positions[index] = (partition, offset)
+            self(err, msg)
+
+        return report
 
     def __call__(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None and err.code() in _PRODUCER_DEAD:
@@ -269,17 +282,17 @@ class KafkaLog(EventLog):
             threading.Thread(target=dead.close, args=(0,), daemon=True).start()
         return self._pump
 
-    async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
-        await self._produce(self.topic, messages)
+    async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> Positions:
+        return await self._produce(self.topic, messages)
 
     async def _produce(
         self,
         topic: str,
         messages: Sequence[tuple[bytes, bytes]],
         headers: Sequence[_Headers] | None = None,
-    ) -> None:
+    ) -> Positions:
         if not messages:
-            return
+            return []
         pump = self._live_pump()
         producer = pump.producer
         loop = asyncio.get_running_loop()
@@ -292,7 +305,7 @@ class KafkaLog(EventLog):
                         topic,
                         value,
                         key,
-                        on_delivery=delivery,
+                        on_delivery=delivery.of(i),
                         headers=headers[i] if headers else None,
                     )
                     break
@@ -307,6 +320,7 @@ class KafkaLog(EventLog):
                 await delivery.future
         except TimeoutError as exc:
             raise LogUnavailable("kafka gave no delivery report in time") from exc
+        return delivery.positions
 
     async def check(self) -> None:
         producer = self._live_pump().producer

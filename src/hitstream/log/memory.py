@@ -7,7 +7,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 
 from hitstream.errors import LogUnavailable
-from hitstream.log.base import EventLog, LogConsumer, LogMessage, PositionLookup
+from hitstream.log.base import EventLog, LogConsumer, LogMessage, PositionLookup, Positions
 
 
 class MemoryLog(EventLog):
@@ -26,14 +26,17 @@ class MemoryLog(EventLog):
     async def close(self) -> None:
         self.available = False
 
-    async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> Positions:
         if not self.available:
             raise LogUnavailable("memory log is switched off")
+        positions: Positions = []
         for key, value in messages:
             part = zlib.crc32(key) % len(self._partitions)
             rows = self._partitions[part]
+            positions.append((part, len(rows)))
             rows.append(LogMessage(part, len(rows), key, value))
         self._changed.set()
+        return positions
 
     async def check(self) -> None:
         if not self.available:

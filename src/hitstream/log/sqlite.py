@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from hitstream.errors import LogUnavailable
-from hitstream.log.base import EventLog, LogConsumer, LogMessage, PositionLookup
+from hitstream.log.base import EventLog, LogConsumer, LogMessage, PositionLookup, Positions
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS commits (
     next_offset INTEGER NOT NULL
 );
 """
-_Pending = tuple[Sequence[tuple[bytes, bytes]], Future[None]]
+_Pending = tuple[Sequence[tuple[bytes, bytes]], Future[Positions]]
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -97,14 +97,14 @@ class SQLiteLog(EventLog):
         if self._dead is not None:
             await self._dead.close()
 
-    async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    async def append(self, messages: Sequence[tuple[bytes, bytes]]) -> Positions:
         if self._closed or self._writer is None:
             raise LogUnavailable("event log is closed")
         if not messages:
-            return
-        done: Future[None] = Future()
+            return []
+        done: Future[Positions] = Future()
         self._queue.put((messages, done))
-        await asyncio.wrap_future(done)
+        return await asyncio.wrap_future(done)
 
     def _write_loop(self) -> None:
         assert self._conn is not None
@@ -131,6 +131,10 @@ class SQLiteLog(EventLog):
                 conn.executemany(
                     "INSERT INTO messages (key, value, appended_at) VALUES (?, ?, ?)", rows
                 )
+                # one writer, inside BEGIN IMMEDIATE: the rows took the offsets up to the last
+                last = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
+                ).fetchone()[0]
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
@@ -140,8 +144,10 @@ class SQLiteLog(EventLog):
                     done.set_exception(error)
                 continue
             self.commits += 1
-            for _, done in group:
-                done.set_result(None)
+            offset = int(last) - len(rows) + 1
+            for messages, done in group:
+                done.set_result([(0, offset + i) for i in range(len(messages))])
+                offset += len(messages)
             with self._appended:
                 self._appended.notify_all()
 

@@ -58,6 +58,8 @@ class CollectResult:
     """What the refusal is counted as (a fixed phrase, never input); default: the field."""
     retry_after: int | None = None
     """Seconds for a ``Retry-After`` header (429)."""
+    positions: list[tuple[int, int]] | None = None
+    """(partition, offset) in the event log of each accepted event, where the log tells."""
 
     def body(self) -> dict[str, object]:
         if self.error is not None:
@@ -270,10 +272,15 @@ class Collector:
             (f"{e.site_id}\x1f{e.visitor_id}".encode(), _ENCODER.encode(e)) for e in accepted
         ]
         started = time.perf_counter()
-        await self.log.append(messages)  # LogUnavailable escapes: nothing is acknowledged
+        positions = await self.log.append(messages)  # LogUnavailable escapes: nothing acked
         self.metrics.append_seconds.observe(time.perf_counter() - started)
         self.metrics.events_accepted.inc(len(accepted))
-        return CollectResult(status=202, ids=[e.event_id for e in accepted], rejected=rejected)
+        return CollectResult(
+            status=202,
+            ids=[e.event_id for e in accepted],
+            rejected=rejected,
+            positions=positions,
+        )
 
     def _check_site(
         self,

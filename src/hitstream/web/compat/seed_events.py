@@ -276,7 +276,7 @@ async def _collect(
     request: Request,
     family: str,
     translate: Translate,
-    answer: Callable[[str, Mapping[str, Any]], dict[str, Any]],
+    answer: Callable[[CollectResult, Mapping[str, Any]], dict[str, Any]],
 ) -> Response:
     """Translate one seed event and collect it; the seed's answer, or a named refusal."""
     collector = collector_of(request)
@@ -300,7 +300,7 @@ async def _collect(
         return result
     if result.status != 202:
         return _refusal(result, out)
-    return JSONResponse(answer(result.ids[0], body), status_code=202)
+    return JSONResponse(answer(result, body), status_code=202)
 
 
 def _writer(principal: Principal, site: str) -> bool:
@@ -388,7 +388,7 @@ def _accepted(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
 )
 async def post_event(request: Request) -> Response:
     return await _collect(
-        request, "event", from_page_events, lambda id_, _: {"status": "accepted", "id": id_}
+        request, "event", from_page_events, lambda r, _: {"status": "accepted", "id": r.ids[0]}
     )
 
 
@@ -423,9 +423,12 @@ async def post_events(request: Request) -> Response:
     ),
 )
 async def post_ingest(request: Request) -> Response:
-    def answer(id_: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def answer(result: CollectResult, body: Mapping[str, Any]) -> dict[str, Any]:
         given = body.get("event_id")
-        return {"status": "accepted", "event_id": given if isinstance(given, str) else id_}
+        return {
+            "status": "accepted",
+            "event_id": given if isinstance(given, str) else result.ids[0],
+        }
 
     return await _collect(request, "ingest", from_ingest, answer)
 
@@ -438,8 +441,8 @@ async def post_ingest(request: Request) -> Response:
         {
             "status": "success",
             "message": "Event queued",
-            "partition": None,
-            "offset": None,
+            "partition": 0,
+            "offset": 42,
             "id": "0193a5e4-...",
         }
     ),
@@ -448,16 +451,17 @@ async def post_ingest(request: Request) -> Response:
     ),
 )
 async def post_api_analytics(request: Request) -> Response:
-    """``partition`` and ``offset`` are null: the event log port does not report positions
-    on append (the id identifies the event)."""
+    """``partition`` and ``offset``: where the event log put the event (SQLite: partition 0
+    and the row; Kafka: the topic's); null where the log cannot tell (Redis Streams)."""
 
-    def answer(id_: str, _: Mapping[str, Any]) -> dict[str, Any]:
+    def answer(result: CollectResult, _: Mapping[str, Any]) -> dict[str, Any]:
+        partition, offset = result.positions[0] if result.positions else (None, None)
         return {
             "status": "success",
             "message": "Event queued",
-            "partition": None,
-            "offset": None,
-            "id": id_,
+            "partition": partition,
+            "offset": offset,
+            "id": result.ids[0],
         }
 
     return await _collect(request, "api_analytics", from_api_analytics, answer)
