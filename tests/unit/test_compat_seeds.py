@@ -670,3 +670,23 @@ def test_without_a_configured_site_a_write_is_refused_by_name(tmp_path: Path) ->
         assert answer.status_code == 422
         assert answer.json()["error"]["field"] == "site_id"
         assert "HITSTREAM_COMPAT_SITE" in answer.json()["error"]["reason"]
+
+
+def test_browsers_on_a_sites_hosts_may_send_to_the_seed_endpoints(seeds: Seeds) -> None:
+    """CORS answers the seeds' write paths like ``/api/v1/events``: an Origin that is an
+    allowed host of a registered site may send, any other gets no CORS (preflight 403)."""
+    ask = {
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type",
+    }
+    for path in ("/event", "/events", "/ingest", "/api/analytics"):
+        ok = seeds.client.options(path, headers={"origin": "https://example.com", **ask})
+        assert ok.status_code == 204 and ok.headers["access-control-allow-origin"] == (
+            "https://example.com"
+        )
+        evil = seeds.client.options(path, headers={"origin": "https://evil.example", **ask})
+        assert evil.status_code == 403
+    sent = seeds.post("/event", TESTING, origin="https://example.com")
+    assert sent.status_code == 202 and sent.headers["access-control-allow-origin"]
+    foreign = seeds.post("/event", TESTING, origin="https://portfolio.example")  # another site's
+    assert foreign.status_code == 422 and foreign.json()["error"]["field"] == "origin"

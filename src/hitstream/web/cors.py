@@ -1,8 +1,9 @@
 """CORS: browsers on a site's allowed hosts may send events; the read API stays the
 dashboard's own, plus the origins an operator lists (``HITSTREAM_CORS_ORIGINS``).
 
-Ingestion (``/api/v1/events``) answers a preflight and a request from an ``Origin`` whose host
-is an allowed host of some registered site (the collector then checks each event's site); any
+Ingestion (``/api/v1/events``, and the seeds' write endpoints) answers a preflight and a
+request from an ``Origin`` whose host is an allowed host of some registered site (the
+collector then checks each event's site); any
 other origin gets no CORS headers (preflight: 403), so its browser cannot even send. The rest
 of the API answers CORS only for the listed origins and never allows credentials: a login
 cookie is good on the dashboard's own origin only, and keys travel in headers.
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hitstream.domain.sites import normal_host
 from hitstream.errors import AdapterUnavailable
+from hitstream.web.compat.seed_sites import READ_PATHS, WRITE_PATHS
 
 INGEST: Final = "/api/v1/events"
 _INGEST_HEADERS: Final = "content-type, content-encoding, authorization"
@@ -50,10 +52,11 @@ class Cors:
         headers = Headers(scope=scope)
         origin = headers.get("origin")
         path = scope.get("path", "")
-        if origin is None or not path.startswith("/api/"):
+        api = path.startswith("/api/") or path in READ_PATHS or path in WRITE_PATHS
+        if origin is None or not api:
             await self.app(scope, receive, send)
             return
-        ingest = path == INGEST
+        ingest = path == INGEST or path in WRITE_PATHS  # the seeds' clients too (web.compat)
         allowed = (
             "*" in self.origins
             or origin in self.origins

@@ -21,6 +21,10 @@ FAMILIES: Final = {
     "api_analytics": "HITSTREAM_COMPAT_SITE_API_ANALYTICS",
 }
 """Endpoint family -> the setting that names its site (``docs/switching.md``)."""
+WRITE_PATHS: Final = frozenset({"/event", "/events", "/ingest", "/api/analytics"})
+"""Where the seeds' clients send events: CORS answers them like ``/api/v1/events``."""
+READ_PATHS: Final = frozenset({"/analytics", "/stats", "/analytics/events", "/api/stats"})
+"""The seeds' read endpoints: CORS answers them like the rest of the API."""
 
 
 def configured_site(conn: HTTPConnection, family: str) -> str:
