@@ -690,3 +690,24 @@ def test_browsers_on_a_sites_hosts_may_send_to_the_seed_endpoints(seeds: Seeds) 
     assert sent.status_code == 202 and sent.headers["access-control-allow-origin"]
     foreign = seeds.post("/event", TESTING, origin="https://portfolio.example")  # another site's
     assert foreign.status_code == 422 and foreign.json()["error"]["field"] == "origin"
+
+
+def test_a_body_or_a_read_may_name_its_site(seeds: Seeds) -> None:
+    """A ``site_id`` in any seed body wins over the configured site; reads take ``site_id``
+    (and check access to that site)."""
+    bodies = [
+        ("/event", {"type": "page_view", "path": "/home", "site_id": S003}),
+        ("/event", {"action": "play", "element": "x", "site_id": S003}),
+        ("/ingest", {"event_id": "e1", "page_url": "/a", "site_id": S003}),
+        ("/api/analytics", {"event_type": "click", "page": "/b", "site_id": S003}),
+    ]
+    for path, body in bodies:
+        assert seeds.post(path, body).status_code == 202, path
+    seeds.wait(S003, len(bodies))
+    assert seeds.events(S000) == 0 and seeds.events(S004) == 0 and seeds.events(S002) == 0
+    snapshot = seeds.client.get("/analytics", params={"site_id": S003}, headers=seeds.admin)
+    assert snapshot.json()["total_events"] == len(bodies)
+    other = seeds.client.get(
+        "/analytics", params={"site_id": S003}, headers=seeds.key(S000, "read")
+    )
+    assert other.status_code == 403

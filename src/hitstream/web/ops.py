@@ -91,8 +91,11 @@ async def metrics(
     period: Annotated[
         str | None, Query(max_length=16, description="JSON: the window of avg_duration")
     ] = None,
+    site_id: Annotated[
+        str | None, Query(max_length=100, description="JSON: the site (default: configured)")
+    ] = None,
 ) -> Response:
-    del format, period  # documented here; seed_reads reads them from the request
+    del format, period, site_id  # documented here; seed_reads reads them from the request
     if seed_reads.wants_json(request):  # read access to the site, not the metrics token
         return JSONResponse(await seed_reads.metrics_json(request))
     gate = services.gate

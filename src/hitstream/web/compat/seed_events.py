@@ -6,6 +6,8 @@ limits, durable append before the 2xx and rejection tally. A refusal names the f
 client sent it (``metadata.load_time``, ``page_url``), not the canonical one. Fields the
 canonical event has no place for become props; a client-sent ``ip_address``/``user_agent``
 is used (never stored) only with a write key of the site, else the connection's own are.
+A body that names a ``site_id`` (seed 001's do; any may) goes to that site, others to the
+configured one (``seed_sites``).
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ def from_page_events(body: Mapping[str, Any], site: object, writer: bool) -> Tra
     return out
 
 
-_S004: Final = frozenset({"user_id", "action", "element", "duration", "timestamp"})
+_S004: Final = frozenset({"site_id", "user_id", "action", "element", "duration", "timestamp"})
 
 
 def from_action(body: Mapping[str, Any], site: object, writer: bool) -> Translated:
@@ -202,7 +204,7 @@ def from_site_events(body: Mapping[str, Any], site: object, writer: bool) -> Tra
     return out
 
 
-_S002: Final = frozenset({"event_id", "user_id", "event_type", "page_url", "time_stamp"})
+_S002: Final = frozenset({"site_id", "event_id", "user_id", "event_type", "page_url", "time_stamp"})
 
 
 def from_ingest(body: Mapping[str, Any], site: object, writer: bool) -> Translated:
@@ -220,7 +222,9 @@ def from_ingest(body: Mapping[str, Any], site: object, writer: bool) -> Translat
     return out
 
 
-_S003: Final = frozenset({"event_type", "page", "session_id", "timestamp", "screen_width"})
+_S003: Final = frozenset(
+    {"site_id", "event_type", "page", "session_id", "timestamp", "screen_width"}
+)
 
 
 def from_api_analytics(body: Mapping[str, Any], site: object, writer: bool) -> Translated:
@@ -288,8 +292,8 @@ async def _collect(
         return principal
     if family == "event" and is_action(body):
         family, translate = "action", from_action
-    given = body.get("site_id") if family == "events" else None
-    try:  # a site the body names (seed 001) is checked by the collector like any other
+    given = body.get("site_id")
+    try:  # a site the body names (seed 001's) is checked by the collector like any other
         site = given if given is not None else configured_site(request, family)
     except QueryError as exc:
         return _refuse(collector, 422, exc.field, exc.reason)

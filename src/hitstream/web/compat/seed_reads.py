@@ -38,6 +38,14 @@ Period = Annotated[
     Query(max_length=16, description=f"One of {', '.join(PERIODS)}"),
 ]
 From = Annotated[str | None, Query(alias="from", max_length=10, description="custom: first day")]
+SiteParam = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=100,
+        description="The site to read (default: the one configured for this endpoint)",
+    ),
+]
 To = Annotated[str | None, Query(max_length=10, description="custom: last day (inclusive)")]
 
 
@@ -164,8 +172,9 @@ async def analytics(
     period: Period = "day",
     date_from: From = None,
     to: To = None,
+    site_id: SiteParam = None,
 ) -> JSON:
-    site_id, tz = await _site(request, caller, gate, "event")
+    site_id, tz = await _site(request, caller, gate, "event", site_id)
     return await analytics_body(Reader(stats, site_id, tz, period, date_from, to))
 
 
@@ -259,12 +268,13 @@ async def user_page_events(
     period: Period = "30d",
     date_from: From = None,
     to: To = None,
+    site_id: SiteParam = None,
 ) -> JSON:
     params = await _json_params(request)
     user_id, page_url = params.get("user_id"), params.get("page_url")
     if not user_id and not page_url:
         raise QueryError("user_id", "user_id or page_url is required")
-    site_id, tz = await _site(request, caller, gate, "ingest")
+    site_id, tz = await _site(request, caller, gate, "ingest", site_id)
     filters = [f"user_id=={user_id}"] if user_id else []
     if page_url:
         filters += _page_filters(page_url)
@@ -294,8 +304,9 @@ async def api_stats(
     period: Period = "30d",
     date_from: From = None,
     to: To = None,
+    site_id: SiteParam = None,
 ) -> JSON:
-    site_id, tz = await _site(request, caller, gate, "api_analytics")
+    site_id, tz = await _site(request, caller, gate, "api_analytics", site_id)
     reader = Reader(stats, site_id, tz, period, date_from, to)
     totals = await reader.totals("events")
     return {"total_events": int(totals["events"]), "events_by_type": await reader.events_by_type()}
@@ -318,7 +329,8 @@ async def metrics_json(request: Request) -> JSON:
     if gate is None or stats is None:
         raise QueryError("format", "JSON metrics are served by a process with the web role")
     caller = await resolve(request)
-    site_id, tz = await _site(request, caller, gate, "action")
+    given = request.query_params.get("site_id") or None
+    site_id, tz = await _site(request, caller, gate, "action", given)
     period = request.query_params.get("period", "day")
     now = Reader(stats, site_id, tz, "realtime")
     recent = await now.totals("visitors,events")

@@ -85,7 +85,7 @@ async def seed_socket(websocket: WebSocket, hub: LiveDep, stats: StatsDep) -> No
     gate = gate_of(websocket)
     await websocket.accept()
     try:
-        site_id = configured_site(websocket, "event")
+        site_id = websocket.query_params.get("site_id") or configured_site(websocket, "event")
         caller = await socket_caller(websocket, gate)
         site = await gate.check(caller.principal, Action.READ_LIVE, site_id)
         tz = site.timezone if site is not None else "UTC"
