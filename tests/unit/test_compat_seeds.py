@@ -18,6 +18,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from hitstream.bootstrap import Runtime, build
+from hitstream.log.memory import MemoryLog
 from hitstream.services.accounts import Accounts
 from hitstream.settings import Settings
 from hitstream.web.app import create_app
@@ -149,6 +150,14 @@ SESSION = {
     "path": "/",
     "metadata": {"duration": 300, "page_count": 5, "device": "desktop", "browser": "Chrome"},
 }
+PAGE_VIEW_EVENT = {  # "Event Types: Page View Event"
+    "type": "page_view",
+    "user_id": "user123",
+    "session_id": "session456",
+    "url": "https://example.com/home",
+    "path": "/home",
+    "metadata": {"page_title": "Home Page", "load_time": 1200},
+}
 TESTING = {  # the README's curl example
     "type": "page_view",
     "user_id": "user123",
@@ -167,6 +176,7 @@ def test_seed000_events_give_the_analytics_snapshot_and_the_stats_api_numbers(
 ) -> None:
     sent: list[tuple[dict[str, Any], str]] = [
         (PAGE_VIEW, CHROME),
+        (PAGE_VIEW_EVENT, CHROME),
         (CLICK, CHROME),
         (SESSION, CHROME),
         (TESTING, CHROME),
@@ -292,10 +302,21 @@ def test_seed000_ip_and_user_agent_are_believed_from_a_write_key_only(seeds: See
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "ip_address"
 
 
-def test_seed000_health(seeds: Seeds) -> None:
+def test_seed000_and_seed003_health(seeds: Seeds) -> None:
     answer = seeds.client.get("/health")
     assert answer.status_code == 200
     assert answer.json() == {"status": "healthy", "service": "analytics-producer"}
+    log = seeds.runtime.log
+    assert isinstance(log, MemoryLog)
+    log.available = False  # the event log stops taking appends
+    try:
+        down = seeds.client.get("/health")
+        assert down.status_code == 503 and down.json()["status"] == "unhealthy"
+        api = seeds.client.get("/api/health")
+        assert api.status_code == 503
+        assert api.json() == {"status": "unhealthy", "database": "connected"}  # the store is up
+    finally:
+        log.available = True
 
 
 def test_seed000_websocket_sends_snapshot_update_and_real_time_events(seeds: Seeds) -> None:
@@ -430,6 +451,14 @@ def test_seed001_events_and_daily_stats(seeds: Seeds) -> None:
             {"path": path, "views": n}
             for path, n in sorted(Counter(b["path"] for b in views).items(), key=lambda x: -x[1])
         ],
+    }
+    verbatim = seeds.client.get("/stats?site_id=site-abc-123&date=2025-11-15", headers=seeds.admin)
+    assert verbatim.json() == {
+        "site_id": "site-abc-123",
+        "date": "2025-11-15",
+        "total_views": 0,  # that day's example event was refused as too old
+        "unique_users": 0,
+        "top_paths": [],
     }
     yesterday = (datetime.now(tz=UTC).date() - timedelta(days=1)).isoformat()
     empty = seeds.client.get(
