@@ -298,6 +298,15 @@ def test_seed000_ip_and_user_agent_are_believed_from_a_write_key_only(seeds: See
         "breakdown", site_id=S000, period="day", property="country", metrics="events"
     )["results"]
     assert {"value": "GB", "events": 1} in countries  # 81.2.69.142, from the key's body
+    # never kept as props either, whatever the body calls them
+    extra = {"event_type": "click", "page": "/", "ip": "81.2.69.142", "user_agent": IPHONE}
+    assert seeds.post("/api/analytics", extra).status_code == 202
+    seeds.wait(S003, 1)
+    for prop in ("ip", "user_agent"):
+        values = seeds.stats(
+            "breakdown", site_id=S003, period="day", property=f"prop:{prop}", metrics="events"
+        )["results"]
+        assert values == [{"value": "", "events": 1}], prop
     bad = seeds.post("/event", {**body, "ip_address": "not-an-ip"}, **seeds.key(S000, "write"))
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "ip_address"
 

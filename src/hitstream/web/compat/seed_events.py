@@ -48,6 +48,8 @@ ELEMENT_PROPS: Final = {
     "element_text": "element_text",
     "element_type": "element_type",
 }
+NEVER_KEPT: Final = frozenset({"ip", "ip_address", "user_agent", "useragent", "userAgent"})
+"""Fields never made props, whatever the credential: no raw IP or User-Agent is stored."""
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -66,7 +68,7 @@ class Translated:
             self.origins[canonical] = origin
 
     def prop(self, key: str, value: Any, origin: str) -> None:
-        if value is not None:
+        if value is not None and key not in NEVER_KEPT:
             self.props[key] = value
             self.prop_origins[key] = origin
 
@@ -78,7 +80,7 @@ class Translated:
         return self.origins.get(canonical, canonical)
 
     def finish(self) -> dict[str, Any]:
-        if self.props:
+        if self.props and "props" not in self.event:  # a metadata that is no object: refused
             self.event["props"] = self.props
         return self.event
 
