@@ -10,7 +10,8 @@ import asyncio
 import json
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,13 @@ class Rig:
     admin: str
     sent: list[Sent]
     switch: StoreSwitch
+    days: dict[str, Any] = field(default_factory=dict)
+    """A custom period around now (yesterday to tomorrow, UTC: the sites' zone), fixed at
+    setup: every event sent is in it, and its range does not move with the clock."""
+
+    @property
+    def http_days(self) -> dict[str, str]:
+        return {"period": "custom", "from": self.days["date_from"], "to": self.days["date_to"]}
 
     def auth(self, key: str | None = None) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {key or self.admin}"),)
@@ -149,6 +157,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             sent,
             store,
         )
+        today = datetime.now(UTC).date()
+        rig.days = {
+            "period": "custom",
+            "date_from": str(today - timedelta(days=1)),
+            "date_to": str(today + timedelta(days=1)),
+        }
         for site in (SITE, PUBLIC):
             for item in sent:
                 answer = await http.post(
@@ -167,9 +181,9 @@ async def processed(rig: Rig, count: int) -> None:
     """Wait (bounded) until the processor stored every event sent to both sites."""
     for _ in range(400):
         done = [
-            (await rig.get("aggregate", site_id=site, period="day", metrics="events"))["results"][
-                "events"
-            ]["value"]
+            (await rig.get("aggregate", site_id=site, **rig.http_days, metrics="events"))[
+                "results"
+            ]["events"]["value"]
             for site in (SITE, PUBLIC)
         ]
         if done == [count, count]:
@@ -188,13 +202,13 @@ def rows(reply: pb.BreakdownReply | pb.TimeseriesReply) -> list[dict[str, Any]]:
 async def test_aggregate_is_the_http_answer_and_the_count_of_what_was_sent(rig: Rig) -> None:
     metrics = ["events", "pageviews", "visitors", "visits"]
     reply = await rig.stub.Aggregate(
-        pb.AggregateRequest(site_id=SITE, period="day", metrics=metrics, compare="previous_period"),
+        pb.AggregateRequest(site_id=SITE, **rig.days, metrics=metrics, compare="previous_period"),
         metadata=rig.auth(),
     )
     http = await rig.get(
         "aggregate",
         site_id=SITE,
-        period="day",
+        **rig.http_days,
         metrics=",".join(metrics),
         compare="previous_period",
     )
@@ -254,12 +268,12 @@ async def test_default_metrics_and_a_custom_day_are_the_http_ones(rig: Rig) -> N
 async def test_timeseries_is_the_http_answer(rig: Rig) -> None:
     reply = await rig.stub.Timeseries(
         pb.TimeseriesRequest(
-            site_id=SITE, period="day", interval="hour", metrics=["events", "visitors"]
+            site_id=SITE, **rig.days, interval="hour", metrics=["events", "visitors"]
         ),
         metadata=rig.auth(),
     )
     http = await rig.get(
-        "timeseries", site_id=SITE, period="day", interval="hour", metrics="events,visitors"
+        "timeseries", site_id=SITE, **rig.http_days, interval="hour", metrics="events,visitors"
     )
     assert reply.interval == http["interval"] == "hour"
     assert rows(reply) == http["results"]
@@ -270,7 +284,7 @@ async def test_breakdown_is_the_http_answer_with_filters(rig: Rig) -> None:
     reply = await rig.stub.Breakdown(
         pb.BreakdownRequest(
             site_id=SITE,
-            period="day",
+            **rig.days,
             property="user_id",
             metrics=["events"],
             filters="event_type==click;page==/pricing",
@@ -280,7 +294,7 @@ async def test_breakdown_is_the_http_answer_with_filters(rig: Rig) -> None:
     http = await rig.get(
         "breakdown",
         site_id=SITE,
-        period="day",
+        **rig.http_days,
         property="user_id",
         metrics="events",
         filters="event_type==click;page==/pricing",
@@ -289,7 +303,7 @@ async def test_breakdown_is_the_http_answer_with_filters(rig: Rig) -> None:
     clicks = Counter(s.user for s in rig.sent if s.type == "click" and s.path == "/pricing")
     assert {r.value: r.metrics["events"] for r in reply.results} == clicks
     limited = await rig.stub.Breakdown(
-        pb.BreakdownRequest(site_id=SITE, period="day", property="page", limit=2),
+        pb.BreakdownRequest(site_id=SITE, **rig.days, property="page", limit=2),
         metadata=rig.auth(),
     )
     assert len(limited.results) == 2
@@ -303,10 +317,10 @@ async def test_realtime_is_the_http_answer(rig: Rig) -> None:
 
 async def test_user_events_count_each_user_as_the_user_id_breakdown(rig: Rig) -> None:
     reply = await rig.stub.UserEvents(
-        pb.UserEventsRequest(site_id=SITE, period="day"), metadata=rig.auth()
+        pb.UserEventsRequest(site_id=SITE, **rig.days), metadata=rig.auth()
     )
     http = await rig.get(
-        "breakdown", site_id=SITE, period="day", property="user_id", metrics="events,visitors"
+        "breakdown", site_id=SITE, **rig.http_days, property="user_id", metrics="events,visitors"
     )
     assert reply.property == "user_id"
     assert [(r.value, r.events, r.visitors) for r in reply.results] == [
@@ -316,17 +330,17 @@ async def test_user_events_count_each_user_as_the_user_id_breakdown(rig: Rig) ->
     assert {r.value: r.events for r in reply.results} == events
     assert [r.events for r in reply.results] == sorted(events.values(), reverse=True)
     one = await rig.stub.UserEvents(
-        pb.UserEventsRequest(site_id=SITE, period="day", user_id="bob"), metadata=rig.auth()
+        pb.UserEventsRequest(site_id=SITE, **rig.days, user_id="bob"), metadata=rig.auth()
     )
     assert [(r.value, r.events, r.visitors) for r in one.results] == [("bob", events["bob"], 1)]
 
 
 async def test_page_events_count_each_page_as_the_page_breakdown(rig: Rig) -> None:
     reply = await rig.stub.PageEvents(
-        pb.PageEventsRequest(site_id=SITE, period="day"), metadata=rig.auth()
+        pb.PageEventsRequest(site_id=SITE, **rig.days), metadata=rig.auth()
     )
     http = await rig.get(
-        "breakdown", site_id=SITE, period="day", property="page", metrics="events,visitors"
+        "breakdown", site_id=SITE, **rig.http_days, property="page", metrics="events,visitors"
     )
     assert [(r.value, r.events, r.visitors) for r in reply.results] == [
         (r["value"], r["events"], r["visitors"]) for r in http["results"]
@@ -340,12 +354,12 @@ async def test_page_events_count_each_page_as_the_page_breakdown(rig: Rig) -> No
     }
     for page_url in ("/docs|v2", f"https://{SITE}/docs|v2?ref=x"):
         one = await rig.stub.PageEvents(
-            pb.PageEventsRequest(site_id=SITE, period="day", page_url=page_url),
+            pb.PageEventsRequest(site_id=SITE, **rig.days, page_url=page_url),
             metadata=rig.auth(),
         )
         assert [(r.value, r.events) for r in one.results] == [("/docs|v2", events["/docs|v2"])]
     elsewhere = await rig.stub.PageEvents(
-        pb.PageEventsRequest(site_id=SITE, period="day", page_url="https://elsewhere.test/"),
+        pb.PageEventsRequest(site_id=SITE, **rig.days, page_url="https://elsewhere.test/"),
         metadata=rig.auth(),
     )
     assert list(elsewhere.results) == []  # the host is part of an absolute URL
@@ -397,7 +411,7 @@ async def test_keys_reach_what_they_reach_over_http(rig: Rig) -> None:
         )
         assert http.status_code == 403
     # a public site needs no key, and answers the same numbers
-    public = await rig.stub.UserEvents(pb.UserEventsRequest(site_id=PUBLIC, period="day"))
+    public = await rig.stub.UserEvents(pb.UserEventsRequest(site_id=PUBLIC, **rig.days))
     assert {r.value: r.events for r in public.results} == Counter(s.user for s in rig.sent)
     # a site that does not exist, to one who could read it
     code, _, _ = await code_of(
@@ -449,15 +463,15 @@ async def test_a_bad_field_is_invalid_argument_naming_it(rig: Rig) -> None:
         pb.RealtimeRequest: ("Realtime", rig.stub.Realtime),
     }
     registry = rig.runtime.metrics.registry
-    for request, field in BAD_FIELDS:
+    for request, named in BAD_FIELDS:
         name, method = methods[type(request)]
         labels = {"method": name, "code": "INVALID_ARGUMENT"}
         calls_before = registry.get_sample_value("hitstream_grpc_calls_total", labels) or 0
-        rejected = {"status": "400", "reason": field}
+        rejected = {"status": "400", "reason": named}
         before = registry.get_sample_value("hitstream_requests_rejected_total", rejected) or 0
         code, details, trailing = await code_of(method(request, metadata=rig.auth()))
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (request, details)
-        assert details.startswith(f"{field}: ") and trailing["error-field"] == field, details
+        assert details.startswith(f"{named}: ") and trailing["error-field"] == named, details
         assert trailing["error-reason"] and trailing["error-reason"] in details
         # counted by reason, as over HTTP, and by method and code
         after = registry.get_sample_value("hitstream_requests_rejected_total", rejected)
