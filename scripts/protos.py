@@ -5,7 +5,7 @@ protoc (from grpcio-tools, pinned in requirements-dev.txt) writes the messages
 mypy-protobuf, their typed ``.pyi``. They are generated for the proto path
 ``hitstream/v1/stats.proto`` (the name clients and reflection see) and placed in the package
 ``hitstream.rpc.v1``, so their few import lines are moved there. ``--check`` regenerates into
-a temporary folder and fails if a committed file differs (tests/unit/test_rpc_codegen.py).
+a temporary folder and fails if a committed file differs (tests/unit/test_rpc_setup.py).
 """
 
 from __future__ import annotations

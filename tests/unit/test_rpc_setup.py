@@ -72,3 +72,22 @@ def test_without_the_extra_the_command_says_how_to_install_it(
     assert result.exit_code == 2
     assert "pip install 'hitstream[grpc]'" in result.output
     assert not (tmp_path / "control.sock").exists()  # refused before anything started
+
+
+def test_json_clients_name_the_period_days_as_http_does() -> None:
+    """grpcurl and other JSON clients send ``from``/``to``, as the HTTP query does."""
+    from google.protobuf import json_format
+
+    from hitstream.rpc.v1 import stats_pb2 as pb
+
+    request = json_format.Parse(
+        '{"site_id": "a.io", "period": "custom", "from": "2026-11-01", "to": "2026-11-30",'
+        ' "metrics": ["visitors"]}',
+        pb.AggregateRequest(),
+    )
+    assert (request.date_from, request.date_to, list(request.metrics)) == (
+        "2026-11-01",
+        "2026-11-30",
+        ["visitors"],
+    )
+    assert json_format.MessageToDict(request)["from"] == "2026-11-01"
