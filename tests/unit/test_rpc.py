@@ -23,8 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hitstream.bootstrap import Runtime, build
-from hitstream.errors import StoreUnavailable
-from hitstream.rpc.server import STATS_SERVICE, GrpcServer
+from hitstream.errors import ConfigError, StoreUnavailable
+from hitstream.rpc.server import STATS_SERVICE, GrpcServer, Served
 from hitstream.rpc.v1 import stats_pb2 as pb
 from hitstream.rpc.v1.stats_pb2_grpc import StatsStub
 from hitstream.services.accounts import Accounts
@@ -525,3 +525,48 @@ async def test_reflection_lists_the_services_and_describes_stats(rig: Rig) -> No
         "UserEvents",
         "PageEvents",
     }
+
+
+async def test_a_store_that_is_down_is_unavailable(rig: Rig) -> None:
+    await rig.runtime.store.close()  # the memory store refuses every call until started
+    try:
+        code, details, trailing = await code_of(
+            rig.stub.Aggregate(pb.AggregateRequest(site_id=SITE, **rig.days), metadata=rig.auth())
+        )
+    finally:
+        await rig.runtime.store.start()
+    assert code == grpc.StatusCode.UNAVAILABLE and trailing["error-field"] == "service"
+    assert details.startswith("service: ")
+    again = await rig.stub.Realtime(pb.RealtimeRequest(site_id=SITE), metadata=rig.auth())
+    assert again.visitors == len({s.visitor for s in rig.sent})
+
+
+class Steps:
+    """A lifecycle that records its starts and stops."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+
+    async def start(self) -> None:
+        self.done.append("start")
+
+    async def stop(self) -> None:
+        self.done.append("stop")
+
+
+async def test_a_taken_port_stops_startup_and_what_it_started(rig: Rig) -> None:
+    assert rig.runtime.stats is not None and rig.runtime.gate is not None
+    second = GrpcServer(
+        rig.runtime.stats,
+        rig.runtime.gate,
+        rig.runtime.metrics,
+        rig.switch,
+        host="127.0.0.1",
+        port=rig.server.port,  # the rig's server has it
+    )
+    runtime = Steps()
+    with pytest.raises(ConfigError, match="HITSTREAM_GRPC_PORT"):
+        await Served(runtime, second).start()
+    assert runtime.done == ["start", "stop"]
+    still = await rig.stub.Realtime(pb.RealtimeRequest(site_id=SITE), metadata=rig.auth())
+    assert still.site_id == SITE  # the first server was not disturbed

@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from hitstream.errors import AdapterUnavailable
+from hitstream.errors import AdapterUnavailable, ConfigError
 from hitstream.metrics import Metrics
 from hitstream.rpc.service import StatsServicer
 from hitstream.rpc.v1 import stats_pb2, stats_pb2_grpc
@@ -80,7 +80,8 @@ class GrpcServer:
         self._serving: bool | None = None
 
     async def start(self) -> None:
-        server = grpc.aio.server()
+        # no SO_REUSEPORT: a second process on a taken port must fail, not share it silently
+        server = grpc.aio.server(options=(("grpc.so_reuseport", 0),))
         stats_pb2_grpc.add_StatsServicer_to_server(self.servicer, server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -90,8 +91,10 @@ class GrpcServer:
         where = address(self.host, self.port)
         try:
             self.port = server.add_insecure_port(where)
-        except RuntimeError as exc:
-            raise AdapterUnavailable(f"gRPC cannot listen on {where}: {exc}") from exc
+        except RuntimeError as exc:  # taken, or not an address of this host
+            raise ConfigError(
+                f"--grpc-port / HITSTREAM_GRPC_PORT: gRPC cannot listen on {where}: {exc}"
+            ) from exc
         await self.probe()
         await server.start()
         self._server = server
@@ -144,7 +147,11 @@ class Served:
 
     async def start(self) -> None:
         await self.runtime.start()
-        await self.server.start()
+        try:
+            await self.server.start()
+        except BaseException:  # the port is taken: leave nothing running behind
+            await self.runtime.stop()
+            raise
 
     async def stop(self) -> None:
         try:
