@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -36,8 +37,11 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         port: int | None = None,
         command: str = "serve",
+        args: Sequence[str] = (),
     ) -> None:
         self.command = command
+        self.args = list(args)
+        """Options after the command (``--grpc-port 50123``)."""
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -102,7 +106,7 @@ class ServerProcess:
             self.admin_key = self._make_admin_key()
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hitstream.cli", self.command],
+                [sys.executable, "-m", "hitstream.cli", self.command, *self.args],
                 env=env,
                 stdout=log,
                 stderr=log,

@@ -1,5 +1,5 @@
-"""The ``hitstream`` command: serve · collector · processor · web · migrate · generate · replay
-(and, from ``hitstream.admin``, sites · users · keys · forget).
+"""The ``hitstream`` command: serve · collector · processor · web · grpc · migrate · generate ·
+replay (and, from ``hitstream.admin``, sites · users · keys · forget).
 
 Heavy imports stay inside the commands, so ``hitstream --help`` is quick.
 """
@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -28,6 +29,16 @@ Port = Annotated[int | None, typer.Option(help="Port to bind [env HITSTREAM_PORT
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Data folder [env HITSTREAM_DATA_DIR]")
 ]
+GrpcPort = Annotated[
+    int | None,
+    typer.Option(
+        "--grpc-port",
+        help="Also serve the gRPC stats service on this port (needs the grpc extra) "
+        "[env HITSTREAM_GRPC_PORT]",
+    ),
+]
+DEFAULT_GRPC_PORT = 50051
+GRPC_EXTRA = "pip install 'hitstream[grpc]' (in a checkout: ./dev setup)"
 
 
 def _settings(host: str | None = None, port: int | None = None, data_dir: Path | None = None):  # type: ignore[no-untyped-def]
@@ -74,6 +85,19 @@ def _server_class() -> type:
     return CleanExitServer
 
 
+def _grpc_server_module() -> ModuleType:
+    """``hitstream.rpc.server``, or a clear exit when the grpc extra is missing."""
+    try:
+        from hitstream.rpc import server
+    except Exception as exc:  # ImportError, or protobuf's own version check
+        typer.echo(
+            f"the gRPC stats service needs the grpc extra ({exc}); install it: {GRPC_EXTRA}",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    return server
+
+
 def _run(
     roles: frozenset[str],
     host: str | None,
@@ -81,18 +105,46 @@ def _run(
     data_dir: Path | None,
     *,
     demo: bool = False,
+    grpc: bool = False,
+    grpc_port: int | None = None,
 ) -> None:
+    """Serve ``roles`` over HTTP; with ``grpc`` (serve and the grpc role), the gRPC stats
+    service too when a gRPC port is set (the grpc role's default: 50051)."""
     from hitstream.bootstrap import build
-    from hitstream.web.app import create_app
+    from hitstream.web.app import Lifecycle, create_app
     from hitstream.web.server import server_config
 
     settings = _settings(host, port, data_dir)
     if demo:
         settings.demo = True
+    if grpc_port is not None:
+        settings.grpc_port = grpc_port
+    if "grpc" in roles and not settings.grpc_port:
+        settings.grpc_port = DEFAULT_GRPC_PORT
+    rpc = _grpc_server_module() if grpc and settings.grpc_port else None
     _logging(settings.log_level)
+    if rpc is not None:
+        roles = roles | {"grpc"}
     runtime = build(settings, roles)
     runtime.announce = typer.echo  # first-run and demo links
-    web = create_app(runtime.services, lifecycle=runtime, cors_origins=settings.cors_origins)
+    lifecycle: Lifecycle = runtime
+    grpc_where = ""
+    if rpc is not None:
+        assert runtime.stats is not None and runtime.gate is not None
+        grpc_server = rpc.GrpcServer(
+            runtime.stats,
+            runtime.gate,
+            runtime.metrics,
+            runtime.store,
+            host=settings.host,
+            port=settings.grpc_port,
+        )
+        lifecycle = rpc.Served(runtime, grpc_server)
+        grpc_where = rpc.address(
+            "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host,
+            settings.grpc_port,
+        )
+    web = create_app(runtime.services, lifecycle=lifecycle, cors_origins=settings.cors_origins)
     server = _server_class()(server_config(web, settings, runtime.metrics))
     runtime.metrics.http_connections.set_function(lambda: len(server.server_state.connections))
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
@@ -101,8 +153,12 @@ def _run(
         what = f"dashboard on {where}/ (API docs /docs)"
     elif "collector" in roles:
         what = f"collecting on {where}/api/v1/events"
-    else:
+    elif "processor" in roles:
         what = f"processing; health and metrics on {where}/metrics"
+    else:
+        what = f"health and metrics on {where}/metrics"
+    if grpc_where:
+        what = f"{what}, gRPC stats on {grpc_where}"
     typer.echo(
         f"hitstream {'+'.join(sorted(roles))}: {what}, data in {settings.data_dir.resolve()}"
     )
@@ -117,9 +173,19 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="Show a demo site: 60 days of history plus live visits")
     ] = False,
+    grpc_port: GrpcPort = None,
 ) -> None:
-    """Run everything in one process: collector, processor, stats API, live dashboard."""
-    _run(frozenset({"collector", "processor", "web"}), host, port, data_dir, demo=demo)
+    """Run everything in one process: collector, processor, stats API, live dashboard (and
+    the gRPC stats service with --grpc-port)."""
+    _run(
+        frozenset({"collector", "processor", "web"}),
+        host,
+        port,
+        data_dir,
+        demo=demo,
+        grpc=True,
+        grpc_port=grpc_port,
+    )
 
 
 @app.command()
@@ -138,6 +204,24 @@ def processor(host: Host = None, port: Port = None, data_dir: DataDir = None) ->
 def web(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
     """Run only the web role: Stats API, live WebSocket and dashboard."""
     _run(frozenset({"web"}), host, port, data_dir)
+
+
+@app.command("grpc")
+def grpc_role(
+    host: Host = None,
+    port: Port = None,
+    data_dir: DataDir = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            "--grpc-port",
+            help=f"gRPC port [env HITSTREAM_GRPC_PORT, default {DEFAULT_GRPC_PORT}]",
+        ),
+    ] = None,
+) -> None:
+    """Run only the gRPC stats service (hitstream.v1.Stats, health, reflection) on
+    --grpc-port; health and metrics over HTTP on --port. Needs the grpc extra."""
+    _run(frozenset({"grpc"}), host, port, data_dir, grpc=True, grpc_port=grpc_port)
 
 
 @app.command()

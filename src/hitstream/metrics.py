@@ -30,6 +30,12 @@ class Metrics:
             ["status", "reason"],
             registry=r,
         )
+        self.grpc_calls = Counter(
+            "hitstream_grpc_calls_total",
+            "Calls the gRPC stats service answered, by method and status code",
+            ["method", "code"],
+            registry=r,
+        )
         self.connections_closed = Counter(
             "hitstream_http_connections_closed_total",
             "Connections the HTTP edge closed early, by reason: evicted (at the cap, the "

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    """The gRPC stats service's port, on ``host``: ``serve`` runs it when set (0: not);
+    ``hitstream grpc`` uses 50051 when it is 0."""
     data_dir: Path = Path("hitstream-data")
     log_url: str = ""
     """``sqlite:///path`` (default: data_dir/log.sqlite3), ``memory://``; more with extras."""

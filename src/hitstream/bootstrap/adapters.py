@@ -49,7 +49,7 @@ def data_folders(
     folders: list[Path] = []
     if roles & {"collector", "processor"} and log.name == "sqlite":
         folders.append(_path_of(settings.resolved_log_url()).parent)
-    if roles & {"processor", "web"} and store.name == "duckdb":
+    if roles & {"processor", "web", "grpc"} and store.name == "duckdb":
         folders.append(_path_of(settings.resolved_store_url()).parent)
     if "collector" in roles and not settings.salts_url:
         folders.append(settings.data_dir)

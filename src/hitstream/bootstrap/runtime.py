@@ -48,7 +48,9 @@ if TYPE_CHECKING:
     from hitstream.synthetic.demo import Demo
 
 log = logging.getLogger(__name__)
-ROLES = frozenset({"collector", "processor", "web"})
+ROLES = frozenset({"collector", "processor", "web", "grpc"})
+"""``grpc``: the gRPC stats service (``hitstream.rpc``): the store, the registry, the stats
+service and its cache; nothing else."""
 OPTIONAL = frozenset({"fanout", "cache"})
 """Parts a role goes on without (live updates pause, the cache misses): ``/readyz`` reports
 them but stays 200 while they are down."""
@@ -147,7 +149,7 @@ class Runtime:
                     ipaddress.ip_network(cidr, strict=False)
                     for cidr in self.settings.trusted_proxies
                 ],
-                stats=self.stats,
+                stats=self.stats if "web" in self.roles else None,  # gRPC alone: no routes
                 quality=self.quality,
                 live=self.live,
                 alerting=self.alerting,
@@ -173,7 +175,7 @@ class Runtime:
         wanted["store"] = self.store  # the registry: sites, keys (every role asks it)
         if self.roles & {"processor", "web"}:
             wanted["fanout"] = self.fanout
-        if "web" in self.roles:
+        if self.roles & {"web", "grpc"}:
             wanted["cache"] = self.cache
         if self.disk is not None and self.disk.folders:
             wanted["disk"] = self.disk

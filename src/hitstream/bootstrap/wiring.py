@@ -81,9 +81,10 @@ def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
         )
 
     stats = quality = live = accounts = None
-    if "web" in roles:
-        accounts = Accounts(store)
+    if roles & {"web", "grpc"}:
         stats = StatsService(store, metrics, cache=cache)
+    if "web" in roles and stats is not None:
+        accounts = Accounts(store)
         quality = Quality(rejections, store)
         live = LiveHub(
             stats,
