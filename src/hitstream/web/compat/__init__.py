@@ -1,0 +1,1 @@
+"""Drop-in compatibility: other analytics tools' clients, translated to canonical events."""
