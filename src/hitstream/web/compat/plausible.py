@@ -270,6 +270,7 @@ REQUEST_SCHEMA: Final[dict[str, Any]] = {
             "content": {"application/json": {"schema": ANSWER_SCHEMA}},
         },
         400: {"description": "Body is not a JSON object", "content": _ERROR},
+        401: {"description": "An `Authorization` header with an unknown key", "content": _ERROR},
         413: {"description": "Body larger than one event may be", "content": _ERROR},
         415: {"description": "Content-Type other than JSON or text/plain", "content": _ERROR},
         422: {
