@@ -198,7 +198,8 @@ def translate(body: dict[str, Any], site: Site) -> dict[str, object]:
     payload = body.get("payload")
     if not isinstance(kind, str) or kind.lower() not in ("event", "identify"):
         raise Refused(422, "type", "must be event or identify", "type")
-    assert isinstance(payload, dict)  # resolved before: see _site
+    if not isinstance(payload, dict):
+        raise Refused(422, "payload", "is required: an object", "payload")
     event: dict[str, object] = {"site_id": site.site_id}
     location = _location(payload)
     escaped = location.pop("escaped", "")
