@@ -32,4 +32,12 @@ if ! command -v promtool >/dev/null; then
   as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
   as_root pkill -x prometheus >/dev/null 2>&1 || true
 fi
+
+# Plausible's and Umami's official trackers for the browser tests, from the npm registry at
+# the versions and integrity hashes of tests/trackers/package-lock.json
+trackers="$(cd "$(dirname "$0")/.." && pwd)/tests/trackers"
+if [ ! -d "$trackers/node_modules" ]; then
+  command -v npm >/dev/null || { as_root apt-get update -qq && as_root apt-get install -y -qq npm >/dev/null; }
+  (cd "$trackers" && npm ci --ignore-scripts --no-audit --no-fund >/dev/null) || echo "could not install the trackers (tests/trackers)" >&2
+fi
 exit 0

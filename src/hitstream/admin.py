@@ -21,6 +21,13 @@ T = TypeVar("T")
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Data folder [env HITSTREAM_DATA_DIR]")
 ]
+UmamiId = Annotated[
+    str | None,
+    typer.Option(
+        "--umami-website-id",
+        help="The data-website-id of Umami's tracker on this site's pages ('' to clear)",
+    ),
+]
 sites_app = typer.Typer(help="Register and configure sites.", no_args_is_help=True)
 users_app = typer.Typer(help="Dashboard users (admins and viewers).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (Authorization: Bearer KEY).", no_args_is_help=True)
@@ -56,6 +63,7 @@ def _show_site(site: Any) -> str:
     return (
         f"{site.site_id}\ttz={site.timezone}\thosts={','.join(site.hosts())}\t"
         f"retention={site.retention_days or 'forever'}\t{'public' if site.public else 'private'}"
+        + (f"\tumami={site.umami_website_id}" if site.umami_website_id else "")
     )
 
 
@@ -71,6 +79,7 @@ def sites_add(
     ] = None,
     retention_days: Annotated[int | None, typer.Option(help="Delete data older (0: keep)")] = None,
     public: Annotated[bool, typer.Option("--public", help="Anyone may read its dashboard")] = False,
+    umami_website_id: UmamiId = None,
     data_dir: DataDir = None,
 ) -> None:
     """Register a site, and print the snippet to paste into its pages."""
@@ -85,6 +94,8 @@ def sites_add(
         data["allowed_hosts"] = _hosts(allowed_hosts)
     if retention_days is not None:
         data["retention_days"] = retention_days
+    if umami_website_id is not None:
+        data["umami_website_id"] = umami_website_id
 
     async def job(store: Any) -> Any:
         site = new_site(data, int(time.time() * 1000))
@@ -122,6 +133,7 @@ def sites_update(
     public: Annotated[
         bool | None, typer.Option("--public/--private", help="Public dashboard")
     ] = None,
+    umami_website_id: UmamiId = None,
     data_dir: DataDir = None,
 ) -> None:
     """Change a site's settings (what is not given stays)."""
@@ -137,6 +149,8 @@ def sites_update(
         changes["retention_days"] = retention_days
     if public is not None:
         changes["public"] = public
+    if umami_website_id is not None:
+        changes["umami_website_id"] = umami_website_id
 
     async def job(store: Any) -> Any:
         site = await store.get_site(domain)

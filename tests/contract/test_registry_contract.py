@@ -50,6 +50,32 @@ async def test_sites_round_trip_and_conflict(store: Store) -> None:
     assert await store.registry_version() > v0
 
 
+async def test_the_umami_website_id_round_trips_and_is_unique(store: Store) -> None:
+    website = "4f9a2c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"
+    with_id = Site("a.io", umami_website_id=website)
+    await store.add_site(with_id)
+    await store.add_site(Site("b.io"))
+    await store.add_site(Site("c.io"))  # sites without an id do not clash with each other
+    assert await store.get_site("a.io") == with_id
+    assert (await store.get_site("b.io")) == Site("b.io")
+    for attempt in (
+        store.add_site(Site("d.io", umami_website_id=website)),
+        store.update_site(Site("b.io", umami_website_id=website)),
+    ):
+        with pytest.raises(Conflict) as caught:
+            await attempt
+        assert caught.value.field == "umami_website_id"
+    assert await store.get_site("d.io") is None
+    assert await store.update_site(Site("a.io", "UTC", umami_website_id=website))  # its own id
+    assert await store.update_site(Site("a.io"))  # cleared: free for another site
+    assert await store.update_site(Site("b.io", umami_website_id=website))
+    assert {s.site_id: s.umami_website_id for s in await store.registered_sites()} == {
+        "a.io": "",
+        "b.io": website,
+        "c.io": "",
+    }
+
+
 async def test_every_change_moves_the_version_and_nothing_else_does(store: Store) -> None:
     seen = [await store.registry_version()]
 

@@ -57,6 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         server.kill()
 
 
+@pytest.mark.timeout(660)  # the run's own bound (600 s) rules, not the suite's 300 s default
 def test_the_whole_document_holds_under_fuzzing(server: ServerProcess, tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)

@@ -88,6 +88,22 @@ def test_sites(data: Path) -> None:
     assert run(data, "sites", "list")[1] == ""
 
 
+def test_sites_umami_website_id(data: Path) -> None:
+    website = "4F9A2C1E-8B7D-4E6F-9A0B-1C2D3E4F5A6B"
+    code, out = run(data, "sites", "add", "a.io", "--umami-website-id", website)
+    assert code == 0 and f"umami={website.lower()}" in out
+    assert run(data, "sites", "add", "b.io")[0] == 0
+    code, out = run(data, "sites", "update", "b.io", "--umami-website-id", website)
+    assert code == 1 and "umami_website_id: is the Umami website id of another site" in out
+    code, out = run(data, "sites", "update", "b.io", "--umami-website-id", "nope")
+    assert code == 1 and "umami_website_id: must be a UUID" in out
+    assert run(data, "sites", "update", "a.io", "--umami-website-id", "")[0] == 0  # cleared
+    code, out = run(data, "sites", "update", "b.io", "--umami-website-id", website)
+    assert code == 0 and f"umami={website.lower()}" in out
+    assert [line.endswith(f"umami={website.lower()}") for line in run(data, "sites", "list")[1]
+            .splitlines()] == [False, True]  # fmt: skip
+
+
 def test_users_keys_and_forget(data: Path, tmp_path: Path) -> None:
     assert run(data, "sites", "add", "a.io")[0] == 0
     password = tmp_path / "pw"

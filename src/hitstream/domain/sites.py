@@ -2,10 +2,11 @@
 
 A site is registered under its domain (its ``site_id``) with a time zone (IANA), allowed
 hostnames, a retention in days (0: keep forever), a public flag and free-form ``settings``
-(a JSON object that later features extend: goals, funnels, a Umami website id) so that they
-need no new column. The records of users, API keys, login sessions and shared links live
-beside it in the same registry (``hitstream.stores.registry``); secrets appear there only as
-hashes (``hitstream.domain.credentials``).
+(a JSON object that later features extend: goals, funnels) so that they need no new column,
+and the id Umami's tracker sends for it (``umami_website_id``, unique among sites). The
+records of users, API keys, login sessions and shared links live beside it in the same
+registry (``hitstream.stores.registry``); secrets appear there only as hashes
+(``hitstream.domain.credentials``).
 
 Allowed hosts: an event's URL host (and a browser's ``Origin``) must be one of them. With no
 list the default is the domain and its subdomains (``example.com`` allows ``example.com``,
@@ -48,6 +49,8 @@ class Site:
     created_at: int = 0
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Per-site settings of later features (JSON object), kept as given."""
+    umami_website_id: str = ""
+    """The ``website`` id Umami's tracker sends for this site (a lowercase UUID; "": none)."""
 
     def hosts(self) -> tuple[str, ...]:
         """The effective allowed hosts (the default written out)."""
@@ -68,6 +71,7 @@ class Site:
             "public": self.public,
             "created_at": self.created_at,
             "settings": dict(self.settings),
+            "umami_website_id": self.umami_website_id or None,
         }
 
 
@@ -247,7 +251,29 @@ def check_settings(value: object) -> dict[str, Any]:
     return dict(value)
 
 
-SITE_FIELDS: Final = ("timezone", "allowed_hosts", "retention_days", "public", "settings")
+UUID: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def check_umami_website_id(value: object) -> str:
+    """A UUID, lowercased; ``None`` or "" clears the setting."""
+    if value is None or value == "":
+        return ""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if not UUID.fullmatch(text):
+        raise QueryError(
+            "umami_website_id", "must be a UUID such as 4f9a2c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"
+        )
+    return text
+
+
+SITE_FIELDS: Final = (
+    "timezone",
+    "allowed_hosts",
+    "retention_days",
+    "public",
+    "settings",
+    "umami_website_id",
+)
 
 
 def new_site(data: Mapping[str, Any], now_ms: int) -> Site:
@@ -276,6 +302,8 @@ def changed_site(site: Site, changes: Mapping[str, Any]) -> Site:
         out = replace(out, public=check_flag(changes["public"], "public"))
     if "settings" in changes:
         out = replace(out, settings=check_settings(changes["settings"]))
+    if "umami_website_id" in changes:
+        out = replace(out, umami_website_id=check_umami_website_id(changes["umami_website_id"]))
     return out
 
 

@@ -75,6 +75,8 @@ class Gatekeeper:
         self._version = -1
         self._checked = -float("inf")
         self._sites: dict[str, Site] = {}
+        self._umami: dict[str, Site] = {}
+        """Umami website id -> its site (Umami's tracker names a site by it)."""
         self._forgotten: dict[tuple[str, str], int] = {}
         self._keys: dict[str, Principal | None] = {}
         """token hash -> principal (or None: no such key), for this registry version."""
@@ -97,6 +99,7 @@ class Gatekeeper:
                 if version != self._version or force:
                     sites = await self.registry.registered_sites()
                     self._sites = {site.site_id: site for site in sites}
+                    self._umami = {s.umami_website_id: s for s in sites if s.umami_website_id}
                     self._forgotten = await self.registry.forgotten()
                     self._keys.clear()
                     self._version = version
@@ -113,6 +116,11 @@ class Gatekeeper:
     async def sites(self) -> Mapping[str, Site]:
         await self.refresh()
         return self._sites
+
+    async def umami_site(self, website_id: str) -> Site | None:
+        """The site whose ``umami_website_id`` this is (compared lowercased), if any."""
+        await self.refresh()
+        return self._umami.get(website_id.strip().lower())
 
     async def forgotten_users(self) -> Mapping[tuple[str, str], int]:
         """(site, visitor hash) -> when that identified user was forgotten."""

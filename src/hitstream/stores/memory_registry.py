@@ -45,10 +45,18 @@ class MemoryRegistry(Registry):
         self._ensure()
         return self._sites.get(site_id)
 
+    def _check_umami(self, site: Site) -> None:
+        if site.umami_website_id and any(
+            other.umami_website_id == site.umami_website_id and other.site_id != site.site_id
+            for other in self._sites.values()
+        ):
+            raise Conflict("umami_website_id", "is the Umami website id of another site")
+
     async def add_site(self, site: Site) -> None:
         self._ensure()
         if site.site_id in self._sites:
             raise Conflict("site_id", f"{site.site_id} is registered already")
+        self._check_umami(site)
         self._sites[site.site_id] = site
         self._bump()
 
@@ -56,6 +64,7 @@ class MemoryRegistry(Registry):
         self._ensure()
         if site.site_id not in self._sites:
             return False
+        self._check_umami(site)
         self._sites[site.site_id] = site
         self._bump()
         return True

@@ -30,7 +30,7 @@ from hitstream.errors import (
     RateLimited,
 )
 from hitstream.web import alerts, collect, dashboard, docs, live, openapi, ops, pages, sites, stats
-from hitstream.web.compat import seeds
+from hitstream.web.compat import plausible, seeds, umami
 from hitstream.web.cors import Cors
 from hitstream.web.deps import AppServices
 from hitstream.web.headers import SecurityHeaders
@@ -164,6 +164,8 @@ def create_app(
     openapi.install(app)
     if services.collector is not None:
         app.include_router(collect.router)
+        app.include_router(plausible.router)
+        app.include_router(umami.router)
     if services.stats is not None:  # the web role
         app.include_router(stats.router)
         app.include_router(sites.router)

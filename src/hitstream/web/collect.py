@@ -49,7 +49,7 @@ def _is_ip(value: str) -> bool:
     return True
 
 
-async def _read_body(request: Request, cap: int) -> bytes | None:
+async def read_capped_body(request: Request, cap: int) -> bytes | None:
     """The body, or None past ``cap``; raises ``EncodingProblem`` if the client went away
     (the edge closed it for sending too slowly) before it was complete."""
     declared = request.headers.get("content-length")
@@ -257,7 +257,7 @@ async def read_body(request: Request, collector: Collector) -> bytes | Response:
     """The request's body, inflated, within the collector's cap; or the refusal (counted)."""
     cap = collector.limits.max_batch_body_bytes
     try:
-        body = await _read_body(request, cap)
+        body = await read_capped_body(request, cap)
         if body is not None:
             body = inflate(body, request.headers.get("content-encoding", ""), cap)
     except EncodingProblem as exc:

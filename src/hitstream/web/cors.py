@@ -1,9 +1,10 @@
 """CORS: browsers on a site's allowed hosts may send events; the read API stays the
 dashboard's own, plus the origins an operator lists (``HITSTREAM_CORS_ORIGINS``).
 
-Ingestion (``/api/v1/events``, and the seeds' write endpoints) answers a preflight and a
-request from an ``Origin`` whose host is an allowed host of some registered site (the
-collector then checks each event's site); any
+Ingestion (``/api/v1/events``, the seeds' write endpoints, and Plausible's and Umami's
+tracker endpoints ``/api/event`` and ``/api/send``) answers a preflight and a request from an
+``Origin`` whose host is an allowed host of some registered site (the collector then checks
+each event's site); any
 other origin gets no CORS headers (preflight: 403), so its browser cannot even send. The rest
 of the API answers CORS only for the listed origins and never allows credentials: a login
 cookie is good on the dashboard's own origin only, and keys travel in headers.
@@ -24,7 +25,8 @@ from hitstream.errors import AdapterUnavailable
 from hitstream.web.compat.seed_sites import READ_PATHS, WRITE_PATHS
 
 INGEST: Final = "/api/v1/events"
-_INGEST_HEADERS: Final = "content-type, content-encoding, authorization"
+INGEST_PATHS: Final = frozenset({INGEST, "/api/event", "/api/send"})
+_INGEST_HEADERS: Final = "content-type, content-encoding, authorization, x-umami-cache"
 _API_HEADERS: Final = "authorization, content-type, x-csrf-token"
 _API_METHODS: Final = "GET, POST, PATCH, DELETE"
 
@@ -56,7 +58,7 @@ class Cors:
         if origin is None or not api:
             await self.app(scope, receive, send)
             return
-        ingest = path == INGEST or path in WRITE_PATHS  # the seeds' clients too (web.compat)
+        ingest = path in INGEST_PATHS or path in WRITE_PATHS  # trackers and seeds (web.compat)
         allowed = (
             "*" in self.origins
             or origin in self.origins

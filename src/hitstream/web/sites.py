@@ -43,6 +43,13 @@ class SiteSettings(_Strict):
     retention_days: int | None = Field(default=None, ge=0, le=36_500)
     public: bool | None = None
     settings: dict[str, Any] | None = None
+    umami_website_id: str | None = Field(
+        default=None,
+        max_length=36,
+        description="The `website` id Umami's tracker sends for this site (a UUID); "
+        "null or '' clears it",
+        examples=["4f9a2c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"],
+    )
 
 
 class NewSite(SiteSettings):
@@ -103,7 +110,11 @@ async def get_site(site_id: SitePath, caller: CallerDep, gate: GateDep) -> dict[
     return out
 
 
-@router.patch("/sites/{site_id}", summary="Change a site's settings", responses=SITE_RESPONSES)
+@router.patch(
+    "/sites/{site_id}",
+    summary="Change a site's settings",
+    responses={**SITE_RESPONSES, **_CONFLICT},
+)
 async def update_site(
     site_id: SitePath, body: SiteSettings, caller: CallerDep, gate: GateDep
 ) -> dict[str, Any]:

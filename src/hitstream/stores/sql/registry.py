@@ -23,15 +23,18 @@ from hitstream.stores.registry import Registry
 Row = tuple[Any, ...]
 Statement = tuple[str, dict[str, object]]
 BUMP: Final[Statement] = ("UPDATE registry_state SET version = version + 1", {})
-_SITE: Final = "site_id, timezone, allowed_hosts, retention_days, public, created_at, settings"
+_SITE: Final = (
+    "site_id, timezone, allowed_hosts, retention_days, public, created_at, settings, "
+    "umami_website_id"
+)
 _KEY: Final = "key_id, site_id, scope, key_hash, prefix, name, created_at, last_used_at, revoked"
 
 
 def _site(row: Row) -> Site:
-    site_id, tz, hosts, retention, public, created, settings = row
+    site_id, tz, hosts, retention, public, created, settings, umami = row
     return Site(
         site_id, tz, tuple(json.loads(hosts)), int(retention), bool(public), int(created),
-        json.loads(settings),
+        json.loads(settings), umami or "",
     )  # fmt: skip
 
 
@@ -61,6 +64,7 @@ def _site_params(site: Site) -> dict[str, object]:
         "public": site.public,
         "created": site.created_at,
         "settings": _json(dict(site.settings)),
+        "umami": site.umami_website_id or None,
     }
 
 
@@ -91,12 +95,25 @@ class SqlRegistry(Registry):
         )
         return _site(rows[0]) if rows else None
 
+    async def _check_umami(self, site: Site) -> None:
+        """The Umami website id is unique among sites (an admin's rare write: checked here,
+        not by an index, so that both dialects read it alike)."""
+        if not site.umami_website_id:
+            return
+        rows = await self._one(
+            "SELECT site_id FROM site_registry WHERE umami_website_id = $u AND site_id <> $s",
+            {"u": site.umami_website_id, "s": site.site_id},
+        )
+        if rows:
+            raise Conflict("umami_website_id", "is the Umami website id of another site")
+
     async def add_site(self, site: Site) -> None:
+        await self._check_umami(site)
         results = await self._registry_tx(
             [
                 (
                     f"INSERT INTO site_registry ({_SITE}) VALUES ($site_id, $timezone, $hosts, "
-                    "$retention, $public, $created, $settings) ON CONFLICT DO NOTHING "
+                    "$retention, $public, $created, $settings, $umami) ON CONFLICT DO NOTHING "
                     "RETURNING site_id",
                     _site_params(site),
                 ),
@@ -107,12 +124,13 @@ class SqlRegistry(Registry):
             raise Conflict("site_id", f"{site.site_id} is registered already")
 
     async def update_site(self, site: Site) -> bool:
+        await self._check_umami(site)
         results = await self._registry_tx(
             [
                 (
                     "UPDATE site_registry SET timezone = $timezone, allowed_hosts = $hosts, "
-                    "retention_days = $retention, public = $public, settings = $settings "
-                    "WHERE site_id = $site_id RETURNING site_id",
+                    "retention_days = $retention, public = $public, settings = $settings, "
+                    "umami_website_id = $umami WHERE site_id = $site_id RETURNING site_id",
                     _site_params(site),
                 ),
                 BUMP,
