@@ -27,6 +27,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hitstream.domain.errors import QueryError
+from hitstream.domain.patterns import compile_pattern
 
 METRICS: Final = (
     "visitors",
@@ -70,12 +71,26 @@ MAX_BREAKDOWN_LIMIT: Final = 1000
 MAX_BUCKETS: Final = 5000
 
 
-OPS: Final = ("==", "!=", "~")
+OPS: Final = ("==", "!=", "~", "!~", "=~", "!=~")
+"""``==`` is one of, ``!=`` is none of, ``~`` contains one of, ``!~`` contains none of,
+``=~`` matches the pattern, ``!=~`` does not match it (``hitstream.domain.patterns``)."""
+PATTERN_OPS: Final = ("=~", "!=~")
+OP_ALIASES: Final = {
+    " is not ": "!=",
+    " is ": "==",
+    " does not contain ": "!~",
+    " contains ": "~",
+    " does not match ": "!=~",
+    " matches ": "=~",
+}
+"""Readable spellings of the operators (spaces around them), for people writing URLs."""
 
 
 @dataclass(frozen=True, slots=True)
 class Filter:
-    """``property op values``: op is ``==`` (any of values), ``!=`` (none of), ``~`` (contains)."""
+    """``property op values``: op is ``==`` (any of values), ``!=`` (none of), ``~`` (contains
+    one of), ``!~`` (contains none of), ``=~`` / ``!=~`` (matches / does not match the one
+    pattern in values)."""
 
     property: str
     op: str
@@ -91,8 +106,12 @@ class Filter:
             return value in self.values
         if self.op == "!=":
             return value not in self.values
+        if self.op in PATTERN_OPS:
+            found = compile_pattern(self.values[0]).search(value)
+            return found if self.op == "=~" else not found
         lowered = value.lower()
-        return any(needle.lower() in lowered for needle in self.values)
+        contains = any(needle.lower() in lowered for needle in self.values)
+        return contains if self.op == "~" else not contains
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +166,23 @@ def parse_metrics(raw: str | None) -> tuple[str, ...]:
     return names
 
 
+def _operator(clause: str) -> tuple[str, str, str] | None:
+    """Split a clause at its operator: the earliest one, the longest there (so ``!=~`` is
+    not ``!=`` followed by ``~``); readable aliases (`` matches ``) count as operators."""
+    best: tuple[int, int, str, str] | None = None  # (position, -length, spelling, op)
+    for spelling, op in [*((o, o) for o in OPS), *OP_ALIASES.items()]:
+        at = clause.find(spelling)
+        if at > 0 and (best is None or (at, -len(spelling)) < best[:2]):
+            best = (at, -len(spelling), spelling, op)
+    if best is None:
+        return None
+    at, _, spelling, op = best
+    return clause[:at], op, clause[at + len(spelling) :]
+
+
 def parse_filters(raw: str | None) -> tuple[Filter, ...]:
-    """``page==/a|/b;country!=DE;page~blog``: clauses joined by ';', values by '|'."""
+    """``page==/a|/b;country!=DE;page~blog;page=~^/docs/``: clauses joined by ';', values by
+    '|' (a pattern of ``=~``/``!=~`` is one value: its '|' is alternation)."""
     if not raw:
         return ()
     filters: list[Filter] = []
@@ -156,19 +190,23 @@ def parse_filters(raw: str | None) -> tuple[Filter, ...]:
         clause = clause.strip()
         if not clause:
             continue
-        for op in OPS:
-            if op in clause:
-                prop, _, value = clause.partition(op)
-                prop = prop.strip()
-                if not is_property(prop):
-                    raise QueryError("filters", f"unknown property {prop!r}")
-                values = tuple(value.split("|"))
-                if op == "~" and any(not v for v in values):
-                    raise QueryError("filters", f"'~' needs a non-empty value in {clause!r}")
-                filters.append(Filter(prop, op, values))
-                break
-        else:
-            raise QueryError("filters", f"{clause!r} has no operator (==, != or ~)")
+        split = _operator(clause)
+        if split is None:
+            raise QueryError(
+                "filters", f"{clause!r} has no operator ({', '.join(OPS)} or a word alias)"
+            )
+        prop, op, value = split
+        prop = prop.strip()
+        if not is_property(prop):
+            raise QueryError("filters", f"unknown property {prop!r}")
+        if op in PATTERN_OPS:
+            compile_pattern(value)  # raises QueryError("filters", ...) naming the problem
+            filters.append(Filter(prop, op, (value,)))
+            continue
+        values = tuple(value.split("|"))
+        if op in ("~", "!~") and any(not v for v in values):
+            raise QueryError("filters", f"{op!r} needs a non-empty value in {clause!r}")
+        filters.append(Filter(prop, op, values))
     return tuple(filters)
 
 
