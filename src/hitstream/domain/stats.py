@@ -275,6 +275,49 @@ def previous_period(current: Range) -> Range:
     return Range(current.start - length, current.start)
 
 
+COMPARISONS: Final = ("previous_period", "year_over_year", "custom")
+
+
+def year_before(current: Range, tz: str = "UTC") -> Range:
+    """The same wall-clock range one year earlier in ``tz`` (29 February becomes the 28th)."""
+    zone = _zone(tz)
+
+    def back(ms: int) -> int:
+        moment = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(zone)
+        day = min(moment.day, 28) if moment.month == 2 else moment.day
+        earlier = moment.replace(tzinfo=None).replace(year=moment.year - 1, day=day)
+        return _ms(earlier.replace(tzinfo=zone))
+
+    return Range(back(current.start), back(current.end))
+
+
+def comparison(
+    compare: str | None,
+    current: Range,
+    tz: str = "UTC",
+    compare_from: str | None = None,
+    compare_to: str | None = None,
+) -> Range | None:
+    """The range to compare ``current`` with: ``previous_period`` (as long, just before),
+    ``year_over_year`` (the same dates a year earlier), ``custom`` (whole days
+    ``compare_from``..``compare_to`` inclusive, in ``tz``), or None."""
+    if compare in (None, ""):
+        if compare_from or compare_to:
+            raise QueryError("compare", "must be custom when compare_from/compare_to are given")
+        return None
+    if compare == "previous_period":
+        return previous_period(current)
+    if compare == "year_over_year":
+        return year_before(current, tz)
+    if compare == "custom":
+        try:
+            return resolve_period("custom", current.end, tz, compare_from, compare_to)
+        except QueryError as exc:
+            name = {"from": "compare_from", "to": "compare_to"}.get(exc.field, exc.field)
+            raise QueryError(name, exc.reason.replace("period=custom", "compare=custom")) from None
+    raise QueryError("compare", f"must be one of {', '.join(COMPARISONS)}")
+
+
 def bucket_starts(query: StatsQuery) -> list[int]:
     """Every bucket start (epoch ms) of a timeseries, aligned to the interval in ``query.tz``."""
     zone = _zone(query.tz)
@@ -338,6 +381,8 @@ def build_query(
     limit: int | None = None,
     tz: str | None = None,
     compare: str | None = None,
+    compare_from: str | None = None,
+    compare_to: str | None = None,
 ) -> StatsQuery:
     """Turn raw API parameters into a checked ``StatsQuery``; raise ``QueryError`` if not."""
     if not site_id:
@@ -352,8 +397,7 @@ def build_query(
         raise QueryError("property", f"unknown property {property!r}")
     if limit is not None and not 1 <= limit <= MAX_BREAKDOWN_LIMIT:
         raise QueryError("limit", f"must be between 1 and {MAX_BREAKDOWN_LIMIT}")
-    if compare not in (None, "", "previous_period"):
-        raise QueryError("compare", "must be previous_period")
+    compared = comparison(compare, current, tz, compare_from, compare_to)
     return StatsQuery(
         site_id=site_id,
         range=current,
@@ -363,7 +407,7 @@ def build_query(
         property=property or "",
         limit=limit or 100,
         tz=tz,
-        compare=previous_period(current) if compare == "previous_period" else None,
+        compare=compared,
     )
 
 
