@@ -45,7 +45,8 @@ def safe_cell(text: str) -> str:
     return "'" + text if text.startswith(_UNSAFE_START) else text
 
 
-def _cell(value: object) -> object:
+def safe_value(value: object) -> object:
+    """A CSV cell: text made safe (``safe_cell``), None empty, numbers as they are."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -59,7 +60,7 @@ def to_csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([safe_cell(h) for h in header])
     for row in rows:
-        writer.writerow([_cell(v) for v in row])
+        writer.writerow([safe_value(v) for v in row])
     return out.getvalue()
 
 
