@@ -167,7 +167,12 @@ def _answer(
     return _csv_file(query.site_id, kind, text)
 
 
-@router.get("/stats/aggregate", summary="Totals of metrics over a period", responses=CSV_RESPONSES)
+@router.get(
+    "/stats/aggregate",
+    summary="Totals of metrics over a period",
+    responses=CSV_RESPONSES,
+    response_model=dict[str, Any],
+)
 async def aggregate(
     request: Request,
     stats: StatsDep,
@@ -236,7 +241,10 @@ async def timeseries(
 
 
 @router.get(
-    "/stats/breakdown", summary="Metrics by the values of one property", responses=CSV_RESPONSES
+    "/stats/breakdown",
+    summary="Metrics by the values of one property",
+    responses=CSV_RESPONSES,
+    response_model=dict[str, Any],
 )
 async def breakdown(
     request: Request,
@@ -274,6 +282,7 @@ async def breakdown(
 @router.get(
     "/stats/export",
     summary="The dashboard's tables for a period as CSV files in one ZIP",
+    response_class=Response,
     responses={
         **SITE_RESPONSES,
         200: {
