@@ -169,6 +169,7 @@ async def test_year_over_year_and_custom_comparisons_count_the_other_range(
         ({"compare": "custom", "compare_from": "x", "compare_to": "2025-03-04"}, "compare_from"),
         ({"compare": "lastyear"}, "compare"),
         ({"compare_from": "2025-03-03", "compare_to": "2025-03-04"}, "compare"),
+        ({"period": ""}, "period"),
     ):
         refused = await client.get("/api/v1/stats/aggregate", params={**PERIOD, **bad})
         assert refused.status_code == 400 and refused.json()["error"]["field"] == field
