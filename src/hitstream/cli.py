@@ -1,5 +1,6 @@
 """The ``hitstream`` command: serve · collector · processor · web · grpc · migrate · generate ·
-replay (and, from ``hitstream.admin``, sites · users · keys · forget).
+replay (and, from ``hitstream.admin``, sites · users · keys · forget; from
+``hitstream.transfer``, export · import).
 
 Heavy imports stay inside the commands, so ``hitstream --help`` is quick.
 """
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from hitstream import admin
+from hitstream import admin, transfer
 
 app = typer.Typer(
     help="hitstream: real-time, privacy-first website analytics.",
@@ -398,6 +399,7 @@ def main() -> None:
 
 
 admin.install(app)  # sites, users, keys, forget
+transfer.install(app)  # export, import
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -660,7 +661,7 @@ async def test_timeseries_across_a_skipped_calendar_day(store: Store) -> None:
 # -- the SQL adapters agree with the reference on random data ------------------------------
 
 H = utc(2026, 3, 28, 12)  # random data lives around here: Berlin switches to DST at +13 h
-PAGES = ["/", "/a", "/A", "/a/b", "/Ä/ü", "/blog/x", "", "/a b"]
+PAGES = ["/", "/a", "/A", "/a/b", "/Ä/ü", "/blog/x", "", "/a b", "/a.1\n", "/2026/a_b"]
 WORDS = ["", "x", "X", "Google", "google", "é", "DE", "FR"]
 _site_numbers = itertools.count()
 
@@ -717,13 +718,36 @@ def datasets(draw: st.DrawFn) -> Batches:
 PROPERTIES = [*sorted(EVENT_PROPERTIES), "entry_page", "exit_page", "prop:plan", "prop:n"]
 
 
+ATOMS = ["a", "A", "/", "\\.", ".", "[a-c]", "[^/]", "\\d", "\\w", "\\s", "Ä", "g", "[/_]", "1"]
+
+
+@st.composite
+def patterns(draw: st.DrawFn, depth: int = 0) -> str:
+    """A random pattern of the filter syntax (``domain.patterns``); ``$`` only as an anchor."""
+    parts = []
+    if draw(st.integers(0, 3)) == 0:
+        parts.append("^")
+    for _ in range(draw(st.integers(1, 3))):
+        if depth < 2 and draw(st.integers(0, 4)) == 0:
+            options = draw(st.lists(patterns(depth + 1), min_size=1, max_size=3))
+            atom = "(" + "|".join(options) + ")"
+        else:
+            atom = draw(st.sampled_from(ATOMS))
+        parts.append(atom + draw(st.sampled_from(["", "", "*", "+", "?", "{1,2}", "{2}"])))
+    if draw(st.integers(0, 3)) == 0:
+        parts.append("$")
+    return "".join(parts)
+
+
 @st.composite
 def filters(draw: st.DrawFn) -> Filter:
-    op = draw(st.sampled_from(["==", "!=", "~"]))
+    op = draw(st.sampled_from(["==", "!=", "~", "!~", "=~", "!=~"]))
     values = [*PAGES, *WORDS, "pageview", "1", "true", "0.5"]
-    if op == "~":  # short needles in both cases, so that contains() has something to find
+    if op in ("~", "!~"):  # short needles in both cases, so that contains() has something to find
         values = ["a", "A", "/a", "ä", "Ä", "O", "g", "e", "1", "Up", "x"]
     chosen = draw(st.lists(st.sampled_from(values), min_size=1, max_size=3))
+    if op in ("=~", "!=~"):
+        chosen = [draw(patterns())]
     # the properties that vary most in the data come up more often
     prop = draw(st.sampled_from([*PROPERTIES, *["page", "source", "entry_page", "prop:plan"] * 3]))
     return Filter(prop, op, tuple(chosen))
@@ -796,7 +820,15 @@ class Reference:
             return value in f.values
         if f.op == "!=":
             return value not in f.values
-        return any(needle.lower() in value.lower() for needle in f.values)
+        if f.op in ("=~", "!=~"):
+            # Python's backtracking engine on the same text: ASCII classes, '.' takes
+            # newlines, and '$' is the end of the value (Python's '$' also matches before
+            # a final newline, '\Z' does not)
+            regex = f.values[0].replace("$", "\\Z")
+            found = re.search(regex, value, re.ASCII | re.DOTALL) is not None
+            return found if f.op == "=~" else not found
+        contains = any(needle.lower() in value.lower() for needle in f.values)
+        return contains if f.op == "~" else not contains
 
     def matching(self, query: StatsQuery) -> list[ProcessedEvent]:
         return [

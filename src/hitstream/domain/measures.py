@@ -14,7 +14,10 @@ with plain Python on random data.
   those properties rejects it and entry/exit breakdowns leave it out.
 - Filters: ``==`` the value is one of the values; ``!=`` it is none of them; ``~`` it contains
   one of them, compared after ``str.lower`` on both sides (SQL ``lower`` agrees except for the
-  rare characters whose lower case is longer, such as U+0130).
+  rare characters whose lower case is longer, such as U+0130); ``!~`` it contains none of
+  them (same comparison); ``=~`` the one pattern (``hitstream.domain.patterns``) matches
+  somewhere in it, ``!=~`` it does not; stores run the pattern as that module writes it for
+  their engine (RE2 in DuckDB, an ARE in PostgreSQL), and Python runs ``Pattern.search``.
 - ``visits`` counts distinct non-empty ``session_id``. ``bounce_rate`` and ``visit_duration``
   look at the session rows of those visits (the rows as stored now); a visit without a row
   counts as a visit but is not measured. ``bounce_rate = 100 * bounces / measured``,
@@ -45,10 +48,12 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from hitstream.domain.errors import QueryError
+from hitstream.domain.patterns import compile_pattern
 from hitstream.domain.stats import (
     EVENT_PROPERTIES,
     METRICS,
     OPS,
+    PATTERN_OPS,
     PROP_PREFIX,
     SESSION_PROPERTIES,
     Filter,
@@ -75,6 +80,10 @@ def check_filters(filters: Iterable[Filter]) -> None:
         check_property(flt.property, "filters")
         if flt.op not in OPS:
             raise QueryError("filters", f"unknown operator {flt.op!r}")
+        if flt.op in PATTERN_OPS:
+            if len(flt.values) != 1:
+                raise QueryError("filters", f"{flt.op!r} takes exactly one pattern")
+            compile_pattern(flt.values[0])
 
 
 def prop_text(value: object) -> str:

@@ -27,6 +27,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hitstream.domain.errors import QueryError
+from hitstream.domain.patterns import compile_pattern
 
 METRICS: Final = (
     "visitors",
@@ -71,12 +72,26 @@ MAX_BREAKDOWN_LIMIT: Final = 1000
 MAX_BUCKETS: Final = 5000
 
 
-OPS: Final = ("==", "!=", "~")
+OPS: Final = ("==", "!=", "~", "!~", "=~", "!=~")
+"""``==`` is one of, ``!=`` is none of, ``~`` contains one of, ``!~`` contains none of,
+``=~`` matches the pattern, ``!=~`` does not match it (``hitstream.domain.patterns``)."""
+PATTERN_OPS: Final = ("=~", "!=~")
+OP_ALIASES: Final = {
+    " is not ": "!=",
+    " is ": "==",
+    " does not contain ": "!~",
+    " contains ": "~",
+    " does not match ": "!=~",
+    " matches ": "=~",
+}
+"""Readable spellings of the operators (spaces around them), for people writing URLs."""
 
 
 @dataclass(frozen=True, slots=True)
 class Filter:
-    """``property op values``: op is ``==`` (any of values), ``!=`` (none of), ``~`` (contains)."""
+    """``property op values``: op is ``==`` (any of values), ``!=`` (none of), ``~`` (contains
+    one of), ``!~`` (contains none of), ``=~`` / ``!=~`` (matches / does not match the one
+    pattern in values)."""
 
     property: str
     op: str
@@ -92,8 +107,12 @@ class Filter:
             return value in self.values
         if self.op == "!=":
             return value not in self.values
+        if self.op in PATTERN_OPS:
+            found = compile_pattern(self.values[0]).search(value)
+            return found if self.op == "=~" else not found
         lowered = value.lower()
-        return any(needle.lower() in lowered for needle in self.values)
+        contains = any(needle.lower() in lowered for needle in self.values)
+        return contains if self.op == "~" else not contains
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +167,23 @@ def parse_metrics(raw: str | None) -> tuple[str, ...]:
     return names
 
 
+def _operator(clause: str) -> tuple[str, str, str] | None:
+    """Split a clause at its operator: the earliest one, the longest there (so ``!=~`` is
+    not ``!=`` followed by ``~``); readable aliases (`` matches ``) count as operators."""
+    best: tuple[int, int, str, str] | None = None  # (position, -length, spelling, op)
+    for spelling, op in [*((o, o) for o in OPS), *OP_ALIASES.items()]:
+        at = clause.find(spelling)
+        if at > 0 and (best is None or (at, -len(spelling)) < best[:2]):
+            best = (at, -len(spelling), spelling, op)
+    if best is None:
+        return None
+    at, _, spelling, op = best
+    return clause[:at], op, clause[at + len(spelling) :]
+
+
 def parse_filters(raw: str | None) -> tuple[Filter, ...]:
-    """``page==/a|/b;country!=DE;page~blog``: clauses joined by ';', values by '|'."""
+    """``page==/a|/b;country!=DE;page~blog;page=~^/docs/``: clauses joined by ';', values by
+    '|' (a pattern of ``=~``/``!=~`` is one value: its '|' is alternation)."""
     if not raw:
         return ()
     filters: list[Filter] = []
@@ -157,19 +191,23 @@ def parse_filters(raw: str | None) -> tuple[Filter, ...]:
         clause = clause.strip()
         if not clause:
             continue
-        for op in OPS:
-            if op in clause:
-                prop, _, value = clause.partition(op)
-                prop = prop.strip()
-                if not is_property(prop):
-                    raise QueryError("filters", f"unknown property {prop!r}")
-                values = tuple(value.split("|"))
-                if op == "~" and any(not v for v in values):
-                    raise QueryError("filters", f"'~' needs a non-empty value in {clause!r}")
-                filters.append(Filter(prop, op, values))
-                break
-        else:
-            raise QueryError("filters", f"{clause!r} has no operator (==, != or ~)")
+        split = _operator(clause)
+        if split is None:
+            raise QueryError(
+                "filters", f"{clause!r} has no operator ({', '.join(OPS)} or a word alias)"
+            )
+        prop, op, value = split
+        prop = prop.strip()
+        if not is_property(prop):
+            raise QueryError("filters", f"unknown property {prop!r}")
+        if op in PATTERN_OPS:
+            compile_pattern(value)  # raises QueryError("filters", ...) naming the problem
+            filters.append(Filter(prop, op, (value,)))
+            continue
+        values = tuple(value.split("|"))
+        if op in ("~", "!~") and any(not v for v in values):
+            raise QueryError("filters", f"{op!r} needs a non-empty value in {clause!r}")
+        filters.append(Filter(prop, op, values))
     return tuple(filters)
 
 
@@ -238,6 +276,49 @@ def previous_period(current: Range) -> Range:
     return Range(current.start - length, current.start)
 
 
+COMPARISONS: Final = ("previous_period", "year_over_year", "custom")
+
+
+def year_before(current: Range, tz: str = "UTC") -> Range:
+    """The same wall-clock range one year earlier in ``tz`` (29 February becomes the 28th)."""
+    zone = _zone(tz)
+
+    def back(ms: int) -> int:
+        moment = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(zone)
+        day = min(moment.day, 28) if moment.month == 2 else moment.day
+        earlier = moment.replace(tzinfo=None).replace(year=moment.year - 1, day=day)
+        return _ms(earlier.replace(tzinfo=zone))
+
+    return Range(back(current.start), back(current.end))
+
+
+def comparison(
+    compare: str | None,
+    current: Range,
+    tz: str = "UTC",
+    compare_from: str | None = None,
+    compare_to: str | None = None,
+) -> Range | None:
+    """The range to compare ``current`` with: ``previous_period`` (as long, just before),
+    ``year_over_year`` (the same dates a year earlier), ``custom`` (whole days
+    ``compare_from``..``compare_to`` inclusive, in ``tz``), or None."""
+    if compare in (None, ""):
+        if compare_from or compare_to:
+            raise QueryError("compare", "must be custom when compare_from/compare_to are given")
+        return None
+    if compare == "previous_period":
+        return previous_period(current)
+    if compare == "year_over_year":
+        return year_before(current, tz)
+    if compare == "custom":
+        try:
+            return resolve_period("custom", current.end, tz, compare_from, compare_to)
+        except QueryError as exc:
+            name = {"from": "compare_from", "to": "compare_to"}.get(exc.field, exc.field)
+            raise QueryError(name, exc.reason.replace("period=custom", "compare=custom")) from None
+    raise QueryError("compare", f"must be one of {', '.join(COMPARISONS)}")
+
+
 def bucket_starts(query: StatsQuery) -> list[int]:
     """Every bucket start (epoch ms) of a timeseries, aligned to the interval in ``query.tz``."""
     zone = _zone(query.tz)
@@ -301,6 +382,8 @@ def build_query(
     limit: int | None = None,
     tz: str | None = None,
     compare: str | None = None,
+    compare_from: str | None = None,
+    compare_to: str | None = None,
 ) -> StatsQuery:
     """Turn raw API parameters into a checked ``StatsQuery``; raise ``QueryError`` if not."""
     if not site_id:
@@ -315,8 +398,7 @@ def build_query(
         raise QueryError("property", f"unknown property {property!r}")
     if limit is not None and not 1 <= limit <= MAX_BREAKDOWN_LIMIT:
         raise QueryError("limit", f"must be between 1 and {MAX_BREAKDOWN_LIMIT}")
-    if compare not in (None, "", "previous_period"):
-        raise QueryError("compare", "must be previous_period")
+    compared = comparison(compare, current, tz, compare_from, compare_to)
     return StatsQuery(
         site_id=site_id,
         range=current,
@@ -326,7 +408,7 @@ def build_query(
         property=property or "",
         limit=limit or 100,
         tz=tz,
-        compare=previous_period(current) if compare == "previous_period" else None,
+        compare=compared,
     )
 
 

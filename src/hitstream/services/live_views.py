@@ -73,6 +73,9 @@ class ViewKey:
     date_to: str = ""
     filters: str = ""
     tz: str = "UTC"
+    compare: str = "previous_period"
+    compare_from: str = ""
+    compare_to: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -82,7 +85,20 @@ class ViewKey:
             "to": self.date_to,
             "filters": self.filters,
             "tz": self.tz,
+            "compare": self.compare,
+            "compare_from": self.compare_from,
+            "compare_to": self.compare_to,
         }
+
+    def compared(self, now_ms: int, **extra: Any) -> StatsQuery:
+        """The view's query with its comparison (the cards' change)."""
+        return self.query(
+            now_ms,
+            compare=self.compare,
+            compare_from=self.compare_from or None,
+            compare_to=self.compare_to or None,
+            **extra,
+        )
 
     def query(self, now_ms: int, **extra: Any) -> StatsQuery:
         return build_query(
@@ -100,7 +116,17 @@ class ViewKey:
 def parse_view(params: Mapping[str, object], now_ms: int) -> ViewKey:
     """A checked, canonical ``ViewKey`` from query parameters or a ``set`` message."""
     raw: dict[str, str] = {}
-    for name in ("site_id", "period", "from", "to", "filters", "tz"):
+    for name in (
+        "site_id",
+        "period",
+        "from",
+        "to",
+        "filters",
+        "tz",
+        "compare",
+        "compare_from",
+        "compare_to",
+    ):
         value = params.get(name)
         if value is None:
             continue
@@ -119,8 +145,11 @@ def parse_view(params: Mapping[str, object], now_ms: int) -> ViewKey:
         date_to=raw.get("to", "") if custom else "",
         filters=filters,
         tz=raw.get("tz") or "UTC",
+        compare=raw.get("compare") or "previous_period",
+        compare_from=raw.get("compare_from", "") if raw.get("compare") == "custom" else "",
+        compare_to=raw.get("compare_to", "") if raw.get("compare") == "custom" else "",
     )
-    key.query(now_ms)  # raises QueryError naming the bad parameter
+    key.compared(now_ms)  # raises QueryError naming the bad parameter
     return key
 
 
@@ -179,7 +208,7 @@ async def query_view(
     properties = dict(BREAKDOWNS)
     for prop in prop_keys:
         properties[f"prop:{prop}"] = PROP_METRICS
-    aggregate_q = key.query(now_ms, metrics=",".join(METRICS), compare="previous_period")
+    aggregate_q = key.compared(now_ms, metrics=",".join(METRICS))
     series_q = key.query(now_ms, metrics=SERIES_METRICS)
     breakdown_qs = {
         prop: key.query(now_ms, property=prop, metrics=metrics, limit=limit)

@@ -95,6 +95,16 @@ class Store(Registry, ABC):
         """Rows by ``query.property`` value, ordered by the first metric desc then value."""
 
     @abstractmethod
+    async def events_page(
+        self, site_id: str, start_ms: int, end_ms: int, after: tuple[int, str] | None, limit: int
+    ) -> list[ProcessedEvent]:
+        """Up to ``limit`` stored events of the site with ``start_ms <= timestamp < end_ms``,
+        in (timestamp, event_id) order (event ids by code point), after the event
+        ``after = (timestamp, event_id)`` when given: pages of an export, each asked for with
+        the last one's final key, so no caller holds more than a page. Props come back as
+        their canonical text (``domain.measures.prop_text``), as every store keeps them."""
+
+    @abstractmethod
     async def data_version(self, site_id: str) -> int:
         """Grows with every write that touches the site: part of every cache key."""
 

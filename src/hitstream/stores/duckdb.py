@@ -23,11 +23,16 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from hitstream.domain.events import Session
+from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bucket_starts
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
-from hitstream.stores.sql.common import SESSION_COLUMNS, results
+from hitstream.stores.sql.common import (
+    EXPORT_COLUMNS,
+    SESSION_COLUMNS,
+    exported_event,
+    results,
+)
 from hitstream.stores.sql.duckdb import stats, writes
 from hitstream.stores.sql.registry import BUMP, SqlRegistry, forgotten_statement
 from hitstream.stores.sql.registry import Statement as RegistryStatement
@@ -231,6 +236,25 @@ class DuckDBStore(Store, SqlRegistry):
             raise QueryError("property", "is required for a breakdown")
         rows = await self._rows(*stats.stats_sql(query, group=query.property))
         return [BreakdownRow(str(row[0]), results(query, row)) for row in rows]
+
+    async def events_page(
+        self, site_id: str, start_ms: int, end_ms: int, after: tuple[int, str] | None, limit: int
+    ) -> list[ProcessedEvent]:
+        after_ts, after_id = after if after is not None else (start_ms - 1, "")
+        rows = await self._rows(
+            f"SELECT {', '.join(EXPORT_COLUMNS)} FROM events WHERE site_id = $s "
+            "AND ts >= $start AND ts < $end AND (ts > $ats OR (ts = $ats AND event_id > $aid)) "
+            "ORDER BY ts, event_id LIMIT $n",
+            {
+                "s": site_id,
+                "start": start_ms,
+                "end": end_ms,
+                "ats": after_ts,
+                "aid": after_id,
+                "n": max(limit, 0),
+            },
+        )
+        return [exported_event(row) for row in rows]
 
     async def data_version(self, site_id: str) -> int:
         rows = await self._rows("SELECT data_version FROM sites WHERE site_id = $s", {"s": site_id})

@@ -202,6 +202,22 @@ class MemoryStore(Store, MemoryRegistry):
         rows.sort(key=lambda row: (-row.results[first], row.value))
         return rows[: query.limit]
 
+    async def events_page(
+        self, site_id: str, start_ms: int, end_ms: int, after: tuple[int, str] | None, limit: int
+    ) -> list[ProcessedEvent]:
+        self._ensure()
+        found = sorted(
+            (
+                e
+                for e in self._events.values()
+                if e.site_id == site_id
+                and start_ms <= e.timestamp < end_ms
+                and (after is None or (e.timestamp, e.event_id) > tuple(after))
+            ),
+            key=lambda e: (e.timestamp, e.event_id),
+        )[: max(limit, 0)]
+        return [replace(e, props={k: prop_text(v) for k, v in e.props.items()}) for e in found]
+
     # -- bookkeeping ---------------------------------------------------------------------
 
     async def data_version(self, site_id: str) -> int:

@@ -30,11 +30,17 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from hitstream.breaker import Breaker
-from hitstream.domain.events import Session
+from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bucket_starts
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch
-from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, results
+from hitstream.stores.sql.common import (
+    EVENT_TEXT,
+    EXPORT_COLUMNS,
+    SESSION_COLUMNS,
+    exported_event,
+    results,
+)
 from hitstream.stores.sql.postgres import migrations, partitions, rollups, stats, writes
 from hitstream.stores.sql.registry import BUMP, SqlRegistry, forgotten_statement
 from hitstream.stores.sql.registry import Statement as RegistryStatement
@@ -253,6 +259,26 @@ class PostgresStore(Store, SqlRegistry):
             (since_ms,),
         )
         return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
+
+    async def events_page(
+        self, site_id: str, start_ms: int, end_ms: int, after: tuple[int, str] | None, limit: int
+    ) -> list[ProcessedEvent]:
+        after_ts, after_id = after if after is not None else (start_ms - 1, "")
+        rows = await self._rows(
+            f"SELECT {', '.join(EXPORT_COLUMNS)} FROM events WHERE site_id = %(s)s "
+            "AND ts >= %(start)s AND ts < %(end)s "
+            'AND (ts, event_id COLLATE "C") > (%(ats)s, %(aid)s::text COLLATE "C") '
+            'ORDER BY ts, event_id COLLATE "C" LIMIT %(n)s',
+            {
+                "s": site_id,
+                "start": start_ms,
+                "end": end_ms,
+                "ats": after_ts,
+                "aid": after_id,
+                "n": max(limit, 0),
+            },
+        )
+        return [exported_event(row) for row in rows]
 
     async def _stats(
         self, query: StatsQuery, group: str | None = None, buckets: list[int] | None = None

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import msgspec
 
-from hitstream.domain.events import Session
+from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.sites import ApiKey, Login, LoginToken, SharedLink, Site, User
 from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint
 from hitstream.errors import (
@@ -252,6 +252,14 @@ class SocketStore(Store):
 
     async def breakdown(self, query: StatsQuery) -> list[BreakdownRow]:
         result: list[BreakdownRow] = await self._call("breakdown", query)
+        return result
+
+    async def events_page(
+        self, site_id: str, start_ms: int, end_ms: int, after: tuple[int, str] | None, limit: int
+    ) -> list[ProcessedEvent]:
+        result: list[ProcessedEvent] = await self._call(
+            "events_page", site_id, start_ms, end_ms, after, limit
+        )
         return result
 
     async def data_version(self, site_id: str) -> int:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 
 from hitstream.domain.access import Action
+from hitstream.domain.errors import QueryError
+from hitstream.domain.exports import stats_table, to_csv
 from hitstream.domain.stats import (
+    COMPARISONS,
     EVENT_PROPERTIES,
     INTERVALS,
     METRICS,
@@ -18,6 +22,7 @@ from hitstream.domain.stats import (
     build_query,
 )
 from hitstream.services.access import Caller, Gatekeeper
+from hitstream.services.exports import dashboard_csvs, zipped
 from hitstream.services.stats import StatsService
 from hitstream.web.auth import SITE_RESPONSES, CallerDep, GateDep
 from hitstream.web.deps import QualityDep, StatsDep
@@ -60,7 +65,8 @@ Filters = Annotated[
     str | None,
     Query(
         max_length=MAX_FILTERS_LENGTH,
-        description="Clauses joined by ';': property==a|b, property!=a, property~text",
+        description="Clauses joined by ';': property==a|b (is), != (is not), ~ (contains), "
+        "!~ (does not contain), =~ (matches a pattern), !=~ (does not match)",
     ),
 ]
 Tz = Annotated[
@@ -71,10 +77,36 @@ Compare = Annotated[
     str | None,
     Query(
         max_length=32,
-        description="previous_period to compare",
-        json_schema_extra={"enum": ["previous_period"]},
+        description="Compare with previous_period, year_over_year or a custom range "
+        "(compare_from, compare_to)",
+        json_schema_extra={"enum": list(COMPARISONS)},
     ),
 ]
+CompareFrom = Annotated[
+    str | None,
+    Query(max_length=10, description="First day of the compare=custom range, YYYY-MM-DD"),
+]
+CompareTo = Annotated[
+    str | None,
+    Query(max_length=10, description="Last day (inclusive) of the compare=custom range"),
+]
+Format = Annotated[
+    str | None,
+    Query(
+        max_length=8,
+        description="json (default) or csv; Accept: text/csv asks for CSV too",
+        json_schema_extra={"enum": ["json", "csv"]},
+    ),
+]
+CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **SITE_RESPONSES,
+    200: {
+        "description": "The answer as JSON, or as CSV with format=csv or Accept: text/csv "
+        "(a header row, one row per bucket or value; text cells starting with = + - @ get "
+        "a leading ')",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    },
+}
 Interval = Annotated[
     str | None,
     Query(
@@ -106,11 +138,45 @@ async def _readable(caller: Caller, gate: Gatekeeper, site_id: str, tz: str | No
 
 
 def _query(stats: StatsService, **params: Any) -> StatsQuery:
+    if params.get("period") == "":  # absent is the default; empty is a mistake
+        raise QueryError("period", f"must be one of {', '.join(PERIODS)}")
     return build_query(now_ms=stats.now_ms(params.get("period")), **params)
 
 
-@router.get("/stats/aggregate", summary="Totals of metrics over a period", responses=SITE_RESPONSES)
+def _wants_csv(request: Request, format: str | None) -> bool:
+    if format not in (None, "", "json", "csv"):
+        raise QueryError("format", "must be json or csv")
+    if format:
+        return format == "csv"
+    return "text/csv" in request.headers.get("accept", "").lower()
+
+
+def _csv_file(site_id: str, name: str, text: str) -> Response:
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{site_id}-{name}.csv"'},
+    )
+
+
+def _answer(
+    request: Request, format: str | None, kind: str, query: StatsQuery, body: dict[str, Any]
+) -> Any:
+    """The JSON answer, or its CSV (``domain.exports``) when asked for."""
+    if not _wants_csv(request, format):
+        return body
+    text = to_csv(*stats_table(kind, body, query.metrics, query.tz))
+    return _csv_file(query.site_id, kind, text)
+
+
+@router.get(
+    "/stats/aggregate",
+    summary="Totals of metrics over a period",
+    responses=CSV_RESPONSES,
+    response_model=dict[str, Any],
+)
 async def aggregate(
+    request: Request,
     stats: StatsDep,
     caller: CallerDep,
     gate: GateDep,
@@ -122,7 +188,10 @@ async def aggregate(
     filters: Filters = None,
     tz: Tz = None,
     compare: Compare = None,
-) -> dict[str, Any]:
+    compare_from: CompareFrom = None,
+    compare_to: CompareTo = None,
+    format: Format = None,
+) -> Any:
     tz = await _readable(caller, gate, site_id, tz)
     query = _query(
         stats,
@@ -134,14 +203,16 @@ async def aggregate(
         filters=filters,
         tz=tz,
         compare=compare,
+        compare_from=compare_from,
+        compare_to=compare_to,
     )
-    return await stats.aggregate(query)
+    _wants_csv(request, format)
+    return _answer(request, format, "aggregate", query, await stats.aggregate(query))
 
 
-@router.get(
-    "/stats/timeseries", summary="Metrics per minute, hour or day", responses=SITE_RESPONSES
-)
+@router.get("/stats/timeseries", summary="Metrics per minute, hour or day", responses=CSV_RESPONSES)
 async def timeseries(
+    request: Request,
     stats: StatsDep,
     caller: CallerDep,
     gate: GateDep,
@@ -153,7 +224,8 @@ async def timeseries(
     filters: Filters = None,
     interval: Interval = None,
     tz: Tz = None,
-) -> dict[str, Any]:
+    format: Format = None,
+) -> Any:
     tz = await _readable(caller, gate, site_id, tz)
     query = _query(
         stats,
@@ -166,13 +238,18 @@ async def timeseries(
         interval=interval,
         tz=tz,
     )
-    return await stats.timeseries(query)
+    _wants_csv(request, format)
+    return _answer(request, format, "timeseries", query, await stats.timeseries(query))
 
 
 @router.get(
-    "/stats/breakdown", summary="Metrics by the values of one property", responses=SITE_RESPONSES
+    "/stats/breakdown",
+    summary="Metrics by the values of one property",
+    responses=CSV_RESPONSES,
+    response_model=dict[str, Any],
 )
 async def breakdown(
+    request: Request,
     stats: StatsDep,
     caller: CallerDep,
     gate: GateDep,
@@ -185,7 +262,8 @@ async def breakdown(
     filters: Filters = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     tz: Tz = None,
-) -> dict[str, Any]:
+    format: Format = None,
+) -> Any:
     tz = await _readable(caller, gate, site_id, tz)
     query = _query(
         stats,
@@ -199,7 +277,55 @@ async def breakdown(
         limit=limit,
         tz=tz,
     )
-    return await stats.breakdown(query)
+    _wants_csv(request, format)
+    return _answer(request, format, "breakdown", query, await stats.breakdown(query))
+
+
+@router.get(
+    "/stats/export",
+    summary="The dashboard's tables for a period as CSV files in one ZIP",
+    response_class=Response,
+    responses={
+        **SITE_RESPONSES,
+        200: {
+            "description": "A ZIP of visitors.csv (timeseries), pages.csv, entry_pages.csv, "
+            "exit_pages.csv, sources.csv, channels.csv, referrers.csv, utm_*.csv, "
+            "countries.csv, browsers.csv, operating_systems.csv, devices.csv, "
+            "hostnames.csv and custom_events.csv",
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        },
+    },
+)
+async def export(
+    stats: StatsDep,
+    caller: CallerDep,
+    gate: GateDep,
+    site_id: SiteId,
+    period: Period = "30d",
+    date_from: From = None,
+    to: To = None,
+    filters: Filters = None,
+    interval: Interval = None,
+    tz: Tz = None,
+) -> Response:
+    tz = await _readable(caller, gate, site_id, tz)
+    query = _query(
+        stats,
+        site_id=site_id,
+        period=period,
+        date_from=date_from,
+        date_to=to,
+        filters=filters,
+        interval=interval,
+        tz=tz,
+    )
+    body = zipped(await dashboard_csvs(stats, query))
+    name = f"{site_id}-{period if period != 'custom' else f'{date_from}_{to}'}.zip"
+    return Response(
+        body,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.get(

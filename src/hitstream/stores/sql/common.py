@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Set
 from typing import Any, Final
 
+from hitstream.domain.events import ProcessedEvent
 from hitstream.domain.measures import check_property, metric_values
 from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
 from hitstream.errors import QueryError
@@ -30,6 +31,27 @@ SESSION_TEXT: Final = (
 SESSION_INTS: Final = ("started_at", "last_seen", "pageviews", "events")
 SESSION_COLUMNS: Final = SESSION_TEXT + SESSION_INTS
 """Columns of ``sessions`` in both dialects, named as the Session attributes."""
+EXPORT_INTS: Final = (
+    ("ts", "timestamp"),
+    ("received_at", "received_at"),
+    ("screen_width", "screen_width"),
+    ("duration_ms", "duration_ms"),
+    ("load_time_ms", "load_time_ms"),
+)
+"""Integer columns of ``events`` in both dialects -> ProcessedEvent attribute."""
+EXPORT_COLUMNS: Final = (*EVENT_TEXT, *(column for column, _ in EXPORT_INTS), "props")
+"""Every stored column of ``events``, in the order ``exported_event`` reads them."""
+
+
+def exported_event(row: Row) -> ProcessedEvent:
+    """A ProcessedEvent from a row of ``EXPORT_COLUMNS`` (props as a mapping of text)."""
+    names = (*EVENT_TEXT, *(attr for _, attr in EXPORT_INTS))
+    fields: dict[str, Any] = dict(zip(names, row[:-1], strict=True))
+    props = row[-1]
+    fields["props"] = {str(k): str(v) for k, v in dict(props or {}).items()}
+    return ProcessedEvent(**fields)
+
+
 COLUMNS: Final = "g, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95"
 ORDER_KEYS: Final = {
     "visitors": "visitors",

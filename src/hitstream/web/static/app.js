@@ -84,6 +84,12 @@
 
   // ---------------------------------------------------------------- view state (the URL)
 
+  var PATTERN_OPS = { '=~': true, '!=~': true };
+  var OP_LABELS = {
+    '==': 'is', '!=': 'is not', '~': 'contains', '!~': 'does not contain',
+    '=~': 'matches', '!=~': 'does not match'
+  };
+
   var shareSite = document.body.dataset.share || '';
   var shareToken = new URLSearchParams(location.search).get('auth') || '';
   var session = null;
@@ -97,7 +103,10 @@
       period: q.get('period') || 'day',
       from: q.get('from') || '',
       to: q.get('to') || '',
-      filters: parseFilters(q.get('filters') || '')
+      filters: parseFilters(q.get('filters') || ''),
+      compare: q.get('compare') || 'previous_period',
+      compareFrom: q.get('compare_from') || '',
+      compareTo: q.get('compare_to') || ''
     };
   }
 
@@ -109,6 +118,8 @@
     if (view.period === 'custom') { q.set('from', view.from); q.set('to', view.to); }
     var f = filterString();
     if (f) q.set('filters', f);
+    if (view.compare !== 'previous_period') q.set('compare', view.compare);
+    if (view.compare === 'custom') { q.set('compare_from', view.compareFrom); q.set('compare_to', view.compareTo); }
     var url = location.pathname + '?' + q.toString();
     if (url !== location.pathname + location.search) {
       history[push ? 'pushState' : 'replaceState'](null, '', url);
@@ -118,8 +129,11 @@
   function parseFilters(raw) {
     var out = [];
     raw.split(';').forEach(function (clause) {
-      var m = /^\s*([a-z_]+(?::[^=!~]+)?)\s*(==|!=|~)(.*)$/.exec(clause);
-      if (m) out.push({ prop: m[1], op: m[2], values: m[3].split('|') });
+      var m = /^\s*([a-z_]+(?::[^=!~]+)?)\s*(!=~|==|!=|!~|=~|~)(.*)$/.exec(clause);
+      if (!m) return;
+      // a pattern is one value: its '|' is alternation
+      var values = PATTERN_OPS[m[2]] ? [m[3]] : m[3].split('|');
+      out.push({ prop: m[1], op: m[2], values: values });
     });
     return out;
   }
@@ -132,7 +146,20 @@
     // no tz: the server uses the site's own time zone (its settings)
     var p = { site_id: view.site, period: view.period, filters: filterString() };
     if (view.period === 'custom') { p.from = view.from; p.to = view.to; }
+    p.compare = view.compare;
+    p.compare_from = view.compare === 'custom' ? view.compareFrom : '';
+    p.compare_to = view.compare === 'custom' ? view.compareTo : '';
     return p;
+  }
+
+  function exportUrl() {
+    // the dashboard's tables for this view as a ZIP of CSVs (GET /api/v1/stats/export)
+    var q = new URLSearchParams({ site_id: view.site, period: view.period === 'realtime' ? 'day' : view.period });
+    if (view.period === 'custom') { q.set('from', view.from); q.set('to', view.to); }
+    var f = filterString();
+    if (f) q.set('filters', f);
+    if (shareToken) q.set('auth', shareToken);
+    return '/api/v1/stats/export?' + q.toString();
   }
 
   function changeView(mutate) {
@@ -464,9 +491,9 @@
     view.filters.forEach(function (f, i) {
       var chip = el('span', 'chip');
       var name = LABELS[f.prop] || f.prop.replace(/^prop:/, 'prop ');
-      var op = f.op === '==' ? 'is' : f.op === '!=' ? 'is not' : 'contains';
+      var op = OP_LABELS[f.op] || f.op;
       chip.appendChild(el('span', null, name + ' ' + op + ' '));
-      chip.appendChild(el('strong', null, f.values.map(function (v) { return valueLabel(f.prop, v); }).join(' or ')));
+      chip.appendChild(el('strong', null, PATTERN_OPS[f.op] ? f.values[0] : f.values.map(function (v) { return valueLabel(f.prop, v); }).join(' or ')));
       var remove = el('button', 'chip-x', '×');
       remove.type = 'button';
       remove.setAttribute('aria-label', 'Remove filter');
@@ -580,6 +607,11 @@
     $('to').value = view.to;
     var select = $('site');
     if (select.value !== view.site) select.value = view.site;
+    $('compare').value = view.compare;
+    $('compare-range').hidden = view.compare !== 'custom';
+    $('compare-from').value = view.compareFrom;
+    $('compare-to').value = view.compareTo;
+    $('download').href = view.site ? exportUrl() : '#';
     renderFilters();
   }
 
@@ -623,6 +655,48 @@
       state.events = [];
       state.skipped = 0;
       renderStream();
+    });
+    $('compare').addEventListener('change', function () {
+      var compare = $('compare').value;
+      if (compare === 'custom') {
+        if (!view.compareFrom) {
+          var year = new Date(Date.now() - 365 * 86400000);
+          view.compareTo = isoDay(year);
+          view.compareFrom = isoDay(new Date(year.getTime() - 6 * 86400000));
+        }
+        view.compare = 'custom';
+        renderControls();
+        $('compare-from').focus();
+        return;
+      }
+      changeView(function () { view.compare = compare; });
+    });
+    $('compare-range').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var from = $('compare-from').value;
+      var to = $('compare-to').value;
+      if (!from || !to) return;
+      changeView(function () {
+        view.compare = 'custom';
+        view.compareFrom = from <= to ? from : to;
+        view.compareTo = from <= to ? to : from;
+      });
+    });
+    $('filter-form').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var prop = $('filter-prop').value;
+      var op = $('filter-op').value;
+      var value = $('filter-value').value;
+      if (!value) return;
+      if (value.indexOf(';') >= 0) {
+        showNotice('A filter value cannot contain ";" (write it as \\x3B in a pattern).');
+        return;
+      }
+      changeView(function () {
+        view.filters = view.filters.filter(function (f) { return f.prop !== prop; });
+        view.filters.push({ prop: prop, op: op, values: PATTERN_OPS[op] ? [value] : value.split('|') });
+      });
+      $('filter-value').value = '';
     });
     $('clear-filters').addEventListener('click', function () {
       changeView(function () { view.filters = []; });

@@ -17,6 +17,7 @@ from typing import Final
 
 from hitstream.domain.events import EventType
 from hitstream.domain.measures import check_filters, check_metrics
+from hitstream.domain.patterns import compile_pattern, to_re2
 from hitstream.domain.stats import Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
@@ -40,9 +41,13 @@ def _property(prop: str, params: Params, field: str) -> tuple[str, bool]:
 
 
 def _filter(flt: Filter, expr: str, params: Params) -> str:
-    if flt.op == "~":
+    if flt.op in ("=~", "!=~"):
+        pattern = params.add(to_re2(compile_pattern(flt.values[0])))
+        return f"{'' if flt.op == '=~' else 'NOT '}regexp_matches({expr}, {pattern})"
+    if flt.op in ("~", "!~"):
         tests = [f"contains(lower({expr}), lower({params.add(v)}))" for v in flt.values]
-        return "(" + " OR ".join(tests) + ")" if tests else "FALSE"
+        found = "(" + " OR ".join(tests) + ")" if tests else "FALSE"
+        return found if flt.op == "~" else f"NOT {found}"
     if not flt.values:
         return "FALSE" if flt.op == "==" else "TRUE"
     listed = ", ".join(params.add(v) for v in flt.values)

@@ -14,7 +14,10 @@ asked metrics need are computed.
   ``bucket_starts`` (time-zone aware, DST-safe), the index of the last start at or before ts.
 - Text semantics: values compare byte for byte (``=``, ``<> ALL``); ``~`` lowers the column
   with an ICU collation (full Unicode case mapping, as Python's ``str.lower``) and the needle
-  in Python; breakdown rows sort ties by value under ``COLLATE "C"``: code point order.
+  in Python (``!~`` negates it); ``=~`` / ``!=~`` run PostgreSQL's own ``~`` / ``!~`` on the
+  pattern as ``domain.patterns.to_postgres`` writes it (no capture, no back reference: the
+  engine's DFA alone, linear in the value); breakdown rows sort ties by value under
+  ``COLLATE "C"``: code point order.
 - Every value travels as a parameter; column names come from whitelists only.
 """
 
@@ -24,6 +27,7 @@ from typing import Final
 
 from hitstream.domain.events import EventType
 from hitstream.domain.measures import check_filters, check_metrics
+from hitstream.domain.patterns import compile_pattern, to_postgres
 from hitstream.domain.stats import Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
@@ -53,12 +57,16 @@ def _property(prop: str, params: Params, field: str) -> tuple[str, bool]:
 
 
 def _filter(flt: Filter, expr: str, params: Params, collation: str | None) -> str:
-    if flt.op == "~":
+    if flt.op in ("=~", "!=~"):
+        pattern = params.add(to_postgres(compile_pattern(flt.values[0])))
+        return f"{expr} {'~' if flt.op == '=~' else '!~'} {pattern}::text"
+    if flt.op in ("~", "!~"):
         collate = f' COLLATE "{collation}"' if collation else ""
         tests = [
             f"strpos(lower({expr}{collate}), {params.add(v.lower())}::text) > 0" for v in flt.values
         ]
-        return "(" + " OR ".join(tests) + ")" if tests else "FALSE"
+        found = "(" + " OR ".join(tests) + ")" if tests else "FALSE"
+        return found if flt.op == "~" else f"NOT {found}"
     if not flt.values:
         return "FALSE" if flt.op == "==" else "TRUE"
     values = params.add(list(flt.values))

@@ -1,0 +1,83 @@
+"""The dashboard's CSVs for a period, as one ZIP: what Plausible's CSV export gives.
+
+Each file is a Stats API answer (through ``StatsService``: cached, the same numbers as the
+dashboard) written as CSV by ``domain.exports``: the visitors timeseries, then one breakdown
+per dashboard table (``EXPORT_FILES``), up to ``MAX_BREAKDOWN_LIMIT`` rows each.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import replace
+from typing import Final
+
+from hitstream.domain.exports import stats_table, to_csv
+from hitstream.domain.stats import MAX_BREAKDOWN_LIMIT, Filter, StatsQuery
+from hitstream.services.stats import StatsService
+
+VISITORS_METRICS: Final = (
+    "visitors",
+    "visits",
+    "pageviews",
+    "views_per_visit",
+    "bounce_rate",
+    "visit_duration",
+)
+_PAGE: Final = ("visitors", "pageviews", "bounce_rate", "visit_duration")
+_VISIT: Final = ("visitors", "visits", "bounce_rate", "visit_duration")
+_PLAIN: Final = ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration")
+EXPORT_FILES: Final = (
+    ("pages.csv", "page", _PAGE),
+    ("entry_pages.csv", "entry_page", _VISIT),
+    ("exit_pages.csv", "exit_page", _VISIT),
+    ("sources.csv", "source", _PLAIN),
+    ("channels.csv", "channel", _PLAIN),
+    ("referrers.csv", "referrer", _PLAIN),
+    ("utm_sources.csv", "utm_source", _PLAIN),
+    ("utm_mediums.csv", "utm_medium", _PLAIN),
+    ("utm_campaigns.csv", "utm_campaign", _PLAIN),
+    ("utm_contents.csv", "utm_content", _PLAIN),
+    ("utm_terms.csv", "utm_term", _PLAIN),
+    ("countries.csv", "country", _PLAIN),
+    ("browsers.csv", "browser", _PLAIN),
+    ("operating_systems.csv", "os", _PLAIN),
+    ("devices.csv", "device", _PLAIN),
+    ("hostnames.csv", "hostname", _PLAIN),
+)
+"""(file, breakdown property, metrics) of every table of the ZIP besides ``visitors.csv``
+and ``custom_events.csv`` (``event_name`` over custom events: visitors and events)."""
+
+
+async def dashboard_csvs(stats: StatsService, query: StatsQuery) -> dict[str, str]:
+    """File name -> CSV text, for the period, filters and time zone of ``query``."""
+    files: dict[str, str] = {}
+    series = replace(query, metrics=VISITORS_METRICS, property="", compare=None)
+    body = await stats.timeseries(series)
+    files["visitors.csv"] = to_csv(*stats_table("timeseries", body, VISITORS_METRICS, query.tz))
+    for name, prop, metrics in EXPORT_FILES:
+        asked = replace(
+            query, metrics=metrics, property=prop, limit=MAX_BREAKDOWN_LIMIT, compare=None
+        )
+        body = await stats.breakdown(asked)
+        files[name] = to_csv(*stats_table("breakdown", body, metrics))
+    custom = replace(
+        query,
+        metrics=("visitors", "events"),
+        property="event_name",
+        limit=MAX_BREAKDOWN_LIMIT,
+        filters=(*query.filters, Filter("event_type", "==", ("custom",))),
+        compare=None,
+    )
+    body = await stats.breakdown(custom)
+    files["custom_events.csv"] = to_csv(*stats_table("breakdown", body, custom.metrics))
+    return files
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    """A ZIP (deflated) of the files, in the order given."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text.encode("utf-8"))
+    return buffer.getvalue()
