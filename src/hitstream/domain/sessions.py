@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from hitstream.domain.events import EventType, ProcessedEvent, Session
+from hitstream.domain.events import EventType, ProcessedEvent, Session, is_engagement
 
 SESSION_TIMEOUT_MS = 30 * 60 * 1000
 
@@ -71,14 +71,23 @@ class Sessionizer:
             return None
         return session
 
-    def assign(self, event: ProcessedEvent, visitor_id_prev: str = "") -> Session:
-        """Put ``event`` in its visit (continuing one or starting one); sets its session_id."""
+    def assign(self, event: ProcessedEvent, visitor_id_prev: str = "") -> Session | None:
+        """Put ``event`` in its visit (continuing one or starting one); sets its session_id.
+
+        An engagement event joins the visitor's open visit without changing it (no event,
+        no pageview, no later ``last_seen``: it cannot un-bounce a visit nor lengthen it), and
+        without one it stays outside any visit (None): a measurement never starts a visit."""
         ts = event.timestamp
         session = self._live(event.site_id, event.visitor_id, ts)
         if session is None and visitor_id_prev and visitor_id_prev != event.visitor_id:
             session = self._live(event.site_id, visitor_id_prev, ts)
             if session is not None:
                 event.visitor_id = visitor_id_prev
+        if is_engagement(event.type):
+            if session is not None:
+                event.session_id = session.session_id
+                _attribute(event, session)
+            return session
         is_pageview = event.type == EventType.PAGEVIEW
         if session is None:
             session = Session(
