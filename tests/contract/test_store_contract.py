@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,7 @@ def event(
     engaged: int | None = None,
     scroll: int | None = None,
     duration: int | None = None,
+    user_id: str = "",
 ) -> ProcessedEvent:
     return ProcessedEvent(
         event_id=event_id,
@@ -97,6 +99,7 @@ def event(
         received_at=ts + 5,
         visitor_id=visitor,
         session_id=session,
+        user_id=user_id,
         hostname="shop.example",
         path=path,
         url=f"https://shop.example{path}",
@@ -532,6 +535,47 @@ async def test_breakdown_by_event_name_and_type(shop: Store) -> None:
     assert table(rows) == [("pageview", 5.0), ("click", 1.0), ("custom", 1.0)]
     rows = await shop.breakdown(q(("events",), (Filter("event_name", "!=", ("",)),), "event_name"))
     assert table(rows) == [("Outbound", 1.0), ("Signup", 1.0)]
+
+
+async def test_clicks_per_identified_user_and_page(store: Store) -> None:
+    """The seeds' "clicks per user and page": ``property=user_id`` with ``event_type``/``page``
+    filters; anonymous events (no ``user_id``) form the ``""`` row, as any missing value."""
+    plan = [  # (user, page, type) in time order
+        ("ann", "/a", "click"),
+        ("ann", "/a", "click"),
+        ("ann", "/b", "click"),
+        ("bob", "/a", "click"),
+        ("bob", "/a", "pageview"),
+        ("", "/a", "click"),
+        ("cy", "/b", "click"),
+        ("ann", "/a", "pageview"),
+    ]
+    events = [
+        event(
+            f"u{i}",
+            T + i * MINUTE,
+            f"v-{u or 'anon'}",
+            f"s-{u or 'anon'}",
+            page,
+            type=kind,
+            user_id=u,
+        )
+        for i, (u, page, kind) in enumerate(plan)
+    ]
+    await store.write(WriteBatch("events", {0: len(events)}, events, []))
+    for page in ("/a", "/b"):
+        expected = Counter(u for u, p, kind in plan if p == page and kind == "click")
+        clicks = (Filter("event_type", "==", ("click",)), Filter("page", "==", (page,)))
+        rows = await store.breakdown(q(("events",), clicks, "user_id"))
+        assert {r.value: r.results["events"] for r in rows} == {
+            u: float(n) for u, n in expected.items()
+        }
+    only_ann = (Filter("user_id", "==", ("ann",)),)
+    total = await store.aggregate(q(("events", "pageviews"), only_ann))
+    assert total == {
+        "events": float(sum(u == "ann" for u, _, _ in plan)),
+        "pageviews": float(sum(u == "ann" and k == "pageview" for u, _, k in plan)),
+    }
 
 
 @pytest.mark.parametrize("prop", sorted(EVENT_PROPERTIES))

@@ -73,6 +73,7 @@ EVENT_PROPERTIES: Final = {
     "country": "country",
     "event_type": "type",
     "event_name": "name",
+    "user_id": "user_id",
 }
 # Properties of a visit (the sessions rollup), by API name -> session column.
 SESSION_PROPERTIES: Final = {"entry_page": "entry_page", "exit_page": "exit_page"}
