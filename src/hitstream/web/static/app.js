@@ -99,6 +99,10 @@
     os: 'OS', device: 'Device', country: 'Country', event_type: 'Event type', event_name: 'Event'
   };
 
+  // breakdown columns whose API name is long or whose number is not a count
+  var COLUMN_LABELS = { time_on_page: 'time', scroll_depth: 'scroll', avg_duration: 'duration' };
+  var COLUMN_FORMATS = { time_on_page: fmtDur, scroll_depth: fmtPct, avg_duration: fmtDur };
+
   // ---------------------------------------------------------------- view state (the URL)
 
   var shareSite = document.body.dataset.share || '';
@@ -456,21 +460,25 @@
       return wrap;
     }
     var metrics = Object.keys(rows[0]).filter(function (k) { return k !== 'value'; });
+    var wide = metrics.length <= 2; // the usual two columns keep their room
+    var columns = 'minmax(0, 1fr)' + metrics.map(function (m, i) { return !i ? ' 72px' : wide ? ' 84px' : ' 58px'; }).join('');
     var head = el('div', 'row head');
+    head.style.gridTemplateColumns = columns;
     head.appendChild(el('span', 'label', LABELS[prop] || prop.replace(/^prop:/, '')));
-    metrics.forEach(function (m) { head.appendChild(el('span', 'num', m)); });
+    metrics.forEach(function (m) { head.appendChild(el('span', 'num', COLUMN_LABELS[m] || m)); });
     wrap.appendChild(head);
     var top = Math.max.apply(null, rows.map(function (r) { return r[metrics[0]] || 0; })) || 1;
     rows.forEach(function (r) {
       var row = el('button', 'row');
       row.type = 'button';
+      row.style.gridTemplateColumns = columns;
       var label = valueLabel(prop, r.value);
       row.title = 'Filter by ' + (LABELS[prop] || prop) + ': ' + label;
       var bar = el('span', 'bar');
       bar.style.width = Math.max(1, (100 * (r[metrics[0]] || 0)) / top) + '%';
       row.appendChild(bar);
       row.appendChild(el('span', 'label', label));
-      metrics.forEach(function (m) { row.appendChild(el('span', 'num', fmtNum(r[m] || 0))); });
+      metrics.forEach(function (m) { row.appendChild(el('span', 'num', (COLUMN_FORMATS[m] || fmtNum)(r[m] || 0))); });
       row.addEventListener('click', function () { addFilter(prop, String(r.value === null ? '' : r.value)); });
       wrap.appendChild(row);
     });
@@ -551,10 +559,10 @@
     figure.dataset.prop = prop;
     var data = slices(prop, rows, metric);
     var top = data.parts.reduce(function (n, p) { return Math.max(n, p.count); }, 0) || 1;
-    var width = 100;
-    var height = 60;
-    var step = data.parts.length ? width / data.parts.length : width;
-    var box = svg('svg', { viewBox: '0 0 ' + width + ' ' + (height + 12), class: 'bars', role: 'img', 'aria-label': title, preserveAspectRatio: 'none' });
+    var width = 200;
+    var height = 70;
+    var step = data.parts.length ? width / Math.max(data.parts.length, 3) : width;
+    var box = svg('svg', { viewBox: '0 0 ' + width + ' ' + (height + 14), class: 'bars', role: 'img', 'aria-label': title });
     data.parts.forEach(function (p, i) {
       var h = (height * p.count) / top;
       var bar = svg('rect', {
@@ -566,8 +574,8 @@
       bar.appendChild(tip);
       if (!p.other) bar.addEventListener('click', function () { addFilter(prop, p.value); });
       box.appendChild(bar);
-      var label = svg('text', { x: i * step + step / 2, y: height + 9, 'text-anchor': 'middle', class: 'bar-label' });
-      label.textContent = p.label.length > 10 ? p.label.slice(0, 9) + '…' : p.label;
+      var label = svg('text', { x: i * step + step / 2, y: height + 10, 'text-anchor': 'middle', class: 'bar-label' });
+      label.textContent = p.label.length > 12 ? p.label.slice(0, 11) + '…' : p.label;
       box.appendChild(label);
     });
     figure.appendChild(el('figcaption', null, title));
