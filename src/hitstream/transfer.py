@@ -94,7 +94,15 @@ def _parquet(ndjson: Path, output: Path) -> None:
 
     from hitstream.domain.exports import EVENT_FIELDS
 
-    ints = {"timestamp", "received_at", "screen_width", "duration_ms", "load_time_ms"}
+    ints = {
+        "timestamp",
+        "received_at",
+        "screen_width",
+        "duration_ms",
+        "load_time_ms",
+        "engaged_ms",
+        "scroll_depth",
+    }
     columns = {
         name: "BIGINT"
         if name in ints

@@ -86,6 +86,9 @@ def event(
     load: int | None = None,
     props: Props | None = None,
     title: str = "",
+    engaged: int | None = None,
+    scroll: int | None = None,
+    duration: int | None = None,
     user_id: str = "",
 ) -> ProcessedEvent:
     return ProcessedEvent(
@@ -109,6 +112,9 @@ def event(
         country=country,
         screen_width=1280,
         load_time_ms=load,
+        engaged_ms=engaged,
+        scroll_depth=scroll,
+        duration_ms=duration,
         props=props or {},
     )
 
@@ -377,6 +383,9 @@ async def test_aggregate_every_metric(shop: Store) -> None:
         "views_per_visit": 1.25,
         "load_time_p50": 200.0,  # of 100 200 300
         "load_time_p95": pytest.approx(290.0),  # 200 + 0.9 * 100
+        "time_on_page": 0.0,  # no engagement event, no duration: nothing to measure
+        "scroll_depth": 0.0,
+        "avg_duration": 0.0,
     }
     assert list(got) == list(METRICS)
 
@@ -691,22 +700,28 @@ def datasets(draw: st.DrawFn) -> Batches:
     prop_values = st.one_of(
         st.sampled_from(WORDS), st.integers(-3, 3), st.booleans(), st.sampled_from([0.5, 1.0])
     )
-    events = [
-        event(
-            f"e{draw(st.integers(0, 40))}",
-            H + draw(st.integers(-2 * HOUR, DAY + 2 * HOUR)),
-            draw(st.sampled_from(["v0", "v1", "v2", "v3", "v4"])),
-            draw(st.sampled_from(["", "s0", "s1", "s2", "s3", "s4", "s5", "s9"])),
-            draw(st.sampled_from(PAGES)),
-            type=draw(st.sampled_from(["pageview", "pageview", "custom", "click"])),
-            name=draw(st.sampled_from(["", "Signup", "signup"])),
-            source=draw(st.sampled_from(WORDS)),
-            country=draw(st.sampled_from(["", "DE", "FR", "de"])),
-            load=draw(st.one_of(st.none(), st.integers(0, 5000))),
-            props=draw(st.dictionaries(st.sampled_from(["plan", "n", "Plan"]), prop_values)),
+    events = []
+    for _ in range(draw(st.integers(1, 30))):
+        kind = draw(st.sampled_from(["pageview", "pageview", "custom", "click", "engagement"]))
+        engagement = kind == "engagement"
+        events.append(
+            event(
+                f"e{draw(st.integers(0, 40))}",
+                H + draw(st.integers(-2 * HOUR, DAY + 2 * HOUR)),
+                draw(st.sampled_from(["v0", "v1", "v2", "v3", "v4", "v5"])),
+                draw(st.sampled_from(["", "s0", "s1", "s2", "s3", "s4", "s5", "s9"])),
+                draw(st.sampled_from(PAGES)),
+                type=kind,
+                name=draw(st.sampled_from(["", "Signup", "signup"])),
+                source=draw(st.sampled_from(WORDS)),
+                country=draw(st.sampled_from(["", "DE", "FR", "de"])),
+                load=draw(st.one_of(st.none(), st.integers(0, 5000))),
+                props=draw(st.dictionaries(st.sampled_from(["plan", "n", "Plan"]), prop_values)),
+                engaged=draw(st.integers(0, 600_000)) if engagement else None,
+                scroll=draw(st.one_of(st.none(), st.integers(0, 100))) if engagement else None,
+                duration=None if engagement else draw(st.one_of(st.none(), st.integers(0, 9999))),
+            )
         )
-        for _ in range(draw(st.integers(1, 30)))
-    ]
     cuts = draw(st.integers(1, 3))
     batches: Batches = [(events[i::cuts], sessions[i::cuts]) for i in range(cuts)]
     for session in draw(st.lists(st.sampled_from(sessions), max_size=3)) if sessions else []:
@@ -831,11 +846,15 @@ class Reference:
         return contains if f.op == "~" else not contains
 
     def matching(self, query: StatsQuery) -> list[ProcessedEvent]:
+        """Engagement events are measurements: only a query asking time on page or scroll
+        depth sees them at all."""
+        sees_engagement = bool({"time_on_page", "scroll_depth"} & set(query.metrics))
         return [
             e
             for e in self.events.values()
             if query.range.start <= e.timestamp < query.range.end
             and all(self.passes(f, e) for f in query.filters)
+            and (sees_engagement or e.type != "engagement")
         ]
 
     @staticmethod
@@ -848,7 +867,12 @@ class Reference:
         high = min(low + 1, len(ordered) - 1)
         return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
-    def metrics(self, events: list[ProcessedEvent], names: tuple[str, ...]) -> dict[str, float]:
+    def metrics(self, seen: list[ProcessedEvent], names: tuple[str, ...]) -> dict[str, float]:
+        engaged = [e for e in seen if e.type == "engagement"]
+        events = [e for e in seen if e.type != "engagement"]
+        times = [e.engaged_ms for e in engaged if e.engaged_ms is not None]
+        depths = [e.scroll_depth for e in engaged if e.scroll_depth is not None]
+        durations = [e.duration_ms for e in events if e.duration_ms is not None]
         visit_ids = {e.session_id for e in events if e.session_id}
         rows = [self.visits[v] for v in visit_ids if v in self.visits]
         pageviews = [e for e in events if e.type == "pageview"]
@@ -865,6 +889,9 @@ class Reference:
             "views_per_visit": len(pageviews) / len(visit_ids) if visit_ids else 0,
             "load_time_p50": self.percentile(loads, 0.5),
             "load_time_p95": self.percentile(loads, 0.95),
+            "time_on_page": sum(times) / len(times) / 1000 if times else 0,
+            "scroll_depth": sum(depths) / len(depths) if depths else 0,
+            "avg_duration": sum(durations) / len(durations) / 1000 if durations else 0,
         }
         return {name: float(values[name]) for name in names}
 

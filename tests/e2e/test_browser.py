@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -74,6 +76,18 @@ hitstream('early', {{props: {{queued: true}}}});</script>
 """
 
 
+ENGAGE_SITE = "engage.e2e.test"
+ENGAGE_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Long read</title>
+<script defer data-site="{site}" src="{server}/js/hitstream.js"></script>
+</head><body style="margin:0">
+<button id="buy-button" data-hitstream-click="buy">  Buy
+   <b>now</b>  </button>
+<div style="height:5000px">a long article</div>
+</body></html>
+"""
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -90,6 +104,8 @@ def site_url(tmp_path_factory: pytest.TempPathFactory, live_server: ServerProces
     (root / "dnt.html").write_text(
         page.replace("<script defer ", "<script defer data-respect-dnt ")
     )
+    register(live_server, ENGAGE_SITE)
+    (root / "engage.html").write_text(ENGAGE_PAGE.format(site=ENGAGE_SITE, server=live_server.url))
     other = SITE_PAGE.format(title="Other", site=OTHER_SITE, server=live_server.url, port=port)
     (root / "other.html").write_text(other)
     handler = functools.partial(_Quiet, directory=str(root))
@@ -308,7 +324,8 @@ def test_browser_that_declined_sends_nothing(
     assert any(url.endswith("/js/hitstream.js") for url in loaded)  # the tracker did load
     events = [url for url in recorded if url.endswith("/api/v1/events")]
     if sends:
-        assert len(events) == 4  # early (queued), the first pageview, signup, /pricing
+        # early (queued), the first pageview, signup, the first page's engagement, /pricing
+        assert len(events) == 5
     else:
         assert events == []
     context.close()
@@ -377,3 +394,174 @@ def test_screenshots_at_desktop_and_phone_size(
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name}: {overflow}px of horizontal overflow"
         page.close()
+
+
+RECORD_BEACONS = """
+window.__beacons = [];
+const beacon = Navigator.prototype.sendBeacon;
+Navigator.prototype.sendBeacon = function (url, body) {
+  window.__beacons.push(body);
+  return beacon.call(this, url, body);
+};
+"""
+"""Every beacon body the tracker sends, kept in the page (read with ``BEACONS``)."""
+BEACONS = "() => Promise.all(window.__beacons.map((b) => b.text()))"
+HIDE = """() => {
+  Object.defineProperty(document, 'hidden', {value: true, configurable: true});
+  Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+"""What the browser does when the tab is switched away from (headless pages stay visible)."""
+
+
+def sent_events(page: Page) -> list[dict[str, Any]]:
+    return [json.loads(body) for body in page.evaluate(BEACONS)]
+
+
+def stats_of(server: ServerProcess, kind: str, **params: str) -> dict[str, Any]:
+    answer = httpx.get(f"{server.url}/api/v1/stats/{kind}", params=params, headers=server.headers)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def eventually(check: Callable[[], object], tries: int = 100) -> None:
+    """Ask again (0.1 s apart, bounded) until ``check`` holds: the processor writes in batches."""
+    for _ in range(tries):
+        if check():
+            return
+        time.sleep(0.1)
+    assert check()
+
+
+def test_the_tracker_sends_one_engagement_event_when_the_page_is_hidden(
+    browser: Browser, live_server: ServerProcess, site_url: str
+) -> None:
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context.add_init_script(RECORD_BEACONS)
+    site = context.new_page()
+    opened = time.monotonic()
+    site.goto(f"{site_url}/engage.html")
+    site.evaluate(SETTLED)
+    site.evaluate("() => window.scrollTo(0, 1500)")
+    site.wait_for_function("() => window.scrollY === 1500")
+    height = site.evaluate("() => document.documentElement.scrollHeight")
+    viewport = site.evaluate("() => window.innerHeight")
+    site.wait_for_timeout(1_000)  # time spent reading: the figure must include it
+    site.evaluate(HIDE)
+    hidden_after = (time.monotonic() - opened) * 1000
+    site.evaluate("() => dispatchEvent(new PageTransitionEvent('pagehide'))")  # then leaving
+    events = sent_events(site)
+    assert [e["type"] for e in events] == ["pageview", "engagement"]  # one, not two
+    engagement = events[1]
+    assert engagement["url"] == f"{site_url}/engage.html"
+    assert 1_000 <= engagement["engaged_ms"] <= hidden_after
+    assert engagement["scroll_depth"] == round((1500 + viewport) * 100 / height)
+    context.close()
+    # stored: the page's time on page and scroll depth are this one event's figures, and
+    # it is no pageview
+    query = {"site_id": ENGAGE_SITE, "period": "day", "filters": "page==/engage.html"}
+    want_time = round(engagement["engaged_ms"] / 1000, 2)
+    eventually(
+        lambda: (
+            stats_of(live_server, "aggregate", **query, metrics="time_on_page")["results"][
+                "time_on_page"
+            ]["value"]
+            == want_time
+        )
+    )
+    both = stats_of(
+        live_server, "aggregate", **query, metrics="pageviews,events,time_on_page,scroll_depth"
+    )["results"]
+    assert both["scroll_depth"]["value"] == engagement["scroll_depth"]
+    assert both["pageviews"]["value"] == 1
+    assert both["events"]["value"] == 1  # the pageview; the engagement event is no event
+
+
+def test_a_tagged_element_click_is_recorded_with_its_props(
+    browser: Browser, live_server: ServerProcess, site_url: str
+) -> None:
+    context = browser.new_context()
+    context.add_init_script(RECORD_BEACONS)
+    site = context.new_page()
+    site.goto(f"{site_url}/engage.html#tagged")
+    site.evaluate(SETTLED)
+    site.click("#buy-button b")  # inside the tagged element
+    clicks = [e for e in sent_events(site) if e["type"] == "click"]
+    assert [(c["name"], c["props"]) for c in clicks] == [
+        ("element", {"element_name": "buy", "element_id": "buy-button", "element_text": "Buy now"})
+    ]
+    context.close()
+    eventually(
+        lambda: (
+            stats_of(
+                live_server,
+                "breakdown",
+                site_id=ENGAGE_SITE,
+                period="day",
+                property="prop:element_name",
+                metrics="events",
+                filters="event_name==element",
+            )["results"]
+            == [{"value": "buy", "events": 1}]
+        )
+    )
+
+
+MOBILE_CHROME = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Mobile Safari/537.36"
+)
+OLDER_FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
+
+
+def test_doughnut_and_bar_charts_show_devices_browsers_and_event_types(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    """Three visitors (two Firefox desktops, one Chrome phone); each views a page, two click,
+    one signs up: the charts' segments are what the test counts from what it sent."""
+    chart_site = "charts.e2e.test"
+    register(live_server, chart_site)
+    sent: list[tuple[str, str]] = []  # (user agent, type)
+    plan = [
+        (FIREFOX, ["pageview", "click", "custom"]),
+        (OLDER_FIREFOX, ["pageview", "click"]),
+        (MOBILE_CHROME, ["pageview"]),
+    ]
+    for agent, kinds in plan:
+        events = [
+            {
+                "site_id": chart_site,
+                "type": kind,
+                "path": "/",
+                "name": "x" if kind != "pageview" else None,
+            }
+            for kind in kinds
+        ]
+        answer = httpx.post(
+            f"{live_server.url}/api/v1/events", json=events, headers={"User-Agent": agent}
+        )
+        assert answer.status_code == 202, answer.text
+        sent += [(agent, kind) for kind in kinds]
+    by_type: dict[str, int] = {}
+    for _, kind in sent:
+        by_type[kind] = by_type.get(kind, 0) + 1
+    dashboard = open_dashboard(browser, live_server, site=chart_site)
+    bars = dashboard.locator("#charts-events figure[data-chart=bars] .bar-rect")
+    expect(bars).to_have_count(len(by_type), timeout=5_000)
+    drawn = {
+        bars.nth(i).get_attribute("data-value"): int(bars.nth(i).get_attribute("data-count") or 0)
+        for i in range(len(by_type))
+    }
+    assert drawn == by_type
+    for prop in ("browser", "device"):
+        segments = dashboard.locator(f"#charts-devices figure[data-prop={prop}] .segment")
+        expect(segments).to_have_count(2, timeout=5_000)  # Firefox and Chrome; desktop and phone
+        counts = sorted(int(segments.nth(i).get_attribute("data-count") or 0) for i in range(2))
+        assert counts == [1, 2]  # visitors: the two Firefox desktops, the one phone
+        values = {segments.nth(i).get_attribute("data-value") for i in range(2)}
+        table = dashboard.locator("#rows-devices")
+        if prop == "browser":  # the table beside it shows the same values
+            for value in values:
+                expect(table).to_contain_text(str(value))
+    dashboard.close()

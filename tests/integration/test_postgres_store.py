@@ -23,6 +23,9 @@ from tests.brokers import create_database, drop_database, unreachable
 
 psycopg = pytest.importorskip("psycopg")
 
+ROLLED = tuple(m for m in METRICS if m not in ("time_on_page", "scroll_depth", "avg_duration"))
+"""The metrics the rollups answer; the engagement and duration ones scan (decision 0018)."""
+
 from hitstream.domain import rollups  # noqa: E402
 from hitstream.stores.postgres import PostgresStore  # noqa: E402
 from hitstream.stores.sql.postgres import migrations  # noqa: E402
@@ -304,13 +307,13 @@ def _traffic(count: int, start: int) -> tuple[list[ProcessedEvent], list[Session
 def _queries(site: str, start: int) -> list[tuple[str, StatsQuery]]:
     whole = Range(start, start + 3 * DAY)
     asked: list[tuple[str, StatsQuery]] = [
-        ("aggregate", StatsQuery(site, whole, metrics=METRICS)),
-        ("aggregate", StatsQuery(site, Range(start + DAY, start + DAY + 7 * HOUR), METRICS)),
+        ("aggregate", StatsQuery(site, whole, metrics=ROLLED)),
+        ("aggregate", StatsQuery(site, Range(start + DAY, start + DAY + 7 * HOUR), ROLLED)),
         (
             "aggregate",
-            StatsQuery(site, Range(start + 5 * HOUR, start + 2 * DAY + 7 * HOUR), METRICS),
+            StatsQuery(site, Range(start + 5 * HOUR, start + 2 * DAY + 7 * HOUR), ROLLED),
         ),
-        ("timeseries", StatsQuery(site, whole, metrics=METRICS, interval="day")),
+        ("timeseries", StatsQuery(site, whole, metrics=ROLLED, interval="day")),
         ("timeseries", StatsQuery(site, whole, ("visitors", "pageviews"), interval="hour")),
         ("timeseries", StatsQuery(site, whole, ("visitors",), interval="day", tz="Europe/Berlin")),
     ]
@@ -368,6 +371,70 @@ async def test_rollups_answer_whole_hours_exactly_as_raw_scans(url: str) -> None
         await raw.close()
 
 
+async def test_engagement_events_leave_the_rollups_exact_and_their_metrics_scan(url: str) -> None:
+    """The same traffic plus an engagement event after every pageview and a duration on every
+    custom event: the rolled-up answers do not move (engagement is no activity), and the
+    engagement and duration metrics, answered from raw events, are what the test computes."""
+    start = utc(2026, 4, 6)
+    events, sessions = _traffic(3_000, start)
+    extra: list[ProcessedEvent] = []
+    for number, e in enumerate(events):
+        if e.type == "pageview":
+            extra.append(
+                replace(
+                    e,
+                    event_id=f"{e.event_id}-en",
+                    type="engagement",
+                    timestamp=e.timestamp + 1,
+                    engaged_ms=number * 7 % 90_000,
+                    scroll_depth=None if number % 3 == 0 else number % 101,
+                    load_time_ms=None,
+                )
+            )
+    timed = [
+        replace(e, duration_ms=n * 13 % 20_000) if e.type == "custom" else e
+        for n, e in enumerate(events)
+    ]
+    plain, measured = PostgresStore(url), PostgresStore(url)
+    await plain.start()
+    await measured.start()
+    try:
+        run = uuid.uuid4().hex[:8]  # ids and sites of this test only: ids are stored once
+        site = f"{events[0].site_id}-{run}"
+        ours = [replace(e, site_id=site, event_id=f"p{run}{e.event_id}") for e in events]
+        await plain.write(
+            WriteBatch("p", {0: 1}, ours, [replace(s, site_id=site) for s in sessions])
+        )
+        mine = [
+            replace(e, site_id=f"{site}-m", event_id=f"m{run}{e.event_id}") for e in timed + extra
+        ]
+        await measured.write(
+            WriteBatch("m", {0: 1}, mine, [replace(s, site_id=f"{site}-m") for s in sessions])
+        )
+        asked = _queries(site, start)
+        want = await _answers(plain, asked)
+        got = await _answers(measured, [(k, replace(q, site_id=f"{site}-m")) for k, q in asked])
+        assert got == want
+        assert measured.answered == {"rollup": len(asked)}
+        whole = Range(start, start + 3 * DAY)
+        query = StatsQuery(f"{site}-m", whole, ("time_on_page", "scroll_depth", "avg_duration"))
+        result = await measured.aggregate(query)
+        depths = [e.scroll_depth for e in extra if e.scroll_depth is not None]
+        durations = [e.duration_ms for e in timed if e.duration_ms is not None]
+        assert result == pytest.approx(
+            {
+                "time_on_page": sum(e.engaged_ms or 0 for e in extra) / len(extra) / 1000,
+                "scroll_depth": sum(depths) / len(depths),
+                "avg_duration": sum(durations) / len(durations) / 1000,
+            },
+            rel=1e-12,
+        )
+        assert measured.answered["raw"] == 1
+    finally:
+        await plain.close()
+        await measured.close()
+
+
 async def test_an_event_in_the_edge_period_past_the_range_end_means_a_raw_scan(
     store: PostgresStore,
 ) -> None:
@@ -394,8 +461,8 @@ async def test_half_hour_time_zones_get_their_days_from_the_rollups(url: str) ->
         await rolled.write(WriteBatch("e", {0: 1}, events, sessions))
         site, whole = events[0].site_id, Range(start, start + 3 * DAY)
         asked = [
-            ("aggregate", StatsQuery(site, whole, METRICS, tz="Asia/Kolkata")),
-            ("timeseries", StatsQuery(site, whole, METRICS, interval="day", tz="Asia/Kolkata")),
+            ("aggregate", StatsQuery(site, whole, ROLLED, tz="Asia/Kolkata")),
+            ("timeseries", StatsQuery(site, whole, ROLLED, interval="day", tz="Asia/Kolkata")),
             ("breakdown", StatsQuery(site, whole, ("visitors", "visits"), property="page")),
         ]
         got, want = await _answers(rolled, asked), await _answers(raw, asked)

@@ -122,11 +122,14 @@ async def test_all_invalid_is_422_naming_fields(collector: Collector, log: Memor
     assert body["accepted"] == 0
     assert body["error"] == {
         "field": "type",
-        "reason": "must be one of click, custom, pageview, session",
+        "reason": "must be one of click, custom, engagement, pageview, session",
     }
     assert log.messages() == []
     assert (
-        collector.rejections[("a.io", "type: must be one of click, custom, pageview, session")] == 1
+        collector.rejections[
+            ("a.io", "type: must be one of click, custom, engagement, pageview, session")
+        ]
+        == 1
     )
 
 

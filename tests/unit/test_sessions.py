@@ -101,3 +101,27 @@ def test_later_events_carry_the_visits_acquisition() -> None:
         "Organic Search",
         "spring",
     )
+
+
+def test_an_engagement_event_joins_the_open_visit_without_changing_it() -> None:
+    s = Sessionizer()
+    visit = s.assign(event(T0, "/"))
+    s.drain_touched()
+    before = (visit.last_seen, visit.pageviews, visit.events, visit.exit_page)
+    measured = event(T0 + 20 * MIN, "/", kind="engagement", engaged_ms=60_000)
+    assert s.attach(measured) is visit
+    assert measured.session_id == visit.session_id
+    assert (visit.last_seen, visit.pageviews, visit.events, visit.exit_page) == before
+    assert visit.is_bounce  # a measurement is no interaction
+    assert s.drain_touched() == []  # nothing of the visit to write again
+
+
+def test_an_engagement_event_never_starts_a_visit() -> None:
+    s = Sessionizer()
+    s.assign(event(T0, "/"))
+    late = event(T0 + SESSION_TIMEOUT_MS + MIN, "/", kind="engagement", engaged_ms=1)
+    assert s.attach(late) is None
+    assert late.session_id == ""
+    assert len(s) == 1
+    assert s.attach(event(T0, "/", visitor="v2", kind="engagement", engaged_ms=1)) is None
+    assert len(s) == 1

@@ -55,3 +55,28 @@ def test_now_is_rounded_up_never_down() -> None:
     assert service.now_ms("day") % 60_000 == 0
     assert 0 < service.now_ms("day") - clock.now <= 60_000
     assert service.now_ms("day") >= clock.now
+
+
+async def test_realtime_gives_active_users_and_events_per_minute_over_five_minutes() -> None:
+    """Generated traffic around "now": the test counts, from the events it made, the
+    visitors and non-engagement events of the last 5 minutes (and none older)."""
+    import random
+
+    rng = random.Random(12)
+    store = MemoryStore()
+    now = T0 + 10 * 60_000
+    clock = Clock(now)
+    service = StatsService(store, Metrics(), cache=MemoryCache(), clock=clock)
+    made = []
+    for i in range(120):
+        ts = now - rng.randrange(0, 9 * 60_000)
+        kind = rng.choice(["pageview", "pageview", "click", "custom", "engagement"])
+        made.append(event(f"r{i}", ts, f"v{rng.randrange(15)}", "", type=kind, engaged=5))
+    await store.write(WriteBatch("s", {0: 1}, made))
+    window_start = service.now_ms("realtime") - 5 * 60_000
+    recent = [e for e in made if e.timestamp >= window_start]
+    counted = [e for e in recent if e.type != "engagement"]
+    got = await service.realtime(made[0].site_id)
+    assert got["active_users"] == got["visitors"] == len({e.visitor_id for e in counted})
+    assert got["events_per_minute"] == round(len(counted) / 5, 2)
+    assert 0 < len(counted) < len([e for e in made if e.type != "engagement"])

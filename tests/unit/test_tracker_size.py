@@ -85,11 +85,15 @@ def test_minified_tracker_counts_a_visit() -> None:
     custom events with props and their callback, and calls queued before the script ran."""
     home = "https://shop.example/"
     faq = "https://shop.example/pricing#/faq"
+    pricing = "https://shop.example/pricing"
     assert sent("visit") == [
         ("custom", "early", home),  # queued before load, sent as the script runs
         ("pageview", "", home),
-        ("pageview", "", "https://shop.example/pricing"),  # pushState; replaceState: none
+        ("engagement", "", home),  # a navigation leaves the page: its engagement, then ...
+        ("pageview", "", pricing),  # pushState; replaceState: none
+        ("engagement", "", pricing),
         ("pageview", "", faq),  # a hash route
+        ("engagement", "", faq),
         ("pageview", "", "https://shop.example/back"),  # popstate
         ("click", "outbound", "https://shop.example/back"),
         ("click", "download", "https://shop.example/back"),
@@ -102,8 +106,8 @@ def test_minified_tracker_counts_a_visit() -> None:
     assert first_pageview["site_id"] == "shop.example"  # no data-site: the page's host
     assert calls[0]["event"]["props"] == {"queued": True}
     assert calls[-1]["event"]["props"] == {"plan": "pro"}
-    assert calls[5]["event"]["props"] == {"url": "https://partner.example/x"}
-    assert calls[6]["event"]["props"] == {"url": "https://shop.example/files/manual.pdf"}
+    assert calls[8]["event"]["props"] == {"url": "https://partner.example/x"}
+    assert calls[9]["event"]["props"] == {"url": "https://shop.example/files/manual.pdf"}
     for call in calls:  # a beacon, as text/plain (no CORS preflight), to the script's origin
         assert (call["via"], call["contentType"]) == ("beacon", "text/plain")
         assert call["endpoint"] == "https://stats.example/api/v1/events"
@@ -113,6 +117,38 @@ def test_minified_tracker_honours_opt_out_and_do_not_track() -> None:
     assert sent("opt_out") == []  # localStorage.hitstream_ignore = "true"
     assert sent("dnt_respected") == []  # data-respect-dnt and Do Not Track on
     assert sent("dnt_ignored") == sent("visit")[1:]  # DNT alone changes nothing (no queue here)
+    assert sent("opt_out") == []  # no engagement either
+
+
+def test_tracker_sends_one_engagement_event_with_visible_time_and_deepest_scroll() -> None:
+    """Read 42 s, scroll to 60 % and back up, hide the tab for 5 min, show it, leave: one
+    engagement event, sent when first hidden, with the visible time only."""
+    calls = played(MINIFIED)["engagement"]
+    assert [c["event"]["type"] for c in calls] == ["pageview", "engagement"]
+    engagement = calls[1]["event"]
+    assert engagement["engaged_ms"] == 42_000
+    assert engagement["scroll_depth"] == 60  # (scrollY 1400 + 1000 visible) of 4000
+    assert engagement["url"] == calls[0]["event"]["url"]
+    assert calls[1]["via"] == "beacon"
+
+
+def test_a_page_opened_in_the_background_counts_from_when_it_is_shown() -> None:
+    [_, engagement] = played(MINIFIED)["background"]
+    assert engagement["event"]["engaged_ms"] == 7_000  # not the 60 s it spent hidden
+    assert engagement["event"]["scroll_depth"] == 25  # what the first screen shows
+
+
+def test_tracker_sends_tagged_element_clicks_with_their_props() -> None:
+    calls = played(MINIFIED)["clicks"]
+    clicks = [c["event"] for c in calls if c["event"]["type"] == "click"]
+    assert len(clicks) == 1  # a right click (auxclick, button 2) is no click
+    [click] = clicks
+    assert click["name"] == "element"
+    assert click["props"] == {
+        "element_name": "buy",
+        "element_id": "buy-button",
+        "element_text": ("Buy now " + "x" * 200)[:100],  # whitespace collapsed, trimmed
+    }
 
 
 def test_minified_tracker_reads_its_attributes_and_falls_back_to_fetch() -> None:
@@ -134,3 +170,22 @@ def test_tracker_sets_no_cookie_and_stores_no_id() -> None:
     minified = MINIFIED.read_text()
     assert "cookie" not in minified
     assert "setItem" not in minified  # localStorage is only read, for the opt-out flag
+
+
+async def test_the_served_tracker_is_at_most_1_5_kb_gzipped() -> None:
+    """What browsers download from ``/js/hitstream.js``: the committed build, whole."""
+    import httpx
+    from starlette.applications import Starlette
+
+    from hitstream.web.dashboard import mount
+
+    app = Starlette()
+    mount(app)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        served = await client.get("/js/hitstream.js")
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("application/javascript")
+    assert served.content == MINIFIED.read_bytes()
+    size = len(gzip.compress(served.content, compresslevel=9))
+    assert 0 < size <= BUDGET_GZIPPED, f"{size} bytes gzipped"

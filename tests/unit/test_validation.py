@@ -129,3 +129,47 @@ def test_validation_is_total(data: object) -> None:
     assert isinstance(result, AcceptedEvent) or (
         isinstance(result, list) and result and all(isinstance(p, Problem) for p in result)
     )
+
+
+def test_engagement_event_carries_time_and_scroll() -> None:
+    event = ok(
+        {
+            "site_id": "s",
+            "type": "engagement",
+            "url": "https://a.io/docs",
+            "engaged_ms": 12_345.9,
+            "scroll_depth": 80,
+        }
+    )
+    assert (event.type, event.path, event.engaged_ms, event.scroll_depth) == (
+        "engagement",
+        "/docs",
+        12_345,
+        80,
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "reason"),
+    [
+        ({"type": "engagement", "url": "https://a.io/"}, "engaged_ms", "required"),
+        ({"type": "engagement", "engaged_ms": 5}, "url", "engagement needs url or path"),
+        ({"type": "engagement", "path": "/", "engaged_ms": -1}, "engaged_ms", "between 0 and"),
+        (
+            {"type": "engagement", "path": "/", "engaged_ms": 6 * 3600 * 1000 + 1},
+            "engaged_ms",
+            "between 0 and 21600000",
+        ),
+        (
+            {"type": "engagement", "path": "/", "engaged_ms": 1, "scroll_depth": 101},
+            "scroll_depth",
+            "between 0 and 100",
+        ),
+        ({"type": "engagement", "path": "/", "engaged_ms": "5"}, "engaged_ms", "must be a number"),
+        ({"path": "/", "engaged_ms": 5}, "engaged_ms", "only allowed on engagement events"),
+        ({"type": "click", "path": "/", "scroll_depth": 5}, "scroll_depth", "only allowed on"),
+    ],
+)
+def test_engagement_fields_are_checked(data: dict[str, Any], field: str, reason: str) -> None:
+    problems = bad({"site_id": "s", **data})
+    assert reason in problems[field], problems

@@ -14,6 +14,7 @@ const code = fs.readFileSync(process.argv[2], 'utf8');
 function fakeBrowser(options) {
   const listeners = { window: {}, document: {} };
   const timers = [];
+  const clock = { now: 1_790_000_000_000 };
   const sent = [];
   const calls = [];
   const attributes = Object.assign({ 'data-site': null }, options.attributes || {});
@@ -36,6 +37,8 @@ function fakeBrowser(options) {
     referrer: options.referrer || 'https://www.google.com/',
     title: 'Shop',
     prerendering: false,
+    hidden: !!options.hidden,
+    documentElement: { scrollHeight: 4000 },
     addEventListener: on('document'),
   };
   const storage = Object.assign({}, options.storage || {});
@@ -43,6 +46,8 @@ function fakeBrowser(options) {
     document,
     location,
     screen: { width: 1280 },
+    scrollY: 0,
+    innerHeight: 1000,
     navigator: {
       doNotTrack: options.doNotTrack || null,
       sendBeacon: options.noBeacon ? undefined : (endpoint, blob) => {
@@ -63,6 +68,7 @@ function fakeBrowser(options) {
       return Promise.resolve({ ok: true });
     },
     URL, Blob, JSON, String, Math, RegExp, Object, Array, Promise,
+    Date: { now: () => clock.now },
   };
   window.window = window;
   window.doNotTrack = null;
@@ -74,7 +80,7 @@ function fakeBrowser(options) {
   }
   const fire = (where, type, event) => (listeners[where][type] || []).forEach((fn) => fn(event || { type }));
   const runTimers = () => { while (timers.length) timers.shift()(); };
-  return { window, context, url, fire, runTimers, calls, sent, document };
+  return { window, context, url, fire, runTimers, calls, sent, document, clock };
 }
 
 function link(href, extra) {
@@ -84,6 +90,55 @@ function link(href, extra) {
     hasAttribute: (name) => !!(extra && extra[name]),
   };
   return { closest: (selector) => (selector === 'a[href]' ? anchor : null) };
+}
+
+// An element inside <button data-hitstream-click="name" id="..."> (no link around it).
+function tagged(name, id, text) {
+  const button = {
+    id, textContent: text,
+    getAttribute: (attr) => (attr === 'data-hitstream-click' ? name : null),
+  };
+  return { closest: (selector) => (selector === '[data-hitstream-click]' ? button : null) };
+}
+
+// Read for 42 s, scroll to 60 %, switch tabs (hidden) for 5 minutes, come back, leave.
+function engagement(b) {
+  b.document.readyState = 'complete';
+  b.fire('window', 'load');
+  b.runTimers();
+  b.clock.now += 42_000;
+  b.window.scrollY = 1400; // (1400 + 1000) / 4000 = 60 %
+  b.fire('window', 'scroll');
+  b.window.scrollY = 200; // scrolling back up keeps the deepest
+  b.fire('window', 'scroll');
+  b.document.hidden = true;
+  b.fire('document', 'visibilitychange');
+  b.clock.now += 300_000;
+  b.document.hidden = false;
+  b.fire('document', 'visibilitychange');
+  b.clock.now += 10_000;
+  b.fire('window', 'pagehide');
+}
+
+// A page loaded in a background tab: its visible time starts when it is first shown.
+function background(b) {
+  b.document.readyState = 'complete';
+  b.fire('window', 'load');
+  b.runTimers();
+  b.clock.now += 60_000;
+  b.document.hidden = false;
+  b.fire('document', 'visibilitychange');
+  b.clock.now += 7_000;
+  b.fire('window', 'pagehide');
+}
+
+function clicks(b) {
+  b.document.readyState = 'complete';
+  b.fire('window', 'load');
+  b.runTimers();
+  const text = '  Buy\n   now ' + 'x'.repeat(200);
+  b.fire('document', 'click', { type: 'click', target: tagged('buy', 'buy-button', text) });
+  b.fire('document', 'auxclick', { type: 'auxclick', button: 2, target: tagged('buy', '', '') });
 }
 
 async function scenario(options, play) {
@@ -137,6 +192,9 @@ function visit(b) {
     ),
     beacon_refused: await scenario({ beaconRefuses: true }, (b) => b.window.hitstream('x')),
     no_beacon: await scenario({ noBeacon: true }, (b) => b.window.hitstream('x')),
+    engagement: await scenario({}, engagement),
+    background: await scenario({ hidden: true }, background),
+    clicks: await scenario({}, clicks),
   };
   process.stdout.write(JSON.stringify(results));
 })().catch((err) => { console.error(err); process.exit(1); });

@@ -21,6 +21,10 @@ class EventType(StrEnum):
     CLICK = "click"
     SESSION = "session"
     CUSTOM = "custom"
+    ENGAGEMENT = "engagement"
+    """Time on page and scroll depth of a pageview, sent once when the page is left or
+    hidden. A measurement, not an interaction: it counts in no metric but ``time_on_page``
+    and ``scroll_depth``, and never starts or changes a visit (decision 0018)."""
 
 
 EVENT_TYPES: Final = frozenset(t.value for t in EventType)
@@ -46,6 +50,8 @@ class Limits:
     max_prop_value: int = 512
     max_duration_ms: int = 24 * 3600 * 1000
     max_load_time_ms: int = 10 * 60 * 1000
+    max_engaged_ms: int = 6 * 3600 * 1000
+    max_scroll_depth: int = 100
     max_screen_width: int = 20_000
     max_user_agent: int = 1024
     max_past_ms: int = 24 * 3600 * 1000
@@ -88,6 +94,8 @@ class AcceptedEvent:
     duration_ms: int | None = None
     load_time_ms: int | None = None
     screen_width: int | None = None
+    engaged_ms: int | None = None
+    scroll_depth: int | None = None
     user_agent: str = ""
     country: str = ""
 
@@ -130,6 +138,8 @@ class ProcessedEvent:
     screen_width: int | None = None
     duration_ms: int | None = None
     load_time_ms: int | None = None
+    engaged_ms: int | None = None
+    scroll_depth: int | None = None
     props: Props = field(default_factory=dict)
 
 
@@ -170,6 +180,12 @@ class Session:
     @property
     def is_bounce(self) -> bool:
         return is_bounce(self.pageviews, self.events)
+
+
+def is_engagement(event_type: str) -> bool:
+    """Whether events of this type are engagement measurements, which count as no activity:
+    not in visitors, visits, pageviews, events, bounces or durations (decision 0018)."""
+    return event_type == EventType.ENGAGEMENT
 
 
 def is_bounce(pageviews: int, events: int) -> bool:

@@ -31,12 +31,14 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from hitstream.domain.errors import QueryError
-from hitstream.domain.events import EventType, ProcessedEvent, Session
+from hitstream.domain.events import EventType, ProcessedEvent, Session, is_engagement
 
 EVENT_FIELDS: Final = tuple(f.name for f in fields(ProcessedEvent))
 """Columns of an exported event, in order: every stored column of ``events``."""
 _INT_FIELDS: Final = frozenset({"timestamp", "received_at"})
-_OPTIONAL_INTS: Final = frozenset({"screen_width", "duration_ms", "load_time_ms"})
+_OPTIONAL_INTS: Final = frozenset(
+    {"screen_width", "duration_ms", "load_time_ms", "engaged_ms", "scroll_depth"}
+)
 _UNSAFE_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -151,8 +153,8 @@ class Visits:
         self._visits: dict[tuple[str, str], Session] = {}
 
     def add(self, event: ProcessedEvent) -> None:
-        if not event.session_id:
-            return
+        if not event.session_id or is_engagement(event.type):
+            return  # an engagement event never starts or changes a visit (``Sessionizer.attach``)
         key = (event.site_id, event.session_id)
         ts = event.timestamp
         visit = self._visits.get(key)

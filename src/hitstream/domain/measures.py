@@ -24,6 +24,13 @@ with plain Python on random data.
   ``visit_duration = sum(last_seen - started_at) / (1000 * measured)``, ``views_per_visit =
   pageviews / visits``: each one division of exact integers (``metric_values``), so every
   adapter gets the very same float.
+- Engagement events (``events.is_engagement``) are in the matching set only when the query
+  asks ``time_on_page`` or ``scroll_depth`` (``reads_engagement``), and then only those two
+  metrics read them: visitors, visits, pageviews, events, bounces, durations and load times
+  count the other events (SQL: ``FILTER (WHERE type <> 'engagement')``). ``time_on_page =
+  engaged_ms_sum / (1000 * engaged_n)``, ``scroll_depth = scroll_sum / scroll_n``,
+  ``avg_duration = duration_sum / (1000 * duration_n)`` over non-engagement events with a
+  ``duration_ms``: exact integer sums, one division.
 - Load-time percentiles are SQL's ``percentile_cont`` (``percentile_cont`` here, bit for bit).
 - A store checks what it is given (a query may come from elsewhere than ``build_query``):
   every metric known (``check_metrics``), every property known (``check_property``), every
@@ -50,6 +57,7 @@ from fractions import Fraction
 from hitstream.domain.errors import QueryError
 from hitstream.domain.patterns import compile_pattern
 from hitstream.domain.stats import (
+    ENGAGEMENT_METRICS,
     EVENT_PROPERTIES,
     METRICS,
     OPS,
@@ -66,6 +74,11 @@ def check_metrics(metrics: Sequence[str]) -> None:
     for name in metrics:
         if name not in METRICS:
             raise QueryError("metrics", f"unknown metric {name!r}")
+
+
+def reads_engagement(metrics: Iterable[str]) -> bool:
+    """Whether engagement events belong to the matching set of a query asking ``metrics``."""
+    return any(name in ENGAGEMENT_METRICS for name in metrics)
 
 
 def check_property(name: str, field: str = "property") -> None:
@@ -129,6 +142,12 @@ def metric_values(
     duration_ms: int,
     p50: float,
     p95: float,
+    engaged_ms: int = 0,
+    engaged_n: int = 0,
+    scroll_sum: int = 0,
+    scroll_n: int = 0,
+    duration_sum: int = 0,
+    duration_n: int = 0,
 ) -> dict[str, float]:
     """Metric name -> value from the integer parts every adapter counts the same way."""
     values = {
@@ -141,5 +160,8 @@ def metric_values(
         "views_per_visit": pageviews / visits if visits else 0.0,
         "load_time_p50": p50,
         "load_time_p95": p95,
+        "time_on_page": engaged_ms / (1000 * engaged_n) if engaged_n else 0.0,
+        "scroll_depth": scroll_sum / scroll_n if scroll_n else 0.0,
+        "avg_duration": duration_sum / (1000 * duration_n) if duration_n else 0.0,
     }
     return {name: values[name] for name in metrics}

@@ -73,6 +73,8 @@ def start(accepted: AcceptedEvent) -> Working:
         screen_width=accepted.screen_width,
         duration_ms=accepted.duration_ms,
         load_time_ms=accepted.load_time_ms,
+        engaged_ms=accepted.engaged_ms,
+        scroll_depth=accepted.scroll_depth,
         props=dict(accepted.props),
     )
     return Working(accepted=accepted, out=out)

@@ -71,14 +71,32 @@ class Sessionizer:
             return None
         return session
 
-    def assign(self, event: ProcessedEvent, visitor_id_prev: str = "") -> Session:
-        """Put ``event`` in its visit (continuing one or starting one); sets its session_id."""
+    def _find(self, event: ProcessedEvent, visitor_id_prev: str) -> Session | None:
+        """The visitor's open visit at the event's time (also under yesterday's hash, which
+        the event then takes on), or None."""
         ts = event.timestamp
         session = self._live(event.site_id, event.visitor_id, ts)
         if session is None and visitor_id_prev and visitor_id_prev != event.visitor_id:
             session = self._live(event.site_id, visitor_id_prev, ts)
             if session is not None:
                 event.visitor_id = visitor_id_prev
+        return session
+
+    def attach(self, event: ProcessedEvent, visitor_id_prev: str = "") -> Session | None:
+        """Put an engagement event in the visitor's open visit without changing the visit (no
+        event, no pageview, no later ``last_seen``: it cannot un-bounce a visit nor lengthen
+        it); without an open visit it stays outside any (None): a measurement never starts
+        a visit (decision 0018)."""
+        session = self._find(event, visitor_id_prev)
+        if session is not None:
+            event.session_id = session.session_id
+            _attribute(event, session)
+        return session
+
+    def assign(self, event: ProcessedEvent, visitor_id_prev: str = "") -> Session:
+        """Put ``event`` in its visit (continuing one or starting one); sets its session_id."""
+        ts = event.timestamp
+        session = self._find(event, visitor_id_prev)
         is_pageview = event.type == EventType.PAGEVIEW
         if session is None:
             session = Session(

@@ -15,6 +15,15 @@ Metric definitions (every store must give the same numbers; the contract suite c
 - ``load_time_p50`` / ``load_time_p95``: continuous percentiles (linear interpolation between
   the two nearest sorted values, as SQL ``percentile_cont``) of ``load_time_ms`` over matching
   pageviews that carry one.
+- ``time_on_page``: mean engaged seconds per pageview, over matching ``engagement`` events
+  (each reports one pageview: visible time on the page until it was left or hidden).
+- ``scroll_depth``: mean deepest scroll (percent) over matching engagement events carrying one.
+- ``avg_duration``: mean ``duration_ms`` in seconds over matching events carrying one (the
+  seeds' "average time per action"; engagement events excluded).
+
+Engagement events are measurements, not activity: they count in no metric but
+``time_on_page`` and ``scroll_depth``, and a query that asks neither ignores them entirely
+(no breakdown row, no visitor, no event comes from them). Decision 0018.
 
 A metric with nothing to measure (no visits, no load times) is 0.
 """
@@ -39,7 +48,12 @@ METRICS: Final = (
     "views_per_visit",
     "load_time_p50",
     "load_time_p95",
+    "time_on_page",
+    "scroll_depth",
+    "avg_duration",
 )
+ENGAGEMENT_METRICS: Final = frozenset({"time_on_page", "scroll_depth"})
+"""The metrics that read engagement events (every other one ignores them)."""
 DEFAULT_METRICS: Final = ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration")
 
 # Properties of an event row, by API name -> column in the processed event.

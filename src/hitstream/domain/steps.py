@@ -10,6 +10,7 @@ event's source) and holds state, the open visits (``Sessionizer``).
 
 from __future__ import annotations
 
+from hitstream.domain.events import is_engagement
 from hitstream.domain.pipeline import BotDetector, Drop, Step, UserAgentParser, Working
 from hitstream.domain.referrers import classify, parse_campaign
 from hitstream.domain.sessions import Sessionizer
@@ -83,7 +84,10 @@ def put_session_with(sessions: Sessionizer) -> Step:
     the store after any failed attempt, so a half-done batch leaves no trace in it."""
 
     def put_session(working: Working) -> Drop | None:
-        sessions.assign(working.out, working.accepted.visitor_id_prev)
+        if is_engagement(working.out.type):  # a measurement joins a visit, never makes one
+            sessions.attach(working.out, working.accepted.visitor_id_prev)
+        else:
+            sessions.assign(working.out, working.accepted.visitor_id_prev)
         return None
 
     return put_session

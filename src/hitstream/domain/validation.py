@@ -40,6 +40,8 @@ KNOWN_FIELDS: Final = frozenset(
         "duration_ms",
         "load_time_ms",
         "screen_width",
+        "engaged_ms",
+        "scroll_depth",
     }
 )
 _SITE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -225,11 +227,28 @@ def _location(
     if path and not path.startswith("/"):
         problems.append(Problem("path", "must start with '/'"))
         return "", "", "/", ""
-    if event_type == EventType.PAGEVIEW and not url and not path:
-        problems.append(Problem("url", "a pageview needs url or path"))
+    if event_type in (EventType.PAGEVIEW, EventType.ENGAGEMENT) and not url and not path:
+        problems.append(Problem("url", f"a {event_type} needs url or path"))
         return "", "", "/", ""
     hostname, route, query = split_location(url, path)
     return url, hostname, route, query
+
+
+def _engagement(
+    data: dict[str, object], event_type: str, limits: Limits, problems: list[Problem]
+) -> tuple[int | None, int | None]:
+    """``engaged_ms`` (required) and ``scroll_depth`` (0..100) belong to engagement events
+    only: on any other event they would be numbers nothing reads, so they are refused."""
+    engaged = _int(data, "engaged_ms", limits.max_engaged_ms, problems)
+    depth = _int(data, "scroll_depth", limits.max_scroll_depth, problems)
+    if event_type == EventType.ENGAGEMENT:
+        if data.get("engaged_ms") is None:
+            problems.append(Problem("engaged_ms", "is required for an engagement event"))
+        return engaged, depth
+    for key in ("engaged_ms", "scroll_depth"):
+        if data.get(key) is not None:
+            problems.append(Problem(key, "is only allowed on engagement events"))
+    return None, None
 
 
 def validate_event(
@@ -273,6 +292,7 @@ def validate_event(
     duration_ms = _int(data, "duration_ms", limits.max_duration_ms, problems)
     load_time_ms = _int(data, "load_time_ms", limits.max_load_time_ms, problems)
     screen_width = _int(data, "screen_width", limits.max_screen_width, problems)
+    engaged_ms, scroll_depth = _engagement(data, event_type, limits, problems)
 
     if problems:
         return problems
@@ -297,4 +317,6 @@ def validate_event(
         duration_ms=duration_ms,
         load_time_ms=load_time_ms,
         screen_width=screen_width,
+        engaged_ms=engaged_ms,
+        scroll_depth=scroll_depth,
     )

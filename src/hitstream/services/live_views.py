@@ -26,7 +26,7 @@ from hitstream.services.live_client import LiveClient
 
 SERIES_METRICS: Final = "visitors,pageviews"
 BREAKDOWNS: Final = {
-    "page": "visitors,pageviews",
+    "page": "visitors,pageviews,time_on_page,scroll_depth",
     "entry_page": "visitors,visits",
     "exit_page": "visitors,visits",
     "source": "visitors,visits",
@@ -38,7 +38,7 @@ BREAKDOWNS: Final = {
     "device": "visitors,visits",
     "country": "visitors,visits",
     "event_type": "visitors,events",
-    "event_name": "visitors,events",
+    "event_name": "visitors,events,avg_duration",
 }
 PROP_METRICS: Final = "visitors,events"
 

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from hitstream.cache.base import Cache
-from hitstream.domain.stats import StatsQuery, resolve_period
+from hitstream.domain.stats import REALTIME_WINDOW_MS, StatsQuery, resolve_period
 from hitstream.metrics import Metrics
 from hitstream.stores.base import Store
 
@@ -131,14 +131,27 @@ class StatsService:
     async def realtime(self, site_id: str) -> JSON:
         now = self.now_ms("realtime")
         query = StatsQuery(
-            site_id=site_id, range=resolve_period("realtime", now), metrics=("visitors",)
+            site_id=site_id,
+            range=resolve_period("realtime", now),
+            metrics=("visitors", "events"),
         )
         result = await self._cached("realtime", query, lambda: self._realtime(query))
         return result
 
     async def _realtime(self, query: StatsQuery) -> JSON:
+        """Now: the last ``REALTIME_WINDOW_MS`` (5 minutes). ``active_users`` is the seeds' name
+        for the visitors active in it (an identified user is one visitor of its own);
+        ``events_per_minute`` the window's events (engagement measurements excluded, as in
+        the ``events`` metric) per minute."""
         values = await self.store.aggregate(query)
-        return {"site_id": query.site_id, "visitors": int(values.get("visitors", 0))}
+        visitors = int(values.get("visitors", 0))
+        per_minute = values.get("events", 0.0) * 60_000 / REALTIME_WINDOW_MS
+        return {
+            "site_id": query.site_id,
+            "visitors": visitors,
+            "active_users": visitors,
+            "events_per_minute": _round(per_minute),
+        }
 
     async def sites(self) -> list[str]:
         return await self.store.sites()

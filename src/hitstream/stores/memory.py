@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Final
 
-from hitstream.domain.events import EventType, ProcessedEvent, Session
+from hitstream.domain.events import EventType, ProcessedEvent, Session, is_engagement
 from hitstream.domain.measures import (
     check_filters,
     check_metrics,
@@ -26,6 +26,7 @@ from hitstream.domain.measures import (
     metric_values,
     percentile_cont,
     prop_text,
+    reads_engagement,
 )
 from hitstream.domain.stats import (
     EVENT_PROPERTIES,
@@ -54,7 +55,15 @@ def _check_int(value: int | None, what: str) -> None:
 
 def _check_batch(batch: WriteBatch) -> None:
     for event in batch.events:
-        for name in ("timestamp", "received_at", "screen_width", "duration_ms", "load_time_ms"):
+        for name in (
+            "timestamp",
+            "received_at",
+            "screen_width",
+            "duration_ms",
+            "load_time_ms",
+            "engaged_ms",
+            "scroll_depth",
+        ):
             _check_int(getattr(event, name), f"event.{name}")
     for session in batch.sessions:
         for name in ("started_at", "last_seen", "pageviews", "events"):
@@ -143,15 +152,21 @@ class MemoryStore(Store, MemoryRegistry):
 
     def _matching(self, query: StatsQuery) -> list[ProcessedEvent]:
         check_filters(query.filters)
+        engagement = reads_engagement(query.metrics)
         return [
             event
             for event in self._events.values()
             if event.site_id == query.site_id
             and query.range.start <= event.timestamp < query.range.end
+            and (engagement or not is_engagement(event.type))
             and all(flt.matches(self._value(flt.property, event)) for flt in query.filters)
         ]
 
-    def _metrics(self, events: list[ProcessedEvent], metrics: Sequence[str]) -> dict[str, float]:
+    def _metrics(self, matched: list[ProcessedEvent], metrics: Sequence[str]) -> dict[str, float]:
+        engaged = [e for e in matched if is_engagement(e.type)]
+        events = [e for e in matched if not is_engagement(e.type)]
+        timed = [e.duration_ms for e in events if e.duration_ms is not None]
+        scrolled = [e.scroll_depth for e in engaged if e.scroll_depth is not None]
         visits = {(e.site_id, e.session_id) for e in events if e.session_id}
         rows = [self._sessions[key] for key in visits if key in self._sessions]
         loads = sorted(
@@ -168,6 +183,12 @@ class MemoryStore(Store, MemoryRegistry):
             duration_ms=sum(s.duration_ms for s in rows),
             p50=percentile_cont(loads, 0.5),
             p95=percentile_cont(loads, 0.95),
+            engaged_ms=sum(e.engaged_ms or 0 for e in engaged),
+            engaged_n=sum(1 for e in engaged if e.engaged_ms is not None),
+            scroll_sum=sum(scrolled),
+            scroll_n=len(scrolled),
+            duration_sum=sum(timed),
+            duration_n=len(timed),
         )
 
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:

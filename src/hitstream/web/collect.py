@@ -140,6 +140,15 @@ EVENT_SCHEMA: dict[str, Any] = {
         "duration_ms": _count(_L.max_duration_ms),
         "load_time_ms": _count(_L.max_load_time_ms),
         "screen_width": _count(_L.max_screen_width),
+        "engaged_ms": {
+            **_count(_L.max_engaged_ms),
+            "description": "engagement events only (required there): visible, focused time "
+            "on the page in ms",
+        },
+        "scroll_depth": {
+            **_count(_L.max_scroll_depth),
+            "description": "engagement events only: the deepest scroll reached, percent",
+        },
     },
 }
 _FIELD_REASON = {

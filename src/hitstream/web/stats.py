@@ -59,7 +59,12 @@ To = Annotated[
 ]
 Metrics = Annotated[
     str | None,
-    Query(max_length=200, description=f"Comma list of {', '.join(METRICS)}"),
+    Query(
+        max_length=200,
+        description=f"Comma list of {', '.join(METRICS)}. time_on_page: mean engaged "
+        "seconds per pageview (engagement events); scroll_depth: mean deepest scroll, %; "
+        "avg_duration: mean duration_ms of the matching events that carry one, in seconds",
+    ),
 ]
 Filters = Annotated[
     str | None,
@@ -328,10 +333,40 @@ async def export(
     )
 
 
+REALTIME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["site_id", "visitors", "active_users", "events_per_minute"],
+    "properties": {
+        "site_id": {"type": "string"},
+        "visitors": {"type": "integer", "minimum": 0, "description": "current visitors"},
+        "active_users": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "visitors active in the last 5 minutes (an identified user is one)",
+        },
+        "events_per_minute": {
+            "type": "number",
+            "minimum": 0,
+            "description": "events of the last 5 minutes per minute (engagement excluded)",
+        },
+    },
+}
+
+
 @router.get(
     "/stats/realtime",
-    summary="Current visitors: distinct visitors in the last 5 minutes",
-    responses=SITE_RESPONSES,
+    summary="Now: current visitors, active users and events per minute (last 5 minutes)",
+    description="The live figures of the last 5 minutes, also pushed in every live frame "
+    "(`realtime`): `visitors` and `active_users` (the seeds' name for the same count: "
+    "distinct visitors with an event), and `events_per_minute` (events, engagement "
+    "measurements excluded, divided by 5).",
+    responses={
+        **SITE_RESPONSES,
+        200: {
+            "description": "The figures",
+            "content": {"application/json": {"schema": REALTIME_SCHEMA}},
+        },
+    },
 )
 async def realtime(
     stats: StatsDep, caller: CallerDep, gate: GateDep, site_id: SiteId

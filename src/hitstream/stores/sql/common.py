@@ -37,6 +37,8 @@ EXPORT_INTS: Final = (
     ("screen_width", "screen_width"),
     ("duration_ms", "duration_ms"),
     ("load_time_ms", "load_time_ms"),
+    ("engaged_ms", "engaged_ms"),
+    ("scroll_depth", "scroll_depth"),
 )
 """Integer columns of ``events`` in both dialects -> ProcessedEvent attribute."""
 EXPORT_COLUMNS: Final = (*EVENT_TEXT, *(column for column, _ in EXPORT_INTS), "props")
@@ -52,7 +54,16 @@ def exported_event(row: Row) -> ProcessedEvent:
     return ProcessedEvent(**fields)
 
 
-COLUMNS: Final = "g, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95"
+COLUMNS: Final = (
+    "g, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95, "
+    "engaged, engaged_n, scroll, scroll_n, timed, timed_n"
+)
+ENGAGEMENT_COLUMNS: Final = (
+    "engaged, engaged_n, scroll, scroll_n, timed, timed_n",
+    "0 AS engaged, 0 AS engaged_n, 0 AS scroll, 0 AS scroll_n, 0 AS timed, 0 AS timed_n",
+)
+"""The sums behind time_on_page, scroll_depth and avg_duration (``measures``): their names,
+and the zeros of a dialect query that computes none of them."""
 ORDER_KEYS: Final = {
     "visitors": "visitors",
     "visits": "visits",
@@ -65,6 +76,11 @@ ORDER_KEYS: Final = {
     "views_per_visit": "CASE WHEN visits = 0 THEN 0::float8 ELSE pageviews::float8 / visits END",
     "load_time_p50": "coalesce(p50, 0::float8)",
     "load_time_p95": "coalesce(p95, 0::float8)",
+    "time_on_page": "CASE WHEN engaged_n = 0 THEN 0::float8 "
+    "ELSE engaged::float8 / (1000 * engaged_n) END",
+    "scroll_depth": "CASE WHEN scroll_n = 0 THEN 0::float8 ELSE scroll::float8 / scroll_n END",
+    "avg_duration": "CASE WHEN timed_n = 0 THEN 0::float8 "
+    "ELSE timed::float8 / (1000 * timed_n) END",
 }
 """The SQL that sorts breakdown rows by each metric (float8 is DOUBLE in DuckDB)."""
 
@@ -112,8 +128,9 @@ def property_sql(
 def results(query: StatsQuery, row: Row | None) -> dict[str, float]:
     """The asked metrics from one row of ``stats_sql`` (None: a group with no events)."""
     if row is None:
-        row = (None, 0, 0, 0, 0, 0, 0, 0, None, None)
-    _, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95 = row
+        row = (None, 0, 0, 0, 0, 0, 0, 0, None, None, 0, 0, 0, 0, 0, 0)
+    _, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95 = row[:10]
+    engaged, engaged_n, scroll, scroll_n, timed, timed_n = (int(v or 0) for v in row[10:16])
     return metric_values(
         query.metrics,
         visitors=int(visitors),
@@ -125,4 +142,10 @@ def results(query: StatsQuery, row: Row | None) -> dict[str, float]:
         duration_ms=int(duration),
         p50=0.0 if p50 is None else float(p50),
         p95=0.0 if p95 is None else float(p95),
+        engaged_ms=engaged,
+        engaged_n=engaged_n,
+        scroll_sum=scroll,
+        scroll_n=scroll_n,
+        duration_sum=timed,
+        duration_n=timed_n,
     )

@@ -65,8 +65,25 @@
     { key: 'visit_duration', label: 'Visit duration', fmt: fmtDur },
     { key: 'views_per_visit', label: 'Views per visit', fmt: fmtDec },
     { key: 'load_time_p50', label: 'Load time (median)', fmt: fmtMs, lowerIsBetter: true },
-    { key: 'load_time_p95', label: 'Load time (p95)', fmt: fmtMs, lowerIsBetter: true }
+    { key: 'load_time_p95', label: 'Load time (p95)', fmt: fmtMs, lowerIsBetter: true },
+    { key: 'time_on_page', label: 'Time on page', fmt: fmtDur },
+    { key: 'scroll_depth', label: 'Scroll depth', fmt: fmtPct },
+    { key: 'avg_duration', label: 'Avg. action duration', fmt: fmtDur }
   ];
+
+  // realtime tiles: the stats API's /stats/realtime figures, pushed in every frame
+  var LIVE = [
+    { key: 'visitors', label: 'Current visitors', sub: 'last 5 minutes' },
+    { key: 'active_users', label: 'Active users', sub: 'last 5 minutes' },
+    { key: 'events_per_minute', label: 'Events / min', sub: 'last 5 minutes' }
+  ];
+
+  // charts next to the tables: doughnuts of the device and browser breakdowns, bars of the
+  // event types (hand-written SVG: no library)
+  var CHARTS = {
+    devices: [['device', 'doughnut', 'Devices', 'visitors'], ['browser', 'doughnut', 'Browsers', 'visitors']],
+    events: [['event_type', 'bars', 'Event types', 'events']]
+  };
 
   var PANELS = [
     { id: 'pages', tabs: [['page', 'Top pages'], ['entry_page', 'Entry pages'], ['exit_page', 'Exit pages']] },
@@ -81,6 +98,10 @@
     channel: 'Channel', referrer: 'Referrer', utm_campaign: 'Campaign', browser: 'Browser',
     os: 'OS', device: 'Device', country: 'Country', event_type: 'Event type', event_name: 'Event'
   };
+
+  // breakdown columns whose API name is long or whose number is not a count
+  var COLUMN_LABELS = { time_on_page: 'time', scroll_depth: 'scroll', avg_duration: 'duration' };
+  var COLUMN_FORMATS = { time_on_page: fmtDur, scroll_depth: fmtPct, avg_duration: fmtDur };
 
   // ---------------------------------------------------------------- view state (the URL)
 
@@ -268,13 +289,17 @@
 
   function buildCards() {
     var root = $('cards');
-    var live = el('article', 'card live-card');
-    live.appendChild(el('h3', null, 'Current visitors'));
-    var liveValue = el('div', 'value', '–');
-    live.appendChild(liveValue);
-    live.appendChild(el('div', 'sub', 'last 5 minutes'));
-    root.appendChild(live);
-    cardNodes.realtime = { value: liveValue };
+    cardNodes.realtime = {};
+    LIVE.forEach(function (tile) {
+      var live = el('article', 'card live-card');
+      live.dataset.realtime = tile.key;
+      live.appendChild(el('h3', null, tile.label));
+      var liveValue = el('div', 'value', '–');
+      live.appendChild(liveValue);
+      live.appendChild(el('div', 'sub', tile.sub));
+      root.appendChild(live);
+      cardNodes.realtime[tile.key] = liveValue;
+    });
     CARDS.forEach(function (card) {
       var node = el('article', 'card');
       node.appendChild(el('h3', null, card.label));
@@ -288,7 +313,9 @@
   }
 
   function renderCards(results, realtime) {
-    cardNodes.realtime.value.textContent = fmtNum(realtime.visitors || 0);
+    LIVE.forEach(function (tile) {
+      cardNodes.realtime[tile.key].textContent = fmtNum(realtime[tile.key] || 0);
+    });
     CARDS.forEach(function (card) {
       var r = results[card.key] || {};
       var nodes = cardNodes[card.key];
@@ -412,6 +439,11 @@
       });
       head.appendChild(panel.tabs.length > 1 ? tabs : el('h2', null, panel.tabs[0][1]));
       section.appendChild(head);
+      if (CHARTS[panel.id]) {
+        var charts = el('div', 'charts');
+        charts.id = 'charts-' + panel.id;
+        section.appendChild(charts);
+      }
       var body = el('div', 'rows');
       body.id = 'rows-' + panel.id;
       section.appendChild(body);
@@ -427,6 +459,7 @@
   }
 
   function renderPanel(panel) {
+    renderCharts(panel.id);
     var current = state.tabs[panel.id];
     var section = $('panel-' + panel.id);
     Array.prototype.forEach.call(section.querySelectorAll('.tab'), function (b) {
@@ -454,25 +487,139 @@
       return wrap;
     }
     var metrics = Object.keys(rows[0]).filter(function (k) { return k !== 'value'; });
+    var wide = metrics.length <= 2; // the usual two columns keep their room
+    var columns = 'minmax(0, 1fr)' + metrics.map(function (m, i) { return !i ? ' 72px' : wide ? ' 84px' : ' 58px'; }).join('');
     var head = el('div', 'row head');
+    head.style.gridTemplateColumns = columns;
     head.appendChild(el('span', 'label', LABELS[prop] || prop.replace(/^prop:/, '')));
-    metrics.forEach(function (m) { head.appendChild(el('span', 'num', m)); });
+    metrics.forEach(function (m) { head.appendChild(el('span', 'num', COLUMN_LABELS[m] || m)); });
     wrap.appendChild(head);
     var top = Math.max.apply(null, rows.map(function (r) { return r[metrics[0]] || 0; })) || 1;
     rows.forEach(function (r) {
       var row = el('button', 'row');
       row.type = 'button';
+      row.style.gridTemplateColumns = columns;
       var label = valueLabel(prop, r.value);
       row.title = 'Filter by ' + (LABELS[prop] || prop) + ': ' + label;
       var bar = el('span', 'bar');
       bar.style.width = Math.max(1, (100 * (r[metrics[0]] || 0)) / top) + '%';
       row.appendChild(bar);
       row.appendChild(el('span', 'label', label));
-      metrics.forEach(function (m) { row.appendChild(el('span', 'num', fmtNum(r[m] || 0))); });
+      metrics.forEach(function (m) { row.appendChild(el('span', 'num', (COLUMN_FORMATS[m] || fmtNum)(r[m] || 0))); });
       row.addEventListener('click', function () { addFilter(prop, String(r.value === null ? '' : r.value)); });
       wrap.appendChild(row);
     });
     return wrap;
+  }
+
+  // ---------------------------------------------------------------- charts
+
+  var SVG = 'http://www.w3.org/2000/svg';
+  var PALETTE = ['#4f6bed', '#e0803a', '#16a37f', '#c94f8a', '#8a63d2', '#d4b02f', '#5b9bd5', '#9aa0b4'];
+  var MAX_SEGMENTS = 6;
+
+  function svg(tag, attrs) {
+    var node = document.createElementNS(SVG, tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
+    return node;
+  }
+
+  // One metric of a breakdown's rows, the largest first; past MAX_SEGMENTS, "Other".
+  function slices(prop, rows, metric) {
+    rows = rows.slice().sort(function (a, b) { return (Number(b[metric]) || 0) - (Number(a[metric]) || 0); });
+    var parts = rows.map(function (r) { return { value: String(r.value), label: valueLabel(prop, r.value), count: Number(r[metric]) || 0 }; })
+      .filter(function (p) { return p.count > 0; });
+    if (parts.length > MAX_SEGMENTS) {
+      var rest = parts.slice(MAX_SEGMENTS - 1).reduce(function (n, p) { return n + p.count; }, 0);
+      parts = parts.slice(0, MAX_SEGMENTS - 1).concat([{ value: '', label: 'Other', count: rest, other: true }]);
+    }
+    return { metric: metric, parts: parts };
+  }
+
+  function legend(parts, total) {
+    var list = el('ul', 'chart-legend');
+    parts.forEach(function (p, i) {
+      var li = el('li');
+      var key = el('span', 'swatch');
+      key.style.background = PALETTE[i % PALETTE.length];
+      li.appendChild(key);
+      li.appendChild(el('span', 'label', p.label));
+      li.appendChild(el('span', 'num', fmtPct(total ? (100 * p.count) / total : 0)));
+      list.appendChild(li);
+    });
+    return list;
+  }
+
+  function doughnut(prop, title, rows, metric) {
+    var figure = el('figure', 'chart-figure');
+    figure.dataset.chart = 'doughnut';
+    figure.dataset.prop = prop;
+    var data = slices(prop, rows, metric);
+    var total = data.parts.reduce(function (n, p) { return n + p.count; }, 0);
+    var box = svg('svg', { viewBox: '0 0 42 42', class: 'doughnut', role: 'img', 'aria-label': title });
+    box.appendChild(svg('circle', { cx: 21, cy: 21, r: 15.915, fill: 'none', stroke: 'var(--grid)', 'stroke-width': 6 }));
+    var offset = 25; // start at 12 o'clock
+    data.parts.forEach(function (p, i) {
+      var pct = total ? (100 * p.count) / total : 0;
+      var seg = svg('circle', {
+        cx: 21, cy: 21, r: 15.915, fill: 'none', class: 'segment',
+        stroke: PALETTE[i % PALETTE.length], 'stroke-width': 6,
+        'stroke-dasharray': pct + ' ' + (100 - pct), 'stroke-dashoffset': offset,
+        'data-value': p.value, 'data-count': p.count
+      });
+      var tip = svg('title');
+      tip.textContent = p.label + ': ' + fmtNum(p.count);
+      seg.appendChild(tip);
+      if (!p.other) seg.addEventListener('click', function () { addFilter(prop, p.value); });
+      box.appendChild(seg);
+      offset = (offset - pct + 100) % 100;
+    });
+    figure.appendChild(el('figcaption', null, title));
+    figure.appendChild(box);
+    figure.appendChild(total ? legend(data.parts, total) : el('p', 'placeholder', 'Nothing here yet.'));
+    return figure;
+  }
+
+  function bars(prop, title, rows, metric) {
+    var figure = el('figure', 'chart-figure');
+    figure.dataset.chart = 'bars';
+    figure.dataset.prop = prop;
+    var data = slices(prop, rows, metric);
+    var top = data.parts.reduce(function (n, p) { return Math.max(n, p.count); }, 0) || 1;
+    var width = 200;
+    var height = 70;
+    var step = data.parts.length ? width / Math.max(data.parts.length, 3) : width;
+    var box = svg('svg', { viewBox: '0 0 ' + width + ' ' + (height + 14), class: 'bars', role: 'img', 'aria-label': title });
+    data.parts.forEach(function (p, i) {
+      var h = (height * p.count) / top;
+      var bar = svg('rect', {
+        x: i * step + step * 0.15, y: height - h, width: step * 0.7, height: h, rx: 1,
+        fill: PALETTE[i % PALETTE.length], class: 'bar-rect', 'data-value': p.value, 'data-count': p.count
+      });
+      var tip = svg('title');
+      tip.textContent = p.label + ': ' + fmtNum(p.count);
+      bar.appendChild(tip);
+      if (!p.other) bar.addEventListener('click', function () { addFilter(prop, p.value); });
+      box.appendChild(bar);
+      var label = svg('text', { x: i * step + step / 2, y: height + 10, 'text-anchor': 'middle', class: 'bar-label' });
+      label.textContent = p.label.length > 12 ? p.label.slice(0, 11) + '…' : p.label;
+      box.appendChild(label);
+    });
+    figure.appendChild(el('figcaption', null, title));
+    figure.appendChild(box);
+    if (!data.parts.length) figure.appendChild(el('p', 'placeholder', 'Nothing here yet.'));
+    return figure;
+  }
+
+  function renderCharts(panelId) {
+    var holder = $('charts-' + panelId);
+    if (!holder) return;
+    clear(holder);
+    CHARTS[panelId].forEach(function (chart) {
+      var rows = state.breakdowns[chart[0]] || [];
+      var draw = chart[1] === 'doughnut' ? doughnut : bars;
+      holder.appendChild(draw(chart[0], chart[2], rows, chart[3]));
+    });
   }
 
   // ---------------------------------------------------------------- filters

@@ -8,6 +8,13 @@
  * (window.hitstream('signup', {props: {plan: 'pro'}})) and the page load time. No cookies,
  * nothing stored in the browser: visitors are counted by the server from a daily-salted hash.
  *
+ * Engagement: once per pageview, when the page is hidden or left (or a single-page-app
+ * navigation replaces it), one "engagement" event with the time the page was visible
+ * (engaged_ms) and the deepest scroll reached (scroll_depth, percent).
+ * Tagged elements: a click on <button data-hitstream-click="buy"> (or anything inside one)
+ * sends a click named "element" with props element_name ("buy"), element_id and element_text
+ * (whitespace collapsed, at most 100 characters).
+ *
  * Attributes: data-site (default: this hostname), data-api (default: <script origin>/api/v1/events),
  * data-respect-dnt (send nothing when Do Not Track is on).
  * Opt out in one browser: localStorage.hitstream_ignore = "true".
@@ -31,6 +38,9 @@
     /\.(pdf|zip|gz|tgz|bz2|xz|7z|rar|dmg|exe|msi|pkg|deb|rpm|apk|iso|docx?|xlsx?|pptx?|od[tsp]|csv|txt|rtf|epub|mp3|mp4|m4a|mov|avi|mkv|wav|flac)$/i;
   var lastPage; // pathname (+ hash route) of the last pageview: skips repeated replaceState
   var pending; // the first pageview, held until the load event so it can carry load_time_ms
+  var current; // the pageview whose engagement is not sent yet
+  var shown; // when the page last became visible (0: hidden since)
+  var depth; // the deepest scroll of the current pageview, percent
 
   function ignored() {
     try {
@@ -79,6 +89,30 @@
     pending = null;
   }
 
+  function scrolled() {
+    var seen = Math.round(((win.scrollY + win.innerHeight) * 100) / doc.documentElement.scrollHeight);
+    if (seen > depth) depth = Math.min(seen, 100);
+  }
+
+  // The current pageview's visible time and scroll depth, once: the first time it is hidden,
+  // left or replaced. A page hidden and shown again is not measured twice.
+  function engage() {
+    if (!current) return;
+    flush();
+    var event = build('engagement');
+    event.url = current.url;
+    event.title = current.title;
+    event.engaged_ms = shown ? Math.min(Date.now() - shown, 216e5) : 0;
+    event.scroll_depth = depth;
+    current = null;
+    send(event);
+  }
+
+  function visibility() {
+    if (doc.hidden) engage();
+    else shown = shown || Date.now();
+  }
+
   function page() {
     var hash = loc.hash;
     var key = loc.pathname + (/^#!?\//.test(hash) ? hash : '');
@@ -86,6 +120,11 @@
     var first = lastPage === undefined;
     lastPage = key;
     var event = build('pageview');
+    engage();
+    current = event;
+    shown = doc.hidden ? 0 : Date.now();
+    depth = 0;
+    scrolled();
     flush();
     if (first) {
       pending = event;
@@ -97,7 +136,18 @@
 
   function click(ev) {
     if (ev.type === 'auxclick' && ev.button !== 1) return;
-    var link = ev.target && ev.target.closest && ev.target.closest('a[href]');
+    var target = ev.target;
+    var tagged = target && target.closest && target.closest('[data-hitstream-click]');
+    if (tagged) {
+      send(
+        build('click', 'element', {
+          element_name: tagged.getAttribute('data-hitstream-click').slice(0, 120),
+          element_id: tagged.id.slice(0, 120),
+          element_text: tagged.textContent.replace(/\s+/g, ' ').trim().slice(0, 100)
+        })
+      );
+    }
+    var link = target && target.closest && target.closest('a[href]');
     if (!link || !/^https?:$/.test(link.protocol)) return;
     var name =
       link.hasAttribute('download') || DOWNLOAD.test(link.pathname)
@@ -127,7 +177,9 @@
   win.addEventListener('load', function () {
     setTimeout(flush, 0); // loadEventEnd is set once the load handlers have returned
   });
-  win.addEventListener('pagehide', flush); // leaving before load: send it without a load time
+  win.addEventListener('pagehide', engage); // leaving: the pageview (maybe before load), then this
+  win.addEventListener('scroll', scrolled, { passive: true });
+  doc.addEventListener('visibilitychange', visibility);
   doc.addEventListener('click', click, true);
   doc.addEventListener('auxclick', click, true);
 

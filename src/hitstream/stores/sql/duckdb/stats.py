@@ -16,14 +16,22 @@ from __future__ import annotations
 from typing import Final
 
 from hitstream.domain.events import EventType
-from hitstream.domain.measures import check_filters, check_metrics
+from hitstream.domain.measures import check_filters, check_metrics, reads_engagement
 from hitstream.domain.patterns import compile_pattern, to_re2
 from hitstream.domain.stats import Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
-from hitstream.stores.sql.common import COLUMNS, EVENT_TEXT, ORDER_KEYS, Params, property_sql
+from hitstream.stores.sql.common import (
+    COLUMNS,
+    ENGAGEMENT_COLUMNS,
+    EVENT_TEXT,
+    ORDER_KEYS,
+    Params,
+    property_sql,
+)
 
 _PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
+_ENGAGEMENT: Final = f"'{EventType.ENGAGEMENT.value}'"
 _FILTERABLE: Final = frozenset(EVENT_TEXT) - {"event_id", "site_id"}
 _SESSION_COLUMNS: Final = frozenset({"entry_page", "exit_page"})
 _STEPS: Final = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
@@ -71,12 +79,16 @@ def _bucket(starts: list[int], interval: str, params: Params, joins: list[str]) 
     return "bk.b"
 
 
-def _event_parts(wanted: set[str], visitor: str, pageview: str, load_time: str) -> str:
-    """visitors, pageviews, events, p50, p95 over the events of a group."""
+def _event_parts(
+    wanted: set[str], visitor: str, pageview: str, load_time: str, counted: str = ""
+) -> str:
+    """visitors, pageviews, events, p50, p95 over the events of a group; ``counted``: the
+    condition that leaves engagement events out (empty: the set holds none)."""
+    only = f" FILTER (WHERE {counted})" if counted else ""
     parts = {
-        "visitors": f"count(DISTINCT {visitor})" if "visitors" in wanted else "0",
+        "visitors": f"count(DISTINCT {visitor}){only}" if "visitors" in wanted else "0",
         "pageviews": f"count(*) FILTER (WHERE {pageview})",
-        "events": "count(*)",
+        "events": f"count(*){only}",
     }
     for name, fraction in (("p50", 0.5), ("p95", 0.95)):
         parts[name] = (
@@ -84,6 +96,26 @@ def _event_parts(wanted: set[str], visitor: str, pageview: str, load_time: str) 
             if f"load_time_{name}" in wanted
             else "NULL::DOUBLE"
         )
+    return ", ".join(f"{expr} AS {name}" for name, expr in parts.items())
+
+
+def _engagement_parts(wanted: set[str], p: str, counted: str) -> str:
+    """The sums and counts behind time_on_page, scroll_depth and avg_duration (columns of
+    ``p``, the events' alias or ""), zeros for those not asked."""
+    engagement = f"{p}type = {_ENGAGEMENT}"
+    only = f" FILTER (WHERE {counted})" if counted else ""
+    parts = {
+        "engaged": f"sum({p}engaged_ms) FILTER (WHERE {engagement})",
+        "engaged_n": f"count({p}engaged_ms) FILTER (WHERE {engagement})",
+    }
+    if "time_on_page" not in wanted:
+        parts = {name: "0" for name in parts}
+    parts["scroll"] = f"sum({p}scroll_depth) FILTER (WHERE {engagement})"
+    parts["scroll_n"] = f"count({p}scroll_depth) FILTER (WHERE {engagement})"
+    if "scroll_depth" not in wanted:
+        parts["scroll"] = parts["scroll_n"] = "0"
+    parts["timed"] = f"sum({p}duration_ms){only}" if "avg_duration" in wanted else "0"
+    parts["timed_n"] = f"count({p}duration_ms){only}" if "avg_duration" in wanted else "0"
     return ", ".join(f"{expr} AS {name}" for name, expr in parts.items())
 
 
@@ -114,13 +146,22 @@ def stats_sql(
     if needs_visit_row:
         joins.insert(0, "JOIN sessions s ON s.site_id = e.site_id AND s.session_id = e.session_id")
 
+    counted = ""
+    if reads_engagement(wanted):
+        counted = f"e.type <> {_ENGAGEMENT}"
+    else:  # engagement events are not in the set at all
+        where.append(f"e.type <> {_ENGAGEMENT}")
     from_events = f"FROM events e {' '.join(joins)} WHERE {' AND '.join(where)}"
+    names = ENGAGEMENT_COLUMNS[0]
     measured = bool(wanted & {"bounce_rate", "visit_duration"})
     if not measured and not wanted & {"visits", "views_per_visit"}:
-        parts = _event_parts(wanted, "e.visitor_id", f"e.type = {_PAGEVIEW}", "e.load_time_ms")
+        parts = _event_parts(
+            wanted, "e.visitor_id", f"e.type = {_PAGEVIEW}", "e.load_time_ms", counted
+        )
         sql = (
             "SELECT g, visitors, 0 AS visits, pageviews, events, 0 AS measured, 0 AS bounces, "
-            f"0 AS duration, p50, p95 FROM (SELECT {g} AS g, {parts} {from_events} GROUP BY 1)"
+            f"0 AS duration, p50, p95, {names} FROM (SELECT {g} AS g, {parts}, "
+            f"{_engagement_parts(wanted, 'e.', counted)} {from_events} GROUP BY 1)"
         )
     else:
         # one pass over the events; the distinct (group, visit) pairs give the visits and,
@@ -137,17 +178,29 @@ def stats_sql(
             if measured
             else ""
         )
+        # with engagement events in the set, ``e_counted`` marks the others
+        flag = "e_counted" if counted else ""
+        kept = " AND e_counted" if counted else ""
+        m_counted = f", {counted} AS e_counted" if counted else ""
+        ev_parts = _event_parts(wanted, "visitor_id", "pageview", "load_time_ms", flag)
+        more = (
+            ", e.type, e.engaged_ms, e.scroll_depth, e.duration_ms"
+            if wanted & {"time_on_page", "scroll_depth", "avg_duration"}
+            else ""
+        )
         sql = (
             f"WITH m AS MATERIALIZED (SELECT {g} AS g, e.visitor_id, e.session_id, "
-            f"e.type = {_PAGEVIEW} AS pageview, e.load_time_ms {from_events}), "
-            f"ev AS (SELECT g, {_event_parts(wanted, 'visitor_id', 'pageview', 'load_time_ms')} "
+            f"e.type = {_PAGEVIEW} AS pageview, e.load_time_ms{more}{m_counted} "
+            f"{from_events}), "
+            f"ev AS (SELECT g, {ev_parts}, {_engagement_parts(wanted, '', flag)} "
             "FROM m GROUP BY g), "
             f"vs AS (SELECT d.g, count(*) AS visits, {measures} "
-            "FROM (SELECT DISTINCT g, session_id FROM m WHERE session_id <> '') d "
+            f"FROM (SELECT DISTINCT g, session_id FROM m WHERE session_id <> ''{kept}) d "
             f"{visit_rows} GROUP BY d.g) "
             "SELECT ev.g, visitors, coalesce(visits, 0) AS visits, pageviews, events, "
             "coalesce(measured, 0) AS measured, coalesce(bounces, 0) AS bounces, "
-            "coalesce(duration, 0) AS duration, p50, p95 FROM ev LEFT JOIN vs ON vs.g = ev.g"
+            f"coalesce(duration, 0) AS duration, p50, p95, {names} "
+            "FROM ev LEFT JOIN vs ON vs.g = ev.g"
         )
     if group is not None:
         if not query.metrics:

@@ -30,6 +30,8 @@ _EVENT_INTS: Final = (
     ("screen_width", "screen_width"),
     ("duration_ms", "duration_ms"),
     ("load_time_ms", "load_time_ms"),
+    ("engaged_ms", "engaged_ms"),
+    ("scroll_depth", "scroll_depth"),
 )
 _event_text = attrgetter(*EVENT_TEXT)
 _event_ints = attrgetter(*(attr for _, attr in _EVENT_INTS))
@@ -47,7 +49,8 @@ def _event_row(e: ProcessedEvent) -> str:
     # the hot loop of a write: integers as Python prints them, None as "None"
     return (
         f"{_US.join(_event_text(e))}\x1f{e.timestamp}\x1f{e.received_at}\x1f{e.screen_width}"
-        f"\x1f{e.duration_ms}\x1f{e.load_time_ms}\x1f{_props_json(e.props)}"
+        f"\x1f{e.duration_ms}\x1f{e.load_time_ms}\x1f{e.engaged_ms}\x1f{e.scroll_depth}"
+        f"\x1f{_props_json(e.props)}"
     )
 
 

@@ -29,16 +29,18 @@ from typing import Any, Final
 import psycopg
 
 from hitstream.domain import rollups
-from hitstream.domain.events import ProcessedEvent, Session, is_bounce
+from hitstream.domain.events import ProcessedEvent, Session, is_bounce, is_engagement
 from hitstream.domain.measures import percentile_cont
 from hitstream.domain.stats import StatsQuery
-from hitstream.stores.sql.common import COLUMNS, ORDER_KEYS
+from hitstream.stores.sql.common import COLUMNS, ENGAGEMENT_COLUMNS, ORDER_KEYS
 
 Cursor = psycopg.AsyncCursor[Any]
 Row = tuple[Any, ...]
 DAY: Final = 86_400_000
 _SLOT_COLUMNS: Final = "site_id, visitor_id, session_id, hour, members"
 _PERCENTILES: Final = {"load_time_p50": 0.5, "load_time_p95": 0.95}
+_SCANNED: Final = frozenset({"time_on_page", "scroll_depth", "avg_duration"})
+"""Metrics the rollups keep no sums for: a query asking one scans raw events."""
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -86,7 +88,9 @@ async def _facts(
 
 async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence[Session]) -> None:
     """Update the rollups for ``events`` (fresh ones only) and visit rows ``sessions``, which
-    are not upserted yet (their stored versions are what is taken back)."""
+    are not upserted yet (their stored versions are what is taken back). Engagement events
+    count in no rolled-up number (decision 0018): the queries that read them scan."""
+    events = [e for e in events if not is_engagement(e.type)]
     if not events and not sessions:
         return
     touched = rollups.touched(events, sessions)
@@ -260,7 +264,7 @@ def _event(row: dict[str, Any]) -> ProcessedEvent:
 
 def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) -> bool:
     """Whether the query's shape can be answered from the rollups (the data check follows)."""
-    if query.filters:
+    if query.filters or _SCANNED.intersection(query.metrics):
         return False
     if group is not None and (
         group not in rollups.DIMS or any(m in _PERCENTILES for m in query.metrics)
@@ -364,8 +368,8 @@ async def answer(
     )
     sql = (
         f"SELECT {g} AS g, {chained}, sum(pageviews)::bigint AS pageviews, "
-        "sum(events)::bigint AS events, NULL::float8 AS p50, NULL::float8 AS p95 "
-        "FROM rollups WHERE site_id = %(site)s AND dim = %(dim)s "
+        "sum(events)::bigint AS events, NULL::float8 AS p50, NULL::float8 AS p95, "
+        f"{ENGAGEMENT_COLUMNS[1]} FROM rollups WHERE site_id = %(site)s AND dim = %(dim)s "
         "AND hour >= %(lo)s AND hour < %(hi)s GROUP BY 1 HAVING sum(events) > 0"
     )
     if group is not None:
@@ -380,5 +384,5 @@ async def answer(
     rows = await cur.fetchall()
     if group is None and any(m in _PERCENTILES for m in query.metrics):
         found = await _percentiles(cur, g if buckets else "0", params, whole_days=not buckets)
-        rows = [(*row[:-2], *found.get(int(row[0]), (None, None))) for row in rows]
+        rows = [(*row[:8], *found.get(int(row[0]), (None, None)), *row[10:]) for row in rows]
     return rows

@@ -26,13 +26,14 @@ from __future__ import annotations
 from typing import Final
 
 from hitstream.domain.events import EventType
-from hitstream.domain.measures import check_filters, check_metrics
+from hitstream.domain.measures import check_filters, check_metrics, reads_engagement
 from hitstream.domain.patterns import compile_pattern, to_postgres
 from hitstream.domain.stats import Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
 from hitstream.stores.sql.common import (
     COLUMNS,
+    ENGAGEMENT_COLUMNS,
     EVENT_TEXT,
     ORDER_KEYS,
     SESSION_COLUMNS,
@@ -41,6 +42,7 @@ from hitstream.stores.sql.common import (
 )
 
 _PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
+_ENGAGEMENT: Final = f"'{EventType.ENGAGEMENT.value}'"
 _EVENT_COLUMNS: Final = frozenset(EVENT_TEXT) - {"event_id", "site_id"}
 _SESSION_COLUMNS: Final = frozenset(SESSION_COLUMNS) & {"entry_page", "exit_page"}
 
@@ -88,6 +90,25 @@ def _percentiles(wanted: set[str], g: str, source: str) -> str | None:
     return f"pc AS (SELECT {g} AS g, {', '.join(parts)} {source} AND {where} GROUP BY 1)"
 
 
+def _engagement_sums(wanted: set[str], counted: str) -> tuple[str, str]:
+    """The sums behind time_on_page, scroll_depth and avg_duration: their parts per base row
+    and their totals per group (both "" when none is asked)."""
+    if not wanted & {"time_on_page", "scroll_depth", "avg_duration"}:
+        return "", ""
+    engagement = f" FILTER (WHERE e.type = {_ENGAGEMENT})"
+    parts = {
+        "engaged": f"sum(e.engaged_ms){engagement}",
+        "engaged_n": f"count(e.engaged_ms){engagement}",
+        "scroll": f"sum(e.scroll_depth){engagement}",
+        "scroll_n": f"count(e.scroll_depth){engagement}",
+        "timed": f"sum(e.duration_ms){counted}",
+        "timed_n": f"count(e.duration_ms){counted}",
+    }
+    sums = "".join(f", {expr} AS {name}" for name, expr in parts.items())
+    totals = "".join(f", coalesce(sum({name}), 0)::bigint AS {name}" for name in parts)
+    return sums, totals
+
+
 def stats_sql(
     query: Query,
     *,
@@ -122,25 +143,33 @@ def stats_sql(
         if needs_visit_row
         else ""
     )
+    engagement = reads_engagement(wanted)
+    if not engagement:  # engagement events are not in the set at all
+        where.append(f"e.type <> {_ENGAGEMENT}")
     source = f"FROM events e {join} WHERE {' AND '.join(where)}"
     measured = bool(wanted & {"bounce_rate", "visit_duration"})
     by_visit = measured or bool(wanted & {"visits", "views_per_visit"})
     # one pass over the events: counts per (group, visitor, visit); the distinct visitors
-    # and visits of a group are then counted over these far fewer rows
+    # and visits of a group are then counted over these far fewer rows (with engagement
+    # events in the set, only over the rows with another event: n > 0)
     keys = ["g", *(["visitor_id"] if "visitors" in wanted else [])]
     keys += ["session_id"] if by_visit else []
     columns = ", ".join([f"{g} AS g"] + [f"e.{key}" for key in keys[1:]])
+    counted = f" FILTER (WHERE e.type <> {_ENGAGEMENT})" if engagement else ""
+    active = " WHERE n > 0" if engagement else ""
+    sums, totals = _engagement_sums(wanted, counted)
     ctes = [
         f"base AS (SELECT {columns}, count(*) FILTER (WHERE e.type = {_PAGEVIEW}) AS pv, "
-        f"count(*) AS n {source} GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))})",
-        "ev AS (SELECT g, sum(pv)::bigint AS pageviews, sum(n)::bigint AS events "
-        "FROM base GROUP BY g)",
+        f"count(*){counted} AS n{sums} {source} "
+        f"GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))})",
+        "ev AS (SELECT g, sum(pv)::bigint AS pageviews, sum(n)::bigint AS events"
+        f"{totals} FROM base GROUP BY g)",
     ]
     visitors, joins = "0::bigint", []
     if "visitors" in wanted:
         ctes.append(
             "vi AS (SELECT g, count(*) AS visitors "
-            "FROM (SELECT DISTINCT g, visitor_id FROM base) d GROUP BY g)"
+            f"FROM (SELECT DISTINCT g, visitor_id FROM base{active}) d GROUP BY g)"
         )
         visitors, joins = "coalesce(vi.visitors, 0)", ["LEFT JOIN vi ON vi.g = ev.g"]
     visit_parts = (
@@ -161,10 +190,11 @@ def stats_sql(
             if measured
             else ""
         )
+        also = " AND n > 0" if engagement else ""
         ctes.append(
             f"vs AS (SELECT d.g, count(*) AS visits, {measures} "
-            f"FROM (SELECT DISTINCT g, session_id FROM base WHERE session_id <> '') d {rows} "
-            "GROUP BY d.g)"
+            f"FROM (SELECT DISTINCT g, session_id FROM base WHERE session_id <> ''{also}) d "
+            f"{rows} GROUP BY d.g)"
         )
         visit_parts = (
             "coalesce(vs.visits, 0) AS visits, coalesce(vs.measured, 0) AS measured, "
@@ -178,9 +208,11 @@ def stats_sql(
         joins.append("LEFT JOIN pc ON pc.g = ev.g")
         p50 = "pc.p50" if "load_time_p50" in wanted else p50
         p95 = "pc.p95" if "load_time_p95" in wanted else p95
+    engaged = ENGAGEMENT_COLUMNS[0] if totals else ENGAGEMENT_COLUMNS[1]
     sql = (
         f"WITH {', '.join(ctes)} SELECT ev.g AS g, {visitors} AS visitors, {visit_parts}, "
-        f"ev.pageviews, ev.events, {p50} AS p50, {p95} AS p95 FROM ev {' '.join(joins)}"
+        f"ev.pageviews, ev.events, {p50} AS p50, {p95} AS p95, {engaged} "
+        f"FROM ev {' '.join(joins)}"
     )
     if group is not None:
         if not query.metrics:

@@ -38,7 +38,15 @@ from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, SESSION_INT
 from hitstream.stores.sql.postgres import rollups
 from hitstream.stores.sql.postgres.partitions import months_of
 
-EVENT_INTS: Final = ("ts", "received_at", "screen_width", "duration_ms", "load_time_ms")
+EVENT_INTS: Final = (
+    "ts",
+    "received_at",
+    "screen_width",
+    "duration_ms",
+    "load_time_ms",
+    "engaged_ms",
+    "scroll_depth",
+)
 _COPY_EVENTS: Final = (
     f"COPY events ({', '.join((*EVENT_TEXT, *EVENT_INTS, 'props'))}) FROM STDIN (FORMAT BINARY)"
 )
@@ -86,6 +94,8 @@ def event_row(e: ProcessedEvent) -> tuple[Any, ...]:
         e.screen_width,
         e.duration_ms,
         e.load_time_ms,
+        e.engaged_ms,
+        e.scroll_depth,
         _props(e.props),
     )
 
