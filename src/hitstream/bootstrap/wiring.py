@@ -179,6 +179,8 @@ def make_processor(
         stream=log.stream,
         batch_max=settings.batch_max_events,
         poll_timeout=settings.batch_max_wait_ms / 1000,
+        buffer_events=settings.write_buffer_events,
+        buffer_s=settings.write_buffer_ms / 1000,
         retention_ms=settings.retention_days * 86_400_000,
     )
     return processor, [parser.warm_up, bots.warm_up]

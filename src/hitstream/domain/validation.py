@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -45,6 +46,8 @@ KNOWN_FIELDS: Final = frozenset(
 _SITE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 _EVENT_ID: Final = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+LOCATION_CACHE: Final = 4096
+"""Distinct (url, path) pairs whose split is remembered (LRU)."""
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 """Numbers beyond this lose precision in JavaScript and in a float column: refused, not
 rounded (JSON itself has no bound: a 400-digit integer is valid JSON)."""
@@ -212,22 +215,29 @@ def _location(
     path = _text(data, "path", limits.max_url, problems)
     if len(problems) > before:
         return "", "", "/", ""
+    found = _locate(url, path, event_type == EventType.PAGEVIEW)
+    if isinstance(found, Problem):
+        problems.append(found)
+        return "", "", "/", ""
+    return found
+
+
+@lru_cache(maxsize=LOCATION_CACHE)
+def _locate(url: str, path: str, pageview: bool) -> tuple[str, str, str, str] | Problem:
+    """(url, hostname, route, query) of checked text fields, or the one problem: the same
+    few URLs arrive again and again, so each distinct pair is split once (cached)."""
     if url:
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme not in ("http", "https"):
-            problems.append(Problem("url", "must be an absolute http(s) URL"))
-            return "", "", "/", ""
+            return Problem("url", "must be an absolute http(s) URL")
         try:
             urlsplit(url)
         except ValueError:
-            problems.append(Problem("url", "is not a valid URL"))
-            return "", "", "/", ""
+            return Problem("url", "is not a valid URL")
     if path and not path.startswith("/"):
-        problems.append(Problem("path", "must start with '/'"))
-        return "", "", "/", ""
-    if event_type == EventType.PAGEVIEW and not url and not path:
-        problems.append(Problem("url", "a pageview needs url or path"))
-        return "", "", "/", ""
+        return Problem("path", "must start with '/'")
+    if pageview and not url and not path:
+        return Problem("url", "a pageview needs url or path")
     hostname, route, query = split_location(url, path)
     return url, hostname, route, query
 
@@ -243,10 +253,11 @@ def validate_event(
     if not isinstance(data, dict):
         return [Problem("event", "each event must be a JSON object")]
     problems: list[Problem] = []
-    unknown = sorted(key for key in data if key not in KNOWN_FIELDS)
-    problems.extend(
-        Problem(str(key)[:64] or "(empty key)", "is not a known field") for key in unknown
-    )
+    if not data.keys() <= KNOWN_FIELDS:
+        unknown = sorted(key for key in data if key not in KNOWN_FIELDS)
+        problems.extend(
+            Problem(str(key)[:64] or "(empty key)", "is not a known field") for key in unknown
+        )
 
     site_id = _text(data, "site_id", limits.max_site_id, problems, required=True)
     if site_id and not _SITE_ID.match(site_id):

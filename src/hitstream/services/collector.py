@@ -262,10 +262,17 @@ class Collector:
         if limited is not None:
             return limited
         salts = await self.salts.salts(now)
-        for event, (ip, agent) in zip(accepted, senders, strict=True):
+        randoms = os.urandom(10 * len(accepted))  # one draw per request, 10 bytes per id
+        visitors: dict[tuple[str, str, str], tuple[str, str]] = {}
+        countries: dict[str, str] = {}  # this request's addresses only: none kept after it
+        for index, (event, (ip, agent)) in enumerate(zip(accepted, senders, strict=True)):
             agent = agent[: self.limits.max_user_agent]
-            self._stamp(event, salts.current, salts.previous, ip, agent, now)
-            event.country = self.countries.country(ip)
+            random10 = randoms[10 * index : 10 * index + 10]
+            self._stamp(event, salts.current, salts.previous, ip, agent, now, random10, visitors)
+            country = countries.get(ip)
+            if country is None:
+                country = countries[ip] = self.countries.country(ip)
+            event.country = country
         messages = [
             (f"{e.site_id}\x1f{e.visitor_id}".encode(), _ENCODER.encode(e)) for e in accepted
         ]
@@ -336,20 +343,29 @@ class Collector:
         ip: str,
         user_agent: str,
         now: int,
+        random10: bytes,
+        visitors: dict[tuple[str, str, str], tuple[str, str]],
     ) -> None:
+        """Id, visitor hashes and user agent of ``event``; ``visitors`` remembers the hashes
+        of this request's (ip, user agent, site) triples (a batch shares them)."""
         if event.event_id:
             event.event_id = client_event_id(event.site_id, event.event_id)
         else:
-            event.event_id = new_event_id(now, os.urandom(10))
+            event.event_id = new_event_id(now, random10)
         if event.user_id:
             event.visitor_id = event.visitor_id_prev = user_hash(event.site_id, event.user_id)
         else:
-            event.visitor_id = visitor_hash(salt, ip, user_agent, event.site_id)
-            event.visitor_id_prev = (
-                visitor_hash(previous_salt, ip, user_agent, event.site_id)
-                if previous_salt != salt
-                else event.visitor_id
-            )
+            key = (ip, user_agent, event.site_id)
+            hashes = visitors.get(key)
+            if hashes is None:
+                current = visitor_hash(salt, ip, user_agent, event.site_id)
+                previous = (
+                    visitor_hash(previous_salt, ip, user_agent, event.site_id)
+                    if previous_salt != salt
+                    else current
+                )
+                hashes = visitors[key] = (current, previous)
+            event.visitor_id, event.visitor_id_prev = hashes
         event.user_agent = user_agent
 
 

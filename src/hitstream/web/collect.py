@@ -7,22 +7,21 @@ event log has the events durably; 503 with ``Retry-After`` means nothing was sto
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from hitstream.domain.access import ANONYMOUS
+from hitstream.domain.access import Principal
 from hitstream.domain.events import DEFAULT_LIMITS, EVENT_TYPES
 from hitstream.domain.validation import MAX_SAFE_INTEGER
-from hitstream.errors import AccessDenied, LogUnavailable
-from hitstream.services.collector import CollectResult
-from hitstream.web.auth import credentials_of, is_trusted
+from hitstream.errors import AccessDenied
+from hitstream.web.auth import credentials_of
 from hitstream.web.deps import Network, services_of
-from hitstream.web.encoding import EncodingProblem, inflate
+from hitstream.web.encoding import EncodingProblem
+from hitstream.web.ingest import Trust, answer, forwarded_ip
 from hitstream.web.openapi import ERROR_REF, RETRY_AFTER
 
 router = APIRouter(tags=["collect"])
@@ -31,46 +30,8 @@ router = APIRouter(tags=["collect"])
 def client_ip(request: Request, trusted: Sequence[Network]) -> str:
     """The peer address, or the right-most untrusted hop of X-Forwarded-For behind a proxy."""
     peer = request.client.host if request.client else ""
-    if not trusted or not is_trusted(peer, trusted):
-        return peer
     forwarded = request.headers.get("x-forwarded-for", "")
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not is_trusted(hop, trusted):
-            return hop if _is_ip(hop) else peer
-    return hops[0] if hops and _is_ip(hops[0]) else peer
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-async def _read_body(request: Request, cap: int) -> bytes | None:
-    """The body, or None past ``cap``; raises ``EncodingProblem`` if the client went away
-    (the edge closed it for sending too slowly) before it was complete."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > cap:
-                return None
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise EncodingProblem(400, "body", "was not complete", "body: incomplete") from None
-    return b"".join(chunks)
-
-
-def _respond(result: CollectResult) -> JSONResponse:
-    headers = {"Retry-After": str(result.retry_after)} if result.retry_after else None
-    return JSONResponse(result.body(), status_code=result.status, headers=headers)
+    return forwarded_ip(peer, forwarded, Trust(trusted), bool(trusted))
 
 
 _L = DEFAULT_LIMITS
@@ -234,53 +195,34 @@ _ERROR = {"application/json": {"schema": ERROR_REF}}
     },
 )
 async def collect_events(request: Request) -> Response:
+    """Documents the route; ``HitstreamApp`` hands these requests to ``web/ingest.LeanIngest``
+    before FastAPI sees them, and both answer through ``ingest.answer``."""
     services = services_of(request)
-    collector = services.collector
-    if collector is None:  # the route is mounted only with the collector role
-        raise RuntimeError("this process built no collector, yet serves /api/v1/events")
-    trusted = services.trusted_proxies
-    cap = collector.limits.max_batch_body_bytes
-    try:
-        body = await _read_body(request, cap)
-        if body is not None:
-            body = inflate(body, request.headers.get("content-encoding", ""), cap)
-    except EncodingProblem as exc:
-        error = {"field": exc.field, "reason": exc.reason}
-        return _respond(
-            collector.reject_request(CollectResult(exc.status, error=error, label=exc.label))
-        )
-    if body is None:
-        return _respond(
-            collector.reject_request(
-                CollectResult(
-                    status=413, error={"field": "body", "reason": f"is larger than {cap} bytes"}
-                )
-            )
-        )
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    principal = ANONYMOUS
-    if request.headers.get("authorization") and services.gate is not None:
-        try:  # a server sending with a key; an unknown key is refused, not ignored
-            principal = (await services.gate.resolve(credentials_of(request))).principal
+    trust = Trust(services.trusted_proxies)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in request.stream():
+                yield chunk
+        except ClientDisconnect:
+            raise EncodingProblem(400, "body", "was not complete", "body: incomplete") from None
+
+    principal_of = None
+    gate = services.gate
+    if request.headers.get("authorization") and gate is not None:
+        try:
+            principal = (await gate.resolve(credentials_of(request))).principal
         except AccessDenied as exc:
-            error = {"field": exc.field, "reason": exc.reason}
-            return _respond(collector.reject_request(CollectResult(401, error=error)))
-    try:
-        result = await collector.collect(
-            body,
-            media_type,
-            client_ip(request, trusted),
-            request.headers.get("user-agent", ""),
-            origin=request.headers.get("origin", ""),
-            principal=principal,
-        )
-    except LogUnavailable:
-        collector.reject_request(
-            CollectResult(status=503, error={"field": "log", "reason": "unavailable"})
-        )
-        return JSONResponse(
-            {"error": {"field": "log", "reason": "event log unavailable; nothing was stored"}},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-    return _respond(result)
+            denied = exc
+
+            def refuse() -> Principal:
+                raise denied
+
+            principal_of = refuse
+        else:
+            principal_of = lambda: principal  # noqa: E731
+    peer = request.client.host if request.client else ""
+    status, body, headers = await answer(
+        services, request.headers, peer, chunks(), principal_of, trust
+    )
+    return JSONResponse(body, status_code=status, headers=headers or None)
