@@ -83,6 +83,7 @@ def _run(
     demo: bool = False,
 ) -> None:
     from hitstream.bootstrap import build
+    from hitstream.bootstrap.unit import Lifecycle, ProcessorChild, Unit, processor_in_child
     from hitstream.web.app import create_app
     from hitstream.web.server import server_config
 
@@ -90,9 +91,18 @@ def _run(
     if demo:
         settings.demo = True
     _logging(settings.log_level)
+    shown_roles = roles
+    child = None
+    if "processor" in roles and len(roles) > 1 and processor_in_child(settings):
+        child = ProcessorChild(settings)  # the processor gets a process (a core) of its own
+        settings, roles = child.parent_settings(), roles - {"processor"}
     runtime = build(settings, roles)
     runtime.announce = typer.echo  # first-run and demo links
-    web = create_app(runtime.services, lifecycle=runtime, cors_origins=settings.cors_origins)
+    lifecycle: Lifecycle = runtime
+    if child is not None:
+        runtime.peer_metrics = child.metrics_text
+        lifecycle = Unit(runtime, child, runtime.fanout)
+    web = create_app(runtime.services, lifecycle=lifecycle, cors_origins=settings.cors_origins)
     server = _server_class()(server_config(web, settings, runtime.metrics))
     runtime.metrics.http_connections.set_function(lambda: len(server.server_state.connections))
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
@@ -104,7 +114,7 @@ def _run(
     else:
         what = f"processing; health and metrics on {where}/metrics"
     typer.echo(
-        f"hitstream {'+'.join(sorted(roles))}: {what}, data in {settings.data_dir.resolve()}"
+        f"hitstream {'+'.join(sorted(shown_roles))}: {what}, data in {settings.data_dir.resolve()}"
     )
     server.run()
 
@@ -118,7 +128,8 @@ def serve(
         bool, typer.Option(help="Show a demo site: 60 days of history plus live visits")
     ] = False,
 ) -> None:
-    """Run everything in one process: collector, processor, stats API, live dashboard."""
+    """Run everything: collector, processor, stats API, live dashboard (on the embedded
+    default the processor runs in a child process of this one: both cores)."""
     _run(frozenset({"collector", "processor", "web"}), host, port, data_dir, demo=demo)
 
 

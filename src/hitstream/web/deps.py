@@ -10,7 +10,7 @@ wiring bug (``RuntimeError``, a 500), never the client's fault.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Protocol, TypeVar
 
@@ -57,6 +57,8 @@ class AppServices:
     alert frames over the fan-out)."""
     gate: Gatekeeper | None = None
     accounts: Accounts | None = None
+    peer_metrics: Callable[[], Awaitable[str]] | None = None
+    """``serve``'s processor process's ``/metrics`` text, added to this process's."""
 
 
 def services_of(conn: HTTPConnection) -> AppServices:

@@ -1,0 +1,88 @@
+"""``serve`` as one unit of processes: the fan-out relay from the processor process to the
+web process over a Unix socket, and one ``/metrics`` page for both."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+
+from hitstream.bootstrap.unit import processor_in_child
+from hitstream.errors import FanoutUnavailable
+from hitstream.fanout.memory import MemoryFanout
+from hitstream.fanout.relay import FanoutRelay, RelayFanout
+from hitstream.metrics import Metrics, merge_exposition
+from hitstream.settings import Settings
+
+
+async def test_what_the_child_publishes_reaches_the_parents_subscribers(tmp_path: Path) -> None:
+    parent = MemoryFanout()
+    relay = FanoutRelay(parent, tmp_path / "fanout.sock")
+    await relay.start()
+    subscription = await parent.subscribe("site:a.io")
+    other = await parent.subscribe("site:b.io")
+    child = RelayFanout(tmp_path / "fanout.sock")
+    try:
+        for n in range(3):
+            await child.publish("site:a.io", f"update {n}".encode())
+        got = [await asyncio.wait_for(subscription.get(), 10) for _ in range(3)]
+        assert got == [b"update 0", b"update 1", b"update 2"]
+        assert len(other) == 0  # another channel's subscriber got nothing
+        assert (tmp_path / "fanout.sock").stat().st_mode & 0o777 == 0o600
+    finally:
+        await child.close()
+        await relay.close()
+
+
+async def test_a_publish_without_a_listener_fails_then_recovers(tmp_path: Path) -> None:
+    child = RelayFanout(tmp_path / "fanout.sock")
+    with pytest.raises(FanoutUnavailable):
+        await child.publish("site:a.io", b"lost")  # the parent is not listening (yet)
+    parent = MemoryFanout()
+    relay = FanoutRelay(parent, tmp_path / "fanout.sock")
+    await relay.start()
+    subscription = await parent.subscribe("site:a.io")
+    try:
+        await child.publish("site:a.io", b"later")  # connects again by itself
+        assert await asyncio.wait_for(subscription.get(), 10) == b"later"
+    finally:
+        await child.close()
+        await relay.close()
+
+
+def test_one_metrics_page_sums_both_processes() -> None:
+    web, processor = Metrics(), Metrics()
+    web.events_accepted.inc(7)
+    web.requests_rejected.labels("400", "body").inc(2)
+    processor.events_processed.inc(5)
+    processor.events_dropped.labels("bot").inc(3)
+    processor.requests_rejected.labels("400", "body").inc(1)
+    processor.store_write_seconds.observe(0.02)
+    processor.store_write_seconds.observe(0.5)
+    page = merge_exposition(
+        generate_latest(web.registry).decode(), generate_latest(processor.registry).decode()
+    )
+    lines = page.splitlines()
+    values = {k: float(v) for k, _, v in (line.rpartition(" ") for line in lines if line[0] != "#")}
+    assert values["hitstream_events_accepted_total"] == 7
+    assert values["hitstream_events_processed_total"] == 5
+    assert values['hitstream_events_dropped_total{reason="bot"}'] == 3
+    assert values['hitstream_requests_rejected_total{reason="body",status="400"}'] == 3
+    assert values["hitstream_store_write_seconds_count"] == 2
+    assert values["hitstream_store_write_seconds_sum"] == pytest.approx(0.52)
+    assert values['hitstream_store_write_seconds_bucket{le="0.025"}'] == 1
+    types = [line for line in lines if line.startswith("# TYPE hitstream_events_processed_total")]
+    assert len(types) == 1  # each family once
+    assert merge_exposition(page, "") == page  # a child not answering adds nothing
+
+
+def test_only_the_embedded_default_runs_the_processor_in_a_child(tmp_path: Path) -> None:
+    assert processor_in_child(Settings(data_dir=tmp_path))
+    assert not processor_in_child(Settings(data_dir=tmp_path, processor_process=False))
+    assert not processor_in_child(Settings(data_dir=tmp_path, store_url="memory://"))
+    assert not processor_in_child(Settings(data_dir=tmp_path, log_url="memory://"))
+    assert not processor_in_child(
+        Settings(data_dir=tmp_path, fanout_url="redis://127.0.0.1:6379/0")
+    )
