@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Final
@@ -53,15 +54,20 @@ MAX_SAFE_INTEGER: Final = 2**53 - 1
 rounded (JSON itself has no bound: a 400-digit integer is valid JSON)."""
 
 
+Getter = Callable[[str], object]
+"""A decoded event's field by name (None: absent or null): ``dict.get`` of a generic decode,
+or the attribute of a typed one (``services/typed_body.py``): one set of rules for both."""
+
+
 def _text(
-    data: dict[str, object],
+    data: Getter,
     key: str,
     limit: int,
     problems: list[Problem],
     *,
     required: bool = False,
 ) -> str:
-    value = data.get(key)
+    value = data(key)
     if value is None:
         if required:
             problems.append(Problem(key, "is required"))
@@ -80,8 +86,8 @@ def _text(
     return value
 
 
-def _int(data: dict[str, object], key: str, upper: int, problems: list[Problem]) -> int | None:
-    value = data.get(key)
+def _int(data: Getter, key: str, upper: int, problems: list[Problem]) -> int | None:
+    value = data(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -96,8 +102,8 @@ def _int(data: dict[str, object], key: str, upper: int, problems: list[Problem])
     return int(value)
 
 
-def _props(data: dict[str, object], limits: Limits, problems: list[Problem]) -> Props:
-    value = data.get("props")
+def _props(data: Getter, limits: Limits, problems: list[Problem]) -> Props:
+    value = data("props")
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -158,10 +164,8 @@ def parse_timestamp(value: object) -> int | None:
     return None
 
 
-def _timestamp(
-    data: dict[str, object], now_ms: int, limits: Limits, problems: list[Problem]
-) -> int:
-    value = data.get("timestamp")
+def _timestamp(data: Getter, now_ms: int, limits: Limits, problems: list[Problem]) -> int:
+    value = data("timestamp")
     if value is None:
         return now_ms
     parsed = parse_timestamp(value)
@@ -208,7 +212,7 @@ def split_location(url: str, path: str) -> tuple[str, str, str]:
 
 
 def _location(
-    data: dict[str, object], limits: Limits, problems: list[Problem], event_type: str
+    data: Getter, limits: Limits, problems: list[Problem], event_type: str
 ) -> tuple[str, str, str, str]:
     before = len(problems)
     url = _text(data, "url", limits.max_url, problems)
@@ -258,12 +262,19 @@ def validate_event(
         problems.extend(
             Problem(str(key)[:64] or "(empty key)", "is not a known field") for key in unknown
         )
+    return validate_fields(data.get, now_ms=now_ms, limits=limits, problems=problems)
 
+
+def validate_fields(
+    data: Getter, *, now_ms: int, limits: Limits = DEFAULT_LIMITS, problems: list[Problem]
+) -> AcceptedEvent | list[Problem]:
+    """The rules of every known field, on an event read through ``data`` (``problems``
+    holds what was found already: unknown fields); the result as ``validate_event``'s."""
     site_id = _text(data, "site_id", limits.max_site_id, problems, required=True)
     if site_id and not _SITE_ID.match(site_id):
         problems.append(Problem("site_id", "may hold only letters, digits and . _ : -"))
 
-    raw_type = data.get("type")
+    raw_type = data("type")
     if raw_type is None:  # absent or null, as for every optional field
         raw_type = EventType.PAGEVIEW.value
     event_type = raw_type if isinstance(raw_type, str) else ""

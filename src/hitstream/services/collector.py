@@ -22,7 +22,7 @@ import ipaddress
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 from urllib.parse import urlsplit
@@ -34,7 +34,7 @@ from hitstream.domain.access import ANONYMOUS, Action, Principal
 from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent, Limits, Problem
 from hitstream.domain.ratelimit import Buckets, retry_after, take_all
 from hitstream.domain.sites import Site, normal_host
-from hitstream.domain.validation import KNOWN_FIELDS, validate_event
+from hitstream.domain.validation import KNOWN_FIELDS, validate_event, validate_fields
 from hitstream.domain.visitors import event_id as new_event_id
 from hitstream.domain.visitors import user_hash, visitor_hash
 from hitstream.log.base import EventLog
@@ -42,6 +42,7 @@ from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
 from hitstream.services.json_body import BodyProblem
 from hitstream.services.json_body import decode as decode_json
+from hitstream.services.typed_body import EventIn, decode_typed
 
 JSON_TYPES = ("application/json", "text/plain", "")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
@@ -189,7 +190,13 @@ class Collector:
         self.pending.update(counts)
 
     def _count_rejection(self, data: object, problems: list[Problem]) -> None:
-        site = data.get("site_id") if isinstance(data, dict) else None
+        site = (
+            data.get("site_id")
+            if isinstance(data, dict)
+            else data.site_id
+            if isinstance(data, EventIn)
+            else None
+        )
         site_id = site if isinstance(site, str) and len(site) <= self.limits.max_site_id else ""
         for problem in problems:
             base = problem.field.split(".", 1)[0]
@@ -216,10 +223,12 @@ class Collector:
     ) -> CollectResult:
         """``origin``: the request's ``Origin`` header (browsers send it); ``principal``: who
         sent it (a write key may set ``ip``/``user_agent`` and is not limited per IP)."""
-        decoded = decode_body(body, media_type)
+        typed = decode_typed(body) if media_type in JSON_TYPES else None
+        decoded = typed if typed is not None else decode_body(body, media_type)
         if isinstance(decoded, CollectResult):
             return self.reject_request(decoded)
-        items, is_batch = decoded
+        items: Sequence[object] = decoded[0]
+        is_batch = decoded[1]
         if not is_batch and len(body) > self.limits.max_body_bytes:
             return self.reject_request(
                 _whole(
@@ -239,8 +248,12 @@ class Collector:
         rejected: list[dict[str, object]] = []
         senders: list[tuple[str, str]] = []
         for index, item in enumerate(items):
-            item, overrides = _split_overrides(item)
-            outcome = validate_event(item, now_ms=now, limits=self.limits)
+            if isinstance(item, EventIn):  # the typed pass: types checked while decoding
+                overrides = item.overrides()
+                outcome = validate_fields(item.field, now_ms=now, limits=self.limits, problems=[])
+            else:
+                item, overrides = _split_overrides(item)
+                outcome = validate_event(item, now_ms=now, limits=self.limits)
             if not isinstance(outcome, list):
                 outcome = self._check_site(outcome, sites, origin_host, overrides, principal)
             if isinstance(outcome, list):
