@@ -82,10 +82,7 @@ def _run(
     *,
     demo: bool = False,
 ) -> None:
-    from hitstream.bootstrap import build
-    from hitstream.bootstrap.unit import Lifecycle, ProcessorChild, Unit, processor_in_child
-    from hitstream.web.app import create_app
-    from hitstream.web.server import server_config
+    from hitstream.unit import Lifecycle, ProcessorChild, Unit, processor_in_child
 
     settings = _settings(host, port, data_dir)
     if demo:
@@ -95,8 +92,13 @@ def _run(
     child = None
     if "processor" in roles and len(roles) > 1 and processor_in_child(settings):
         child = ProcessorChild(settings)  # the processor gets a process (a core) of its own
+        child.spawn()  # now: it starts up while this process imports and builds
         settings, roles = child.parent_settings(), roles - {"processor"}
-    runtime = build(settings, roles)
+    from hitstream.bootstrap import build
+    from hitstream.web.app import create_app
+    from hitstream.web.server import server_config
+
+    runtime = build(settings, roles, alerting_here=True if child is not None else None)
     runtime.announce = typer.echo  # first-run and demo links
     lifecycle: Lifecycle = runtime
     if child is not None:

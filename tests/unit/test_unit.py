@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from hitstream.bootstrap.unit import processor_in_child
 from hitstream.errors import FanoutUnavailable
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.fanout.relay import FanoutRelay, RelayFanout
 from hitstream.metrics import Metrics, merge_exposition
 from hitstream.settings import Settings
+from hitstream.unit import processor_in_child
 
 
 async def test_what_the_child_publishes_reaches_the_parents_subscribers(tmp_path: Path) -> None:

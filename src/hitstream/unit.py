@@ -28,18 +28,16 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-import httpx
-
 from hitstream.backoff import Backoff
-from hitstream.fanout.base import Fanout
-from hitstream.fanout.relay import FanoutRelay
 from hitstream.settings import Settings
 
+if TYPE_CHECKING:
+    from hitstream.fanout.base import Fanout
+
 log = logging.getLogger(__name__)
-logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per /metrics scrape
 _PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT_S = 120.0
 """How long a stopping child may drain before it is killed (its drain is bounded at 60 s)."""
@@ -104,6 +102,7 @@ class ProcessorChild:
             "HITSTREAM_STORE_URL": settings.resolved_store_url(),
             "HITSTREAM_FANOUT_URL": f"relay://{self.fanout_socket}",
             "HITSTREAM_DEMO": "false",
+            "HITSTREAM_ALERT_RULES": "",  # alerting stays in the parent (the alerts API)
             "HITSTREAM_LOG_LEVEL": settings.log_level,
         }
 
@@ -118,8 +117,11 @@ class ProcessorChild:
         return self._stopping
 
     async def start(self) -> None:
+        """Watch the child (spawned already by ``spawn``, early: it starts while the parent
+        imports and builds, or now)."""
         self._stopping = False
-        self.spawn()
+        if self.proc is None or self.proc.poll() is not None:
+            self.spawn()
         self._watcher = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
@@ -139,6 +141,24 @@ class ProcessorChild:
                 return
             self.restarts += 1
             self.spawn()
+
+    async def wait_ready(self, every_s: float = 0.1) -> None:
+        """Until the child's control socket answers (it lends the store once migrated), so
+        that the parent starts as soon as it can, not at its backoff's next try."""
+        waited = 0.0
+        while True:
+            try:
+                _, writer = await asyncio.open_unix_connection(str(self.control))
+            except OSError:  # not there yet, or a killed process's stale file
+                await asyncio.sleep(every_s)
+                waited += every_s
+                if waited % 10 < every_s:
+                    log.info("waiting for the processor process to open the store")
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
 
     async def stop(self) -> None:
         """SIGTERM: the child drains the log into the store; killed if it takes too long."""
@@ -160,6 +180,9 @@ class ProcessorChild:
 
     async def metrics_text(self) -> str:
         """The child's ``/metrics`` ("" while it is not answering)."""
+        import httpx
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per scrape
         token = self.settings.metrics_token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
@@ -177,12 +200,15 @@ class Unit:
     def __init__(self, runtime: Lifecycle, child: ProcessorChild, fanout: Fanout) -> None:
         self.runtime = runtime
         self.child = child
+        from hitstream.fanout.relay import FanoutRelay
+
         self.relay = FanoutRelay(fanout, child.fanout_socket)
 
     async def start(self) -> None:
         await self.relay.start()
         await self.child.start()
-        await self.runtime.start()  # waits (with backoff) for the child's control socket
+        await self.child.wait_ready()
+        await self.runtime.start()
 
     async def stop(self) -> None:
         try:
