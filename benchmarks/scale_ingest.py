@@ -133,7 +133,7 @@ def _check(
     load_wall_s = window.wall_s
     window.stop()  # again: now from the start of the load to the end of the drain
     dropped = target.counter("hitstream_events_dropped_total")
-    with httpx.Client() as client:
+    with httpx.Client(timeout=60.0) as client:
         stored = stored_events(client, target.url, site)
     check.update(
         {

@@ -89,11 +89,25 @@ async def test_the_processor_holds_polls_until_the_time_bound_then_writes_them_o
     assert store.writes == []  # nothing written yet ...
     assert await store.positions("memory") == {}  # ... and so no position either
     assert (await store.aggregate(everything()))["pageviews"] == 0
-    clock.now += 0.5  # the first event has now waited 1 s
-    assert await processor.process_once() == 2
-    assert store.writes == [(2, {0: 2})]  # one write, both events, the position after them
-    assert await store.positions("memory") == {0: 2}
-    assert (await store.aggregate(everything()))["pageviews"] == 2
+    clock.now += 0.5  # the first event has now waited 1 s, and traffic goes on
+    await put(log, accepted(3, ts=accepted(1).timestamp + 2000))
+    assert await processor.process_once() == 3
+    assert store.writes == [(3, {0: 3})]  # one write, all three, the position after them
+    assert await store.positions("memory") == {0: 3}
+    assert (await store.aggregate(everything()))["pageviews"] == 3
+
+
+async def test_a_poll_that_finds_nothing_new_writes_what_is_held() -> None:
+    log, store, clock = MemoryLog(), CountingStore(), Clock()
+    processor = buffered(log, store, clock, events=100, wait_s=3600.0)
+    await processor.start()
+    await put(log, accepted(1), accepted(2, visitor="v2"))
+    assert await processor.process_once() == 2  # held: more may come
+    assert store.writes == []
+    assert await processor.process_once() == 2  # nothing new: the burst is over, written
+    assert store.writes == [(2, {0: 2})]
+    assert await processor.process_once() == 0  # nothing held, nothing new: no write
+    assert store.writes == [(2, {0: 2})]
 
 
 async def test_the_processor_writes_at_once_when_the_buffer_is_full() -> None:

@@ -247,6 +247,8 @@ class Collector:
         accepted: list[AcceptedEvent] = []
         rejected: list[dict[str, object]] = []
         senders: list[tuple[str, str]] = []
+        seen: dict[tuple[str, str], tuple[bool, bool]] = {}
+        """(site, host) -> (may this sender write, is the host allowed): once per request."""
         for index, item in enumerate(items):
             if isinstance(item, EventIn):  # the typed pass: types checked while decoding
                 overrides = item.overrides()
@@ -255,7 +257,7 @@ class Collector:
                 item, overrides = _split_overrides(item)
                 outcome = validate_event(item, now_ms=now, limits=self.limits)
             if not isinstance(outcome, list):
-                outcome = self._check_site(outcome, sites, origin_host, overrides, principal)
+                outcome = self._check_site(outcome, sites, origin_host, overrides, principal, seen)
             if isinstance(outcome, list):
                 self._count_rejection(item, outcome)
                 rejected.append(
@@ -302,12 +304,19 @@ class Collector:
         origin_host: str | None,
         overrides: Mapping[str, object],
         principal: Principal,
+        seen: dict[tuple[str, str], tuple[bool, bool]],
     ) -> AcceptedEvent | list[Problem]:
         site = sites.get(event.site_id)
         if site is None:
             return [Problem("site_id", "is not a registered site")]
         problems: list[Problem] = []
-        writer = access.allowed(principal, Action.WRITE_EVENTS, event.site_id)
+        known = seen.get((event.site_id, event.hostname))
+        if known is None:
+            known = seen[(event.site_id, event.hostname)] = (
+                access.allowed(principal, Action.WRITE_EVENTS, event.site_id),
+                not event.hostname or site.allows(event.hostname),
+            )
+        writer, host_allowed = known
         if principal.has_credential and not writer:
             problems.append(Problem("site_id", "is not a site this key may send events for"))
         if overrides and not writer:
@@ -315,7 +324,7 @@ class Collector:
                 problems.append(Problem(name, "may only be set with a write key of the site"))
         elif overrides:
             problems.extend(_override_problems(overrides))
-        if event.hostname and not site.allows(event.hostname):
+        if not host_allowed:
             problems.append(Problem("url", "its host is not an allowed host of the site"))
         if origin_host is not None and not site.allows(origin_host):
             problems.append(Problem("origin", "is not an allowed host of the site"))

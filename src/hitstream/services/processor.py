@@ -224,7 +224,8 @@ class Processor:
 
     async def process_once(self, poll_timeout: float | None = None, *, flush: bool = False) -> int:
         """Poll once into the write buffer; when a write is due (the buffer is full, its
-        oldest message waited ``buffer_s``, or ``flush``), store the whole buffer. Returns
+        oldest message waited ``buffer_s``, the poll found nothing new, or ``flush``), store
+        the whole buffer. Returns
         how many log messages were polled or stored (0: nothing new and nothing written)."""
         assert self._consumer is not None, "start() first"
         if self._stale:
@@ -242,8 +243,10 @@ class Processor:
         if not self.buffer:
             await self._housekeeping()
             return 0
-        if not (flush or self.buffer.due(now)):
+        if messages and not (flush or self.buffer.due(now)):
             return len(messages)  # held: the log keeps them until the write
+        # written now: full, due, flushing, or a poll found nothing new (the traffic paused:
+        # waiting longer would only delay the live update)
         messages = self.buffer.take()
         await self._follow_registry()
         began = time.perf_counter()

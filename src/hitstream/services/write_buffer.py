@@ -3,7 +3,9 @@
 A store transaction costs tens of milliseconds however few events it holds (DuckDB: ~15 ms on
 an empty store, 56-76 ms at 10 M events, benchmarks/PROFILE-2026-12.md), so writing every
 poll makes a quiet site pay one per event. The processor buffers what it polls and writes
-when ``max_events`` are waiting or the oldest has waited ``max_wait_s``, whichever is first.
+when ``max_events`` are waiting or the oldest has waited ``max_wait_s``, whichever is first
+(and when a poll finds nothing new: the traffic paused, so waiting would only delay the live
+update; under steady traffic polls keep finding events and the bounds decide).
 Nothing buffered is acknowledged to anyone: the log keeps every message and the store's
 position moves only with the write, so a crash loses nothing (the next start reads the
 buffer again from the stored position; docs/decisions/0007-the-position-rule.md).
