@@ -82,6 +82,9 @@ def live_message(
 
 
 REGISTRY_CHECK_MS: Final = 1_000
+IDLE_WRITE_S: Final = 0.05
+"""With events held, a poll that waits this long and finds nothing new writes them: steady
+traffic keeps finding events sooner; a burst that ended is written at once."""
 SITE_RETENTION_EVERY_MS: Final = 600_000
 
 
@@ -231,6 +234,8 @@ class Processor:
         if self._stale:
             await self._resync()
         longest = self.poll_timeout if poll_timeout is None else poll_timeout
+        if self.buffer:  # holding events: a short quiet spell is enough to write them
+            longest = min(longest, IDLE_WRITE_S)
         wait = 0.0 if flush else self.buffer.wait(self._monotonic(), longest)
         room = min(self.batch_max, self.buffer.room())
         messages = await self._consumer.poll(room, wait) if room else []
