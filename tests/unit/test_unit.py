@@ -86,3 +86,36 @@ def test_only_the_embedded_default_runs_the_processor_in_a_child(tmp_path: Path)
     assert not processor_in_child(
         Settings(data_dir=tmp_path, fanout_url="redis://127.0.0.1:6379/0")
     )
+
+
+async def test_the_web_process_store_reconnects_after_the_processor_process_restarts(
+    tmp_path: Path,
+) -> None:
+    """``serve``'s parent reads the store through the child's socket: a killed and restarted
+    child must not leave the parent's store dead, nor its answers out of step."""
+    from hitstream.domain.sites import Site
+    from hitstream.errors import StoreUnavailable
+    from hitstream.stores.memory import MemoryStore
+    from hitstream.stores.socket import SocketStore, StoreServer, _write
+
+    path = tmp_path / "control.sock"
+    held = MemoryStore()
+    await held.add_site(Site("a.io", created_at=1))
+    server = StoreServer(held, path)
+    await server.start()
+    store = SocketStore(path, timeout=10)
+    await store.start()
+    assert [s.site_id for s in await store.registered_sites()] == ["a.io"]
+    assert store._writer is not None  # an interrupted call's answer is still on its way:
+    _write(store._writer, {"id": 0, "op": "registered_sites", "args": []})
+    assert await store.data_version("a.io") == await held.data_version("a.io")  # not its answer
+    await server.close()  # the child is killed ...
+    with pytest.raises(StoreUnavailable):
+        await store.registered_sites()
+    server = StoreServer(held, path)  # ... and comes back
+    await server.start()
+    try:
+        assert [s.site_id for s in await store.registered_sites()] == ["a.io"]
+    finally:
+        await store.close()
+        await server.close()
