@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
+METRICS_REUSE_S = 0.5
+"""The child's metrics are fetched again after this long (a scrape in between reuses them)."""
 STOP_TIMEOUT_S = 120.0
 """How long a stopping child may drain before it is killed (its drain is bounded at 60 s)."""
 
@@ -86,6 +88,8 @@ class ProcessorChild:
         self._stopping = False
         self._watcher: asyncio.Task[None] | None = None
         self._backoff = Backoff(first_s=0.5, max_s=10.0)
+        self._metrics = ""
+        self._metrics_at = -METRICS_REUSE_S
 
     def parent_settings(self) -> Settings:
         """The parent's settings: the store through the child's control socket."""
@@ -179,9 +183,13 @@ class ProcessorChild:
             self._watcher = None
 
     async def metrics_text(self) -> str:
-        """The child's ``/metrics`` ("" while it is not answering)."""
+        """The child's ``/metrics`` ("" while it is not answering), fetched at most every
+        ``METRICS_REUSE_S``: frequent scrapes must not make the unit busy."""
         import httpx
 
+        now = time.monotonic()
+        if now - self._metrics_at < METRICS_REUSE_S:
+            return self._metrics
         logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per scrape
         token = self.settings.metrics_token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -190,7 +198,9 @@ class ProcessorChild:
                 answer = await client.get(f"http://127.0.0.1:{self.port}/metrics", headers=headers)
         except httpx.HTTPError:
             return ""
-        return answer.text if answer.status_code == 200 else ""
+        self._metrics = answer.text if answer.status_code == 200 else ""
+        self._metrics_at = now
+        return self._metrics
 
 
 class Unit:
