@@ -119,3 +119,32 @@ async def test_the_web_process_store_reconnects_after_the_processor_process_rest
     finally:
         await store.close()
         await server.close()
+
+
+async def test_a_site_registered_a_moment_ago_elsewhere_is_not_dropped() -> None:
+    """The processor process's site book refreshes about once a second; an event of a site
+    the web process registered just now makes it ask the registry before dropping."""
+    from hitstream.services.pipeline import UNREGISTERED, drop_unregistered_with
+    from tests.unit.test_processor import accepted
+
+    class LaggingBook:
+        def __init__(self) -> None:
+            self.known: dict[str, object] = {}
+            self.registry = {"a.io": object()}  # what the registry says
+
+        async def sites(self) -> dict[str, object]:
+            return self.known
+
+        async def forgotten_users(self) -> dict[tuple[str, str], int]:
+            return {}
+
+        async def refresh(self, *, force: bool = False) -> None:
+            self.known = dict(self.registry)
+
+    class Working:
+        def __init__(self, site: str) -> None:
+            self.accepted = accepted(1, site_id=site)
+
+    step = drop_unregistered_with(LaggingBook())
+    batch = [Working("a.io"), Working("gone.io")]
+    assert await step(batch) == [None, UNREGISTERED]  # type: ignore[arg-type]
