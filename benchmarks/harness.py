@@ -202,7 +202,9 @@ def baseline_server(log_path: Path) -> Service:
     return Service("baseline", args, log_path).start("/readyz")
 
 
-def collector_server(data_dir: Path, log_path: Path) -> Service:
+def collector_server(
+    data_dir: Path, log_path: Path, extra: dict[str, str] | None = None
+) -> Service:
     """``hitstream collector``: the collector role alone, no processor in the process."""
     env = {
         "HITSTREAM_DATA_DIR": str(data_dir),
@@ -210,6 +212,7 @@ def collector_server(data_dir: Path, log_path: Path) -> Service:
         "HITSTREAM_HOST": "127.0.0.1",
         "HITSTREAM_TRUSTED_PROXIES": "127.0.0.1/32",
         "HITSTREAM_LOG_LEVEL": "warning",
+        **(extra or {}),
     }
     args = [sys.executable, "-m", "hitstream.cli", "collector"]
     return Service("collector", args, log_path, env=env).start("/readyz")

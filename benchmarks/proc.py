@@ -31,6 +31,28 @@ def cpu_seconds(pid: int) -> float:
     return _stat_cpu(Path(f"/proc/{pid}/stat"))
 
 
+def children(pid: int) -> list[int]:
+    """The living child processes of ``pid``."""
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return found
+
+
+def unit_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and every process under it, living or ended and waited for
+    (``hitstream serve`` runs its processor in a child process: the unit's cost)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    own = sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICK  # utime stime cutime cstime
+    return own + sum(unit_cpu_seconds(child) for child in children(pid))
+
+
 def main_thread_cpu_seconds(pid: int) -> float:
     """CPU seconds of the process's first thread: the event loop of a uvicorn server."""
     return _stat_cpu(Path(f"/proc/{pid}/task/{pid}/stat"))
@@ -64,7 +86,9 @@ def loadavg() -> str:
 
 @dataclass
 class Window:
-    """CPU and wall time of one process over a measured span; ``stop`` fills the deltas."""
+    """CPU and wall time of one process over a measured span; ``stop`` fills the deltas.
+    ``cpu_s`` counts its child processes too (``serve``'s processor process); the main
+    thread and per-thread figures are the process's own."""
 
     pid: int
     wall_s: float = 0.0
@@ -81,14 +105,14 @@ class Window:
 
     def start(self) -> Window:
         self.load_start = loadavg()
-        self._c0, self._m0 = cpu_seconds(self.pid), main_thread_cpu_seconds(self.pid)
+        self._c0, self._m0 = unit_cpu_seconds(self.pid), main_thread_cpu_seconds(self.pid)
         self._threads0 = thread_cpu_seconds(self.pid)
         self._t0 = time.monotonic()
         return self
 
     def stop(self) -> Window:
         self.wall_s = time.monotonic() - self._t0
-        self.cpu_s = cpu_seconds(self.pid) - self._c0
+        self.cpu_s = unit_cpu_seconds(self.pid) - self._c0
         self.main_cpu_s = main_thread_cpu_seconds(self.pid) - self._m0
         now = thread_cpu_seconds(self.pid)
         self.threads_cpu_s = {

@@ -52,7 +52,7 @@ class Recorder:
         if exe is None:
             raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
         self.args = [exe, "record", "-p", str(pid), "-d", str(max(1, round(seconds)))]
-        self.args += ["-r", str(rate), "--threads", "-f", "raw", "-o", str(out)]
+        self.args += ["-r", str(rate), "--threads", "--subprocesses", "-f", "raw", "-o", str(out)]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Recorder:

@@ -72,7 +72,7 @@ def one(
     the server during the run (its figures are then not comparable: sampling costs CPU)."""
     site = f"scale-{kind}-{batch}-{repeat}.bench"
     with scratch(f"hitstream-scale-{kind}-", keep) as workdir:
-        target = targets.start(kind, workdir)
+        target = targets.start(kind, workdir, sites=[site, f"warm-{site}"])
         try:
             run_wrk(wrk, target.url, f"warm-{site}", batch, Load(1, load.connections, 1, 50_000))
             before = target.accepted()
@@ -133,7 +133,7 @@ def _check(
     load_wall_s = window.wall_s
     window.stop()  # again: now from the start of the load to the end of the drain
     dropped = target.counter("hitstream_events_dropped_total")
-    with httpx.Client() as client:
+    with httpx.Client(timeout=60.0) as client:
         stored = stored_events(client, target.url, site)
     check.update(
         {

@@ -58,7 +58,7 @@ def one(name: str, seconds: int, store_1m: Path, profile: Path | None = None) ->
     with scratch("hitstream-light-", keep=False) as workdir:
         if big:
             dataset.working_copy(store_1m, workdir / "data")
-        target = targets.start(kind, workdir)
+        target = targets.start(kind, workdir, sites=[SITE])
         sender = None
         try:
             if rate > 0:

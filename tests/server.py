@@ -90,7 +90,7 @@ class ServerProcess:
         assert answer.status_code in (201, 409), answer.text
         self.sites.add(site_id)
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 90.0) -> ServerProcess:
         env = {
             **os.environ,
             "HITSTREAM_DATA_DIR": str(self.data_dir),

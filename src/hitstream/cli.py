@@ -111,9 +111,7 @@ def _run(
 ) -> None:
     """Serve ``roles`` over HTTP; with ``grpc`` (serve and the grpc role), the gRPC stats
     service too when a gRPC port is set (the grpc role's default: 50051)."""
-    from hitstream.bootstrap import build
-    from hitstream.web.app import Lifecycle, create_app
-    from hitstream.web.server import server_config
+    from hitstream.unit import Lifecycle, ProcessorChild, Unit, processor_in_child
 
     settings = _settings(host, port, data_dir)
     if demo:
@@ -124,11 +122,24 @@ def _run(
         settings.grpc_port = DEFAULT_GRPC_PORT
     rpc = _grpc_server_module() if grpc and settings.grpc_port else None
     _logging(settings.log_level)
+    shown_roles = roles
+    child = None
+    if "processor" in roles and len(roles) > 1 and processor_in_child(settings):
+        child = ProcessorChild(settings)  # the processor gets a process (a core) of its own
+        child.spawn()  # now: it starts up while this process imports and builds
+        settings, roles = child.parent_settings(), roles - {"processor"}
     if rpc is not None:
         roles = roles | {"grpc"}
-    runtime = build(settings, roles)
+    from hitstream.bootstrap import build
+    from hitstream.web.app import create_app
+    from hitstream.web.server import server_config
+
+    runtime = build(settings, roles, alerting_here=True if child is not None else None)
     runtime.announce = typer.echo  # first-run and demo links
     lifecycle: Lifecycle = runtime
+    if child is not None:
+        runtime.peer_metrics = child.metrics_text
+        lifecycle = Unit(runtime, child, runtime.fanout)
     grpc_where = ""
     if rpc is not None:
         assert runtime.stats is not None and runtime.gate is not None
@@ -140,7 +151,7 @@ def _run(
             host=settings.host,
             port=settings.grpc_port,
         )
-        lifecycle = rpc.Served(runtime, grpc_server)
+        lifecycle = rpc.Served(lifecycle, grpc_server)
         grpc_where = rpc.address(
             "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host,
             settings.grpc_port,
@@ -161,7 +172,7 @@ def _run(
     if grpc_where:
         what = f"{what}, gRPC stats on {grpc_where}"
     typer.echo(
-        f"hitstream {'+'.join(sorted(roles))}: {what}, data in {settings.data_dir.resolve()}"
+        f"hitstream {'+'.join(sorted(shown_roles))}: {what}, data in {settings.data_dir.resolve()}"
     )
     server.run()
 
@@ -176,8 +187,9 @@ def serve(
     ] = False,
     grpc_port: GrpcPort = None,
 ) -> None:
-    """Run everything in one process: collector, processor, stats API, live dashboard (and
-    the gRPC stats service with --grpc-port)."""
+    """Run everything: collector, processor, stats API, live dashboard (on the embedded
+    default the processor runs in a child process of this one: both cores), and the gRPC
+    stats service with --grpc-port."""
     _run(
         frozenset({"collector", "processor", "web"}),
         host,

@@ -112,3 +112,43 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+
+
+def merge_exposition(*texts: str) -> str:
+    """Prometheus text pages of several processes of one unit (``serve``'s parent and its
+    processor process) as one page: each family once (its first ``HELP``/``TYPE``), each
+    sample summed over the processes (counters, histogram buckets, gauges such as memory:
+    the unit's total), ``*_created`` timestamps the earliest."""
+    heads: dict[str, list[str]] = {}
+    samples: dict[str, dict[str, float]] = {}
+    for text in texts:
+        family = ""
+        for line in text.splitlines():
+            if line.startswith("#"):
+                parts = line.split(" ", 3)
+                if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                    family = parts[2]
+                    head = heads.setdefault(family, [])
+                    samples.setdefault(family, {})
+                    if not any(seen.startswith(f"# {parts[1]} ") for seen in head):
+                        head.append(line)
+                continue
+            key, _, raw = line.rpartition(" ")
+            if not key:
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                continue
+            mine = samples.setdefault(family, {})
+            heads.setdefault(family, [])
+            name = key.split("{", 1)[0]
+            if key in mine and name.endswith("_created"):
+                mine[key] = min(mine[key], value)
+            else:
+                mine[key] = mine.get(key, 0.0) + value
+    lines: list[str] = []
+    for family, head in heads.items():
+        lines.extend(head)
+        lines.extend(f"{key} {value!r}" for key, value in samples[family].items())
+    return "\n".join(lines) + "\n"

@@ -117,7 +117,15 @@ class Settings(BaseSettings):
 
     batch_max_events: int = Field(default=5000, ge=1)
     batch_max_wait_ms: int = Field(default=200, ge=1)
-    """The processor waits at most this long to fill a batch: the floor of live latency."""
+    """The processor waits at most this long for one poll of the log."""
+    write_buffer_events: int = Field(default=5000, ge=1)
+    """The processor writes the store once this many events wait in its write buffer ..."""
+    write_buffer_ms: int = Field(default=1000, ge=0, le=60_000)
+    """... or once the oldest has waited this long (0: write every poll at once). The
+    floor of live latency; a quiet site costs about one store write per this period."""
+    processor_process: bool = True
+    """``serve`` on the embedded default runs its processor in a child process (both cores;
+    bootstrap/unit.py); false: everything in one process."""
     demo: bool = False
     """Fill ``demo_site`` with 60 days of synthetic history, then keep sending live visits."""
     demo_site: str = "demo.example"

@@ -276,7 +276,7 @@ def test_health_readiness_docs(live_server: ServerProcess) -> None:
     assert ready["status"] == "ready"
     assert {name: check["adapter"] for name, check in ready["checks"].items()} == {
         "log": "sqlite",
-        "store": "duckdb",
+        "store": "socket",  # the DuckDB file held by serve's processor process, over its socket
         "fanout": "memory",
         "cache": "memory",
         "disk": "disk",

@@ -110,6 +110,10 @@ def make_store(url: str, settings: Settings) -> Store:
         from hitstream.stores.postgres import PostgresStore
 
         return PostgresStore(url, rollups=settings.store_rollups)
+    if scheme == "socket":  # the store another local process holds (``hitstream serve``)
+        from hitstream.stores.socket import SocketStore
+
+        return SocketStore(_path_of(url))
     raise ConfigError(
         f"unknown store URL scheme {scheme!r} (use duckdb://, postgresql:// or memory://)"
     )
@@ -126,6 +130,10 @@ def make_fanout(url: str) -> Fanout:
         from hitstream.fanout.redis import RedisFanout
 
         return RedisFanout(url)
+    if scheme == "relay":  # a processor child of ``hitstream serve`` publishing to its parent
+        from hitstream.fanout.relay import RelayFanout
+
+        return RelayFanout(urlsplit(url).path)
     raise ConfigError(f"unknown fan-out URL scheme {scheme!r} (use memory:// or redis://)")
 
 

@@ -15,7 +15,7 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -126,6 +126,8 @@ class Runtime:
     gate: Gatekeeper | None = None
     accounts: Accounts | None = None
     announce: Callable[[str], None] | None = None
+    peer_metrics: Callable[[], Awaitable[str]] | None = None
+    """Another process's ``/metrics`` that ours include (``serve``'s processor process)."""
     """Where first-run links are printed (the CLI's console); None prints nothing."""
     backoff: Backoff = field(default_factory=lambda: Backoff(first_s=0.5))
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -156,6 +158,7 @@ class Runtime:
                 gate=self.gate,
                 accounts=self.accounts,
                 compat_sites=self.settings.compat_sites(),
+                peer_metrics=self.peer_metrics,
             )
         return self._services
 

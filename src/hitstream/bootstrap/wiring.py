@@ -47,8 +47,12 @@ from hitstream.settings import Settings
 from hitstream.stores.base import Store
 
 
-def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
-    """Everything one process runs for ``roles``, built but not started."""
+def build(
+    settings: Settings, roles: frozenset[str] = ROLES, *, alerting_here: bool | None = None
+) -> Runtime:
+    """Everything one process runs for ``roles``, built but not started. Alerting runs with
+    the processor role unless ``alerting_here`` says otherwise (``serve``'s web process
+    keeps it when its processor runs in a child: the alerts API reads its state)."""
     unknown = roles - ROLES
     if unknown:
         raise ConfigError(f"unknown roles {sorted(unknown)}")
@@ -71,6 +75,7 @@ def build(settings: Settings, roles: frozenset[str] = ROLES) -> Runtime:
     warm_ups: list[Callable[[], None]] = []
     if "processor" in roles:
         processor, warm_ups = make_processor(settings, log, store, fanout, metrics, gate)
+    if alerting_here if alerting_here is not None else "processor" in roles:
         alerting = make_alerting(
             store,
             fanout,
@@ -180,6 +185,8 @@ def make_processor(
         stream=log.stream,
         batch_max=settings.batch_max_events,
         poll_timeout=settings.batch_max_wait_ms / 1000,
+        buffer_events=settings.write_buffer_events,
+        buffer_s=settings.write_buffer_ms / 1000,
         retention_ms=settings.retention_days * 86_400_000,
     )
     return processor, [parser.warm_up, bots.warm_up]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -47,20 +49,27 @@ KNOWN_FIELDS: Final = frozenset(
 _SITE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 _EVENT_ID: Final = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+LOCATION_CACHE: Final = 4096
+"""Distinct (url, path) pairs whose split is remembered (LRU)."""
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 """Numbers beyond this lose precision in JavaScript and in a float column: refused, not
 rounded (JSON itself has no bound: a 400-digit integer is valid JSON)."""
 
 
+Getter = Callable[[str], object]
+"""A decoded event's field by name (None: absent or null): ``dict.get`` of a generic decode,
+or the attribute of a typed one (``services/typed_body.py``): one set of rules for both."""
+
+
 def _text(
-    data: dict[str, object],
+    data: Getter,
     key: str,
     limit: int,
     problems: list[Problem],
     *,
     required: bool = False,
 ) -> str:
-    value = data.get(key)
+    value = data(key)
     if value is None:
         if required:
             problems.append(Problem(key, "is required"))
@@ -79,8 +88,8 @@ def _text(
     return value
 
 
-def _int(data: dict[str, object], key: str, upper: int, problems: list[Problem]) -> int | None:
-    value = data.get(key)
+def _int(data: Getter, key: str, upper: int, problems: list[Problem]) -> int | None:
+    value = data(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -95,8 +104,8 @@ def _int(data: dict[str, object], key: str, upper: int, problems: list[Problem])
     return int(value)
 
 
-def _props(data: dict[str, object], limits: Limits, problems: list[Problem]) -> Props:
-    value = data.get("props")
+def _props(data: Getter, limits: Limits, problems: list[Problem]) -> Props:
+    value = data("props")
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -157,10 +166,8 @@ def parse_timestamp(value: object) -> int | None:
     return None
 
 
-def _timestamp(
-    data: dict[str, object], now_ms: int, limits: Limits, problems: list[Problem]
-) -> int:
-    value = data.get("timestamp")
+def _timestamp(data: Getter, now_ms: int, limits: Limits, problems: list[Problem]) -> int:
+    value = data("timestamp")
     if value is None:
         return now_ms
     parsed = parse_timestamp(value)
@@ -207,46 +214,55 @@ def split_location(url: str, path: str) -> tuple[str, str, str]:
 
 
 def _location(
-    data: dict[str, object], limits: Limits, problems: list[Problem], event_type: str
+    data: Getter, limits: Limits, problems: list[Problem], event_type: str
 ) -> tuple[str, str, str, str]:
     before = len(problems)
     url = _text(data, "url", limits.max_url, problems)
     path = _text(data, "path", limits.max_url, problems)
     if len(problems) > before:
         return "", "", "/", ""
+    located = event_type if event_type in (EventType.PAGEVIEW, EventType.ENGAGEMENT) else ""
+    found = _locate(url, path, located)
+    if isinstance(found, Problem):
+        problems.append(found)
+        return "", "", "/", ""
+    return found
+
+
+@lru_cache(maxsize=LOCATION_CACHE)
+def _locate(url: str, path: str, located: str) -> tuple[str, str, str, str] | Problem:
+    """(url, hostname, route, query) of checked text fields, or the one problem: the same
+    few URLs arrive again and again, so each distinct pair is split once (cached).
+    ``located``: the event type that must name a page (pageview, engagement), or ``""``."""
     if url:
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme not in ("http", "https"):
-            problems.append(Problem("url", "must be an absolute http(s) URL"))
-            return "", "", "/", ""
+            return Problem("url", "must be an absolute http(s) URL")
         try:
             urlsplit(url)
         except ValueError:
-            problems.append(Problem("url", "is not a valid URL"))
-            return "", "", "/", ""
+            return Problem("url", "is not a valid URL")
     if path and not path.startswith("/"):
-        problems.append(Problem("path", "must start with '/'"))
-        return "", "", "/", ""
-    if event_type in (EventType.PAGEVIEW, EventType.ENGAGEMENT) and not url and not path:
-        problems.append(Problem("url", f"a {event_type} needs url or path"))
-        return "", "", "/", ""
+        return Problem("path", "must start with '/'")
+    if located and not url and not path:
+        return Problem("url", f"a {located} needs url or path")
     hostname, route, query = split_location(url, path)
     return url, hostname, route, query
 
 
 def _engagement(
-    data: dict[str, object], event_type: str, limits: Limits, problems: list[Problem]
+    data: Getter, event_type: str, limits: Limits, problems: list[Problem]
 ) -> tuple[int | None, int | None]:
     """``engaged_ms`` (required) and ``scroll_depth`` (0..100) belong to engagement events
     only: on any other event they would be numbers nothing reads, so they are refused."""
     engaged = _int(data, "engaged_ms", limits.max_engaged_ms, problems)
     depth = _int(data, "scroll_depth", limits.max_scroll_depth, problems)
     if event_type == EventType.ENGAGEMENT:
-        if data.get("engaged_ms") is None:
+        if data("engaged_ms") is None:
             problems.append(Problem("engaged_ms", "is required for an engagement event"))
         return engaged, depth
     for key in ("engaged_ms", "scroll_depth"):
-        if data.get(key) is not None:
+        if data(key) is not None:
             problems.append(Problem(key, "is only allowed on engagement events"))
     return None, None
 
@@ -262,16 +278,24 @@ def validate_event(
     if not isinstance(data, dict):
         return [Problem("event", "each event must be a JSON object")]
     problems: list[Problem] = []
-    unknown = sorted(key for key in data if key not in KNOWN_FIELDS)
-    problems.extend(
-        Problem(str(key)[:64] or "(empty key)", "is not a known field") for key in unknown
-    )
+    if not data.keys() <= KNOWN_FIELDS:
+        unknown = sorted(key for key in data if key not in KNOWN_FIELDS)
+        problems.extend(
+            Problem(str(key)[:64] or "(empty key)", "is not a known field") for key in unknown
+        )
+    return validate_fields(data.get, now_ms=now_ms, limits=limits, problems=problems)
 
+
+def validate_fields(
+    data: Getter, *, now_ms: int, limits: Limits = DEFAULT_LIMITS, problems: list[Problem]
+) -> AcceptedEvent | list[Problem]:
+    """The rules of every known field, on an event read through ``data`` (``problems``
+    holds what was found already: unknown fields); the result as ``validate_event``'s."""
     site_id = _text(data, "site_id", limits.max_site_id, problems, required=True)
     if site_id and not _SITE_ID.match(site_id):
         problems.append(Problem("site_id", "may hold only letters, digits and . _ : -"))
 
-    raw_type = data.get("type")
+    raw_type = data("type")
     if raw_type is None:  # absent or null, as for every optional field
         raw_type = EventType.PAGEVIEW.value
     event_type = raw_type if isinstance(raw_type, str) else ""

@@ -4,7 +4,10 @@ Durability: ``append`` returns only after the transaction holding the messages h
 with ``synchronous=FULL`` (fsync of the WAL), so an acknowledged event survives a SIGKILL of
 the process and a power cut. Throughput comes from group commit: one writer thread takes every
 append waiting at that moment and commits them together, so a burst of requests costs one
-fsync, not one each.
+fsync, not one each. The appends of one event-loop turn form one group with ONE
+``asyncio.Future`` that every appender awaits (shielded: a caller going away does not cancel
+the others'), handed to the writer once; the writer settles every group of a commit with one
+``call_soon_threadsafe`` (no ``concurrent.futures.Future`` and wake-up per request).
 
 One partition (0); offsets are SQLite rowids (AUTOINCREMENT: never reused). Consumed messages
 are deleted once every group has committed past them and they are older than the retention.
@@ -21,7 +24,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 
 from hitstream.errors import LogUnavailable
@@ -39,7 +41,31 @@ CREATE TABLE IF NOT EXISTS commits (
     next_offset INTEGER NOT NULL
 );
 """
-_Pending = tuple[Sequence[tuple[bytes, bytes]], Future[Positions]]
+
+
+class _Group:
+    """The appends of one event-loop turn: their messages and the one future they await."""
+
+    __slots__ = ("done", "first", "loop", "rows")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.rows: list[tuple[bytes, bytes]] = []
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.first = 0
+        """The offset its first row took (set by the writer before ``done``)."""
+
+
+def _settle(groups: list[_Group], error: BaseException | None) -> None:
+    """On the groups' loop: wake every appender of ``groups``."""
+    for group in groups:
+        if group.done.done():
+            continue
+        if error is None:
+            group.done.set_result(None)
+        else:
+            group.done.set_exception(error)
+            group.done.exception()  # retrieved: no warning when every appender went away
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -63,7 +89,9 @@ class SQLiteLog(EventLog):
             else None
         )
         self.retention_s = retention_s
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
+        self._open: _Group | None = None
+        """The group this loop turn's appends join; handed to the writer at the turn's end."""
         self._writer: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._appended = threading.Condition()
@@ -102,9 +130,26 @@ class SQLiteLog(EventLog):
             raise LogUnavailable("event log is closed")
         if not messages:
             return []
-        done: Future[Positions] = Future()
-        self._queue.put((messages, done))
-        return await asyncio.wrap_future(done)
+        group = self._open
+        if group is None:
+            loop = asyncio.get_running_loop()
+            group = self._open = _Group(loop)
+            loop.call_soon(self._submit, group)
+        elif group.loop is not asyncio.get_running_loop():  # pragma: no cover - two loops
+            raise LogUnavailable("event log appended from two event loops at once")
+        start = len(group.rows)
+        group.rows.extend(messages)
+        await asyncio.shield(group.done)
+        return [(0, group.first + start + i) for i in range(len(messages))]
+
+    def _submit(self, group: _Group) -> None:
+        """End of the loop turn: the group goes to the writer; later appends start another."""
+        if self._open is group:
+            self._open = None
+        if self._closed:
+            _settle([group], LogUnavailable("event log is closed"))
+            return
+        self._queue.put(group)
 
     def _write_loop(self) -> None:
         assert self._conn is not None
@@ -114,7 +159,7 @@ class SQLiteLog(EventLog):
             first = self._queue.get()
             if first is None:
                 break
-            group = [first]
+            groups = [first]
             while True:  # take everything that queued while we waited: one commit for all
                 try:
                     item = self._queue.get_nowait()
@@ -123,9 +168,10 @@ class SQLiteLog(EventLog):
                 if item is None:
                     stop = True
                     break
-                group.append(item)
+                groups.append(item)
             now = int(time.time() * 1000)
-            rows = [(k, v, now) for messages, _ in group for k, v in messages]
+            rows = [(k, v, now) for group in groups for k, v in group.rows]
+            error: BaseException | None = None
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
@@ -140,16 +186,26 @@ class SQLiteLog(EventLog):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 error = LogUnavailable(f"event log append failed: {exc}")
-                for _, done in group:
-                    done.set_exception(error)
-                continue
-            self.commits += 1
-            offset = int(last) - len(rows) + 1
-            for messages, done in group:
-                done.set_result([(0, offset + i) for i in range(len(messages))])
-                offset += len(messages)
-            with self._appended:
-                self._appended.notify_all()
+            else:
+                self.commits += 1
+                offset = int(last) - len(rows) + 1
+                for group in groups:  # in the order their rows were inserted
+                    group.first = offset
+                    offset += len(group.rows)
+            self._wake(groups, error)
+            if error is None:
+                with self._appended:
+                    self._appended.notify_all()
+
+    @staticmethod
+    def _wake(groups: list[_Group], error: BaseException | None) -> None:
+        """One cross-thread call per loop (in practice one) for every group of a commit."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Group]] = {}
+        for group in groups:
+            by_loop.setdefault(group.loop, []).append(group)
+        for loop, mine in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, mine, error)
 
     async def check(self) -> None:
         if self._closed or self._writer is None or not self._writer.is_alive():

@@ -12,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-from hitstream.domain.visitors import Salts, rotate
+from hitstream.domain.visitors import Salts, day_key, rotate
 from hitstream.salts.base import SaltKeeper
 
 
@@ -54,6 +54,8 @@ class FileSaltKeeper(SaltKeeper):
     async def salts(self, now_ms: int) -> Salts:
         """Today's and yesterday's salts at ``now_ms``, rotating (and persisting) on a new day."""
         current = self._salts
+        if current is not None and current.day == day_key(now_ms):
+            return current  # the hot path: no random draw unless the day changed
         rotated = rotate(current, now_ms, secrets.token_bytes(16))
         if rotated is not current:
             self._salts = rotated

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from hitstream.domain.visitors import Salts, rotate
+from hitstream.domain.visitors import Salts, day_key, rotate
 from hitstream.salts.base import SaltKeeper
 
 
@@ -15,5 +15,6 @@ class MemorySaltKeeper(SaltKeeper):
         self._salts: Salts | None = None
 
     async def salts(self, now_ms: int) -> Salts:
-        self._salts = rotate(self._salts, now_ms, secrets.token_bytes(16))
+        if self._salts is None or self._salts.day != day_key(now_ms):
+            self._salts = rotate(self._salts, now_ms, secrets.token_bytes(16))
         return self._salts

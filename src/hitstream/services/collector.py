@@ -22,7 +22,7 @@ import ipaddress
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 from urllib.parse import urlsplit
@@ -34,7 +34,7 @@ from hitstream.domain.access import ANONYMOUS, Action, Principal
 from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent, Limits, Problem
 from hitstream.domain.ratelimit import Buckets, retry_after, take_all
 from hitstream.domain.sites import Site, normal_host
-from hitstream.domain.validation import KNOWN_FIELDS, validate_event
+from hitstream.domain.validation import KNOWN_FIELDS, validate_event, validate_fields
 from hitstream.domain.visitors import event_id as new_event_id
 from hitstream.domain.visitors import user_hash, visitor_hash
 from hitstream.log.base import EventLog
@@ -42,6 +42,7 @@ from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
 from hitstream.services.json_body import BodyProblem
 from hitstream.services.json_body import decode as decode_json
+from hitstream.services.typed_body import EventIn, decode_typed
 
 JSON_TYPES = ("application/json", "text/plain", "")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
@@ -191,7 +192,13 @@ class Collector:
         self.pending.update(counts)
 
     def _count_rejection(self, data: object, problems: list[Problem]) -> None:
-        site = data.get("site_id") if isinstance(data, dict) else None
+        site = (
+            data.get("site_id")
+            if isinstance(data, dict)
+            else data.site_id
+            if isinstance(data, EventIn)
+            else None
+        )
         site_id = site if isinstance(site, str) and len(site) <= self.limits.max_site_id else ""
         for problem in problems:
             base = problem.field.split(".", 1)[0]
@@ -218,10 +225,12 @@ class Collector:
     ) -> CollectResult:
         """``origin``: the request's ``Origin`` header (browsers send it); ``principal``: who
         sent it (a write key may set ``ip``/``user_agent`` and is not limited per IP)."""
-        decoded = decode_body(body, media_type)
+        typed = decode_typed(body) if media_type in JSON_TYPES else None
+        decoded = typed if typed is not None else decode_body(body, media_type)
         if isinstance(decoded, CollectResult):
             return self.reject_request(decoded)
-        items, is_batch = decoded
+        items: Sequence[object] = decoded[0]
+        is_batch = decoded[1]
         if not is_batch and len(body) > self.limits.max_body_bytes:
             return self.reject_request(
                 _whole(
@@ -240,11 +249,17 @@ class Collector:
         accepted: list[AcceptedEvent] = []
         rejected: list[dict[str, object]] = []
         senders: list[tuple[str, str]] = []
+        seen: dict[tuple[str, str], tuple[bool, bool]] = {}
+        """(site, host) -> (may this sender write, is the host allowed): once per request."""
         for index, item in enumerate(items):
-            item, overrides = _split_overrides(item)
-            outcome = validate_event(item, now_ms=now, limits=self.limits)
+            if isinstance(item, EventIn):  # the typed pass: types checked while decoding
+                overrides = item.overrides()
+                outcome = validate_fields(item.field, now_ms=now, limits=self.limits, problems=[])
+            else:
+                item, overrides = _split_overrides(item)
+                outcome = validate_event(item, now_ms=now, limits=self.limits)
             if not isinstance(outcome, list):
-                outcome = self._check_site(outcome, sites, origin_host, overrides, principal)
+                outcome = self._check_site(outcome, sites, origin_host, overrides, principal, seen)
             if isinstance(outcome, list):
                 self._count_rejection(item, outcome)
                 rejected.append(
@@ -264,10 +279,17 @@ class Collector:
         if limited is not None:
             return limited
         salts = await self.salts.salts(now)
-        for event, (ip, agent) in zip(accepted, senders, strict=True):
+        randoms = os.urandom(10 * len(accepted))  # one draw per request, 10 bytes per id
+        visitors: dict[tuple[str, str, str], tuple[str, str]] = {}
+        countries: dict[str, str] = {}  # this request's addresses only: none kept after it
+        for index, (event, (ip, agent)) in enumerate(zip(accepted, senders, strict=True)):
             agent = agent[: self.limits.max_user_agent]
-            self._stamp(event, salts.current, salts.previous, ip, agent, now)
-            event.country = self.countries.country(ip)
+            random10 = randoms[10 * index : 10 * index + 10]
+            self._stamp(event, salts.current, salts.previous, ip, agent, now, random10, visitors)
+            country = countries.get(ip)
+            if country is None:
+                country = countries[ip] = self.countries.country(ip)
+            event.country = country
         messages = [
             (f"{e.site_id}\x1f{e.visitor_id}".encode(), _ENCODER.encode(e)) for e in accepted
         ]
@@ -289,12 +311,19 @@ class Collector:
         origin_host: str | None,
         overrides: Mapping[str, object],
         principal: Principal,
+        seen: dict[tuple[str, str], tuple[bool, bool]],
     ) -> AcceptedEvent | list[Problem]:
         site = sites.get(event.site_id)
         if site is None:
             return [Problem("site_id", "is not a registered site")]
         problems: list[Problem] = []
-        writer = access.allowed(principal, Action.WRITE_EVENTS, event.site_id)
+        known = seen.get((event.site_id, event.hostname))
+        if known is None:
+            known = seen[(event.site_id, event.hostname)] = (
+                access.allowed(principal, Action.WRITE_EVENTS, event.site_id),
+                not event.hostname or site.allows(event.hostname),
+            )
+        writer, host_allowed = known
         if principal.has_credential and not writer:
             problems.append(Problem("site_id", "is not a site this key may send events for"))
         if overrides and not writer:
@@ -302,7 +331,7 @@ class Collector:
                 problems.append(Problem(name, "may only be set with a write key of the site"))
         elif overrides:
             problems.extend(_override_problems(overrides))
-        if event.hostname and not site.allows(event.hostname):
+        if not host_allowed:
             problems.append(Problem("url", "its host is not an allowed host of the site"))
         if origin_host is not None and not site.allows(origin_host):
             problems.append(Problem("origin", "is not an allowed host of the site"))
@@ -343,20 +372,29 @@ class Collector:
         ip: str,
         user_agent: str,
         now: int,
+        random10: bytes,
+        visitors: dict[tuple[str, str, str], tuple[str, str]],
     ) -> None:
+        """Id, visitor hashes and user agent of ``event``; ``visitors`` remembers the hashes
+        of this request's (ip, user agent, site) triples (a batch shares them)."""
         if event.event_id:
             event.event_id = client_event_id(event.site_id, event.event_id)
         else:
-            event.event_id = new_event_id(now, os.urandom(10))
+            event.event_id = new_event_id(now, random10)
         if event.user_id:
             event.visitor_id = event.visitor_id_prev = user_hash(event.site_id, event.user_id)
         else:
-            event.visitor_id = visitor_hash(salt, ip, user_agent, event.site_id)
-            event.visitor_id_prev = (
-                visitor_hash(previous_salt, ip, user_agent, event.site_id)
-                if previous_salt != salt
-                else event.visitor_id
-            )
+            key = (ip, user_agent, event.site_id)
+            hashes = visitors.get(key)
+            if hashes is None:
+                current = visitor_hash(salt, ip, user_agent, event.site_id)
+                previous = (
+                    visitor_hash(previous_salt, ip, user_agent, event.site_id)
+                    if previous_salt != salt
+                    else current
+                )
+                hashes = visitors[key] = (current, previous)
+            event.visitor_id, event.visitor_id_prev = hashes
         event.user_agent = user_agent
 
 

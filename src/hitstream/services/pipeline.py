@@ -109,6 +109,12 @@ def drop_unregistered_with(book: SiteBook) -> BatchStep:
 
     async def drop_unregistered(batch: Sequence[Working]) -> list[Drop | None]:
         sites = await book.sites()
+        refresh = getattr(book, "refresh", None)
+        if refresh is not None and any(w.accepted.site_id not in sites for w in batch):
+            # registered a moment ago in another process (serve's web process, a collector):
+            # this book may not have seen it yet; ask the registry before dropping anything
+            await refresh(force=True)
+            sites = await book.sites()
         return [None if w.accepted.site_id in sites else UNREGISTERED for w in batch]
 
     return drop_unregistered

@@ -39,6 +39,7 @@ from hitstream.log.base import EventLog, LogConsumer
 from hitstream.metrics import Metrics
 from hitstream.services.pipeline import Pipeline
 from hitstream.services.runner import BatchAbandoned, BatchRunner, Stored
+from hitstream.services.write_buffer import WriteBuffer
 from hitstream.stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ def live_message(
 
 
 REGISTRY_CHECK_MS: Final = 1_000
+IDLE_WRITE_S: Final = 0.05
+"""With events held, a poll that waits this long and finds nothing new writes them: steady
+traffic keeps finding events sooner; a burst that ended is written at once."""
 SITE_RETENTION_EVERY_MS: Final = 600_000
 
 
@@ -102,9 +106,15 @@ class Processor:
         clock: Callable[[], int] | None = None,
         backoff: Backoff | None = None,
         drain_timeout_s: float = 60.0,
+        buffer_events: int | None = None,
+        buffer_s: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``sessions`` is the visit state the pipeline's ``put_session`` step keeps;
-        ``clock`` gives epoch ms and ``backoff`` waits between retries (tests pass fakes)."""
+        ``clock`` gives epoch ms and ``backoff`` waits between retries (tests pass fakes).
+        The write buffer (``services/write_buffer.py``) holds up to ``buffer_events``
+        (default ``batch_max``) messages for at most ``buffer_s`` seconds of ``monotonic``
+        before one store write takes them all; 0 s writes every poll at once."""
         self.log = log
         self.store = store
         self.fanout = fanout
@@ -117,6 +127,8 @@ class Processor:
         self.drain_timeout_s = drain_timeout_s
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._backoff = backoff or Backoff()
+        self._monotonic = monotonic
+        self.buffer = WriteBuffer(buffer_events or batch_max, buffer_s)
         self.runner = BatchRunner(
             log, store, pipeline, sessions, metrics, backoff=self._backoff, clock=self._clock
         )
@@ -154,6 +166,7 @@ class Processor:
     async def _resync(self) -> None:
         """Forget what was read and the visit state; rejoin and resume from the store."""
         self.runner.stale = True
+        self.buffer.clear()  # the new consumer reads it again from the stored position
         if self._consumer is not None:
             await self._consumer.close()
         self._consumer = self.log.consumer(self.group, self._stored_position)
@@ -184,7 +197,7 @@ class Processor:
                 failures += 1
                 continue
             failures = 0
-            if count == 0:
+            if count == 0 and not self.buffer:
                 self.caught_up.set()
         await self.drain()
 
@@ -203,7 +216,7 @@ class Processor:
             self._stopping_since = time.monotonic()
         while time.monotonic() - self._stopping_since < self.drain_timeout_s:
             try:
-                if await self.process_once(poll_timeout=0.0) == 0:
+                if await self.process_once(poll_timeout=0.0, flush=True) == 0:
                     return
             except BatchAbandoned:
                 log.warning("stopping with a batch not stored: the next start reads it again")
@@ -212,20 +225,34 @@ class Processor:
                 log.warning("drain stopped: %s", exc)
                 return
 
-    async def process_once(self, poll_timeout: float | None = None) -> int:
-        """Read one batch and store it; return how many log messages it covered."""
+    async def process_once(self, poll_timeout: float | None = None, *, flush: bool = False) -> int:
+        """Poll once into the write buffer; when a write is due (the buffer is full, its
+        oldest message waited ``buffer_s``, the poll found nothing new, or ``flush``), store
+        the whole buffer. Returns
+        how many log messages were polled or stored (0: nothing new and nothing written)."""
         assert self._consumer is not None, "start() first"
         if self._stale:
             await self._resync()
-        wait = self.poll_timeout if poll_timeout is None else poll_timeout
-        messages = await self._consumer.poll(self.batch_max, wait)
+        longest = self.poll_timeout if poll_timeout is None else poll_timeout
+        if self.buffer:  # holding events: a short quiet spell is enough to write them
+            longest = min(longest, IDLE_WRITE_S)
+        wait = 0.0 if flush else self.buffer.wait(self._monotonic(), longest)
+        room = min(self.batch_max, self.buffer.room())
+        messages = await self._consumer.poll(room, wait) if room else []
         if self._consumer.generation != self._generation:
             # partitions moved: visits of newly assigned visitors are in the store, not here
             self._generation = self._consumer.generation
             self.runner.stale = True
-        if not messages:
+        now = self._monotonic()
+        self.buffer.add(messages, now)
+        if not self.buffer:
             await self._housekeeping()
             return 0
+        if messages and not (flush or self.buffer.due(now)):
+            return len(messages)  # held: the log keeps them until the write
+        # written now: full, due, flushing, or a poll found nothing new (the traffic paused:
+        # waiting longer would only delay the live update)
+        messages = self.buffer.take()
         await self._follow_registry()
         began = time.perf_counter()
         try:

@@ -42,7 +42,7 @@ async def replay(
     await processor.start(consumer)
     messages = 0
     try:
-        while count := await processor.process_once(poll_timeout=idle_timeout):
+        while count := await processor.process_once(poll_timeout=idle_timeout, flush=True):
             messages += count
     finally:
         await processor.close()

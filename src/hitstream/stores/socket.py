@@ -177,16 +177,35 @@ class SocketStore(Store):
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
         self._next = 0
+        self._started = False
 
     async def start(self) -> None:
+        await self._connect()
+        self._started = True
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The connection, opened again if the last one broke (the lending process was
+        restarted: ``serve``'s processor process comes back after a SIGKILL)."""
+        if self._reader is not None and self._writer is not None:
+            return self._reader, self._writer
         try:
-            self._reader, self._writer = await asyncio.wait_for(
+            reader, writer = await asyncio.wait_for(
                 asyncio.open_unix_connection(str(self.path)), self.timeout
             )
         except (OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"cannot reach the store at {self.path}: {exc}") from exc
+        self._reader, self._writer = reader, writer
+        return reader, writer
+
+    def _drop(self) -> None:
+        """Forget a connection that broke, or that an interrupted call left with an answer
+        nobody will read (the next call would read it as its own): the next call reconnects."""
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.close()
 
     async def close(self) -> None:
+        self._started = False
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
@@ -195,22 +214,29 @@ class SocketStore(Store):
 
     async def _call(self, op: str, *args: object) -> Any:
         async with self._lock:
-            reader, writer = self._reader, self._writer
-            if reader is None or writer is None:
+            if not self._started:
                 raise StoreUnavailable("the socket store is not started")
+            reader, writer = await self._connect()
             self._next += 1
+            ident = self._next
             try:
-                payload = {"id": self._next, "op": op, "args": list(args)}
+                payload = {"id": ident, "op": op, "args": list(args)}
                 frame = _ENCODE.encode(payload)
             except (OverflowError, TypeError, msgspec.EncodeError) as exc:  # nothing was sent
                 raise StoreUnavailable(f"{op}: a value cannot be sent: {exc}") from exc
             try:
                 writer.write(_LENGTH.pack(len(frame)) + frame)
                 await writer.drain()
-                answer = await asyncio.wait_for(_read(reader), self.timeout)
+                while True:  # answers are in order; one of an interrupted call is skipped
+                    answer = await asyncio.wait_for(_read(reader), self.timeout)
+                    if answer.get("id") == ident:
+                        break
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-                await self.close()
+                self._drop()
                 raise StoreUnavailable(f"the store at {self.path} went away: {exc!r}") from exc
+            except BaseException:  # cancelled mid-call: its answer is still on the way
+                self._drop()
+                raise
         if "error" in answer:
             make = _ERRORS.get(answer["error"])
             if make is not None:

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from hitstream import __version__
 from hitstream.errors import (
@@ -34,6 +35,7 @@ from hitstream.web.compat import plausible, seeds, umami
 from hitstream.web.cors import Cors
 from hitstream.web.deps import AppServices
 from hitstream.web.headers import SecurityHeaders
+from hitstream.web.ingest import INGEST, LeanIngest
 
 DESCRIPTION = """
 Privacy-first, real-time website analytics. Send events to `POST /api/v1/events`; read
@@ -62,6 +64,24 @@ def _allowed(request: Request) -> str:
     return ", ".join(methods)
 
 
+class HitstreamApp(FastAPI):
+    """FastAPI, except that ``POST /api/v1/events`` goes straight to the lean endpoint
+    (``web/ingest.py``), before any middleware or routing."""
+
+    lean: LeanIngest | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.lean is not None
+            and scope["type"] == "http"
+            and scope["path"] == INGEST
+            and scope["method"] == "POST"
+        ):
+            await self.lean(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 class Lifecycle(Protocol):
     """What the app starts with its lifespan and stops after the last request (a Runtime)."""
 
@@ -88,7 +108,7 @@ def create_app(
             if lifecycle is not None:
                 await lifecycle.stop()
 
-    app = FastAPI(
+    app = HitstreamApp(
         title="hitstream",
         version=__version__,
         description=DESCRIPTION,
@@ -166,6 +186,7 @@ def create_app(
         app.include_router(collect.router)
         app.include_router(plausible.router)
         app.include_router(umami.router)
+        app.lean = LeanIngest(services, cors_origins)
     if services.stats is not None:  # the web role
         app.include_router(stats.router)
         app.include_router(sites.router)

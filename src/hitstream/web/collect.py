@@ -7,8 +7,7 @@ event log has the events durably; 503 with ``Retry-After`` means nothing was sto
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,9 +19,10 @@ from hitstream.domain.events import DEFAULT_LIMITS, EVENT_TYPES
 from hitstream.domain.validation import MAX_SAFE_INTEGER
 from hitstream.errors import AccessDenied, LogUnavailable
 from hitstream.services.collector import Collector, CollectResult
-from hitstream.web.auth import credentials_of, is_trusted
+from hitstream.web.auth import credentials_of
 from hitstream.web.deps import Network, services_of
 from hitstream.web.encoding import EncodingProblem, inflate
+from hitstream.web.ingest import Trust, answer, forwarded_ip
 from hitstream.web.openapi import ERROR_REF, RETRY_AFTER
 
 router = APIRouter(tags=["collect"])
@@ -31,22 +31,8 @@ router = APIRouter(tags=["collect"])
 def client_ip(request: Request, trusted: Sequence[Network]) -> str:
     """The peer address, or the right-most untrusted hop of X-Forwarded-For behind a proxy."""
     peer = request.client.host if request.client else ""
-    if not trusted or not is_trusted(peer, trusted):
-        return peer
     forwarded = request.headers.get("x-forwarded-for", "")
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not is_trusted(hop, trusted):
-            return hop if _is_ip(hop) else peer
-    return hops[0] if hops and _is_ip(hops[0]) else peer
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+    return forwarded_ip(peer, forwarded, Trust(trusted), bool(trusted))
 
 
 async def read_capped_body(request: Request, cap: int) -> bytes | None:
@@ -243,16 +229,35 @@ _ERROR = {"application/json": {"schema": ERROR_REF}}
     },
 )
 async def collect_events(request: Request) -> Response:
-    collector = collector_of(request)
-    body = await read_body(request, collector)
-    if isinstance(body, Response):
-        return body
-    principal = await principal_of(request, collector)
-    if isinstance(principal, Response):
-        return principal
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    result = await submit(request, collector, body, media_type, principal)
-    return result if isinstance(result, Response) else respond(result)
+    """Documents the route; ``HitstreamApp`` hands these requests to ``web/ingest.LeanIngest``
+    before FastAPI sees them, and both answer through ``ingest.answer``."""
+    services = services_of(request)
+    trust = Trust(services.trusted_proxies)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in request.stream():
+                yield chunk
+        except ClientDisconnect:
+            raise EncodingProblem(400, "body", "was not complete", "body: incomplete") from None
+
+    resolve = None
+    gate = services.gate
+    if request.headers.get("authorization") and gate is not None:
+        try:
+            principal = (await gate.resolve(credentials_of(request))).principal
+        except AccessDenied as exc:
+            denied = exc
+
+            def refuse() -> Principal:
+                raise denied
+
+            resolve = refuse
+        else:
+            resolve = lambda: principal  # noqa: E731
+    peer = request.client.host if request.client else ""
+    status, body, headers = await answer(services, request.headers, peer, chunks(), resolve, trust)
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def collector_of(request: Request) -> Collector:

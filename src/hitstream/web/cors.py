@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hitstream.domain.sites import normal_host
 from hitstream.errors import AdapterUnavailable
+from hitstream.services.access import Gatekeeper
 from hitstream.web.compat.seed_sites import READ_PATHS, WRITE_PATHS
 
 INGEST: Final = "/api/v1/events"
@@ -31,21 +32,25 @@ _API_HEADERS: Final = "authorization, content-type, x-csrf-token"
 _API_METHODS: Final = "GET, POST, PATCH, DELETE"
 
 
+async def ingest_allowed(gate: Gatekeeper | None, origin: str) -> bool:
+    """Whether ``origin``'s host is an allowed host of some registered site."""
+    if gate is None:
+        return False
+    try:
+        host = normal_host(urlsplit(origin).hostname or "")
+        sites = await gate.sites()
+    except (ValueError, AdapterUnavailable):
+        return False
+    return any(site.allows(host) for site in sites.values())
+
+
 class Cors:
     def __init__(self, app: ASGIApp, origins: Sequence[str] = ()) -> None:
         self.app = app
         self.origins = frozenset(origins)
 
     async def _ingest_allowed(self, scope: Scope, origin: str) -> bool:
-        gate = getattr(scope["app"].state.services, "gate", None)
-        if gate is None:
-            return False
-        try:
-            host = normal_host(urlsplit(origin).hostname or "")
-            sites = await gate.sites()
-        except (ValueError, AdapterUnavailable):
-            return False
-        return any(site.allows(host) for site in sites.values())
+        return await ingest_allowed(getattr(scope["app"].state.services, "gate", None), origin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -10,7 +10,7 @@ wiring bug (``RuntimeError``, a 500), never the client's fault.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Protocol, TypeVar
 
@@ -59,6 +59,8 @@ class AppServices:
     accounts: Accounts | None = None
     compat_sites: Mapping[str, str] = field(default_factory=dict)
     """Endpoint family of the seeds' clients -> site (``""``: the default; ``web.compat``)."""
+    peer_metrics: Callable[[], Awaitable[str]] | None = None
+    """``serve``'s processor process's ``/metrics`` text, added to this process's."""
 
 
 def services_of(conn: HTTPConnection) -> AppServices:

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hitstream.domain.access import Action
 from hitstream.errors import AdapterUnavailable
+from hitstream.metrics import merge_exposition
 from hitstream.web.auth import UNAUTHORIZED, resolve
 from hitstream.web.compat import seed_reads
 from hitstream.web.deps import ServicesDep
@@ -102,5 +103,7 @@ async def metrics(
     if gate is not None and gate.metrics_token:
         caller = await resolve(request)
         gate.require(caller.principal, Action.READ_METRICS)
-    registry = services.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(services.metrics.registry)
+    if services.peer_metrics is not None:  # serve's processor process: one unit, one page
+        body = merge_exposition(body.decode(), await services.peer_metrics()).encode()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,252 @@
+"""The lean ingestion path: ``POST /api/v1/events`` as a raw ASGI endpoint in front of FastAPI.
+
+The route is the hot path: a browser sends one small request per pageview. FastAPI's layers
+(middleware stack, dependency resolution, cookie and query parsing, the response's trip back
+through every middleware) cost several times the work itself, so ``HitstreamApp`` (the app
+``create_app`` builds) hands ``POST /api/v1/events`` straight to ``LeanIngest`` and everything
+else to FastAPI. The FastAPI route of ``web/collect.py`` stays for the OpenAPI document (and
+answers the same, through the same ``answer`` function, should anything reach it).
+
+What the middlewares did for this route is done here, once: the security headers
+(``web/headers.DEFAULTS``), CORS for an ``Origin`` that is an allowed host of a registered site
+(``web/cors.ingest_allowed``; preflights are ``OPTIONS`` and stay with FastAPI), the JSON 503
+of an unavailable adapter, a JSON 500 (logged) for a bug. The answers, their counting by reason
+and the collector's guarantees (202 only after a durable append) are the route's own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Final
+
+import msgspec
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
+
+from hitstream.domain.access import ANONYMOUS, Principal
+from hitstream.errors import AccessDenied, AdapterUnavailable, LogUnavailable
+from hitstream.services.access import Gatekeeper
+from hitstream.services.collector import CollectResult
+from hitstream.web.auth import credentials_of
+from hitstream.web.cors import ingest_allowed
+from hitstream.web.deps import AppServices, Network
+from hitstream.web.encoding import EncodingProblem, inflate
+from hitstream.web.headers import DEFAULTS
+
+log = logging.getLogger(__name__)
+INGEST: Final = "/api/v1/events"
+_ENCODE = msgspec.json.Encoder()
+_STATIC_HEADERS: Final = [(name.encode(), value.encode()) for name, value in DEFAULTS]
+_JSON: Final = (b"content-type", b"application/json")
+_WANTED: Final = frozenset(
+    {
+        b"content-length",
+        b"content-encoding",
+        b"content-type",
+        b"authorization",
+        b"user-agent",
+        b"origin",
+        b"x-forwarded-for",
+    }
+)
+_TRUST_CACHE: Final = 1024
+"""Peer addresses whose trusted-proxy verdict is remembered (a server sees few peers that
+matter: its proxies; past this many the cache starts over)."""
+
+Answer = tuple[int, object, dict[str, str]]
+"""Status, JSON body, extra headers."""
+
+
+class Trust:
+    """Whether an address is a trusted proxy, remembered per address (parsed once)."""
+
+    def __init__(self, trusted: Sequence[Network]) -> None:
+        self.trusted = tuple(trusted)
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, address: str) -> bool:
+        known = self._known.get(address)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                known = False
+            else:
+                known = any(ip in network for network in self.trusted)
+            if len(self._known) >= _TRUST_CACHE:
+                self._known.clear()
+            self._known[address] = known
+        return known
+
+
+def forwarded_ip(peer: str, forwarded: str, trust: Callable[[str], bool], any_trusted: bool) -> str:
+    """The peer address, or the right-most untrusted hop of ``X-Forwarded-For`` behind a
+    trusted proxy (a hop that is no IP address gives the peer)."""
+    if not any_trusted or not trust(peer):
+        return peer
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not trust(hop):
+            return hop if _is_ip(hop) else peer
+    return hops[0] if hops and _is_ip(hops[0]) else peer
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+async def read_capped(declared: str | None, chunks: AsyncIterator[bytes], cap: int) -> bytes | None:
+    """The body, or None past ``cap``; ``chunks`` raises ``EncodingProblem`` if the client
+    went away before the body was complete."""
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _result(result: CollectResult) -> Answer:
+    headers = {"Retry-After": str(result.retry_after)} if result.retry_after else {}
+    return result.status, result.body(), headers
+
+
+async def answer(
+    services: AppServices,
+    headers: Mapping[str, str],
+    peer: str,
+    chunks: AsyncIterator[bytes],
+    principal_of: Callable[[], Principal] | None,
+    trust: Callable[[str], bool],
+) -> Answer:
+    """What ``POST /api/v1/events`` answers, on either path. ``principal_of`` (set when the
+    request has an ``Authorization`` header) resolves the sender; it may raise
+    ``AccessDenied``."""
+    collector = services.collector
+    if collector is None:  # the route is mounted only with the collector role
+        raise RuntimeError("this process built no collector, yet serves /api/v1/events")
+    cap = collector.limits.max_batch_body_bytes
+    try:
+        body = await read_capped(headers.get("content-length"), chunks, cap)
+        if body is not None:
+            body = inflate(body, headers.get("content-encoding", ""), cap)
+    except EncodingProblem as exc:
+        error = {"field": exc.field, "reason": exc.reason}
+        return _result(
+            collector.reject_request(CollectResult(exc.status, error=error, label=exc.label))
+        )
+    if body is None:
+        error = {"field": "body", "reason": f"is larger than {cap} bytes"}
+        return _result(collector.reject_request(CollectResult(status=413, error=error)))
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    principal = ANONYMOUS
+    if principal_of is not None:
+        try:  # a server sending with a key; an unknown key is refused, not ignored
+            principal = principal_of()
+        except AccessDenied as exc:
+            error = {"field": exc.field, "reason": exc.reason}
+            return _result(collector.reject_request(CollectResult(401, error=error)))
+    try:
+        result = await collector.collect(
+            body,
+            media_type,
+            forwarded_ip(
+                peer, headers.get("x-forwarded-for", ""), trust, bool(services.trusted_proxies)
+            ),
+            headers.get("user-agent", ""),
+            origin=headers.get("origin", ""),
+            principal=principal,
+        )
+    except LogUnavailable:
+        collector.reject_request(
+            CollectResult(status=503, error={"field": "log", "reason": "unavailable"})
+        )
+        reason = "event log unavailable; nothing was stored"
+        return 503, {"error": {"field": "log", "reason": reason}}, {"Retry-After": "5"}
+    return _result(result)
+
+
+class LeanIngest:
+    """The raw ASGI endpoint for ``POST /api/v1/events`` (``HitstreamApp`` calls it)."""
+
+    def __init__(self, services: AppServices, cors_origins: Sequence[str] = ()) -> None:
+        self.services = services
+        self.origins = frozenset(cors_origins)
+        self.trust = Trust(services.trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name in _WANTED:
+                headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        client = scope.get("client")
+        peer = str(client[0]) if client else ""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise EncodingProblem(400, "body", "was not complete", "body: incomplete")
+                yield message.get("body", b"")
+                if not message.get("more_body", False):
+                    return
+
+        try:
+            principal_of = None
+            if "authorization" in headers and self.services.gate is not None:
+                principal_of = await _resolve(self.services.gate, scope)
+            status, body, extra = await answer(
+                self.services, headers, peer, chunks(), principal_of, self.trust
+            )
+        except AdapterUnavailable as exc:
+            status, extra = 503, {"Retry-After": "5"}
+            body = {"error": {"field": "service", "reason": str(exc)}}
+        except Exception:
+            log.exception("POST %s failed", INGEST)
+            status, extra = 500, {}
+            body = {"error": {"field": "server", "reason": "internal error"}}
+        origin = headers.get("origin")
+        if origin is not None:
+            extra["vary"] = "Origin"
+            if await self._cors_allowed(origin):
+                extra["access-control-allow-origin"] = origin
+        await _send_json(send, status, body, extra)
+
+    async def _cors_allowed(self, origin: str) -> bool:
+        if "*" in self.origins or origin in self.origins:
+            return True
+        return await ingest_allowed(self.services.gate, origin)
+
+
+async def _resolve(gate: Gatekeeper, scope: Scope) -> Callable[[], Principal]:
+    """The sender's principal, resolved now; a refusal (a malformed header, an unknown or
+    revoked key) is raised again inside ``answer``, which counts it as the route always did."""
+    try:
+        principal = (await gate.resolve(credentials_of(HTTPConnection(scope)))).principal
+    except AccessDenied as exc:
+        denied = exc
+
+        def refuse() -> Principal:
+            raise denied
+
+        return refuse
+    return lambda: principal
+
+
+async def _send_json(send: Send, status: int, body: object, extra: Mapping[str, str]) -> None:
+    payload = _ENCODE.encode(body)
+    headers = [_JSON, (b"content-length", str(len(payload)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    headers += _STATIC_HEADERS
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
