@@ -45,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from hitstream.domain.errors import QueryError
+from hitstream.domain.goals import GOAL_PROPERTY
 from hitstream.domain.stats import (
     EVENT_PROPERTIES,
     METRICS,
@@ -64,6 +65,8 @@ def check_metrics(metrics: Sequence[str]) -> None:
 
 
 def check_property(name: str, field: str = "property") -> None:
+    if name == GOAL_PROPERTY and field == "filters":  # a breakdown by goal is composed
+        return
     if name.startswith(PROP_PREFIX) and len(name) > len(PROP_PREFIX):
         return
     if name not in EVENT_PROPERTIES and name not in SESSION_PROPERTIES:
@@ -75,6 +78,8 @@ def check_filters(filters: Iterable[Filter]) -> None:
         check_property(flt.property, "filters")
         if flt.op not in OPS:
             raise QueryError("filters", f"unknown operator {flt.op!r}")
+        if flt.property == GOAL_PROPERTY and flt.op not in ("==", "!="):
+            raise QueryError("filters", "goal takes == or !=")
 
 
 def prop_text(value: object) -> str:

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Final
 
+from hitstream.domain import goals
 from hitstream.domain.events import EventType, ProcessedEvent, Session
+from hitstream.domain.funnels import reached
 from hitstream.domain.measures import (
     check_filters,
     check_metrics,
@@ -32,6 +34,7 @@ from hitstream.domain.stats import (
     PROP_PREFIX,
     SESSION_PROPERTIES,
     BreakdownRow,
+    Filter,
     StatsQuery,
     TimeseriesPoint,
     bucket_of,
@@ -141,6 +144,11 @@ class MemoryStore(Store, MemoryRegistry):
             return None if session is None else str(getattr(session, SESSION_PROPERTIES[prop]))
         return str(getattr(event, EVENT_PROPERTIES[prop]))
 
+    def _passes(self, flt: Filter, event: ProcessedEvent, query: StatsQuery) -> bool:
+        if flt.property == goals.GOAL_PROPERTY:
+            return goals.passes(flt.op, flt.values, query.goals, event)
+        return flt.matches(self._value(flt.property, event))
+
     def _matching(self, query: StatsQuery) -> list[ProcessedEvent]:
         check_filters(query.filters)
         return [
@@ -148,7 +156,7 @@ class MemoryStore(Store, MemoryRegistry):
             for event in self._events.values()
             if event.site_id == query.site_id
             and query.range.start <= event.timestamp < query.range.end
-            and all(flt.matches(self._value(flt.property, event)) for flt in query.filters)
+            and all(self._passes(flt, event, query) for flt in query.filters)
         ]
 
     def _metrics(self, events: list[ProcessedEvent], metrics: Sequence[str]) -> dict[str, float]:
@@ -201,6 +209,25 @@ class MemoryStore(Store, MemoryRegistry):
         first = query.metrics[0]
         rows.sort(key=lambda row: (-row.results[first], row.value))
         return rows[: query.limit]
+
+    async def funnel(
+        self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
+    ) -> list[int]:
+        self._ensure()
+        check_filters(steps)
+        visits: defaultdict[str, list[ProcessedEvent]] = defaultdict(list)
+        for event in self._matching(query):
+            if event.session_id:
+                visits[event.session_id].append(event)
+        reached_by: list[set[str]] = [set() for _ in steps]
+        for events in visits.values():
+            events.sort(key=lambda e: (e.timestamp, e.event_id))
+            flagged = [(e.timestamp, [self._passes(s, e, query) for s in steps]) for e in events]
+            # the visit's visitors: of its events that match a step (a visit has one, as a rule)
+            who = {e.visitor_id for e, (_, hits) in zip(events, flagged, strict=True) if any(hits)}
+            for i in range(reached(flagged, window_ms)):
+                reached_by[i].update(who)
+        return [len(found) for found in reached_by]
 
     # -- bookkeeping ---------------------------------------------------------------------
 

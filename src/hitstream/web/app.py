@@ -29,7 +29,19 @@ from hitstream.errors import (
     QueryError,
     RateLimited,
 )
-from hitstream.web import alerts, collect, dashboard, docs, live, openapi, ops, pages, sites, stats
+from hitstream.web import (
+    alerts,
+    collect,
+    dashboard,
+    docs,
+    goals,
+    live,
+    openapi,
+    ops,
+    pages,
+    sites,
+    stats,
+)
 from hitstream.web.cors import Cors
 from hitstream.web.deps import AppServices
 from hitstream.web.headers import SecurityHeaders
@@ -166,6 +178,7 @@ def create_app(
     if services.stats is not None:  # the web role
         app.include_router(stats.router)
         app.include_router(sites.router)
+        app.include_router(goals.router)
         app.include_router(live.router)
         app.include_router(alerts.router)
         app.include_router(pages.router)

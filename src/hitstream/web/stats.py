@@ -10,9 +10,9 @@ from hitstream.domain.access import Action
 from hitstream.domain.stats import (
     EVENT_PROPERTIES,
     INTERVALS,
-    METRICS,
     PERIODS,
     PROP_PREFIX,
+    QUERY_METRICS,
     SESSION_PROPERTIES,
     StatsQuery,
     build_query,
@@ -54,7 +54,7 @@ To = Annotated[
 ]
 Metrics = Annotated[
     str | None,
-    Query(max_length=200, description=f"Comma list of {', '.join(METRICS)}"),
+    Query(max_length=200, description=f"Comma list of {', '.join(QUERY_METRICS)}"),
 ]
 Filters = Annotated[
     str | None,
