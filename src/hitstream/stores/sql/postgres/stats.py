@@ -111,8 +111,9 @@ def funnel_sql(
         sql, joined = _condition(step, query, params, collation)
         needs_visit_row |= joined
         flags.append(sql)
+    # LEFT: a step on the visit row fails without one (NULL), the other steps still count
     join = (
-        "JOIN sessions s ON s.site_id = e.site_id AND s.session_id = e.session_id"
+        "LEFT JOIN sessions s ON s.site_id = e.site_id AND s.session_id = e.session_id"
         if needs_visit_row
         else ""
     )
