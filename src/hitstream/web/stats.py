@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from hitstream.domain.access import Action
+from hitstream.domain.goals import GOAL_PROPERTY
 from hitstream.domain.stats import (
     EVENT_PROPERTIES,
     INTERVALS,
@@ -60,7 +61,8 @@ Filters = Annotated[
     str | None,
     Query(
         max_length=MAX_FILTERS_LENGTH,
-        description="Clauses joined by ';': property==a|b, property!=a, property~text",
+        description="Clauses joined by ';': property==a|b, property!=a, property~text; "
+        "goal==Signup|Pricing keeps the events that complete those goals",
     ),
 ]
 Tz = Annotated[
@@ -88,10 +90,10 @@ Property = Annotated[
     Query(
         min_length=1,
         max_length=70,
-        description="page, source, country, prop:<key> ...",
+        description="page, source, country, prop:<key> ..., goal (a row per goal)",
         json_schema_extra={
             "anyOf": [
-                {"enum": sorted({*EVENT_PROPERTIES, *SESSION_PROPERTIES})},
+                {"enum": sorted({*EVENT_PROPERTIES, *SESSION_PROPERTIES, GOAL_PROPERTY})},
                 {"pattern": f"^{PROP_PREFIX}[\\s\\S]{{1,64}}$"},
             ]
         },
