@@ -262,6 +262,17 @@ async def test_conversions_rate_and_goal_breakdown(shop: Store) -> None:
     ]
 
 
+async def test_conversions_per_bucket(shop: Store) -> None:
+    query = replace(gq(("visitors", "conversions", "conversion_rate")), interval="hour")
+    points = await conversions.timeseries(shop, query)
+    busy = [p for p in points if p.results["visitors"]]
+    # every visit starts at T; b2 comes 40 minutes later, in the same hour
+    assert [p.bucket for p in busy] == [T]
+    assert busy[0].results == {"visitors": 4.0, "conversions": 4.0, "conversion_rate": 100.0}
+    signup = replace(query, filters=(Filter("goal", "==", ("Signup",)),), metrics=("conversions",))
+    assert sum(p.results["conversions"] for p in await conversions.timeseries(shop, signup)) == 2
+
+
 async def test_an_unknown_goal_is_a_query_error(shop: Store) -> None:
     with pytest.raises(QueryError) as caught:
         await shop.aggregate(gq(("visitors",), (Filter("goal", "==", ("Nope",)),)))
