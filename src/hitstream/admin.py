@@ -1,4 +1,4 @@
-"""The ``hitstream sites | users | keys | forget`` commands: the registry from a terminal.
+"""The ``hitstream sites | users | keys | goals | forget`` commands: the registry from a terminal.
 
 Each command reads the same settings as ``serve`` (``--data-dir``, ``HITSTREAM_DATA_DIR``,
 ``HITSTREAM_STORE_URL``) and works before ``serve`` starts and while it runs: an embedded
@@ -31,6 +31,7 @@ UmamiId = Annotated[
 sites_app = typer.Typer(help="Register and configure sites.", no_args_is_help=True)
 users_app = typer.Typer(help="Dashboard users (admins and viewers).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (Authorization: Bearer KEY).", no_args_is_help=True)
+goals_app = typer.Typer(help="Goals: pageview patterns and custom events.", no_args_is_help=True)
 
 
 def _run(data_dir: Path | None, job: Callable[[Any], Awaitable[T]]) -> T:
@@ -322,9 +323,101 @@ def forget(
     typer.echo(f"forgot user {user_id!r} on {site}: {removed} event(s) deleted")
 
 
+# -- goals ---------------------------------------------------------------------------------
+
+
+async def _registered(store: Any, domain: str) -> None:
+    from hitstream.domain.errors import NotFound
+
+    if await store.get_site(domain) is None:
+        raise NotFound("site_id", f"{domain} is not a registered site")
+
+
+def _show_goal(goal: Any) -> str:
+    if goal.page:
+        return f"{goal.name}\tpage={goal.page}"
+    props = "".join(f"\t{k}={v}" for k, v in goal.props)
+    return f"{goal.name}\tevent_name={goal.event_name}{props}"
+
+
+@goals_app.command("add")
+def goals_add(
+    domain: Annotated[str, typer.Argument(help="The site's domain: its site_id")],
+    name: Annotated[str, typer.Option("--name", help="Display name, unique on the site")],
+    event_name: Annotated[
+        str | None, typer.Option("--event-name", help="A custom-event goal: the event's name")
+    ] = None,
+    prop: Annotated[
+        list[str] | None,
+        typer.Option("--prop", help="k=v: a property value the event must carry (repeatable)"),
+    ] = None,
+    page: Annotated[
+        str | None,
+        typer.Option("--page", help="A pageview goal: path pattern (* in a segment, ** any)"),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Add a goal: --event-name E [--prop k=v ...] or --page PATTERN."""
+    from hitstream.domain.goals import new_goal
+
+    data: dict[str, object] = {"name": name}
+    if page is not None:
+        data["page"] = page
+    if event_name is not None:
+        data["event_name"] = event_name
+    if prop:
+        pairs = [p.partition("=") for p in prop]
+        if any(not k or not eq for k, eq, _ in pairs):
+            typer.echo("error: props: give each --prop as key=value", err=True)
+            raise typer.Exit(1)
+        data["props"] = {k: v for k, _, v in pairs}
+
+    async def job(store: Any) -> Any:
+        await _registered(store, domain)
+        goal = new_goal(data)
+        await store.add_goal(domain, goal)
+        return goal
+
+    typer.echo(f"added {_show_goal(_run(data_dir, job))}")
+
+
+@goals_app.command("list")
+def goals_list(
+    domain: Annotated[str, typer.Argument(help="The site's domain")], data_dir: DataDir = None
+) -> None:
+    """List a site's goals."""
+
+    async def job(store: Any) -> list[Any]:
+        await _registered(store, domain)
+        result: list[Any] = await store.goals(domain)
+        return result
+
+    for goal in _run(data_dir, job):
+        typer.echo(_show_goal(goal))
+
+
+@goals_app.command("remove")
+def goals_remove(
+    domain: Annotated[str, typer.Argument(help="The site's domain")],
+    name: Annotated[str, typer.Argument(help="The goal's name")],
+    data_dir: DataDir = None,
+) -> None:
+    """Remove a goal."""
+    from hitstream.domain.errors import NotFound
+
+    async def job(store: Any) -> None:
+        await _registered(store, domain)
+        if not await store.remove_goal(domain, name):
+            raise NotFound("name", f"{domain} has no goal named {name!r}")
+
+    _run(data_dir, job)
+    typer.echo(f"removed goal {name} of {domain}")
+
+
 def install(app: typer.Typer) -> None:
     """Add these commands to the ``hitstream`` command."""
     app.add_typer(sites_app, name="sites")
     app.add_typer(users_app, name="users")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(goals_app, name="goals")
     app.command("forget")(forget)

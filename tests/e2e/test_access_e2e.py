@@ -74,6 +74,9 @@ def read_paths(site: str) -> list[str]:
         f"/api/v1/sites/{site}",
         f"/api/v1/quality?site_id={site}",
         f"/api/v1/alerts?site_id={site}",
+        f"/api/v1/sites/{site}/goals",
+        f"/api/v1/sites/{site}/funnels",
+        f"/api/v1/stats/funnel?site_id={site}&period=day&step=page==/&step=page==/a",
     ]
 
 

@@ -55,6 +55,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from hitstream.domain.errors import QueryError
+from hitstream.domain.goals import GOAL_PROPERTY
 from hitstream.domain.patterns import compile_pattern
 from hitstream.domain.stats import (
     ENGAGEMENT_METRICS,
@@ -82,6 +83,8 @@ def reads_engagement(metrics: Iterable[str]) -> bool:
 
 
 def check_property(name: str, field: str = "property") -> None:
+    if name == GOAL_PROPERTY and field == "filters":  # a breakdown by goal is composed
+        return
     if name.startswith(PROP_PREFIX) and len(name) > len(PROP_PREFIX):
         return
     if name not in EVENT_PROPERTIES and name not in SESSION_PROPERTIES:
@@ -97,6 +100,8 @@ def check_filters(filters: Iterable[Filter]) -> None:
             if len(flt.values) != 1:
                 raise QueryError("filters", f"{flt.op!r} takes exactly one pattern")
             compile_pattern(flt.values[0])
+        if flt.property == GOAL_PROPERTY and flt.op not in ("==", "!="):
+            raise QueryError("filters", "goal takes == or !=")
 
 
 def prop_text(value: object) -> str:

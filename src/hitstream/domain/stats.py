@@ -26,6 +26,12 @@ Engagement events are measurements, not activity: they count in no metric but
 (no breakdown row, no visitor, no event comes from them). Decision 0018.
 
 A metric with nothing to measure (no visits, no load times) is 0.
+
+Goals (``hitstream.domain.goals``): ``conversions`` counts the distinct visitors of matching
+events that complete a goal (the goals of the query's ``goal==`` clauses, else any goal of the
+site), ``conversion_rate`` is ``100 * conversions`` / the visitors of the same events without
+the goal clauses; under a ``goal`` filter ``events`` counts goal completions. The stats service
+composes these from the stores' plain answers (``hitstream.services.conversions``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hitstream.domain.errors import QueryError
+from hitstream.domain.goals import GOAL_METRICS, GOAL_PROPERTY, Goal
 from hitstream.domain.patterns import compile_pattern
 
 METRICS: Final = (
@@ -52,9 +59,12 @@ METRICS: Final = (
     "scroll_depth",
     "avg_duration",
 )
+"""What every store answers; with ``GOAL_METRICS``, what a query may ask (``QUERY_METRICS``)."""
 ENGAGEMENT_METRICS: Final = frozenset({"time_on_page", "scroll_depth"})
 """The metrics that read engagement events (every other one ignores them)."""
 DEFAULT_METRICS: Final = ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration")
+
+QUERY_METRICS: Final = (*METRICS, *GOAL_METRICS)
 
 # Properties of an event row, by API name -> column in the processed event.
 EVENT_PROPERTIES: Final = {
@@ -149,6 +159,8 @@ class StatsQuery:
     tz: str = "UTC"
     compare: Range | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    goals: tuple[Goal, ...] = ()
+    """The definitions of the site's goals the query names (resolved by the stats service)."""
 
     def for_range(self, new_range: Range) -> StatsQuery:
         return StatsQuery(
@@ -160,13 +172,14 @@ class StatsQuery:
             property=self.property,
             limit=self.limit,
             tz=self.tz,
+            goals=self.goals,
         )
 
 
 def is_property(name: str) -> bool:
     if name.startswith(PROP_PREFIX):
         return 0 < len(name) - len(PROP_PREFIX) <= 64
-    return name in EVENT_PROPERTIES or name in SESSION_PROPERTIES
+    return name in EVENT_PROPERTIES or name in SESSION_PROPERTIES or name == GOAL_PROPERTY
 
 
 def parse_metrics(raw: str | None) -> tuple[str, ...]:
@@ -174,8 +187,8 @@ def parse_metrics(raw: str | None) -> tuple[str, ...]:
         return DEFAULT_METRICS
     names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
     for name in names:
-        if name not in METRICS:
-            raise QueryError("metrics", f"unknown metric {name!r}; use {', '.join(METRICS)}")
+        if name not in QUERY_METRICS:
+            raise QueryError("metrics", f"unknown metric {name!r}; use {', '.join(QUERY_METRICS)}")
     if not names:
         raise QueryError("metrics", "names no metric")
     return names
@@ -218,6 +231,8 @@ def parse_filters(raw: str | None) -> tuple[Filter, ...]:
             compile_pattern(value)  # raises QueryError("filters", ...) naming the problem
             filters.append(Filter(prop, op, (value,)))
             continue
+        if prop == GOAL_PROPERTY and op not in ("==", "!="):
+            raise QueryError("filters", "goal takes == or != and goal names")
         values = tuple(value.split("|"))
         if op in ("~", "!~") and any(not v for v in values):
             raise QueryError("filters", f"{op!r} needs a non-empty value in {clause!r}")

@@ -11,13 +11,17 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import msgspec
 
 from hitstream.cache.base import Cache
-from hitstream.domain.stats import REALTIME_WINDOW_MS, StatsQuery, resolve_period
+from hitstream.domain import funnels
+from hitstream.domain.goals import GOAL_PROPERTY, named
+from hitstream.domain.stats import REALTIME_WINDOW_MS, Filter, StatsQuery, resolve_period
 from hitstream.metrics import Metrics
+from hitstream.services import conversions
 from hitstream.stores.base import Store
 
 JSON = dict[str, Any]
@@ -77,15 +81,35 @@ class StatsService:
         self.metrics.query_seconds.labels(kind, "miss").observe(time.perf_counter() - began)
         return result
 
+    async def with_goals(
+        self, query: StatsQuery, steps: tuple[Filter, ...] = (), field: str = "filters"
+    ) -> StatsQuery:
+        """The query with the definitions of the site's goals, when it (or a funnel step)
+        names goals; ``QueryError`` naming ``filters`` (or ``field`` for a step) for an
+        unknown goal name."""
+        stepped = any(s.property == GOAL_PROPERTY for s in steps)
+        if not conversions.involved(query) and not stepped:
+            return query
+        goals = await self.store.goals(query.site_id)
+        for flt in query.filters:
+            if flt.property == GOAL_PROPERTY:
+                named(goals, flt.values, "filters")
+        for step in steps:
+            if step.property == GOAL_PROPERTY:
+                named(goals, step.values, field)
+        return replace(query, goals=tuple(goals))
+
     def _frame(self, query: StatsQuery) -> JSON:
         return {"site_id": query.site_id, "from": query.range.start, "to": query.range.end}
 
     async def aggregate(self, query: StatsQuery) -> JSON:
+        query = await self.with_goals(query)
+
         async def compute() -> JSON:
-            current = await self.store.aggregate(query)
+            current = await conversions.aggregate(self.store, query)
             previous = None
             if query.compare is not None:
-                previous = await self.store.aggregate(query.for_range(query.compare))
+                previous = await conversions.aggregate(self.store, query.for_range(query.compare))
             results: JSON = {}
             for metric in query.metrics:
                 entry: JSON = {"value": _round(current.get(metric, 0.0))}
@@ -103,8 +127,10 @@ class StatsService:
         return await self._cached("aggregate", query, compute)
 
     async def timeseries(self, query: StatsQuery) -> JSON:
+        query = await self.with_goals(query)
+
         async def compute() -> JSON:
-            points = await self.store.timeseries(query)
+            points = await conversions.timeseries(self.store, query)
             body = self._frame(query)
             body["interval"] = query.interval
             body["results"] = [
@@ -116,8 +142,10 @@ class StatsService:
         return await self._cached("timeseries", query, compute)
 
     async def breakdown(self, query: StatsQuery) -> JSON:
+        query = await self.with_goals(query)
+
         async def compute() -> JSON:
-            rows = await self.store.breakdown(query)
+            rows = await conversions.breakdown(self.store, query)
             body = self._frame(query)
             body["property"] = query.property
             body["results"] = [
@@ -127,6 +155,27 @@ class StatsService:
             return body
 
         return await self._cached("breakdown", query, compute)
+
+    async def funnel(
+        self,
+        query: StatsQuery,
+        steps: tuple[Filter, ...],
+        window: int | None,
+        field: str = "step",
+    ) -> JSON:
+        """Visitors, conversion and drop-off per step (``hitstream.domain.funnels``)."""
+        query = await self.with_goals(query, steps, field)
+        window_ms = None if window is None else window * 60_000
+        keyed = replace(query, extra={"steps": repr(steps), "window": repr(window_ms)})
+
+        async def compute() -> JSON:
+            visitors = await self.store.funnel(query, steps, window_ms)
+            body = self._frame(query)
+            body["window"] = window
+            body["steps"] = funnels.steps_answer([funnels.label(s) for s in steps], visitors)
+            return body
+
+        return await self._cached("funnel", keyed, compute)
 
     async def realtime(self, site_id: str) -> JSON:
         now = self.now_ms("realtime")

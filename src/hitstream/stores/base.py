@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hitstream.domain.events import ProcessedEvent, Session
-from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint
+from hitstream.domain.stats import BreakdownRow, Filter, StatsQuery, TimeseriesPoint
 from hitstream.errors import PositionConflict
 from hitstream.stores.registry import Registry
 
@@ -103,6 +103,14 @@ class Store(Registry, ABC):
         ``after = (timestamp, event_id)`` when given: pages of an export, each asked for with
         the last one's final key, so no caller holds more than a page. Props come back as
         their canonical text (``domain.measures.prop_text``), as every store keeps them."""
+
+    @abstractmethod
+    async def funnel(
+        self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
+    ) -> list[int]:
+        """Distinct visitors whose visit reached each step in order, among the events that
+        match ``query`` (``hitstream.domain.funnels`` says how; ``window_ms``: the most the
+        last step may come after the first, None for no limit)."""
 
     @abstractmethod
     async def data_version(self, site_id: str) -> int:

@@ -24,7 +24,13 @@ from typing import Any, TypeVar
 import duckdb
 
 from hitstream.domain.events import ProcessedEvent, Session
-from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bucket_starts
+from hitstream.domain.stats import (
+    BreakdownRow,
+    Filter,
+    StatsQuery,
+    TimeseriesPoint,
+    bucket_starts,
+)
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
 from hitstream.stores.sql.common import (
@@ -34,7 +40,7 @@ from hitstream.stores.sql.common import (
     results,
 )
 from hitstream.stores.sql.duckdb import stats, writes
-from hitstream.stores.sql.registry import BUMP, SqlRegistry, forgotten_statement
+from hitstream.stores.sql.registry import BUMP, SqlDefinitions, forgotten_statement
 from hitstream.stores.sql.registry import Statement as RegistryStatement
 
 T = TypeVar("T")
@@ -123,7 +129,7 @@ def _delete_before(conn: Connection, cutoff_ms: int) -> int:
     return int(_transaction(conn, statements)[0][0])
 
 
-class DuckDBStore(Store, SqlRegistry):
+class DuckDBStore(Store, SqlDefinitions):
     name = "duckdb"
 
     def __init__(
@@ -255,6 +261,12 @@ class DuckDBStore(Store, SqlRegistry):
             },
         )
         return [exported_event(row) for row in rows]
+
+    async def funnel(
+        self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
+    ) -> list[int]:
+        rows = await self._rows(*stats.funnel_sql(query, steps, window_ms))
+        return [int(count) for count in rows[0]]
 
     async def data_version(self, site_id: str) -> int:
         rows = await self._rows("SELECT data_version FROM sites WHERE site_id = $s", {"s": site_id})

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Final
 
+from hitstream.domain import goals
 from hitstream.domain.events import EventType, ProcessedEvent, Session, is_engagement
+from hitstream.domain.funnels import reached
 from hitstream.domain.measures import (
     check_filters,
     check_metrics,
@@ -33,6 +35,7 @@ from hitstream.domain.stats import (
     PROP_PREFIX,
     SESSION_PROPERTIES,
     BreakdownRow,
+    Filter,
     StatsQuery,
     TimeseriesPoint,
     bucket_of,
@@ -150,6 +153,11 @@ class MemoryStore(Store, MemoryRegistry):
             return None if session is None else str(getattr(session, SESSION_PROPERTIES[prop]))
         return str(getattr(event, EVENT_PROPERTIES[prop]))
 
+    def _passes(self, flt: Filter, event: ProcessedEvent, query: StatsQuery) -> bool:
+        if flt.property == goals.GOAL_PROPERTY:
+            return goals.passes(flt.op, flt.values, query.goals, event)
+        return flt.matches(self._value(flt.property, event))
+
     def _matching(self, query: StatsQuery) -> list[ProcessedEvent]:
         check_filters(query.filters)
         engagement = reads_engagement(query.metrics)
@@ -159,7 +167,7 @@ class MemoryStore(Store, MemoryRegistry):
             if event.site_id == query.site_id
             and query.range.start <= event.timestamp < query.range.end
             and (engagement or not is_engagement(event.type))
-            and all(flt.matches(self._value(flt.property, event)) for flt in query.filters)
+            and all(self._passes(flt, event, query) for flt in query.filters)
         ]
 
     def _metrics(self, matched: list[ProcessedEvent], metrics: Sequence[str]) -> dict[str, float]:
@@ -238,6 +246,25 @@ class MemoryStore(Store, MemoryRegistry):
             key=lambda e: (e.timestamp, e.event_id),
         )[: max(limit, 0)]
         return [replace(e, props={k: prop_text(v) for k, v in e.props.items()}) for e in found]
+
+    async def funnel(
+        self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
+    ) -> list[int]:
+        self._ensure()
+        check_filters(steps)
+        visits: defaultdict[str, list[ProcessedEvent]] = defaultdict(list)
+        for event in self._matching(query):
+            if event.session_id:
+                visits[event.session_id].append(event)
+        reached_by: list[set[str]] = [set() for _ in steps]
+        for events in visits.values():
+            events.sort(key=lambda e: (e.timestamp, e.event_id))
+            flagged = [(e.timestamp, [self._passes(s, e, query) for s in steps]) for e in events]
+            # the visit's visitors: of its events that match a step (a visit has one, as a rule)
+            who = {e.visitor_id for e, (_, hits) in zip(events, flagged, strict=True) if any(hits)}
+            for i in range(reached(flagged, window_ms)):
+                reached_by[i].update(who)
+        return [len(found) for found in reached_by]
 
     # -- bookkeeping ---------------------------------------------------------------------
 

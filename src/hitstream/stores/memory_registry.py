@@ -7,6 +7,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
 
+from hitstream.domain.funnels import Funnel
+from hitstream.domain.goals import Goal
 from hitstream.domain.sites import ApiKey, Login, LoginToken, SharedLink, Site, User
 from hitstream.errors import Conflict
 from hitstream.stores.registry import Registry
@@ -23,6 +25,8 @@ class MemoryRegistry(Registry):
         self._tokens: dict[str, LoginToken] = {}
         self._refusals: defaultdict[tuple[str, str], int] = defaultdict(int)
         self._forgotten: dict[tuple[str, str], int] = {}
+        self._goals: dict[tuple[str, str], Goal] = {}
+        self._funnels: dict[tuple[str, str], Funnel] = {}
 
     def _ensure(self) -> None:
         """Raise when unavailable (the store overrides it)."""
@@ -83,6 +87,10 @@ class MemoryRegistry(Registry):
                 self._users[email] = (replace(user, sites=sites), hashed)
         for key in [k for k in self._refusals if k[0] == site_id]:
             del self._refusals[key]
+        for key in [k for k in self._goals if k[0] == site_id]:
+            del self._goals[key]
+        for key in [k for k in self._funnels if k[0] == site_id]:
+            del self._funnels[key]
         self._delete_site_data(site_id)
         self._bump()
         return True
@@ -226,3 +234,31 @@ class MemoryRegistry(Registry):
             if site_id is None or site in (site_id, ""):
                 found[reason] += count
         return dict(found)
+
+    async def goals(self, site_id: str) -> list[Goal]:
+        self._ensure()
+        return [g for (s, n), g in sorted(self._goals.items()) if s == site_id]
+
+    async def add_goal(self, site_id: str, goal: Goal) -> None:
+        self._ensure()
+        if (site_id, goal.name) in self._goals:
+            raise Conflict("name", f"{site_id} has a goal named {goal.name!r} already")
+        self._goals[(site_id, goal.name)] = goal
+
+    async def remove_goal(self, site_id: str, name: str) -> bool:
+        self._ensure()
+        return self._goals.pop((site_id, name), None) is not None
+
+    async def funnels(self, site_id: str) -> list[Funnel]:
+        self._ensure()
+        return [f for (s, n), f in sorted(self._funnels.items()) if s == site_id]
+
+    async def add_funnel(self, site_id: str, funnel: Funnel) -> None:
+        self._ensure()
+        if (site_id, funnel.name) in self._funnels:
+            raise Conflict("name", f"{site_id} has a funnel named {funnel.name!r} already")
+        self._funnels[(site_id, funnel.name)] = funnel
+
+    async def remove_funnel(self, site_id: str, name: str) -> bool:
+        self._ensure()
+        return self._funnels.pop((site_id, name), None) is not None

@@ -31,7 +31,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from hitstream.breaker import Breaker
 from hitstream.domain.events import ProcessedEvent, Session
-from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint, bucket_starts
+from hitstream.domain.stats import (
+    BreakdownRow,
+    Filter,
+    StatsQuery,
+    TimeseriesPoint,
+    bucket_starts,
+)
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch
 from hitstream.stores.sql.common import (
@@ -42,7 +48,7 @@ from hitstream.stores.sql.common import (
     results,
 )
 from hitstream.stores.sql.postgres import migrations, partitions, rollups, stats, writes
-from hitstream.stores.sql.registry import BUMP, SqlRegistry, forgotten_statement
+from hitstream.stores.sql.registry import BUMP, SqlDefinitions, forgotten_statement
 from hitstream.stores.sql.registry import Statement as RegistryStatement
 
 Connection = psycopg.AsyncConnection[Any]
@@ -52,7 +58,7 @@ _RETENTION_LOCK = 0x68_73_72_65_74_61_69_6E
 _PARAM = re.compile(r"\$(\w+)")
 
 
-class PostgresStore(Store, SqlRegistry):
+class PostgresStore(Store, SqlDefinitions):
     name = "postgres"
 
     def __init__(
@@ -323,6 +329,14 @@ class PostgresStore(Store, SqlRegistry):
             raise QueryError("property", "is required for a breakdown")
         rows = await self._stats(query, group=query.property)
         return [BreakdownRow(str(row[0]), results(query, row)) for row in rows]
+
+    async def funnel(
+        self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
+    ) -> list[int]:
+        """Always from raw events: the rollups keep no visit order."""
+        sql, params = stats.funnel_sql(query, steps, window_ms, self._collation)
+        rows = await self._stats_rows(sql, params)
+        return [int(count) for count in rows[0]]
 
     async def rebuild_rollups(self) -> int:
         """Recompute the rollups from the stored events (after an upgrade from a version

@@ -11,7 +11,9 @@ Guarantees every adapter keeps (the registry contract suite checks them over mem
 and PostgreSQL): ``add_*`` of a name that exists raises ``Conflict`` and changes nothing;
 ``remove_site`` deletes the site's registration, keys, links, its place in users' site lists
 and all its stored data (events, visits, drops, rollups, refusals) in one transaction, and
-bumps its data version (cached answers go stale); lookups of revoked keys, expired logins or
+bumps its data version (cached answers go stale) and deletes its goals and funnels; goal and
+funnel names are unique per site (``add_goal``/``add_funnel`` of a taken name: ``Conflict``);
+lookups of revoked keys, expired logins or
 used one-time tokens find nothing.
 """
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
+from hitstream.domain.funnels import Funnel
+from hitstream.domain.goals import Goal
 from hitstream.domain.sites import ApiKey, Login, LoginToken, SharedLink, Site, User
 
 
@@ -139,3 +143,27 @@ class Registry(ABC):
     @abstractmethod
     async def refusals(self, site_id: str | None = None) -> dict[str, int]:
         """reason -> count, for one site (with the site-less ones, site ``""``) or all."""
+
+    # -- goals and saved funnels (per site, names unique per site) ------------------------
+
+    @abstractmethod
+    async def goals(self, site_id: str) -> list[Goal]:
+        """The site's goals, by name."""
+
+    @abstractmethod
+    async def add_goal(self, site_id: str, goal: Goal) -> None:
+        """``Conflict`` if the site has a goal of that name."""
+
+    @abstractmethod
+    async def remove_goal(self, site_id: str, name: str) -> bool: ...
+
+    @abstractmethod
+    async def funnels(self, site_id: str) -> list[Funnel]:
+        """The site's saved funnels, by name."""
+
+    @abstractmethod
+    async def add_funnel(self, site_id: str, funnel: Funnel) -> None:
+        """``Conflict`` if the site has a funnel of that name."""
+
+    @abstractmethod
+    async def remove_funnel(self, site_id: str, name: str) -> bool: ...

@@ -31,8 +31,10 @@ from typing import Any, Final
 import msgspec
 
 from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.funnels import Funnel
+from hitstream.domain.goals import Goal
 from hitstream.domain.sites import ApiKey, Login, LoginToken, SharedLink, Site, User
-from hitstream.domain.stats import BreakdownRow, StatsQuery, TimeseriesPoint
+from hitstream.domain.stats import BreakdownRow, Filter, StatsQuery, TimeseriesPoint
 from hitstream.errors import (
     Conflict,
     HitstreamError,
@@ -288,6 +290,12 @@ class SocketStore(Store):
         )
         return result
 
+    async def funnel(
+        self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
+    ) -> list[int]:
+        result: list[int] = await self._call("funnel", query, steps, window_ms)
+        return result
+
     async def data_version(self, site_id: str) -> int:
         result: int = await self._call("data_version", site_id)
         return result
@@ -427,4 +435,26 @@ class SocketStore(Store):
 
     async def refusals(self, site_id: str | None = None) -> dict[str, int]:
         result: dict[str, int] = await self._call("refusals", site_id)
+        return result
+
+    async def goals(self, site_id: str) -> list[Goal]:
+        result: list[Goal] = await self._call("goals", site_id)
+        return result
+
+    async def add_goal(self, site_id: str, goal: Goal) -> None:
+        await self._call("add_goal", site_id, goal)
+
+    async def remove_goal(self, site_id: str, name: str) -> bool:
+        result: bool = await self._call("remove_goal", site_id, name)
+        return result
+
+    async def funnels(self, site_id: str) -> list[Funnel]:
+        result: list[Funnel] = await self._call("funnels", site_id)
+        return result
+
+    async def add_funnel(self, site_id: str, funnel: Funnel) -> None:
+        await self._call("add_funnel", site_id, funnel)
+
+    async def remove_funnel(self, site_id: str, name: str) -> bool:
+        result: bool = await self._call("remove_funnel", site_id, name)
         return result

@@ -30,7 +30,19 @@ from hitstream.errors import (
     QueryError,
     RateLimited,
 )
-from hitstream.web import alerts, collect, dashboard, docs, live, openapi, ops, pages, sites, stats
+from hitstream.web import (
+    alerts,
+    collect,
+    dashboard,
+    docs,
+    goals,
+    live,
+    openapi,
+    ops,
+    pages,
+    sites,
+    stats,
+)
 from hitstream.web.compat import plausible, seeds, umami
 from hitstream.web.cors import Cors
 from hitstream.web.deps import AppServices
@@ -190,6 +202,7 @@ def create_app(
     if services.stats is not None:  # the web role
         app.include_router(stats.router)
         app.include_router(sites.router)
+        app.include_router(goals.router)
         app.include_router(live.router)
         app.include_router(alerts.router)
         app.include_router(pages.router)

@@ -26,6 +26,7 @@ TRACKER: Final = STATIC_DIR / "js" / "hitstream.js"
 _ASSETS: Final = (
     "app.js",
     "app.css",
+    "goals.js",
     "sites.js",
     "vendor/uplot.min.js",
     "vendor/uplot.min.css",

@@ -10,13 +10,14 @@ from fastapi.responses import Response
 from hitstream.domain.access import Action
 from hitstream.domain.errors import QueryError
 from hitstream.domain.exports import stats_table, to_csv
+from hitstream.domain.goals import GOAL_PROPERTY
 from hitstream.domain.stats import (
     COMPARISONS,
     EVENT_PROPERTIES,
     INTERVALS,
-    METRICS,
     PERIODS,
     PROP_PREFIX,
+    QUERY_METRICS,
     SESSION_PROPERTIES,
     StatsQuery,
     build_query,
@@ -61,7 +62,7 @@ Metrics = Annotated[
     str | None,
     Query(
         max_length=200,
-        description=f"Comma list of {', '.join(METRICS)}. time_on_page: mean engaged "
+        description=f"Comma list of {', '.join(QUERY_METRICS)}. time_on_page: mean engaged "
         "seconds per pageview (engagement events); scroll_depth: mean deepest scroll, %; "
         "avg_duration: mean duration_ms of the matching events that carry one, in seconds",
     ),
@@ -71,7 +72,8 @@ Filters = Annotated[
     Query(
         max_length=MAX_FILTERS_LENGTH,
         description="Clauses joined by ';': property==a|b (is), != (is not), ~ (contains), "
-        "!~ (does not contain), =~ (matches a pattern), !=~ (does not match)",
+        "!~ (does not contain), =~ (matches a pattern), !=~ (does not match); "
+        "goal==Signup|Pricing keeps the events that complete those goals",
     ),
 ]
 Tz = Annotated[
@@ -125,10 +127,10 @@ Property = Annotated[
     Query(
         min_length=1,
         max_length=70,
-        description="page, source, country, prop:<key> ...",
+        description="page, source, country, prop:<key> ..., goal (a row per goal)",
         json_schema_extra={
             "anyOf": [
-                {"enum": sorted({*EVENT_PROPERTIES, *SESSION_PROPERTIES})},
+                {"enum": sorted({*EVENT_PROPERTIES, *SESSION_PROPERTIES, GOAL_PROPERTY})},
                 {"pattern": f"^{PROP_PREFIX}[\\s\\S]{{1,64}}$"},
             ]
         },

@@ -15,6 +15,8 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from hitstream.domain.funnels import Funnel
+from hitstream.domain.goals import Goal
 from hitstream.domain.sites import ApiKey, Login, LoginToken, SharedLink, Site, User
 from hitstream.domain.visitors import user_hash
 from hitstream.errors import Conflict
@@ -148,6 +150,7 @@ class SqlRegistry(Registry):
             ("DELETE FROM api_keys WHERE site_id = $s", s),
             ("DELETE FROM shared_links WHERE site_id = $s", s),
             ("DELETE FROM refusals WHERE site_id = $s", s),
+            ("DELETE FROM site_definitions WHERE site_id = $s", s),
             *self._site_data_statements(site_id),
             ("DELETE FROM site_registry WHERE site_id = $s RETURNING site_id", s),
             BUMP,
@@ -429,3 +432,60 @@ def forgotten_statement(site_id: str, user_id: str, at_ms: int) -> Statement:
         "ON CONFLICT (site_id, visitor_id) DO UPDATE SET forgotten_at = excluded.forgotten_at",
         {"s": site_id, "v": user_hash(site_id, user_id), "t": at_ms},
     )
+
+
+def _goal(document: str) -> Goal:
+    data = json.loads(document)
+    props = tuple((str(k), str(v)) for k, v in sorted(data.get("props", {}).items()))
+    return Goal(data["name"], data.get("page", ""), data.get("event_name", ""), props)
+
+
+def _funnel(document: str) -> Funnel:
+    data = json.loads(document)
+    return Funnel(data["name"], tuple(data["steps"]), data.get("window"))
+
+
+class SqlDefinitions(SqlRegistry):
+    """Goals and saved funnels: one row per (site, kind, name), the definition as JSON."""
+
+    async def _definitions(self, site_id: str, kind: str) -> list[str]:
+        rows = await self._one(
+            "SELECT name, definition FROM site_definitions WHERE site_id = $s AND kind = $k",
+            {"s": site_id, "k": kind},
+        )
+        return [row[1] for row in sorted(rows)]
+
+    async def _add_definition(self, site_id: str, kind: str, name: str, document: object) -> None:
+        rows = await self._one(
+            "INSERT INTO site_definitions (site_id, kind, name, definition) "
+            "VALUES ($s, $k, $n, $d) ON CONFLICT DO NOTHING RETURNING name",
+            {"s": site_id, "k": kind, "n": name, "d": _json(document)},
+        )
+        if not rows:
+            raise Conflict("name", f"{site_id} has a {kind} named {name!r} already")
+
+    async def _remove_definition(self, site_id: str, kind: str, name: str) -> bool:
+        rows = await self._one(
+            "DELETE FROM site_definitions WHERE site_id = $s AND kind = $k AND name = $n "
+            "RETURNING name",
+            {"s": site_id, "k": kind, "n": name},
+        )
+        return bool(rows)
+
+    async def goals(self, site_id: str) -> list[Goal]:
+        return [_goal(d) for d in await self._definitions(site_id, "goal")]
+
+    async def add_goal(self, site_id: str, goal: Goal) -> None:
+        await self._add_definition(site_id, "goal", goal.name, goal.as_dict())
+
+    async def remove_goal(self, site_id: str, name: str) -> bool:
+        return await self._remove_definition(site_id, "goal", name)
+
+    async def funnels(self, site_id: str) -> list[Funnel]:
+        return [_funnel(d) for d in await self._definitions(site_id, "funnel")]
+
+    async def add_funnel(self, site_id: str, funnel: Funnel) -> None:
+        await self._add_definition(site_id, "funnel", funnel.name, funnel.as_dict())
+
+    async def remove_funnel(self, site_id: str, name: str) -> bool:
+        return await self._remove_definition(site_id, "funnel", name)

@@ -16,11 +16,13 @@ from __future__ import annotations
 from typing import Final
 
 from hitstream.domain.events import EventType
+from hitstream.domain.goals import GOAL_PROPERTY
 from hitstream.domain.measures import check_filters, check_metrics, reads_engagement
 from hitstream.domain.patterns import compile_pattern, to_re2
 from hitstream.domain.stats import Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
+from hitstream.stores.sql import goals
 from hitstream.stores.sql.common import (
     COLUMNS,
     ENGAGEMENT_COLUMNS,
@@ -60,6 +62,53 @@ def _filter(flt: Filter, expr: str, params: Params) -> str:
         return "FALSE" if flt.op == "==" else "TRUE"
     listed = ", ".join(params.add(v) for v in flt.values)
     return f"{expr} {'IN' if flt.op == '==' else 'NOT IN'} ({listed})"
+
+
+def _goal(flt: Filter, query: Query, params: Params) -> str:
+    return goals.goal_sql(
+        flt,
+        query.goals,
+        params,
+        prop=lambda name: _property(name, params, "filters")[0],
+        text=lambda placeholder: placeholder,
+        regex=lambda value, pattern: f"regexp_full_match({value}, {pattern})",
+    )
+
+
+def _condition(flt: Filter, query: Query, params: Params) -> tuple[str, bool]:
+    """A filter clause's SQL, and whether it needs the visit row ``s``."""
+    if flt.property == GOAL_PROPERTY:
+        return _goal(flt, query, params), False
+    expr, joined = _property(flt.property, params, "filters")
+    return _filter(flt, expr, params), joined
+
+
+def funnel_sql(
+    query: Query, steps: tuple[Filter, ...], window_ms: int | None
+) -> tuple[str, dict[str, object]]:
+    """Visitors per funnel step (``hitstream.stores.sql.goals.funnel_sql``)."""
+    check_filters(query.filters)
+    check_filters(steps)
+    params = Params("${}", site=query.site_id, start=query.range.start, end=query.range.end)
+    where = ["e.site_id = $site", "e.ts >= $start", "e.ts < $end"]
+    needs_visit_row = False
+    for flt in query.filters:
+        sql, joined = _condition(flt, query, params)
+        needs_visit_row |= joined
+        where.append(sql)
+    flags = []
+    for step in steps:
+        sql, joined = _condition(step, query, params)
+        needs_visit_row |= joined
+        flags.append(sql)
+    # LEFT: a step on the visit row fails without one (NULL), the other steps still count
+    join = (
+        "LEFT JOIN sessions s ON s.site_id = e.site_id AND s.session_id = e.session_id"
+        if needs_visit_row
+        else ""
+    )
+    source = f"FROM events e {join} WHERE {' AND '.join(where)}"
+    return goals.funnel_sql(source, flags, window_ms, "e.ts, e.event_id"), params.values
 
 
 def _bucket(starts: list[int], interval: str, params: Params, joins: list[str]) -> str:
@@ -140,6 +189,9 @@ def stats_sql(
     if buckets:
         g = _bucket(buckets, query.interval, params, joins)
     for flt in query.filters:
+        if flt.property == GOAL_PROPERTY:
+            where.append(_goal(flt, query, params))
+            continue
         expr, joined = _property(flt.property, params, "filters")
         needs_visit_row |= joined
         where.append(_filter(flt, expr, params))

@@ -26,11 +26,13 @@ from __future__ import annotations
 from typing import Final
 
 from hitstream.domain.events import EventType
+from hitstream.domain.goals import GOAL_PROPERTY
 from hitstream.domain.measures import check_filters, check_metrics, reads_engagement
 from hitstream.domain.patterns import compile_pattern, to_postgres
 from hitstream.domain.stats import Filter
 from hitstream.domain.stats import StatsQuery as Query
 from hitstream.errors import QueryError
+from hitstream.stores.sql import goals
 from hitstream.stores.sql.common import (
     COLUMNS,
     ENGAGEMENT_COLUMNS,
@@ -75,6 +77,59 @@ def _filter(flt: Filter, expr: str, params: Params, collation: str | None) -> st
     return (
         f"{expr} = ANY({values}::text[])" if flt.op == "==" else f"{expr} <> ALL({values}::text[])"
     )
+
+
+def _goal(flt: Filter, query: Query, params: Params) -> str:
+    return goals.goal_sql(
+        flt,
+        query.goals,
+        params,
+        prop=lambda name: _property(name, params, "filters")[0],
+        text=lambda placeholder: f"{placeholder}::text",
+        regex=lambda value, pattern: f"{value} ~ ('^(?:' || {pattern}::text || ')$')",
+    )
+
+
+def _condition(
+    flt: Filter, query: Query, params: Params, collation: str | None
+) -> tuple[str, bool]:
+    """A filter clause's SQL, and whether it needs the visit row ``s``."""
+    if flt.property == GOAL_PROPERTY:
+        return _goal(flt, query, params), False
+    expr, joined = _property(flt.property, params, "filters")
+    return _filter(flt, expr, params, collation), joined
+
+
+def funnel_sql(
+    query: Query,
+    steps: tuple[Filter, ...],
+    window_ms: int | None,
+    collation: str | None = None,
+) -> tuple[str, dict[str, object]]:
+    """Visitors per funnel step (``hitstream.stores.sql.goals.funnel_sql``)."""
+    check_filters(query.filters)
+    check_filters(steps)
+    params = Params("%({})s", site=query.site_id, start=query.range.start, end=query.range.end)
+    where = ["e.site_id = %(site)s::text", "e.ts >= %(start)s::bigint", "e.ts < %(end)s::bigint"]
+    needs_visit_row = False
+    for flt in query.filters:
+        sql, joined = _condition(flt, query, params, collation)
+        needs_visit_row |= joined
+        where.append(sql)
+    flags = []
+    for step in steps:
+        sql, joined = _condition(step, query, params, collation)
+        needs_visit_row |= joined
+        flags.append(sql)
+    # LEFT: a step on the visit row fails without one (NULL), the other steps still count
+    join = (
+        "LEFT JOIN sessions s ON s.site_id = e.site_id AND s.session_id = e.session_id"
+        if needs_visit_row
+        else ""
+    )
+    source = f"FROM events e {join} WHERE {' AND '.join(where)}"
+    order = 'e.ts, e.event_id COLLATE "C"'
+    return goals.funnel_sql(source, flags, window_ms, order), params.values
 
 
 def _percentiles(wanted: set[str], g: str, source: str) -> str | None:
@@ -135,6 +190,9 @@ def stats_sql(
         starts = params.add(buckets)
         g = f"({starts}::bigint[])[width_bucket(e.ts, {starts}::bigint[])]"
     for flt in query.filters:
+        if flt.property == GOAL_PROPERTY:
+            where.append(_goal(flt, query, params))
+            continue
         expr, joined = _property(flt.property, params, "filters")
         needs_visit_row |= joined
         where.append(_filter(flt, expr, params, collation))

@@ -1,0 +1,257 @@
+/* hitstream dashboard: the goals panel (manage goals, conversions per goal) and the funnel
+ * panel (a saved funnel or typed steps, a bar per step). Reads the view (site, period,
+ * filters) from the URL that app.js keeps, and asks the HTTP API; every value a visitor or a
+ * user could have influenced goes in with textContent.
+ */
+(function () {
+  'use strict';
+
+  var $ = function (id) { return document.getElementById(id); };
+  var fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+  var csrf = '';
+  var lastKey = '';
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+
+  function view() {
+    var q = new URLSearchParams(location.search);
+    var site = document.body.dataset.share || q.get('site') || '';
+    if (!site) { var s = $('site'); site = s ? s.value : ''; }
+    var p = new URLSearchParams();
+    p.set('site_id', site);
+    p.set('period', q.get('period') || 'day');
+    if (q.get('from')) p.set('from', q.get('from'));
+    if (q.get('to')) p.set('to', q.get('to'));
+    if (q.get('filters')) p.set('filters', q.get('filters'));
+    if (q.get('auth')) p.set('auth', q.get('auth'));
+    return { site: site, params: p, auth: q.get('auth') || '' };
+  }
+
+  function get(url) {
+    return fetch(url, { headers: { Accept: 'application/json' } }).then(function (r) {
+      return r.json().then(function (body) { return { ok: r.ok, body: body }; });
+    });
+  }
+
+  function send(method, url, body) {
+    var headers = { Accept: 'application/json', 'X-CSRF-Token': csrf };
+    if (body) headers['Content-Type'] = 'application/json';
+    return fetch(url, { method: method, headers: headers, body: body ? JSON.stringify(body) : undefined })
+      .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, body: b }; }); });
+  }
+
+  function errorText(res) {
+    var e = res.body && res.body.error;
+    return e ? e.field + ': ' + e.reason : 'failed';
+  }
+
+  function withAuth(url, v) {
+    return v.auth ? url + (url.indexOf('?') < 0 ? '?' : '&') + 'auth=' + encodeURIComponent(v.auth) : url;
+  }
+
+  // ---------------------------------------------------------------- goals
+
+  function goalText(g) {
+    if (g.page) return 'page ' + g.page;
+    var props = Object.keys(g.props || {}).map(function (k) { return k + '=' + g.props[k]; });
+    return 'event ' + g.event_name + (props.length ? ' (' + props.join(', ') + ')' : '');
+  }
+
+  function renderGoals(v, goals, rows) {
+    var list = $('goals-table');
+    clear(list);
+    $('goals-empty').hidden = goals.length > 0;
+    if (!goals.length) return;
+    var byName = {};
+    rows.forEach(function (r) { byName[r.value] = r; });
+    var head = el('div', 'row head goal-row');
+    ['Goal', 'Visitors', 'Events', 'CR'].forEach(function (t, i) { head.appendChild(el('span', i ? 'num' : 'label', t)); });
+    head.appendChild(el('span'));
+    list.appendChild(head);
+    var sorted = goals.slice().sort(function (a, b) {
+      var x = byName[a.name] ? byName[a.name].conversions : 0, y = byName[b.name] ? byName[b.name].conversions : 0;
+      return y - x || (a.name < b.name ? -1 : 1);
+    });
+    sorted.forEach(function (g) {
+      var r = byName[g.name] || { conversions: 0, events: 0, conversion_rate: 0 };
+      var row = el('div', 'row goal-row');
+      row.dataset.goal = g.name;
+      var label = el('span', 'label', g.name);
+      label.title = goalText(g);
+      row.appendChild(label);
+      row.appendChild(el('span', 'num conversions', fmt.format(r.conversions)));
+      row.appendChild(el('span', 'num events', fmt.format(r.events)));
+      row.appendChild(el('span', 'num rate', fmt.format(r.conversion_rate) + '%'));
+      var remove = el('button', 'link remove-goal', '×');
+      remove.type = 'button';
+      remove.title = 'Remove goal ' + g.name;
+      remove.hidden = !csrf;
+      remove.addEventListener('click', function () {
+        send('DELETE', '/api/v1/sites/' + encodeURIComponent(v.site) + '/goals/' + encodeURIComponent(g.name))
+          .then(function (res) { if (res.ok) refresh(true); else $('goal-error').textContent = errorText(res); });
+      });
+      row.appendChild(remove);
+      list.appendChild(row);
+    });
+  }
+
+  function loadGoals(v) {
+    var base = '/api/v1/sites/' + encodeURIComponent(v.site);
+    var p = new URLSearchParams(v.params);
+    p.set('property', 'goal');
+    p.set('metrics', 'conversions,events,conversion_rate');
+    return Promise.all([
+      get(withAuth(base + '/goals', v)),
+      get('/api/v1/stats/breakdown?' + p.toString())
+    ]).then(function (both) {
+      var goals = both[0].ok ? both[0].body.goals : [];
+      var rows = both[1].ok ? both[1].body.results : [];
+      renderGoals(v, goals, rows);
+    });
+  }
+
+  function bindGoalForm() {
+    $('goal-kind').addEventListener('change', function () {
+      $('goal-props').hidden = $('goal-kind').value !== 'event';
+    });
+    $('add-goal').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var v = view();
+      var body = { name: $('goal-name').value.trim() };
+      var target = $('goal-target').value.trim();
+      if ($('goal-kind').value === 'page') body.page = target;
+      else {
+        body.event_name = target;
+        var props = {};
+        $('goal-props').value.split(',').forEach(function (pair) {
+          var i = pair.indexOf('=');
+          if (i > 0) props[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
+        });
+        if (Object.keys(props).length) body.props = props;
+      }
+      send('POST', '/api/v1/sites/' + encodeURIComponent(v.site) + '/goals', body).then(function (res) {
+        $('goal-error').textContent = res.ok ? '' : errorText(res);
+        if (res.ok) { $('add-goal').reset(); $('goal-props').hidden = true; refresh(true); }
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------- funnels
+
+  var funnels = [];
+
+  function renderFunnel(answer) {
+    var box = $('funnel-bars');
+    clear(box);
+    var steps = answer.steps || [];
+    var top = steps.length ? steps[0].visitors || 1 : 1;
+    steps.forEach(function (s, i) {
+      var row = el('div', 'funnel-step');
+      row.appendChild(el('span', 'label', (i + 1) + '. ' + s.label));
+      var track = el('div', 'funnel-track');
+      var bar = el('div', 'funnel-bar');
+      bar.style.width = Math.max(0, Math.min(100, 100 * s.visitors / top)) + '%';
+      track.appendChild(bar);
+      row.appendChild(track);
+      row.appendChild(el('span', 'num visitors', fmt.format(s.visitors)));
+      row.appendChild(el('span', 'num rate', fmt.format(s.conversion_rate) + '%'));
+      row.appendChild(el('span', 'num dropoff', i ? '−' + fmt.format(s.dropoff) : ''));
+      box.appendChild(row);
+    });
+  }
+
+  function runFunnel() {
+    var v = view();
+    var p = new URLSearchParams(v.params);
+    var chosen = $('funnel-pick').value;
+    if (chosen) p.set('funnel', chosen);
+    else {
+      $('funnel-steps').value.split('\n').map(function (s) { return s.trim(); })
+        .filter(Boolean).forEach(function (s) { p.append('step', s); });
+      var w = $('funnel-window').value.trim();
+      if (w) p.set('window', w);
+    }
+    if (!chosen && !p.getAll('step').length) { clear($('funnel-bars')); return Promise.resolve(); }
+    return get('/api/v1/stats/funnel?' + p.toString()).then(function (res) {
+      $('funnel-error').textContent = res.ok ? '' : errorText(res);
+      if (res.ok) renderFunnel(res.body); else clear($('funnel-bars'));
+    });
+  }
+
+  function loadFunnels(v) {
+    return get(withAuth('/api/v1/sites/' + encodeURIComponent(v.site) + '/funnels', v)).then(function (res) {
+      funnels = res.ok ? res.body.funnels : [];
+      var pick = $('funnel-pick');
+      var keep = pick.value;
+      clear(pick);
+      pick.appendChild(el('option', null, 'Typed steps'));
+      pick.firstChild.value = '';
+      funnels.forEach(function (f) {
+        var o = el('option', null, f.name);
+        o.value = f.name;
+        pick.appendChild(o);
+      });
+      pick.value = funnels.some(function (f) { return f.name === keep; }) ? keep : '';
+      $('funnel-save').hidden = !csrf;
+    });
+  }
+
+  function bindFunnelForm() {
+    $('funnel-form').addEventListener('submit', function (ev) { ev.preventDefault(); runFunnel(); });
+    $('funnel-pick').addEventListener('change', function () {
+      var f = funnels.filter(function (x) { return x.name === $('funnel-pick').value; })[0];
+      if (f) { $('funnel-steps').value = f.steps.join('\n'); $('funnel-window').value = f.window || ''; }
+      runFunnel();
+    });
+    $('funnel-save').addEventListener('click', function () {
+      var v = view();
+      var name = $('funnel-name').value.trim();
+      var steps = $('funnel-steps').value.split('\n').map(function (s) { return s.trim(); }).filter(Boolean);
+      var w = $('funnel-window').value.trim();
+      send('POST', '/api/v1/sites/' + encodeURIComponent(v.site) + '/funnels',
+        { name: name, steps: steps, window: w ? Number(w) : null }).then(function (res) {
+        $('funnel-error').textContent = res.ok ? '' : errorText(res);
+        if (res.ok) loadFunnels(v).then(function () { $('funnel-pick').value = name; runFunnel(); });
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------- refresh
+
+  function refresh(force) {
+    var v = view();
+    if (!v.site) return;
+    var key = v.params.toString();
+    if (!force && key === lastKey) return;
+    var siteChanged = lastKey.indexOf('site_id=' + encodeURIComponent(v.site) + '&') !== 0;
+    lastKey = key;
+    loadGoals(v);
+    (siteChanged || force ? loadFunnels(v) : Promise.resolve()).then(runFunnel);
+  }
+
+  function start() {
+    if (!$('goals-panel')) return;
+    bindGoalForm();
+    bindFunnelForm();
+    var share = !!document.body.dataset.share;
+    $('add-goal').hidden = share;
+    var ready = share ? Promise.resolve() : fetch('/api/v1/session', { headers: { Accept: 'application/json' } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (s) { csrf = (s && s.csrf) || ''; if (!csrf) $('add-goal').hidden = true; })
+      .catch(function () {});
+    ready.then(function () {
+      refresh(true);
+      setInterval(function () { refresh(false); }, 1000);  // the view moved (app.js keeps the URL)
+      setInterval(function () { refresh(true); }, 30000);
+    });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();

@@ -1,0 +1,100 @@
+"""A real browser: the dashboard's goals panel and funnel panel show the numbers this test
+works out from the visits it sends (through the collector of a real ``hitstream serve``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.e2e.test_browser import FIREFOX, browser, open_dashboard, register
+from tests.server import ServerProcess
+
+__all__ = ["browser"]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SITE = "goals.e2e.test"
+VISITS: list[list[dict[str, Any]]] = [
+    [{"path": "/"}, {"path": "/pricing"}, {"type": "custom", "name": "signup", "path": "/pricing",
+                                           "props": {"plan": "pro"}}],
+    [{"path": "/"}, {"path": "/pricing-plans"}],
+    [{"path": "/"}, {"path": "/blog"}, {"type": "custom", "name": "signup", "path": "/blog",
+                                        "props": {"plan": "free"}}],
+    [{"path": "/pricing/faq"}],
+]  # fmt: skip
+PRICING = ("/pricing", "/pricing-plans")  # what /pricing* matches among the paths above
+
+
+def is_signup(e: dict[str, Any]) -> bool:
+    return e.get("name") == "signup" and e.get("props") == {"plan": "pro"}
+
+
+def pct(part: int, whole: int) -> str:
+    value = round(100 * part / whole, 1)
+    return f"{value:g}%"
+
+
+def test_goals_and_funnel_panels_show_the_expected_numbers(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    register(live_server, SITE)
+    for number, visit in enumerate(VISITS):
+        for event in visit:  # one request each: every event its own millisecond, in order
+            body = {"site_id": SITE, "type": "pageview", **event}
+            ua = f"{FIREFOX} visitor/{number}"
+            answer = httpx.post(
+                f"{live_server.url}/api/v1/events", json=body, headers={"User-Agent": ua}
+            )
+            assert answer.status_code == 202, answer.text
+            time.sleep(0.005)
+    for goal in ({"name": "Pricing", "page": "/pricing*"},):
+        made = httpx.post(
+            f"{live_server.url}/api/v1/sites/{SITE}/goals", json=goal, headers=live_server.headers
+        )
+        assert made.status_code == 201, made.text
+
+    visitors = len(VISITS)
+    pricing = [v for v in VISITS if any(e.get("path") in PRICING and "type" not in e for e in v)]
+    signups = [v for v in VISITS if any(is_signup(e) for e in v)]
+    dashboard = open_dashboard(browser, live_server, site=SITE)
+
+    # the second goal through the panel's form, as a user adds it
+    dashboard.fill("#goal-name", "Signup")
+    dashboard.select_option("#goal-kind", "event")
+    dashboard.fill("#goal-target", "signup")
+    dashboard.fill("#goal-props", "plan=pro")
+    dashboard.click("#add-goal button[type=submit]")
+
+    rows = dashboard.locator("#goals-table")
+    price_row = rows.locator('.goal-row[data-goal="Pricing"]')
+    expect(price_row.locator(".conversions")).to_have_text(str(len(pricing)), timeout=10_000)
+    expect(price_row.locator(".events")).to_have_text(str(len(pricing)))
+    expect(price_row.locator(".rate")).to_have_text(pct(len(pricing), visitors))
+    signup_row = rows.locator('.goal-row[data-goal="Signup"]')
+    expect(signup_row.locator(".conversions")).to_have_text(str(len(signups)), timeout=10_000)
+    expect(signup_row.locator(".rate")).to_have_text(pct(len(signups), visitors))
+
+    # a funnel typed as steps: home, then a pricing page, then a pro signup, in order
+    steps = ["page==/", "goal==Pricing", "goal==Signup"]
+    reached = [
+        sum(1 for v in VISITS if v[0]["path"] == "/"),
+        sum(1 for v in VISITS if v[0]["path"] == "/" and v in pricing),
+        sum(1 for v in VISITS if v[0]["path"] == "/" and v in pricing and v in signups),
+    ]
+    dashboard.fill("#funnel-steps", "\n".join(steps))
+    dashboard.click("#funnel-form button[type=submit]")
+    bars = dashboard.locator("#funnel-bars .funnel-step")
+    expect(bars).to_have_count(len(steps), timeout=10_000)
+    for i, count in enumerate(reached):
+        expect(bars.nth(i).locator(".visitors")).to_have_text(str(count))
+        expect(bars.nth(i).locator(".rate")).to_have_text(pct(count, reached[0]))
+        expect(bars.nth(i).locator(".label")).to_contain_text(steps[i])
+    # saved, then picked from the list: the same bars
+    dashboard.fill("#funnel-name", "Signup flow")
+    dashboard.click("#funnel-save")
+    expect(dashboard.locator("#funnel-pick")).to_have_value("Signup flow", timeout=10_000)
+    expect(bars.nth(2).locator(".visitors")).to_have_text(str(reached[2]))
+    dashboard.close()

@@ -1,0 +1,246 @@
+"""The goals and funnels API in process (memory adapters): access, bad input, and the numbers
+of goal metrics, goal breakdowns and funnels on generated visits, worked out here from the
+generated events (a pattern matcher and a brute-force funnel of the contract tests, no code
+of hitstream's)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hitstream.bootstrap import Runtime, build
+from hitstream.domain.events import ProcessedEvent
+from hitstream.domain.goals import Goal
+from hitstream.domain.stats import Filter, Range, StatsQuery
+from hitstream.services.accounts import Accounts
+from hitstream.settings import Settings
+from hitstream.stores.base import WriteBatch
+from hitstream.web.app import create_app
+from tests.access import admin_key, bearer
+from tests.contract.test_goals_contract import GoalReference, done
+
+SITE = "shop.example"
+DAY0 = int(datetime(2026, 2, 3, 8, tzinfo=UTC).timestamp() * 1000)
+PERIOD = {"site_id": SITE, "period": "custom", "from": "2026-02-03", "to": "2026-02-04"}
+PAGES = ["/", "/pricing", "/pricing-plans", "/pricing/faq", "/docs/a", "/docs/a/b", "/blog"]
+
+
+def generated(seed: int) -> list[ProcessedEvent]:
+    rng = random.Random(seed)
+    events = []
+    for number in range(200):
+        visitor, visit = f"v{rng.randrange(80)}", f"s{number}"
+        ts = DAY0 + rng.randrange(20 * 3_600_000)
+        for i in range(rng.randrange(1, 9)):
+            ts += rng.randrange(0, 20 * 60_000)
+            custom = rng.random() < 0.2
+            events.append(
+                ProcessedEvent(
+                    event_id=f"e{number:03d}-{i}",
+                    site_id=SITE,
+                    type="custom" if custom else "pageview",
+                    name="signup" if custom else "pageview",
+                    timestamp=ts,
+                    received_at=ts,
+                    visitor_id=visitor,
+                    session_id=visit,
+                    path=rng.choice(PAGES),
+                    source=rng.choice(["", "Google", "Twitter"]),
+                    props={"plan": rng.choice(["pro", "free"])} if custom else {},
+                )
+            )
+    return events
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    settings = Settings(
+        data_dir=tmp_path,
+        log_url="memory://",
+        store_url="memory://",
+        cache_url="memory://",
+        sites=SITE,
+    )
+    runtime = build(settings)
+    runtime.announce = lambda line: None
+    await runtime.start(run_processor=False)
+    yield runtime
+    await runtime.stop()
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(runtime.services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hitstream.test") as c:
+        yield c
+
+
+async def keys(runtime: Runtime) -> tuple[dict[str, str], dict[str, str]]:
+    admin = bearer(await admin_key(runtime.store))
+    reader, _ = await Accounts(runtime.store).create_key(SITE, "read", "reader")
+    return admin, bearer(reader)
+
+
+GOALS = [
+    {"name": "Pricing", "page": "/pricing*"},
+    {"name": "Docs", "page": "/docs/**"},
+    {"name": "Signup", "event_name": "signup", "props": {"plan": "pro"}},
+]
+AS_GOALS = (
+    Goal("Pricing", page="/pricing*"),
+    Goal("Docs", page="/docs/**"),
+    Goal("Signup", event_name="signup", props=(("plan", "pro"),)),
+)
+
+
+async def test_goal_access_and_bad_input(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    admin, reader = await keys(runtime)
+    url = f"/api/v1/sites/{SITE}/goals"
+    assert (await client.get(url)).status_code == 401
+    assert (await client.post(url, json=GOALS[0])).status_code == 401
+    refused = await client.post(url, json=GOALS[0], headers=reader)
+    assert refused.status_code == 403
+    made = await client.post(url, json=GOALS[2], headers=admin)
+    assert made.status_code == 201 and made.json() == GOALS[2]
+    assert (await client.post(url, json=GOALS[2], headers=admin)).status_code == 409
+    assert (await client.get(url, headers=reader)).json() == {"goals": [GOALS[2]]}
+    assert (await client.delete(f"{url}/Signup", headers=reader)).status_code == 403
+    for body, field in [
+        ({"name": "X", "page": "pricing"}, "page"),
+        ({"name": "X", "page": "/a***"}, "page"),
+        ({"name": "X"}, "page"),
+        ({"name": "X", "page": "/a", "event_name": "e"}, "page"),
+        ({"name": "a|b", "page": "/a"}, "name"),
+        ({"name": "X", "page": "/a", "props": {"k": "v"}}, "props"),
+    ]:
+        bad = await client.post(url, json=body, headers=admin)
+        assert (bad.status_code, bad.json()["error"]["field"]) == (400, field), body
+    gone = await client.delete(f"{url}/Signup", headers=admin)
+    assert gone.status_code == 200
+    assert (await client.delete(f"{url}/Signup", headers=admin)).status_code == 404
+    # funnels: same rules
+    furl = f"/api/v1/sites/{SITE}/funnels"
+    flow = {"name": "Flow", "steps": ["page==/", "page==/pricing"], "window": 30}
+    assert (await client.post(furl, json=flow, headers=reader)).status_code == 403
+    assert (await client.post(furl, json=flow, headers=admin)).status_code == 201
+    assert (await client.get(furl, headers=reader)).json() == {"funnels": [flow]}
+    few = await client.post(furl, json={**flow, "name": "F", "steps": ["page==/"]}, headers=admin)
+    assert (few.status_code, few.json()["error"]["field"]) == (400, "steps")
+    # stats
+    stats = "/api/v1/stats"
+    assert (await client.get(f"{stats}/funnel", params=PERIOD)).status_code == 401
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"step": ["page==/"]}, "step"),
+        ({"step": ["page==/", "nonsense"]}, "step"),
+        ({"step": ["page==/", "goal==Nope"]}, "step"),
+        ({"step": ["page==/", "page==/a"], "window": 0}, "window"),
+        ({"funnel": "Nope"}, "funnel"),
+    ]
+    for params, field in cases:
+        bad = await client.get(f"{stats}/funnel", params={**PERIOD, **params}, headers=reader)
+        assert (bad.status_code, bad.json()["error"]["field"]) == (400, field), params
+    unknown = await client.get(
+        f"{stats}/aggregate", params={**PERIOD, "filters": "goal==Nope"}, headers=reader
+    )
+    assert (unknown.status_code, unknown.json()["error"]["field"]) == (400, "filters")
+
+
+async def test_goal_metrics_and_funnels_on_generated_visits(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    admin, reader = await keys(runtime)
+    events = generated(7)
+    await runtime.store.write(WriteBatch("events", {0: len(events)}, events, []))
+    for goal in GOALS:
+        made = await client.post(f"/api/v1/sites/{SITE}/goals", json=goal, headers=admin)
+        assert made.status_code == 201
+    everyone = {e.visitor_id for e in events}
+    by_goal = {g.name: [e for e in events if done(g, e)] for g in AS_GOALS}  # completions, per goal
+    converted = {e.visitor_id for found in by_goal.values() for e in found}
+
+    got = await client.get(
+        "/api/v1/stats/aggregate",
+        params={**PERIOD, "metrics": "visitors,conversions,conversion_rate"},
+        headers=reader,
+    )
+    results = got.json()["results"]
+    assert results["visitors"]["value"] == len(everyone)
+    assert results["conversions"]["value"] == len(converted)
+    assert results["conversion_rate"]["value"] == round(100 * len(converted) / len(everyone), 2)
+
+    rows = (
+        await client.get(
+            "/api/v1/stats/breakdown",
+            params={**PERIOD, "property": "goal", "metrics": "conversions,events,conversion_rate"},
+            headers=reader,
+        )
+    ).json()["results"]
+    want = sorted(
+        (
+            (name, len({e.visitor_id for e in found}), len(found))
+            for name, found in by_goal.items()
+            if found
+        ),
+        key=lambda row: (-row[1], row[0]),
+    )
+    assert [(r["value"], r["conversions"], r["events"]) for r in rows] == want
+    for row in rows:
+        assert row["conversion_rate"] == round(100 * row["conversions"] / len(everyone), 2)
+
+    # a breakdown by page filtered by a goal: the pages of the Pricing completions
+    pages = (
+        await client.get(
+            "/api/v1/stats/breakdown",
+            params={**PERIOD, "property": "page", "filters": "goal==Pricing", "metrics": "events"},
+            headers=reader,
+        )
+    ).json()["results"]
+    counts: dict[str, int] = {}
+    for e in by_goal["Pricing"]:
+        counts[e.path] = counts.get(e.path, 0) + 1
+    assert {r["value"]: r["events"] for r in pages} == counts
+    assert set(counts) <= {"/pricing", "/pricing-plans"}  # never /pricing/faq
+
+    # funnels, typed and saved, with a window
+    reference = GoalReference([(events, [])], AS_GOALS)
+    steps = ("page==/", "goal==Pricing", "goal==Signup")
+    filters = tuple(Filter(p, "==", (v,)) for p, _, v in (s.partition("==") for s in steps))
+    query = StatsQuery(SITE, Range(DAY0 - 8 * 3_600_000, DAY0 + 40 * 3_600_000))
+    seen = {}
+    for window in (None, 15):
+        want_visitors = reference.funnel(
+            query, filters, None if window is None else window * 60_000
+        )
+        params: dict[str, Any] = {**PERIOD, "step": list(steps)}
+        if window is not None:
+            params["window"] = window
+        answer = (await client.get("/api/v1/stats/funnel", params=params, headers=reader)).json()
+        assert [s["visitors"] for s in answer["steps"]] == want_visitors
+        assert [s["label"] for s in answer["steps"]] == list(steps)
+        first = want_visitors[0]
+        assert [s["conversion_rate"] for s in answer["steps"]] == [
+            round(100 * v / first, 2) if first else 0 for v in want_visitors
+        ]
+        assert [s["dropoff"] for s in answer["steps"]] == [
+            0,
+            *(a - b for a, b in itertools.pairwise(want_visitors)),
+        ]
+        seen[window] = want_visitors
+    assert seen[None][0] > seen[None][-1] > 0  # the generated data exercises every part
+    assert seen[15] != seen[None]  # and the window
+    saved = {"name": "Flow", "steps": list(steps), "window": 15}
+    assert (
+        await client.post(f"/api/v1/sites/{SITE}/funnels", json=saved, headers=admin)
+    ).status_code == 201
+    by_name = await client.get(
+        "/api/v1/stats/funnel", params={**PERIOD, "funnel": "Flow"}, headers=reader
+    )
+    assert [s["visitors"] for s in by_name.json()["steps"]] == want_visitors
+    assert by_name.json()["window"] == 15
