@@ -91,6 +91,8 @@ def funnel_sql(
     check_filters(steps)
     params = Params("${}", site=query.site_id, start=query.range.start, end=query.range.end)
     where = ["e.site_id = $site", "e.ts >= $start", "e.ts < $end"]
+    if not reads_engagement(query.metrics):  # measurements, not steps (decision 0018)
+        where.append(f"e.type <> {_ENGAGEMENT}")
     needs_visit_row = False
     for flt in query.filters:
         sql, joined = _condition(flt, query, params)

@@ -111,6 +111,8 @@ def funnel_sql(
     check_filters(steps)
     params = Params("%({})s", site=query.site_id, start=query.range.start, end=query.range.end)
     where = ["e.site_id = %(site)s::text", "e.ts >= %(start)s::bigint", "e.ts < %(end)s::bigint"]
+    if not reads_engagement(query.metrics):  # measurements, not steps (decision 0018)
+        where.append(f"e.type <> {_ENGAGEMENT}")
     needs_visit_row = False
     for flt in query.filters:
         sql, joined = _condition(flt, query, params, collation)
