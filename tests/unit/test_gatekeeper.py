@@ -9,7 +9,7 @@ from hitstream.domain.access import Action, Kind
 from hitstream.domain.credentials import token_hash
 from hitstream.domain.sites import Login, Site, User
 from hitstream.errors import AccessDenied, NotFound, StoreUnavailable
-from hitstream.services.access import Credentials, Gatekeeper
+from hitstream.services.access import RECHECK_S, Credentials, Gatekeeper
 from hitstream.services.accounts import Accounts
 from hitstream.stores.memory import MemoryStore
 
@@ -36,6 +36,22 @@ async def test_a_new_site_is_seen_after_at_most_refresh_s(store: MemoryStore) ->
     assert await gate.sites() == {}  # not asked again yet
     clock.now = 1.0
     assert list(await gate.sites()) == ["a.io"]
+
+
+async def test_an_unknown_site_makes_the_gate_ask_again_soon(store: MemoryStore) -> None:
+    """A site registered through another process a moment ago is found on its first use
+    (the grpc role beside serve), yet unknown sites ask the registry at most every RECHECK_S."""
+    clock = Clock()
+    gate = Gatekeeper(store, refresh_s=1.0, clock=clock)
+    assert await gate.site("a.io") is None
+    await store.add_site(Site("a.io"))
+    clock.now = RECHECK_S / 2
+    assert await gate.site("a.io") is None  # asked a moment ago: not again yet
+    clock.now = RECHECK_S
+    found = await gate.site("a.io")
+    assert found is not None and found.site_id == "a.io"  # well before refresh_s
+    await store.add_site(Site("b.io"))
+    assert await gate.site("b.io") is None  # the recheck just happened
 
 
 async def test_an_outage_keeps_the_last_copy(store: MemoryStore) -> None:

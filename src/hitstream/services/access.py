@@ -57,6 +57,10 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
+RECHECK_S: Final = 0.1
+"""How soon an unknown site may make the gatekeeper ask the registry again."""
+
+
 class Gatekeeper:
     def __init__(
         self,
@@ -128,7 +132,13 @@ class Gatekeeper:
         return self._forgotten
 
     async def site(self, site_id: str) -> Site | None:
-        return (await self.sites()).get(site_id)
+        found = (await self.sites()).get(site_id)
+        if found is None and self._clock() - self._checked >= RECHECK_S:
+            # added a moment ago through another process? ask the registry's version now
+            # (a cheap one-row read, at most every RECHECK_S however many strangers ask)
+            self._checked = -float("inf")
+            found = (await self.sites()).get(site_id)
+        return found
 
     # -- principals ----------------------------------------------------------------------
 
