@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 from hitstream.domain.errors import QueryError
 from hitstream.domain.events import EventType, ProcessedEvent, Session, is_engagement
+from hitstream.domain.sessions import count_into, new_visit
 
 EVENT_FIELDS: Final = tuple(f.name for f in fields(ProcessedEvent))
 """Columns of an exported event, in order: every stored column of ``events``."""
@@ -156,48 +157,10 @@ class Visits:
         if not event.session_id or is_engagement(event.type):
             return  # an engagement event never starts or changes a visit (``Sessionizer.attach``)
         key = (event.site_id, event.session_id)
-        ts = event.timestamp
         visit = self._visits.get(key)
         if visit is None:
-            visit = Session(
-                session_id=event.session_id,
-                site_id=event.site_id,
-                visitor_id=event.visitor_id,
-                started_at=ts,
-                last_seen=ts,
-                entry_page=event.path,
-                exit_page=event.path,
-                pageviews=0,
-                events=0,
-                source=event.source,
-                channel=event.channel,
-                referrer_domain=event.referrer_domain,
-                utm_source=event.utm_source,
-                utm_medium=event.utm_medium,
-                utm_campaign=event.utm_campaign,
-                utm_term=event.utm_term,
-                utm_content=event.utm_content,
-                browser=event.browser,
-                os=event.os,
-                device=event.device,
-                country=event.country,
-            )
-            self._visits[key] = visit
-        is_pageview = event.type == EventType.PAGEVIEW
-        if ts < visit.started_at:
-            visit.started_at = ts
-            if is_pageview:
-                visit.entry_page = event.path
-        if ts >= visit.last_seen:
-            visit.last_seen = ts
-            if is_pageview:
-                visit.exit_page = event.path
-        if event.type == EventType.SESSION and event.duration_ms:
-            visit.last_seen = max(visit.last_seen, visit.started_at + event.duration_ms)
-        if event.type != EventType.SESSION:
-            visit.events += 1
-        if is_pageview:
-            visit.pageviews += 1
+            visit = self._visits[key] = new_visit(event, event.session_id)
+        count_into(visit, event)
 
     def all(self) -> list[Session]:
         return list(self._visits.values())

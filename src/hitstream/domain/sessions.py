@@ -97,47 +97,10 @@ class Sessionizer:
         """Put ``event`` in its visit (continuing one or starting one); sets its session_id."""
         ts = event.timestamp
         session = self._find(event, visitor_id_prev)
-        is_pageview = event.type == EventType.PAGEVIEW
         if session is None:
-            session = Session(
-                session_id=session_id_for(event.site_id, event.visitor_id, ts),
-                site_id=event.site_id,
-                visitor_id=event.visitor_id,
-                started_at=ts,
-                last_seen=ts,
-                entry_page=event.path,
-                exit_page=event.path,
-                pageviews=0,
-                events=0,
-                source=event.source,
-                channel=event.channel,
-                referrer_domain=event.referrer_domain,
-                utm_source=event.utm_source,
-                utm_medium=event.utm_medium,
-                utm_campaign=event.utm_campaign,
-                utm_term=event.utm_term,
-                utm_content=event.utm_content,
-                browser=event.browser,
-                os=event.os,
-                device=event.device,
-                country=event.country,
-            )
+            session = new_visit(event, session_id_for(event.site_id, event.visitor_id, ts))
             self._open[(event.site_id, event.visitor_id)] = session
-        if ts < session.started_at:
-            session.started_at = ts
-            if is_pageview:
-                session.entry_page = event.path
-        if ts >= session.last_seen:
-            session.last_seen = ts
-            if is_pageview:
-                session.exit_page = event.path
-        if event.type == EventType.SESSION and event.duration_ms:
-            # the tracker's own measure of time on site extends the visit
-            session.last_seen = max(session.last_seen, session.started_at + event.duration_ms)
-        if event.type != EventType.SESSION:
-            session.events += 1  # a duration ping is not an interaction: it cannot un-bounce
-        if is_pageview:
-            session.pageviews += 1
+        count_into(session, event)
         event.session_id = session.session_id
         _attribute(event, session)
         self._touched[session.session_id] = session
@@ -159,3 +122,55 @@ class Sessionizer:
 
     def __len__(self) -> int:
         return len(self._open)
+
+
+def new_visit(event: ProcessedEvent, session_id: str) -> Session:
+    """A visit that ``event`` starts: its attribution (source, UTM, device, country) is the
+    first event's; counts start at zero (``count_into`` adds the event)."""
+    ts = event.timestamp
+    return Session(
+        session_id=session_id,
+        site_id=event.site_id,
+        visitor_id=event.visitor_id,
+        started_at=ts,
+        last_seen=ts,
+        entry_page=event.path,
+        exit_page=event.path,
+        pageviews=0,
+        events=0,
+        source=event.source,
+        channel=event.channel,
+        referrer_domain=event.referrer_domain,
+        utm_source=event.utm_source,
+        utm_medium=event.utm_medium,
+        utm_campaign=event.utm_campaign,
+        utm_term=event.utm_term,
+        utm_content=event.utm_content,
+        browser=event.browser,
+        os=event.os,
+        device=event.device,
+        country=event.country,
+    )
+
+
+def count_into(visit: Session, event: ProcessedEvent) -> None:
+    """The rules of a visit for one of its events, in any order: entry and exit pages by
+    time, a ``session`` ping's duration extends it but is no interaction (it cannot
+    un-bounce), pageviews and events counted."""
+    ts = event.timestamp
+    is_pageview = event.type == EventType.PAGEVIEW
+    if ts < visit.started_at:
+        visit.started_at = ts
+        if is_pageview:
+            visit.entry_page = event.path
+    if ts >= visit.last_seen:
+        visit.last_seen = ts
+        if is_pageview:
+            visit.exit_page = event.path
+    if event.type == EventType.SESSION and event.duration_ms:
+        # the tracker's own measure of time on site extends the visit
+        visit.last_seen = max(visit.last_seen, visit.started_at + event.duration_ms)
+    if event.type != EventType.SESSION:
+        visit.events += 1
+    if is_pageview:
+        visit.pageviews += 1
