@@ -7,10 +7,12 @@ fresh data folder (no store yet), starts ``serve`` and samples
 ``hitstream_events_processed_total`` until every event is handled: events/s, the store's write
 time per batch by tenth of the work, and the server's own CPU per event over the drain.
 
-The baseline, in the same run, interleaved: the DuckDB store alone taking the same number of
-events (``store_bench.generate``, batches of 5,000 with their visits, one transaction each,
-straight through ``DuckDBStore.write`` in a child process): the ceiling the store's write path
-sets with no log, decoding, pipeline or sessions in front of it.
+The baselines, in the same run, interleaved: the same drain with
+``HITSTREAM_STORE_ROLLUPS=false`` (the store keeps no rollups: its write path before issue 11
+point 4), and the DuckDB store alone (keeping rollups) taking the same number of events
+(``store_bench.generate``, batches of 5,000 with their visits, one transaction each, straight
+through ``DuckDBStore.write`` in a child process): the ceiling the store's write path sets
+with no log, decoding, pipeline or sessions in front of it.
 """
 
 from __future__ import annotations
@@ -69,12 +71,17 @@ def kept_log(events: int) -> Path:
     return folder
 
 
-def drain(source: Path, events: int, profile: Path | None = None) -> dict[str, Any]:
+def drain(
+    source: Path, events: int, profile: Path | None = None, *, rollups: bool = True
+) -> dict[str, Any]:
+    """``rollups``: False drains with ``HITSTREAM_STORE_ROLLUPS=false`` (the store keeps no
+    rollups: the write path before issue 11 point 4, the baseline of the same run)."""
     with scratch("hitstream-drain-", keep=False) as workdir:
         data_dir = workdir / "data"
         data_dir.mkdir()
         reuse(source, data_dir, events)
-        server = serve(data_dir, cache_entries=0).start(timeout=120)
+        env = {} if rollups else {"HITSTREAM_STORE_ROLLUPS": "false"}
+        server = serve(data_dir, cache_entries=0, extra_env=env).start(timeout=120)
         assert server.proc is not None
         try:
             window = Window(server.proc.pid).start()
@@ -108,9 +115,12 @@ def row(args: Any) -> dict[str, Any]:
     source = kept_log(events)
     runs: list[dict[str, Any]] = []
     for repeat in range(0 if args.profile_only else args.repeats):
-        order = ("drain", "ceiling") if repeat % 2 == 0 else ("ceiling", "drain")
-        for kind in order:
-            result = drain(source, events) if kind == "drain" else ceiling(events)
+        kinds = ("drain", "no-rollups", "ceiling")
+        for kind in kinds if repeat % 2 == 0 else kinds[::-1]:
+            if kind == "ceiling":
+                result = ceiling(events)
+            else:
+                result = drain(source, events, rollups=kind == "drain")
             result.update({"kind": kind, "repeat": repeat})
             runs.append(result)
             print(
@@ -138,8 +148,11 @@ def row(args: Any) -> dict[str, Any]:
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     drains = [r for r in runs if r["kind"] == "drain"]
+    plain = [r for r in runs if r["kind"] == "no-rollups"]
     ceilings = [r for r in runs if r["kind"] == "ceiling"]
     summary = {
+        "no_rollups_events_per_s": median([float(r["events_per_s"]) for r in plain]),
+        "no_rollups_cpu_us_per_event": median([float(r["cpu_us_per_event"]) for r in plain]),
         "drain_events_per_s": median([float(r["events_per_s"]) for r in drains]),
         "drain_cpu_us_per_event": median([float(r["cpu_us_per_event"]) for r in drains]),
         "drain_main_thread_cpu_us_per_event": median(
@@ -148,7 +161,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "drain_core_percent": median([float(r["core_percent"]) for r in drains]),
         "store_alone_events_per_s": median([float(r["events_per_s"]) for r in ceilings]),
         "store_alone_cpu_us_per_event": median([float(r["cpu_us_per_event"]) for r in ceilings]),
-        "all_ok": all(r["ok"] for r in drains),
+        "all_ok": all(r["ok"] for r in drains + plain),
     }
     summary["drain_over_store_alone"] = round(
         summary["drain_events_per_s"] / summary["store_alone_events_per_s"], 3

@@ -115,8 +115,11 @@ def stored(url: str) -> int:
     return int(response.json()["results"]["events"]["value"])
 
 
-def serve(data_dir: Path, cache_entries: int | None) -> ServerProcess:
+def serve(
+    data_dir: Path, cache_entries: int | None, extra_env: dict[str, str] | None = None
+) -> ServerProcess:
     env = {
+        **(extra_env or {}),
         "HITSTREAM_MAX_EVENT_AGE_S": str((DAYS + 10) * 86_400),
         # the filled site, public: its stats are read without a key, through the access check
         "HITSTREAM_SITES": f'[{{"site_id": "{SITE}", "public": true}}]',

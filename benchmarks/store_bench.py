@@ -140,6 +140,12 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--checkpoint-mb", type=int, default=64)
+    parser.add_argument(
+        "--rollups",
+        choices=["on", "off", "both"],
+        default="both",
+        help="keep the rollups (on), scan raw events (off), or both, off first (the baseline)",
+    )
     args = parser.parse_args()
 
     began = time.perf_counter()
@@ -147,9 +153,21 @@ async def main() -> None:
     elapsed = time.perf_counter() - began
     print(f"generated {len(events):,} events, {len(sessions):,} visits in {elapsed:.1f} s")
 
+    for mode in ["off", "on"] if args.rollups == "both" else [args.rollups]:
+        print(f"== rollups {mode}")
+        await run(args, events, sessions, rollups=mode == "on")
+
+
+async def run(
+    args: argparse.Namespace,
+    events: list[ProcessedEvent],
+    sessions: dict[str, Session],
+    *,
+    rollups: bool,
+) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.duckdb"
-        store = DuckDBStore(path, checkpoint_mb=args.checkpoint_mb)
+        store = DuckDBStore(path, checkpoint_mb=args.checkpoint_mb, rollups=rollups)
         await store.start()
         took = await write_all(store, events, sessions, args.batch)
         total = sum(took)
@@ -171,6 +189,11 @@ async def main() -> None:
             ("aggregate, default metrics", "aggregate", StatsQuery(SITE, month)),
             ("aggregate, all 9 metrics", "aggregate", StatsQuery(SITE, month, METRICS)),
             ("aggregate, page==/pricing", "aggregate", StatsQuery(SITE, month, filters=pricing)),
+            (
+                "aggregate, all, page==/pricing",
+                "aggregate",
+                StatsQuery(SITE, month, METRICS, pricing),
+            ),
             ("aggregate, last 24 h", "aggregate", StatsQuery(SITE, last_day)),
             ("timeseries by day, UTC", "timeseries", StatsQuery(SITE, month)),
             ("timeseries by day, Europe/Berlin", "timeseries", replace_tz(month)),
@@ -180,11 +203,13 @@ async def main() -> None:
             ("breakdown prop:plan", "breakdown", StatsQuery(SITE, month, property="prop:plan")),
         ]:
             samples = []
+            seen = store.answered.copy()
             for _ in range(args.runs + 1):
                 began = time.perf_counter()
                 await getattr(store, method)(query)
                 samples.append(time.perf_counter() - began)
-            print(f"  {label:<36} {ms(statistics.median(samples[1:]))}")
+            answered = ",".join(sorted(store.answered - seen))
+            print(f"  {label:<36} {ms(statistics.median(samples[1:]))}  {answered}")
         await store.close()
 
 

@@ -28,8 +28,10 @@ class Settings(BaseSettings):
     store_url: str = ""
     """``duckdb:///path`` (default: data_dir/hitstream.duckdb), ``memory://``."""
     store_rollups: bool = True
-    """PostgreSQL: answer whole-hour stats queries from the hourly rollups (off: always scan
-    raw events; writes keep the rollups either way)."""
+    """Answer stats queries over whole half hours from the rollups. Off: queries scan raw
+    events; on PostgreSQL writes keep the rollups either way, on DuckDB they stop keeping
+    them too (faster writes; turning it on again needs ``hitstream migrate
+    --rebuild-rollups``, until which its queries keep scanning)."""
     fanout_url: str = ""
     """``memory://`` (default), ``redis://host:6379/0`` to share live updates between processes."""
     cache_url: str = ""

@@ -100,7 +100,7 @@ def make_store(url: str, settings: Settings) -> Store:
     if scheme == "duckdb":
         from hitstream.stores.duckdb import DuckDBStore
 
-        return DuckDBStore(_path_of(url))
+        return DuckDBStore(_path_of(url), rollups=settings.store_rollups)
     if scheme == "memory":
         from hitstream.stores.memory import MemoryStore
 

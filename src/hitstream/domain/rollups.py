@@ -31,6 +31,7 @@ key there could be, which no finite set of rows can hold (those breakdowns scan 
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -374,3 +375,75 @@ def slot_from_document(key: SlotKey, document: Mapping[str, Any]) -> Slot:
         for value, counts in ({values: total} if isinstance(values, str) else values).items():
             put((prop, value), counts)
     return slot
+
+
+# -- plain sums the visit chains do not need -------------------------------------------------
+
+SUMS: Final = ("engagements", "engaged", "engaged_n", "scroll", "scroll_n", "timed", "timed_n")
+"""Per (site, event property, value, period): how many engagement events, the sums and counts
+of their ``engaged_ms`` and ``scroll_depth``, and the sum and count of ``duration_ms`` over the
+other events: what ``time_on_page``, ``scroll_depth`` and ``avg_duration`` divide (decision
+0018). Plain sums of the events' own columns, so they need no slots; the visit-row
+properties (entry and exit page) are not kept (a query asking these metrics by them scans)."""
+SumKey = tuple[str, str, str, int]
+"""(site, property, value, period)."""
+
+
+def event_sums(events: Iterable[ProcessedEvent], sign: int = 1) -> dict[SumKey, list[int]]:
+    """What ``events`` add to the ``SUMS`` of every member (``sign`` -1: take them back)."""
+    found: dict[SumKey, list[int]] = {}
+    for e in events:
+        if e.type == "engagement":
+            engaged, scroll = e.engaged_ms, e.scroll_depth
+            parts: tuple[int, ...] = (
+                1,
+                engaged or 0,
+                int(engaged is not None),
+                scroll or 0,
+                int(scroll is not None),
+                0,
+                0,
+            )
+        elif e.duration_ms is not None:
+            parts = (0, 0, 0, 0, 0, e.duration_ms, 1)
+        else:
+            continue
+        hour = slot_of(e.timestamp)
+        for prop, value in event_members(e):
+            key = (e.site_id, prop, value, hour)
+            row = found.get(key)
+            if row is None:
+                found[key] = [sign * p for p in parts]
+            else:
+                for i, p in enumerate(parts):
+                    row[i] += sign * p
+    return {k: v for k, v in found.items() if any(v)}
+
+
+def load_counts(events: Iterable[ProcessedEvent], sign: int = 1) -> dict[tuple[str, int, int], int]:
+    """(site, period, load_time_ms) -> pageviews that had it: the load-time histograms."""
+    found: dict[tuple[str, int, int], int] = {}
+    for e in events:
+        if e.type == "pageview" and e.load_time_ms is not None:
+            key = (e.site_id, slot_of(e.timestamp), e.load_time_ms)
+            found[key] = found.get(key, 0) + sign
+    return found
+
+
+class Histogram(Sequence[int]):
+    """The ascending values behind ``(value, count)`` pairs, indexed without expanding them:
+    what ``percentile_cont`` reads when a histogram stands for the values."""
+
+    def __init__(self, pairs: Sequence[tuple[int, int]]) -> None:
+        self._values = [value for value, _ in pairs]
+        self._ends: list[int] = []
+        total = 0
+        for _, n in pairs:
+            total += n
+            self._ends.append(total)
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._values[bisect.bisect_right(self._ends, index)]

@@ -14,6 +14,7 @@ stored ``event_id`` is never stored twice either way. The SQL lives in ``stores/
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from hitstream.domain import rollups as rollups_domain
 from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import (
     BreakdownRow,
@@ -39,7 +41,7 @@ from hitstream.stores.sql.common import (
     exported_event,
     results,
 )
-from hitstream.stores.sql.duckdb import stats, writes
+from hitstream.stores.sql.duckdb import rollups, stats, writes
 from hitstream.stores.sql.registry import BUMP, SqlDefinitions, forgotten_statement
 from hitstream.stores.sql.registry import Statement as RegistryStatement
 
@@ -76,16 +78,48 @@ def _each(conn: Connection, statements: Sequence[tuple[str, object]]) -> list[li
     return found
 
 
-def _write(conn: Connection, batch: WriteBatch) -> None:
+def _write(conn: Connection, batch: WriteBatch, keep: bool) -> tuple[int, int | None]:
+    """One write transaction (``keep``: with the rollups); return the rollup delta rows
+    appended and the earliest period they touch."""
     if batch.starts:  # one process owns a DuckDB file: no other writer between check and write
         stored = conn.execute(
             "SELECT partition, next_offset FROM positions WHERE stream = $s", {"s": batch.stream}
         ).fetchall()
         check_fence(batch.stream, {int(p): int(o) for p, o in stored}, batch.starts)
+    events, sessions = writes.batch_rows(batch)
+    conn.execute("BEGIN")
     try:
-        _transaction(conn, writes.write_statements(batch, skip_stored=False))
-    except duckdb.ConstraintException:  # an event_id is stored already: skip those
-        _transaction(conn, writes.write_statements(batch, skip_stored=True))
+        try:
+            if events:
+                conn.execute(*writes.insert_events(events, skip_stored=False))
+        except duckdb.ConstraintException:  # an event_id is stored already: skip those
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN")
+            ids = [e.event_id for e in events]
+            known = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT event_id FROM events WHERE event_id >= $lo AND event_id <= $hi "
+                    "AND event_id IN (SELECT unnest($ids::VARCHAR[]))",
+                    {"ids": ids, "lo": min(ids), "hi": max(ids)},
+                ).fetchall()
+            }
+            events = [e for e in events if e.event_id not in known]
+            if events:
+                conn.execute(*writes.insert_events(events, skip_stored=False))
+        if keep:
+            kept = rollups.keep(conn, events, sessions)
+        else:
+            kept = (0, None)
+            rollups.stop_at(conn, {e.site_id for e in events} | {s.site_id for s in sessions})
+        for sql, params in writes.rest_statements(batch, events, sessions):
+            conn.execute(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return kept
 
 
 def _migrations() -> list[tuple[str, str]]:
@@ -126,14 +160,31 @@ def _delete_before(conn: Connection, cutoff_ms: int) -> int:
         statements.append(writes.bump_sites(sorted(row[0] for row in touched)))
     statements.append(("DELETE FROM sessions WHERE last_seen < $cut", cut))
     statements.append(("DELETE FROM events WHERE ts < $cut", cut))
-    return int(_transaction(conn, statements)[0][0])
+    conn.execute("BEGIN")
+    try:
+        rollups.forget_before(conn, cutoff_ms)
+        gone = 0
+        for sql, params in statements:
+            gone = int(conn.execute(sql, params).fetchall()[0][0])
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return gone
 
 
 class DuckDBStore(Store, SqlDefinitions):
     name = "duckdb"
 
     def __init__(
-        self, path: str | Path, *, read_only: bool = False, checkpoint_mb: int = 64
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        checkpoint_mb: int = 64,
+        rollups: bool = True,
+        compact_rows: int = 200_000,
     ) -> None:
         """``checkpoint_mb``: WAL size that triggers a checkpoint. DuckDB's 16 MB default
         checkpoints every few batches, each rewriting the open row group (measured 38k
@@ -144,6 +195,16 @@ class DuckDBStore(Store, SqlDefinitions):
         self._checkpoint_mb = int(checkpoint_mb)
         self._conn: Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._use_rollups = rollups
+        """False: writes keep no rollups and every query scans (benchmarks' baseline; a
+        store written so must be rebuilt before it runs with rollups again)."""
+        self._compact_rows = compact_rows
+        self._appended = 0
+        self._lowest: int | None = None
+        """Rollup delta rows appended since the last compaction, and their earliest period."""
+        self.answered: Counter[str] = Counter()
+        """How many stats queries were answered from ``rollup``s and from ``raw`` events."""
+        self._answer_hooks: list[Callable[[str], None]] = []
 
     async def _run(self, what: str, job: Callable[[Connection], T]) -> T:
         conn, executor = self._conn, self._executor
@@ -208,12 +269,35 @@ class DuckDBStore(Store, SqlDefinitions):
         return {row[0] for row in rows}
 
     async def write(self, batch: WriteBatch) -> None:
+        keep = self._use_rollups
         try:
-            await self._run("write", lambda conn: _write(conn, batch))
+            appended, lowest = await self._run("write", lambda conn: _write(conn, batch, keep))
         except (StoreUnavailable, PositionConflict):
             raise
         except Exception as exc:  # a value the schema cannot hold: nothing was written
             raise StoreUnavailable(f"duckdb write failed and was rolled back: {exc}") from exc
+        self._appended += appended
+        if lowest is not None:
+            self._lowest = lowest if self._lowest is None else min(self._lowest, lowest)
+        if self._appended >= self._compact_rows and self._lowest is not None:
+            await self.compact_rollups(self._lowest)
+
+    async def compact_rollups(self, from_hour: int = rollups_domain.NONE) -> None:
+        """Fold the rollups' delta rows of periods ``>= from_hour`` into one row per key
+        (the writes do it on their own once ``compact_rows`` delta rows piled up)."""
+
+        def job(conn: Connection) -> None:
+            conn.execute("BEGIN")
+            try:
+                rollups.compact(conn, from_hour)
+                conn.execute("COMMIT")
+            except BaseException:
+                with suppress(duckdb.Error):
+                    conn.execute("ROLLBACK")
+                raise
+
+        await self._run("rollup compaction", job)
+        self._appended, self._lowest = 0, None
 
     async def open_sessions(self, since_ms: int) -> list[Session]:
         columns = SESSION_COLUMNS
@@ -224,24 +308,61 @@ class DuckDBStore(Store, SqlDefinitions):
         )
         return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
 
+    async def _stats(
+        self, query: StatsQuery, group: str | None = None, buckets: list[int] | None = None
+    ) -> list[Row]:
+        """Rows of ``COLUMNS``: from the rollups when they can answer, else from raw events.
+        The raw SQL is built first either way: building it validates the query. One job on
+        the store's thread: no write comes between the rollups' check and their sums."""
+        sql, params = stats.stats_sql(query, group=group, buckets=buckets)
+        if not (self._use_rollups and rollups.usable(query, group, buckets)):
+            self._answered("raw")
+            return await self._rows(sql, params)
+
+        def job(conn: Connection) -> tuple[str, list[Row]]:
+            found = rollups.answer(conn, query, group=group, buckets=buckets)
+            if found is not None:
+                return "rollup", found
+            return "raw", conn.execute(sql, params).fetchall()
+
+        path, rows = await self._run("query", job)
+        self._answered(path)
+        return rows
+
+    def count_answers(self, hook: Callable[[str], None]) -> None:
+        self._answer_hooks.append(hook)
+
+    def _answered(self, path: str) -> None:
+        self.answered[path] += 1
+        for hook in self._answer_hooks:
+            hook(path)
+
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:
-        rows = await self._rows(*stats.stats_sql(query))
+        rows = await self._stats(query)
         return results(query, rows[0] if rows else None)
 
     async def timeseries(self, query: StatsQuery) -> list[TimeseriesPoint]:
         starts = bucket_starts(query)
         if not starts:
             return []
-        by_bucket = {
-            int(row[0]): row for row in await self._rows(*stats.stats_sql(query, buckets=starts))
-        }
+        by_bucket = {int(row[0]): row for row in await self._stats(query, buckets=starts)}
         return [TimeseriesPoint(s, results(query, by_bucket.get(s))) for s in starts]
 
     async def breakdown(self, query: StatsQuery) -> list[BreakdownRow]:
         if not query.property:
             raise QueryError("property", "is required for a breakdown")
-        rows = await self._rows(*stats.stats_sql(query, group=query.property))
+        rows = await self._stats(query, group=query.property)
         return [BreakdownRow(str(row[0]), results(query, row)) for row in rows]
+
+    async def rebuild_rollups(self) -> int:
+        """Recompute the rollups from the stored events and visit rows (after an upgrade
+        from a version without them, or to repair them); returns the events read. One job:
+        writes and queries wait for it."""
+        read = await self._run(
+            "rollup rebuild", lambda conn: rollups.rebuild(conn, EXPORT_COLUMNS, exported_event)
+        )
+        self._appended, self._lowest = 0, None
+        return read
 
     async def events_page(
         self, site_id: str, start_ms: int, end_ms: int, after: tuple[int, str] | None, limit: int
@@ -306,33 +427,70 @@ class DuckDBStore(Store, SqlDefinitions):
             ("DELETE FROM events WHERE site_id = $s", s),
             ("DELETE FROM sessions WHERE site_id = $s", s),
             ("DELETE FROM drops WHERE site_id = $s", s),
+            *((f"DELETE FROM {table} WHERE site_id = $s", s) for table in rollups.TABLES),
+            ("DELETE FROM rollup_state WHERE site_id = $s", s),
             writes.bump_sites([site_id]),
         ]
 
     async def delete_site_before(self, site_id: str, cutoff_ms: int) -> int:
         p: dict[str, object] = {"s": site_id, "cut": cutoff_ms}
-        results = await self._registry_tx(
-            [
-                ("DELETE FROM sessions WHERE site_id = $s AND last_seen < $cut", p),
-                ("DELETE FROM events WHERE site_id = $s AND ts < $cut RETURNING 1", p),
-                writes.bump_sites([site_id]),
-            ]
-        )
-        return len(results[1])
+
+        def job(conn: Connection) -> int:
+            conn.execute("BEGIN")
+            try:
+                rollups.forget_before(conn, cutoff_ms, site_id)
+                conn.execute("DELETE FROM sessions WHERE site_id = $s AND last_seen < $cut", p)
+                gone = conn.execute(
+                    "DELETE FROM events WHERE site_id = $s AND ts < $cut", p
+                ).fetchall()
+                conn.execute(*writes.bump_sites([site_id]))
+                conn.execute("COMMIT")
+            except BaseException:
+                with suppress(duckdb.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            return int(gone[0][0])
+
+        return await self._run("retention", job)
 
     async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
         p: dict[str, object] = {"s": site_id, "u": user_id}
-        results = await self._registry_tx(
-            [
-                (
-                    "DELETE FROM sessions WHERE site_id = $s AND session_id IN (SELECT "
-                    "session_id FROM events WHERE site_id = $s AND user_id = $u)",
-                    p,
-                ),
-                ("DELETE FROM events WHERE site_id = $s AND user_id = $u RETURNING 1", p),
-                writes.bump_sites([site_id]),
-                forgotten_statement(site_id, user_id, at_ms),
-                BUMP,  # processors reload their open visits (services/processor.py)
-            ]
-        )
-        return len(results[1])
+        keep = self._use_rollups
+        statements = [
+            (
+                "DELETE FROM sessions WHERE site_id = $s AND session_id IN (SELECT "
+                "session_id FROM events WHERE site_id = $s AND user_id = $u)",
+                p,
+            ),
+            ("DELETE FROM events WHERE site_id = $s AND user_id = $u", p),
+            writes.bump_sites([site_id]),
+            forgotten_statement(site_id, user_id, at_ms),
+            BUMP,  # processors reload their open visits (services/processor.py)
+        ]
+
+        def job(conn: Connection) -> int:
+            conn.execute("BEGIN")
+            try:
+                if keep:  # take back what the user counts, before the rows go
+                    rows = conn.execute(
+                        f"SELECT {', '.join(EXPORT_COLUMNS)} FROM events "
+                        "WHERE site_id = $s AND user_id = $u",
+                        p,
+                    ).fetchall()
+                    events = [exported_event(row) for row in rows]
+                    visitors = sorted({e.visitor_id for e in events})
+                    rollups.forget_visitors(conn, site_id, visitors, events)
+                gone = 0
+                for sql, params in statements:
+                    named = {k: v for k, v in params.items() if f"${k}" in sql}
+                    found = conn.execute(sql, named).fetchall()
+                    if sql.startswith("DELETE FROM events"):
+                        gone = int(found[0][0])
+                conn.execute("COMMIT")
+            except BaseException:
+                with suppress(duckdb.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            return gone
+
+        return await self._run("forget user", job)

@@ -127,15 +127,23 @@ def bump_sites(sites: list[str]) -> Statement:
     )
 
 
-def write_statements(batch: WriteBatch, *, skip_stored: bool) -> list[Statement]:
-    """Every statement of a batch, built before the transaction opens; events first."""
+def batch_rows(batch: WriteBatch) -> tuple[list[ProcessedEvent], list[Session]]:
+    """The batch's events, the first copy of an id winning, and its visit rows, the last
+    copy of a visit winning."""
     first: dict[str, ProcessedEvent] = {}
     for event in batch.events:
-        first.setdefault(event.event_id, event)  # the first copy of an id wins
-    sessions = list({(s.site_id, s.session_id): s for s in batch.sessions}.values())  # last wins
+        first.setdefault(event.event_id, event)
+    sessions = list({(s.site_id, s.session_id): s for s in batch.sessions}.values())
+    return list(first.values()), sessions
+
+
+def rest_statements(
+    batch: WriteBatch, events: Sequence[ProcessedEvent], sessions: Sequence[Session]
+) -> list[Statement]:
+    """Every statement of a write after the events' insert: visit rows, drops, data
+    versions (of every site the batch names, even when all its events were stored already),
+    positions."""
     statements: list[Statement] = []
-    if first:
-        statements.append(insert_events(list(first.values()), skip_stored=skip_stored))
     if sessions:
         statements.append(upsert_sessions(sessions))
     if batch.drops:
@@ -152,7 +160,7 @@ def write_statements(batch: WriteBatch, *, skip_stored: bool) -> list[Statement]
                 },
             )
         )
-    sites = {e.site_id for e in first.values()} | {s.site_id for s in sessions}
+    sites = {e.site_id for e in batch.events} | {s.site_id for s in sessions}
     sites |= {site for site, _ in batch.drops}
     if sites:
         statements.append(bump_sites(sorted(sites)))
@@ -165,3 +173,13 @@ def write_statements(batch: WriteBatch, *, skip_stored: bool) -> list[Statement]
             )
         )
     return statements
+
+
+def write_statements(batch: WriteBatch, *, skip_stored: bool) -> list[Statement]:
+    """Every statement of a batch without rollups, events first (``benchmarks/write_profile``
+    times them one by one)."""
+    events, sessions = batch_rows(batch)
+    statements: list[Statement] = []
+    if events:
+        statements.append(insert_events(events, skip_stored=skip_stored))
+    return statements + rest_statements(batch, events, sessions)

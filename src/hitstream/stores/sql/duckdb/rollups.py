@@ -1,0 +1,416 @@
+"""The half-hour rollups in DuckDB: kept in the write transaction, read by stats queries.
+
+The rules are the domain's (``hitstream.domain.rollups``), the same as PostgreSQL's
+(``stores/sql/postgres/rollups.py``); what differs is how DuckDB holds them. Counts, sums and
+load-time histograms are *appended* as deltas (no key, no index, so a write costs an append
+and no index lives in memory) and every read sums them; ``compact`` folds the deltas of recent
+periods back into one row per key. Slots are replaced whole: the rows a write loaded are
+deleted by ``rowid`` and the changed slots inserted.
+
+Every function here runs on the store's one DuckDB thread, inside the caller's transaction
+(writes) or as one job (reads), so nothing interleaves: the data a query checks is the data
+it sums.
+
+Writing (``keep``), after the batch's fresh events were inserted and before its visit rows are
+upserted: load the slots of the touched visits and visitors and the stored visit rows they
+name, let ``rollups.change`` compute what the batch adds, then store the changed slots and
+append the counts, the engagement sums and the load-time histogram.
+
+Reading (``answer``): a query is answered from the rollups when it has no filters, groups by
+nothing or by a rolled-up property (no custom property, no load-time percentiles per value,
+no engagement metrics by a visit-row property), its interior bucket starts are whole half
+hours, the range widened to whole half hours adds no stored event, and it starts at or after
+the site's ``rollup_from``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import duckdb
+import msgspec
+
+from hitstream.domain import rollups
+from hitstream.domain.events import ProcessedEvent, Session, is_bounce, is_engagement
+from hitstream.domain.measures import percentile_cont, reads_engagement
+from hitstream.domain.stats import SESSION_PROPERTIES, StatsQuery
+from hitstream.stores.sql.common import COLUMNS, ENGAGEMENT_COLUMNS, ORDER_KEYS
+
+Connection = duckdb.DuckDBPyConnection
+Row = tuple[Any, ...]
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+_PERCENTILES: Final = frozenset({"load_time_p50", "load_time_p95"})
+_CHAINED: Final = ("visitors", "visits", "measured", "bounces", "duration")
+_ENGAGEMENT_SUMS: Final = ("engaged", "engaged_n", "scroll", "scroll_n", "timed", "timed_n")
+TABLES: Final = ("rollups", "rollup_sums", "rollup_loads", "rollup_slots")
+"""Every table holding rollups, each with ``site_id`` and ``hour``."""
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+_US: Final = "\x1f"
+_RS: Final = "\x1e"
+
+
+def _append(conn: Connection, table: str, types: Sequence[str], rows: list[Sequence[Any]]) -> int:
+    """Append rows to ``table`` (its columns in order, of SQL ``types``); return how many.
+
+    As the events' insert does (``writes``): the rows travel as ONE string that SQL splits,
+    which costs a tenth of handing DuckDB a Python value per cell; a field holding a
+    separator sends that append as one list parameter per column instead."""
+    if not rows:
+        return 0
+    packed = _RS.join(_US.join(map(str, row)) for row in rows)
+    width = len(types)
+    casts = ", ".join(f"CAST(l[{i + 1}] AS {kind})" for i, kind in enumerate(types))
+    if packed.count(_US) == len(rows) * (width - 1) and packed.count(_RS) == len(rows) - 1:
+        conn.execute(
+            f"INSERT INTO {table} SELECT {casts} FROM "
+            "(SELECT string_split(unnest(string_split($packed, chr(30))), chr(31)) AS l)",
+            {"packed": packed},
+        )
+        return len(rows)
+    params = {f"c{i}": [row[i] for row in rows] for i in range(width)}
+    selected = ", ".join(f"unnest($c{i}::{kind}[])" for i, kind in enumerate(types))
+    conn.execute(f"INSERT INTO {table} SELECT {selected}", params)
+    return len(rows)
+
+
+_COUNT_TYPES: Final = ("VARCHAR",) * 3 + ("BIGINT",) * (2 + len(rollups.FIELDS))
+_SUM_TYPES: Final = ("VARCHAR",) * 3 + ("BIGINT",) * (1 + len(rollups.SUMS))
+_LOAD_TYPES: Final = ("VARCHAR", "BIGINT", "BIGINT", "BIGINT")
+
+
+def _slots(
+    conn: Connection, visits: set[tuple[str, str]], visitors: set[tuple[str, str]]
+) -> dict[rollups.SlotKey, tuple[int, rollups.Slot]]:
+    """key -> (rowid, slot) of every stored slot of the visits or visitors."""
+    if not visits and not visitors:
+        return {}
+    rows = conn.execute(
+        "SELECT rowid, site_id, visitor_id, session_id, hour, members FROM rollup_slots "
+        "WHERE session_id IN (SELECT unnest($visits::VARCHAR[])) "
+        "OR visitor_id IN (SELECT unnest($visitors::VARCHAR[]))",
+        {
+            "visits": sorted({visit for _, visit in visits}),
+            "visitors": sorted({visitor for _, visitor in visitors}),
+        },
+    ).fetchall()
+    found: dict[rollups.SlotKey, tuple[int, rollups.Slot]] = {}
+    for rowid, site, visitor, visit, hour, members in rows:
+        # ids are matched without their site above (one semi-join each): the site here
+        if (site, visit) in visits or (site, visitor) in visitors:
+            key = (site, visitor, visit, int(hour))
+            found[key] = (int(rowid), rollups.slot_from_document(key, _decode(members)))
+    return found
+
+
+def _facts(conn: Connection, visits: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    if not visits:
+        return {}
+    rows = conn.execute(
+        "SELECT site_id, session_id, entry_page, exit_page, pageviews, events, "
+        "last_seen - started_at FROM sessions "
+        "WHERE session_id IN (SELECT unnest($ids::VARCHAR[]))",
+        {"ids": sorted({visit for _, visit in visits})},
+    ).fetchall()
+    return {
+        (site, visit): rollups.VisitFacts(entry, exit_, is_bounce(pageviews, events), int(dur))
+        for site, visit, entry, exit_, pageviews, events, dur in rows
+        if (site, visit) in visits
+    }
+
+
+def _slot_text(slot: rollups.Slot) -> str:
+    return _encode(rollups.slot_document(slot)).decode()
+
+
+def keep(
+    conn: Connection, events: Sequence[ProcessedEvent], sessions: Sequence[Session]
+) -> tuple[int, int | None]:
+    """Update the rollups for ``events`` (fresh ones only) and visit rows ``sessions``, which
+    are not upserted yet (their stored versions are what is taken back). Engagement events
+    count in the sums only, not in the chains (decision 0018). Returns the delta rows appended
+    and the earliest period they touch (None: none)."""
+    appended, lowest = 0, None
+    sums = rollups.event_sums(events)
+    loads = rollups.load_counts(events)
+    counted = [e for e in events if not is_engagement(e.type)]
+    if counted or sessions:
+        touched = rollups.touched(counted, sessions)
+        loaded = _slots(conn, touched.visits, touched.visitors)
+        by_visit = [s for _, s in loaded.values() if (s.site, s.visit) in touched.visits]
+        visitors = touched.visitors | rollups.affected_visitors(by_visit, sessions)
+        more = visitors - touched.visitors
+        if more:
+            loaded |= _slots(conn, set(), more)
+        stored = [slot for _, slot in loaded.values()]
+        named = {(s.site, s.visit) for s in stored if s.visit} | touched.visits
+        change = rollups.change(stored, _facts(conn, named), counted, sessions, visitors)
+        replaced = [loaded[s.key][0] for s in change.slots if s.key in loaded]
+        if replaced:
+            conn.execute(
+                "DELETE FROM rollup_slots WHERE rowid IN (SELECT unnest($ids::BIGINT[]))",
+                {"ids": replaced},
+            )
+        _append(
+            conn,
+            "rollup_slots",
+            ("VARCHAR", "VARCHAR", "VARCHAR", "BIGINT", "VARCHAR"),
+            [(*s.key, _slot_text(s)) for s in change.slots],
+        )
+        appended += _append(
+            conn, "rollups", _COUNT_TYPES, [(*k, *v) for k, v in change.counts.items()]
+        )
+        if change.counts:
+            lowest = min(k[3] for k in change.counts)
+    appended += _append(conn, "rollup_sums", _SUM_TYPES, [(*k, *v) for k, v in sums.items()])
+    appended += _append(conn, "rollup_loads", _LOAD_TYPES, [(*k, n) for k, n in loads.items()])
+    hours = [k[3] for k in sums] + [k[1] for k in loads]
+    if hours:
+        lowest = min(hours) if lowest is None else min(lowest, *hours)
+    return appended, lowest
+
+
+def stop_at(conn: Connection, sites: Iterable[str]) -> None:
+    """A write that keeps no rollups (``DuckDBStore(rollups=False)``): the rollups of its
+    sites no longer hold everything, so they answer nothing until ``rebuild``."""
+    if sites:
+        conn.execute(
+            "INSERT INTO rollup_state SELECT unnest($s::VARCHAR[]), $max ON CONFLICT (site_id) "
+            "DO UPDATE SET rollup_from = excluded.rollup_from",
+            {"s": sorted(sites), "max": 2**63 - 1},
+        )
+
+
+def compact(conn: Connection, from_hour: int) -> None:
+    """Fold the delta rows of periods ``>= from_hour`` into one row per key (dropping keys
+    that sum to nothing). Same answers before and after: every read sums."""
+    keyed = {
+        "rollups": (("site_id", "dim", "value", "hour", "prev"), rollups.FIELDS),
+        "rollup_sums": (("site_id", "dim", "value", "hour"), rollups.SUMS),
+        "rollup_loads": (("site_id", "hour", "load_ms"), ("n",)),
+    }
+    for table, (keys, values) in keyed.items():
+        sums = ", ".join(f"sum({v})::BIGINT AS {v}" for v in values)
+        nonzero = " OR ".join(f"sum({v}) <> 0" for v in values)
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE compacted AS SELECT {', '.join(keys)}, {sums} "
+            f"FROM {table} WHERE hour >= $h GROUP BY ALL HAVING {nonzero}",
+            {"h": from_hour},
+        )
+        conn.execute(f"DELETE FROM {table} WHERE hour >= $h", {"h": from_hour})
+        conn.execute(f"INSERT INTO {table} SELECT * FROM compacted")
+    conn.execute("DROP TABLE IF EXISTS compacted")
+
+
+def forget_before(conn: Connection, cutoff_ms: int, site_id: str | None = None) -> None:
+    """Retention (of every site, or one): the periods that lost events are no longer answered
+    from the rollups (``rollup_from`` moves past them) and the rows wholly before go."""
+    first_whole = rollups.slot_after(cutoff_ms)
+    conn.execute(
+        "INSERT INTO rollup_state SELECT DISTINCT site_id, $f FROM "
+        "(SELECT site_id FROM events UNION SELECT site_id FROM sites UNION "
+        "SELECT site_id FROM rollup_state) WHERE $s IS NULL OR site_id = $s "
+        "ON CONFLICT (site_id) DO UPDATE SET rollup_from = "
+        "greatest(rollup_state.rollup_from, excluded.rollup_from)",
+        {"f": first_whole, "s": site_id},
+    )
+    below = rollups.slot_of(cutoff_ms)
+    for table in TABLES:
+        conn.execute(
+            f"DELETE FROM {table} WHERE hour < $b AND ($s IS NULL OR site_id = $s)",
+            {"b": below, "s": site_id},
+        )
+
+
+def forget_visitors(
+    conn: Connection, site_id: str, visitors: Sequence[str], events: Sequence[ProcessedEvent]
+) -> None:
+    """Take back everything these visitors count, before their events and visit rows are
+    deleted (forgetting a user: their visits hold nobody else's events). ``events``: their
+    stored events (for the sums and load times)."""
+    if not visitors:
+        return
+    loaded = _slots(conn, set(), {(site_id, v) for v in visitors})
+    slots = [slot for _, slot in loaded.values()]
+    facts = _facts(conn, {(s.site, s.visit) for s in slots if s.visit})
+    counts = rollups.take_back(slots, facts)
+    _append(conn, "rollups", _COUNT_TYPES, [(*k, *v) for k, v in counts.items()])
+    sums = rollups.event_sums(events, -1)
+    _append(conn, "rollup_sums", _SUM_TYPES, [(*k, *v) for k, v in sums.items()])
+    loads = rollups.load_counts(events, -1)
+    _append(conn, "rollup_loads", _LOAD_TYPES, [(*k, n) for k, n in loads.items()])
+    if loaded:
+        conn.execute(
+            "DELETE FROM rollup_slots WHERE rowid IN (SELECT unnest($ids::BIGINT[]))",
+            {"ids": [rowid for rowid, _ in loaded.values()]},
+        )
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) -> bool:
+    """Whether the query's shape can be answered from the rollups (the data check follows)."""
+    if query.filters:
+        return False
+    if group is not None:
+        if group not in rollups.DIMS or _PERCENTILES.intersection(query.metrics):
+            return False
+        if group in SESSION_PROPERTIES and reads_engagement(query.metrics):
+            return False  # the sums keep the events' own properties only
+    return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
+
+
+def _covered(conn: Connection, query: StatsQuery) -> bool:
+    """Whether the rollup periods of the range hold exactly the range's events."""
+    lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
+    row = conn.execute(
+        "SELECT coalesce((SELECT rollup_from FROM rollup_state WHERE site_id = $s), $none), "
+        "EXISTS (SELECT 1 FROM events WHERE site_id = $s AND "
+        "((ts >= $lo AND ts < $a) OR (ts >= $b AND ts < $hi)))",
+        {
+            "s": query.site_id,
+            "none": rollups.NONE,
+            "lo": lo,
+            "a": query.range.start,
+            "b": query.range.end,
+            "hi": hi,
+        },
+    ).fetchone()
+    return row is not None and lo >= int(row[0]) and not row[1]
+
+
+def _percentiles(
+    conn: Connection, params: dict[str, Any], bucketed: bool
+) -> dict[int, tuple[float, float]]:
+    """group -> (p50, p95) of the load times in the range (one group, or one per bucket)."""
+    if bucketed:
+        g, join = "k.b", "ASOF JOIN (SELECT unnest($starts::BIGINT[]) AS b) k ON r.hour >= k.b"
+    else:
+        g, join = "0", ""
+    rows = conn.execute(
+        f"SELECT {g} AS g, load_ms, sum(n) AS n FROM rollup_loads r {join} "
+        "WHERE site_id = $site AND hour >= $lo AND hour < $hi "
+        "GROUP BY ALL HAVING sum(n) <> 0 ORDER BY 1, 2",
+        {k: v for k, v in params.items() if k in ("site", "lo", "hi", "starts")},
+    ).fetchall()
+    pairs: dict[int, list[tuple[int, int]]] = {}
+    for group, value, n in rows:
+        pairs.setdefault(int(group), []).append((int(value), int(n)))
+    found = {}
+    for group, p in pairs.items():
+        values = rollups.Histogram(p)
+        found[group] = (percentile_cont(values, 0.5), percentile_cont(values, 0.95))
+    return found
+
+
+def answer(
+    conn: Connection,
+    query: StatsQuery,
+    *,
+    group: str | None = None,
+    buckets: Sequence[int] | None = None,
+) -> list[Row] | None:
+    """Rows of ``COLUMNS`` from the rollups, or None if the data does not allow it (run as
+    one job on the store's thread, after ``usable``)."""
+    if not _covered(conn, query):
+        return None
+    params: dict[str, Any] = {
+        "site": query.site_id,
+        "dim": "" if group is None else group,
+        "lo": rollups.slot_of(query.range.start),
+        "hi": rollups.slot_after(query.range.end),
+    }
+    if buckets:
+        params["starts"] = list(buckets)
+        g, first = "k.b", "greatest(k.b, $lo)"
+        join = "ASOF JOIN (SELECT unnest($starts::BIGINT[]) AS b) k ON r.hour >= k.b"
+    else:
+        g, first, join = ("value" if group is not None else "0"), "$lo", ""
+    where = "WHERE site_id = $site AND dim = $dim AND hour >= $lo AND hour < $hi"
+    chained = ", ".join(f"sum({c}) FILTER (WHERE prev < {first}) AS {c}" for c in _CHAINED)
+    counts = (
+        f"SELECT {g} AS g, {chained}, sum(pageviews) AS pageviews, sum(events) AS events "
+        f"FROM rollups r {join} {where} GROUP BY 1"
+    )
+    values = ", ".join(
+        f"coalesce({name}, 0) AS {name}"
+        for name in (*_CHAINED[:2], "pageviews", "events", *_CHAINED[2:])
+    )
+    if reads_engagement(query.metrics):
+        parts = ", ".join(f"sum({c}) AS {c}" for c in ("engagements", *_ENGAGEMENT_SUMS))
+        sums = f"SELECT {g} AS g, {parts} FROM rollup_sums r {join} {where} GROUP BY 1"
+        engagement = ", ".join(f"coalesce(s.{c}, 0) AS {c}" for c in _ENGAGEMENT_SUMS)
+        sql = (
+            f"WITH c AS ({counts}), s AS ({sums}) SELECT coalesce(c.g, s.g) AS g, {values}, "
+            f"NULL::DOUBLE AS p50, NULL::DOUBLE AS p95, {engagement} "
+            "FROM c FULL JOIN s ON c.g = s.g "
+            "WHERE coalesce(c.events, 0) > 0 OR coalesce(s.engagements, 0) > 0"
+        )
+    else:
+        sql = (
+            f"SELECT g, {values}, NULL::DOUBLE AS p50, NULL::DOUBLE AS p95, "
+            f"{ENGAGEMENT_COLUMNS[1]} FROM ({counts}) WHERE events > 0"
+        )
+    if group is not None:
+        params["limit"] = query.limit
+        sql = (
+            f"SELECT {COLUMNS} FROM ({sql}) ORDER BY {ORDER_KEYS[query.metrics[0]]} DESC, "
+            "g ASC LIMIT $limit"
+        )
+    else:
+        sql = f"SELECT {COLUMNS} FROM ({sql})"
+    named = {k: v for k, v in params.items() if f"${k}" in sql}
+    rows = conn.execute(sql, named).fetchall()
+    if group is None and _PERCENTILES.intersection(query.metrics):
+        found = _percentiles(conn, params, bool(buckets))
+        rows = [(*row[:8], *found.get(int(row[0]), (None, None)), *row[10:]) for row in rows]
+    return rows
+
+
+# -- rebuilding ----------------------------------------------------------------------------
+
+_REBUILD_WINDOW: Final = 12 * rollups.SLOT
+"""Events are read six hours at a time: a window's events are in memory at once."""
+
+
+def rebuild(conn: Connection, columns: Sequence[str], event: Any) -> int:
+    """Recompute every rollup from the stored events and visit rows; return the events read.
+
+    Until it ends, every site's ``rollup_from`` is past every period (queries scan raw
+    events), so each window of events commits on its own; the visit rows are as stored.
+    ``event`` turns a row of ``columns`` into a ProcessedEvent. Order does not matter to the
+    rollups (``rollups.change`` is exact for late events), so windows are read as found."""
+    conn.execute("BEGIN")
+    for table in TABLES:
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("DELETE FROM rollup_state")
+    conn.execute(
+        "INSERT INTO rollup_state SELECT site_id, $max FROM "
+        "(SELECT site_id FROM events UNION SELECT site_id FROM sites)",
+        {"max": 2**63 - 1},
+    )
+    conn.execute("COMMIT")
+    total = 0
+    select = f"SELECT {', '.join(columns)} FROM events WHERE ts >= $a AND ts < $b"
+    row = conn.execute("SELECT min(ts) FROM events").fetchone()
+    start = None if row is None or row[0] is None else rollups.slot_of(int(row[0]))
+    while start is not None:
+        end = start + _REBUILD_WINDOW
+        chunk = [event(r) for r in conn.execute(select, {"a": start, "b": end}).fetchall()]
+        conn.execute("BEGIN")
+        keep(conn, chunk, [])
+        conn.execute("COMMIT")
+        total += len(chunk)
+        row = conn.execute("SELECT min(ts) FROM events WHERE ts >= $b", {"b": end}).fetchone()
+        start = None if row is None or row[0] is None else rollups.slot_of(int(row[0]))
+    conn.execute("BEGIN")
+    compact(conn, rollups.NONE)
+    conn.execute("DELETE FROM rollup_state")
+    conn.execute("COMMIT")
+    return total

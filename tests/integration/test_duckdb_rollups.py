@@ -1,0 +1,356 @@
+"""The DuckDB store's rollups: the same answers as raw scans, used only where they hold.
+
+Every test writes the same traffic into a store that keeps rollups and one that does not
+(``rollups=False``: every query scans raw events), and compares what they answer; the store
+contract (tests/contract) compares both against the memory store and the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from hitstream.domain import rollups
+from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.stats import METRICS, Range, StatsQuery
+from hitstream.stores.base import WriteBatch
+from hitstream.stores.duckdb import DuckDBStore
+
+pytestmark = pytest.mark.integration
+MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+ENGAGEMENT = ("time_on_page", "scroll_depth", "avg_duration")
+
+
+def utc(year: int, month: int, day: int = 1, hour: int = 0) -> int:
+    return int(datetime(year, month, day, hour, tzinfo=UTC).timestamp() * 1000)
+
+
+START = utc(2026, 4, 6)
+SITE = "big.example"
+"""The site of 90 % of the benchmark generator's traffic."""
+
+
+def traffic(count: int, start: int = START) -> tuple[list[ProcessedEvent], list[Session]]:
+    """``count`` events of random visits over 3 days from ``start`` (benchmark generator),
+    with an engagement event after every third pageview and a duration on custom events."""
+    from benchmarks.store_bench import START_MS, generate
+
+    events, sessions = generate(count, seed=11)
+    shift = start - START_MS
+    moved: list[ProcessedEvent] = []
+    for n, e in enumerate(events):
+        e = replace(e, timestamp=(e.timestamp - START_MS) // 10 + start)
+        if e.type == "custom":
+            e = replace(e, duration_ms=n * 13 % 20_000)
+        moved.append(e)
+        if e.type == "pageview" and n % 3 == 0:
+            moved.append(
+                replace(
+                    e,
+                    event_id=f"{e.event_id}-en",
+                    type="engagement",
+                    timestamp=e.timestamp + 1,
+                    engaged_ms=None if n % 7 == 0 else n * 7 % 90_000,
+                    scroll_depth=None if n % 5 == 0 else n % 101,
+                    load_time_ms=None,
+                )
+            )
+    visits = [
+        replace(s, started_at=s.started_at + shift, last_seen=s.last_seen + shift)
+        for s in sessions.values()
+    ]
+    return moved, visits
+
+
+async def write_all(
+    store: DuckDBStore, events: list[ProcessedEvent], sessions: list[Session], size: int = 500
+) -> None:
+    """Processor-sized batches, each with the visit rows its events touch."""
+    for offset in range(0, len(events), size):
+        chunk = events[offset : offset + size]
+        ids = {e.session_id for e in chunk}
+        touched = [s for s in sessions if s.session_id in ids]
+        await store.write(WriteBatch("e", {0: offset + size}, chunk, touched))
+
+
+def queries(site: str, start: int = START) -> list[tuple[str, StatsQuery]]:
+    whole = Range(start, start + 3 * DAY)
+    asked: list[tuple[str, StatsQuery]] = [
+        ("aggregate", StatsQuery(site, whole, metrics=METRICS)),
+        ("aggregate", StatsQuery(site, Range(start + DAY, start + DAY + 7 * HOUR), METRICS)),
+        (
+            "aggregate",
+            StatsQuery(site, Range(start + 5 * HOUR, start + 2 * DAY + 7 * HOUR), METRICS),
+        ),
+        ("timeseries", StatsQuery(site, whole, metrics=METRICS, interval="day")),
+        ("timeseries", StatsQuery(site, whole, ("visitors", "pageviews"), interval="hour")),
+        ("timeseries", StatsQuery(site, whole, ("visitors",), interval="day", tz="Asia/Kolkata")),
+    ]
+    for prop in sorted(rollups.DIMS):
+        asked.append(
+            ("breakdown", StatsQuery(site, whole, ("visitors", "visits"), property=prop, limit=20))
+        )
+        asked.append(
+            ("breakdown", StatsQuery(site, whole, ("bounce_rate",), property=prop, limit=20))
+        )
+        if prop not in ("entry_page", "exit_page"):
+            engaged = ("time_on_page", "pageviews", "scroll_depth", "avg_duration")
+            asked.append(("breakdown", StatsQuery(site, whole, engaged, property=prop, limit=20)))
+    return asked
+
+
+Answer = tuple[int, object, str, Any]
+
+
+async def answers(store: DuckDBStore, asked: list[tuple[str, StatsQuery]]) -> list[Answer]:
+    """Every answer, flat: (query number, bucket or value or "", metric, number)."""
+    flat: list[Answer] = []
+    for number, (kind, query) in enumerate(asked):
+        found = await getattr(store, kind)(query)
+        rows = (
+            [("", found)]
+            if kind == "aggregate"
+            else [(getattr(r, "bucket", None) or r.value, r.results) for r in found]
+        )
+        flat += [(number, key, m, v) for key, results in rows for m, v in results.items()]
+    return flat
+
+
+def approx(want: list[Answer]) -> list[Any]:
+    """Percentiles and ratios computed in Python against DuckDB's: equal to the last bits."""
+    return [(*row[:3], pytest.approx(row[3], rel=1e-12)) for row in want]
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[DuckDBStore, DuckDBStore]]:
+    rolled = DuckDBStore(tmp_path / "rolled.duckdb")
+    raw = DuckDBStore(tmp_path / "raw.duckdb", rollups=False)
+    await rolled.start()
+    await raw.start()
+    yield rolled, raw
+    await rolled.close()
+    await raw.close()
+
+
+async def test_rollups_answer_whole_half_hours_exactly_as_raw_scans(
+    pair: tuple[DuckDBStore, DuckDBStore],
+) -> None:
+    rolled, raw = pair
+    events, sessions = traffic(6_000)
+    paths: list[str] = []
+    rolled.count_answers(paths.append)  # what feeds hitstream_store_queries_total{path}
+    await write_all(rolled, events, sessions)
+    await write_all(raw, events, sessions)
+    asked = queries(SITE)
+    got, want = await answers(rolled, asked), await answers(raw, asked)
+    assert got == approx(want)
+    assert len(want) > 10 * len(asked)  # breakdowns with rows, not empty answers
+    assert rolled.answered == {"rollup": len(asked)}
+    assert paths == ["rollup"] * len(asked)
+    assert raw.answered == {"raw": len(asked)}
+
+
+async def test_engagement_sums_are_the_events_own(tmp_path: Path) -> None:
+    """time_on_page, scroll_depth and avg_duration from the rollups, against the test's sums."""
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    await store.start()
+    try:
+        events, sessions = traffic(3_000)
+        await write_all(store, events, sessions)
+        site = SITE
+        query = StatsQuery(site, Range(START, START + 3 * DAY), ENGAGEMENT)
+        events = [e for e in events if e.site_id == site]
+        engaged = [e.engaged_ms for e in events if e.type == "engagement" and e.engaged_ms]
+        engaged_n = [e for e in events if e.type == "engagement" and e.engaged_ms is not None]
+        depths = [e.scroll_depth for e in events if e.type == "engagement" and e.scroll_depth]
+        depth_n = [e for e in events if e.type == "engagement" and e.scroll_depth is not None]
+        timed = [e.duration_ms for e in events if e.type != "engagement" and e.duration_ms]
+        timed_n = [e for e in events if e.type != "engagement" and e.duration_ms is not None]
+        assert await store.aggregate(query) == pytest.approx(
+            {
+                "time_on_page": sum(engaged) / len(engaged_n) / 1000,
+                "scroll_depth": sum(depths) / len(depth_n),
+                "avg_duration": sum(timed) / len(timed_n) / 1000,
+            },
+            rel=1e-12,
+        )
+        assert store.answered == {"rollup": 1}
+        # by a visit-row property the sums cannot answer: a raw scan, the same numbers
+        by_entry = replace(query, property="entry_page", limit=5)
+        await store.breakdown(by_entry)
+        assert store.answered == {"rollup": 1, "raw": 1}
+    finally:
+        await store.close()
+
+
+async def test_a_store_written_without_rollups_scans_until_rebuilt(
+    pair: tuple[DuckDBStore, DuckDBStore], tmp_path: Path
+) -> None:
+    _, raw = pair
+    events, sessions = traffic(3_000)
+    await write_all(raw, events, sessions)
+    await raw.close()
+    reopened = DuckDBStore(tmp_path / "raw.duckdb")  # the same file, with rollups now
+    await reopened.start()
+    try:
+        asked = queries(SITE)[:6]
+        before = await answers(reopened, asked)
+        assert reopened.answered == {"raw": len(asked)}
+        assert await reopened.rebuild_rollups() == len(events)
+        assert await answers(reopened, asked) == approx(before)
+        assert reopened.answered == {"raw": len(asked), "rollup": len(asked)}
+    finally:
+        await reopened.close()
+
+
+async def test_compaction_folds_deltas_and_changes_no_answer(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "c.duckdb", compact_rows=10**9)
+    await store.start()
+    try:
+        events, sessions = traffic(4_000)
+        await write_all(store, events, sessions, size=200)
+        asked = queries(SITE)
+        before = await answers(store, asked)
+
+        def rows(conn: duckdb.DuckDBPyConnection) -> int:
+            return int(conn.execute("SELECT count(*) FROM rollups").fetchone()[0])  # type: ignore[index]
+
+        many = await store._run("count", rows)
+        await store.compact_rollups()
+        fewer = await store._run("count", rows)
+        assert fewer < many
+        keys = await store._run(
+            "keys",
+            lambda conn: conn.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT site_id, dim, value, hour, prev "
+                "FROM rollups)"
+            ).fetchone()[0],  # type: ignore[index]
+        )
+        assert fewer == keys  # one row per key
+        assert await answers(store, asked) == approx(before)
+        assert store.answered == {"rollup": 2 * len(asked)}
+    finally:
+        await store.close()
+
+
+async def test_writes_compact_on_their_own_past_the_threshold(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "t.duckdb", compact_rows=2_000)
+    await store.start()
+    try:
+        events, sessions = traffic(3_000)
+        await write_all(store, events, sessions, size=200)
+
+        def count(conn: duckdb.DuckDBPyConnection) -> Any:
+            return conn.execute(
+                "SELECT count(*), count(DISTINCT (site_id, dim, value, hour, prev)) FROM rollups"
+            ).fetchone()
+
+        total, distinct = await store._run("count", count)
+        assert total < 2 * distinct  # compacted along the way: far fewer than every delta
+    finally:
+        await store.close()
+
+
+async def test_late_and_duplicate_events_and_changed_visits_stay_exact(
+    pair: tuple[DuckDBStore, DuckDBStore],
+) -> None:
+    """Batches out of time order, every batch written twice (a replay), and every visit row
+    written again with its final version at the end: the rollups equal a raw scan."""
+    rolled, raw = pair
+    events, sessions = traffic(3_000)
+    backwards = list(reversed(events))
+    for store in (rolled, raw):
+        for offset in range(0, len(backwards), 400):
+            chunk = backwards[offset : offset + 400]
+            ids = {e.session_id for e in chunk}
+            touched = [s for s in sessions if s.session_id in ids]
+            # first an older version of each visit row: one pageview, entered at "/old"
+            stale = [replace(s, entry_page="/old", pageviews=1, events=1) for s in touched]
+            await store.write(WriteBatch("e", {0: offset + 1}, chunk, stale))
+            await store.write(WriteBatch("e", {0: offset + 2}, chunk, []))  # the replay
+        await store.write(WriteBatch("e", {0: 10**6}, [], sessions))
+    asked = queries(SITE)
+    assert await answers(rolled, asked) == approx(await answers(raw, asked))
+    assert rolled.answered == {"rollup": len(asked)}
+
+
+async def test_forgetting_a_user_takes_back_what_they_counted(
+    pair: tuple[DuckDBStore, DuckDBStore],
+) -> None:
+    rolled, raw = pair
+    events, sessions = traffic(2_000)
+    site = SITE
+    # the visits of one visitor become an identified user's (a visitor of their own)
+    visitor = next(e.visitor_id for e in events if e.type == "pageview")
+    events = [replace(e, user_id="u-1") if e.visitor_id == visitor else e for e in events]
+    for store in (rolled, raw):
+        await write_all(store, events, sessions)
+        assert await store.forget_user(site, "u-1", START) == sum(
+            1 for e in events if e.user_id == "u-1"
+        )
+    asked = queries(site)
+    assert await answers(rolled, asked) == approx(await answers(raw, asked))
+    assert rolled.answered == {"rollup": len(asked)}
+
+
+async def test_retention_moves_the_rollups_start_past_the_periods_it_cut(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "r.duckdb")
+    await store.start()
+    try:
+        events, sessions = traffic(2_000)
+        await write_all(store, events, sessions)
+        site, cut = SITE, START + DAY + 10 * MINUTE
+        await store.delete_before(cut)
+        day = Range(START + DAY, START + 2 * DAY)
+        query = StatsQuery(site, day, ("pageviews", "visitors"))
+        kept = [e for e in events if e.site_id == site and cut <= e.timestamp < day.end]
+        found = await store.aggregate(query)
+        assert found["pageviews"] == sum(1 for e in kept if e.type == "pageview")
+        assert store.answered == {"raw": 1}  # the first half hour lost events
+        later = replace(query, range=Range(START + DAY + HOUR, START + 2 * DAY))
+        await store.aggregate(later)
+        assert store.answered == {"raw": 1, "rollup": 1}
+        await store.delete_site_before(site, START + 2 * DAY)
+        await store.aggregate(later)
+        assert store.answered == {"raw": 2, "rollup": 1}
+    finally:
+        await store.close()
+
+
+async def test_a_store_migrated_with_events_answers_its_past_from_raw_events(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "m.duckdb"
+    store = DuckDBStore(path)
+    await store.start()
+    events, sessions = traffic(1_000)
+    await write_all(store, events, sessions)
+    await store.close()
+    with duckdb.connect(str(path)) as conn:  # as if written before schema 6
+        conn.execute(
+            "DROP TABLE rollups; DROP TABLE rollup_sums; DROP TABLE rollup_loads; "
+            "DROP TABLE rollup_slots; DROP TABLE rollup_state; "
+            "DELETE FROM schema_migrations WHERE name = '0006_rollups'"
+        )
+    store = DuckDBStore(path)
+    await store.start()
+    try:
+        site = SITE
+        last = max(e.timestamp for e in events if e.site_id == site)
+        whole = StatsQuery(site, Range(START, START + 4 * DAY), ("pageviews",))
+        found = await store.aggregate(whole)
+        assert found == {
+            "pageviews": sum(1 for e in events if e.site_id == site and e.type == "pageview")
+        }
+        assert store.answered == {"raw": 1}
+        after = replace(whole, range=Range(rollups.slot_after(last + 1), START + 4 * DAY))
+        assert await store.aggregate(after) == {"pageviews": 0.0}
+        assert store.answered == {"raw": 1, "rollup": 1}
+    finally:
+        await store.close()
