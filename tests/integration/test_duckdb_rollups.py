@@ -91,6 +91,9 @@ def queries(site: str, start: int = START) -> list[tuple[str, StatsQuery]]:
         ("timeseries", StatsQuery(site, whole, metrics=METRICS, interval="day")),
         ("timeseries", StatsQuery(site, whole, ("visitors", "pageviews"), interval="hour")),
         ("timeseries", StatsQuery(site, whole, ("visitors",), interval="day", tz="Asia/Kolkata")),
+        # durations without engagement metrics: engagement events are not in that set
+        ("aggregate", StatsQuery(site, whole, ("visitors", "avg_duration"))),
+        ("timeseries", StatsQuery(site, whole, ("avg_duration",), interval="day")),
     ]
     for prop in sorted(rollups.DIMS):
         asked.append(
@@ -102,6 +105,8 @@ def queries(site: str, start: int = START) -> list[tuple[str, StatsQuery]]:
         if prop not in ("entry_page", "exit_page"):
             engaged = ("time_on_page", "pageviews", "scroll_depth", "avg_duration")
             asked.append(("breakdown", StatsQuery(site, whole, engaged, property=prop, limit=20)))
+            timed = ("avg_duration", "events")
+            asked.append(("breakdown", StatsQuery(site, whole, timed, property=prop, limit=20)))
     return asked
 
 

@@ -42,6 +42,8 @@ Row = tuple[Any, ...]
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _PERCENTILES: Final = frozenset({"load_time_p50", "load_time_p95"})
+_SUMMED: Final = frozenset({"time_on_page", "scroll_depth", "avg_duration"})
+"""Metrics read from ``rollup_sums``."""
 _CHAINED: Final = ("visitors", "visits", "measured", "bounces", "duration")
 _ENGAGEMENT_SUMS: Final = ("engaged", "engaged_n", "scroll", "scroll_n", "timed", "timed_n")
 TABLES: Final = ("rollups", "rollup_sums", "rollup_loads", "rollup_slots")
@@ -261,7 +263,7 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
     if group is not None:
         if group not in rollups.DIMS or _PERCENTILES.intersection(query.metrics):
             return False
-        if group in SESSION_PROPERTIES and reads_engagement(query.metrics):
+        if group in SESSION_PROPERTIES and _SUMMED.intersection(query.metrics):
             return False  # the sums keep the events' own properties only
     return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
 
@@ -342,15 +344,17 @@ def answer(
         f"coalesce({name}, 0) AS {name}"
         for name in (*_CHAINED[:2], "pageviews", "events", *_CHAINED[2:])
     )
-    if reads_engagement(query.metrics):
+    if _SUMMED.intersection(query.metrics):
         parts = ", ".join(f"sum({c}) AS {c}" for c in ("engagements", *_ENGAGEMENT_SUMS))
         sums = f"SELECT {g} AS g, {parts} FROM rollup_sums r {join} {where} GROUP BY 1"
         engagement = ", ".join(f"coalesce(s.{c}, 0) AS {c}" for c in _ENGAGEMENT_SUMS)
+        # engagement events are in the matching set only when these metrics are asked
+        engaging = "TRUE" if reads_engagement(query.metrics) else "FALSE"
         sql = (
             f"WITH c AS ({counts}), s AS ({sums}) SELECT coalesce(c.g, s.g) AS g, {values}, "
             f"NULL::DOUBLE AS p50, NULL::DOUBLE AS p95, {engagement} "
             "FROM c FULL JOIN s ON c.g = s.g "
-            "WHERE coalesce(c.events, 0) > 0 OR coalesce(s.engagements, 0) > 0"
+            f"WHERE coalesce(c.events, 0) > 0 OR {engaging} AND coalesce(s.engagements, 0) > 0"
         )
     else:
         sql = (
