@@ -14,6 +14,7 @@ stored ``event_id`` is never stored twice either way. The SQL lives in ``stores/
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from hitstream.domain.stats import (
     bucket_starts,
 )
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
+from hitstream.stores import rollup_views
 from hitstream.stores.base import Store, WriteBatch, check_fence
 from hitstream.stores.sql.common import (
     EXPORT_COLUMNS,
@@ -78,9 +80,12 @@ def _each(conn: Connection, statements: Sequence[tuple[str, object]]) -> list[li
     return found
 
 
-def _write(conn: Connection, batch: WriteBatch, keep: bool) -> tuple[int, int | None]:
+def _write(
+    conn: Connection, batch: WriteBatch, keep: bool, views: rollup_views.Views
+) -> tuple[int, int | None]:
     """One write transaction (``keep``: with the rollups); return the rollup delta rows
-    appended and the earliest period they touch."""
+    appended and the earliest period they touch. Once committed, what it added moves the
+    in-memory views forward (on this thread, as every query: none reads one meanwhile)."""
     if batch.starts:  # one process owns a DuckDB file: no other writer between check and write
         stored = conn.execute(
             "SELECT partition, next_offset FROM positions WHERE stream = $s", {"s": batch.stream}
@@ -107,10 +112,12 @@ def _write(conn: Connection, batch: WriteBatch, keep: bool) -> tuple[int, int | 
             events = [e for e in events if e.event_id not in known]
             if events:
                 conn.execute(*writes.insert_events(events, skip_stored=False))
+        deltas = rollup_views.Deltas()
+        kept: tuple[int, int | None] = (0, None)
         if keep:
-            kept = rollups.keep(conn, events, sessions)
+            deltas, appended, lowest = rollups.keep(conn, events, sessions)
+            kept = (appended, lowest)
         else:
-            kept = (0, None)
             rollups.stop_at(conn, {e.site_id for e in events} | {s.site_id for s in sessions})
         for sql, params in writes.rest_statements(batch, events, sessions):
             conn.execute(sql, params)
@@ -119,6 +126,7 @@ def _write(conn: Connection, batch: WriteBatch, keep: bool) -> tuple[int, int | 
         with suppress(duckdb.Error):
             conn.execute("ROLLBACK")
         raise
+    views.add(deltas)
     return kept
 
 
@@ -205,6 +213,9 @@ class DuckDBStore(Store, SqlDefinitions):
         self.answered: Counter[str] = Counter()
         """How many stats queries were answered from ``rollup``s and from ``raw`` events."""
         self._answer_hooks: list[Callable[[str], None]] = []
+        self._views = rollup_views.Views(time.monotonic)
+        """Rollup answers kept in memory, moved forward by every write (used and changed on
+        the DuckDB thread only)."""
 
     async def _run(self, what: str, job: Callable[[Connection], T]) -> T:
         conn, executor = self._conn, self._executor
@@ -214,6 +225,19 @@ class DuckDBStore(Store, SqlDefinitions):
             return await asyncio.get_running_loop().run_in_executor(executor, job, conn)
         except duckdb.Error as exc:
             raise StoreUnavailable(f"duckdb {what} failed: {exc}") from exc
+
+    async def _changing(self, what: str, job: Callable[[Connection], T]) -> T:
+        """Run a job that changes stored data other than by a write (deletions, registry
+        changes, rebuilds): the in-memory rollup views go with it, on the DuckDB thread."""
+        views = self._views
+
+        def run(conn: Connection) -> T:
+            try:
+                return job(conn)
+            finally:
+                views.clear()
+
+        return await self._run(what, run)
 
     async def _rows(self, sql: str, params: object = None) -> list[Row]:
         return await self._run("query", lambda conn: conn.execute(sql, params).fetchall())
@@ -269,9 +293,11 @@ class DuckDBStore(Store, SqlDefinitions):
         return {row[0] for row in rows}
 
     async def write(self, batch: WriteBatch) -> None:
-        keep = self._use_rollups
+        keep, views = self._use_rollups, self._views
         try:
-            appended, lowest = await self._run("write", lambda conn: _write(conn, batch, keep))
+            appended, lowest = await self._run(
+                "write", lambda conn: _write(conn, batch, keep, views)
+            )
         except (StoreUnavailable, PositionConflict):
             raise
         except Exception as exc:  # a value the schema cannot hold: nothing was written
@@ -319,8 +345,10 @@ class DuckDBStore(Store, SqlDefinitions):
             self._answered("raw")
             return await self._rows(sql, params)
 
+        views = self._views
+
         def job(conn: Connection) -> tuple[str, list[Row]]:
-            found = rollups.answer(conn, query, group=group, buckets=buckets)
+            found = rollups.answer(conn, views, query, group=group, buckets=buckets)
             if found is not None:
                 return "rollup", found
             return "raw", conn.execute(sql, params).fetchall()
@@ -358,7 +386,7 @@ class DuckDBStore(Store, SqlDefinitions):
         """Recompute the rollups from the stored events and visit rows (after an upgrade
         from a version without them, or to repair them); returns the events read. One job:
         writes and queries wait for it."""
-        read = await self._run(
+        read = await self._changing(
             "rollup rebuild", lambda conn: rollups.rebuild(conn, EXPORT_COLUMNS, exported_event)
         )
         self._appended, self._lowest = 0, None
@@ -410,7 +438,7 @@ class DuckDBStore(Store, SqlDefinitions):
         return int(rows[0][0])
 
     async def delete_before(self, cutoff_ms: int) -> int:
-        return await self._run("retention", lambda conn: _delete_before(conn, cutoff_ms))
+        return await self._changing("retention", lambda conn: _delete_before(conn, cutoff_ms))
 
     # -- the registry (stores/sql/registry.py) and per-site deletions ---------------------
 
@@ -419,7 +447,7 @@ class DuckDBStore(Store, SqlDefinitions):
         named = [
             (sql, {k: v for k, v in params.items() if f"${k}" in sql}) for sql, params in statements
         ]
-        return await self._run("registry", lambda conn: _each(conn, named))
+        return await self._changing("registry", lambda conn: _each(conn, named))
 
     def _site_data_statements(self, site_id: str) -> list[RegistryStatement]:
         s: dict[str, object] = {"s": site_id}
@@ -451,7 +479,7 @@ class DuckDBStore(Store, SqlDefinitions):
                 raise
             return int(gone[0][0])
 
-        return await self._run("retention", job)
+        return await self._changing("retention", job)
 
     async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
         p: dict[str, object] = {"s": site_id, "u": user_id}
@@ -493,4 +521,4 @@ class DuckDBStore(Store, SqlDefinitions):
                 raise
             return gone
 
-        return await self._run("forget user", job)
+        return await self._changing("forget user", job)

@@ -25,6 +25,7 @@ the site's ``rollup_from``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -33,19 +34,15 @@ import msgspec
 
 from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session, is_bounce, is_engagement
-from hitstream.domain.measures import percentile_cont, reads_engagement
 from hitstream.domain.stats import SESSION_PROPERTIES, StatsQuery
-from hitstream.stores.sql.common import COLUMNS, ENGAGEMENT_COLUMNS, ORDER_KEYS
+from hitstream.stores import rollup_views
 
 Connection = duckdb.DuckDBPyConnection
 Row = tuple[Any, ...]
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _PERCENTILES: Final = frozenset({"load_time_p50", "load_time_p95"})
-_SUMMED: Final = frozenset({"time_on_page", "scroll_depth", "avg_duration"})
-"""Metrics read from ``rollup_sums``."""
 _CHAINED: Final = ("visitors", "visits", "measured", "bounces", "duration")
-_ENGAGEMENT_SUMS: Final = ("engaged", "engaged_n", "scroll", "scroll_n", "timed", "timed_n")
 TABLES: Final = ("rollups", "rollup_sums", "rollup_loads", "rollup_slots")
 """Every table holding rollups, each with ``site_id`` and ``hour``."""
 
@@ -132,12 +129,13 @@ def _slot_text(slot: rollups.Slot) -> str:
 
 def keep(
     conn: Connection, events: Sequence[ProcessedEvent], sessions: Sequence[Session]
-) -> tuple[int, int | None]:
+) -> tuple[rollup_views.Deltas, int, int | None]:
     """Update the rollups for ``events`` (fresh ones only) and visit rows ``sessions``, which
     are not upserted yet (their stored versions are what is taken back). Engagement events
-    count in the sums only, not in the chains (decision 0018). Returns the delta rows appended
-    and the earliest period they touch (None: none)."""
+    count in the sums only, not in the chains (decision 0018). Returns what was added, how many
+    delta rows that appended and the earliest period they touch (None: none)."""
     appended, lowest = 0, None
+    counts: rollups.Counts = {}
     sums = rollups.event_sums(events)
     loads = rollups.load_counts(events)
     counted = [e for e in events if not is_engagement(e.type)]
@@ -152,6 +150,7 @@ def keep(
         stored = [slot for _, slot in loaded.values()]
         named = {(s.site, s.visit) for s in stored if s.visit} | touched.visits
         change = rollups.change(stored, _facts(conn, named), counted, sessions, visitors)
+        counts = change.counts
         replaced = [loaded[s.key][0] for s in change.slots if s.key in loaded]
         if replaced:
             conn.execute(
@@ -174,7 +173,7 @@ def keep(
     hours = [k[3] for k in sums] + [k[1] for k in loads]
     if hours:
         lowest = min(hours) if lowest is None else min(lowest, *hours)
-    return appended, lowest
+    return rollup_views.Deltas(counts, sums, loads), appended, lowest
 
 
 def stop_at(conn: Connection, sites: Iterable[str]) -> None:
@@ -263,7 +262,7 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
     if group is not None:
         if group not in rollups.DIMS or _PERCENTILES.intersection(query.metrics):
             return False
-        if group in SESSION_PROPERTIES and _SUMMED.intersection(query.metrics):
+        if group in SESSION_PROPERTIES and rollup_views.SUMMED.intersection(query.metrics):
             return False  # the sums keep the events' own properties only
     return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
 
@@ -287,94 +286,98 @@ def _covered(conn: Connection, query: StatsQuery) -> bool:
     return row is not None and lo >= int(row[0]) and not row[1]
 
 
-def _percentiles(
-    conn: Connection, params: dict[str, Any], bucketed: bool
-) -> dict[int, tuple[float, float]]:
-    """group -> (p50, p95) of the load times in the range (one group, or one per bucket)."""
-    if bucketed:
-        g, join = "k.b", "ASOF JOIN (SELECT unnest($starts::BIGINT[]) AS b) k ON r.hour >= k.b"
-    else:
-        g, join = "0", ""
-    rows = conn.execute(
+def _groups(view: rollup_views.View, join: str) -> tuple[str, str]:
+    """The SQL group of a rollup row in ``view``, and the start its chains count from."""
+    if view.starts is not None:
+        return "k.b", "greatest(k.b, $lo)"
+    return ("value" if view.dim else "0"), "$lo"
+
+
+def _join(view: rollup_views.View) -> str:
+    if view.starts is None:
+        return ""
+    return "ASOF JOIN (SELECT unnest($starts::BIGINT[]) AS b) k ON r.hour >= k.b"
+
+
+def _params(view: rollup_views.View, sql: str) -> dict[str, Any]:
+    params: dict[str, Any] = {"site": view.site, "dim": view.dim, "lo": view.lo, "hi": view.hi}
+    if view.starts is not None:
+        params["starts"] = list(view.starts)
+    return {k: v for k, v in params.items() if f"${k}" in sql}
+
+
+_WHERE: Final = "WHERE site_id = $site AND dim = $dim AND hour >= $lo AND hour < $hi"
+
+
+def _build(conn: Connection, key: rollup_views.ViewKey) -> rollup_views.View:
+    """A view's counts from the rollup tables (sums and loads come when asked)."""
+    site, dim, lo, hi, starts = key
+    view = rollup_views.View(site, dim, lo, hi, starts, {})
+    join = _join(view)
+    g, first = _groups(view, join)
+    chained = ", ".join(f"sum({c}) FILTER (WHERE prev < {first})" for c in _CHAINED)
+    sql = (
+        f"SELECT {g} AS g, {chained}, sum(pageviews), sum(events) "
+        f"FROM rollups r {join} {_WHERE} GROUP BY 1"
+    )
+    for group, *fields in conn.execute(sql, _params(view, sql)).fetchall():
+        view.counts[_group(group)] = [int(f or 0) for f in fields]
+    return view
+
+
+def _group(value: Any) -> rollup_views.Group:
+    return value if isinstance(value, str) else int(value)
+
+
+def _add_sums(conn: Connection, view: rollup_views.View) -> None:
+    join = _join(view)
+    g, _ = _groups(view, join)
+    parts = ", ".join(f"sum({c})" for c in rollups.SUMS)
+    sql = f"SELECT {g} AS g, {parts} FROM rollup_sums r {join} {_WHERE} GROUP BY 1"
+    view.sums = {
+        _group(group): [int(p or 0) for p in parts]
+        for group, *parts in conn.execute(sql, _params(view, sql)).fetchall()
+    }
+
+
+def _add_loads(conn: Connection, view: rollup_views.View) -> None:
+    join = _join(view)
+    g = "k.b" if view.starts is not None else "0"
+    sql = (
         f"SELECT {g} AS g, load_ms, sum(n) AS n FROM rollup_loads r {join} "
-        "WHERE site_id = $site AND hour >= $lo AND hour < $hi "
-        "GROUP BY ALL HAVING sum(n) <> 0 ORDER BY 1, 2",
-        {k: v for k, v in params.items() if k in ("site", "lo", "hi", "starts")},
-    ).fetchall()
-    pairs: dict[int, list[tuple[int, int]]] = {}
-    for group, value, n in rows:
-        pairs.setdefault(int(group), []).append((int(value), int(n)))
-    found = {}
-    for group, p in pairs.items():
-        values = rollups.Histogram(p)
-        found[group] = (percentile_cont(values, 0.5), percentile_cont(values, 0.95))
-    return found
+        "WHERE site_id = $site AND hour >= $lo AND hour < $hi GROUP BY ALL HAVING sum(n) <> 0"
+    )
+    loads: dict[rollup_views.Group, Counter[int]] = {}
+    for group, value, n in conn.execute(sql, _params(view, sql)).fetchall():
+        loads.setdefault(_group(group), Counter())[int(value)] = int(n)
+    view.loads = loads
 
 
 def answer(
     conn: Connection,
+    views: rollup_views.Views,
     query: StatsQuery,
     *,
     group: str | None = None,
     buckets: Sequence[int] | None = None,
 ) -> list[Row] | None:
     """Rows of ``COLUMNS`` from the rollups, or None if the data does not allow it (run as
-    one job on the store's thread, after ``usable``)."""
+    one job on the store's thread, after ``usable``): from the query's view, built from the
+    tables the first time its shape is asked."""
     if not _covered(conn, query):
         return None
-    params: dict[str, Any] = {
-        "site": query.site_id,
-        "dim": "" if group is None else group,
-        "lo": rollups.slot_of(query.range.start),
-        "hi": rollups.slot_after(query.range.end),
-    }
-    if buckets:
-        params["starts"] = list(buckets)
-        g, first = "k.b", "greatest(k.b, $lo)"
-        join = "ASOF JOIN (SELECT unnest($starts::BIGINT[]) AS b) k ON r.hour >= k.b"
-    else:
-        g, first, join = ("value" if group is not None else "0"), "$lo", ""
-    where = "WHERE site_id = $site AND dim = $dim AND hour >= $lo AND hour < $hi"
-    chained = ", ".join(f"sum({c}) FILTER (WHERE prev < {first}) AS {c}" for c in _CHAINED)
-    counts = (
-        f"SELECT {g} AS g, {chained}, sum(pageviews) AS pageviews, sum(events) AS events "
-        f"FROM rollups r {join} {where} GROUP BY 1"
-    )
-    values = ", ".join(
-        f"coalesce({name}, 0) AS {name}"
-        for name in (*_CHAINED[:2], "pageviews", "events", *_CHAINED[2:])
-    )
-    if _SUMMED.intersection(query.metrics):
-        parts = ", ".join(f"sum({c}) AS {c}" for c in ("engagements", *_ENGAGEMENT_SUMS))
-        sums = f"SELECT {g} AS g, {parts} FROM rollup_sums r {join} {where} GROUP BY 1"
-        engagement = ", ".join(f"coalesce(s.{c}, 0) AS {c}" for c in _ENGAGEMENT_SUMS)
-        # engagement events are in the matching set only when these metrics are asked
-        engaging = "TRUE" if reads_engagement(query.metrics) else "FALSE"
-        sql = (
-            f"WITH c AS ({counts}), s AS ({sums}) SELECT coalesce(c.g, s.g) AS g, {values}, "
-            f"NULL::DOUBLE AS p50, NULL::DOUBLE AS p95, {engagement} "
-            "FROM c FULL JOIN s ON c.g = s.g "
-            f"WHERE coalesce(c.events, 0) > 0 OR {engaging} AND coalesce(s.engagements, 0) > 0"
-        )
-    else:
-        sql = (
-            f"SELECT g, {values}, NULL::DOUBLE AS p50, NULL::DOUBLE AS p95, "
-            f"{ENGAGEMENT_COLUMNS[1]} FROM ({counts}) WHERE events > 0"
-        )
-    if group is not None:
-        params["limit"] = query.limit
-        sql = (
-            f"SELECT {COLUMNS} FROM ({sql}) ORDER BY {ORDER_KEYS[query.metrics[0]]} DESC, "
-            "g ASC LIMIT $limit"
-        )
-    else:
-        sql = f"SELECT {COLUMNS} FROM ({sql})"
-    named = {k: v for k, v in params.items() if f"${k}" in sql}
-    rows = conn.execute(sql, named).fetchall()
-    if group is None and _PERCENTILES.intersection(query.metrics):
-        found = _percentiles(conn, params, bool(buckets))
-        rows = [(*row[:8], *found.get(int(row[0]), (None, None)), *row[10:]) for row in rows]
-    return rows
+    lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
+    starts = tuple(buckets) if buckets else None
+    key = (query.site_id, group or "", lo, hi, starts)
+    view = views.get(key)
+    if view is None:
+        view = _build(conn, key)
+        views.put(view)
+    if view.sums is None and rollup_views.SUMMED.intersection(query.metrics):
+        _add_sums(conn, view)
+    if group is None and view.loads is None and _PERCENTILES.intersection(query.metrics):
+        _add_loads(conn, view)
+    return view.rows(query, grouped=group is not None)
 
 
 # -- rebuilding ----------------------------------------------------------------------------

@@ -1,0 +1,220 @@
+"""Rollup answers kept in memory and moved forward by every write's deltas (issue 11 point 5).
+
+A *view* is what one shape of rollup query sums: one site, one property (``""``: the totals),
+the whole half hours ``[lo, hi)``, and either one group, one group per value, or one group per
+bucket start. It holds, per group, the integer parts a stats row is made of: the chained
+counts, the plain sums, the engagement sums and (asked for once) the load-time histogram.
+
+The store builds a view from its rollup tables the first time a query of that shape is
+answered, then adds to it the deltas of every write it commits (``Deltas``, the very rows the
+write appended to the rollups), so the next query of that shape (a live dashboard asks the
+same ones every second) is answered from memory: same integers as summing the tables, since
+the tables are the same deltas summed. A view's rows are then shaped exactly as the SQL
+answer shapes them (presence, order, limit, percentiles): ``rows``.
+
+What a view cannot know (a deletion, a rebuild) makes the store drop its views (``clear``).
+Idle views are dropped after ``IDLE_S``; at most ``MAX_VIEWS`` are kept.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from hitstream.domain import rollups
+from hitstream.domain.measures import percentile_cont, reads_engagement
+from hitstream.domain.stats import StatsQuery
+
+Row = tuple[Any, ...]
+Group = int | str
+MAX_VIEWS: Final = 256
+IDLE_S: Final = 600.0
+PERCENTILES: Final = frozenset({"load_time_p50", "load_time_p95"})
+SUMMED: Final = frozenset({"time_on_page", "scroll_depth", "avg_duration"})
+"""Metrics read from the engagement sums."""
+
+ViewKey = tuple[str, str, int, int, tuple[int, ...] | None]
+"""(site, property, lo, hi, bucket starts or None)."""
+
+
+@dataclass(slots=True)
+class Deltas:
+    """What one write added to the rollups (``rollups.change``'s counts, ``event_sums``,
+    ``load_counts``)."""
+
+    counts: Mapping[rollups.Key, Sequence[int]] = field(default_factory=dict)
+    sums: Mapping[rollups.SumKey, Sequence[int]] = field(default_factory=dict)
+    loads: Mapping[tuple[str, int, int], int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts or self.sums or self.loads)
+
+
+@dataclass(slots=True)
+class View:
+    site: str
+    dim: str
+    lo: int
+    hi: int
+    starts: tuple[int, ...] | None
+    counts: dict[Group, list[int]]
+    """group -> ``rollups.FIELDS`` (chained fields summed with ``prev < first(group)``)."""
+    sums: dict[Group, list[int]] | None = None
+    """group -> ``rollups.SUMS``; None until a query asks for them."""
+    loads: dict[Group, Counter[int]] | None = None
+    """group -> load time -> pageviews; None until a query asks for percentiles."""
+    used: float = 0.0
+
+    @property
+    def key(self) -> ViewKey:
+        return (self.site, self.dim, self.lo, self.hi, self.starts)
+
+    def group(self, value: str, hour: int) -> Group | None:
+        """The group a row of ``hour`` (and ``value``) falls in, None if outside the view."""
+        if not self.lo <= hour < self.hi:
+            return None
+        if self.starts is not None:
+            i = bisect.bisect_right(self.starts, hour) - 1
+            return self.starts[i] if i >= 0 else None
+        return value if self.dim else 0
+
+    def first(self, group: Group) -> int:
+        """The start the chains of a group are counted from (``prev < first``)."""
+        if self.starts is not None:
+            assert isinstance(group, int)
+            return max(group, self.lo)
+        return self.lo
+
+    def add(self, deltas: Deltas) -> None:
+        for (site, dim, value, hour, prev), fields in deltas.counts.items():
+            if site != self.site or dim != self.dim:
+                continue
+            g = self.group(value, hour)
+            if g is None:
+                continue
+            row = self.counts.get(g)
+            if row is None:
+                row = self.counts[g] = [0] * len(rollups.FIELDS)
+            chained = prev < self.first(g)
+            for i, delta in enumerate(fields):
+                if i >= 5 or chained:  # pageviews and events whatever the prev
+                    row[i] += delta
+        if self.sums is not None:
+            for (site, dim, value, hour), parts in deltas.sums.items():
+                if site != self.site or dim != self.dim:
+                    continue
+                g = self.group(value, hour)
+                if g is None:
+                    continue
+                row = self.sums.get(g)
+                if row is None:
+                    row = self.sums[g] = [0] * len(rollups.SUMS)
+                for i, delta in enumerate(parts):
+                    row[i] += delta
+        if self.loads is not None:
+            for (site, hour, load_ms), n in deltas.loads.items():
+                g = self.group("", hour) if site == self.site else None
+                if g is not None:
+                    self.loads.setdefault(g, Counter())[load_ms] += n
+
+    def rows(self, query: StatsQuery, grouped: bool) -> list[Row]:
+        """The rows of ``COLUMNS`` the SQL answer gives for ``query``."""
+        engaging = reads_engagement(query.metrics)
+        summed = bool(SUMMED.intersection(query.metrics))
+        sums = self.sums or {}
+        groups = set(self.counts) | (set(sums) if summed else set())
+        found: list[Row] = []
+        for g in groups:
+            c = self.counts.get(g) or [0] * len(rollups.FIELDS)
+            s = (sums.get(g) if summed else None) or [0] * len(rollups.SUMS)
+            if not (c[6] > 0 or (engaging and s[0] > 0)):
+                continue
+            visitors, visits, measured, bounces, duration, pageviews, events = c
+            parts = (visitors, visits, pageviews, events, measured, bounces, duration)
+            found.append((g, *parts, None, None, *s[1:]))
+        if grouped:
+            order = ORDER[query.metrics[0]]
+            found.sort(key=lambda row: row[0])
+            found.sort(key=order, reverse=True)  # stable: value ascending among ties
+            return found[: query.limit]
+        if PERCENTILES.intersection(query.metrics) and self.loads is not None:
+            shaped = []
+            for row in found:
+                histogram = sorted((v, n) for v, n in self.loads.get(row[0], {}).items() if n)
+                if histogram:
+                    values = rollups.Histogram(histogram)
+                    p50, p95 = percentile_cont(values, 0.5), percentile_cont(values, 0.95)
+                    row = (*row[:8], p50, p95, *row[10:])
+                shaped.append(row)
+            found = shaped
+        return found
+
+
+def _ratio(top: int, bottom: int, scale: int = 1) -> float:
+    """``top::float8 / (scale * bottom)`` as SQL computes it, 0 when ``bottom`` is 0."""
+    return 0.0 if bottom == 0 else float(top) / (scale * bottom)
+
+
+ORDER: Final[dict[str, Callable[[Row], float]]] = {
+    # row: g, visitors, visits, pageviews, events, measured, bounces, duration, p50, p95,
+    # engaged, engaged_n, scroll, scroll_n, timed, timed_n (``ORDER_KEYS`` in SQL)
+    "visitors": lambda r: r[1],
+    "visits": lambda r: r[2],
+    "pageviews": lambda r: r[3],
+    "events": lambda r: r[4],
+    "bounce_rate": lambda r: _ratio(100 * r[6], r[5]),
+    "visit_duration": lambda r: _ratio(r[7], r[5], 1000),
+    "views_per_visit": lambda r: _ratio(r[3], r[2]),
+    "load_time_p50": lambda r: r[8] or 0.0,
+    "load_time_p95": lambda r: r[9] or 0.0,
+    "time_on_page": lambda r: _ratio(r[10], r[11], 1000),
+    "scroll_depth": lambda r: _ratio(r[12], r[13]),
+    "avg_duration": lambda r: _ratio(r[14], r[15], 1000),
+}
+
+
+class Views:
+    """The views of one store, with their use times (``clock``: seconds)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._views: dict[ViewKey, View] = {}
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def get(self, key: ViewKey) -> View | None:
+        view = self._views.get(key)
+        if view is not None:
+            view.used = self._clock()
+        return view
+
+    def put(self, view: View) -> None:
+        view.used = self._clock()
+        self._views[view.key] = view
+        self._expire()
+
+    def add(self, deltas: Deltas) -> None:
+        if deltas:
+            for view in self._views.values():
+                view.add(deltas)
+
+    def clear(self, sites: Iterable[str] | None = None) -> None:
+        """Drop the views of these sites (None: all)."""
+        if sites is None:
+            self._views.clear()
+            return
+        gone = set(sites)
+        for key in [k for k in self._views if k[0] in gone]:
+            del self._views[key]
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for key in [k for k, v in self._views.items() if now - v.used > IDLE_S]:
+            del self._views[key]
+        while len(self._views) > MAX_VIEWS:
+            oldest = min(self._views, key=lambda k: self._views[k].used)
+            del self._views[oldest]
