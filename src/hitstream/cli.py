@@ -244,8 +244,8 @@ def migrate(
         bool,
         typer.Option(
             "--rebuild-rollups",
-            help="PostgreSQL: recompute the hourly rollups from every stored event (after an "
-            "upgrade, or to repair them); processor writes wait until it is done",
+            help="recompute the half-hour rollups from every stored event (after an upgrade, "
+            "or to repair them); processor writes wait until it is done",
         ),
     ] = False,
 ) -> None:

@@ -214,7 +214,9 @@ class SocketStore(Store):
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _call(self, op: str, *args: object) -> Any:
+    async def _call(self, op: str, *args: object, timeout: float | None = None) -> Any:
+        """``timeout``: how long the answer may take (default: the store's)."""
+        wait = self.timeout if timeout is None else timeout
         async with self._lock:
             if not self._started:
                 raise StoreUnavailable("the socket store is not started")
@@ -230,7 +232,7 @@ class SocketStore(Store):
                 writer.write(_LENGTH.pack(len(frame)) + frame)
                 await writer.drain()
                 while True:  # answers are in order; one of an interrupted call is skipped
-                    answer = await asyncio.wait_for(_read(reader), self.timeout)
+                    answer = await asyncio.wait_for(_read(reader), wait)
                     if answer.get("id") == ident:
                         break
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
@@ -313,7 +315,8 @@ class SocketStore(Store):
         return result
 
     async def rebuild_rollups(self) -> int | None:
-        result: int | None = await self._call("rebuild_rollups")
+        # minutes for millions of events (the lending store runs it as one job)
+        result: int | None = await self._call("rebuild_rollups", timeout=24 * 3600.0)
         return result
 
     async def lead(self, name: str) -> bool:
