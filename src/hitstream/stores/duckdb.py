@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,32 +52,32 @@ Row = tuple[Any, ...]
 Connection = duckdb.DuckDBPyConnection
 
 
-def _transaction(conn: Connection, statements: Sequence[tuple[str, object]]) -> list[Row]:
-    """Run statements in one transaction; return the rows of the last one."""
+@contextmanager
+def _tx(conn: Connection) -> Iterator[None]:
+    """BEGIN; COMMIT when the block ends, ROLLBACK (and the error goes on) if it raises."""
     conn.execute("BEGIN")
     try:
-        rows: list[Row] = []
-        for sql, params in statements:
-            rows = conn.execute(sql, params).fetchall()
+        yield
         conn.execute("COMMIT")
     except BaseException:
         with suppress(duckdb.Error):
             conn.execute("ROLLBACK")
         raise
+
+
+def _transaction(conn: Connection, statements: Sequence[tuple[str, object]]) -> list[Row]:
+    """Run statements in one transaction; return the rows of the last one."""
+    rows: list[Row] = []
+    with _tx(conn):
+        for sql, params in statements:
+            rows = conn.execute(sql, params).fetchall()
     return rows
 
 
 def _each(conn: Connection, statements: Sequence[tuple[str, object]]) -> list[list[Row]]:
     """Run statements in one transaction; return the rows of each."""
-    conn.execute("BEGIN")
-    try:
-        found = [conn.execute(sql, params).fetchall() for sql, params in statements]
-        conn.execute("COMMIT")
-    except BaseException:
-        with suppress(duckdb.Error):
-            conn.execute("ROLLBACK")
-        raise
-    return found
+    with _tx(conn):
+        return [conn.execute(sql, params).fetchall() for sql, params in statements]
 
 
 def _write(
@@ -92,14 +92,11 @@ def _write(
         ).fetchall()
         check_fence(batch.stream, {int(p): int(o) for p, o in stored}, batch.starts)
     events, sessions = writes.batch_rows(batch)
-    conn.execute("BEGIN")
     try:
-        try:
-            if events:
-                conn.execute(*writes.insert_events(events, skip_stored=False))
-        except duckdb.ConstraintException:  # an event_id is stored already: skip those
-            conn.execute("ROLLBACK")
-            conn.execute("BEGIN")
+        with _tx(conn):
+            deltas, kept = _write_fresh(conn, batch, events, sessions, keep)
+    except duckdb.ConstraintException:  # an event_id is stored already: skip those
+        with _tx(conn):
             ids = [e.event_id for e in events]
             known = {
                 row[0]
@@ -109,25 +106,33 @@ def _write(
                     {"ids": ids, "lo": min(ids), "hi": max(ids)},
                 ).fetchall()
             }
-            events = [e for e in events if e.event_id not in known]
-            if events:
-                conn.execute(*writes.insert_events(events, skip_stored=False))
-        deltas = rollup_views.Deltas()
-        kept: tuple[int, int | None] = (0, None)
-        if keep:
-            deltas, appended, lowest = rollups.keep(conn, events, sessions)
-            kept = (appended, lowest)
-        else:
-            rollups.stop_at(conn, {e.site_id for e in events} | {s.site_id for s in sessions})
-        for sql, params in writes.rest_statements(batch, events, sessions):
-            conn.execute(sql, params)
-        conn.execute("COMMIT")
-    except BaseException:
-        with suppress(duckdb.Error):
-            conn.execute("ROLLBACK")
-        raise
+            fresh = [e for e in events if e.event_id not in known]
+            deltas, kept = _write_fresh(conn, batch, fresh, sessions, keep)
     views.add(deltas)
     return kept
+
+
+def _write_fresh(
+    conn: Connection,
+    batch: WriteBatch,
+    events: list[ProcessedEvent],
+    sessions: list[Session],
+    keep: bool,
+) -> tuple[rollup_views.Deltas, tuple[int, int | None]]:
+    """The statements of a write whose ``events`` are all new to the store (a stored id
+    raises ``ConstraintException``)."""
+    if events:
+        conn.execute(*writes.insert_events(events, skip_stored=False))
+    deltas = rollup_views.Deltas()
+    kept: tuple[int, int | None] = (0, None)
+    if keep:
+        deltas, appended, lowest = rollups.keep(conn, events, sessions)
+        kept = (appended, lowest)
+    else:
+        rollups.stop_at(conn, {e.site_id for e in events} | {s.site_id for s in sessions})
+    for sql, params in writes.rest_statements(batch, events, sessions):
+        conn.execute(sql, params)
+    return deltas, kept
 
 
 def _migrations() -> list[tuple[str, str]]:
@@ -168,17 +173,11 @@ def _delete_before(conn: Connection, cutoff_ms: int) -> int:
         statements.append(writes.bump_sites(sorted(row[0] for row in touched)))
     statements.append(("DELETE FROM sessions WHERE last_seen < $cut", cut))
     statements.append(("DELETE FROM events WHERE ts < $cut", cut))
-    conn.execute("BEGIN")
-    try:
+    gone = 0
+    with _tx(conn):
         rollups.forget_before(conn, cutoff_ms)
-        gone = 0
         for sql, params in statements:
             gone = int(conn.execute(sql, params).fetchall()[0][0])
-        conn.execute("COMMIT")
-    except BaseException:
-        with suppress(duckdb.Error):
-            conn.execute("ROLLBACK")
-        raise
     return gone
 
 
@@ -313,14 +312,8 @@ class DuckDBStore(Store, SqlDefinitions):
         (the writes do it on their own once ``compact_rows`` delta rows piled up)."""
 
         def job(conn: Connection) -> None:
-            conn.execute("BEGIN")
-            try:
+            with _tx(conn):
                 rollups.compact(conn, from_hour)
-                conn.execute("COMMIT")
-            except BaseException:
-                with suppress(duckdb.Error):
-                    conn.execute("ROLLBACK")
-                raise
 
         await self._run("rollup compaction", job)
         self._appended, self._lowest = 0, None
@@ -464,19 +457,13 @@ class DuckDBStore(Store, SqlDefinitions):
         p: dict[str, object] = {"s": site_id, "cut": cutoff_ms}
 
         def job(conn: Connection) -> int:
-            conn.execute("BEGIN")
-            try:
+            with _tx(conn):
                 rollups.forget_before(conn, cutoff_ms, site_id)
                 conn.execute("DELETE FROM sessions WHERE site_id = $s AND last_seen < $cut", p)
                 gone = conn.execute(
                     "DELETE FROM events WHERE site_id = $s AND ts < $cut", p
                 ).fetchall()
                 conn.execute(*writes.bump_sites([site_id]))
-                conn.execute("COMMIT")
-            except BaseException:
-                with suppress(duckdb.Error):
-                    conn.execute("ROLLBACK")
-                raise
             return int(gone[0][0])
 
         return await self._changing("retention", job)
@@ -497,8 +484,8 @@ class DuckDBStore(Store, SqlDefinitions):
         ]
 
         def job(conn: Connection) -> int:
-            conn.execute("BEGIN")
-            try:
+            gone = 0
+            with _tx(conn):
                 if keep:  # take back what the user counts, before the rows go
                     rows = conn.execute(
                         f"SELECT {', '.join(EXPORT_COLUMNS)} FROM events "
@@ -508,17 +495,11 @@ class DuckDBStore(Store, SqlDefinitions):
                     events = [exported_event(row) for row in rows]
                     visitors = sorted({e.visitor_id for e in events})
                     rollups.forget_visitors(conn, site_id, visitors, events)
-                gone = 0
                 for sql, params in statements:
                     named = {k: v for k, v in params.items() if f"${k}" in sql}
                     found = conn.execute(sql, named).fetchall()
                     if sql.startswith("DELETE FROM events"):
                         gone = int(found[0][0])
-                conn.execute("COMMIT")
-            except BaseException:
-                with suppress(duckdb.Error):
-                    conn.execute("ROLLBACK")
-                raise
             return gone
 
         return await self._changing("forget user", job)
