@@ -395,3 +395,34 @@ async def test_views_follow_every_write_without_rebuilding(
     assert 0 < first < len(asked)  # queries of one shape (other metrics) share a view
     assert len(built) == first  # no view was built again: the writes moved them forward
     assert rolled.answered == {"rollup": rounds * len(asked)}
+
+
+async def test_an_event_in_an_edge_of_the_first_or_last_half_hour_means_a_raw_scan(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBStore(tmp_path / "e.duckdb")
+    await store.start()
+    try:
+        events, sessions = traffic(200)
+        t = START + 10 * HOUR
+        a, b = (
+            replace(e, timestamp=t + offset)
+            for e, offset in zip(
+                [e for e in events if e.site_id == SITE and e.type == "pageview"][:2],
+                (5 * MINUTE, 25 * MINUTE),
+                strict=True,
+            )
+        )
+        await store.write(WriteBatch("e", {0: 1}, [a, b], []))
+        query = StatsQuery(SITE, Range(t, t + 20 * MINUTE), ("pageviews",))
+        assert await store.aggregate(query) == {"pageviews": 1.0}
+        assert store.answered == {"raw": 1}  # b lies in [end, next half hour)
+        assert await store.aggregate(replace(query, range=Range(t, t + 26 * MINUTE))) == {
+            "pageviews": 2.0
+        }
+        assert store.answered == {"raw": 1, "rollup": 1}
+        late = replace(query, range=Range(t + 10 * MINUTE, t + HOUR))
+        assert await store.aggregate(late) == {"pageviews": 1.0}
+        assert store.answered == {"raw": 2, "rollup": 1}  # a lies in [half hour, start)
+    finally:
+        await store.close()

@@ -270,20 +270,24 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
 
 
 def _covered(conn: Connection, query: StatsQuery) -> bool:
-    """Whether the rollup periods of the range hold exactly the range's events."""
+    """Whether the rollup periods of the range hold exactly the range's events: the site's
+    rollups start at or before them, and no stored event lies in the edges the range leaves
+    of its first and last half hour (each edge a plain range on ``ts``, so the row groups'
+    min/max skip all but the newest data; an aligned edge is empty and not asked)."""
     lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
+    params: dict[str, Any] = {"s": query.site_id, "none": rollups.NONE}
+    edges = []
+    for name, (start, end) in {"a": (lo, query.range.start), "b": (query.range.end, hi)}.items():
+        if start < end:
+            params[f"{name}0"], params[f"{name}1"] = start, end
+            edges.append(
+                f"EXISTS (SELECT 1 FROM events WHERE site_id = $s "
+                f"AND ts >= ${name}0 AND ts < ${name}1)"
+            )
     row = conn.execute(
         "SELECT coalesce((SELECT rollup_from FROM rollup_state WHERE site_id = $s), $none), "
-        "EXISTS (SELECT 1 FROM events WHERE site_id = $s AND "
-        "((ts >= $lo AND ts < $a) OR (ts >= $b AND ts < $hi)))",
-        {
-            "s": query.site_id,
-            "none": rollups.NONE,
-            "lo": lo,
-            "a": query.range.start,
-            "b": query.range.end,
-            "hi": hi,
-        },
+        + (" OR ".join(edges) if edges else "FALSE"),
+        params,
     ).fetchone()
     return row is not None and lo >= int(row[0]) and not row[1]
 
