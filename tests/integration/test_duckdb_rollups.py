@@ -403,7 +403,7 @@ async def test_an_event_in_an_edge_of_the_first_or_last_half_hour_means_a_raw_sc
     store = DuckDBStore(tmp_path / "e.duckdb")
     await store.start()
     try:
-        events, sessions = traffic(200)
+        events, _ = traffic(200)
         t = START + 10 * HOUR
         a, b = (
             replace(e, timestamp=t + offset)
