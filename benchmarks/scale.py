@@ -86,6 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duckdb-dir", type=Path, help="kept DuckDB data folder (default: out)")
     parser.add_argument("--pg-url", help="kept PostgreSQL database (default: hitstream_bench_10m)")
     parser.add_argument("--browser", action="store_true", help="rows 5/6: also time Chromium")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="row 5: skip the run without rollups"
+    )
     args = parser.parse_args(argv)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ALL_ROWS]

@@ -401,6 +401,19 @@ def row5(args: Any) -> dict[str, Any]:
         finally:
             server.terminate(timeout=300)
             server.kill()
+    if not args.profile_only and not args.no_baseline:
+        # the same data, the same queries, without the rollups: every query scans raw events
+        # (a fresh copy: a store that keeps no rollups marks the sites it writes uncovered)
+        with scratch("hitstream-scale-duckdb-raw-", keep=False) as workdir:
+            data_dir = dataset.working_copy(folder, workdir / "data")
+            env = {"HITSTREAM_CACHE_ENTRIES": "0", "HITSTREAM_STORE_ROLLUPS": "false"}
+            server = ServerProcess(data_dir, env=env).start(300)
+            try:
+                out["raw_baseline"] = measure(server, args, "duckdb without rollups")
+            finally:
+                server.terminate(timeout=300)
+                server.kill()
+        out["raw_baseline"]["summary"] = summary(out["raw_baseline"], {})
     if not args.profile_only:
         out["summary"] = summary(out, {"issue": out["previous"]})
     return out

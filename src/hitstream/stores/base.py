@@ -9,6 +9,7 @@ after a crash the processor resumes from the positions stored with the data it w
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -161,3 +162,22 @@ class Store(Registry, ABC):
         A ``user_id`` gives its events a visitor of its own (``domain.visitors.user_hash``),
         and visits belong to one visitor, so the user's visits hold only the user's events:
         they go whole, and nobody else's visit changes."""
+
+
+class RollupAnswers:
+    """For stores that keep rollups: which path answered each stats query, ``"rollup"`` or
+    ``"raw"`` (``answered``, and the hooks of ``count_answers``: the metric
+    ``hitstream_store_queries_total{path}``). Call ``__init__`` from the store's own."""
+
+    def __init__(self) -> None:
+        self.answered: Counter[str] = Counter()
+        """How many stats queries were answered from ``rollup``s and from ``raw`` events."""
+        self._answer_hooks: list[Callable[[str], None]] = []
+
+    def count_answers(self, hook: Callable[[str], None]) -> None:
+        self._answer_hooks.append(hook)
+
+    def _answered(self, path: str) -> None:
+        self.answered[path] += 1
+        for hook in self._answer_hooks:
+            hook(path)

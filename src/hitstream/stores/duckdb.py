@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -36,7 +35,7 @@ from hitstream.domain.stats import (
 )
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
 from hitstream.stores import rollup_views
-from hitstream.stores.base import Store, WriteBatch, check_fence
+from hitstream.stores.base import RollupAnswers, Store, WriteBatch, check_fence
 from hitstream.stores.sql.common import (
     EXPORT_COLUMNS,
     SESSION_COLUMNS,
@@ -181,7 +180,7 @@ def _delete_before(conn: Connection, cutoff_ms: int) -> int:
     return gone
 
 
-class DuckDBStore(Store, SqlDefinitions):
+class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
     name = "duckdb"
 
     def __init__(
@@ -209,9 +208,7 @@ class DuckDBStore(Store, SqlDefinitions):
         self._appended = 0
         self._lowest: int | None = None
         """Rollup delta rows appended since the last compaction, and their earliest period."""
-        self.answered: Counter[str] = Counter()
-        """How many stats queries were answered from ``rollup``s and from ``raw`` events."""
-        self._answer_hooks: list[Callable[[str], None]] = []
+        RollupAnswers.__init__(self)
         self._views = rollup_views.Views(time.monotonic)
         """Rollup answers kept in memory, moved forward by every write (used and changed on
         the DuckDB thread only)."""
@@ -349,14 +346,6 @@ class DuckDBStore(Store, SqlDefinitions):
         path, rows = await self._run("query", job)
         self._answered(path)
         return rows
-
-    def count_answers(self, hook: Callable[[str], None]) -> None:
-        self._answer_hooks.append(hook)
-
-    def _answered(self, path: str) -> None:
-        self.answered[path] += 1
-        for hook in self._answer_hooks:
-            hook(path)
 
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:
         rows = await self._stats(query)

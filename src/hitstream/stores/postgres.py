@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from hashlib import blake2b
 from typing import Any
@@ -39,7 +38,7 @@ from hitstream.domain.stats import (
     bucket_starts,
 )
 from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
-from hitstream.stores.base import Store, WriteBatch
+from hitstream.stores.base import RollupAnswers, Store, WriteBatch
 from hitstream.stores.sql.common import (
     EVENT_TEXT,
     EXPORT_COLUMNS,
@@ -58,7 +57,7 @@ _RETENTION_LOCK = 0x68_73_72_65_74_61_69_6E
 _PARAM = re.compile(r"\$(\w+)")
 
 
-class PostgresStore(Store, SqlDefinitions):
+class PostgresStore(RollupAnswers, Store, SqlDefinitions):
     name = "postgres"
 
     def __init__(
@@ -96,9 +95,7 @@ class PostgresStore(Store, SqlDefinitions):
         ends in ``StoreUnavailable`` after ``timeout``); two connections stay for the rest."""
         self._leads: dict[str, Connection] = {}
         """Leads this process holds, each on a connection of its own (``lead``)."""
-        self.answered: Counter[str] = Counter()
-        """How many stats queries were answered from ``rollup``s and from ``raw`` events."""
-        self._answer_hooks: list[Callable[[str], None]] = []
+        RollupAnswers.__init__(self)
         self.breaker = Breaker(
             "postgres", self._probe, error=StoreUnavailable, on_recovery=self._renew_pool
         )
@@ -304,14 +301,6 @@ class PostgresStore(Store, SqlDefinitions):
                     return found
                 return await self._scan(conn, sql, params)
         return await self._stats_rows(sql, params)
-
-    def count_answers(self, hook: Callable[[str], None]) -> None:
-        self._answer_hooks.append(hook)
-
-    def _answered(self, path: str) -> None:
-        self.answered[path] += 1
-        for hook in self._answer_hooks:
-            hook(path)
 
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:
         rows = await self._stats(query)

@@ -21,7 +21,6 @@ REPEATABLE READ transaction, so the check and the sums see the same data.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -286,24 +285,6 @@ async def _covered(cur: Cursor, query: StatsQuery) -> bool:
     return row is not None and lo >= int(row[0]) and not row[1]
 
 
-class _Counted(Sequence[int]):
-    """The ascending values behind a histogram, indexed without expanding it."""
-
-    def __init__(self, pairs: Sequence[tuple[int, int]]) -> None:
-        self._values = [value for value, _ in pairs]
-        self._ends: list[int] = []
-        total = 0
-        for _, n in pairs:
-            total += n
-            self._ends.append(total)
-
-    def __len__(self) -> int:
-        return self._ends[-1] if self._ends else 0
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._values[bisect.bisect_right(self._ends, index)]
-
-
 async def _percentiles(
     cur: Cursor, g: str, params: dict[str, Any], *, whole_days: bool
 ) -> dict[int, tuple[float, float]]:
@@ -333,7 +314,10 @@ async def _percentiles(
     for group, value, n in await cur.fetchall():
         pairs.setdefault(int(group), []).append((int(value), int(n)))
     return {
-        group: (percentile_cont(_Counted(p), 0.5), percentile_cont(_Counted(p), 0.95))
+        group: (
+            percentile_cont(rollups.Histogram(p), 0.5),
+            percentile_cont(rollups.Histogram(p), 0.95),
+        )
         for group, p in pairs.items()
     }
 
