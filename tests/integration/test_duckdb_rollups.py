@@ -21,6 +21,7 @@ from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import METRICS, Range, StatsQuery
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.duckdb import DuckDBStore
+from tests.answers import Answer, flat_answers
 
 pytestmark = pytest.mark.integration
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
@@ -110,21 +111,7 @@ def queries(site: str, start: int = START) -> list[tuple[str, StatsQuery]]:
     return asked
 
 
-Answer = tuple[int, object, str, Any]
-
-
-async def answers(store: DuckDBStore, asked: list[tuple[str, StatsQuery]]) -> list[Answer]:
-    """Every answer, flat: (query number, bucket or value or "", metric, number)."""
-    flat: list[Answer] = []
-    for number, (kind, query) in enumerate(asked):
-        found = await getattr(store, kind)(query)
-        rows = (
-            [("", found)]
-            if kind == "aggregate"
-            else [(getattr(r, "bucket", None) or r.value, r.results) for r in found]
-        )
-        flat += [(number, key, m, v) for key, results in rows for m, v in results.items()]
-    return flat
+answers = flat_answers
 
 
 def approx(want: list[Answer]) -> list[Any]:

@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -19,6 +18,7 @@ from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import METRICS, Range, StatsQuery
 from hitstream.errors import PositionConflict, StoreUnavailable
 from hitstream.stores.base import WriteBatch
+from tests.answers import Answer, flat_answers
 from tests.brokers import create_database, drop_database, unreachable
 
 psycopg = pytest.importorskip("psycopg")
@@ -323,22 +323,7 @@ def _queries(site: str, start: int) -> list[tuple[str, StatsQuery]]:
     return asked
 
 
-Answer = tuple[int, object, str, Any]
-"""(query number, bucket or value, metric, number or ``pytest.approx`` of one)."""
-
-
-async def _answers(store: PostgresStore, asked: list[tuple[str, StatsQuery]]) -> list[Answer]:
-    """Every answer, flat: (query number, bucket or value or "", metric, number)."""
-    flat: list[Answer] = []
-    for number, (kind, query) in enumerate(asked):
-        found = await getattr(store, kind)(query)
-        rows = (
-            [("", found)]
-            if kind == "aggregate"
-            else [(getattr(r, "bucket", None) or r.value, r.results) for r in found]
-        )
-        flat += [(number, key, m, v) for key, results in rows for m, v in results.items()]
-    return flat
+_answers = flat_answers
 
 
 async def test_rollups_answer_whole_hours_exactly_as_raw_scans(url: str) -> None:
