@@ -13,7 +13,8 @@ the tables are the same deltas summed. A view's rows are then shaped exactly as 
 answer shapes them (presence, order, limit, percentiles): ``rows``.
 
 What a view cannot know (a deletion, a rebuild) makes the store drop its views (``clear``).
-Idle views are dropped after ``IDLE_S``; at most ``MAX_VIEWS`` are kept.
+Idle views are dropped after ``IDLE_S``; at most ``MAX_VIEWS`` are kept, holding at most
+``MAX_GROUPS`` groups.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from hitstream.domain.stats import StatsQuery
 Row = tuple[Any, ...]
 Group = int | str
 MAX_VIEWS: Final = 256
+MAX_GROUPS: Final = 400_000
+"""Groups (values, buckets) over all kept views: about 100 bytes each, so at most ~40 MB; a
+view alone larger than a quarter of it (a breakdown by user id of a big site) is not kept."""
 IDLE_S: Final = 600.0
 PERCENTILES: Final = frozenset({"load_time_p50", "load_time_p95"})
 SUMMED: Final = frozenset({"time_on_page", "scroll_depth", "avg_duration"})
@@ -67,6 +71,11 @@ class View:
     loads: dict[Group, Counter[int]] | None = None
     """group -> load time -> pageviews; None until a query asks for percentiles."""
     used: float = 0.0
+
+    @property
+    def size(self) -> int:
+        """Groups held (counts, sums and histograms)."""
+        return len(self.counts) + len(self.sums or ()) + len(self.loads or ())
 
     @property
     def key(self) -> ViewKey:
@@ -193,6 +202,9 @@ class Views:
         return view
 
     def put(self, view: View) -> None:
+        """Keep ``view`` (unless it alone is too big: it answers its query and goes)."""
+        if view.size > MAX_GROUPS // 4:
+            return
         view.used = self._clock()
         self._views[view.key] = view
         self._expire()
@@ -215,6 +227,7 @@ class Views:
         now = self._clock()
         for key in [k for k, v in self._views.items() if now - v.used > IDLE_S]:
             del self._views[key]
-        while len(self._views) > MAX_VIEWS:
+        total = sum(view.size for view in self._views.values())
+        while len(self._views) > MAX_VIEWS or total > MAX_GROUPS:
             oldest = min(self._views, key=lambda k: self._views[k].used)
-            del self._views[oldest]
+            total -= self._views.pop(oldest).size

@@ -1,0 +1,86 @@
+"""The in-memory rollup views: what is kept, what goes, how rows are shaped and moved."""
+
+from __future__ import annotations
+
+from hitstream.domain import rollups
+from hitstream.domain.stats import Range, StatsQuery
+from hitstream.stores import rollup_views
+from hitstream.stores.rollup_views import Deltas, View, Views
+
+HOUR = 3_600_000
+
+
+def view(site: str = "s", dim: str = "page", groups: int = 1) -> View:
+    counts = {f"/p{i}": [1, 1, 0, 0, 0, 1, 1] for i in range(groups)}
+    return View(site, dim, 0, 4 * HOUR, None, dict(counts))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_view_too_big_alone_is_not_kept() -> None:
+    views = Views(Clock())
+    big = view(groups=rollup_views.MAX_GROUPS // 4 + 1)
+    views.put(big)
+    assert views.get(big.key) is None
+    small = view(dim="source")
+    views.put(small)
+    assert views.get(small.key) is small
+
+
+def test_the_least_recently_used_views_go_past_the_group_bound() -> None:
+    clock = Clock()
+    views = Views(clock)
+    quarter = rollup_views.MAX_GROUPS // 4
+    kept = []
+    for n in range(4):
+        clock.now = n
+        kept.append(view(site=f"s{n}", groups=quarter))
+        views.put(kept[-1])
+    clock.now = 10
+    assert views.get(kept[0].key) is kept[0]  # used again: now the most recent
+    clock.now = 11
+    views.put(view(site="new", groups=10))  # over the bound: the oldest use goes (s1)
+    assert views.get(kept[1].key) is None
+    assert all(views.get(v.key) is v for v in (kept[0], kept[2], kept[3]))
+
+
+def test_idle_views_expire() -> None:
+    clock = Clock()
+    views = Views(clock)
+    old = view(site="old")
+    views.put(old)
+    clock.now = rollup_views.IDLE_S + 1
+    views.put(view(site="fresh"))
+    assert views.get(old.key) is None
+
+
+def test_deltas_move_only_their_site_property_and_range() -> None:
+    v = view(groups=0)
+    deltas = Deltas(
+        counts={
+            ("s", "page", "/a", HOUR, rollups.NONE): [1, 1, 1, 0, 5, 2, 3],
+            ("s", "page", "/a", 2 * HOUR, HOUR): [1, 1, 0, 0, 0, 1, 1],  # chained before
+            ("s", "source", "x", HOUR, rollups.NONE): [9] * 7,  # another property
+            ("t", "page", "/a", HOUR, rollups.NONE): [9] * 7,  # another site
+            ("s", "page", "/a", 5 * HOUR, rollups.NONE): [9] * 7,  # past the range
+        }
+    )
+    v.add(deltas)
+    # the chained fields of (2h, prev 1h) count only from a range starting after 1h; this
+    # view starts at 0, so only its pageviews and events add up
+    assert v.counts == {"/a": [1, 1, 1, 0, 5, 3, 4]}
+
+
+def test_breakdown_rows_order_by_the_metric_then_by_value_and_keep_the_limit() -> None:
+    v = View("s", "page", 0, HOUR, None, {})
+    for value, visitors in (("/b", 2), ("/a", 2), ("/c", 5), ("/d", 1)):
+        v.counts[value] = [visitors, 1, 0, 0, 0, 1, 1]
+    v.counts["/gone"] = [0, 0, 0, 0, 0, 0, 0]  # no events: not a row
+    query = StatsQuery("s", Range(0, HOUR), ("visitors",), property="page", limit=3)
+    assert [row[0] for row in v.rows(query, grouped=True)] == ["/c", "/a", "/b"]
