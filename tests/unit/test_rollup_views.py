@@ -11,8 +11,10 @@ HOUR = 3_600_000
 
 
 def view(site: str = "s", dim: str = "page", groups: int = 1) -> View:
-    counts = {f"/p{i}": [1, 1, 0, 0, 0, 1, 1] for i in range(groups)}
-    return View(site, dim, 0, 4 * HOUR, None, dict(counts))
+    counts: dict[rollup_views.Group, list[int]] = {
+        f"/p{i}": [1, 1, 0, 0, 0, 1, 1] for i in range(groups)
+    }
+    return View(site, dim, 0, 4 * HOUR, None, counts)
 
 
 class Clock:
