@@ -36,6 +36,7 @@ from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session, is_bounce, is_engagement
 from hitstream.domain.stats import SESSION_PROPERTIES, StatsQuery
 from hitstream.stores import rollup_views
+from hitstream.stores.sql.duckdb import writes
 
 Connection = duckdb.DuckDBPyConnection
 Row = tuple[Any, ...]
@@ -83,24 +84,26 @@ _SUM_TYPES: Final = ("VARCHAR",) * 3 + ("BIGINT",) * (1 + len(rollups.SUMS))
 _LOAD_TYPES: Final = ("VARCHAR", "BIGINT", "BIGINT", "BIGINT")
 
 
+def _by_ids(conn: Connection, select: str, column: str, ids: set[str]) -> list[Row]:
+    """Rows of ``select`` whose ``column`` is one of ``ids``, through the column's index:
+    the ids go as literals (a parameter list or a subquery is joined, not looked up)."""
+    ordered, rows = sorted(ids), []
+    for at in range(0, len(ordered), writes.IDS_PER_STATEMENT):
+        listed = ", ".join(map(writes.literal, ordered[at : at + writes.IDS_PER_STATEMENT]))
+        rows += conn.execute(f"{select} WHERE {column} IN ({listed})").fetchall()
+    return rows
+
+
 def _slots(
     conn: Connection, visits: set[tuple[str, str]], visitors: set[tuple[str, str]]
 ) -> dict[rollups.SlotKey, tuple[int, rollups.Slot]]:
     """key -> (rowid, slot) of every stored slot of the visits or visitors."""
-    if not visits and not visitors:
-        return {}
-    rows = conn.execute(
-        "SELECT rowid, site_id, visitor_id, session_id, hour, members FROM rollup_slots "
-        "WHERE session_id IN (SELECT unnest($visits::VARCHAR[])) "
-        "OR visitor_id IN (SELECT unnest($visitors::VARCHAR[]))",
-        {
-            "visits": sorted({visit for _, visit in visits}),
-            "visitors": sorted({visitor for _, visitor in visitors}),
-        },
-    ).fetchall()
+    select = "SELECT rowid, site_id, visitor_id, session_id, hour, members FROM rollup_slots"
+    rows = _by_ids(conn, select, "session_id", {visit for _, visit in visits})
+    rows += _by_ids(conn, select, "visitor_id", {visitor for _, visitor in visitors})
     found: dict[rollups.SlotKey, tuple[int, rollups.Slot]] = {}
     for rowid, site, visitor, visit, hour, members in rows:
-        # ids are matched without their site above (one semi-join each): the site here
+        # ids are matched without their site above (one index each): the site here
         if (site, visit) in visits or (site, visitor) in visitors:
             key = (site, visitor, visit, int(hour))
             found[key] = (int(rowid), rollups.slot_from_document(key, _decode(members)))
@@ -110,12 +113,13 @@ def _slots(
 def _facts(conn: Connection, visits: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     if not visits:
         return {}
-    rows = conn.execute(
+    rows = _by_ids(
+        conn,
         "SELECT site_id, session_id, entry_page, exit_page, pageviews, events, "
-        "last_seen - started_at FROM sessions "
-        "WHERE session_id IN (SELECT unnest($ids::VARCHAR[]))",
-        {"ids": sorted({visit for _, visit in visits})},
-    ).fetchall()
+        "last_seen - started_at FROM sessions",
+        "session_id",
+        {visit for _, visit in visits},
+    )
     return {
         (site, visit): rollups.VisitFacts(entry, exit_, is_bounce(pageviews, events), int(dur))
         for site, visit, entry, exit_, pageviews, events, dur in rows

@@ -102,7 +102,34 @@ def insert_events(events: Sequence[ProcessedEvent], *, skip_stored: bool) -> Sta
     return (sql + " ON CONFLICT DO NOTHING" if skip_stored else sql), params
 
 
-def upsert_sessions(sessions: Sequence[Session]) -> Statement:
+IDS_PER_STATEMENT: Final = 1_000
+"""Ids per ``IN`` list of literals: DuckDB scans an index for up to 2,048 values and joins
+the whole table beyond (``rollups._by_ids`` keeps the same bound)."""
+
+
+def literal(text: str) -> str:
+    """A SQL string literal of ``text``."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def upsert_sessions(sessions: Sequence[Session]) -> list[Statement]:
+    """The visit rows, replacing stored ones: the stored rows of these visits are deleted
+    through the index on ``session_id`` (ids as literals, so that the index is used), then
+    all are inserted. ``INSERT ... ON CONFLICT DO UPDATE`` did the same in one statement but
+    cost ~110 ms at 2 M visits whatever the batch (measured at 10 M events: 25 visits)."""
+    statements: list[Statement] = []
+    ordered = sorted({(s.site_id, s.session_id) for s in sessions})
+    for at in range(0, len(ordered), IDS_PER_STATEMENT):
+        chunk = ordered[at : at + IDS_PER_STATEMENT]
+        ids = ", ".join(literal(visit) for visit in sorted({visit for _, visit in chunk}))
+        pairs = ", ".join(literal(f"{site}{_US}{visit}") for site, visit in chunk)
+        statements.append(
+            (
+                f"DELETE FROM sessions WHERE session_id IN ({ids}) "
+                f"AND site_id || chr(31) || session_id IN ({pairs})",
+                {},
+            )
+        )
     n_text = len(SESSION_TEXT)
     params: dict[str, object] = {}
     rows = [_session_row(s) for s in sessions]
@@ -111,12 +138,11 @@ def upsert_sessions(sessions: Sequence[Session]) -> Statement:
     )
     exprs = [f"c{i}" for i in range(n_text)]
     exprs += [_integer(f"c{n_text + i}") for i in range(len(SESSION_INTS))]
-    updates = ", ".join(f"{c} = excluded.{c}" for c in SESSION_COLUMNS[2:])
     sql = (
         f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)}) SELECT {', '.join(exprs)} "
-        f"FROM ({source}) ON CONFLICT (site_id, session_id) DO UPDATE SET {updates}"
+        f"FROM ({source})"
     )
-    return sql, params
+    return [*statements, (sql, params)]
 
 
 def bump_sites(sites: list[str]) -> Statement:
@@ -145,7 +171,7 @@ def rest_statements(
     positions."""
     statements: list[Statement] = []
     if sessions:
-        statements.append(upsert_sessions(sessions))
+        statements += upsert_sessions(sessions)
     if batch.drops:
         keys = list(batch.drops)
         statements.append(
