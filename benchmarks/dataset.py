@@ -50,6 +50,9 @@ FIRST_DAY = START.date().isoformat()
 LAST_DAY = (END - timedelta(days=1)).date().isoformat()
 PERIOD = {"period": "custom", "from": FIRST_DAY, "to": LAST_DAY}
 """The Stats API parameters of the data set's 30 days."""
+SERVE_ENV = {"HITSTREAM_SITES": json.dumps([{"site_id": SITE, "public": True}])}
+"""What ``serve`` on the data set needs: its big site registered and public (stats read
+without a key; the data set is written straight into the store, with no registry)."""
 
 
 def day_sizes(events: int) -> list[int]:

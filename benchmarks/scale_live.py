@@ -175,7 +175,7 @@ def row(args: Any) -> dict[str, Any]:
     names = list(CASES)
     with scratch("hitstream-scale-live-", keep=False) as workdir:
         data_dir = dataset.working_copy(folder, workdir / "data")
-        server = ServerProcess(data_dir).start(300)
+        server = ServerProcess(data_dir, env=dataset.SERVE_ENV).start(300)
         assert server.proc is not None
         total = args.repeats * len(names) * (args.live_seconds + 120) + 600
         sender = Background(require_wrk(), server.url, SITE, BATCH, paced(RATE / BATCH, total))

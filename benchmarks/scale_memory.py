@@ -73,7 +73,7 @@ def row(args: Any) -> dict[str, Any]:
     with scratch("hitstream-scale-mem-", keep=False) as workdir:
         data_dir = dataset.working_copy(folder, workdir / "big")
         for label, where in (("10 M events", data_dir), ("empty", workdir / "empty")):
-            server = ServerProcess(where).start(300)
+            server = ServerProcess(where, env=dataset.SERVE_ENV).start(300)
             assert server.proc is not None
             try:
                 ready = memory(server.proc.pid)["VmRSS"]
@@ -108,7 +108,7 @@ def soak(args: Any) -> dict[str, Any]:
     seconds = int(args.soak_minutes * 60)
     with scratch("hitstream-scale-soak-", keep=False) as workdir:
         data_dir = dataset.working_copy(folder, workdir / "data")
-        server = ServerProcess(data_dir).start(300)
+        server = ServerProcess(data_dir, env=dataset.SERVE_ENV).start(300)
         assert server.proc is not None
         pid = server.proc.pid
         try:

@@ -394,7 +394,8 @@ def row5(args: Any) -> dict[str, Any]:
         if args.profile:
             explained = args.out_dir / f"profile-row5-explain-{args.stamp}.txt"
             out["explain"] = duckdb_explain(data_dir / "hitstream.duckdb", explained)
-        server = ServerProcess(data_dir, env={"HITSTREAM_CACHE_ENTRIES": "0"}).start(300)
+        env = {"HITSTREAM_CACHE_ENTRIES": "0", **dataset.SERVE_ENV}
+        server = ServerProcess(data_dir, env=env).start(300)
         try:
             if not args.profile_only:
                 out.update(measure(server, args, "duckdb"))
@@ -408,7 +409,11 @@ def row5(args: Any) -> dict[str, Any]:
         # (a fresh copy: a store that keeps no rollups marks the sites it writes uncovered)
         with scratch("hitstream-scale-duckdb-raw-", keep=False) as workdir:
             data_dir = dataset.working_copy(folder, workdir / "data")
-            env = {"HITSTREAM_CACHE_ENTRIES": "0", "HITSTREAM_STORE_ROLLUPS": "false"}
+            env = {
+                "HITSTREAM_CACHE_ENTRIES": "0",
+                "HITSTREAM_STORE_ROLLUPS": "false",
+                **dataset.SERVE_ENV,
+            }
             server = ServerProcess(data_dir, env=env).start(300)
             try:
                 # quiet only: the same scans under load take minutes more and say no more
@@ -438,7 +443,7 @@ def row6(args: Any) -> dict[str, Any]:
         "reference_bare_postgresql": pg_reference(url),
     }
     with scratch("hitstream-scale-pg-", keep=False) as workdir:
-        env = {"HITSTREAM_CACHE_ENTRIES": "0", "HITSTREAM_STORE_URL": url}
+        env = {"HITSTREAM_CACHE_ENTRIES": "0", "HITSTREAM_STORE_URL": url, **dataset.SERVE_ENV}
         server = ServerProcess(workdir / "data", env=env).start(300)
         try:
             out.update(measure(server, args, "postgresql"))
