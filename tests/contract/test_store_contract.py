@@ -525,6 +525,34 @@ async def test_breakdown_by_custom_property(shop: Store) -> None:
     assert table(rows) == [("", 6.0), ("3", 1.0)]
 
 
+async def test_a_visitor_seen_only_through_engagement_events_is_not_counted(
+    store: Store,
+) -> None:
+    """Engagement events are measurements: with time_on_page asked they are in the set, yet a
+    visitor whose only event on a page is one does not count on that page, with or without
+    visits asked (the two shapes of the SQL stores' visitor count)."""
+    events = [
+        event("p1", T, "va", "sa", "/a"),
+        event("p2", T + SECOND, "va", "sa", "/a", type="engagement", engaged=4000, scroll=50),
+        event("p3", T + MINUTE, "vb", "sb", "/b"),
+        event("p4", T + 2 * MINUTE, "vb", "sb", "/a", type="engagement", engaged=2000),
+        event("p5", T + 3 * MINUTE, "vc", "sc", "/a", type="engagement", engaged=6000),
+    ]
+    sessions = [
+        visit("sa", "va", T, T + SECOND, "/a", "/a", 1, 1),
+        visit("sb", "vb", T + MINUTE, T + 2 * MINUTE, "/b", "/b", 1, 1),
+        visit("sc", "vc", T + 3 * MINUTE, T + 3 * MINUTE, "", "", 0, 0),
+    ]
+    await store.write(WriteBatch("events", {0: len(events)}, events, sessions))
+    # /a: va's pageview; vb and vc only engaged there. time_on_page: (4+2+6) s over 3
+    rows = await store.breakdown(q(("visitors", "pageviews", "time_on_page"), prop="page"))
+    assert table(rows) == [("/a", 1.0, 1.0, 4.0), ("/b", 1.0, 1.0, 0.0)]
+    rows = await store.breakdown(q(("visitors", "visits", "time_on_page"), prop="page"))
+    assert table(rows) == [("/a", 1.0, 1.0, 4.0), ("/b", 1.0, 1.0, 0.0)]
+    got = await store.aggregate(q(("visitors", "scroll_depth")))
+    assert got == {"visitors": 2.0, "scroll_depth": 50.0}
+
+
 async def test_breakdown_with_filter_and_limit(shop: Store) -> None:
     query = q(("pageviews",), (Filter("country", "==", ("DE",)),), prop="page", limit=2)
     rows = await shop.breakdown(query)
