@@ -268,6 +268,10 @@ asks = [
     ("breakdown entry_page, visitors+visits", dict(metrics="visitors,visits", limit=10), "entry_page", False),
     ("breakdown source, visitors+visits", dict(metrics="visitors,visits", limit=10), "source", False),
     ("breakdown prop:plan, visitors+events", dict(metrics="visitors,events", limit=10), "prop:plan", False),
+    ("filtered country==DE: aggregate", dict(filters="country==DE"), None, False),
+    ("filtered country==DE: timeseries", dict(filters="country==DE"), None, True),
+    ("filtered country==DE: breakdown page", dict(filters="country==DE", metrics="visitors,pageviews", limit=10), "page", False),
+    ("filtered country==DE: prop:plan", dict(filters="country==DE"), "prop:plan", False),
 ]
 out = tempfile.mktemp(suffix=".json")
 conn.execute("SET enable_profiling = 'json'")
