@@ -70,12 +70,22 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
 
 
 def memory(pid: int) -> dict[str, int]:
-    """``VmRSS`` (resident now) and ``VmHWM`` (peak resident) in bytes."""
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            out[name] = int(value.split()[0]) * 1024
+    """``VmRSS`` (resident now) and ``VmHWM`` (peak resident) in bytes, of ``pid`` and every
+    living process under it summed (``hitstream serve`` holds its store in a child process;
+    the peaks are each process's own, so their sum bounds the unit's peak from above)."""
+    out: dict[str, int] = {"VmRSS": 0, "VmHWM": 0}
+    pending = [pid]
+    while pending:
+        process = pending.pop()
+        pending += children(process)
+        try:
+            lines = Path(f"/proc/{process}/status").read_text().splitlines()
+        except OSError:  # ended meanwhile
+            continue
+        for line in lines:
+            name, _, value = line.partition(":")
+            if name in out:
+                out[name] += int(value.split()[0]) * 1024
     return out
 
 
