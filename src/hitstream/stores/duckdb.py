@@ -96,19 +96,24 @@ def _write(
             deltas, kept = _write_fresh(conn, batch, events, sessions, keep)
     except duckdb.ConstraintException:  # an event_id is stored already: skip those
         with _tx(conn):
-            ids = [e.event_id for e in events]
-            known = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT event_id FROM events WHERE event_id >= $lo AND event_id <= $hi "
-                    "AND event_id IN (SELECT unnest($ids::VARCHAR[]))",
-                    {"ids": ids, "lo": min(ids), "hi": max(ids)},
-                ).fetchall()
-            }
+            known = _stored_ids(conn, [e.event_id for e in events])
             fresh = [e for e in events if e.event_id not in known]
             deltas, kept = _write_fresh(conn, batch, fresh, sessions, keep)
     views.add(deltas)
     return kept
+
+
+def _stored_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
+    """Which of ``event_ids`` are stored. The bounds let min/max zone maps skip row groups:
+    ids are time-ordered UUIDv7s."""
+    if not event_ids:
+        return set()
+    rows = conn.execute(
+        "SELECT event_id FROM events WHERE event_id >= $lo AND event_id <= $hi "
+        "AND event_id IN (SELECT unnest($ids::VARCHAR[]))",
+        {"ids": list(event_ids), "lo": min(event_ids), "hi": max(event_ids)},
+    ).fetchall()
+    return {row[0] for row in rows}
 
 
 def _write_fresh(
@@ -278,15 +283,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         return {int(partition): int(offset) for partition, offset in rows}
 
     async def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        if not event_ids:
-            return set()
-        # the bounds let min/max zone maps skip row groups: ids are time-ordered UUIDv7s
-        rows = await self._rows(
-            "SELECT event_id FROM events WHERE event_id >= $lo AND event_id <= $hi "
-            "AND event_id IN (SELECT unnest($ids::VARCHAR[]))",
-            {"ids": list(event_ids), "lo": min(event_ids), "hi": max(event_ids)},
-        )
-        return {row[0] for row in rows}
+        return await self._run("query", lambda conn: _stored_ids(conn, event_ids))
 
     async def write(self, batch: WriteBatch) -> None:
         keep, views = self._use_rollups, self._views
