@@ -42,6 +42,15 @@ SUMMED: Final = frozenset({"time_on_page", "scroll_depth", "avg_duration"})
 
 ViewKey = tuple[str, str, int, int, tuple[int, ...] | None]
 """(site, property, lo, hi, bucket starts or None)."""
+Indexed = tuple[
+    dict[tuple[str, str], list[tuple[str, int, int, Sequence[int]]]],
+    dict[tuple[str, str], list[tuple[str, int, Sequence[int]]]],
+    dict[str, list[tuple[int, int, int]]],
+]
+"""A write's deltas by (site, property): counts (value, hour, prev, fields), sums (value,
+hour, parts); loads by site: (hour, load time, pageviews)."""
+_FIRST_PLAIN: Final = rollups.FIELDS.index("pageviews")
+"""``FIELDS`` from here on are plain sums; those before are chained."""
 
 
 @dataclass(slots=True)
@@ -53,8 +62,26 @@ class Deltas:
     sums: Mapping[rollups.SumKey, Sequence[int]] = field(default_factory=dict)
     loads: Mapping[tuple[str, int, int], int] = field(default_factory=dict)
 
+    _indexed: Indexed | None = None
+
     def __bool__(self) -> bool:
         return bool(self.counts or self.sums or self.loads)
+
+    def indexed(self) -> Indexed:
+        """The rows by (site, property), loads by site: each view reads only its own (once
+        per write, however many views)."""
+        if self._indexed is None:
+            counts: dict[tuple[str, str], list[tuple[str, int, int, Sequence[int]]]] = {}
+            for (site, dim, value, hour, prev), fields in self.counts.items():
+                counts.setdefault((site, dim), []).append((value, hour, prev, fields))
+            sums: dict[tuple[str, str], list[tuple[str, int, Sequence[int]]]] = {}
+            for (site, dim, value, hour), parts in self.sums.items():
+                sums.setdefault((site, dim), []).append((value, hour, parts))
+            loads: dict[str, list[tuple[int, int, int]]] = {}
+            for (site, hour, load_ms), n in self.loads.items():
+                loads.setdefault(site, []).append((hour, load_ms, n))
+            self._indexed = (counts, sums, loads)
+        return self._indexed
 
 
 @dataclass(slots=True)
@@ -98,23 +125,20 @@ class View:
         return self.lo
 
     def add(self, deltas: Deltas) -> None:
-        for (site, dim, value, hour, prev), fields in deltas.counts.items():
-            if site != self.site or dim != self.dim:
-                continue
+        counts, sums, loads = deltas.indexed()
+        for value, hour, prev, fields in counts.get((self.site, self.dim), ()):
             g = self.group(value, hour)
             if g is None:
                 continue
             row = self.counts.get(g)
             if row is None:
                 row = self.counts[g] = [0] * len(rollups.FIELDS)
-            chained = prev < self.first(g)
-            for i, delta in enumerate(fields):
-                if i >= 5 or chained:  # pageviews and events whatever the prev
-                    row[i] += delta
+            # the chained fields count from ``first``; pageviews and events whatever the prev
+            summed = 0 if prev < self.first(g) else _FIRST_PLAIN
+            for i in range(summed, len(fields)):
+                row[i] += fields[i]
         if self.sums is not None:
-            for (site, dim, value, hour), parts in deltas.sums.items():
-                if site != self.site or dim != self.dim:
-                    continue
+            for value, hour, parts in sums.get((self.site, self.dim), ()):
                 g = self.group(value, hour)
                 if g is None:
                     continue
@@ -124,8 +148,8 @@ class View:
                 for i, delta in enumerate(parts):
                     row[i] += delta
         if self.loads is not None:
-            for (site, hour, load_ms), n in deltas.loads.items():
-                g = self.group("", hour) if site == self.site else None
+            for hour, load_ms, n in loads.get(self.site, ()):
+                g = self.group("", hour)
                 if g is not None:
                     self.loads.setdefault(g, Counter())[load_ms] += n
 

@@ -296,7 +296,7 @@ def _covered(conn: Connection, query: StatsQuery) -> bool:
     return row is not None and lo >= int(row[0]) and not row[1]
 
 
-def _groups(view: rollup_views.View, join: str) -> tuple[str, str]:
+def _groups(view: rollup_views.View) -> tuple[str, str]:
     """The SQL group of a rollup row in ``view``, and the start its chains count from."""
     if view.starts is not None:
         return "k.b", "greatest(k.b, $lo)"
@@ -324,7 +324,7 @@ def _build(conn: Connection, key: rollup_views.ViewKey) -> rollup_views.View:
     site, dim, lo, hi, starts = key
     view = rollup_views.View(site, dim, lo, hi, starts, {})
     join = _join(view)
-    g, first = _groups(view, join)
+    g, first = _groups(view)
     chained = ", ".join(f"sum({c}) FILTER (WHERE prev < {first})" for c in _CHAINED)
     sql = (
         f"SELECT {g} AS g, {chained}, sum(pageviews), sum(events) "
@@ -341,7 +341,7 @@ def _group(value: Any) -> rollup_views.Group:
 
 def _add_sums(conn: Connection, view: rollup_views.View) -> None:
     join = _join(view)
-    g, _ = _groups(view, join)
+    g, _ = _groups(view)
     parts = ", ".join(f"sum({c})" for c in rollups.SUMS)
     sql = f"SELECT {g} AS g, {parts} FROM rollup_sums r {join} {_WHERE} GROUP BY 1"
     view.sums = {
