@@ -31,12 +31,14 @@ log = logging.getLogger(__name__)
 SEQ_BITS = 20
 _SEQ_MASK = (1 << SEQ_BITS) - 1
 
-# KEYS: stream, lease. ARGV: member, lease ms, group, count. -1: the lease is not ours.
+# KEYS: stream, lease. ARGV: member, lease ms, group, count, from. -1: the lease is not ours.
+# from: ``>`` (entries never delivered), or an id (this member's pending entries after it:
+# what a read whose reply was lost delivered).
 _READ = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[1], 'COUNT', ARGV[4],
-                  'STREAMS', KEYS[1], '>')
+                  'STREAMS', KEYS[1], ARGV[5])
 """
 # KEYS: lease. ARGV: member, lease ms. 1: the lease is ours (taken, or still ours after this
 # member gave it up locally, e.g. while Redis was away: no need to wait for it to expire).
@@ -127,6 +129,12 @@ class RedisConsumer(LogConsumer):
         self._backlog: deque[LogMessage] = deque()
         self._unacked: deque[tuple[int, bytes]] = deque()
         self._last_id: bytes | str = "0-0"  # the group's newest delivered id: wait past it
+        # the newest entry handed to this member; set while a read's outcome is unknown: the
+        # script may have run (the entries are delivered, pending under this member) with
+        # its reply lost, so the next reads fetch this member's pending entries after it
+        # before any new one (or the store's position would move past them: events lost)
+        self._received: bytes | str = "0-0"
+        self._unsure = False
         self._keepalive: asyncio.Task[None] | None = None
         self._scripts: dict[str, Any] = {}
 
@@ -192,7 +200,8 @@ class RedisConsumer(LogConsumer):
                 self._key, self._group, min="-", max=last, count=1000
             ):
                 await redis.xack(self._key, self._group, *[r["message_id"] for r in rows])
-        self._last_id = last
+        self._last_id = self._received = last
+        self._unsure = False
 
     async def _claim(self) -> None:
         """No store position: take over the pending entries of the member that died."""
@@ -209,18 +218,27 @@ class RedisConsumer(LogConsumer):
                     break
             for group in await redis.xinfo_groups(self._key):
                 if group["name"] == self._group.encode():
-                    self._last_id = group["last-delivered-id"]
+                    self._last_id = self._received = group["last-delivered-id"]
+        self._unsure = False
 
     async def _read(self, max_messages: int) -> list[LogMessage]:
         if self._backlog:
             out = [self._backlog.popleft() for _ in range(min(max_messages, len(self._backlog)))]
             self._unacked.extend((m.offset, offset_to_id(m.offset).encode()) for m in out)
             return out
+        again = self._unsure
         try:
             async with guarded("read", self._timeout):
+                self._unsure = True  # until the reply is in hand
                 reply = await self._script(_READ)(
                     keys=[self._key, self._lease_key],
-                    args=[self.member, self._lease_ms, self._group, max_messages],
+                    args=[
+                        self.member,
+                        self._lease_ms,
+                        self._group,
+                        max_messages,
+                        self._received if again else ">",
+                    ],
                 )
         except LogUnavailable as exc:
             if "NOGROUP" in str(exc.__cause__):  # the group was destroyed under the lease:
@@ -229,14 +247,18 @@ class RedisConsumer(LogConsumer):
         if reply == -1:
             await self._lose("another member holds the lease")
             return []
-        if not reply:
-            return []
+        entries = [(i, flat) for i, flat in reply[0][1] if flat is not None] if reply else []
+        # a pending read that filled its count may have left more of the lost reply behind
+        self._unsure = again and len(reply[0][1]) >= max_messages if reply else False
         out = []
-        for entry_id, flat in reply[0][1]:
+        for entry_id, flat in entries:
             message = _message(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
             out.append(message)
             self._unacked.append((message.offset, entry_id))
-        self._last_id = reply[0][1][-1][0]
+        if reply and reply[0][1]:
+            self._received = reply[0][1][-1][0]
+            if id_to_offset(self._received) > id_to_offset(self._last_id):
+                self._last_id = self._received
         return out
 
     async def _wait(self, left: float) -> None:

@@ -27,6 +27,11 @@ delivered again, pending entries below it (stored but never acknowledged: a cras
 store commit and XACK) are acknowledged unread, so none is counted twice; without one it claims
 the dead member's pending entries (XAUTOCLAIM) and reads them first.
 
+A read whose reply is lost (Redis shutting down after running it, a timeout) has delivered
+its entries to the member all the same: they are pending under it, and a later ``>`` read
+would skip them while the store's position moved past them. So after a read that failed the
+member first reads its own pending entries after the newest it received, then new ones.
+
 A Redis that restarts empty (no persistence) has lost the stream, the group and the lease:
 the active member finds its lease gone, takes it again, recreates the group and sets it to
 the store's position, so what collectors append after the restart is read without a process
