@@ -192,14 +192,16 @@ def traffic(site: str, seed: int, users: list[str]) -> list[ProcessedEvent]:
         ts = T + rnd.randrange(0, 40) * MINUTE
         for _ in range(rnd.randint(2, 9)):
             ts += rnd.choice([MINUTE, 5 * MINUTE, 20 * MINUTE, 50 * MINUTE])
-            kind = rnd.choice(["pageview", "pageview", "pageview", "click", "custom"])
+            kind = rnd.choice(["pageview", "pageview", "pageview", "click", "custom", "engagement"])
             n += 1
             events.append(
                 ProcessedEvent(
                     event_id=f"{site}-{seed}-{n}",
                     site_id=site,
                     type=kind,
-                    name="" if kind == "pageview" else rnd.choice(["signup", "outbound"]),
+                    name=""
+                    if kind in ("pageview", "engagement")
+                    else rnd.choice(["signup", "outbound"]),
                     timestamp=ts,
                     received_at=ts + 3,
                     visitor_id=visitor,
@@ -209,6 +211,9 @@ def traffic(site: str, seed: int, users: list[str]) -> list[ProcessedEvent]:
                     source=rnd.choice(["", "Google", "Twitter"]),
                     browser=rnd.choice(["Firefox", "Chrome"]),
                     load_time_ms=rnd.choice([None, 120, 340, 800]) if kind == "pageview" else None,
+                    duration_ms=rnd.choice([None, 900, 4_000]) if kind == "custom" else None,
+                    engaged_ms=rnd.randrange(1, 60_000) if kind == "engagement" else None,
+                    scroll_depth=rnd.choice([None, 25, 80]) if kind == "engagement" else None,
                 )
             )
     events.sort(key=lambda e: (e.timestamp, e.event_id))
@@ -228,6 +233,9 @@ async def put(store: Store, events: list[ProcessedEvent], stream: str = "s") -> 
         await store.write(WriteBatch(stream, {0: offset}, chunk, sessions.drain_touched()))
 
 
+ENGAGED = ("time_on_page", "scroll_depth", "avg_duration")
+
+
 def queries(site: str) -> list[StatsQuery]:
     whole = Range(T - 2 * HOUR, T + DAY)  # whole half hours: rollups on PostgreSQL
     raw = Range(T + 7 * MINUTE, T + 9 * HOUR + 11 * MINUTE)  # ragged: raw scans
@@ -238,6 +246,8 @@ def queries(site: str) -> list[StatsQuery]:
         for prop in ("page", "country", "source", "entry_page", "exit_page", "event_name"):
             out.append(StatsQuery(site, rng, metrics=metrics, property=prop))
         out.append(StatsQuery(site, rng, metrics=metrics, interval="hour"))
+        for prop in ("", "page", "event_name"):
+            out.append(StatsQuery(site, rng, metrics=(*metrics, *ENGAGED), property=prop))
     return out
 
 

@@ -356,10 +356,13 @@ async def test_rollups_answer_whole_hours_exactly_as_raw_scans(url: str) -> None
         await raw.close()
 
 
-async def test_engagement_events_leave_the_rollups_exact_and_their_metrics_scan(url: str) -> None:
+async def test_engagement_events_leave_the_counts_exact_and_their_sums_are_rolled_up(
+    url: str,
+) -> None:
     """The same traffic plus an engagement event after every pageview and a duration on every
-    custom event: the rolled-up answers do not move (engagement is no activity), and the
-    engagement and duration metrics, answered from raw events, are what the test computes."""
+    custom event: the rolled-up counts do not move (engagement is no activity), the
+    engagement and duration metrics are what the test computes, and every query asking them
+    is answered from the rollups exactly as a raw scan of the same data answers it."""
     start = utc(2026, 4, 6)
     events, sessions = _traffic(3_000, start)
     extra: list[ProcessedEvent] = []
@@ -380,9 +383,10 @@ async def test_engagement_events_leave_the_rollups_exact_and_their_metrics_scan(
         replace(e, duration_ms=n * 13 % 20_000) if e.type == "custom" else e
         for n, e in enumerate(events)
     ]
-    plain, measured = PostgresStore(url), PostgresStore(url)
+    plain, measured, raw = PostgresStore(url), PostgresStore(url), PostgresStore(url, rollups=False)
     await plain.start()
     await measured.start()
+    await raw.start()
     try:
         run = uuid.uuid4().hex[:8]  # ids and sites of this test only: ids are stored once
         site = f"{events[0].site_id}-{run}"
@@ -414,10 +418,25 @@ async def test_engagement_events_leave_the_rollups_exact_and_their_metrics_scan(
             },
             rel=1e-12,
         )
-        assert measured.answered["raw"] == 1
+        assert "raw" not in measured.answered
+        engaged = ("time_on_page", "scroll_depth", "avg_duration", "visitors")
+        summed = [
+            ("aggregate", replace(query, metrics=engaged)),
+            ("aggregate", replace(query, range=Range(start + 5 * HOUR, start + DAY + 7 * HOUR))),
+            ("timeseries", replace(query, metrics=engaged, interval="hour")),
+            ("timeseries", replace(query, metrics=("avg_duration",), interval="day")),
+        ] + [
+            ("breakdown", replace(query, metrics=(first, *rest), property=prop, limit=15))
+            for prop in ("page", "event_name", "country", "event_type")
+            for first, *rest in (engaged, ("avg_duration", "events"), ("scroll_depth",))
+        ]
+        before = measured.answered["rollup"]
+        assert await _answers(measured, summed) == await _answers(raw, summed)
+        assert measured.answered["rollup"] == before + len(summed)
     finally:
         await plain.close()
         await measured.close()
+        await raw.close()
 
 
 async def test_an_event_in_the_edge_period_past_the_range_end_means_a_raw_scan(
@@ -624,3 +643,35 @@ async def test_migration_4_drops_hourly_rollups_until_they_are_rebuilt(
     assert await store.rebuild_rollups() == 2
     assert await store.aggregate(day) == {"pageviews": 2.0, "visitors": 1.0}
     assert store.answered == {"raw": 1, "rollup": 1}
+
+
+async def test_migration_9_sums_the_past_only_after_a_rebuild(
+    store: PostgresStore, url: str
+) -> None:
+    """A database from before schema 9 has events with engagement but no sums: queries that
+    ask engagement metrics over its past scan (the counts still come from rollups) until a
+    rebuild; after it, the same answers come from the rollups."""
+    t = utc(2026, 4, 6, 10)
+    seen = [
+        event("a", t + 5),
+        replace(event("a-en", t + 9), type="engagement", engaged_ms=4_000, scroll_depth=60),
+        replace(
+            event("b", t + 40 * MINUTE, "v2", "s2"), type="custom", name="x", duration_ms=1_500
+        ),
+    ]
+    await store.write(WriteBatch("e", {0: 1}, seen))
+    with psycopg.connect(url, autocommit=True) as conn:  # as if written before schema 9
+        conn.execute("DROP TABLE rollup_sums")
+        conn.execute("ALTER TABLE sites DROP COLUMN sums_from")
+        conn.execute("DELETE FROM schema_migrations WHERE name = '0009_rollup_sums'")
+    assert await store.migrate() == ["0009_rollup_sums"]
+    day = StatsQuery(SITE, Range(t, t + DAY), ("time_on_page", "scroll_depth", "avg_duration"))
+    want = {"time_on_page": 4.0, "scroll_depth": 60.0, "avg_duration": 1.5}
+    assert await store.aggregate(day) == want
+    assert store.answered == {"raw": 1}
+    counts = replace(day, metrics=("pageviews", "visitors"))
+    assert await store.aggregate(counts) == {"pageviews": 1.0, "visitors": 2.0}
+    assert store.answered == {"raw": 1, "rollup": 1}
+    assert await store.rebuild_rollups() == 3
+    assert await store.aggregate(day) == want
+    assert store.answered == {"raw": 1, "rollup": 2}

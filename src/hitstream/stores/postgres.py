@@ -494,13 +494,13 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
             )
             visitors = [row[0] for row in await cursor.fetchall()]
             cursor = await conn.execute(
-                "SELECT ts, load_time_ms FROM events WHERE site_id = %(s)s AND user_id = %(u)s "
-                "AND type = 'pageview' AND load_time_ms IS NOT NULL",
+                f"SELECT {', '.join(EXPORT_COLUMNS)} FROM events "
+                "WHERE site_id = %(s)s AND user_id = %(u)s",
                 p,
             )
-            loads = [(int(ts), int(ms)) for ts, ms in await cursor.fetchall()]
+            events = [exported_event(row) for row in await cursor.fetchall()]
             async with conn.cursor() as cur:
-                await rollups.forget_visitors(cur, site_id, visitors, loads)
+                await rollups.forget_visitors(cur, site_id, visitors, events)
             await conn.execute(
                 "DELETE FROM event_ids WHERE event_id IN (SELECT event_id FROM events "
                 "WHERE site_id = %(s)s AND user_id = %(u)s)",

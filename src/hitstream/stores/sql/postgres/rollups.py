@@ -3,8 +3,8 @@
 Writing (``keep``), after the batch's fresh events were claimed and before its visit rows are
 upserted: load the slots of the touched visits and visitors and the stored visit rows they
 name, let ``hitstream.domain.rollups.change`` compute what the batch adds, then store the
-changed slots, add the counts (in key order: one lock order for concurrent writers) and the
-load-time histogram.
+changed slots, add the counts and the engagement sums (in key order: one lock order for
+concurrent writers) and the load-time histogram.
 
 Concurrency: a visitor's events all travel on one log partition (the collector keys by site
 and visitor), and a write first locks its partitions' position rows, so two transactions never
@@ -12,9 +12,11 @@ load the same visitor's slots concurrently; the counts rows they share are added
 ``count = count + delta`` under row locks.
 
 Reading (``answer``): a query is answered from the rollups when it has no filters, groups by
-nothing or by a rolled-up property (not a custom one, and no load-time percentiles per value),
+nothing or by a rolled-up property (not a custom one, no load-time percentiles per value, and
+no engagement metric per visit-row property: the sums keep the events' own properties),
 its interior bucket starts are whole half hours, the range widened to whole half hours adds
-no stored event, and it starts at or after the site's ``rollup_from``. Everything runs in one
+no stored event, and it starts at or after the site's ``rollup_from`` (and ``sums_from`` when
+it asks an engagement metric: sums began with schema 9). Everything runs in one
 REPEATABLE READ transaction, so the check and the sums see the same data.
 """
 
@@ -29,8 +31,8 @@ import psycopg
 
 from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session, is_bounce, is_engagement
-from hitstream.domain.measures import percentile_cont
-from hitstream.domain.stats import StatsQuery
+from hitstream.domain.measures import percentile_cont, reads_engagement
+from hitstream.domain.stats import SESSION_PROPERTIES, StatsQuery
 from hitstream.stores.sql.common import COLUMNS, ENGAGEMENT_COLUMNS, ORDER_KEYS
 
 Cursor = psycopg.AsyncCursor[Any]
@@ -38,8 +40,10 @@ Row = tuple[Any, ...]
 DAY: Final = 86_400_000
 _SLOT_COLUMNS: Final = "site_id, visitor_id, session_id, hour, members"
 _PERCENTILES: Final = {"load_time_p50": 0.5, "load_time_p95": 0.95}
-_SCANNED: Final = frozenset({"time_on_page", "scroll_depth", "avg_duration"})
-"""Metrics the rollups keep no sums for: a query asking one scans raw events."""
+_SUMMED: Final = frozenset({"time_on_page", "scroll_depth", "avg_duration"})
+"""Metrics read from the engagement sums (``rollup_sums``)."""
+_COUNTED: Final = ("visitors", "visits", "pageviews", "events", "measured", "bounces", "duration")
+"""The counts of a row of ``COLUMNS`` between its group and the load-time percentiles."""
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -88,7 +92,8 @@ async def _facts(
 async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence[Session]) -> None:
     """Update the rollups for ``events`` (fresh ones only) and visit rows ``sessions``, which
     are not upserted yet (their stored versions are what is taken back). Engagement events
-    count in no rolled-up number (decision 0018): the queries that read them scan."""
+    count in no chained number (decision 0018), only in the engagement sums."""
+    await _add_sums(cur, rollups.event_sums(events))
     events = [e for e in events if not is_engagement(e.type)]
     if not events and not sessions:
         return
@@ -145,6 +150,20 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
         await _add_loads(cur, "rollup_loads_daily", "day", daily)
 
 
+async def _add_sums(cur: Cursor, sums: dict[rollups.SumKey, list[int]]) -> None:
+    if not sums:
+        return
+    keys = sorted(sums)
+    await cur.execute(
+        f"INSERT INTO rollup_sums (site_id, dim, value, hour, {', '.join(rollups.SUMS)}) "
+        "SELECT * FROM unnest("
+        + ", ".join(["%b::text[]"] * 3 + ["%b::bigint[]"] * (1 + len(rollups.SUMS)))
+        + ") ON CONFLICT (site_id, dim, hour, value) DO UPDATE SET "
+        + ", ".join(f"{c} = rollup_sums.{c} + excluded.{c}" for c in rollups.SUMS),
+        _columns((*key, *sums[key]) for key in keys),
+    )
+
+
 async def _add_loads(
     cur: Cursor, table: str, period: str, loads: dict[tuple[str, int, int], int]
 ) -> None:
@@ -156,6 +175,10 @@ async def _add_loads(
     )
 
 
+_HOURLY: Final = ("rollups", "rollup_sums", "rollup_slots", "rollup_loads")
+"""The tables keyed by half hour."""
+
+
 async def forget_before(cur: Cursor, cutoff_ms: int) -> None:
     """Retention: rollups of periods that lost events are no longer used (``rollup_from`` moves
     past them) and the slots and rows wholly before the cutoff go."""
@@ -164,7 +187,7 @@ async def forget_before(cur: Cursor, cutoff_ms: int) -> None:
         "UPDATE sites SET rollup_from = %s WHERE rollup_from < %s", (first_whole, first_whole)
     )
     below = rollups.slot_of(cutoff_ms)
-    for table in ("rollups", "rollup_slots", "rollup_loads"):
+    for table in _HOURLY:
         await cur.execute(f"DELETE FROM {table} WHERE hour < %s", (below,))
     await cur.execute("DELETE FROM rollup_loads_daily WHERE day < %s", (below // DAY * DAY,))
 
@@ -177,7 +200,7 @@ async def forget_site_before(cur: Cursor, site_id: str, cutoff_ms: int) -> None:
         (first_whole, site_id, first_whole),
     )
     below = rollups.slot_of(cutoff_ms)
-    for table in ("rollups", "rollup_slots", "rollup_loads"):
+    for table in _HOURLY:
         await cur.execute(f"DELETE FROM {table} WHERE site_id = %s AND hour < %s", (site_id, below))
     await cur.execute(
         "DELETE FROM rollup_loads_daily WHERE site_id = %s AND day < %s",
@@ -186,14 +209,15 @@ async def forget_site_before(cur: Cursor, site_id: str, cutoff_ms: int) -> None:
 
 
 async def forget_visitors(
-    cur: Cursor, site_id: str, visitors: Sequence[str], loads: Sequence[tuple[int, int]]
+    cur: Cursor, site_id: str, visitors: Sequence[str], events: Sequence[ProcessedEvent]
 ) -> None:
     """Take back everything these visitors count, before their events and visit rows are
     deleted (forgetting a user): their slots and the visit rows those name are loaded, the
     domain computes what they added (``rollups.take_back``), and that is subtracted; the
-    slots go. ``loads``: (timestamp, load_time_ms) of their pageviews that had one."""
+    slots go. ``events``: their stored events (for the engagement sums and load times)."""
     if not visitors:
         return
+    await _add_sums(cur, rollups.event_sums(events, -1))
     keys = {(site_id, visitor) for visitor in visitors}
     slots = await _slots(cur, "visitor_id", keys)
     facts = await _facts(cur, {(s.site, s.visit) for s in slots if s.visit})
@@ -213,10 +237,7 @@ async def forget_visitors(
         "DELETE FROM rollup_slots WHERE site_id = %s AND visitor_id = ANY(%b::text[])",
         (site_id, list(visitors)),
     )
-    hourly: dict[tuple[str, int, int], int] = {}
-    for ts, value in loads:
-        key = (site_id, rollups.slot_of(ts), value)
-        hourly[key] = hourly.get(key, 0) - 1
+    hourly = rollups.load_counts(events, -1)
     if hourly:
         await _add_loads(cur, "rollup_loads", "hour", hourly)
         daily: dict[tuple[str, int, int], int] = {}
@@ -241,14 +262,18 @@ async def rebuild(conn: psycopg.AsyncConnection[Any], event_columns: Sequence[st
     read = 0
     async with conn.transaction():
         await conn.execute("LOCK TABLE positions IN EXCLUSIVE MODE")
-        await conn.execute("TRUNCATE rollups, rollup_slots, rollup_loads, rollup_loads_daily")
+        await conn.execute(
+            "TRUNCATE rollups, rollup_sums, rollup_slots, rollup_loads, rollup_loads_daily"
+        )
         async with conn.cursor() as cur, conn.cursor(name="hitstream_rebuild") as rows:
             await rows.execute(f"SELECT {', '.join(names)} FROM events ORDER BY ts, event_id")
             while batch := await rows.fetchmany(_REBUILD_CHUNK):
                 events = [_event(dict(zip(names, row, strict=True))) for row in batch]
                 await keep(cur, events, [])
                 read += len(events)
-            await cur.execute("UPDATE sites SET rollup_from = %s", (rollups.NONE,))
+            await cur.execute(
+                "UPDATE sites SET rollup_from = %s, sums_from = %s", (rollups.NONE, rollups.NONE)
+            )
     return read
 
 
@@ -263,20 +288,26 @@ def _event(row: dict[str, Any]) -> ProcessedEvent:
 
 def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) -> bool:
     """Whether the query's shape can be answered from the rollups (the data check follows)."""
-    if query.filters or _SCANNED.intersection(query.metrics):
+    if query.filters:
         return False
-    if group is not None and (
-        group not in rollups.DIMS or any(m in _PERCENTILES for m in query.metrics)
-    ):
-        return False
+    if group is not None:
+        if group not in rollups.DIMS or any(m in _PERCENTILES for m in query.metrics):
+            return False
+        if group in SESSION_PROPERTIES and _SUMMED.intersection(query.metrics):
+            return False  # the sums keep the events' own properties only
     return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
 
 
 async def _covered(cur: Cursor, query: StatsQuery) -> bool:
     """Whether the rollup periods of the range hold exactly the range's events."""
     lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
+    start = (
+        "greatest(rollup_from, sums_from)"
+        if _SUMMED.intersection(query.metrics)
+        else ("rollup_from")
+    )
     await cur.execute(
-        "SELECT rollup_from, EXISTS (SELECT 1 FROM events WHERE site_id = %(s)s AND "
+        f"SELECT {start}, EXISTS (SELECT 1 FROM events WHERE site_id = %(s)s AND "
         "((ts >= %(lo)s AND ts < %(a)s) OR (ts >= %(b)s AND ts < %(hi)s))) "
         "FROM sites WHERE site_id = %(s)s",
         {"s": query.site_id, "lo": lo, "a": query.range.start, "b": query.range.end, "hi": hi},
@@ -350,12 +381,30 @@ async def answer(
         f"coalesce(sum({c}) FILTER (WHERE prev < {first}), 0)::bigint AS {c}"
         for c in ("visitors", "visits", "measured", "bounces", "duration")
     )
+    where = "WHERE site_id = %(site)s AND dim = %(dim)s AND hour >= %(lo)s AND hour < %(hi)s"
     sql = (
         f"SELECT {g} AS g, {chained}, sum(pageviews)::bigint AS pageviews, "
-        "sum(events)::bigint AS events, NULL::float8 AS p50, NULL::float8 AS p95, "
-        f"{ENGAGEMENT_COLUMNS[1]} FROM rollups WHERE site_id = %(site)s AND dim = %(dim)s "
-        "AND hour >= %(lo)s AND hour < %(hi)s GROUP BY 1 HAVING sum(events) > 0"
+        f"sum(events)::bigint AS events FROM rollups {where} GROUP BY 1"
     )
+    if _SUMMED.intersection(query.metrics):
+        # the groups with events, and (when engagement events match) those with engagements
+        summed = ", ".join(f"sum({c})::bigint AS {c}" for c in rollups.SUMS)
+        counted = ", ".join(f"coalesce(c.{c}, 0)::bigint AS {c}" for c in _COUNTED)
+        engaged = ", ".join(f"coalesce(s.{c}, 0)::bigint AS {c}" for c in rollups.SUMS[1:])
+        present = "c.events > 0" + (
+            " OR s.engagements > 0" if reads_engagement(query.metrics) else ""
+        )
+        sql = (
+            f"SELECT coalesce(c.g, s.g) AS g, {counted}, NULL::float8 AS p50, "
+            f"NULL::float8 AS p95, {engaged} FROM ({sql}) c FULL JOIN "
+            f"(SELECT {g} AS g, {summed} FROM rollup_sums {where} GROUP BY 1) s "
+            f"ON s.g = c.g WHERE {present}"
+        )
+    else:
+        sql = (
+            f"SELECT *, NULL::float8 AS p50, NULL::float8 AS p95, {ENGAGEMENT_COLUMNS[1]} "
+            f"FROM ({sql}) c WHERE events > 0"
+        )
     if group is not None:
         params["limit"] = query.limit
         sql = (
