@@ -96,7 +96,7 @@ def queries(site: str, start: int = START) -> list[tuple[str, StatsQuery]]:
         ("aggregate", StatsQuery(site, whole, ("visitors", "avg_duration"))),
         ("timeseries", StatsQuery(site, whole, ("avg_duration",), interval="day")),
     ]
-    for prop in sorted(rollups.DIMS):
+    for prop in [*sorted(rollups.DIMS), "prop:plan"]:
         asked.append(
             ("breakdown", StatsQuery(site, whole, ("visitors", "visits"), property=prop, limit=20))
         )
@@ -411,5 +411,74 @@ async def test_an_event_in_an_edge_of_the_first_or_last_half_hour_means_a_raw_sc
         late = replace(query, range=Range(t + 10 * MINUTE, t + HOUR))
         assert await store.aggregate(late) == {"pageviews": 1.0}
         assert store.answered == {"raw": 2, "rollup": 1}  # a lies in [half hour, start)
+    finally:
+        await store.close()
+
+
+async def test_a_custom_property_is_rolled_up_from_the_period_after_it_was_first_seen(
+    pair: tuple[DuckDBStore, DuckDBStore],
+) -> None:
+    """A site that sends a property key from day 2 on: its breakdowns over ranges from the
+    period after the newest event stored before the key came read rollups; earlier starts
+    scan. Both equal raw scans. A rebuild rolls the key up from the beginning."""
+    rolled, raw = pair
+    events, sessions = traffic(4_000)
+    day2 = START + DAY
+    first = [replace(e, props={}) for e in events if e.timestamp < day2]
+    rest = [e for e in events if e.timestamp >= day2]
+    assert any(e.props for e in rest) and len(first) > 500
+    for store in (rolled, raw):
+        await write_all(store, first + rest, sessions)
+    # registered by the write of the first batch holding it (batches of 500): from the period
+    # after the site's newest event stored before that batch
+    written = first + rest
+    carrier = next(n for n, e in enumerate(written) if e.site_id == SITE and e.props)
+    before = written[: carrier // 500 * 500]
+    start = rollups.slot_of(max(e.timestamp for e in before if e.site_id == SITE)) + rollups.SLOT
+    assert START < start <= day2
+    assert await rolled._rows(
+        "SELECT key, from_slot FROM rollup_props WHERE site_id = $s", {"s": SITE}
+    ) == [("plan", start)]
+    metrics = ("visitors", "visits", "events", "avg_duration")
+    late = [
+        (
+            "breakdown",
+            StatsQuery(SITE, Range(start, START + 3 * DAY), metrics, property="prop:plan"),
+        ),
+        (
+            "breakdown",
+            StatsQuery(
+                SITE, Range(day2 + DAY, START + 3 * DAY), ("bounce_rate",), property="prop:plan"
+            ),
+        ),
+    ]
+    early = [
+        (
+            "breakdown",
+            StatsQuery(SITE, Range(START, START + 3 * DAY), metrics, property="prop:plan"),
+        )
+    ]
+    assert await answers(rolled, late + early) == approx(await answers(raw, late + early))
+    assert rolled.answered == {"rollup": 2, "raw": 1}
+    assert await rolled.rebuild_rollups() == len(events)
+    assert await answers(rolled, late + early) == approx(await answers(raw, late + early))
+    assert rolled.answered == {"rollup": 5, "raw": 1}
+
+
+async def test_a_site_rolls_up_its_first_32_property_keys(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "k.duckdb")
+    await store.start()
+    try:
+        events, sessions = traffic(600)
+        keys = [f"k{n:02}" for n in range(rollups.PROP_KEYS_PER_SITE + 8)]
+        first = next(n for n, e in enumerate(events) if e.site_id == SITE)
+        events[first] = replace(events[first], props={k: "x" for k in keys})
+        await write_all(store, events, sessions)
+        rows = await store._rows("SELECT key FROM rollup_props WHERE site_id = $s", {"s": SITE})
+        assert sorted(k for (k,) in rows) == keys[: rollups.PROP_KEYS_PER_SITE]
+        whole = Range(START, START + 3 * DAY)
+        for key in (keys[0], keys[-1]):
+            await store.breakdown(StatsQuery(SITE, whole, ("visitors",), property=f"prop:{key}"))
+        assert store.answered == {"rollup": 1, "raw": 1}
     finally:
         await store.close()

@@ -317,7 +317,7 @@ def _queries(site: str, start: int) -> list[tuple[str, StatsQuery]]:
         ("timeseries", StatsQuery(site, whole, ("visitors", "pageviews"), interval="hour")),
         ("timeseries", StatsQuery(site, whole, ("visitors",), interval="day", tz="Europe/Berlin")),
     ]
-    for prop in sorted(rollups.DIMS):
+    for prop in [*sorted(rollups.DIMS), "prop:plan"]:
         for metrics in (("visitors", "visits"), ("pageviews", "visitors"), ("bounce_rate",)):
             asked.append(("breakdown", StatsQuery(site, whole, metrics, property=prop, limit=20)))
     return asked
@@ -675,3 +675,45 @@ async def test_migration_9_sums_the_past_only_after_a_rebuild(
     assert await store.rebuild_rollups() == 3
     assert await store.aggregate(day) == want
     assert store.answered == {"raw": 1, "rollup": 2}
+
+
+async def test_a_new_property_key_waits_for_writes_that_read_the_keys(
+    store: PostgresStore, url: str
+) -> None:
+    """A write in flight read the site's keys (it holds ROW SHARE) and stores an event three
+    hours on without the new key: the key's registration waits for it, so the key's rollups
+    start after that event. Breakdowns from then on read rollups; earlier starts scan."""
+    t = utc(2026, 4, 6, 10)
+    await store.write(WriteBatch("e", {0: 1}, [event("a", t)]))
+    later = t + 3 * HOUR
+    with psycopg.connect(url) as held:
+        held.execute("LOCK TABLE rollup_props IN ROW SHARE MODE")
+        held.execute(
+            "INSERT INTO events SELECT (jsonb_populate_record(NULL::events, to_jsonb(e) || "
+            "jsonb_build_object('event_id', 'w', 'ts', %s::bigint))).* "
+            "FROM events e WHERE event_id = 'a'",
+            (later,),
+        )
+        batch = [replace(event("b", t + HOUR, "v2", "s2"), props={"plan": "pro"})]
+        writing = asyncio.create_task(store.write(WriteBatch("e", {0: 2}, batch, starts={0: 1})))
+        for _ in range(200):  # until the registration waits for the lock
+            waiting = sql_rows(
+                url,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND starts_with(query, 'LOCK TABLE rollup_props IN EXCLUSIVE')",
+            )
+            if waiting == [(1,)]:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting == [(1,)]
+        assert not writing.done()
+        held.commit()
+    await writing
+    start = rollups.slot_of(later) + rollups.SLOT
+    assert sql_rows(url, "SELECT key, from_slot FROM rollup_props WHERE key = 'plan'") == [
+        ("plan", start)
+    ]
+    for lo, path in ((t, "raw"), (start, "rollup")):
+        query = StatsQuery(SITE, Range(lo, start + DAY), ("visitors",), property="prop:plan")
+        await store.breakdown(query)
+        assert store.answered[path] == 1

@@ -25,8 +25,16 @@ changes, or a visit row that arrives in a later batch all end exact.
 
 Entry and exit pages belong to the visit row, not to events: a slot's events count under the
 current entry/exit page of its visit, and only when the visit has a row (as the raw queries
-join). Custom properties are not rolled up: events without a key count under ``""`` for every
-key there could be, which no finite set of rows can hold (those breakdowns scan raw events).
+join).
+
+Custom properties: an event without a key counts under ``""`` for every key there could be,
+which no finite set of rows can hold. So a site rolls up the keys it registered (the first
+``PROP_KEYS_PER_SITE`` it sent), each from ``prop_from``: the period after the site's newest
+event stored when the key was registered. Every event counts under each registered key of its
+site (``""`` when it lacks it), and every event stored in or after a key's first period was
+stored after its registration, so a range starting at or after it is exact: an entity's
+first period in the range still has ``prev`` below the range, whether its earlier periods
+(before the key was registered) count under the key or not. Ranges that start before scan.
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ from operator import attrgetter
 from typing import Any, Final
 
 from hitstream.domain.events import ProcessedEvent, Session
-from hitstream.domain.stats import EVENT_PROPERTIES, SESSION_PROPERTIES
+from hitstream.domain.measures import prop_text
+from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES
 
 SLOT: Final = 1_800_000
 """The grain: half hours, so that days in every whole- and half-hour time zone (India,
@@ -95,8 +104,8 @@ class Slot:
     def key(self) -> SlotKey:
         return (self.site, self.visitor, self.visit, self.hour)
 
-    def add_event(self, event: ProcessedEvent) -> None:
-        members = event_members(event)
+    def add_event(self, event: ProcessedEvent, keys: Sequence[str] = ()) -> None:
+        members = event_members(event, keys)
         self.events.update(members)  # counted in C: this runs for every event and property
         if event.type == "pageview":
             self.pageviews.update(members)
@@ -109,10 +118,55 @@ _EVENT_PROPS: Final = tuple(prop for prop, _ in EVENT_DIMS)
 _event_values = attrgetter(*(attribute for _, attribute in EVENT_DIMS))
 
 
-def event_members(event: ProcessedEvent) -> list[Member]:
+def event_members(event: ProcessedEvent, keys: Sequence[str] = ()) -> list[Member]:
+    """The (property, value) pairs ``event`` counts in: every event property, the totals, and
+    for each rolled-up custom property key of its site (``keys``) ``prop:<key>`` with the
+    event's value of it, ``""`` when it has none (what a ``prop:`` breakdown groups by)."""
     members = list(zip(_EVENT_PROPS, _event_values(event), strict=True))
     members.append(TOTAL)
+    if keys:
+        props = event.props
+        members.extend((PROP_PREFIX + key, prop_text(props.get(key))) for key in keys)
     return members
+
+
+# -- custom properties ---------------------------------------------------------------------
+
+PROP_KEYS_PER_SITE: Final = 32
+"""How many custom property keys of a site are rolled up (the first seen): each adds a member
+to every event of the site, so the write cost grows with them; breakdowns by the others scan."""
+PropKeys = Mapping[str, Sequence[str]]
+"""site -> its rolled-up custom property keys (sorted)."""
+
+
+def new_prop_keys(
+    events: Iterable[ProcessedEvent], known: Mapping[str, Mapping[str, int]]
+) -> dict[str, list[str]]:
+    """site -> custom property keys seen in ``events`` that the site does not roll up yet,
+    within ``PROP_KEYS_PER_SITE`` (in order of appearance). ``known``: site -> key -> the
+    period its rollups start (``prop_from``)."""
+    found: dict[str, list[str]] = {}
+    for e in events:
+        if not e.props:
+            continue
+        have = known.get(e.site_id, {})
+        for key in e.props:
+            new = found.setdefault(e.site_id, [])
+            if key not in have and key not in new and len(have) + len(new) < PROP_KEYS_PER_SITE:
+                new.append(key)
+    return {site: keys for site, keys in found.items() if keys}
+
+
+def prop_from(newest_ts: int | None) -> int:
+    """The first period a key registered now is rolled up in: the one after the period of the
+    site's newest stored event (every event stored from then on counts in the key's rollups;
+    before it, stored events were counted without it). ``NONE`` for a site with no events."""
+    return NONE if newest_ts is None else slot_of(newest_ts) + SLOT
+
+
+def keys_of(known: Mapping[str, Mapping[str, int]]) -> dict[str, tuple[str, ...]]:
+    """The ``PropKeys`` of a registry (site -> key -> prop_from)."""
+    return {site: tuple(sorted(keys)) for site, keys in known.items() if keys}
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,9 +304,11 @@ def change(
     events: Iterable[ProcessedEvent],
     sessions: Iterable[Session],
     visitors: set[tuple[str, str]],
+    keys: PropKeys | None = None,
 ) -> Change:
     """The counts to add when ``events`` (fresh: never stored before) and visit rows
-    ``sessions`` are written on top of ``stored``.
+    ``sessions`` are written on top of ``stored``; ``keys``: the custom property keys each
+    site rolls up.
 
     ``stored`` must hold every slot of the touched visits (``touched``) and of ``visitors``
     (the touched ones plus ``affected_visitors``); ``old_facts`` the stored visit row of every
@@ -268,7 +324,7 @@ def change(
         slot = after.get(key)
         if slot is None:
             slot = after[key] = Slot(*key)
-        slot.add_event(event)
+        slot.add_event(event, keys.get(event.site_id, ()) if keys else ())
         changed[key] = slot
     new_facts = dict(old_facts)
     for session in sessions:
@@ -389,8 +445,11 @@ SumKey = tuple[str, str, str, int]
 """(site, property, value, period)."""
 
 
-def event_sums(events: Iterable[ProcessedEvent], sign: int = 1) -> dict[SumKey, list[int]]:
-    """What ``events`` add to the ``SUMS`` of every member (``sign`` -1: take them back)."""
+def event_sums(
+    events: Iterable[ProcessedEvent], sign: int = 1, keys: PropKeys | None = None
+) -> dict[SumKey, list[int]]:
+    """What ``events`` add to the ``SUMS`` of every member (``sign`` -1: take them back);
+    ``keys``: the custom property keys each site rolls up."""
     found: dict[SumKey, list[int]] = {}
     for e in events:
         if e.type == "engagement":
@@ -409,7 +468,7 @@ def event_sums(events: Iterable[ProcessedEvent], sign: int = 1) -> dict[SumKey, 
         else:
             continue
         hour = slot_of(e.timestamp)
-        for prop, value in event_members(e):
+        for prop, value in event_members(e, keys.get(e.site_id, ()) if keys else ()):
             key = (e.site_id, prop, value, hour)
             row = found.get(key)
             if row is None:

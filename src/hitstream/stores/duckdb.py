@@ -125,12 +125,13 @@ def _write_fresh(
 ) -> tuple[rollup_views.Deltas, tuple[int, int | None]]:
     """The statements of a write whose ``events`` are all new to the store (a stored id
     raises ``ConstraintException``)."""
+    keys = rollups.register(conn, events) if keep and events else {}
     if events:
         conn.execute(*writes.insert_events(events, skip_stored=False))
     deltas = rollup_views.Deltas()
     kept: tuple[int, int | None] = (0, None)
     if keep:
-        deltas, appended, lowest = rollups.keep(conn, events, sessions)
+        deltas, appended, lowest = rollups.keep(conn, events, sessions, keys)
         kept = (appended, lowest)
     else:
         rollups.stop_at(conn, {e.site_id for e in events} | {s.site_id for s in sessions})
@@ -436,6 +437,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             ("DELETE FROM drops WHERE site_id = $s", s),
             *((f"DELETE FROM {table} WHERE site_id = $s", s) for table in rollups.TABLES),
             ("DELETE FROM rollup_state WHERE site_id = $s", s),
+            ("DELETE FROM rollup_props WHERE site_id = $s", s),
             writes.bump_sites([site_id]),
         ]
 

@@ -248,6 +248,7 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
                 if missing:  # DDL in transactions of its own, before the write's
                     await partitions.ensure(conn, missing)
                     self._months |= missing
+                await rollups.register(conn, list(ready.events.values()))  # new prop keys
                 await writes.write(conn, batch, ready)
             except (psycopg.Error, PositionConflict):
                 raise
@@ -332,7 +333,7 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
         without them, or to repair them); processor writes wait meanwhile. Returns the events
         read."""
         async with self._connection("rollup rebuild") as conn:
-            return await rollups.rebuild(conn, [*EVENT_TEXT, *writes.EVENT_INTS])
+            return await rollups.rebuild(conn, [*EVENT_TEXT, *writes.EVENT_INTS, "props"])
 
     async def lead(self, name: str) -> bool:
         """A session advisory lock held on a connection outside the pool: while it answers,
@@ -447,7 +448,14 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
             ("DELETE FROM sessions WHERE site_id = $s", s),
             ("DELETE FROM drops WHERE site_id = $s", s),
         ]
-        for table in ("rollups", "rollup_slots", "rollup_loads", "rollup_loads_daily"):
+        for table in (
+            "rollups",
+            "rollup_sums",
+            "rollup_slots",
+            "rollup_loads",
+            "rollup_loads_daily",
+            "rollup_props",
+        ):
             statements.append((f"DELETE FROM {table} WHERE site_id = $s", s))
         statements.append(
             (

@@ -34,7 +34,7 @@ import msgspec
 
 from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session, is_bounce, is_engagement
-from hitstream.domain.stats import SESSION_PROPERTIES, StatsQuery
+from hitstream.domain.stats import PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
 from hitstream.stores import rollup_views
 from hitstream.stores.sql.duckdb import writes
 
@@ -131,16 +131,50 @@ def _slot_text(slot: rollups.Slot) -> str:
     return _encode(rollups.slot_document(slot)).decode()
 
 
+def prop_keys(conn: Connection, sites: Iterable[str]) -> dict[str, dict[str, int]]:
+    """site -> rolled-up custom property key -> its first period (``rollup_props``)."""
+    found: dict[str, dict[str, int]] = {}
+    rows = conn.execute(
+        "SELECT site_id, key, from_slot FROM rollup_props "
+        "WHERE site_id IN (SELECT unnest($s::VARCHAR[]))",
+        {"s": sorted(set(sites))},
+    ).fetchall()
+    for site, key, start in rows:
+        found.setdefault(site, {})[key] = int(start)
+    return found
+
+
+def register(conn: Connection, events: Sequence[ProcessedEvent]) -> rollups.PropKeys:
+    """The custom property keys the sites of ``events`` roll up, registering the new ones
+    from the period after the site's newest stored event: run before ``events`` are
+    inserted (they all count under the keys)."""
+    known = prop_keys(conn, {e.site_id for e in events})
+    for site, keys in rollups.new_prop_keys(events, known).items():
+        newest = conn.execute("SELECT max(ts) FROM events WHERE site_id = $s", {"s": site})
+        row = newest.fetchone()
+        start = rollups.prop_from(None if row is None or row[0] is None else int(row[0]))
+        conn.execute(
+            "INSERT INTO rollup_props SELECT $s, unnest($k::VARCHAR[]), $f",
+            {"s": site, "k": keys, "f": start},
+        )
+        known.setdefault(site, {}).update(dict.fromkeys(keys, start))
+    return rollups.keys_of(known)
+
+
 def keep(
-    conn: Connection, events: Sequence[ProcessedEvent], sessions: Sequence[Session]
+    conn: Connection,
+    events: Sequence[ProcessedEvent],
+    sessions: Sequence[Session],
+    keys: rollups.PropKeys,
 ) -> tuple[rollup_views.Deltas, int, int | None]:
     """Update the rollups for ``events`` (fresh ones only) and visit rows ``sessions``, which
-    are not upserted yet (their stored versions are what is taken back). Engagement events
-    count in the sums only, not in the chains (decision 0018). Returns what was added, how many
-    delta rows that appended and the earliest period they touch (None: none)."""
+    are not upserted yet (their stored versions are what is taken back); ``keys``: the custom
+    property keys of their sites (``register``). Engagement events count in the sums only,
+    not in the chains (decision 0018). Returns what was added, how many delta rows that
+    appended and the earliest period they touch (None: none)."""
     appended, lowest = 0, None
     counts: rollups.Counts = {}
-    sums = rollups.event_sums(events)
+    sums = rollups.event_sums(events, keys=keys)
     loads = rollups.load_counts(events)
     counted = [e for e in events if not is_engagement(e.type)]
     if counted or sessions:
@@ -153,7 +187,7 @@ def keep(
             loaded |= _slots(conn, set(), more)
         stored = [slot for _, slot in loaded.values()]
         named = {(s.site, s.visit) for s in stored if s.visit} | touched.visits
-        change = rollups.change(stored, _facts(conn, named), counted, sessions, visitors)
+        change = rollups.change(stored, _facts(conn, named), counted, sessions, visitors, keys)
         counts = change.counts
         replaced = [loaded[s.key][0] for s in change.slots if s.key in loaded]
         if replaced:
@@ -247,7 +281,8 @@ def forget_visitors(
     facts = _facts(conn, {(s.site, s.visit) for s in slots if s.visit})
     counts = rollups.take_back(slots, facts)
     _append(conn, "rollups", _COUNT_TYPES, [(*k, *v) for k, v in counts.items()])
-    sums = rollups.event_sums(events, -1)
+    keys = rollups.keys_of(prop_keys(conn, [site_id]))
+    sums = rollups.event_sums(events, -1, keys)
     _append(conn, "rollup_sums", _SUM_TYPES, [(*k, *v) for k, v in sums.items()])
     loads = rollups.load_counts(events, -1)
     _append(conn, "rollup_loads", _LOAD_TYPES, [(*k, n) for k, n in loads.items()])
@@ -266,20 +301,30 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
     if query.filters:
         return False
     if group is not None:
-        if group not in rollups.DIMS or _PERCENTILES.intersection(query.metrics):
+        if _PERCENTILES.intersection(query.metrics):
+            return False
+        if group not in rollups.DIMS and not group.startswith(PROP_PREFIX):
             return False
         if group in SESSION_PROPERTIES and rollup_views.SUMMED.intersection(query.metrics):
             return False  # the sums keep the events' own properties only
     return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
 
 
-def _covered(conn: Connection, query: StatsQuery) -> bool:
+def _covered(conn: Connection, query: StatsQuery, group: str | None) -> bool:
     """Whether the rollup periods of the range hold exactly the range's events: the site's
-    rollups start at or before them, and no stored event lies in the edges the range leaves
-    of its first and last half hour (each edge a plain range on ``ts``, so the row groups'
-    min/max skip all but the newest data; an aligned edge is empty and not asked)."""
+    rollups start at or before them (and its custom property's, for a ``prop:`` group), and
+    no stored event lies in the edges the range leaves of its first and last half hour (each
+    edge a plain range on ``ts``, so the row groups' min/max skip all but the newest data; an
+    aligned edge is empty and not asked)."""
     lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
     params: dict[str, Any] = {"s": query.site_id, "none": rollups.NONE}
+    if group is not None and group.startswith(PROP_PREFIX):
+        row = conn.execute(
+            "SELECT from_slot FROM rollup_props WHERE site_id = $s AND key = $k",
+            {"s": query.site_id, "k": group[len(PROP_PREFIX) :]},
+        ).fetchone()
+        if row is None or lo < int(row[0]):
+            return False
     edges = []
     for name, (start, end) in {"a": (lo, query.range.start), "b": (query.range.end, hi)}.items():
         if start < end:
@@ -374,7 +419,7 @@ def answer(
     """Rows of ``COLUMNS`` from the rollups, or None if the data does not allow it (run as
     one job on the store's thread, after ``usable``): from the query's view, built from the
     tables the first time its shape is asked."""
-    if not _covered(conn, query):
+    if not _covered(conn, query, group):
         return None
     lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
     starts = tuple(buckets) if buckets else None
@@ -407,6 +452,15 @@ def rebuild(conn: Connection, columns: Sequence[str], event: Any) -> int:
     for table in TABLES:
         conn.execute(f"DELETE FROM {table}")
     conn.execute("DELETE FROM rollup_state")
+    conn.execute("DELETE FROM rollup_props")
+    # every site's custom property keys, the first it sent first, rolled up from the start
+    conn.execute(
+        "INSERT INTO rollup_props SELECT site_id, key, $none FROM (SELECT site_id, key, "
+        "row_number() OVER (PARTITION BY site_id ORDER BY first, key) AS n FROM (SELECT "
+        "site_id, key, min(ts) AS first FROM (SELECT site_id, ts, unnest(map_keys(props)) "
+        "AS key FROM events) GROUP BY ALL)) WHERE n <= $most",
+        {"none": rollups.NONE, "most": rollups.PROP_KEYS_PER_SITE},
+    )
     conn.execute(
         "INSERT INTO rollup_state SELECT site_id, $max FROM "
         "(SELECT site_id FROM events UNION SELECT site_id FROM sites)",
@@ -421,7 +475,7 @@ def rebuild(conn: Connection, columns: Sequence[str], event: Any) -> int:
         end = start + _REBUILD_WINDOW
         chunk = [event(r) for r in conn.execute(select, {"a": start, "b": end}).fetchall()]
         conn.execute("BEGIN")
-        keep(conn, chunk, [])
+        keep(conn, chunk, [], register(conn, chunk))
         conn.execute("COMMIT")
         total += len(chunk)
         row = conn.execute("SELECT min(ts) FROM events WHERE ts >= $b", {"b": end}).fetchone()

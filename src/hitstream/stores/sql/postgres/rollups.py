@@ -32,7 +32,7 @@ import psycopg
 from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session, is_bounce, is_engagement
 from hitstream.domain.measures import percentile_cont, reads_engagement
-from hitstream.domain.stats import SESSION_PROPERTIES, StatsQuery
+from hitstream.domain.stats import PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
 from hitstream.stores.sql.common import COLUMNS, ENGAGEMENT_COLUMNS, ORDER_KEYS
 
 Cursor = psycopg.AsyncCursor[Any]
@@ -89,11 +89,54 @@ async def _facts(
     }
 
 
+async def prop_keys(cur: Cursor, sites: Iterable[str]) -> dict[str, dict[str, int]]:
+    """site -> rolled-up custom property key -> its first period (``rollup_props``)."""
+    await cur.execute(
+        "SELECT site_id, key, from_slot FROM rollup_props WHERE site_id = ANY(%b::text[])",
+        (sorted(set(sites)),),
+    )
+    found: dict[str, dict[str, int]] = {}
+    for site, key, start in await cur.fetchall():
+        found.setdefault(site, {})[key] = int(start)
+    return found
+
+
+async def register(conn: psycopg.AsyncConnection[Any], events: Sequence[ProcessedEvent]) -> None:
+    """Register the custom property keys of ``events`` their sites do not roll up yet, in a
+    transaction of its own before the write's. It takes ``rollup_props`` in EXCLUSIVE mode, so
+    it waits for every write that read the keys (they hold ROW SHARE until they commit) and
+    its "newest stored event" includes theirs; later writes read the new keys."""
+    sites = {e.site_id for e in events if e.props}
+    if not sites:
+        return
+    async with conn.cursor() as cur:
+        if not rollups.new_prop_keys(events, await prop_keys(cur, sites)):
+            return
+        async with conn.transaction():
+            await cur.execute("LOCK TABLE rollup_props IN EXCLUSIVE MODE")
+            new = rollups.new_prop_keys(events, await prop_keys(cur, sites))
+            for site, keys in sorted(new.items()):
+                await cur.execute("SELECT max(ts) FROM events WHERE site_id = %s", (site,))
+                row = await cur.fetchone()
+                start = rollups.prop_from(None if row is None or row[0] is None else int(row[0]))
+                await cur.execute(
+                    "INSERT INTO rollup_props SELECT %s, unnest(%b::text[]), %s",
+                    (site, keys, start),
+                )
+
+
+async def _keys(cur: Cursor, sites: Iterable[str]) -> rollups.PropKeys:
+    """The keys the write's sites roll up, read under ROW SHARE (see ``register``)."""
+    await cur.execute("LOCK TABLE rollup_props IN ROW SHARE MODE")
+    return rollups.keys_of(await prop_keys(cur, sites))
+
+
 async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence[Session]) -> None:
     """Update the rollups for ``events`` (fresh ones only) and visit rows ``sessions``, which
     are not upserted yet (their stored versions are what is taken back). Engagement events
     count in no chained number (decision 0018), only in the engagement sums."""
-    await _add_sums(cur, rollups.event_sums(events))
+    keys = await _keys(cur, {e.site_id for e in events}) if events else {}
+    await _add_sums(cur, rollups.event_sums(events, keys=keys))
     events = [e for e in events if not is_engagement(e.type)]
     if not events and not sessions:
         return
@@ -108,7 +151,7 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
     # pure Python over the whole batch (~20 µs an event): off the event loop, so that the
     # processor's health and metrics endpoints answer meanwhile
     change = await asyncio.to_thread(
-        rollups.change, list(stored.values()), facts, events, sessions, visitors
+        rollups.change, list(stored.values()), facts, events, sessions, visitors, keys
     )
     if change.slots:
         rows = [
@@ -126,8 +169,8 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
             _columns(rows),
         )
     if change.counts:
-        keys = sorted(change.counts)
-        columns = _columns(keys) + _columns(change.counts[k] for k in keys)
+        ordered = sorted(change.counts)
+        columns = _columns(ordered) + _columns(change.counts[k] for k in ordered)
         await cur.execute(
             f"INSERT INTO rollups (site_id, dim, value, hour, prev, {', '.join(rollups.FIELDS)}) "
             "SELECT * FROM unnest("
@@ -217,7 +260,7 @@ async def forget_visitors(
     slots go. ``events``: their stored events (for the engagement sums and load times)."""
     if not visitors:
         return
-    await _add_sums(cur, rollups.event_sums(events, -1))
+    await _add_sums(cur, rollups.event_sums(events, -1, await _keys(cur, [site_id])))
     keys = {(site_id, visitor) for visitor in visitors}
     slots = await _slots(cur, "visitor_id", keys)
     facts = await _facts(cur, {(s.site, s.visit) for s in slots if s.visit})
@@ -263,7 +306,16 @@ async def rebuild(conn: psycopg.AsyncConnection[Any], event_columns: Sequence[st
     async with conn.transaction():
         await conn.execute("LOCK TABLE positions IN EXCLUSIVE MODE")
         await conn.execute(
-            "TRUNCATE rollups, rollup_sums, rollup_slots, rollup_loads, rollup_loads_daily"
+            "TRUNCATE rollups, rollup_sums, rollup_slots, rollup_loads, rollup_loads_daily, "
+            "rollup_props"
+        )
+        # every site's custom property keys, the first it sent first, rolled up from the start
+        await conn.execute(
+            "INSERT INTO rollup_props SELECT site_id, key, %s FROM (SELECT site_id, key, "
+            "row_number() OVER (PARTITION BY site_id ORDER BY first, key) AS n FROM (SELECT "
+            "site_id, key, min(ts) AS first FROM events, jsonb_object_keys(props) AS key "
+            "GROUP BY 1, 2) k) r WHERE n <= %s",
+            (rollups.NONE, rollups.PROP_KEYS_PER_SITE),
         )
         async with conn.cursor() as cur, conn.cursor(name="hitstream_rebuild") as rows:
             await rows.execute(f"SELECT {', '.join(names)} FROM events ORDER BY ts, event_id")
@@ -279,7 +331,7 @@ async def rebuild(conn: psycopg.AsyncConnection[Any], event_columns: Sequence[st
 
 def _event(row: dict[str, Any]) -> ProcessedEvent:
     row["timestamp"] = row.pop("ts")
-    row.pop("props", None)  # custom properties are not rolled up
+    row["props"] = dict(row.get("props") or {})
     return ProcessedEvent(**row)
 
 
@@ -291,16 +343,27 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
     if query.filters:
         return False
     if group is not None:
-        if group not in rollups.DIMS or any(m in _PERCENTILES for m in query.metrics):
+        if any(m in _PERCENTILES for m in query.metrics):
+            return False
+        if group not in rollups.DIMS and not group.startswith(PROP_PREFIX):
             return False
         if group in SESSION_PROPERTIES and _SUMMED.intersection(query.metrics):
             return False  # the sums keep the events' own properties only
     return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
 
 
-async def _covered(cur: Cursor, query: StatsQuery) -> bool:
-    """Whether the rollup periods of the range hold exactly the range's events."""
+async def _covered(cur: Cursor, query: StatsQuery, group: str | None) -> bool:
+    """Whether the rollup periods of the range hold exactly the range's events (and, for a
+    ``prop:`` group, whether the site rolls the key up from the range's first period on)."""
     lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
+    if group is not None and group.startswith(PROP_PREFIX):
+        await cur.execute(
+            "SELECT from_slot FROM rollup_props WHERE site_id = %s AND key = %s",
+            (query.site_id, group[len(PROP_PREFIX) :]),
+        )
+        found = await cur.fetchone()
+        if found is None or lo < int(found[0]):
+            return False
     start = (
         "greatest(rollup_from, sums_from)"
         if _SUMMED.intersection(query.metrics)
@@ -362,7 +425,7 @@ async def answer(
 ) -> list[Row] | None:
     """Rows of ``COLUMNS`` from the rollups, or None if the data does not allow it (call
     inside a REPEATABLE READ transaction, after ``usable``)."""
-    if not await _covered(cur, query):
+    if not await _covered(cur, query, group):
         return None
     params: dict[str, Any] = {
         "site": query.site_id,
