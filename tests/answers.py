@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hitstream.domain.stats import StatsQuery
+from hitstream.domain.events import ProcessedEvent
+from hitstream.domain.stats import METRICS, Filter, Range, StatsQuery
 from hitstream.stores.base import Store
 
 Answer = tuple[int, object, str, Any]
@@ -23,3 +24,55 @@ async def flat_answers(store: Store, asked: list[tuple[str, StatsQuery]]) -> lis
         )
         flat += [(number, key, m, v) for key, results in rows for m, v in results.items()]
     return flat
+
+
+def filtered_queries(
+    events: list[ProcessedEvent], site: str, start: int
+) -> tuple[list[Any], list[Any]]:
+    """Queries with one ``property == value`` filter (answered from rollups) and with other
+    filters (scanned), over values the traffic has."""
+    ours = [e for e in events if e.site_id == site]
+
+    def common(attribute: str) -> str:
+        counts: dict[str, int] = {}
+        for e in ours:
+            counts[getattr(e, attribute)] = counts.get(getattr(e, attribute), 0) + 1
+        return max(counts, key=lambda v: (counts[v], v))
+
+    whole = Range(start, start + 3 * 86_400_000)
+    country, source, path = common("country"), common("source"), common("path")
+    one = {
+        "country": Filter("country", "==", (country,)),
+        "source": Filter("source", "==", (source,)),
+        "page": Filter("page", "==", (path,)),
+        "plan": Filter("prop:plan", "==", ("pro",)),
+        "none": Filter("prop:plan", "==", ("",)),
+        "entry": Filter("entry_page", "==", (path,)),
+        "missing": Filter("country", "==", ("XX",)),
+    }
+    rolled: list[Any] = []
+    for name, flt in one.items():
+        asked = METRICS if name != "entry" else ("visitors", "visits", "bounce_rate")
+        metrics = tuple(m for m in asked if not m.startswith("load_time"))
+        rolled += [
+            ("aggregate", StatsQuery(site, whole, metrics, filters=(flt,))),
+            ("timeseries", StatsQuery(site, whole, metrics, filters=(flt,), interval="hour")),
+            (
+                "breakdown",
+                StatsQuery(site, whole, ("visitors", "visits"), (flt,), property=flt.property),
+            ),
+        ]
+    scanned = [
+        (
+            "aggregate",
+            StatsQuery(site, whole, ("visitors",), (Filter("country", "==", (country, "DE")),)),
+        ),
+        (
+            "aggregate",
+            StatsQuery(site, whole, ("visitors",), (Filter("country", "!=", (country,)),)),
+        ),
+        ("aggregate", StatsQuery(site, whole, ("visitors",), (one["country"], one["source"]))),
+        ("breakdown", StatsQuery(site, whole, ("visitors",), (one["country"],), property="page")),
+        ("aggregate", StatsQuery(site, whole, ("load_time_p50",), (one["page"],))),
+    ]
+    return rolled, scanned

@@ -21,7 +21,7 @@ from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import METRICS, Range, StatsQuery
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.duckdb import DuckDBStore
-from tests.answers import Answer, flat_answers
+from tests.answers import Answer, filtered_queries, flat_answers
 
 pytestmark = pytest.mark.integration
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
@@ -482,3 +482,22 @@ async def test_a_site_rolls_up_its_first_32_property_keys(tmp_path: Path) -> Non
         assert store.answered == {"rollup": 1, "raw": 1}
     finally:
         await store.close()
+
+
+async def test_one_equality_filter_reads_the_rollup_rows_of_its_value(
+    pair: tuple[DuckDBStore, DuckDBStore],
+) -> None:
+    """Half the traffic, the queries (their views are built), the other half, the queries
+    again (answered from views the writes moved on): equal to raw scans each time."""
+    rolled, raw = pair
+    events, sessions = traffic(6_000)
+    half = len(events) // 2
+    by_rollups, by_scans = filtered_queries(events, SITE, START)
+    asked = by_rollups + by_scans
+    for part in (events[:half], events[half:]):
+        for store in (rolled, raw):
+            await write_all(store, part, sessions)
+        got, want = await answers(rolled, asked), await answers(raw, asked)
+        assert got == approx(want)
+        assert sum(1 for _, _, _, value in want if value) > len(asked)  # not all zeros
+    assert rolled.answered == {"rollup": 2 * len(by_rollups), "raw": 2 * len(by_scans)}

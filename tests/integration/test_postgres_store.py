@@ -18,7 +18,7 @@ from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import METRICS, Range, StatsQuery
 from hitstream.errors import PositionConflict, StoreUnavailable
 from hitstream.stores.base import WriteBatch
-from tests.answers import Answer, flat_answers
+from tests.answers import Answer, filtered_queries, flat_answers
 from tests.brokers import create_database, drop_database, unreachable
 
 psycopg = pytest.importorskip("psycopg")
@@ -351,6 +351,13 @@ async def test_rollups_answer_whole_hours_exactly_as_raw_scans(url: str) -> None
         assert rolled.answered == {"rollup": len(asked)}
         assert paths == ["rollup"] * len(asked)
         assert raw.answered == {"raw": len(asked)}
+        # one ``property == value`` filter: the rollup rows of that value; other filters scan
+        by_rollups, by_scans = filtered_queries(events, site, start)
+        filtered = by_rollups + by_scans
+        got, want = await _answers(rolled, filtered), await _answers(raw, filtered)
+        assert got == [(*row[:3], pytest.approx(row[3], rel=1e-12)) for row in want]
+        assert sum(1 for *_, value in want if value) > len(filtered)
+        assert rolled.answered == {"rollup": len(asked) + len(by_rollups), "raw": len(by_scans)}
     finally:
         await rolled.close()
         await raw.close()

@@ -47,8 +47,9 @@ from operator import attrgetter
 from typing import Any, Final
 
 from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.goals import GOAL_PROPERTY
 from hitstream.domain.measures import prop_text
-from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES
+from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
 
 SLOT: Final = 1_800_000
 """The grain: half hours, so that days in every whole- and half-hour time zone (India,
@@ -128,6 +129,18 @@ def event_members(event: ProcessedEvent, keys: Sequence[str] = ()) -> list[Membe
         props = event.props
         members.extend((PROP_PREFIX + key, prop_text(props.get(key))) for key in keys)
     return members
+
+
+def only_value(query: StatsQuery) -> tuple[str, str] | None:
+    """(property, value) when the query's one filter is ``property == value``: its rows are
+    the rollup rows of that value (the same events, visits and visitors a breakdown by the
+    property counts under it); None for any other filter set."""
+    if len(query.filters) != 1:
+        return None
+    only = query.filters[0]
+    if only.op != "==" or len(only.values) != 1 or only.property == GOAL_PROPERTY:
+        return None
+    return only.property, only.values[0]
 
 
 # -- custom properties ---------------------------------------------------------------------

@@ -40,8 +40,8 @@ PERCENTILES: Final = frozenset({"load_time_p50", "load_time_p95"})
 SUMMED: Final = frozenset({"time_on_page", "scroll_depth", "avg_duration"})
 """Metrics read from the engagement sums."""
 
-ViewKey = tuple[str, str, int, int, tuple[int, ...] | None]
-"""(site, property, lo, hi, bucket starts or None)."""
+ViewKey = tuple[str, str, int, int, tuple[int, ...] | None, str | None]
+"""(site, property, lo, hi, bucket starts or None, the one value kept or None: all)."""
 Indexed = tuple[
     dict[tuple[str, str], list[tuple[str, int, int, Sequence[int]]]],
     dict[tuple[str, str], list[tuple[str, int, Sequence[int]]]],
@@ -98,6 +98,8 @@ class View:
     loads: dict[Group, Counter[int]] | None = None
     """group -> load time -> pageviews; None until a query asks for percentiles."""
     used: float = 0.0
+    only: str | None = None
+    """The one value of ``dim`` the view holds (a filter ``dim == only``), None: every value."""
 
     @property
     def size(self) -> int:
@@ -106,11 +108,13 @@ class View:
 
     @property
     def key(self) -> ViewKey:
-        return (self.site, self.dim, self.lo, self.hi, self.starts)
+        return (self.site, self.dim, self.lo, self.hi, self.starts, self.only)
 
     def group(self, value: str, hour: int) -> Group | None:
         """The group a row of ``hour`` (and ``value``) falls in, None if outside the view."""
         if not self.lo <= hour < self.hi:
+            return None
+        if self.only is not None and value != self.only:
             return None
         if self.starts is not None:
             i = bisect.bisect_right(self.starts, hour) - 1

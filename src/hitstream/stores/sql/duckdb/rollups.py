@@ -297,15 +297,21 @@ def forget_visitors(
 
 
 def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) -> bool:
-    """Whether the query's shape can be answered from the rollups (the data check follows)."""
-    if query.filters:
+    """Whether the query's shape can be answered from the rollups (the data check follows):
+    no filter, or one ``property == value`` filter (the rows of that value of the property;
+    a breakdown then only by that property); no group, or a rolled-up one."""
+    only = rollups.only_value(query)
+    if query.filters and only is None:
         return False
-    if group is not None:
-        if _PERCENTILES.intersection(query.metrics):
+    dim = group if only is None else only[0]
+    if only is not None and group not in (None, dim):
+        return False
+    if dim is not None:
+        if (group is not None or only is not None) and _PERCENTILES.intersection(query.metrics):
             return False
-        if group not in rollups.DIMS and not group.startswith(PROP_PREFIX):
+        if dim not in rollups.DIMS and not dim.startswith(PROP_PREFIX):
             return False
-        if group in SESSION_PROPERTIES and rollup_views.SUMMED.intersection(query.metrics):
+        if dim in SESSION_PROPERTIES and rollup_views.SUMMED.intersection(query.metrics):
             return False  # the sums keep the events' own properties only
     return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
 
@@ -358,22 +364,28 @@ def _params(view: rollup_views.View, sql: str) -> dict[str, Any]:
     params: dict[str, Any] = {"site": view.site, "dim": view.dim, "lo": view.lo, "hi": view.hi}
     if view.starts is not None:
         params["starts"] = list(view.starts)
+    if view.only is not None:
+        params["only"] = view.only
     return {k: v for k, v in params.items() if f"${k}" in sql}
 
 
 _WHERE: Final = "WHERE site_id = $site AND dim = $dim AND hour >= $lo AND hour < $hi"
 
 
+def _where(view: rollup_views.View) -> str:
+    return _WHERE if view.only is None else f"{_WHERE} AND value = $only"
+
+
 def _build(conn: Connection, key: rollup_views.ViewKey) -> rollup_views.View:
     """A view's counts from the rollup tables (sums and loads come when asked)."""
-    site, dim, lo, hi, starts = key
-    view = rollup_views.View(site, dim, lo, hi, starts, {})
+    site, dim, lo, hi, starts, only = key
+    view = rollup_views.View(site, dim, lo, hi, starts, {}, only=only)
     join = _join(view)
     g, first = _groups(view)
     chained = ", ".join(f"sum({c}) FILTER (WHERE prev < {first})" for c in _CHAINED)
     sql = (
         f"SELECT {g} AS g, {chained}, sum(pageviews), sum(events) "
-        f"FROM rollups r {join} {_WHERE} GROUP BY 1"
+        f"FROM rollups r {join} {_where(view)} GROUP BY 1"
     )
     for group, *fields in conn.execute(sql, _params(view, sql)).fetchall():
         view.counts[_group(group)] = [int(f or 0) for f in fields]
@@ -388,7 +400,7 @@ def _add_sums(conn: Connection, view: rollup_views.View) -> None:
     join = _join(view)
     g, _ = _groups(view)
     parts = ", ".join(f"sum({c})" for c in rollups.SUMS)
-    sql = f"SELECT {g} AS g, {parts} FROM rollup_sums r {join} {_WHERE} GROUP BY 1"
+    sql = f"SELECT {g} AS g, {parts} FROM rollup_sums r {join} {_where(view)} GROUP BY 1"
     view.sums = {
         _group(group): [int(p or 0) for p in parts]
         for group, *parts in conn.execute(sql, _params(view, sql)).fetchall()
@@ -419,18 +431,20 @@ def answer(
     """Rows of ``COLUMNS`` from the rollups, or None if the data does not allow it (run as
     one job on the store's thread, after ``usable``): from the query's view, built from the
     tables the first time its shape is asked."""
-    if not _covered(conn, query, group):
+    only = rollups.only_value(query)
+    dim, value = only if only is not None else (group or "", None)
+    if not _covered(conn, query, dim or None):
         return None
     lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
     starts = tuple(buckets) if buckets else None
-    key = (query.site_id, group or "", lo, hi, starts)
+    key = (query.site_id, dim, lo, hi, starts, value)
     view = views.get(key)
     if view is None:
         view = _build(conn, key)
         views.put(view)
     if view.sums is None and rollup_views.SUMMED.intersection(query.metrics):
         _add_sums(conn, view)
-    if group is None and view.loads is None and _PERCENTILES.intersection(query.metrics):
+    if not dim and view.loads is None and _PERCENTILES.intersection(query.metrics):
         _add_loads(conn, view)
     return view.rows(query, grouped=group is not None)
 

@@ -340,14 +340,18 @@ def _event(row: dict[str, Any]) -> ProcessedEvent:
 
 def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) -> bool:
     """Whether the query's shape can be answered from the rollups (the data check follows)."""
-    if query.filters:
+    only = rollups.only_value(query)
+    if query.filters and only is None:
         return False
-    if group is not None:
+    dim = group if only is None else only[0]
+    if only is not None and group not in (None, dim):
+        return False
+    if dim is not None:
         if any(m in _PERCENTILES for m in query.metrics):
             return False
-        if group not in rollups.DIMS and not group.startswith(PROP_PREFIX):
+        if dim not in rollups.DIMS and not dim.startswith(PROP_PREFIX):
             return False
-        if group in SESSION_PROPERTIES and _SUMMED.intersection(query.metrics):
+        if dim in SESSION_PROPERTIES and _SUMMED.intersection(query.metrics):
             return False  # the sums keep the events' own properties only
     return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
 
@@ -425,11 +429,13 @@ async def answer(
 ) -> list[Row] | None:
     """Rows of ``COLUMNS`` from the rollups, or None if the data does not allow it (call
     inside a REPEATABLE READ transaction, after ``usable``)."""
-    if not await _covered(cur, query, group):
+    only = rollups.only_value(query)
+    dim = only[0] if only is not None else (group or "")
+    if not await _covered(cur, query, dim or None):
         return None
     params: dict[str, Any] = {
         "site": query.site_id,
-        "dim": "" if group is None else group,
+        "dim": dim,
         "lo": rollups.slot_of(query.range.start),
         "hi": rollups.slot_after(query.range.end),
     }
@@ -445,6 +451,9 @@ async def answer(
         for c in ("visitors", "visits", "measured", "bounces", "duration")
     )
     where = "WHERE site_id = %(site)s AND dim = %(dim)s AND hour >= %(lo)s AND hour < %(hi)s"
+    if only is not None:  # the rows of the filter's one value
+        params["only"] = only[1]
+        where += " AND value = %(only)s"
     sql = (
         f"SELECT {g} AS g, {chained}, sum(pageviews)::bigint AS pageviews, "
         f"sum(events)::bigint AS events FROM rollups {where} GROUP BY 1"
@@ -478,7 +487,7 @@ async def answer(
         sql = f"SELECT {COLUMNS} FROM ({sql}) r"
     await cur.execute(sql, params)
     rows = await cur.fetchall()
-    if group is None and any(m in _PERCENTILES for m in query.metrics):
+    if not dim and any(m in _PERCENTILES for m in query.metrics):
         found = await _percentiles(cur, g if buckets else "0", params, whole_days=not buckets)
         rows = [(*row[:8], *found.get(int(row[0]), (None, None)), *row[10:]) for row in rows]
     return rows
