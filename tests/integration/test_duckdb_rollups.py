@@ -501,3 +501,21 @@ async def test_one_equality_filter_reads_the_rollup_rows_of_its_value(
         assert got == approx(want)
         assert sum(1 for _, _, _, value in want if value) > len(asked)  # not all zeros
     assert rolled.answered == {"rollup": 2 * len(by_rollups), "raw": 2 * len(by_scans)}
+
+
+async def test_the_memory_setting_limits_duckdb_after_migrations(tmp_path: Path) -> None:
+    from hitstream.bootstrap.adapters import make_store
+    from hitstream.settings import Settings
+
+    settings = Settings(duckdb_memory_mb=200)
+    store = make_store(f"duckdb:///{tmp_path / 'm.duckdb'}", settings)
+    assert isinstance(store, DuckDBStore)
+    await store.start()
+    try:
+        limit = await store._rows("SELECT current_setting('memory_limit')")
+        assert limit == [("190.7 MiB",)]  # 200 * 10**6 bytes
+        events, sessions = traffic(500)
+        await write_all(store, events, sessions)
+        assert await store.count_events() == len(events)
+    finally:
+        await store.close()

@@ -100,7 +100,9 @@ def make_store(url: str, settings: Settings) -> Store:
     if scheme == "duckdb":
         from hitstream.stores.duckdb import DuckDBStore
 
-        return DuckDBStore(_path_of(url), rollups=settings.store_rollups)
+        return DuckDBStore(
+            _path_of(url), rollups=settings.store_rollups, memory_mb=settings.duckdb_memory_mb
+        )
     if scheme == "memory":
         from hitstream.stores.memory import MemoryStore
 

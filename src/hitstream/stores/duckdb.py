@@ -197,6 +197,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         checkpoint_mb: int = 64,
         rollups: bool = True,
         compact_rows: int = 200_000,
+        memory_mb: int = 0,
     ) -> None:
         """``checkpoint_mb``: WAL size that triggers a checkpoint. DuckDB's 16 MB default
         checkpoints every few batches, each rewriting the open row group (measured 38k
@@ -211,6 +212,9 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         """False: writes keep no rollups and every query scans (benchmarks' baseline; a
         store written so must be rebuilt before it runs with rollups again)."""
         self._compact_rows = compact_rows
+        self._memory_mb = memory_mb
+        """DuckDB's memory limit after migrations (0: its default): building an index over a
+        big table needs more than running does."""
         self._appended = 0
         self._lowest: int | None = None
         """Rollup delta rows appended since the last compaction, and their earliest period."""
@@ -261,6 +265,9 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             raise StoreUnavailable(f"cannot open duckdb store at {self._path}: {exc}") from exc
         self._executor = executor
         await self.migrate()
+        if self._memory_mb:
+            limit = f"{self._memory_mb}MB"
+            await self._run("settings", lambda conn: conn.execute(f"SET memory_limit = '{limit}'"))
 
     async def close(self) -> None:
         conn, executor = self._conn, self._executor
