@@ -384,6 +384,42 @@ async def test_views_follow_every_write_without_rebuilding(
     assert rolled.answered == {"rollup": rounds * len(asked)}
 
 
+async def test_registry_reads_keep_the_views_and_registry_changes_drop_them(
+    pair: tuple[DuckDBStore, DuckDBStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve``'s processor and collector read the registry version every second: a read
+    must not drop the views (every live update then rebuilt them all from the tables); a
+    registry change still does, and the rebuilt views answer the same."""
+    from hitstream.stores.sql.duckdb import rollups as duck_rollups
+
+    built: list[object] = []
+    build = duck_rollups._build
+
+    def counting(conn: Any, key: Any) -> Any:
+        built.append(key)
+        return build(conn, key)
+
+    monkeypatch.setattr(duck_rollups, "_build", counting)
+    rolled, _ = pair
+    events, sessions = traffic(1_000)
+    await rolled.write(WriteBatch("e", {0: 1}, events, sessions))
+    asked = queries(SITE)
+    first = await answers(rolled, asked)
+    views = len(built)
+    assert views > 0
+    await rolled.registry_version()
+    await rolled.registered_sites()
+    await rolled.get_site(SITE)
+    await rolled.goals(SITE)
+    await rolled.forgotten()
+    await rolled.keys()
+    assert await answers(rolled, asked) == first
+    assert len(built) == views
+    await rolled.touch_key("no-such-key", 1)  # an UPDATE: the registry changed
+    assert await answers(rolled, asked) == first
+    assert len(built) == 2 * views
+
+
 async def test_an_event_in_an_edge_of_the_first_or_last_half_hour_means_a_raw_scan(
     tmp_path: Path,
 ) -> None:
