@@ -83,9 +83,14 @@ async def update(stats: Any, store: Counted, props: list[str]) -> tuple[int | No
 
 async def test_an_update_is_one_stats_call_with_the_single_calls_bodies(store: Counted) -> None:
     store.sent.clear()
-    version, batched = await update(service(store), store, ["plan"])
+    stats = service(store)
+    version, batched = await update(stats, store, ["plan"])
     assert store.sent == {"stats_batch": 1, "drop_counts": 1}
     assert version == await store.data_version(SITE)
+    observed = stats.metrics.registry.get_sample_value(
+        "hitstream_query_seconds_count", {"kind": "breakdown", "cache": "miss"}
+    )
+    assert observed == len(batched["breakdowns"])  # each query's latency, as one by one
 
     store.sent.clear()
     none, single = await update(OneByOne(service(store)), store, ["plan"])

@@ -57,8 +57,17 @@ class _Batched:
     queries of the batch are answered from it (errors raised again), anything else by the
     store itself."""
 
-    def __init__(self, store: Store, site_id: str, calls: Sequence[StatsCall], got: StatsBatch):
+    def __init__(
+        self,
+        store: Store,
+        site_id: str,
+        calls: Sequence[StatsCall],
+        got: StatsBatch,
+        began: float,
+    ) -> None:
         self.store = store
+        self.began = began
+        """When the batch was sent: each query's latency counts from then."""
         self.site_id = site_id
         self.version = got.data_version
         self.answers: dict[tuple[str, str], StatsAnswer] = {
@@ -137,7 +146,7 @@ class StatsService:
         compute: Callable[[], Awaitable[JSON]],
         reads: Reads | None = None,
     ) -> JSON:
-        began = time.perf_counter()
+        began = reads.began if isinstance(reads, _Batched) else time.perf_counter()
         version = await (reads or self.store).data_version(query.site_id)
         digest = hashlib.blake2b(repr(query).encode(), digest_size=12).hexdigest()
         key = f"{kind}:{query.site_id}:{version}:{digest}"
@@ -294,10 +303,12 @@ class StatsService:
         """The data version and the body of each ask, as the single methods answer them
         (the first error any of them raises is raised), with one ``Store.stats_batch`` call
         for the store queries they make. A query naming goals is not in the batch: the goal
-        definitions are read first, and its store queries go one by one."""
+        definitions are read first, and its store queries go one by one. Each query's
+        latency (``hitstream_query_seconds``) counts from when the batch was sent."""
         calls = [call for kind, query in asks for call in _store_calls(kind, query)]
+        began = time.perf_counter()
         got = await self.store.stats_batch(site_id, calls)
-        reads = _Batched(self.store, site_id, calls, got)
+        reads = _Batched(self.store, site_id, calls, got, began)
         single = {
             "aggregate": self._aggregate,
             "timeseries": self._timeseries,
