@@ -7,10 +7,13 @@ working copy of the kept DuckDB folder, sends 1,000 events/s with a paced wrk (b
 loopback only, bounded by time and a request cap) and measures row 8's windows
 (``scale_live.window``: the server's CPU share with 0, 1 and 3 dashboards). The order of the
 two trees alternates per repetition; the live loop's cost is a window's share minus the same
-turn's 0-dashboard window.
+turn's 0-dashboard window. With ``--profile``, the first repetition of each tree ends with one
+more 1-dashboard window under ``py-spy record --subprocesses`` (both processes, one file in
+``benchmarks/out``; read it with ``python -m benchmarks.profile FILE``), outside the measured
+windows, since sampling costs CPU too.
 
     .venv/bin/python -m benchmarks.live_ab --before f7db635 --events 1000000 \\
-        --duckdb-dir benchmarks/out/duckdb-1m --repeats 3 --live-seconds 20
+        --duckdb-dir benchmarks/out/duckdb-1m --repeats 3 --live-seconds 20 [--profile]
 """
 
 from __future__ import annotations
@@ -44,14 +47,30 @@ def export(revision: str, into: Path) -> Path:
     return into / "src"
 
 
-def turn(name: str, src: Path, folder: Path, workdir: Path, seconds: int) -> list[dict[str, Any]]:
+def profiled(pid: int, port: int, seconds: int, out: Path) -> None:
+    """One dashboard open (after its snapshot) while py-spy samples ``serve``'s processes."""
+    from benchmarks.profile import Recorder
+
+    client = scale_live.Client(port, {})
+    client.start()
+    client.ready.wait(600)
+    recorder = Recorder(pid, out, seconds, rate=200).start()
+    recorder.wait(seconds + 120)
+    client.halt.set()
+    client.join(30)
+    print(f"profile: {out}", flush=True)
+
+
+def turn(
+    name: str, src: Path, folder: Path, workdir: Path, seconds: int, profile: Path | None
+) -> list[dict[str, Any]]:
     from tests.server import ServerProcess
 
     data_dir = dataset.working_copy(folder, workdir / f"data-{name}")
     env = {**dataset.SERVE_ENV, "PYTHONPATH": str(src)}
     server = ServerProcess(data_dir, env=env).start(300)
     assert server.proc is not None
-    total = len(CASES) * (seconds + 200) + 120
+    total = (len(CASES) + 1) * (seconds + 200) + 120
     rate, batch = scale_live.RATE, scale_live.BATCH
     sender = Background(
         require_wrk(), server.url, scale_live.SITE, batch, paced(rate / batch, total)
@@ -69,6 +88,8 @@ def turn(name: str, src: Path, folder: Path, workdir: Path, seconds: int) -> lis
                 f"load {result['load_start']}",
                 flush=True,
             )
+        if profile is not None:
+            profiled(server.proc.pid, server.port, seconds, profile)
     finally:
         sender.finish()
         server.terminate(timeout=600)
@@ -107,7 +128,9 @@ def main() -> None:
     parser.add_argument("--duckdb-dir", type=Path, default=dataset.DUCKDB_DIR)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--live-seconds", type=int, default=20)
+    parser.add_argument("--profile", action="store_true", help="py-spy once per tree")
     args = parser.parse_args()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     info = dataset.ensure_duckdb(args.duckdb_dir, args.events)
     runs: list[dict[str, Any]] = []
     with scratch("hitstream-live-ab-", keep=False) as workdir:
@@ -116,12 +139,18 @@ def main() -> None:
         for repeat in range(args.repeats):
             order = ["before", "after"] if repeat % 2 == 0 else ["after", "before"]
             for name in order:
-                for result in turn(name, trees[name], args.duckdb_dir, workdir, args.live_seconds):
+                profile = None
+                if args.profile and repeat == 0:
+                    profile = OUT / f"live-ab-profile-{stamp}-{name}.txt"
+                found = turn(
+                    name, trees[name], args.duckdb_dir, workdir, args.live_seconds, profile
+                )
+                for result in found:
                     result["repeat"] = repeat
                     runs.append(result)
     body = {"before": args.before, "data": info, "runs": runs, "summary": summary(runs)}
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"live-ab-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path = OUT / f"live-ab-{stamp}.json"
     path.write_text(json.dumps(body, indent=2) + "\n")
     print(json.dumps(body["summary"], indent=2))
     print(f"written {path}")
