@@ -384,6 +384,42 @@ async def test_views_follow_every_write_without_rebuilding(
     assert rolled.answered == {"rollup": rounds * len(asked)}
 
 
+async def test_registry_reads_keep_the_views_and_registry_changes_drop_them(
+    pair: tuple[DuckDBStore, DuckDBStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve``'s processor and collector read the registry version every second: a read
+    must not drop the views (every live update then rebuilt them all from the tables); a
+    registry change still does, and the rebuilt views answer the same."""
+    from hitstream.stores.sql.duckdb import rollups as duck_rollups
+
+    built: list[object] = []
+    build = duck_rollups._build
+
+    def counting(conn: Any, key: Any) -> Any:
+        built.append(key)
+        return build(conn, key)
+
+    monkeypatch.setattr(duck_rollups, "_build", counting)
+    rolled, _ = pair
+    events, sessions = traffic(1_000)
+    await rolled.write(WriteBatch("e", {0: 1}, events, sessions))
+    asked = queries(SITE)
+    first = await answers(rolled, asked)
+    views = len(built)
+    assert views > 0
+    await rolled.registry_version()
+    await rolled.registered_sites()
+    await rolled.get_site(SITE)
+    await rolled.goals(SITE)
+    await rolled.forgotten()
+    await rolled.keys()
+    assert await answers(rolled, asked) == first
+    assert len(built) == views
+    await rolled.touch_key("no-such-key", 1)  # an UPDATE: the registry changed
+    assert await answers(rolled, asked) == first
+    assert len(built) == 2 * views
+
+
 async def test_an_event_in_an_edge_of_the_first_or_last_half_hour_means_a_raw_scan(
     tmp_path: Path,
 ) -> None:
@@ -519,3 +555,43 @@ async def test_the_memory_setting_limits_duckdb_after_migrations(tmp_path: Path)
         assert await store.count_events() == len(events)
     finally:
         await store.close()
+
+
+async def test_a_batch_is_one_job_that_checks_each_range_once(
+    pair: tuple[DuckDBStore, DuckDBStore],
+) -> None:
+    """``stats_batch`` answers as the single methods do, by the same paths; inside its one
+    job the rollups' coverage check of a range already checked is not run again."""
+    from hitstream.stores.batch import StatsCall
+    from hitstream.stores.sql.duckdb import batch as duck_batch
+
+    rolled, _ = pair
+    events, sessions = traffic(2_000)
+    await rolled.write(WriteBatch("e", {0: 1}, events, sessions))
+    asked = queries(SITE)
+    singles = await answers(rolled, asked)
+    paths = dict(rolled.answered)
+    assert paths == {"rollup": len(asked)}
+    calls = [StatsCall(kind, query) for kind, query in asked]  # type: ignore[arg-type]
+    views = rolled._views
+
+    def job(conn: duckdb.DuckDBPyConnection) -> duck_batch.Answered:
+        return duck_batch.answer_all(conn, views, True, SITE, calls)
+
+    done = await rolled._run("query", job)
+    assert sorted(done.paths) == ["rollup"] * len(asked)
+    ranges = {(q.range.start, q.range.end) for _, q in asked}
+    assert done.repeated >= len(asked) - len(ranges)  # a coverage check per range at most
+    batch = await rolled.stats_batch(SITE, calls)
+    assert batch.data_version == await rolled.data_version(SITE)
+    flat: list[Answer] = []
+    for number, answer in enumerate(batch.answers):
+        rows = (
+            [("", answer.values)]
+            if answer.values is not None
+            else [(p.bucket, p.results) for p in answer.points or []]
+            + [(r.value, r.results) for r in answer.rows or []]
+        )
+        flat += [(number, key, m, v) for key, results in rows for m, v in (results or {}).items()]
+    assert flat == singles
+    assert rolled.answered == {"rollup": 2 * len(asked)}

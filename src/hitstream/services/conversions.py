@@ -21,6 +21,7 @@ A query that names no goal metric and does not break down by goal goes to the st
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Protocol
 
 from hitstream.domain.goals import GOAL_METRICS, GOAL_PROPERTY, named
 from hitstream.domain.stats import (
@@ -30,9 +31,16 @@ from hitstream.domain.stats import (
     StatsQuery,
     TimeseriesPoint,
 )
-from hitstream.stores.base import Store
 
 _VISITORS = ("visitors",)
+
+
+class Answers(Protocol):
+    """The store's plain stats answers, all this module asks (``Store`` is one)."""
+
+    async def aggregate(self, query: StatsQuery) -> dict[str, float]: ...
+    async def timeseries(self, query: StatsQuery) -> list[TimeseriesPoint]: ...
+    async def breakdown(self, query: StatsQuery) -> list[BreakdownRow]: ...
 
 
 def involved(query: StatsQuery) -> bool:
@@ -75,7 +83,7 @@ def _ordered(query: StatsQuery, found: dict[str, float]) -> dict[str, float]:
     return {m: found.get(m, 0.0) for m in query.metrics}
 
 
-async def aggregate(store: Store, query: StatsQuery) -> dict[str, float]:
+async def aggregate(store: Answers, query: StatsQuery) -> dict[str, float]:
     if not _composed(query):
         return await store.aggregate(query)
     found: dict[str, float] = {}
@@ -90,7 +98,7 @@ async def aggregate(store: Store, query: StatsQuery) -> dict[str, float]:
     return _ordered(query, found)
 
 
-async def timeseries(store: Store, query: StatsQuery) -> list[TimeseriesPoint]:
+async def timeseries(store: Answers, query: StatsQuery) -> list[TimeseriesPoint]:
     if not _composed(query):
         return await store.timeseries(query)
     plain = _plain(query)
@@ -115,7 +123,7 @@ async def timeseries(store: Store, query: StatsQuery) -> list[TimeseriesPoint]:
     return out
 
 
-async def breakdown(store: Store, query: StatsQuery) -> list[BreakdownRow]:
+async def breakdown(store: Answers, query: StatsQuery) -> list[BreakdownRow]:
     if query.property == GOAL_PROPERTY:
         return await _by_goal(store, query)
     if not _composed(query):
@@ -161,7 +169,7 @@ def _only(query: StatsQuery, values: list[str], metrics: tuple[str, ...]) -> Sta
     return replace(query, filters=(*query.filters, clause), metrics=metrics, limit=len(values))
 
 
-async def _by_goal(store: Store, query: StatsQuery) -> list[BreakdownRow]:
+async def _by_goal(store: Answers, query: StatsQuery) -> list[BreakdownRow]:
     """A row per goal (of the ``goal==`` clauses, or every goal) that was completed."""
     chosen = list(query.goals)
     kept = []

@@ -36,6 +36,7 @@ from hitstream.services.live_client import (
     sample,
 )
 from hitstream.services.live_views import (
+    BatchStats,
     LiveStats,
     QualitySource,
     SiteFeed,
@@ -406,10 +407,14 @@ class LiveHub:
             view.updates += 1
 
     async def _compute(self, feed: SiteFeed, view: View) -> dict[str, Any]:
-        """Run the view's queries once and remember the result for snapshots."""
-        version = await self.store.data_version(view.key.site_id)
+        """Run the view's queries once and remember the result for snapshots (with the
+        data version they were computed at, when the batch says it; else the one read
+        before them)."""
+        version = -1
+        if not isinstance(self.stats, BatchStats):
+            version = await self.store.data_version(view.key.site_id)
         top_props = feed.prop_keys.most_common(self.config.prop_breakdowns)
-        state = await query_view(
+        answered, state = await query_view(
             self.stats,
             view.key,
             now_ms=self._query_ms(),
@@ -417,6 +422,8 @@ class LiveHub:
             prop_keys=[prop for prop, _ in top_props],
             limit=self.config.breakdown_limit,
         )
+        if answered is not None:
+            version = answered
         state = {"data_version": version, **state}
         view.state, view.state_at, view.state_version = state, self._clock(), version
         return state

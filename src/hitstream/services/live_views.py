@@ -1,16 +1,18 @@
 """What a live dashboard looks at (a view) and the one query run that fills it.
 
 Equal views share one ``View`` object; ``query_view`` runs every query a dashboard needs once
-(concurrently) through the stats service, so the numbers are exactly the stats API's.
+through the stats service, so the numbers are exactly the stats API's: all in one store call
+when the service answers batches (``StatsService.answer_all``: one control-socket round trip
+and one DuckDB job per update, instead of one per query), else concurrently one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from hitstream.domain.stats import (
     METRICS,
@@ -50,6 +52,19 @@ class LiveStats(Protocol):
     async def timeseries(self, query: StatsQuery) -> dict[str, Any]: ...
     async def breakdown(self, query: StatsQuery) -> dict[str, Any]: ...
     async def realtime(self, site_id: str) -> dict[str, Any]: ...
+
+
+Ask = tuple[Literal["aggregate", "timeseries", "breakdown", "realtime"], StatsQuery]
+
+
+@runtime_checkable
+class BatchStats(LiveStats, Protocol):
+    """A stats service that answers a whole view with one store call (``StatsService``)."""
+
+    def realtime_query(self, site_id: str) -> StatsQuery: ...
+    async def answer_all(
+        self, site_id: str, asks: Sequence[Ask]
+    ) -> tuple[int, list[dict[str, Any]]]: ...
 
 
 class VersionSource(Protocol):
@@ -203,31 +218,62 @@ async def query_view(
     quality: QualitySource,
     prop_keys: list[str],
     limit: int,
-) -> dict[str, Any]:
-    """Aggregate (with the previous period), series, breakdowns, realtime and quality."""
+) -> tuple[int | None, dict[str, Any]]:
+    """Aggregate (with the previous period), series, breakdowns, realtime and quality; with
+    the data version they were computed at when the stats service answered them as one
+    batch (None when it did not: the caller reads the version itself)."""
     properties = dict(BREAKDOWNS)
     for prop in prop_keys:
         properties[f"prop:{prop}"] = PROP_METRICS
-    aggregate_q = key.compared(now_ms, metrics=",".join(METRICS))
-    series_q = key.query(now_ms, metrics=SERIES_METRICS)
-    breakdown_qs = {
-        prop: key.query(now_ms, property=prop, metrics=metrics, limit=limit)
-        for prop, metrics in properties.items()
+    asks: list[Ask] = [
+        ("aggregate", key.compared(now_ms, metrics=",".join(METRICS))),
+        ("timeseries", key.query(now_ms, metrics=SERIES_METRICS)),
+        ("realtime", StatsQuery(key.site_id, Range(0, 0))),  # the service's own, below
+        *(
+            ("breakdown", key.query(now_ms, property=prop, metrics=metrics, limit=limit))
+            for prop, metrics in properties.items()
+        ),
+    ]
+    try:
+        async with asyncio.TaskGroup() as group:
+            checked = group.create_task(quality(key.site_id))
+            answered = group.create_task(_answers(stats, key.site_id, asks))
+    except ExceptionGroup as group_error:  # the first failure speaks for the run
+        raise group_error.exceptions[0] from None
+    version, (aggregate, series, realtime, *rows) = answered.result()
+    return version, {
+        "interval": asks[1][1].interval,
+        "aggregate": aggregate,
+        "timeseries": series,
+        "realtime": realtime,
+        "quality": checked.result(),
+        "breakdowns": {
+            p: body.get("results", []) for p, body in zip(properties, rows, strict=True)
+        },
+    }
+
+
+async def _answers(
+    stats: LiveStats, site_id: str, asks: list[Ask]
+) -> tuple[int | None, list[dict[str, Any]]]:
+    """The body of each ask: in one batch when the service answers batches, else
+    concurrently one by one (the first failure raised either way)."""
+    if isinstance(stats, BatchStats):
+        asks = [(k, stats.realtime_query(site_id) if k == "realtime" else q) for k, q in asks]
+        return await stats.answer_all(site_id, asks)
+
+    async def realtime(_query: StatsQuery) -> dict[str, Any]:
+        return await stats.realtime(site_id)
+
+    single = {
+        "aggregate": stats.aggregate,
+        "timeseries": stats.timeseries,
+        "breakdown": stats.breakdown,
+        "realtime": realtime,
     }
     try:
         async with asyncio.TaskGroup() as group:
-            aggregate = group.create_task(stats.aggregate(aggregate_q))
-            series = group.create_task(stats.timeseries(series_q))
-            realtime = group.create_task(stats.realtime(key.site_id))
-            checked = group.create_task(quality(key.site_id))
-            rows = {p: group.create_task(stats.breakdown(q)) for p, q in breakdown_qs.items()}
-    except ExceptionGroup as group_error:  # the first failure speaks for the run
+            tasks = [group.create_task(single[kind](query)) for kind, query in asks]
+    except ExceptionGroup as group_error:
         raise group_error.exceptions[0] from None
-    return {
-        "interval": series_q.interval,
-        "aggregate": aggregate.result(),
-        "timeseries": series.result(),
-        "realtime": realtime.result(),
-        "quality": checked.result(),
-        "breakdowns": {p: task.result().get("results", []) for p, task in rows.items()},
-    }
+    return None, [task.result() for task in tasks]

@@ -4,29 +4,105 @@ Cache keys hold the site's data version, which every store write that touches th
 so a cached answer is never stale: a new event changes the version and so the key. Realtime
 answers depend on the clock too; their range is part of the key. The cache (in-process or
 Redis) is best effort: when it is down every lookup misses and the store answers.
+
+``answer_all`` answers several queries of one site (a live dashboard's) with ONE store call
+(``Store.stats_batch``: one control-socket round trip, one DuckDB job) and the data version
+read with it; each body is then made by the very code the single methods run, from the
+batch's answers, so it is byte for byte what they give.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 from hitstream.cache.base import Cache
 from hitstream.domain import funnels
 from hitstream.domain.goals import GOAL_PROPERTY, named
-from hitstream.domain.stats import REALTIME_WINDOW_MS, Filter, StatsQuery, resolve_period
+from hitstream.domain.stats import (
+    REALTIME_WINDOW_MS,
+    BreakdownRow,
+    Filter,
+    StatsQuery,
+    TimeseriesPoint,
+    resolve_period,
+)
 from hitstream.metrics import Metrics
 from hitstream.services import conversions
 from hitstream.stores.base import Store
+from hitstream.stores.batch import StatsAnswer, StatsBatch, StatsCall
 
 JSON = dict[str, Any]
 CACHE_TTL_S = 24 * 3600
 REALTIME_TTL_S = 10
+Ask = tuple[Literal["aggregate", "timeseries", "breakdown", "realtime"], StatsQuery]
+"""One query of ``answer_all``: the method that answers it and its query (for ``realtime``,
+``realtime_query``'s)."""
+
+
+class Reads(conversions.Answers, Protocol):
+    """What the methods read from the store (``Store`` is one; so is a ``_Batched``)."""
+
+    async def data_version(self, site_id: str) -> int: ...
+
+
+class _Batched:
+    """The store, with a batch's answers in hand: the version of the batch's site and the
+    queries of the batch are answered from it (errors raised again), anything else by the
+    store itself."""
+
+    def __init__(
+        self,
+        store: Store,
+        site_id: str,
+        calls: Sequence[StatsCall],
+        got: StatsBatch,
+        began: float,
+    ) -> None:
+        self.store = store
+        self.began = began
+        """When the batch was sent: each query's latency counts from then."""
+        self.site_id = site_id
+        self.version = got.data_version
+        self.answers: dict[tuple[str, str], StatsAnswer] = {
+            (call.kind, repr(call.query)): answer
+            for call, answer in zip(calls, got.answers, strict=True)
+        }
+
+    def _answer(self, kind: str, query: StatsQuery) -> StatsAnswer | None:
+        found = self.answers.get((kind, repr(query)))
+        if found is not None:
+            found.raise_error()
+        return found
+
+    async def data_version(self, site_id: str) -> int:
+        if site_id == self.site_id:
+            return self.version
+        return await self.store.data_version(site_id)
+
+    async def aggregate(self, query: StatsQuery) -> dict[str, float]:
+        found = self._answer("aggregate", query)
+        if found is None or found.values is None:
+            return await self.store.aggregate(query)
+        return found.values
+
+    async def timeseries(self, query: StatsQuery) -> list[TimeseriesPoint]:
+        found = self._answer("timeseries", query)
+        if found is None or found.points is None:
+            return await self.store.timeseries(query)
+        return found.points
+
+    async def breakdown(self, query: StatsQuery) -> list[BreakdownRow]:
+        found = self._answer("breakdown", query)
+        if found is None or found.rows is None:
+            return await self.store.breakdown(query)
+        return found.rows
 
 
 def _change(value: float, previous: float) -> float | None:
@@ -64,10 +140,14 @@ class StatsService:
         return now - now % step + step
 
     async def _cached(
-        self, kind: str, query: StatsQuery, compute: Callable[[], Awaitable[JSON]]
+        self,
+        kind: str,
+        query: StatsQuery,
+        compute: Callable[[], Awaitable[JSON]],
+        reads: Reads | None = None,
     ) -> JSON:
-        began = time.perf_counter()
-        version = await self.store.data_version(query.site_id)
+        began = reads.began if isinstance(reads, _Batched) else time.perf_counter()
+        version = await (reads or self.store).data_version(query.site_id)
         digest = hashlib.blake2b(repr(query).encode(), digest_size=12).hexdigest()
         key = f"{kind}:{query.site_id}:{version}:{digest}"
         hit = await self.cache.get(key)
@@ -103,13 +183,16 @@ class StatsService:
         return {"site_id": query.site_id, "from": query.range.start, "to": query.range.end}
 
     async def aggregate(self, query: StatsQuery) -> JSON:
+        return await self._aggregate(self.store, query)
+
+    async def _aggregate(self, reads: Reads, query: StatsQuery) -> JSON:
         query = await self.with_goals(query)
 
         async def compute() -> JSON:
-            current = await conversions.aggregate(self.store, query)
+            current = await conversions.aggregate(reads, query)
             previous = None
             if query.compare is not None:
-                previous = await conversions.aggregate(self.store, query.for_range(query.compare))
+                previous = await conversions.aggregate(reads, query.for_range(query.compare))
             results: JSON = {}
             for metric in query.metrics:
                 entry: JSON = {"value": _round(current.get(metric, 0.0))}
@@ -124,13 +207,16 @@ class StatsService:
             body["results"] = results
             return body
 
-        return await self._cached("aggregate", query, compute)
+        return await self._cached("aggregate", query, compute, reads)
 
     async def timeseries(self, query: StatsQuery) -> JSON:
+        return await self._timeseries(self.store, query)
+
+    async def _timeseries(self, reads: Reads, query: StatsQuery) -> JSON:
         query = await self.with_goals(query)
 
         async def compute() -> JSON:
-            points = await conversions.timeseries(self.store, query)
+            points = await conversions.timeseries(reads, query)
             body = self._frame(query)
             body["interval"] = query.interval
             body["results"] = [
@@ -139,13 +225,16 @@ class StatsService:
             ]
             return body
 
-        return await self._cached("timeseries", query, compute)
+        return await self._cached("timeseries", query, compute, reads)
 
     async def breakdown(self, query: StatsQuery) -> JSON:
+        return await self._breakdown(self.store, query)
+
+    async def _breakdown(self, reads: Reads, query: StatsQuery) -> JSON:
         query = await self.with_goals(query)
 
         async def compute() -> JSON:
-            rows = await conversions.breakdown(self.store, query)
+            rows = await conversions.breakdown(reads, query)
             body = self._frame(query)
             body["property"] = query.property
             body["results"] = [
@@ -154,7 +243,7 @@ class StatsService:
             ]
             return body
 
-        return await self._cached("breakdown", query, compute)
+        return await self._cached("breakdown", query, compute, reads)
 
     async def funnel(
         self,
@@ -177,22 +266,27 @@ class StatsService:
 
         return await self._cached("funnel", keyed, compute)
 
-    async def realtime(self, site_id: str) -> JSON:
+    def realtime_query(self, site_id: str) -> StatsQuery:
+        """The query ``realtime`` answers now."""
         now = self.now_ms("realtime")
-        query = StatsQuery(
+        return StatsQuery(
             site_id=site_id,
             range=resolve_period("realtime", now),
             metrics=("visitors", "events"),
         )
-        result = await self._cached("realtime", query, lambda: self._realtime(query))
-        return result
 
-    async def _realtime(self, query: StatsQuery) -> JSON:
+    async def realtime(self, site_id: str) -> JSON:
+        return await self._realtime_of(self.store, self.realtime_query(site_id))
+
+    async def _realtime_of(self, reads: Reads, query: StatsQuery) -> JSON:
+        return await self._cached("realtime", query, lambda: self._realtime(reads, query), reads)
+
+    async def _realtime(self, reads: Reads, query: StatsQuery) -> JSON:
         """Now: the last ``REALTIME_WINDOW_MS`` (5 minutes). ``active_users`` is the seeds' name
         for the visitors active in it (an identified user is one visitor of its own);
         ``events_per_minute`` the window's events (engagement measurements excluded, as in
         the ``events`` metric) per minute."""
-        values = await self.store.aggregate(query)
+        values = await reads.aggregate(query)
         visitors = int(values.get("visitors", 0))
         per_minute = values.get("events", 0.0) * 60_000 / REALTIME_WINDOW_MS
         return {
@@ -204,3 +298,35 @@ class StatsService:
 
     async def sites(self) -> list[str]:
         return await self.store.sites()
+
+    async def answer_all(self, site_id: str, asks: Sequence[Ask]) -> tuple[int, list[JSON]]:
+        """The data version and the body of each ask, as the single methods answer them
+        (the first error any of them raises is raised), with one ``Store.stats_batch`` call
+        for the store queries they make. A query naming goals is not in the batch: the goal
+        definitions are read first, and its store queries go one by one. Each query's
+        latency (``hitstream_query_seconds``) counts from when the batch was sent."""
+        calls = [call for kind, query in asks for call in _store_calls(kind, query)]
+        began = time.perf_counter()
+        got = await self.store.stats_batch(site_id, calls)
+        reads = _Batched(self.store, site_id, calls, got, began)
+        single = {
+            "aggregate": self._aggregate,
+            "timeseries": self._timeseries,
+            "breakdown": self._breakdown,
+            "realtime": self._realtime_of,
+        }
+        bodies = await asyncio.gather(*(single[kind](reads, query) for kind, query in asks))
+        return got.data_version, list(bodies)
+
+
+def _store_calls(kind: str, query: StatsQuery) -> list[StatsCall]:
+    """The store queries the single method of ``kind`` makes for ``query`` (none for one
+    naming goals: see ``answer_all``)."""
+    if conversions.involved(query):
+        return []
+    if kind in ("aggregate", "realtime"):
+        compared = [] if query.compare is None else [query.for_range(query.compare)]
+        return [StatsCall("aggregate", q) for q in (query, *compared)]
+    if kind == "timeseries":
+        return [StatsCall("timeseries", query)]
+    return [StatsCall("breakdown", query)]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import BreakdownRow, Filter, StatsQuery, TimeseriesPoint
 from hitstream.errors import PositionConflict
+from hitstream.stores import batch
+from hitstream.stores.batch import StatsBatch, StatsCall
 from hitstream.stores.registry import Registry
 
 
@@ -126,6 +128,13 @@ class Store(Registry, ABC):
 
     @abstractmethod
     async def count_events(self, site_id: str | None = None) -> int: ...
+
+    async def stats_batch(self, site_id: str, calls: list[StatsCall]) -> StatsBatch:
+        """The site's data version and the answer to each call, as the single methods give
+        them (errors included: ``stores.batch``); ``QueryError`` if a call names another
+        site. This default asks the single methods; a store that can answer a batch in one
+        job (or one round trip) does."""
+        return await batch.one_by_one(self, site_id, calls)
 
     def count_answers(self, hook: Callable[[str], None]) -> None:
         """Call ``hook(path)`` for every stats query answered: ``"rollup"`` or ``"raw"``
