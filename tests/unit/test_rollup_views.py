@@ -86,3 +86,19 @@ def test_breakdown_rows_order_by_the_metric_then_by_value_and_keep_the_limit() -
     v.counts["/gone"] = [0, 0, 0, 0, 0, 0, 0]  # no events: not a row
     query = StatsQuery("s", Range(0, HOUR), ("visitors",), property="page", limit=3)
     assert [row[0] for row in v.rows(query, grouped=True)] == ["/c", "/a", "/b"]
+
+
+def test_named_periods_end_where_a_rollup_period_ends() -> None:
+    """Named periods end "so far" at the end of the current half hour: the rollups answer them
+    while events arrive; realtime still ends now."""
+    from hitstream.domain import rollups
+    from hitstream.domain.stats import PERIOD_GRAIN_MS, resolve_period
+
+    assert PERIOD_GRAIN_MS == rollups.SLOT
+    now = 1_790_000_123_456
+    for period in ("day", "7d", "30d", "month"):
+        found = resolve_period(period, now, "Europe/Berlin")
+        assert found.end % rollups.SLOT == 0 and now < found.end <= now + rollups.SLOT
+    on_the_boundary = 1_790_001_000_000 // rollups.SLOT * rollups.SLOT
+    assert resolve_period("day", on_the_boundary).end == on_the_boundary + rollups.SLOT
+    assert resolve_period("realtime", now).end == now + 1

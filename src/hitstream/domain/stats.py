@@ -260,6 +260,11 @@ def _parse_day(raw: str | None, field_name: str) -> date:
         raise QueryError(field_name, "must be a date like 2026-01-31") from exc
 
 
+PERIOD_GRAIN_MS: Final = 1_800_000
+"""Named periods that end "so far" end at the next multiple of this (UTC): the rollups' half
+hour (``hitstream.domain.rollups.SLOT``, which imports this module)."""
+
+
 def resolve_period(
     period: str,
     now_ms: int,
@@ -269,15 +274,20 @@ def resolve_period(
 ) -> Range:
     """The [start, end) a named period covers at ``now_ms`` in time zone ``tz``.
 
-    ``day`` is today so far; ``7d``/``30d`` end now and start at local midnight 6/29 days ago;
-    ``month`` is this calendar month so far; ``custom`` covers whole days from..to inclusive.
+    ``day`` is today so far; ``7d``/``30d`` start at local midnight 6/29 days ago; ``month`` is
+    this calendar month so far; ``custom`` covers whole days from..to inclusive. "So far" ends
+    at the end of the current half hour (``PERIOD_GRAIN_MS``), not at ``now_ms``: the same
+    events (none lie after now but those a client dated ahead of the server's clock, at most
+    ``max_future_skew_s``), and a range of whole half hours, which the rollups answer even
+    while events arrive (a range ending at ``now_ms`` scanned raw events whenever one stored
+    after ``now_ms`` shared its last half hour). ``realtime`` is the last five minutes.
     """
     zone = _zone(tz)
     now = datetime.fromtimestamp(now_ms / 1000, tz=UTC).astimezone(zone)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    end = now_ms + 1
     if period == "realtime":
-        return Range(now_ms - REALTIME_WINDOW_MS, end)
+        return Range(now_ms - REALTIME_WINDOW_MS, now_ms + 1)
+    end = (now_ms // PERIOD_GRAIN_MS + 1) * PERIOD_GRAIN_MS
     if period == "day":
         return Range(_ms(midnight), end)
     if period == "7d":
