@@ -44,11 +44,15 @@ def wait_stored(server: ServerProcess, expected: int) -> float:
     deadline = time.monotonic() + 60
     total = -1.0
     while time.monotonic() < deadline:
-        body = httpx.get(
-            f"{server.url}/api/v1/stats/aggregate",
-            params={"site_id": "crash.test", "period": "day", "metrics": "events"},
-            headers=server.headers,
-        ).json()
+        try:
+            body = httpx.get(
+                f"{server.url}/api/v1/stats/aggregate",
+                params={"site_id": "crash.test", "period": "day", "metrics": "events"},
+                headers=server.headers,
+                timeout=30,
+            ).json()
+        except httpx.TimeoutException:  # the new child replays the backlog first: a query
+            continue  # waits behind its writes (one DuckDB thread); asked again until the deadline
         total = body["results"]["events"]["value"] if "results" in body else -1.0
         if total >= expected:
             break

@@ -119,6 +119,21 @@ def approx(want: list[Answer]) -> list[Any]:
     return [(*row[:3], pytest.approx(row[3], rel=1e-12)) for row in want]
 
 
+def counted_builds(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The keys of the views built from the rollup tables from now on (in the list returned)."""
+    from hitstream.stores.sql.duckdb import rollups as duck_rollups
+
+    built: list[object] = []
+    build = duck_rollups._build
+
+    def counting(conn: Any, key: Any) -> Any:
+        built.append(key)
+        return build(conn, key)
+
+    monkeypatch.setattr(duck_rollups, "_build", counting)
+    return built
+
+
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[DuckDBStore, DuckDBStore]]:
     rolled = DuckDBStore(tmp_path / "rolled.duckdb")
@@ -354,16 +369,7 @@ async def test_views_follow_every_write_without_rebuilding(
     """A live dashboard asks the same queries after every write: the first round builds one
     view per query shape from the tables, the later rounds answer from those views moved
     forward by each write's deltas, and every answer equals a raw scan's."""
-    from hitstream.stores.sql.duckdb import rollups as duck_rollups
-
-    built: list[object] = []
-    build = duck_rollups._build
-
-    def counting(conn: Any, key: Any) -> Any:
-        built.append(key)
-        return build(conn, key)
-
-    monkeypatch.setattr(duck_rollups, "_build", counting)
+    built = counted_builds(monkeypatch)
     rolled, raw = pair
     events, sessions = traffic(4_000)
     asked = queries(SITE)
@@ -390,16 +396,7 @@ async def test_registry_reads_keep_the_views_and_registry_changes_drop_them(
     """``serve``'s processor and collector read the registry version every second: a read
     must not drop the views (every live update then rebuilt them all from the tables); a
     registry change still does, and the rebuilt views answer the same."""
-    from hitstream.stores.sql.duckdb import rollups as duck_rollups
-
-    built: list[object] = []
-    build = duck_rollups._build
-
-    def counting(conn: Any, key: Any) -> Any:
-        built.append(key)
-        return build(conn, key)
-
-    monkeypatch.setattr(duck_rollups, "_build", counting)
+    built = counted_builds(monkeypatch)
     rolled, _ = pair
     events, sessions = traffic(1_000)
     await rolled.write(WriteBatch("e", {0: 1}, events, sessions))
