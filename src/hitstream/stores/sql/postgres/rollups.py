@@ -11,9 +11,11 @@ and visitor), and a write first locks its partitions' position rows, so two tran
 load the same visitor's slots concurrently; the counts rows they share are added to with
 ``count = count + delta`` under row locks.
 
-Reading (``answer``): a query is answered from the rollups when it has no filters, groups by
-nothing or by a rolled-up property (not a custom one, no load-time percentiles per value, and
-no engagement metric per visit-row property: the sums keep the events' own properties),
+Reading (``answer``): a query is answered from the rollups when it has no filter or one
+``property == value`` filter (the rows of that value), groups by nothing or by a rolled-up
+property (a custom one from its key's ``from_slot`` on; not by another property under a
+filter, no load-time percentiles per value or under a filter, and no engagement metric per
+visit-row property: the sums keep the events' own properties),
 its interior bucket starts are whole half hours, the range widened to whole half hours adds
 no stored event, and it starts at or after the site's ``rollup_from`` (and ``sums_from`` when
 it asks an engagement metric: sums began with schema 9). Everything runs in one
@@ -179,18 +181,7 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
             + ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in rollups.FIELDS),
             columns,
         )
-    loads: dict[tuple[str, int, int], int] = {}
-    for e in events:
-        if e.type == "pageview" and e.load_time_ms is not None:
-            key = (e.site_id, rollups.slot_of(e.timestamp), e.load_time_ms)
-            loads[key] = loads.get(key, 0) + 1
-    if loads:
-        await _add_loads(cur, "rollup_loads", "hour", loads)
-        daily: dict[tuple[str, int, int], int] = {}
-        for (site, hour, value), n in loads.items():
-            key = (site, hour // DAY * DAY, value)
-            daily[key] = daily.get(key, 0) + n
-        await _add_loads(cur, "rollup_loads_daily", "day", daily)
+    await _add_load_counts(cur, rollups.load_counts(events))
 
 
 async def _add_sums(cur: Cursor, sums: dict[rollups.SumKey, list[int]]) -> None:
@@ -205,6 +196,18 @@ async def _add_sums(cur: Cursor, sums: dict[rollups.SumKey, list[int]]) -> None:
         + ", ".join(f"{c} = rollup_sums.{c} + excluded.{c}" for c in rollups.SUMS),
         _columns((*key, *sums[key]) for key in keys),
     )
+
+
+async def _add_load_counts(cur: Cursor, loads: dict[tuple[str, int, int], int]) -> None:
+    """Add (site, period, load time) -> pageviews to the half-hour and the daily histograms."""
+    if not loads:
+        return
+    await _add_loads(cur, "rollup_loads", "hour", loads)
+    daily: dict[tuple[str, int, int], int] = {}
+    for (site, hour, value), n in loads.items():
+        key = (site, hour // DAY * DAY, value)
+        daily[key] = daily.get(key, 0) + n
+    await _add_loads(cur, "rollup_loads_daily", "day", daily)
 
 
 async def _add_loads(
@@ -280,15 +283,7 @@ async def forget_visitors(
         "DELETE FROM rollup_slots WHERE site_id = %s AND visitor_id = ANY(%b::text[])",
         (site_id, list(visitors)),
     )
-    hourly = rollups.load_counts(events, -1)
-    if hourly:
-        await _add_loads(cur, "rollup_loads", "hour", hourly)
-        daily: dict[tuple[str, int, int], int] = {}
-        for (site, hour, value), n in hourly.items():
-            daily[(site, hour // DAY * DAY, value)] = (
-                daily.get((site, hour // DAY * DAY, value), 0) + n
-            )
-        await _add_loads(cur, "rollup_loads_daily", "day", daily)
+    await _add_load_counts(cur, rollups.load_counts(events, -1))
 
 
 _REBUILD_CHUNK: Final = 5_000
