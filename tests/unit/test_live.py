@@ -20,7 +20,7 @@ from hitstream.domain.stats import StatsQuery
 from hitstream.errors import AccessDenied, QueryError
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.metrics import Metrics
-from hitstream.services.live import LiveConfig, LiveHub, parse_view
+from hitstream.services.live import LiveConfig, LiveHub, parse_view, update_interval
 from hitstream.services.live_client import Frame, LiveClient, sample
 from hitstream.services.quality import Quality, Rejections
 from hitstream.tally.memory import MemoryTally
@@ -232,6 +232,81 @@ async def test_updates_are_throttled_shared_and_stop_when_idle(
     assert (len(times), stats.calls["aggregate"]) == idle_before  # nothing while idle
     for reader in readers:
         reader.cancel()
+
+
+def test_a_slow_view_is_updated_less_often_in_proportion_to_its_cost() -> None:
+    assert update_interval(1.0, 0.012, 0.1) == 1.0  # rollup-fast: every second
+    assert update_interval(1.0, 3.0, 0.1) == pytest.approx(27.0)  # busy 3 s of every 30
+    assert update_interval(1.0, 3.0, 0.5) == pytest.approx(3.0)
+    assert update_interval(1.0, 30.0, 1.0) == 1.0  # share 1: no limit
+
+
+class SlowStats(FakeStats):
+    """Every query takes ``seconds`` (they run concurrently: a view costs about that)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.busy = 0.0
+        self._running = 0
+        self._since = 0.0
+
+    async def _slow(self) -> None:
+        if self._running == 0:
+            self._since = time.monotonic()
+        self._running += 1
+        try:
+            await asyncio.sleep(self.seconds)
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                self.busy += time.monotonic() - self._since
+
+    async def aggregate(self, query: StatsQuery) -> dict[str, Any]:
+        await self._slow()
+        return await super().aggregate(query)
+
+    async def breakdown(self, query: StatsQuery) -> dict[str, Any]:
+        await self._slow()
+        return await super().breakdown(query)
+
+
+async def test_a_slow_view_keeps_the_store_busy_at_most_its_share(
+    store: FakeStore, fanout: MemoryFanout
+) -> None:
+    stats = SlowStats(0.15)
+    config = LiveConfig(min_update_interval_s=0.1, max_busy_share=0.25, feed_linger_s=0.2)
+    hub = LiveHub(stats, store, fanout, quality=quality_of(store), config=config)
+    try:
+        client = await hub.connect({"site_id": SITE})
+        await subscribed(fanout, f"site:{SITE}")
+        snapshot = await frame_of(client)
+        assert snapshot["type"] == "snapshot"
+        # a snapshot costing ~0.15 s: updates at most every ~0.45 s (busy a quarter)
+        assert snapshot["update_interval_s"] >= 0.4
+        updates: list[tuple[float, float]] = []
+
+        async def collect() -> None:
+            while (frame := await client.next_frame()) is not None:
+                if frame.kind == "update":
+                    updates.append((time.monotonic(), json.loads(frame.text)["update_interval_s"]))
+
+        reader = asyncio.create_task(collect())
+        busy_before, began = stats.busy, time.monotonic()
+        for version in range(2, 52):  # data changes every 50 ms for 2.5 s
+            store.version = version
+            await fanout.publish(f"site:{SITE}", processed(version, ["/"]))
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - began
+        reader.cancel()
+        # with the 0.1 s floor alone it would update ~10 times and be busy ~60 % of the time
+        assert 2 <= len(updates) <= elapsed / 0.6 + 1, updates
+        gaps = [b - a for (a, _), (b, _) in itertools.pairwise(updates)]
+        assert all(gap >= 0.5 for gap in gaps), gaps  # cost 0.15 + wait 0.45
+        assert all(interval >= 0.4 for _, interval in updates)
+        assert (stats.busy - busy_before) / elapsed <= 0.25 + 0.1
+    finally:
+        await hub.close()
 
 
 async def test_events_are_sampled_past_the_rate_limit(hub: LiveHub, fanout: MemoryFanout) -> None:

@@ -3,6 +3,8 @@
 Clients looking at the same view (site, period, filters, time zone) share one ``View``: one
 query run per tick and one encoded ``update`` frame for all of them. A view updates at most
 once per ``min_update_interval_s``, and only after its site's data changed: nothing while idle.
+A view whose queries are slow updates less often, so that it keeps the store busy at most
+``max_busy_share`` of the time; its frames say how often (``update_interval_s``).
 Updates use the same stats service as the HTTP API, so their numbers are exactly the API's for
 the same data version. The fan-out reader does in-memory work only (queue pushes, flags), so
 no dashboard, however slow, can hold up the processor or another dashboard.
@@ -58,6 +60,12 @@ _MAX_PROP_KEYS: Final = 200
 @dataclass(frozen=True, slots=True)
 class LiveConfig:
     min_update_interval_s: float = 1.0
+    max_busy_share: float = 0.1
+    """The most of the store's time one view's updates may take: a view whose queries take
+    ``c`` seconds updates at most every ``c * (1 / share - 1)`` seconds (and never more often
+    than ``min_update_interval_s``). A dashboard answered from rollups (milliseconds) updates
+    every second; one that scans raw events (a filtered breakdown on a big site: seconds)
+    updates less often instead of keeping the store busy (decision 0027)."""
     max_events_per_second: float = 20.0
     client_queue: int = 64
     subscription_queue: int = 1024
@@ -187,6 +195,9 @@ class LiveHub:
             "sites": sum(1 for feed in self._feeds.values() if feed.views),
             "views": len(views),
             "updates": sum(view.updates for view in views),
+            "longest_update_interval_s": round(
+                max((self._interval(view) for view in views), default=0.0), 1
+            ),
             "frames_dropped": sum(client.dropped for client in self._clients),
             "events_skipped": sum(client.skipped for client in self._clients),
             "latency_seconds": self.metrics.percentiles(),
@@ -355,7 +366,7 @@ class LiveHub:
             fresh = (
                 view.state is not None
                 and view.state_version >= feed.version
-                and self._clock() - view.state_at < self.config.min_update_interval_s
+                and self._clock() - view.state_at < self._interval(view)
             )
             try:
                 state = (
@@ -387,11 +398,15 @@ class LiveHub:
             client.push(Frame("snapshot", _encode(body), view.key))
             client.ready = True
 
+    def _interval(self, view: View) -> float:
+        return update_interval(
+            self.config.min_update_interval_s, view.cost_s, self.config.max_busy_share
+        )
+
     async def _update_loop(self, feed: SiteFeed, view: View) -> None:
-        interval = self.config.min_update_interval_s
         while True:
             await view.changed.wait()
-            delay = view.last_update + interval - self._clock()
+            delay = view.last_update + self._interval(view) - self._clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             view.changed.clear()
@@ -410,6 +425,7 @@ class LiveHub:
         """Run the view's queries once and remember the result for snapshots (with the
         data version they were computed at, when the batch says it; else the one read
         before them)."""
+        began = self._clock()
         version = -1
         if not isinstance(self.stats, BatchStats):
             version = await self.store.data_version(view.key.site_id)
@@ -424,9 +440,23 @@ class LiveHub:
         )
         if answered is not None:
             version = answered
-        state = {"data_version": version, **state}
-        view.state, view.state_at, view.state_version = state, self._clock(), version
+        done = self._clock()
+        view.cost_s = done - began
+        state = {
+            "data_version": version,
+            "update_interval_s": round(self._interval(view), 1),
+            **state,
+        }
+        view.state, view.state_at, view.state_version = state, done, version
         return state
+
+
+def update_interval(min_s: float, cost_s: float, share: float) -> float:
+    """Seconds between a view's updates when computing one takes ``cost_s``: its queries
+    then hold the store at most ``share`` of the time (``LiveConfig.max_busy_share``)."""
+    if share >= 1.0:
+        return min_s
+    return max(min_s, cost_s * (1.0 / share - 1.0))
 
 
 def _int(value: object) -> int:

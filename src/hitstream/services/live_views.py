@@ -179,6 +179,8 @@ class View:
     state_at: float = float("-inf")
     state_version: int = -1
     last_update: float = float("-inf")
+    cost_s: float = 0.0
+    """How long the view's last computation took (its queries, as the hub waited)."""
     updates: int = 0
     task: asyncio.Task[None] | None = None
 

@@ -280,7 +280,9 @@
     var hasData = Object.keys(results).some(function (k) { return results[k] && results[k].value; })
       || ((frame.realtime || {}).visitors > 0) || state.events.length > 0;
     $('empty').hidden = hasData || view.filters.length > 0;
-    $('updated').textContent = 'Updated ' + fmtTime(Date.now()) + ' · data version ' + (frame.data_version || 0);
+    // a view whose queries are slow (a filter on a big site) is updated less often
+    var every = frame.update_interval_s > 1 ? ' · updates every ' + Math.round(frame.update_interval_s) + ' s' : '';
+    $('updated').textContent = 'Updated ' + fmtTime(Date.now()) + ' · data version ' + (frame.data_version || 0) + every;
   }
 
   // ---------------------------------------------------------------- cards
