@@ -81,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--drain-events", type=int, default=1_000_000, help="row 4 backlog")
     parser.add_argument("--light-seconds", type=int, default=30, help="row 7 window per run")
     parser.add_argument("--live-seconds", type=int, default=30, help="row 8 window per run")
+    parser.add_argument(
+        "--live-cases",
+        nargs="*",
+        default=[],
+        help='row 8 windows to run, by name ("0 dashboards", "1 dashboard, filtered" ...; '
+        "default: all)",
+    )
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--events", type=int, default=10_000_000, help="rows 5, 6, 8, 9 data")
     parser.add_argument("--duckdb-dir", type=Path, help="kept DuckDB data folder (default: out)")

@@ -6,8 +6,9 @@ Dashboards are WebSocket ``/api/v1/live`` clients on a view holding the site's 1
 and today (``period=custom`` from the data set's first day to today), so every processed batch
 changes what they show. Per repetition, in rotating order, windows of ``--live-seconds`` with:
 0 dashboards (the baseline: ingest alone), 1 dashboard, 5 dashboards on the same view, and 3
-dashboards on 3 different views (this month, ``day``, ``7d``). Each window starts once the
-processor's backlog is under 2,000 events (waiting at most 3 minutes) and every client got its
+dashboards on 3 different views (this month, ``day``, ``7d``), and 1 dashboard on the month
+under ``country==DE`` (its breakdowns scan: decision 0029 spaces its updates). Each window
+starts once the processor's backlog is under 2,000 events (waiting at most 3 minutes) and every client got its
 snapshot (its time is kept). Per window: the server's CPU share (``/proc``);
 the live loop's cost = that minus the 0-dashboard window of the same repetition; ``update``
 frames per client and their spacing; the stats cache's hits and misses
@@ -49,8 +50,9 @@ CASES: dict[str, list[dict[str, str]]] = {
     "1 dashboard": [{}],
     "5 dashboards, one view": [{}] * 5,
     "3 dashboards, 3 views": [{}, {"period": "day"}, {"period": "7d"}],
+    "1 dashboard, filtered": [{"filters": "country==DE"}],
 }
-"""Views per client ({} = the month up to today)."""
+"""Views per client ({} = the month up to today; a view without a period is that month)."""
 
 
 class Client(threading.Thread):
@@ -58,7 +60,7 @@ class Client(threading.Thread):
 
     def __init__(self, port: int, view: dict[str, str]) -> None:
         super().__init__(daemon=True)
-        params = {"site_id": SITE, **(view or month_to_today())}
+        params = {"site_id": SITE, **({} if "period" in view else month_to_today()), **view}
         self.url = f"ws://127.0.0.1:{port}/api/v1/live?{urlencode(params)}"
         self.ready = threading.Event()
         self.halt = threading.Event()
@@ -172,7 +174,7 @@ def row(args: Any) -> dict[str, Any]:
     folder = Path(args.duckdb_dir or dataset.DUCKDB_DIR)
     kept = dataset.ensure_duckdb(folder, args.events)
     runs: list[dict[str, Any]] = []
-    names = list(CASES)
+    names = [name for name in CASES if not args.live_cases or name in args.live_cases]
     with scratch("hitstream-scale-live-", keep=False) as workdir:
         data_dir = dataset.working_copy(folder, workdir / "data")
         server = ServerProcess(data_dir, env=dataset.SERVE_ENV).start(300)

@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     write_buffer_ms: int = Field(default=1000, ge=0, le=60_000)
     """... or once the oldest has waited this long (0: write every poll at once). The
     floor of live latency; a quiet site costs about one store write per this period."""
+    live_max_busy_share: float = Field(default=0.1, gt=0.0, le=1.0)
+    """The most of the store's time one live view's updates may take: a view whose queries
+    take seconds (a filter on a big site) updates less often (decision 0029); 1: every second
+    whatever it costs."""
     processor_process: bool = True
     """``serve`` on the embedded default runs its processor in a child process (both cores;
     bootstrap/unit.py); false: everything in one process."""

@@ -9,6 +9,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -629,3 +630,18 @@ async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
     assert update["realtime"] == await stats.realtime("a.io")
     await hub.close()
     await processor.close()
+
+
+def test_the_busy_share_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hitstream.bootstrap import build
+    from hitstream.settings import Settings
+
+    monkeypatch.setenv("HITSTREAM_LIVE_MAX_BUSY_SHARE", "0.5")
+    runtime = build(Settings(data_dir=tmp_path, log_url="memory://", store_url="memory://"))
+    assert runtime.live is not None
+    assert runtime.live.config.max_busy_share == 0.5
+    monkeypatch.setenv("HITSTREAM_LIVE_MAX_BUSY_SHARE", "0")  # no share at all: refused
+    with pytest.raises(ValueError, match="live_max_busy_share"):
+        Settings(data_dir=tmp_path)

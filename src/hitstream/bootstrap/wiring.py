@@ -39,7 +39,7 @@ from hitstream.services.access import Gatekeeper
 from hitstream.services.accounts import Accounts
 from hitstream.services.alerting import Alerting, AlertingMetrics
 from hitstream.services.collector import Collector
-from hitstream.services.live import LiveHub
+from hitstream.services.live import LiveConfig, LiveHub
 from hitstream.services.processor import Processor
 from hitstream.services.quality import Quality, Rejections
 from hitstream.services.stats import StatsService
@@ -98,6 +98,7 @@ def build(
             quality=quality,
             registry=metrics.registry,
             query_ms=stats.now_ms,
+            config=LiveConfig(max_busy_share=settings.live_max_busy_share),
         )
 
     runtime = Runtime(
