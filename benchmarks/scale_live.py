@@ -8,8 +8,8 @@ changes what they show. Per repetition, in rotating order, windows of ``--live-s
 0 dashboards (the baseline: ingest alone), 1 dashboard, 5 dashboards on the same view, and 3
 dashboards on 3 different views (this month, ``day``, ``7d``), and 1 dashboard on the month
 under ``country==DE`` (its breakdowns scan: decision 0029 spaces its updates). Each window
-starts once the processor's backlog is under 2,000 events (waiting at most 3 minutes) and every client got its
-snapshot (its time is kept). Per window: the server's CPU share (``/proc``);
+starts once the processor's backlog is under 2,000 events (waiting at most 3 minutes) and
+every client got its snapshot (its time is kept). Per window: the server's CPU share (``/proc``);
 the live loop's cost = that minus the 0-dashboard window of the same repetition; ``update``
 frames per client and their spacing; the stats cache's hits and misses
 (``hitstream_query_seconds_count``) and the seconds spent in queries; the processor's backlog.
