@@ -218,6 +218,8 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for case in CASES:
         mine = [r for r in runs if r["case"] == case]
+        if not mine:  # not asked (--live-cases)
+            continue
         extra = []
         for r in mine:
             base = next(
