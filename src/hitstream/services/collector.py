@@ -42,7 +42,7 @@ from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
 from hitstream.services.json_body import BodyProblem
 from hitstream.services.json_body import decode as decode_json
-from hitstream.services.typed_body import EventIn, decode_typed
+from hitstream.services.typed_body import EventIn, accept_fast, decode_typed
 
 JSON_TYPES = ("application/json", "text/plain", "")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
@@ -254,7 +254,9 @@ class Collector:
         for index, item in enumerate(items):
             if isinstance(item, EventIn):  # the typed pass: types checked while decoding
                 overrides = item.overrides()
-                outcome = validate_fields(item.field, now_ms=now, limits=self.limits, problems=[])
+                outcome = accept_fast(item, now, self.limits) or validate_fields(
+                    item.field, now_ms=now, limits=self.limits, problems=[]
+                )
             else:
                 item, overrides = _split_overrides(item)
                 outcome = validate_event(item, now_ms=now, limits=self.limits)
