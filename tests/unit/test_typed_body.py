@@ -12,13 +12,14 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hitstream.domain.events import AcceptedEvent
+from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent
+from hitstream.domain.validation import validate_fields
 from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
 from hitstream.salts.memory import MemorySaltKeeper
 from hitstream.services import collector as collector_module
 from hitstream.services.collector import Collector
-from hitstream.services.typed_body import EventIn, decode_typed
+from hitstream.services.typed_body import EventIn, accept_fast, decode_typed
 from tests.access import Sites
 
 NOW = 1_790_000_000_000
@@ -154,3 +155,59 @@ def test_well_formed_events_take_the_typed_pass_and_anything_else_does_not() -> 
         b"\xff",
     ):
         assert decode_typed(body) is None, body
+
+
+typed_events = st.one_of(events, valid_events).filter(
+    lambda e: decode_typed(msgspec.json.encode(e)) is not None
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event=st.one_of(typed_events, valid_events))
+def test_the_fast_pass_accepts_only_what_the_field_rules_accept_and_the_same_event(
+    event: dict[str, object],
+) -> None:
+    decoded = decode_typed(msgspec.json.encode(event))
+    if decoded is None:
+        return
+    item = decoded[0][0]
+    slow = validate_fields(item.field, now_ms=NOW, limits=DEFAULT_LIMITS, problems=[])
+    fast = accept_fast(item, NOW, DEFAULT_LIMITS)
+    if fast is not None:
+        assert fast == slow
+    if isinstance(slow, AcceptedEvent):  # the well-formed events must not fall back
+        assert fast == slow
+
+
+def test_the_fast_pass_falls_back_on_each_broken_rule() -> None:
+    """Each of these breaks one field rule: the fast pass must not accept it."""
+    good = {"site_id": "a.io", "url": "https://a.io/x", "title": "T"}
+    assert accept_fast(EventIn(**good), NOW, DEFAULT_LIMITS) is not None  # type: ignore[arg-type]
+    for change in (
+        {"site_id": "bad site"},
+        {"site_id": "a.io\n"},
+        {"site_id": ""},
+        {"type": "other"},
+        {"type": "custom"},
+        {"type": "custom", "name": "  "},
+        {"title": "tab\there"},
+        {"referrer": "x" * 3000},
+        {"event_id": "k 2"},
+        {"url": "ftp://a.io/"},
+        {"url": None, "path": "nope"},
+        {"url": None},
+        {"props": {"": 1}},
+        {"props": {"n": 2**60}},
+        {"timestamp": "yesterday"},
+        {"timestamp": NOW + 10**9},
+        {"duration_ms": -1},
+        {"screen_width": 10**9},
+        {"engaged_ms": 5},
+        {"type": "engagement"},
+        {"type": "engagement", "engaged_ms": 5, "scroll_depth": 101},
+    ):
+        item = EventIn(**{**good, **change})  # type: ignore[arg-type]
+        assert accept_fast(item, NOW, DEFAULT_LIMITS) is None, change
+        assert isinstance(
+            validate_fields(item.field, now_ms=NOW, limits=DEFAULT_LIMITS, problems=[]), list
+        ), change

@@ -5,7 +5,19 @@ from __future__ import annotations
 import hashlib
 import re
 
-from hitstream.domain.visitors import DAY_MS, Salts, event_id, rotate, user_hash, visitor_hash
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hitstream.domain.visitors import (
+    DAY_MS,
+    Salts,
+    event_id,
+    event_ids,
+    rotate,
+    user_hash,
+    visitor_hash,
+)
 
 DAY0 = 20_000 * DAY_MS
 
@@ -67,3 +79,18 @@ def test_event_ids_sort_by_time() -> None:
     ids = [event_id(DAY0 + i, bytes([255 - i] * 10)) for i in range(50)]
     assert ids == sorted(ids)
     assert ids[0][14] == "7"  # UUID version 7
+
+
+@given(
+    now=st.integers(min_value=0, max_value=2**48 - 1),
+    randoms=st.lists(st.binary(min_size=10, max_size=10), max_size=8),
+)
+def test_a_request_s_ids_formatted_together_are_the_ids_formatted_one_by_one(
+    now: int, randoms: list[bytes]
+) -> None:
+    assert event_ids(now, b"".join(randoms)) == [event_id(now, r) for r in randoms]
+
+
+def test_event_ids_need_ten_bytes_each() -> None:
+    with pytest.raises(ValueError, match="10 random bytes per id"):
+        event_ids(1, b"x" * 15)

@@ -105,7 +105,11 @@ def _int(data: Getter, key: str, upper: int, problems: list[Problem]) -> int | N
 
 
 def _props(data: Getter, limits: Limits, problems: list[Problem]) -> Props:
-    value = data("props")
+    return props_value(data("props"), limits, problems)
+
+
+def props_value(value: object, limits: Limits, problems: list[Problem]) -> Props:
+    """The ``props`` rules on the value as sent (None: absent)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -227,6 +231,11 @@ def _location(
         problems.append(found)
         return "", "", "/", ""
     return found
+
+
+def locate(url: str, path: str, located: str) -> tuple[str, str, str, str] | Problem:
+    """``_locate``, for the typed fast pass (``services/typed_body.py``)."""
+    return _locate(url, path, located)
 
 
 @lru_cache(maxsize=LOCATION_CACHE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Final
 
 DAY_MS = 86_400_000
 
@@ -62,3 +63,23 @@ def event_id(now_ms: int, random10: bytes) -> str:
     raw[8] = 0x80 | (raw[8] & 0x3F)
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_VARIANT: Final = "89ab89ab89ab89ab"
+"""The hex digit of byte 8's high nibble once its top bits are set to 10 (RFC 9562)."""
+
+
+def event_ids(now_ms: int, randoms: bytes) -> list[str]:
+    """``event_id(now_ms, r)`` for each 10 bytes ``r`` of ``randoms``, formatted once per
+    request: the millisecond prefix is shared, each id is sliced from one hex string."""
+    if len(randoms) % 10:
+        raise ValueError("event_ids needs 10 random bytes per id")
+    t = f"{now_ms & 0xFFFF_FFFF_FFFF:012x}"
+    head = f"{t[:8]}-{t[8:12]}-7"
+    h = randoms.hex()
+    variant = _VARIANT
+    return [
+        f"{head}{h[i + 1 : i + 4]}-{variant[int(h[i + 4], 16)]}{h[i + 5 : i + 8]}"
+        f"-{h[i + 8 : i + 20]}"
+        for i in range(0, len(h), 20)
+    ]

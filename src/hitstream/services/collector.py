@@ -35,14 +35,14 @@ from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent, Limits, Probl
 from hitstream.domain.ratelimit import Buckets, retry_after, take_all
 from hitstream.domain.sites import Site, normal_host
 from hitstream.domain.validation import KNOWN_FIELDS, validate_event, validate_fields
-from hitstream.domain.visitors import event_id as new_event_id
+from hitstream.domain.visitors import event_ids as new_event_ids
 from hitstream.domain.visitors import user_hash, visitor_hash
 from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
 from hitstream.services.json_body import BodyProblem
 from hitstream.services.json_body import decode as decode_json
-from hitstream.services.typed_body import EventIn, decode_typed
+from hitstream.services.typed_body import EventIn, accept_fast, decode_typed
 
 JSON_TYPES = ("application/json", "text/plain", "")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
@@ -254,7 +254,9 @@ class Collector:
         for index, item in enumerate(items):
             if isinstance(item, EventIn):  # the typed pass: types checked while decoding
                 overrides = item.overrides()
-                outcome = validate_fields(item.field, now_ms=now, limits=self.limits, problems=[])
+                outcome = accept_fast(item, now, self.limits) or validate_fields(
+                    item.field, now_ms=now, limits=self.limits, problems=[]
+                )
             else:
                 item, overrides = _split_overrides(item)
                 outcome = validate_event(item, now_ms=now, limits=self.limits)
@@ -279,13 +281,13 @@ class Collector:
         if limited is not None:
             return limited
         salts = await self.salts.salts(now)
-        randoms = os.urandom(10 * len(accepted))  # one draw per request, 10 bytes per id
+        # one draw per request, 10 random bytes per id, formatted together
+        fresh_ids = new_event_ids(now, os.urandom(10 * len(accepted)))
         visitors: dict[tuple[str, str, str], tuple[str, str]] = {}
         countries: dict[str, str] = {}  # this request's addresses only: none kept after it
-        for index, (event, (ip, agent)) in enumerate(zip(accepted, senders, strict=True)):
+        for event, (ip, agent), fresh_id in zip(accepted, senders, fresh_ids, strict=True):
             agent = agent[: self.limits.max_user_agent]
-            random10 = randoms[10 * index : 10 * index + 10]
-            self._stamp(event, salts.current, salts.previous, ip, agent, now, random10, visitors)
+            self._stamp(event, salts.current, salts.previous, ip, agent, fresh_id, visitors)
             country = countries.get(ip)
             if country is None:
                 country = countries[ip] = self.countries.country(ip)
@@ -371,16 +373,16 @@ class Collector:
         previous_salt: bytes,
         ip: str,
         user_agent: str,
-        now: int,
-        random10: bytes,
+        fresh_id: str,
         visitors: dict[tuple[str, str, str], tuple[str, str]],
     ) -> None:
-        """Id, visitor hashes and user agent of ``event``; ``visitors`` remembers the hashes
+        """Id (the client's key hashed per site, else ``fresh_id``), visitor hashes and user
+        agent of ``event``; ``visitors`` remembers the hashes
         of this request's (ip, user agent, site) triples (a batch shares them)."""
         if event.event_id:
             event.event_id = client_event_id(event.site_id, event.event_id)
         else:
-            event.event_id = new_event_id(now, random10)
+            event.event_id = fresh_id
         if event.user_id:
             event.visitor_id = event.visitor_id_prev = user_hash(event.site_id, event.user_id)
         else:

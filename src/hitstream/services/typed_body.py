@@ -12,9 +12,13 @@ on generated bodies). NDJSON always takes the generic path.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import msgspec
+
+from hitstream.domain.events import EVENT_TYPES, AcceptedEvent, EventType, Limits, Problem
+from hitstream.domain.validation import locate, parse_timestamp, props_value
 
 Scalar = str | int | float | bool
 
@@ -69,3 +73,116 @@ def decode_typed(body: bytes) -> tuple[list[EventIn], bool] | None:
     if isinstance(decoded, list):
         return decoded, True
     return [decoded], False
+
+
+_SITE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+_EVENT_ID: Final = re.compile(r"[A-Za-z0-9_-]+")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_PAGEVIEW: Final = EventType.PAGEVIEW.value
+_LOCATED: Final = (EventType.PAGEVIEW.value, EventType.ENGAGEMENT.value)
+
+
+def _number(value: int | float | None, upper: int) -> bool:
+    """A typed number field passes ``validation._int``: absent, or finite within 0..upper."""
+    return value is None or (0 <= value <= upper)  # NaN compares False; msgspec sends no bool
+
+
+def accept_fast(item: EventIn, now_ms: int, limits: Limits) -> AcceptedEvent | None:
+    """The event ``validation.validate_fields`` would accept, checked in one pass over the
+    typed attributes (one control-character search over all its texts), or None: the event
+    breaks some rule, or might, and ``validate_fields`` names the problems.
+
+    Conservative by construction: every test here is at least as strict as the rule it
+    stands for, so an event accepted here is accepted there, with the same fields
+    (``tests/unit/test_typed_body.py`` compares the two on generated events).
+    """
+    site_id = item.site_id
+    if site_id is None or len(site_id) > limits.max_site_id or not _SITE_ID.fullmatch(site_id):
+        return None
+    event_type = _PAGEVIEW if item.type is None else item.type
+    if event_type not in EVENT_TYPES:
+        return None
+    name = item.name or ""
+    url = item.url or ""
+    path = item.path or ""
+    referrer = item.referrer or ""
+    title = item.title or ""
+    user_id = item.user_id or ""
+    session_id = item.session_id or ""
+    event_id = item.event_id or ""
+    if (
+        len(name) > limits.max_name
+        or len(url) > limits.max_url
+        or len(path) > limits.max_url
+        or len(referrer) > limits.max_referrer
+        or len(title) > limits.max_title
+        or len(user_id) > limits.max_user_id
+        or len(session_id) > limits.max_session_id
+        or len(event_id) > limits.max_event_id
+        or (event_id and not _EVENT_ID.fullmatch(event_id))
+        or (event_type == EventType.CUSTOM and not name.strip())
+        or _CONTROL.search(
+            f"{site_id}\x20{name}\x20{url}\x20{path}\x20{referrer}\x20{title}"
+            f"\x20{user_id}\x20{session_id}\x20{event_id}"
+        )
+    ):
+        return None
+    located = locate(url, path, event_type if event_type in _LOCATED else "")
+    if isinstance(located, Problem):
+        return None
+    problems: list[Problem] = []
+    props = props_value(item.props, limits, problems) if item.props else {}
+    if problems:
+        return None
+    raw_timestamp = item.timestamp
+    if raw_timestamp is None:
+        timestamp = now_ms
+    else:
+        parsed = parse_timestamp(raw_timestamp)
+        if (
+            parsed is None
+            or parsed < now_ms - limits.max_past_ms
+            or parsed > now_ms + limits.max_future_ms
+        ):
+            return None
+        timestamp = parsed
+    engaged, depth = item.engaged_ms, item.scroll_depth
+    if event_type == EventType.ENGAGEMENT:
+        if engaged is None:
+            return None
+    elif engaged is not None or depth is not None:
+        return None
+    duration, load_time, screen = item.duration_ms, item.load_time_ms, item.screen_width
+    if not (
+        _number(duration, limits.max_duration_ms)
+        and _number(load_time, limits.max_load_time_ms)
+        and _number(screen, limits.max_screen_width)
+        and _number(engaged, limits.max_engaged_ms)
+        and _number(depth, limits.max_scroll_depth)
+    ):
+        return None
+    url, hostname, route, query = located
+    return AcceptedEvent(
+        event_id=event_id,
+        site_id=site_id,
+        type=event_type,
+        timestamp=timestamp,
+        received_at=now_ms,
+        visitor_id="",
+        visitor_id_prev="",
+        name=name,
+        url=url,
+        hostname=hostname,
+        path=route,
+        query=query,
+        referrer=referrer,
+        title=title,
+        user_id=user_id,
+        session_id=session_id,
+        props=props,
+        duration_ms=None if duration is None else int(duration),
+        load_time_ms=None if load_time is None else int(load_time),
+        screen_width=None if screen is None else int(screen),
+        engaged_ms=None if engaged is None else int(engaged),
+        scroll_depth=None if depth is None else int(depth),
+    )
