@@ -28,13 +28,15 @@ import socket
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from hitstream.backoff import Backoff
 from hitstream.settings import Settings
 
 if TYPE_CHECKING:
+    import httpx
+
     from hitstream.fanout.base import Fanout
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ class ProcessorChild:
         self._backoff = Backoff(first_s=0.5, max_s=10.0)
         self._metrics = ""
         self._metrics_at = -METRICS_REUSE_S
-        self._client: Any = None
+        self._client: httpx.AsyncClient | None = None
         """The HTTP client reading the child's ``/metrics``, made once: a new one per scrape
         built a TLS context (the CA bundle read and parsed) each time, 8 % of ``serve``'s CPU
         while a harness sampled ``/metrics`` every half second."""

@@ -65,7 +65,7 @@ class LiveConfig:
     ``c`` seconds updates at most every ``c * (1 / share - 1)`` seconds (and never more often
     than ``min_update_interval_s``). A dashboard answered from rollups (milliseconds) updates
     every second; one that scans raw events (a filtered breakdown on a big site: seconds)
-    updates less often instead of keeping the store busy (decision 0027)."""
+    updates less often instead of keeping the store busy (decision 0029)."""
     max_events_per_second: float = 20.0
     client_queue: int = 64
     subscription_queue: int = 1024
