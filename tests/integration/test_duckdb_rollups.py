@@ -18,7 +18,7 @@ import pytest
 
 from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session
-from hitstream.domain.stats import METRICS, Range, StatsQuery
+from hitstream.domain.stats import METRICS, Filter, Range, StatsQuery
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.duckdb import DuckDBStore
 from tests.answers import Answer, filtered_queries, flat_answers
@@ -592,3 +592,95 @@ async def test_a_batch_is_one_job_that_checks_each_range_once(
         flat += [(number, key, m, v) for key, results in rows for m, v in (results or {}).items()]
     assert flat == singles
     assert rolled.answered == {"rollup": 2 * len(asked)}
+
+
+def segment_queries(filters: list[Filter], whole: Range) -> list[tuple[str, StatsQuery]]:
+    """Every breakdown panel's shape under each filter: counts by every other rolled-up
+    property, engagement metrics by the events' own properties."""
+    asked: list[tuple[str, StatsQuery]] = []
+    counted = ("visitors", "visits", "bounce_rate", "visit_duration", "pageviews", "events")
+    engaged = ("time_on_page", "scroll_depth", "avg_duration", "events")
+    for flt in filters:
+        for prop in [*sorted(rollups.DIMS), "prop:plan"]:
+            if prop == flt.property:
+                continue
+            asked.append(
+                ("breakdown", StatsQuery(SITE, whole, counted, (flt,), property=prop, limit=50))
+            )
+            if prop not in ("entry_page", "exit_page"):
+                asked.append(
+                    ("breakdown", StatsQuery(SITE, whole, engaged, (flt,), property=prop, limit=50))
+                )
+    return asked
+
+
+def most_common(events: list[ProcessedEvent], attribute: str) -> str:
+    counts: dict[str, int] = {}
+    for e in events:
+        if e.site_id == SITE:
+            counts[getattr(e, attribute)] = counts.get(getattr(e, attribute), 0) + 1
+    return max(counts, key=lambda v: (counts[v], v))
+
+
+async def test_breakdowns_under_a_filter_read_its_segment_from_the_period_after_it_was_asked(
+    pair: tuple[DuckDBStore, DuckDBStore],
+) -> None:
+    """A breakdown by another property under one ``==`` filter scans the first time and
+    registers the filter as a segment, from the period after the site's newest stored event.
+    Ranges starting there or later then read the segment's rollups, equal to raw scans after
+    more writes; earlier starts scan until a rebuild, which rolls the segment up whole."""
+    rolled, raw = pair
+    events, sessions = traffic(6_000)
+    day2 = START + DAY
+    first = [e for e in events if e.timestamp < day2]
+    rest = [e for e in events if e.timestamp >= day2]
+    assert len(first) > 1_000 and len(rest) > 1_000
+    for store in (rolled, raw):
+        await write_all(store, first, sessions)
+    filters = [
+        Filter("country", "==", (most_common(events, "country"),)),
+        Filter("page", "==", (most_common(events, "path"),)),
+        Filter("prop:plan", "==", ("pro",)),
+    ]
+    whole = Range(START, START + 3 * DAY)
+    early = segment_queries(filters, whole)
+    assert await answers(rolled, early) == approx(await answers(raw, early))
+    assert rolled.answered == {"raw": len(early)}
+    start = rollups.slot_of(max(e.timestamp for e in first if e.site_id == SITE)) + rollups.SLOT
+    registered = await rolled._rows(
+        "SELECT dim, value, from_slot FROM rollup_segments WHERE site_id = $s ORDER BY ALL",
+        {"s": SITE},
+    )
+    assert registered == sorted((f.property, f.values[0], start) for f in filters)
+    for store in (rolled, raw):
+        await write_all(store, rest, sessions)
+    late = segment_queries(filters, Range(start, START + 3 * DAY))
+    got, want = await answers(rolled, late + early), await answers(raw, late + early)
+    assert got == approx(want)
+    assert sum(1 for _, _, _, value in want if value) > len(late)  # not all zeros
+    assert rolled.answered == {"raw": 2 * len(early), "rollup": len(late)}
+    assert await rolled.rebuild_rollups() == len(events)
+    assert await answers(rolled, late + early) == approx(want)
+    assert rolled.answered == {"raw": 2 * len(early), "rollup": 2 * len(late) + len(early)}
+
+
+async def test_a_site_rolls_up_its_first_16_segments(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    await store.start()
+    try:
+        events, sessions = traffic(600)
+        await write_all(store, events, sessions)
+        whole = Range(START, START + 3 * DAY)
+        values = [f"C{n:02}" for n in range(rollups.SEGMENTS_PER_SITE + 4)]
+        for value in values:
+            flt = Filter("country", "==", (value,))
+            await store.breakdown(StatsQuery(SITE, whole, ("visitors",), (flt,), property="page"))
+        # an unknown custom property and a visit-row property are no segments
+        for flt in (Filter("prop:nope", "==", ("x",)), Filter("entry_page", "==", ("/",))):
+            await store.breakdown(StatsQuery(SITE, whole, ("visitors",), (flt,), property="page"))
+        rows = await store._rows(
+            "SELECT value FROM rollup_segments WHERE site_id = $s", {"s": SITE}
+        )
+        assert sorted(v for (v,) in rows) == values[: rollups.SEGMENTS_PER_SITE]
+    finally:
+        await store.close()

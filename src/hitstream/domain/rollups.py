@@ -40,6 +40,8 @@ first period in the range still has ``prev`` below the range, whether its earlie
 from __future__ import annotations
 
 import bisect
+import functools
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,8 +107,10 @@ class Slot:
     def key(self) -> SlotKey:
         return (self.site, self.visitor, self.visit, self.hour)
 
-    def add_event(self, event: ProcessedEvent, keys: Sequence[str] = ()) -> None:
-        members = event_members(event, keys)
+    def add_event(
+        self, event: ProcessedEvent, keys: Sequence[str] = (), segments: SiteSegments = None
+    ) -> None:
+        members = event_members(event, keys, segments)
         self.events.update(members)  # counted in C: this runs for every event and property
         if event.type == "pageview":
             self.pageviews.update(members)
@@ -119,15 +123,29 @@ _EVENT_PROPS: Final = tuple(prop for prop, _ in EVENT_DIMS)
 _event_values = attrgetter(*(attribute for _, attribute in EVENT_DIMS))
 
 
-def event_members(event: ProcessedEvent, keys: Sequence[str] = ()) -> list[Member]:
+def event_members(
+    event: ProcessedEvent, keys: Sequence[str] = (), segments: SiteSegments = None
+) -> list[Member]:
     """The (property, value) pairs ``event`` counts in: every event property, the totals, and
     for each rolled-up custom property key of its site (``keys``) ``prop:<key>`` with the
-    event's value of it, ``""`` when it has none (what a ``prop:`` breakdown groups by)."""
+    event's value of it, ``""`` when it has none (what a ``prop:`` breakdown groups by). For
+    each segment of its site (``segments``) the event is in, its other members again under
+    the segment's properties (``segment_dim``)."""
     members = list(zip(_EVENT_PROPS, _event_values(event), strict=True))
     members.append(TOTAL)
     if keys:
         props = event.props
         members.extend((PROP_PREFIX + key, prop_text(props.get(key))) for key in keys)
+    if segments:
+        own = dict(members)
+        for prop, values in segments.items():
+            value = own.get(prop)
+            if value is not None and value in values:
+                members.extend(
+                    (segment_dim(prop, value, other), v)
+                    for other, v in own.items()
+                    if other and other != prop
+                )
     return members
 
 
@@ -141,6 +159,55 @@ def only_value(query: StatsQuery) -> tuple[str, str] | None:
     if only.op != "==" or len(only.values) != 1 or only.property == GOAL_PROPERTY:
         return None
     return only.property, only.values[0]
+
+
+# -- segments: breakdowns under a filter --------------------------------------------------
+
+SEGMENTS_PER_SITE: Final = 16
+"""How many segments (``property == value`` filters) a site rolls up: each adds the other
+members again to every event in it, so the write cost grows with them; the others scan."""
+SEGMENT_PREFIX: Final = "seg:"
+Segment = tuple[str, str]
+"""(property, value) of a filter ``property == value`` whose breakdowns are rolled up."""
+SiteSegments = Mapping[str, frozenset[str]] | None
+"""property -> the values of it that are segments of one site."""
+Segments = Mapping[str, Mapping[str, frozenset[str]]]
+"""site -> its ``SiteSegments``."""
+
+
+@functools.lru_cache(maxsize=8192)
+def segment_dim(prop: str, value: str, group: str) -> str:
+    """The rollup property holding a breakdown by ``group`` of the events where ``prop`` is
+    ``value``: a JSON array after ``seg:``, so no two segments and groups share one."""
+    text = json.dumps([prop, value, group], ensure_ascii=False, separators=(",", ":"))
+    return SEGMENT_PREFIX + text
+
+
+def segment_of(query: StatsQuery, group: str | None) -> Segment | None:
+    """The segment whose rows answer a breakdown by ``group`` under the query's filters: one
+    ``property == value`` filter on an event property or a custom one, and a group that is
+    another rolled-up property; None for any other shape."""
+    only = only_value(query)
+    if only is None or group is None or group == only[0]:
+        return None
+    prop = only[0]
+    if prop not in EVENT_PROPERTIES and not prop.startswith(PROP_PREFIX):
+        return None
+    if group not in DIMS and not group.startswith(PROP_PREFIX):
+        return None
+    return only
+
+
+def segments_of(known: Mapping[str, Mapping[Segment, int]]) -> dict[str, dict[str, frozenset[str]]]:
+    """The ``Segments`` of a registry (site -> segment -> its first period)."""
+    found: dict[str, dict[str, set[str]]] = {}
+    for site, segments in known.items():
+        for prop, value in segments:
+            found.setdefault(site, {}).setdefault(prop, set()).add(value)
+    return {
+        site: {prop: frozenset(values) for prop, values in props.items()}
+        for site, props in found.items()
+    }
 
 
 # -- custom properties ---------------------------------------------------------------------
@@ -204,8 +271,9 @@ Facts = Mapping[tuple[str, str], VisitFacts]
 """(site, visit) -> facts of its row, for visits that have one."""
 
 
-def _hours(slots: Iterable[Slot], facts: Facts) -> Hours:
-    """member -> period -> [pageviews, events] over the slots, visit-row members included."""
+def _hours(slots: Iterable[Slot], facts: Facts, segments: Segments | None = None) -> Hours:
+    """member -> period -> [pageviews, events] over the slots, visit-row members included
+    (also under each segment of ``segments`` that has events in the slot)."""
     found: Hours = defaultdict(dict)
     for slot in slots:
         pageviews, hour = slot.pageviews, slot.hour
@@ -213,7 +281,17 @@ def _hours(slots: Iterable[Slot], facts: Facts) -> Hours:
         extra = facts.get((slot.site, slot.visit)) if slot.visit else None
         if extra is not None and TOTAL in slot.events:
             totals = pageviews.get(TOTAL, 0), slot.events[TOTAL]
-            members += [(m, *totals) for m in extra.members()]
+            visit_members = list(extra.members())
+            members += [(m, *totals) for m in visit_members]
+            site_segments = segments.get(slot.site) if segments else None
+            for prop, values in (site_segments or {}).items():
+                for value in values:
+                    n = slot.events.get((prop, value))
+                    if n:
+                        views = pageviews.get((prop, value), 0)
+                        members += [
+                            ((segment_dim(prop, value, q), w), views, n) for q, w in visit_members
+                        ]
         for member, views, events in members:
             counts = found[member].get(hour)
             if counts is None:
@@ -318,10 +396,11 @@ def change(
     sessions: Iterable[Session],
     visitors: set[tuple[str, str]],
     keys: PropKeys | None = None,
+    segments: Segments | None = None,
 ) -> Change:
     """The counts to add when ``events`` (fresh: never stored before) and visit rows
     ``sessions`` are written on top of ``stored``; ``keys``: the custom property keys each
-    site rolls up.
+    site rolls up, ``segments`` its segments.
 
     ``stored`` must hold every slot of the touched visits (``touched``) and of ``visitors``
     (the touched ones plus ``affected_visitors``); ``old_facts`` the stored visit row of every
@@ -337,7 +416,11 @@ def change(
         slot = after.get(key)
         if slot is None:
             slot = after[key] = Slot(*key)
-        slot.add_event(event, keys.get(event.site_id, ()) if keys else ())
+        slot.add_event(
+            event,
+            keys.get(event.site_id, ()) if keys else (),
+            segments.get(event.site_id) if segments else None,
+        )
         changed[key] = slot
     new_facts = dict(old_facts)
     for session in sessions:
@@ -346,8 +429,8 @@ def change(
     visits = {_visit_of(e.site_id, e.visitor_id, e.session_id) for e in events}
     visits |= {(s.site_id, s.session_id, "") for s in sessions if s.session_id}
     counts: Counts = {}
-    _contribute(counts, before, old_facts, visits, visitors, -1)
-    _contribute(counts, after, new_facts, visits, visitors, 1)
+    _contribute(counts, before, old_facts, visits, visitors, -1, segments)
+    _contribute(counts, after, new_facts, visits, visitors, 1, segments)
     return Change(list(changed.values()), {k: v for k, v in counts.items() if any(v)})
 
 
@@ -358,6 +441,7 @@ def _contribute(
     visits: set[tuple[str, str, str]],
     visitors: set[tuple[str, str]],
     sign: int,
+    segments: Segments | None = None,
 ) -> None:
     """Add (``sign`` 1) or take back (-1) what the ``visits`` and ``visitors`` count in
     ``state``: each visit's chains, and each visitor's (counted with its visit when the
@@ -380,14 +464,14 @@ def _contribute(
         both = alone.get(owner) == tuple(s.key for s in slots) and owner not in counted
         if both:
             counted.add(owner)
-        found = _hours(slots, facts)
+        found = _hours(slots, facts, segments)
         visit_contribution(counts, site, visit_id, found, facts, sign, visitor_too=both)
     for (site, visitor), slots in by_visitor.items():
         if (site, visitor) not in counted:
-            visitor_contribution(counts, site, _hours(slots, facts), sign)
+            visitor_contribution(counts, site, _hours(slots, facts, segments), sign)
 
 
-def take_back(stored: Iterable[Slot], facts: Facts) -> Counts:
+def take_back(stored: Iterable[Slot], facts: Facts, segments: Segments | None = None) -> Counts:
     """The counts to add (all negative) when every visitor of ``stored`` is deleted whole:
     ``stored`` must hold every slot of those visitors, ``facts`` the stored row of every
     visit they name (forgetting a user: their visits hold nobody else's events)."""
@@ -395,7 +479,7 @@ def take_back(stored: Iterable[Slot], facts: Facts) -> Counts:
     visits = {_visit_of(s.site, s.visitor, s.visit) for s in state.values()}
     visitors = {(s.site, s.visitor) for s in state.values()}
     counts: Counts = {}
-    _contribute(counts, state, facts, visits, visitors, -1)
+    _contribute(counts, state, facts, visits, visitors, -1, segments)
     return {k: v for k, v in counts.items() if any(v)}
 
 
@@ -459,10 +543,13 @@ SumKey = tuple[str, str, str, int]
 
 
 def event_sums(
-    events: Iterable[ProcessedEvent], sign: int = 1, keys: PropKeys | None = None
+    events: Iterable[ProcessedEvent],
+    sign: int = 1,
+    keys: PropKeys | None = None,
+    segments: Segments | None = None,
 ) -> dict[SumKey, list[int]]:
     """What ``events`` add to the ``SUMS`` of every member (``sign`` -1: take them back);
-    ``keys``: the custom property keys each site rolls up."""
+    ``keys``: the custom property keys each site rolls up, ``segments`` its segments."""
     found: dict[SumKey, list[int]] = {}
     for e in events:
         if e.type == "engagement":
@@ -481,7 +568,9 @@ def event_sums(
         else:
             continue
         hour = slot_of(e.timestamp)
-        for prop, value in event_members(e, keys.get(e.site_id, ()) if keys else ()):
+        site_keys = keys.get(e.site_id, ()) if keys else ()
+        site_segments = segments.get(e.site_id) if segments else None
+        for prop, value in event_members(e, site_keys, site_segments):
             key = (e.site_id, prop, value, hour)
             row = found.get(key)
             if row is None:

@@ -133,7 +133,9 @@ def _write_fresh(
     deltas = rollup_views.Deltas()
     kept: tuple[int, int | None] = (0, None)
     if keep:
-        deltas, appended, lowest = rollups.keep(conn, events, sessions, keys)
+        sites = {e.site_id for e in events} | {s.site_id for s in sessions}
+        segments = rollups.segments_of(conn, sites) if sites else {}
+        deltas, appended, lowest = rollups.keep(conn, events, sessions, keys, segments)
         kept = (appended, lowest)
     else:
         rollups.stop_at(conn, {e.site_id for e in events} | {s.site_id for s in sessions})
@@ -342,10 +344,12 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             self._answered("raw")
             return await self._rows(sql, params)
 
-        views = self._views
+        views, read_only = self._views, self._read_only
 
         def job(conn: Connection) -> tuple[str, list[Row]]:
-            found = rollups.answer(conn, views, query, group=group, buckets=buckets)
+            found = rollups.answer(
+                conn, views, query, group=group, buckets=buckets, read_only=read_only
+            )
             if found is not None:
                 return "rollup", found
             return "raw", conn.execute(sql, params).fetchall()
@@ -370,6 +374,14 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             raise QueryError("property", "is required for a breakdown")
         rows = await self._stats(query, group=query.property)
         return [BreakdownRow(str(row[0]), results(query, row)) for row in rows]
+
+    async def register_segment(self, site_id: str, prop: str, value: str) -> bool:
+        """Roll up breakdowns under the filter ``prop == value`` from the period after the
+        site's newest stored event (what the first such breakdown does on its own); returns
+        whether it was registered (not already, within ``SEGMENTS_PER_SITE``)."""
+        return bool(
+            await self._run("query", lambda conn: rollups.want(conn, site_id, (prop, value)))
+        )
 
     async def rebuild_rollups(self) -> int:
         """Recompute the rollups from the stored events and visit rows (after an upgrade
@@ -447,6 +459,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             *((f"DELETE FROM {table} WHERE site_id = $s", s) for table in rollups.TABLES),
             ("DELETE FROM rollup_state WHERE site_id = $s", s),
             ("DELETE FROM rollup_props WHERE site_id = $s", s),
+            ("DELETE FROM rollup_segments WHERE site_id = $s", s),
             writes.bump_sites([site_id]),
         ]
 

@@ -162,20 +162,62 @@ def register(conn: Connection, events: Sequence[ProcessedEvent]) -> rollups.Prop
     return rollups.keys_of(known)
 
 
+def segments(conn: Connection, sites: Iterable[str]) -> dict[str, dict[rollups.Segment, int]]:
+    """site -> rolled-up segment -> its first period (``rollup_segments``)."""
+    found: dict[str, dict[rollups.Segment, int]] = {}
+    rows = conn.execute(
+        "SELECT site_id, dim, value, from_slot FROM rollup_segments "
+        "WHERE site_id IN (SELECT unnest($s::VARCHAR[]))",
+        {"s": sorted(set(sites))},
+    ).fetchall()
+    for site, dim, value, start in rows:
+        found.setdefault(site, {})[(dim, value)] = int(start)
+    return found
+
+
+def segments_of(conn: Connection, sites: Iterable[str]) -> rollups.Segments:
+    """The ``Segments`` the write's sites roll up."""
+    return rollups.segments_of(segments(conn, sites))
+
+
+def want(conn: Connection, site: str, segment: rollups.Segment) -> bool:
+    """Register ``segment`` of ``site`` from the period after the site's newest stored event
+    (every event stored from then on counts in it), unless the site has its
+    ``SEGMENTS_PER_SITE`` already or it is a custom property the site does not roll up; run
+    between writes (a job on the store's thread). Returns whether it was registered."""
+    known = segments(conn, [site]).get(site, {})
+    if segment in known or len(known) >= rollups.SEGMENTS_PER_SITE:
+        return False
+    prop = segment[0]
+    if prop.startswith(PROP_PREFIX) and prop[len(PROP_PREFIX) :] not in prop_keys(conn, [site]).get(
+        site, {}
+    ):
+        return False
+    row = conn.execute("SELECT max(ts) FROM events WHERE site_id = $s", {"s": site}).fetchone()
+    start = rollups.prop_from(None if row is None or row[0] is None else int(row[0]))
+    conn.execute(
+        "INSERT INTO rollup_segments VALUES ($s, $d, $v, $f) ON CONFLICT DO NOTHING",
+        {"s": site, "d": prop, "v": segment[1], "f": start},
+    )
+    return True
+
+
 def keep(
     conn: Connection,
     events: Sequence[ProcessedEvent],
     sessions: Sequence[Session],
     keys: rollups.PropKeys,
+    segments: rollups.Segments | None = None,
 ) -> tuple[rollup_views.Deltas, int, int | None]:
     """Update the rollups for ``events`` (fresh ones only) and visit rows ``sessions``, which
     are not upserted yet (their stored versions are what is taken back); ``keys``: the custom
-    property keys of their sites (``register``). Engagement events count in the sums only,
+    property keys of their sites (``register``), ``segments`` the segments of the sites of
+    events and visit rows (``segments_of``). Engagement events count in the sums only,
     not in the chains (decision 0018). Returns what was added, how many delta rows that
     appended and the earliest period they touch (None: none)."""
     appended, lowest = 0, None
     counts: rollups.Counts = {}
-    sums = rollups.event_sums(events, keys=keys)
+    sums = rollups.event_sums(events, keys=keys, segments=segments)
     loads = rollups.load_counts(events)
     counted = [e for e in events if not is_engagement(e.type)]
     if counted or sessions:
@@ -188,7 +230,8 @@ def keep(
             loaded |= _slots(conn, set(), more)
         stored = [slot for _, slot in loaded.values()]
         named = {(s.site, s.visit) for s in stored if s.visit} | touched.visits
-        change = rollups.change(stored, _facts(conn, named), counted, sessions, visitors, keys)
+        facts = _facts(conn, named)
+        change = rollups.change(stored, facts, counted, sessions, visitors, keys, segments)
         counts = change.counts
         replaced = [loaded[s.key][0] for s in change.slots if s.key in loaded]
         if replaced:
@@ -280,10 +323,11 @@ def forget_visitors(
     loaded = _slots(conn, set(), {(site_id, v) for v in visitors})
     slots = [slot for _, slot in loaded.values()]
     facts = _facts(conn, {(s.site, s.visit) for s in slots if s.visit})
-    counts = rollups.take_back(slots, facts)
+    segmented = segments_of(conn, [site_id])
+    counts = rollups.take_back(slots, facts, segmented)
     _append(conn, "rollups", _COUNT_TYPES, [(*k, *v) for k, v in counts.items()])
     keys = rollups.keys_of(prop_keys(conn, [site_id]))
-    sums = rollups.event_sums(events, -1, keys)
+    sums = rollups.event_sums(events, -1, keys, segmented)
     _append(conn, "rollup_sums", _SUM_TYPES, [(*k, *v) for k, v in sums.items()])
     loads = rollups.load_counts(events, -1)
     _append(conn, "rollup_loads", _LOAD_TYPES, [(*k, n) for k, n in loads.items()])
@@ -306,7 +350,9 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
         return False
     dim = group if only is None else only[0]
     if only is not None and group not in (None, dim):
-        return False
+        if rollups.segment_of(query, group) is None:
+            return False
+        dim = group  # a segment's breakdown: its rows by the group (``answer``)
     if dim is not None:
         if (group is not None or only is not None) and _PERCENTILES.intersection(query.metrics):
             return False
@@ -317,12 +363,18 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
     return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
 
 
-def _covered(conn: Connection, query: StatsQuery, group: str | None) -> bool:
+def _covered(
+    conn: Connection,
+    query: StatsQuery,
+    group: str | None,
+    segment: rollups.Segment | None = None,
+) -> bool:
     """Whether the rollup periods of the range hold exactly the range's events: the site's
-    rollups start at or before them (and its custom property's, for a ``prop:`` group), and
-    no stored event lies in the edges the range leaves of its first and last half hour (each
-    edge a plain range on ``ts``, so the row groups' min/max skip all but the newest data; an
-    aligned edge is empty and not asked)."""
+    rollups start at or before them (and its custom property's, for a ``prop:`` group, and
+    the segment's, for a segment's breakdown), and no stored event lies in the edges the
+    range leaves of its first and last half hour (each edge a plain range on ``ts``, so the
+    row groups' min/max skip all but the newest data; an aligned edge is empty and not
+    asked)."""
     lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
     params: dict[str, Any] = {"s": query.site_id, "none": rollups.NONE}
     if group is not None and group.startswith(PROP_PREFIX):
@@ -331,6 +383,10 @@ def _covered(conn: Connection, query: StatsQuery, group: str | None) -> bool:
             {"s": query.site_id, "k": group[len(PROP_PREFIX) :]},
         ).fetchone()
         if row is None or lo < int(row[0]):
+            return False
+    if segment is not None:
+        start = segments(conn, [query.site_id]).get(query.site_id, {}).get(segment)
+        if start is None or lo < start:
             return False
     edges = []
     for name, (start, end) in {"a": (lo, query.range.start), "b": (query.range.end, hi)}.items():
@@ -428,13 +484,22 @@ def answer(
     *,
     group: str | None = None,
     buckets: Sequence[int] | None = None,
+    read_only: bool = False,
 ) -> list[Row] | None:
     """Rows of ``COLUMNS`` from the rollups, or None if the data does not allow it (run as
     one job on the store's thread, after ``usable``): from the query's view, built from the
-    tables the first time its shape is asked."""
+    tables the first time its shape is asked. A segment's breakdown that the segment does
+    not cover registers the segment (``want``), unless the store is ``read_only``."""
     only = rollups.only_value(query)
     dim, value = only if only is not None else (group or "", None)
-    if not _covered(conn, query, dim or None):
+    segment = rollups.segment_of(query, group)
+    if segment is not None and group is not None:
+        if not _covered(conn, query, group, segment):
+            if not read_only:
+                want(conn, query.site_id, segment)
+            return None
+        dim, value = rollups.segment_dim(*segment, group), None
+    elif not _covered(conn, query, dim or None):
         return None
     lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
     starts = tuple(buckets) if buckets else None
@@ -468,6 +533,7 @@ def rebuild(conn: Connection, columns: Sequence[str], event: Any) -> int:
         conn.execute(f"DELETE FROM {table}")
     conn.execute("DELETE FROM rollup_state")
     conn.execute("DELETE FROM rollup_props")
+    conn.execute("UPDATE rollup_segments SET from_slot = $none", {"none": rollups.NONE})
     # every site's custom property keys, the first it sent first, rolled up from the start
     conn.execute(
         "INSERT INTO rollup_props SELECT site_id, key, $none FROM (SELECT site_id, key, "
@@ -475,6 +541,11 @@ def rebuild(conn: Connection, columns: Sequence[str], event: Any) -> int:
         "site_id, key, min(ts) AS first FROM (SELECT site_id, ts, unnest(map_keys(props)) "
         "AS key FROM events) GROUP BY ALL)) WHERE n <= $most",
         {"none": rollups.NONE, "most": rollups.PROP_KEYS_PER_SITE},
+    )
+    conn.execute(  # a segment of a custom property needs the key rolled up
+        "DELETE FROM rollup_segments s WHERE starts_with(dim, $p) AND NOT EXISTS (SELECT 1 "
+        "FROM rollup_props k WHERE k.site_id = s.site_id AND $p || k.key = s.dim)",
+        {"p": PROP_PREFIX},
     )
     conn.execute(
         "INSERT INTO rollup_state SELECT site_id, $max FROM "
@@ -490,7 +561,8 @@ def rebuild(conn: Connection, columns: Sequence[str], event: Any) -> int:
         end = start + _REBUILD_WINDOW
         chunk = [event(r) for r in conn.execute(select, {"a": start, "b": end}).fetchall()]
         conn.execute("BEGIN")
-        keep(conn, chunk, [], register(conn, chunk))
+        sites = {e.site_id for e in chunk}
+        keep(conn, chunk, [], register(conn, chunk), segments_of(conn, sites))
         conn.execute("COMMIT")
         total += len(chunk)
         row = conn.execute("SELECT min(ts) FROM events WHERE ts >= $b", {"b": end}).fetchone()
