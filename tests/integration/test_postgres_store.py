@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import pytest
 
 from hitstream.domain.events import ProcessedEvent, Session
-from hitstream.domain.stats import METRICS, Range, StatsQuery
+from hitstream.domain.stats import METRICS, Filter, Range, StatsQuery
 from hitstream.errors import PositionConflict, StoreUnavailable
 from hitstream.stores.base import WriteBatch
 from tests.answers import Answer, filtered_queries, flat_answers
@@ -724,3 +724,109 @@ async def test_a_new_property_key_waits_for_writes_that_read_the_keys(
         query = StatsQuery(SITE, Range(lo, start + DAY), ("visitors",), property="prop:plan")
         await store.breakdown(query)
         assert store.answered[path] == 1
+
+
+async def test_breakdowns_under_a_filter_read_its_segment_from_the_period_after_it_was_asked(
+    url: str,
+) -> None:
+    """A breakdown by another property under one ``==`` filter scans and registers the
+    filter as a segment from the period after the site's newest stored event; ranges from
+    there read the segment's rollups after more writes, equal to raw scans (entry pages,
+    custom properties and engagement sums included); earlier starts scan until a rebuild."""
+    start = utc(2026, 4, 6)
+    events, sessions = _traffic(4_000, start)
+    site = Counter(e.site_id for e in events).most_common(1)[0][0]
+    countries = Counter(e.country for e in events if e.site_id == site)
+    filters = [
+        Filter("country", "==", (countries.most_common(1)[0][0],)),
+        Filter("prop:plan", "==", ("pro",)),
+    ]
+    rolled, raw = PostgresStore(url), PostgresStore(url, rollups=False)
+    await rolled.start()
+    await raw.start()
+
+    def asked(lo: int) -> list[tuple[str, StatsQuery]]:
+        whole = Range(lo, start + 3 * DAY)
+        counted = ("visitors", "visits", "bounce_rate", "pageviews", "events")
+        found: list[tuple[str, StatsQuery]] = []
+        for flt in filters:
+            for prop in ("page", "source", "entry_page", "browser", "country", "prop:plan"):
+                if prop != flt.property:
+                    query = StatsQuery(site, whole, counted, (flt,), property=prop, limit=50)
+                    found.append(("breakdown", query))
+            engaged = ("time_on_page", "avg_duration", "events")
+            query = StatsQuery(site, whole, engaged, (flt,), property="device", limit=50)
+            found.append(("breakdown", query))
+        return found
+
+    async def write(part: list[ProcessedEvent], at: int) -> None:
+        for offset in range(0, len(part), 500):
+            chunk = part[offset : offset + 500]
+            ids = {e.session_id for e in chunk}
+            touched = [s for s in sessions if s.session_id in ids]
+            positions, starts = {0: at + offset + len(chunk)}, {0: at + offset}
+            await rolled.write(WriteBatch("e", positions, chunk, touched, starts=starts))
+
+    try:
+        first = [e for e in events if e.timestamp < start + DAY]
+        rest = [e for e in events if e.timestamp >= start + DAY]
+        await write(first, 0)
+        early = asked(start)
+        assert await _answers(rolled, early) == await _answers(raw, early)
+        assert rolled.answered == {"raw": len(early)}
+        since = rollups.slot_of(max(e.timestamp for e in first if e.site_id == site))
+        since += rollups.SLOT
+        assert sorted(sql_rows(url, "SELECT dim, value, from_slot FROM rollup_segments")) == [
+            (f.property, f.values[0], since) for f in sorted(filters, key=lambda f: f.property)
+        ]
+        await write(rest, len(first))
+        late = asked(since)
+        got, want = await _answers(rolled, late + early), await _answers(raw, late + early)
+        assert got == [(*row[:3], pytest.approx(row[3], rel=1e-12)) for row in want]
+        assert sum(1 for *_, value in want if value) > len(late)
+        assert rolled.answered == {"raw": 2 * len(early), "rollup": len(late)}
+        assert await rolled.rebuild_rollups() == len(events)
+        got = await _answers(rolled, late + early)
+        assert got == [(*row[:3], pytest.approx(row[3], rel=1e-12)) for row in want]
+        assert rolled.answered == {"raw": 2 * len(early), "rollup": 2 * len(late) + len(early)}
+    finally:
+        await rolled.close()
+        await raw.close()
+
+
+async def test_a_new_segment_waits_for_writes_that_read_the_segments(
+    store: PostgresStore, url: str
+) -> None:
+    """A write in flight read the site's segments (it holds ROW SHARE) and stores an event
+    three hours on: the segment's registration waits for it, so the segment starts after
+    that event, which it does not hold."""
+    t = utc(2026, 4, 6, 10)
+    await store.write(WriteBatch("e", {0: 1}, [event("a", t)]))
+    later = t + 3 * HOUR
+    with psycopg.connect(url) as held:
+        held.execute("LOCK TABLE rollup_props IN ROW SHARE MODE")
+        held.execute(
+            "INSERT INTO events SELECT (jsonb_populate_record(NULL::events, to_jsonb(e) || "
+            "jsonb_build_object('event_id', 'w', 'ts', %s::bigint))).* "
+            "FROM events e WHERE event_id = 'a'",
+            (later,),
+        )
+        registering = asyncio.create_task(store.register_segment(SITE, "country", ""))
+        for _ in range(200):  # until the registration waits for the lock
+            waiting = sql_rows(
+                url,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND starts_with(query, 'LOCK TABLE rollup_props IN EXCLUSIVE')",
+            )
+            if waiting == [(1,)]:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting == [(1,)]
+        assert not registering.done()
+        held.commit()
+    assert await registering
+    assert not await store.register_segment(SITE, "country", "")  # known already
+    start = rollups.slot_of(later) + rollups.SLOT
+    assert sql_rows(url, "SELECT dim, value, from_slot FROM rollup_segments") == [
+        ("country", "", start)
+    ]

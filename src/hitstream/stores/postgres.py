@@ -29,6 +29,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from hitstream.breaker import Breaker
+from hitstream.domain import rollups as rollups_domain
 from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import (
     BreakdownRow,
@@ -300,8 +301,20 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
                 if found is not None:
                     self._answered("rollup")
                     return found
-                return await self._scan(conn, sql, params)
+                rows = await self._scan(conn, sql, params)
+            segment = rollups_domain.segment_of(query, group)
+            if segment is not None:  # rolled up from now on (when it is a new one)
+                async with self._connection("query") as conn:
+                    await rollups.want(conn, query.site_id, segment)
+            return rows
         return await self._stats_rows(sql, params)
+
+    async def register_segment(self, site_id: str, prop: str, value: str) -> bool:
+        """Roll up breakdowns under the filter ``prop == value`` from the period after the
+        site's newest stored event (what the first such breakdown does on its own); returns
+        whether it was registered (not already, within ``SEGMENTS_PER_SITE``)."""
+        async with self._connection("query") as conn:
+            return await rollups.want(conn, site_id, (prop, value))
 
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:
         rows = await self._stats(query)
@@ -455,6 +468,7 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
             "rollup_loads",
             "rollup_loads_daily",
             "rollup_props",
+            "rollup_segments",
         ):
             statements.append((f"DELETE FROM {table} WHERE site_id = $s", s))
         statements.append(

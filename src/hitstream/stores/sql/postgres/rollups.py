@@ -127,18 +127,66 @@ async def register(conn: psycopg.AsyncConnection[Any], events: Sequence[Processe
                 )
 
 
-async def _keys(cur: Cursor, sites: Iterable[str]) -> rollups.PropKeys:
-    """The keys the write's sites roll up, read under ROW SHARE (see ``register``)."""
+async def segments(cur: Cursor, sites: Iterable[str]) -> dict[str, dict[rollups.Segment, int]]:
+    """site -> rolled-up segment -> its first period (``rollup_segments``)."""
+    await cur.execute(
+        "SELECT site_id, dim, value, from_slot FROM rollup_segments "
+        "WHERE site_id = ANY(%b::text[])",
+        (sorted(set(sites)),),
+    )
+    found: dict[str, dict[rollups.Segment, int]] = {}
+    for site, dim, value, start in await cur.fetchall():
+        found.setdefault(site, {})[(dim, value)] = int(start)
+    return found
+
+
+async def want(conn: psycopg.AsyncConnection[Any], site: str, segment: rollups.Segment) -> bool:
+    """Register ``segment`` of ``site`` (in a transaction of its own, outside any other), from
+    the period after the site's newest stored event, unless it is known, the site has its
+    ``SEGMENTS_PER_SITE``, or it is a custom property the site does not roll up. As a key's
+    registration (``register``): EXCLUSIVE on ``rollup_props`` waits for every write that
+    read the segments, so "newest" includes theirs. Returns whether it was registered."""
+    async with conn.cursor() as cur:
+        known = (await segments(cur, [site])).get(site, {})
+        if segment in known or len(known) >= rollups.SEGMENTS_PER_SITE:
+            return False
+        async with conn.transaction():
+            await cur.execute("LOCK TABLE rollup_props IN EXCLUSIVE MODE")
+            known = (await segments(cur, [site])).get(site, {})
+            if segment in known or len(known) >= rollups.SEGMENTS_PER_SITE:
+                return False
+            prop = segment[0]
+            if prop.startswith(PROP_PREFIX):
+                keys = (await prop_keys(cur, [site])).get(site, {})
+                if prop[len(PROP_PREFIX) :] not in keys:
+                    return False
+            await cur.execute("SELECT max(ts) FROM events WHERE site_id = %s", (site,))
+            row = await cur.fetchone()
+            start = rollups.prop_from(None if row is None or row[0] is None else int(row[0]))
+            await cur.execute(
+                "INSERT INTO rollup_segments VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (site, prop, segment[1], start),
+            )
+            return True
+
+
+async def _keys(
+    cur: Cursor, sites: Iterable[str], visit_sites: Iterable[str] = ()
+) -> tuple[rollups.PropKeys, rollups.Segments]:
+    """The keys the write's sites roll up and the segments of those and of ``visit_sites``,
+    read under ROW SHARE (see ``register``)."""
+    sites = set(sites)
     await cur.execute("LOCK TABLE rollup_props IN ROW SHARE MODE")
-    return rollups.keys_of(await prop_keys(cur, sites))
+    keys = rollups.keys_of(await prop_keys(cur, sites)) if sites else {}
+    return keys, rollups.segments_of(await segments(cur, sites | set(visit_sites)))
 
 
 async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence[Session]) -> None:
     """Update the rollups for ``events`` (fresh ones only) and visit rows ``sessions``, which
     are not upserted yet (their stored versions are what is taken back). Engagement events
     count in no chained number (decision 0018), only in the engagement sums."""
-    keys = await _keys(cur, {e.site_id for e in events}) if events else {}
-    await _add_sums(cur, rollups.event_sums(events, keys=keys))
+    keys, segmented = await _keys(cur, {e.site_id for e in events}, {s.site_id for s in sessions})
+    await _add_sums(cur, rollups.event_sums(events, keys=keys, segments=segmented))
     events = [e for e in events if not is_engagement(e.type)]
     if not events and not sessions:
         return
@@ -153,7 +201,7 @@ async def keep(cur: Cursor, events: Sequence[ProcessedEvent], sessions: Sequence
     # pure Python over the whole batch (~20 µs an event): off the event loop, so that the
     # processor's health and metrics endpoints answer meanwhile
     change = await asyncio.to_thread(
-        rollups.change, list(stored.values()), facts, events, sessions, visitors, keys
+        rollups.change, list(stored.values()), facts, events, sessions, visitors, keys, segmented
     )
     if change.slots:
         rows = [
@@ -263,11 +311,12 @@ async def forget_visitors(
     slots go. ``events``: their stored events (for the engagement sums and load times)."""
     if not visitors:
         return
-    await _add_sums(cur, rollups.event_sums(events, -1, await _keys(cur, [site_id])))
-    keys = {(site_id, visitor) for visitor in visitors}
-    slots = await _slots(cur, "visitor_id", keys)
+    keys, segmented = await _keys(cur, [site_id])
+    await _add_sums(cur, rollups.event_sums(events, -1, keys, segmented))
+    ids = {(site_id, visitor) for visitor in visitors}
+    slots = await _slots(cur, "visitor_id", ids)
     facts = await _facts(cur, {(s.site, s.visit) for s in slots if s.visit})
-    counts = rollups.take_back(slots, facts)
+    counts = rollups.take_back(slots, facts, segmented)
     if counts:
         ordered = sorted(counts)
         columns = _columns(ordered) + _columns(counts[k] for k in ordered)
@@ -312,6 +361,12 @@ async def rebuild(conn: psycopg.AsyncConnection[Any], event_columns: Sequence[st
             "GROUP BY 1, 2) k) r WHERE n <= %s",
             (rollups.NONE, rollups.PROP_KEYS_PER_SITE),
         )
+        await conn.execute("UPDATE rollup_segments SET from_slot = %s", (rollups.NONE,))
+        await conn.execute(  # a segment of a custom property needs the key rolled up
+            "DELETE FROM rollup_segments s WHERE starts_with(dim, %s) AND NOT EXISTS (SELECT 1 "
+            "FROM rollup_props k WHERE k.site_id = s.site_id AND %s || k.key = s.dim)",
+            (PROP_PREFIX, PROP_PREFIX),
+        )
         async with conn.cursor() as cur, conn.cursor(name="hitstream_rebuild") as rows:
             await rows.execute(f"SELECT {', '.join(names)} FROM events ORDER BY ts, event_id")
             while batch := await rows.fetchmany(_REBUILD_CHUNK):
@@ -340,7 +395,9 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
         return False
     dim = group if only is None else only[0]
     if only is not None and group not in (None, dim):
-        return False
+        if rollups.segment_of(query, group) is None:
+            return False
+        dim = group  # a segment's breakdown: its rows by the group (``answer``)
     if dim is not None:
         if any(m in _PERCENTILES for m in query.metrics):
             return False
@@ -351,10 +408,17 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
     return not buckets or all(start % rollups.SLOT == 0 for start in buckets[1:])
 
 
-async def _covered(cur: Cursor, query: StatsQuery, group: str | None) -> bool:
+async def _covered(
+    cur: Cursor, query: StatsQuery, group: str | None, segment: rollups.Segment | None = None
+) -> bool:
     """Whether the rollup periods of the range hold exactly the range's events (and, for a
-    ``prop:`` group, whether the site rolls the key up from the range's first period on)."""
+    ``prop:`` group or a segment's breakdown, whether the site rolls the key or the segment
+    up from the range's first period on)."""
     lo, hi = rollups.slot_of(query.range.start), rollups.slot_after(query.range.end)
+    if segment is not None:
+        since = (await segments(cur, [query.site_id])).get(query.site_id, {}).get(segment)
+        if since is None or lo < since:
+            return False
     if group is not None and group.startswith(PROP_PREFIX):
         await cur.execute(
             "SELECT from_slot FROM rollup_props WHERE site_id = %s AND key = %s",
@@ -426,7 +490,12 @@ async def answer(
     inside a REPEATABLE READ transaction, after ``usable``)."""
     only = rollups.only_value(query)
     dim = only[0] if only is not None else (group or "")
-    if not await _covered(cur, query, dim or None):
+    segment = rollups.segment_of(query, group)
+    if segment is not None and group is not None:
+        if not await _covered(cur, query, group, segment):
+            return None
+        dim, only = rollups.segment_dim(*segment, group), None
+    elif not await _covered(cur, query, dim or None):
         return None
     params: dict[str, Any] = {
         "site": query.site_id,

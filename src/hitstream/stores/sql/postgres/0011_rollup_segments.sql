@@ -1,0 +1,15 @@
+-- hitstream on PostgreSQL, schema 11: breakdowns under a filter in the rollups (decision 0030).
+-- The segments a site rolls up: `dim == value` filters (an event property or a rolled-up
+-- custom one), at most 16 a site, registered the first time a breakdown by another property
+-- is asked under one, each from_slot on (the half hour after the site's newest event stored
+-- then). Every event in a segment counts its other properties again under the segment's
+-- rollup properties (`seg:["dim","value","group"]`). Read and registered under the locks of
+-- `rollup_props` (writers ROW SHARE, registration EXCLUSIVE), as custom property keys are.
+-- `hitstream migrate --rebuild-rollups` recomputes them from the beginning.
+CREATE TABLE rollup_segments (
+    site_id     TEXT    NOT NULL,
+    dim         TEXT    NOT NULL,
+    value       TEXT    NOT NULL,
+    from_slot   BIGINT  NOT NULL,
+    PRIMARY KEY (site_id, dim, value)
+);
