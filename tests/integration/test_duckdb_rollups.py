@@ -664,23 +664,69 @@ async def test_breakdowns_under_a_filter_read_its_segment_from_the_period_after_
     assert rolled.answered == {"raw": 2 * len(early), "rollup": 2 * len(late) + len(early)}
 
 
-async def test_a_site_rolls_up_its_first_16_segments(tmp_path: Path) -> None:
+async def test_a_site_keeps_16_segments_and_a_new_one_replaces_the_least_recently_asked(
+    tmp_path: Path,
+) -> None:
+    """16 segments registered before the traffic; a 17th filter asked within a day of them
+    registers nothing. A day later it replaces the least recently asked one (a breakdown
+    under a segment notes it as asked), whose rows go; the others still answer from rollups,
+    as raw scans do. Custom properties the site does not roll up and visit-row properties
+    are no segments."""
     store = DuckDBStore(tmp_path / "s.duckdb")
+    raw = DuckDBStore(tmp_path / "raw.duckdb", rollups=False)
+    now = [1_800_000_000.0]
+    store.clock = lambda: now[0]
     await store.start()
+    await raw.start()
     try:
-        events, sessions = traffic(600)
-        await write_all(store, events, sessions)
-        whole = Range(START, START + 3 * DAY)
-        values = [f"C{n:02}" for n in range(rollups.SEGMENTS_PER_SITE + 4)]
+        events, sessions = traffic(3_000)
+        real = sorted({e.country for e in events if e.site_id == SITE})
+        assert len(real) >= 3
+        values = [*real, *(f"C{n:02}" for n in range(rollups.SEGMENTS_PER_SITE))]
+        values = values[: rollups.SEGMENTS_PER_SITE]
         for value in values:
+            assert await store.register_segment(SITE, "country", value)
+            now[0] += 60
+        for target in (store, raw):
+            await write_all(target, events, sessions)
+        whole = Range(START, START + 3 * DAY)
+
+        def under(value: str) -> StatsQuery:
             flt = Filter("country", "==", (value,))
-            await store.breakdown(StatsQuery(SITE, whole, ("visitors",), (flt,), property="page"))
-        # an unknown custom property and a visit-row property are no segments
+            return StatsQuery(SITE, whole, ("visitors", "visits"), (flt,), property="page")
+
+        async def registered() -> list[str]:
+            rows = await store._rows(
+                "SELECT value FROM rollup_segments WHERE site_id = $s ORDER BY value", {"s": SITE}
+            )
+            return [v for (v,) in rows]
+
+        async def rows_of(value: str) -> int:
+            dims = rollups.segment_dims(("country", value), ["plan"])
+            found = await store._rows(
+                "SELECT count(*) FROM rollups WHERE dim IN (SELECT unnest($d::VARCHAR[]))",
+                {"d": dims},
+            )
+            return int(found[0][0])
+
+        await store.breakdown(under("new"))
+        assert await registered() == sorted(values)  # none idle for a day: nothing replaced
+        now[0] += 2 * 3600
+        assert await store.breakdown(under(real[0])) == await raw.breakdown(under(real[0]))
+        assert await rows_of(real[1]) > 0
+        now[0] += 86_400 - 1_800  # real[1], asked first after real[0], idle for a day now
+        await store.breakdown(under("new"))
+        assert await registered() == sorted([*values[:1], *values[2:], "new"])
+        assert await rows_of(real[1]) == 0
+        assert await rows_of(real[0]) > 0
+        for value in (real[0], real[2]):
+            assert await store.breakdown(under(value)) == await raw.breakdown(under(value))
+        assert store.answered["rollup"] == 3
         for flt in (Filter("prop:nope", "==", ("x",)), Filter("entry_page", "==", ("/",))):
+            now[0] += 2 * 86_400
             await store.breakdown(StatsQuery(SITE, whole, ("visitors",), (flt,), property="page"))
-        rows = await store._rows(
-            "SELECT value FROM rollup_segments WHERE site_id = $s", {"s": SITE}
-        )
-        assert sorted(v for (v,) in rows) == values[: rollups.SEGMENTS_PER_SITE]
+        assert len(await registered()) == rollups.SEGMENTS_PER_SITE
+        assert "new" in await registered()
     finally:
         await store.close()
+        await raw.close()

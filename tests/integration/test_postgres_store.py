@@ -830,3 +830,40 @@ async def test_a_new_segment_waits_for_writes_that_read_the_segments(
     assert sql_rows(url, "SELECT dim, value, from_slot FROM rollup_segments") == [
         ("country", "", start)
     ]
+
+
+async def test_a_new_segment_replaces_one_idle_for_a_day_with_its_rows(
+    store: PostgresStore, url: str
+) -> None:
+    now = [1_800_000_000.0]
+    store.clock = lambda: now[0]
+    values = [f"C{n:02}" for n in range(rollups.SEGMENTS_PER_SITE)]
+    for value in values:
+        assert await store.register_segment(SITE, "country", value)
+        now[0] += 60
+    t = utc(2026, 4, 6, 10)
+    batch = [replace(event("a", t), country="C01"), replace(event("b", t, "w", "z"), country="C02")]
+    await store.write(WriteBatch("e", {0: 2}, batch))
+    whole = Range(t - HOUR, t + HOUR)
+
+    def under(value: str) -> StatsQuery:
+        flt = Filter("country", "==", (value,))
+        return StatsQuery(SITE, whole, ("visitors",), (flt,), property="page", limit=10)
+
+    def rows_of(value: str) -> int:
+        dims = rollups.segment_dims(("country", value), ["n"])
+        found = sql_rows(url, "SELECT count(*) FROM rollups WHERE dim = ANY(%s)", (dims,))
+        return int(str(found[0][0]))
+
+    assert not await store.register_segment(SITE, "country", "new")  # none idle
+    now[0] += 7_200
+    assert [r.value for r in await store.breakdown(under("C00"))] == []  # noted as asked
+    assert rows_of("C00") == 0 and rows_of("C01") > 0
+    now[0] += 86_400 - 3_600
+    assert await store.register_segment(SITE, "country", "new")
+    kept = sql_rows(url, "SELECT value FROM rollup_segments ORDER BY value")
+    assert [v for (v,) in kept] == sorted([values[0], *values[2:], "new"])
+    assert rows_of("C01") == 0 and rows_of("C02") > 0
+    got = await store.breakdown(under("C02"))
+    assert [(r.value, r.results["visitors"]) for r in got] == [("/", 1.0)]
+    assert store.answered["rollup"] == 2

@@ -198,6 +198,29 @@ def segment_of(query: StatsQuery, group: str | None) -> Segment | None:
     return only
 
 
+SEGMENT_IDLE_MS: Final = 86_400_000
+"""A segment not asked for a day gives its place to a new one when its site has
+``SEGMENTS_PER_SITE``: the filters in use keep theirs, one-off clicks do not hold them."""
+SEGMENT_TOUCH_MS: Final = 3_600_000
+"""A segment's ``asked_at`` is written at most once an hour."""
+
+
+def segment_dims(segment: Segment, keys: Iterable[str] = ()) -> list[str]:
+    """Every rollup property of ``segment``: one per property it can be broken down by (the
+    built-in ones and the site's custom property ``keys``)."""
+    groups = [*sorted(DIMS), *(PROP_PREFIX + key for key in sorted(keys))]
+    return [segment_dim(*segment, group) for group in groups if group != segment[0]]
+
+
+def to_replace(asked: Mapping[Segment, int], now_ms: int) -> Segment | None:
+    """The segment a new one replaces (``asked``: each segment of a full site -> when it was
+    last asked): the least recently asked, when that is ``SEGMENT_IDLE_MS`` ago; else None."""
+    if not asked:
+        return None
+    oldest = min(asked, key=lambda s: (asked[s], s))
+    return oldest if asked[oldest] <= now_ms - SEGMENT_IDLE_MS else None
+
+
 def segments_of(known: Mapping[str, Mapping[Segment, int]]) -> dict[str, dict[str, frozenset[str]]]:
     """The ``Segments`` of a registry (site -> segment -> its first period)."""
     found: dict[str, dict[str, set[str]]] = {}

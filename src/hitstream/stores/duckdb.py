@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,17 +53,7 @@ Row = tuple[Any, ...]
 Connection = duckdb.DuckDBPyConnection
 
 
-@contextmanager
-def _tx(conn: Connection) -> Iterator[None]:
-    """BEGIN; COMMIT when the block ends, ROLLBACK (and the error goes on) if it raises."""
-    conn.execute("BEGIN")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        with suppress(duckdb.Error):
-            conn.execute("ROLLBACK")
-        raise
+_tx = writes.transaction
 
 
 def _transaction(conn: Connection, statements: Sequence[tuple[str, object]]) -> list[Row]:
@@ -223,6 +213,8 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         self._lowest: int | None = None
         """Rollup delta rows appended since the last compaction, and their earliest period."""
         RollupAnswers.__init__(self)
+        self.clock: Callable[[], float] = time.time
+        """Wall time, when a segment was asked (``rollup_segments.asked_at``)."""
         self._views = rollup_views.Views(time.monotonic)
         """Rollup answers kept in memory, moved forward by every write (used and changed on
         the DuckDB thread only)."""
@@ -344,12 +336,11 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             self._answered("raw")
             return await self._rows(sql, params)
 
-        views, read_only = self._views, self._read_only
+        views = self._views
+        now_ms = None if self._read_only else int(self.clock() * 1000)
 
         def job(conn: Connection) -> tuple[str, list[Row]]:
-            found = rollups.answer(
-                conn, views, query, group=group, buckets=buckets, read_only=read_only
-            )
+            found = rollups.answer(conn, views, query, group=group, buckets=buckets, now_ms=now_ms)
             if found is not None:
                 return "rollup", found
             return "raw", conn.execute(sql, params).fetchall()
@@ -379,8 +370,11 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         """Roll up breakdowns under the filter ``prop == value`` from the period after the
         site's newest stored event (what the first such breakdown does on its own); returns
         whether it was registered (not already, within ``SEGMENTS_PER_SITE``)."""
+        now_ms, views = int(self.clock() * 1000), self._views
         return bool(
-            await self._run("query", lambda conn: rollups.want(conn, site_id, (prop, value)))
+            await self._run(
+                "query", lambda conn: rollups.want(conn, site_id, (prop, value), now_ms, views)
+            )
         )
 
     async def rebuild_rollups(self) -> int:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from hashlib import blake2b
 from typing import Any
@@ -91,6 +92,8 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
         """Months whose partition this process knows to exist."""
         self._collation: str | None = None
         self._use_rollups = rollups
+        self.clock: Callable[[], float] = time.time
+        """Wall time, when a segment was asked (``rollup_segments.asked_at``)."""
         self._queries = asyncio.Semaphore(max(1, max_size - 2))
         """Stats queries in flight: they queue here, not for a pool connection (whose wait
         ends in ``StoreUnavailable`` after ``timeout``); two connections stay for the rest."""
@@ -300,13 +303,12 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
                     found = await rollups.answer(cur, query, group=group, buckets=buckets)
                 if found is not None:
                     self._answered("rollup")
-                    return found
-                rows = await self._scan(conn, sql, params)
+                else:
+                    found = await self._scan(conn, sql, params)
             segment = rollups_domain.segment_of(query, group)
-            if segment is not None:  # rolled up from now on (when it is a new one)
-                async with self._connection("query") as conn:
-                    await rollups.want(conn, query.site_id, segment)
-            return rows
+            if segment is not None:  # noted as asked; rolled up from now on if it is new
+                await self.register_segment(query.site_id, *segment)
+            return found
         return await self._stats_rows(sql, params)
 
     async def register_segment(self, site_id: str, prop: str, value: str) -> bool:
@@ -314,7 +316,7 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
         site's newest stored event (what the first such breakdown does on its own); returns
         whether it was registered (not already, within ``SEGMENTS_PER_SITE``)."""
         async with self._connection("query") as conn:
-            return await rollups.want(conn, site_id, (prop, value))
+            return await rollups.want(conn, site_id, (prop, value), int(self.clock() * 1000))
 
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:
         rows = await self._stats(query)

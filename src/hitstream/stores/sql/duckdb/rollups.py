@@ -180,26 +180,67 @@ def segments_of(conn: Connection, sites: Iterable[str]) -> rollups.Segments:
     return rollups.segments_of(segments(conn, sites))
 
 
-def want(conn: Connection, site: str, segment: rollups.Segment) -> bool:
-    """Register ``segment`` of ``site`` from the period after the site's newest stored event
-    (every event stored from then on counts in it), unless the site has its
-    ``SEGMENTS_PER_SITE`` already or it is a custom property the site does not roll up; run
+def want(
+    conn: Connection,
+    site: str,
+    segment: rollups.Segment,
+    now_ms: int,
+    views: rollup_views.Views | None = None,
+) -> bool:
+    """A breakdown under ``segment`` was asked at ``now_ms``: note it (``asked_at``, at most
+    hourly), or register the segment from the period after the site's newest stored event
+    (every event stored from then on counts in it). A site with ``SEGMENTS_PER_SITE`` first
+    drops the one ``rollups.to_replace`` names, with its rows (and ``views`` of the site), or
+    registers nothing; a custom property the site does not roll up is no segment. Run
     between writes (a job on the store's thread). Returns whether it was registered."""
-    known = segments(conn, [site]).get(site, {})
-    if segment in known or len(known) >= rollups.SEGMENTS_PER_SITE:
+    asked = {
+        (dim, value): int(at)
+        for dim, value, at in conn.execute(
+            "SELECT dim, value, asked_at FROM rollup_segments WHERE site_id = $s", {"s": site}
+        ).fetchall()
+    }
+    if segment in asked:
+        if asked[segment] <= now_ms - rollups.SEGMENT_TOUCH_MS:
+            conn.execute(
+                "UPDATE rollup_segments SET asked_at = $t WHERE site_id = $s AND dim = $d "
+                "AND value = $v",
+                {"t": now_ms, "s": site, "d": segment[0], "v": segment[1]},
+            )
         return False
+    keys = prop_keys(conn, [site]).get(site, {})
     prop = segment[0]
-    if prop.startswith(PROP_PREFIX) and prop[len(PROP_PREFIX) :] not in prop_keys(conn, [site]).get(
-        site, {}
-    ):
+    if prop.startswith(PROP_PREFIX) and prop[len(PROP_PREFIX) :] not in keys:
         return False
+    if len(asked) >= rollups.SEGMENTS_PER_SITE:
+        gone = rollups.to_replace(asked, now_ms)
+        if gone is None:
+            return False
+        with writes.transaction(conn):
+            conn.execute(
+                "DELETE FROM rollup_segments WHERE site_id = $s AND dim = $d AND value = $v",
+                {"s": site, "d": gone[0], "v": gone[1]},
+            )
+            for table in ("rollups", "rollup_sums"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE site_id = $s AND "
+                    "dim IN (SELECT unnest($dims::VARCHAR[]))",
+                    {"s": site, "dims": rollups.segment_dims(gone, keys)},
+                )
+            _insert_segment(conn, site, segment, now_ms)
+        if views is not None:
+            views.clear([site])
+        return True
+    _insert_segment(conn, site, segment, now_ms)
+    return True
+
+
+def _insert_segment(conn: Connection, site: str, segment: rollups.Segment, now_ms: int) -> None:
     row = conn.execute("SELECT max(ts) FROM events WHERE site_id = $s", {"s": site}).fetchone()
     start = rollups.prop_from(None if row is None or row[0] is None else int(row[0]))
     conn.execute(
-        "INSERT INTO rollup_segments VALUES ($s, $d, $v, $f) ON CONFLICT DO NOTHING",
-        {"s": site, "d": prop, "v": segment[1], "f": start},
+        "INSERT INTO rollup_segments VALUES ($s, $d, $v, $f, $t) ON CONFLICT DO NOTHING",
+        {"s": site, "d": segment[0], "v": segment[1], "f": start, "t": now_ms},
     )
-    return True
 
 
 def keep(
@@ -484,19 +525,20 @@ def answer(
     *,
     group: str | None = None,
     buckets: Sequence[int] | None = None,
-    read_only: bool = False,
+    now_ms: int | None = None,
 ) -> list[Row] | None:
     """Rows of ``COLUMNS`` from the rollups, or None if the data does not allow it (run as
     one job on the store's thread, after ``usable``): from the query's view, built from the
-    tables the first time its shape is asked. A segment's breakdown that the segment does
-    not cover registers the segment (``want``), unless the store is ``read_only``."""
+    tables the first time its shape is asked. A segment's breakdown notes the segment as
+    asked at ``now_ms``, registering it if it is new (``want``); None: a read-only store,
+    which notes nothing."""
     only = rollups.only_value(query)
     dim, value = only if only is not None else (group or "", None)
     segment = rollups.segment_of(query, group)
     if segment is not None and group is not None:
+        if now_ms is not None:
+            want(conn, query.site_id, segment, now_ms, views)
         if not _covered(conn, query, group, segment):
-            if not read_only:
-                want(conn, query.site_id, segment)
             return None
         dim, value = rollups.segment_dim(*segment, group), None
     elif not _covered(conn, query, dim or None):

@@ -11,9 +11,12 @@ parameter per column instead: slower, exact.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from operator import attrgetter
 from typing import Final
+
+import duckdb
 
 from hitstream.domain.events import ProcessedEvent, Props, Session
 from hitstream.domain.measures import prop_text
@@ -21,6 +24,20 @@ from hitstream.stores.base import WriteBatch
 from hitstream.stores.sql.common import EVENT_TEXT, SESSION_COLUMNS, SESSION_INTS, SESSION_TEXT
 
 Statement = tuple[str, dict[str, object]]
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN; COMMIT when the block ends, ROLLBACK (and the error goes on) if it raises."""
+    conn.execute("BEGIN")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            conn.execute("ROLLBACK")
+        raise
+
 
 _US: Final = "\x1f"
 _RS: Final = "\x1e"

@@ -2,7 +2,8 @@
 -- The segments a site rolls up: `dim == value` filters (an event property or a rolled-up
 -- custom one), at most 16 a site, registered the first time a breakdown by another property
 -- is asked under one, each from_slot on (the half hour after the site's newest event stored
--- then). Every event in a segment counts its other properties again under the segment's
+-- then). A segment not asked for a day (`asked_at`, epoch ms) gives its place, and its rows,
+-- to a new one when the site has 16. Every event in a segment counts its other properties again under the segment's
 -- rollup properties (`seg:["dim","value","group"]`). Read and registered under the locks of
 -- `rollup_props` (writers ROW SHARE, registration EXCLUSIVE), as custom property keys are.
 -- `hitstream migrate --rebuild-rollups` recomputes them from the beginning.
@@ -11,5 +12,6 @@ CREATE TABLE rollup_segments (
     dim         TEXT    NOT NULL,
     value       TEXT    NOT NULL,
     from_slot   BIGINT  NOT NULL,
+    asked_at    BIGINT  NOT NULL DEFAULT 0,
     PRIMARY KEY (site_id, dim, value)
 );

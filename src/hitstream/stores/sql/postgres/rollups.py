@@ -140,34 +140,63 @@ async def segments(cur: Cursor, sites: Iterable[str]) -> dict[str, dict[rollups.
     return found
 
 
-async def want(conn: psycopg.AsyncConnection[Any], site: str, segment: rollups.Segment) -> bool:
-    """Register ``segment`` of ``site`` (in a transaction of its own, outside any other), from
-    the period after the site's newest stored event, unless it is known, the site has its
-    ``SEGMENTS_PER_SITE``, or it is a custom property the site does not roll up. As a key's
-    registration (``register``): EXCLUSIVE on ``rollup_props`` waits for every write that
-    read the segments, so "newest" includes theirs. Returns whether it was registered."""
+async def want(
+    conn: psycopg.AsyncConnection[Any], site: str, segment: rollups.Segment, now_ms: int
+) -> bool:
+    """A breakdown under ``segment`` was asked at ``now_ms`` (call outside any transaction):
+    note it (``asked_at``, at most hourly), or register the segment from the period after the
+    site's newest stored event. A site with ``SEGMENTS_PER_SITE`` first drops the one
+    ``rollups.to_replace`` names, with its rows, or registers nothing; a custom property the
+    site does not roll up is no segment. As a key's registration (``register``), it holds
+    EXCLUSIVE on ``rollup_props``: it waits for every write that read the segments, so
+    "newest" includes theirs. Returns whether it was registered."""
     async with conn.cursor() as cur:
-        known = (await segments(cur, [site])).get(site, {})
-        if segment in known or len(known) >= rollups.SEGMENTS_PER_SITE:
+        asked = await _asked(cur, site)
+        if segment in asked:
+            if asked[segment] <= now_ms - rollups.SEGMENT_TOUCH_MS:
+                await cur.execute(
+                    "UPDATE rollup_segments SET asked_at = %s WHERE site_id = %s AND dim = %s "
+                    "AND value = %s",
+                    (now_ms, site, *segment),
+                )
             return False
         async with conn.transaction():
             await cur.execute("LOCK TABLE rollup_props IN EXCLUSIVE MODE")
-            known = (await segments(cur, [site])).get(site, {})
-            if segment in known or len(known) >= rollups.SEGMENTS_PER_SITE:
-                return False
+            asked = await _asked(cur, site)
+            keys = (await prop_keys(cur, [site])).get(site, {})
             prop = segment[0]
-            if prop.startswith(PROP_PREFIX):
-                keys = (await prop_keys(cur, [site])).get(site, {})
-                if prop[len(PROP_PREFIX) :] not in keys:
+            if segment in asked or (
+                prop.startswith(PROP_PREFIX) and prop[len(PROP_PREFIX) :] not in keys
+            ):
+                return False
+            if len(asked) >= rollups.SEGMENTS_PER_SITE:
+                gone = rollups.to_replace(asked, now_ms)
+                if gone is None:
                     return False
+                await cur.execute(
+                    "DELETE FROM rollup_segments WHERE site_id = %s AND dim = %s AND value = %s",
+                    (site, *gone),
+                )
+                for table in ("rollups", "rollup_sums"):
+                    await cur.execute(
+                        f"DELETE FROM {table} WHERE site_id = %s AND dim = ANY(%b::text[])",
+                        (site, rollups.segment_dims(gone, keys)),
+                    )
             await cur.execute("SELECT max(ts) FROM events WHERE site_id = %s", (site,))
             row = await cur.fetchone()
             start = rollups.prop_from(None if row is None or row[0] is None else int(row[0]))
             await cur.execute(
-                "INSERT INTO rollup_segments VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (site, prop, segment[1], start),
+                "INSERT INTO rollup_segments VALUES (%s, %s, %s, %s, %s)",
+                (site, prop, segment[1], start, now_ms),
             )
             return True
+
+
+async def _asked(cur: Cursor, site: str) -> dict[rollups.Segment, int]:
+    await cur.execute(
+        "SELECT dim, value, asked_at FROM rollup_segments WHERE site_id = %s", (site,)
+    )
+    return {(dim, value): int(at) for dim, value, at in await cur.fetchall()}
 
 
 async def _keys(
