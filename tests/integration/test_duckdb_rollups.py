@@ -730,3 +730,43 @@ async def test_a_site_keeps_16_segments_and_a_new_one_replaces_the_least_recentl
     finally:
         await store.close()
         await raw.close()
+
+
+async def test_a_dashboard_batch_registers_and_then_reads_a_segment(
+    pair: tuple[DuckDBStore, DuckDBStore],
+) -> None:
+    """The live dashboard asks its panels in one batch (``stats_batch``): a breakdown under a
+    filter there registers the segment too, and once more traffic came, the same batch over
+    the later range reads it, with the answers of raw scans."""
+    from hitstream.stores.batch import StatsCall
+
+    rolled, raw = pair
+    events, sessions = traffic(4_000)
+    day2 = START + DAY
+    first = [e for e in events if e.timestamp < day2]
+    for store in (rolled, raw):
+        await write_all(store, first, sessions)
+    flt = Filter("country", "==", (most_common(events, "country"),))
+
+    def calls(lo: int) -> list[StatsCall]:
+        whole = Range(lo, START + 3 * DAY)
+        metrics = ("visitors", "visits", "bounce_rate")
+        return [
+            StatsCall("aggregate", StatsQuery(SITE, whole, metrics, (flt,))),
+            StatsCall("breakdown", StatsQuery(SITE, whole, metrics, (flt,), property="page")),
+            StatsCall("breakdown", StatsQuery(SITE, whole, metrics, (flt,), property="source")),
+        ]
+
+    await rolled.stats_batch(SITE, calls(START))
+    assert rolled.answered == {"rollup": 1, "raw": 2}
+    rows = await rolled._rows(
+        "SELECT from_slot FROM rollup_segments WHERE site_id = $s", {"s": SITE}
+    )
+    since = int(rows[0][0])
+    for store in (rolled, raw):
+        await write_all(store, [e for e in events if e.timestamp >= day2], sessions)
+    got = await rolled.stats_batch(SITE, calls(since))
+    want = await raw.stats_batch(SITE, calls(since))
+    assert rolled.answered == {"rollup": 4, "raw": 2}
+    assert [a.rows for a in got.answers] == [a.rows for a in want.answers]
+    assert all(a.rows for a in got.answers[1:])

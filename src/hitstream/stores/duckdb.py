@@ -527,8 +527,10 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         rollups' coverage check runs once per range instead of once per query."""
         check_site(site_id, calls)
         keep, views = self._use_rollups, self._views
+        now_ms = None if self._read_only else int(self.clock() * 1000)
         done = await self._run(
-            "query", lambda conn: duck_batch.answer_all(conn, views, keep, site_id, calls)
+            "query",
+            lambda conn: duck_batch.answer_all(conn, views, keep, site_id, calls, now_ms),
         )
         for path in done.paths:
             self._answered(path)

@@ -67,6 +67,11 @@ class Repeating:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
+    @property
+    def direct(self) -> Connection:
+        """The connection itself, for what must read fresh rows (a segment's bookkeeping)."""
+        return self._conn
+
 
 def _rows(
     conn: Repeating,
@@ -75,11 +80,14 @@ def _rows(
     query: StatsQuery,
     group: str | None = None,
     buckets: list[int] | None = None,
+    now_ms: int | None = None,
 ) -> tuple[str, list[Row]]:
     """What ``DuckDBStore._stats`` answers, and the path (``"rollup"``/``"raw"``)."""
     sql, params = stats.stats_sql(query, group=group, buckets=buckets)
     if keep and rollups.usable(query, group, buckets):
-        found = rollups.answer(cast(Connection, conn), views, query, group=group, buckets=buckets)
+        found = rollups.answer(
+            cast(Connection, conn), views, query, group=group, buckets=buckets, now_ms=now_ms
+        )
         if found is not None:
             return "rollup", found
     return "raw", conn.execute(sql, params).fetchall()
@@ -91,6 +99,7 @@ def _answer(
     keep: bool,
     call: StatsCall,
     answered: list[str],
+    now_ms: int | None,
 ) -> StatsAnswer:
     query = call.query
     if call.kind == "aggregate":
@@ -109,7 +118,7 @@ def _answer(
         )
     if not query.property:
         raise QueryError("property", "is required for a breakdown")
-    path, rows = _rows(conn, views, keep, query, group=query.property)
+    path, rows = _rows(conn, views, keep, query, group=query.property, now_ms=now_ms)
     answered.append(path)
     return StatsAnswer(rows=[BreakdownRow(str(row[0]), results(query, row)) for row in rows])
 
@@ -130,8 +139,10 @@ def answer_all(
     keep: bool,
     site_id: str,
     calls: Sequence[StatsCall],
+    now_ms: int | None = None,
 ) -> Answered:
-    """The batch, run on the store's thread as one job (``keep``: the store keeps rollups)."""
+    """The batch, run on the store's thread as one job (``keep``: the store keeps rollups;
+    ``now_ms``: when a breakdown under a segment was asked, None on a read-only store)."""
     repeating = Repeating(conn)
     version = repeating.execute(
         "SELECT data_version FROM sites WHERE site_id = $s", {"s": site_id}
@@ -140,7 +151,7 @@ def answer_all(
     answers: list[StatsAnswer] = []
     for call in calls:
         try:
-            answers.append(_answer(repeating, views, keep, call, paths))
+            answers.append(_answer(repeating, views, keep, call, paths, now_ms))
         except duckdb.Error as exc:  # as ``DuckDBStore._run`` says it
             answers.append(StatsAnswer.failed(StoreUnavailable(f"duckdb query failed: {exc}")))
         except HitstreamError as exc:

@@ -536,8 +536,8 @@ def answer(
     dim, value = only if only is not None else (group or "", None)
     segment = rollups.segment_of(query, group)
     if segment is not None and group is not None:
-        if now_ms is not None:
-            want(conn, query.site_id, segment, now_ms, views)
+        if now_ms is not None:  # past a batch's cache of SELECTs (``batch.Repeating``)
+            want(getattr(conn, "direct", conn), query.site_id, segment, now_ms, views)
         if not _covered(conn, query, group, segment):
             return None
         dim, value = rollups.segment_dim(*segment, group), None
