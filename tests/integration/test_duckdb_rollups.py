@@ -770,3 +770,33 @@ async def test_a_dashboard_batch_registers_and_then_reads_a_segment(
     assert rolled.answered == {"rollup": 4, "raw": 2}
     assert [a.rows for a in got.answers] == [a.rows for a in want.answers]
     assert all(a.rows for a in got.answers[1:])
+
+
+async def test_segments_keep_to_a_budget_of_the_sites_events(tmp_path: Path) -> None:
+    """Two filters that hold every event of the site use the whole budget: a third one that
+    holds any events is refused, one that holds none fits. A day later the new one takes the
+    place of the least recently asked."""
+    store = DuckDBStore(tmp_path / "b.duckdb")
+    now = [1_800_000_000.0]
+    store.clock = lambda: now[0]
+    await store.start()
+    try:
+        events, sessions = traffic(3_000)
+        await write_all(store, events, sessions)
+        counted = [e for e in events if e.site_id == SITE and e.type != "engagement"]
+        lo = rollups.slot_of(max(e.timestamp for e in counted)) - DAY
+        recent = [e for e in counted if e.timestamp >= lo]
+        assert {e.hostname for e in recent} == {SITE} and {e.user_id for e in recent} == {""}
+        country = most_common(recent, "country")
+        assert await store.register_segment(SITE, "hostname", SITE)
+        now[0] += 60
+        assert await store.register_segment(SITE, "user_id", "")
+        now[0] += 60
+        assert not await store.register_segment(SITE, "country", country)
+        assert await store.register_segment(SITE, "country", "XX")  # holds nothing
+        now[0] += 86_400
+        assert await store.register_segment(SITE, "country", country)
+        rows = await store._rows("SELECT dim, value FROM rollup_segments ORDER BY ALL")
+        assert rows == sorted([("country", "XX"), ("country", country), ("user_id", "")])
+    finally:
+        await store.close()

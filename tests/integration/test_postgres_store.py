@@ -867,3 +867,13 @@ async def test_a_new_segment_replaces_one_idle_for_a_day_with_its_rows(
     got = await store.breakdown(under("C02"))
     assert [(r.value, r.results["visitors"]) for r in got] == [("/", 1.0)]
     assert store.answered["rollup"] == 2
+
+
+async def test_segments_keep_to_a_budget_of_the_sites_events(store: PostgresStore) -> None:
+    t = utc(2026, 4, 6, 10)
+    batch = [event("a", t), event("b", t + HOUR, "w", "z"), event("c", t + 30 * HOUR, "x", "y")]
+    await store.write(WriteBatch("e", {0: 3}, batch))
+    assert await store.register_segment(SITE, "hostname", "pg.example")  # every event
+    assert await store.register_segment(SITE, "user_id", "")  # every event: the budget is used
+    assert not await store.register_segment(SITE, "page", "/")
+    assert await store.register_segment(SITE, "page", "/none")  # holds no event

@@ -268,3 +268,46 @@ def test_a_slot_document_names_a_value_once_when_every_event_had_it() -> None:
     for members in (document, first):
         back = rollups.slot_from_document(slot.key, members)
         assert back.events == slot.events and back.pageviews == slot.pageviews
+
+
+DAY_MS = 86_400_000
+
+
+def test_make_room_drops_idle_segments_least_recently_asked_first() -> None:
+    now = 10 * DAY_MS
+    idle, busy = now - rollups.SEGMENT_IDLE_MS, now - rollups.SEGMENT_IDLE_MS + 1
+    a, b, c = ("country", "DE"), ("page", "/"), ("source", "x")
+    # room in count and budget: nothing dropped
+    assert rollups.make_room({a: idle}, {a: 0.5}, 0.5, now) == []
+    # over the budget: idle ones go, the least recently asked first, until it fits
+    asked, shares = {a: busy, b: idle, c: idle - 1}, {a: 1.0, b: 0.5, c: 0.5}
+    assert rollups.make_room(asked, shares, 0.4, now) == [c]
+    assert rollups.make_room(asked, shares, 0.6, now) == [c, b]
+    assert rollups.make_room(asked, shares, 1.1, now) is None  # a busy one never goes
+    assert rollups.make_room({a: busy, b: idle}, {a: 1.5, b: 0.2}, 0.6, now) is None
+    assert rollups.make_room({a: idle, b: idle}, {a: 1.5, b: 0.2}, 0.6, now) == [a]
+    # exactly the budget fits
+    assert rollups.make_room({a: busy}, {a: 1.0}, 1.0, now) == []
+    # full in count: one idle one goes whatever the shares
+    full = {("country", str(n)): busy for n in range(rollups.SEGMENTS_PER_SITE)}
+    assert rollups.make_room(full, {}, 0.0, now) is None
+    full[("country", "0")] = idle
+    assert rollups.make_room(full, {}, 0.0, now) == [("country", "0")]
+
+
+def test_segment_members_are_the_events_other_members_under_the_segment() -> None:
+    e = event(1, 0, 5, "v", "s", path="/pricing")
+    segments = {"page": frozenset({"/pricing"}), "country": frozenset({"XX"})}
+    members = rollups.event_members(e, (), segments)
+    plain = rollups.event_members(e)
+    extra = members[len(plain) :]
+    assert members[: len(plain)] == plain
+    assert extra == [
+        (rollups.segment_dim("page", "/pricing", prop), value)
+        for prop, value in plain
+        if prop not in ("", "page")
+    ]
+    assert {json.loads(dim[len(rollups.SEGMENT_PREFIX) :])[2] for dim, _ in extra} == {
+        prop for prop, _ in plain if prop not in ("", "page")
+    }
+    assert rollups.event_members(e, (), {"page": frozenset({"/"})}) == plain

@@ -199,8 +199,8 @@ def segment_of(query: StatsQuery, group: str | None) -> Segment | None:
 
 
 SEGMENT_IDLE_MS: Final = 86_400_000
-"""A segment not asked for a day gives its place to a new one when its site has
-``SEGMENTS_PER_SITE``: the filters in use keep theirs, one-off clicks do not hold them."""
+"""A segment not asked for a day gives its place to a new one that does not fit beside it
+(``make_room``): the filters in use keep theirs, one-off clicks do not hold them."""
 SEGMENT_TOUCH_MS: Final = 3_600_000
 """A segment's ``asked_at`` is written at most once an hour."""
 
@@ -212,13 +212,32 @@ def segment_dims(segment: Segment, keys: Iterable[str] = ()) -> list[str]:
     return [segment_dim(*segment, group) for group in groups if group != segment[0]]
 
 
-def to_replace(asked: Mapping[Segment, int], now_ms: int) -> Segment | None:
-    """The segment a new one replaces (``asked``: each segment of a full site -> when it was
-    last asked): the least recently asked, when that is ``SEGMENT_IDLE_MS`` ago; else None."""
-    if not asked:
-        return None
-    oldest = min(asked, key=lambda s: (asked[s], s))
-    return oldest if asked[oldest] <= now_ms - SEGMENT_IDLE_MS else None
+SEGMENT_BUDGET: Final = 2.0
+"""The most a site's segments may add to its writes, in events: the sum of their shares of
+the site's events over its last stored day. Each event in a segment counts its members again,
+so 2.0 bounds the extra members at about twice the site's own: 16 country or page filters, or
+two filters that hold every event (a hostname, ``type==pageview``)."""
+
+
+def make_room(
+    asked: Mapping[Segment, int], shares: Mapping[Segment, float], share: float, now_ms: int
+) -> list[Segment] | None:
+    """The segments to drop so that a new one holding ``share`` of the site's events fits in
+    ``SEGMENTS_PER_SITE`` and ``SEGMENT_BUDGET`` (``asked``: each segment -> when it was last
+    asked; ``shares``: each one's share): the least recently asked first, only those not asked
+    for ``SEGMENT_IDLE_MS``. None when it cannot fit."""
+    idle = sorted((at, segment) for segment, at in asked.items() if at <= now_ms - SEGMENT_IDLE_MS)
+    kept, used, dropped = len(asked), sum(shares.get(s, 0.0) for s in asked), []
+
+    def fits() -> bool:
+        return kept < SEGMENTS_PER_SITE and used + share <= SEGMENT_BUDGET + 1e-9
+
+    for _, segment in idle:
+        if fits():
+            break
+        dropped.append(segment)
+        kept, used = kept - 1, used - shares.get(segment, 0.0)
+    return dropped if fits() else None
 
 
 def segments_of(known: Mapping[str, Mapping[Segment, int]]) -> dict[str, dict[str, frozenset[str]]]:

@@ -189,10 +189,11 @@ def want(
 ) -> bool:
     """A breakdown under ``segment`` was asked at ``now_ms``: note it (``asked_at``, at most
     hourly), or register the segment from the period after the site's newest stored event
-    (every event stored from then on counts in it). A site with ``SEGMENTS_PER_SITE`` first
-    drops the one ``rollups.to_replace`` names, with its rows (and ``views`` of the site), or
-    registers nothing; a custom property the site does not roll up is no segment. Run
-    between writes (a job on the store's thread). Returns whether it was registered."""
+    (every event stored from then on counts in it), when it fits beside the others
+    (``rollups.make_room``: the count and the budget of shares, dropping idle ones with their
+    rows and the site's ``views``). A custom property the site does not roll up is no
+    segment. Run between writes (a job on the store's thread). Returns whether it was
+    registered."""
     asked = {
         (dim, value): int(at)
         for dim, value, at in conn.execute(
@@ -211,11 +212,14 @@ def want(
     prop = segment[0]
     if prop.startswith(PROP_PREFIX) and prop[len(PROP_PREFIX) :] not in keys:
         return False
-    if len(asked) >= rollups.SEGMENTS_PER_SITE:
-        gone = rollups.to_replace(asked, now_ms)
-        if gone is None:
-            return False
-        with writes.transaction(conn):
+    row = conn.execute("SELECT max(ts) FROM events WHERE site_id = $s", {"s": site}).fetchone()
+    newest = None if row is None or row[0] is None else int(row[0])
+    shares = _shares(conn, site, [*asked, segment], newest)
+    dropped = rollups.make_room(asked, shares, shares[segment], now_ms)
+    if dropped is None:
+        return False
+    with writes.transaction(conn):
+        for gone in dropped:
             conn.execute(
                 "DELETE FROM rollup_segments WHERE site_id = $s AND dim = $d AND value = $v",
                 {"s": site, "d": gone[0], "v": gone[1]},
@@ -226,21 +230,34 @@ def want(
                     "dim IN (SELECT unnest($dims::VARCHAR[]))",
                     {"s": site, "dims": rollups.segment_dims(gone, keys)},
                 )
-            _insert_segment(conn, site, segment, now_ms)
-        if views is not None:
-            views.clear([site])
-        return True
-    _insert_segment(conn, site, segment, now_ms)
+        conn.execute(
+            "INSERT INTO rollup_segments VALUES ($s, $d, $v, $f, $t) ON CONFLICT DO NOTHING",
+            {"s": site, "d": prop, "v": segment[1], "f": rollups.prop_from(newest), "t": now_ms},
+        )
+    if dropped and views is not None:
+        views.clear([site])
     return True
 
 
-def _insert_segment(conn: Connection, site: str, segment: rollups.Segment, now_ms: int) -> None:
-    row = conn.execute("SELECT max(ts) FROM events WHERE site_id = $s", {"s": site}).fetchone()
-    start = rollups.prop_from(None if row is None or row[0] is None else int(row[0]))
-    conn.execute(
-        "INSERT INTO rollup_segments VALUES ($s, $d, $v, $f, $t) ON CONFLICT DO NOTHING",
-        {"s": site, "d": segment[0], "v": segment[1], "f": start, "t": now_ms},
-    )
+def _shares(
+    conn: Connection, site: str, wanted: Sequence[rollups.Segment], newest: int | None
+) -> dict[rollups.Segment, float]:
+    """Each segment's share of the site's events over its last stored day, from the rollup
+    rows of the segments' values (0 for a site without events)."""
+    if newest is None:
+        return dict.fromkeys(wanted, 0.0)
+    rows = conn.execute(
+        "SELECT dim, value, sum(events) FROM rollups WHERE site_id = $s AND hour >= $lo "
+        "AND dim IN (SELECT unnest($dims::VARCHAR[])) GROUP BY ALL",
+        {
+            "s": site,
+            "lo": rollups.slot_of(newest) - 48 * rollups.SLOT,
+            "dims": sorted({prop for prop, _ in wanted} | {""}),
+        },
+    ).fetchall()
+    counts = {(dim, value): int(n or 0) for dim, value, n in rows}
+    total = counts.get(rollups.TOTAL, 0)
+    return {segment: counts.get(segment, 0) / total if total else 0.0 for segment in wanted}
 
 
 def keep(

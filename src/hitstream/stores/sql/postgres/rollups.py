@@ -145,9 +145,9 @@ async def want(
 ) -> bool:
     """A breakdown under ``segment`` was asked at ``now_ms`` (call outside any transaction):
     note it (``asked_at``, at most hourly), or register the segment from the period after the
-    site's newest stored event. A site with ``SEGMENTS_PER_SITE`` first drops the one
-    ``rollups.to_replace`` names, with its rows, or registers nothing; a custom property the
-    site does not roll up is no segment. As a key's registration (``register``), it holds
+    site's newest stored event, when it fits beside the others (``rollups.make_room``: the
+    count and the budget of shares, dropping idle ones with their rows). A custom property
+    the site does not roll up is no segment. As a key's registration (``register``), it holds
     EXCLUSIVE on ``rollup_props``: it waits for every write that read the segments, so
     "newest" includes theirs. Returns whether it was registered."""
     async with conn.cursor() as cur:
@@ -169,10 +169,14 @@ async def want(
                 prop.startswith(PROP_PREFIX) and prop[len(PROP_PREFIX) :] not in keys
             ):
                 return False
-            if len(asked) >= rollups.SEGMENTS_PER_SITE:
-                gone = rollups.to_replace(asked, now_ms)
-                if gone is None:
-                    return False
+            await cur.execute("SELECT max(ts) FROM events WHERE site_id = %s", (site,))
+            row = await cur.fetchone()
+            newest = None if row is None or row[0] is None else int(row[0])
+            shares = await _shares(cur, site, [*asked, segment], newest)
+            dropped = rollups.make_room(asked, shares, shares[segment], now_ms)
+            if dropped is None:
+                return False
+            for gone in dropped:
                 await cur.execute(
                     "DELETE FROM rollup_segments WHERE site_id = %s AND dim = %s AND value = %s",
                     (site, *gone),
@@ -182,14 +186,28 @@ async def want(
                         f"DELETE FROM {table} WHERE site_id = %s AND dim = ANY(%b::text[])",
                         (site, rollups.segment_dims(gone, keys)),
                     )
-            await cur.execute("SELECT max(ts) FROM events WHERE site_id = %s", (site,))
-            row = await cur.fetchone()
-            start = rollups.prop_from(None if row is None or row[0] is None else int(row[0]))
             await cur.execute(
                 "INSERT INTO rollup_segments VALUES (%s, %s, %s, %s, %s)",
-                (site, prop, segment[1], start, now_ms),
+                (site, prop, segment[1], rollups.prop_from(newest), now_ms),
             )
             return True
+
+
+async def _shares(
+    cur: Cursor, site: str, wanted: Sequence[rollups.Segment], newest: int | None
+) -> dict[rollups.Segment, float]:
+    """Each segment's share of the site's events over its last stored day, from the rollup
+    rows of the segments' values (0 for a site without events)."""
+    if newest is None:
+        return dict.fromkeys(wanted, 0.0)
+    await cur.execute(
+        "SELECT dim, value, sum(events) FROM rollups WHERE site_id = %s "
+        "AND dim = ANY(%b::text[]) AND hour >= %s GROUP BY 1, 2",
+        (site, sorted({prop for prop, _ in wanted} | {""}), rollups.slot_of(newest) - DAY),
+    )
+    counts = {(dim, value): int(n or 0) for dim, value, n in await cur.fetchall()}
+    total = counts.get(rollups.TOTAL, 0)
+    return {segment: counts.get(segment, 0) / total if total else 0.0 for segment in wanted}
 
 
 async def _asked(cur: Cursor, site: str) -> dict[rollups.Segment, int]:
