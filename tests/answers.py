@@ -52,8 +52,8 @@ def filtered_queries(
     }
     rolled: list[Any] = []
     for name, flt in one.items():
-        asked = METRICS if name != "entry" else ("visitors", "visits", "bounce_rate")
-        metrics = tuple(m for m in asked if not m.startswith("load_time"))
+        # load-time percentiles under a filter: counts from rollups, percentiles scanned
+        metrics = METRICS if name != "entry" else ("visitors", "visits", "load_time_p95")
         rolled += [
             ("aggregate", StatsQuery(site, whole, metrics, filters=(flt,))),
             ("timeseries", StatsQuery(site, whole, metrics, filters=(flt,), interval="hour")),
@@ -73,6 +73,5 @@ def filtered_queries(
         ),
         ("aggregate", StatsQuery(site, whole, ("visitors",), (one["country"], one["source"]))),
         ("breakdown", StatsQuery(site, whole, ("visitors",), (one["country"],), property="page")),
-        ("aggregate", StatsQuery(site, whole, ("load_time_p50",), (one["page"],))),
     ]
     return rolled, scanned

@@ -826,8 +826,18 @@ def segment_queries(draw: st.DrawFn) -> StatsQuery:
     filter's segment."""
     start = H + draw(st.integers(-6, 24)) * HOUR // 2
     length = draw(st.integers(1, 96)) * HOUR // 2
-    prop = draw(st.sampled_from([*sorted(EVENT_PROPERTIES), *["page", "source"] * 3]))
-    value = draw(st.sampled_from([*PAGES, *WORDS, "pageview", "1", "true", "0.5"]))
+    # values the data has, mostly (``datasets``): a filter that matches nothing tests little
+    pools = {
+        "page": PAGES,
+        "source": WORDS,
+        "referrer": [w.lower() for w in WORDS],
+        "country": ["", "DE", "FR", "de", "XX"],
+        "event_name": ["", "Signup", "signup"],
+        "event_type": ["pageview", "custom", "click"],
+        "browser": ["", "Chrome"],
+    }
+    prop = draw(st.sampled_from([*sorted(EVENT_PROPERTIES), *pools, *pools]))
+    value = draw(st.sampled_from(pools.get(prop, [*PAGES, *WORDS, "1", "true"])))
     plain = [m for m in METRICS if not m.startswith("load_time")]
     return StatsQuery(
         site_id="",
@@ -1024,8 +1034,9 @@ async def test_segment_breakdowns_agree_with_an_independent_reference(
     sql_store: Store, batches: Batches, asked: list[StatsQuery]
 ) -> None:
     """Breakdowns under one ``==`` filter whose segment the store rolls up from the
-    beginning (registered before any write, where the store has segments): exactly what
-    ``Reference`` computes, late events, duplicates and changed visit rows included."""
+    beginning (registered before any write, where the store has segments), and the filtered
+    aggregate and graph with load-time percentiles: exactly what ``Reference`` computes, late
+    events, duplicates and changed visit rows included."""
     site = f"site{next(_site_numbers)}"
     register = getattr(sql_store, "register_segment", None)
     for query in asked:
@@ -1047,3 +1058,11 @@ async def test_segment_breakdowns_agree_with_an_independent_reference(
         assert [r.value for r in got] == [value for value, _ in want], query
         pairs = zip(got, want, strict=True)
         assert all(same(g.results, results) for g, (_, results) in pairs), query
+        # the aggregate and graph under the filter, load-time percentiles included (counts
+        # from the value's rollup rows, percentiles from a scan)
+        timed = replace(query, metrics=(*query.metrics, "load_time_p50", "load_time_p95"))
+        assert same(await sql_store.aggregate(timed), reference.aggregate(timed)), timed
+        points = await sql_store.timeseries(timed)
+        want_ts = reference.timeseries(timed)
+        assert [p.bucket for p in points] == [bucket for bucket, _ in want_ts], timed
+        assert all(same(p.results, r) for p, (_, r) in zip(points, want_ts, strict=True))

@@ -300,7 +300,9 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
             async with self._queries, self._connection("query") as conn, conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 async with conn.cursor() as cur:
-                    found = await rollups.answer(cur, query, group=group, buckets=buckets)
+                    found = await rollups.answer(
+                        cur, query, group=group, buckets=buckets, collation=self._collation
+                    )
                 if found is not None:
                     self._answered("rollup")
                 else:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import duckdb
@@ -37,7 +38,7 @@ from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session, is_bounce, is_engagement
 from hitstream.domain.stats import PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
 from hitstream.stores import rollup_views
-from hitstream.stores.sql.duckdb import writes
+from hitstream.stores.sql.duckdb import stats, writes
 
 Connection = duckdb.DuckDBPyConnection
 Row = tuple[Any, ...]
@@ -412,8 +413,8 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
             return False
         dim = group  # a segment's breakdown: its rows by the group (``answer``)
     if dim is not None:
-        if (group is not None or only is not None) and _PERCENTILES.intersection(query.metrics):
-            return False
+        if group is not None and _PERCENTILES.intersection(query.metrics):
+            return False  # under a filter, an aggregate's percentiles come from a scan
         if dim not in rollups.DIMS and not dim.startswith(PROP_PREFIX):
             return False
         if dim in SESSION_PROPERTIES and rollup_views.SUMMED.intersection(query.metrics):
@@ -571,7 +572,28 @@ def answer(
         _add_sums(conn, view)
     if not dim and view.loads is None and _PERCENTILES.intersection(query.metrics):
         _add_loads(conn, view)
-    return view.rows(query, grouped=group is not None)
+    rows = view.rows(query, grouped=group is not None)
+    if only is not None and group is None and _PERCENTILES.intersection(query.metrics):
+        rows = _with_percentiles(conn, query, rows, buckets)
+    return rows
+
+
+def _with_percentiles(
+    conn: Connection, query: StatsQuery, rows: list[Row], buckets: Sequence[int] | None
+) -> list[Row]:
+    """``rows`` (an aggregate or timeseries under one filter) with their load-time
+    percentiles, which the rollups keep per site only: from a scan of the filtered
+    pageviews' load times (no distinct counts), grouped as ``rows``."""
+    asked = tuple(m for m in query.metrics if m in _PERCENTILES)
+    sql, params = stats.stats_sql(replace(query, metrics=asked), buckets=list(buckets or []))
+    found = {_group(row[0]): row[8:10] for row in conn.execute(sql, params).fetchall()}
+    return [(*row[:8], *found.get(_key(row[0], buckets), (None, None)), *row[10:]) for row in rows]
+
+
+def _key(group: Any, buckets: Sequence[int] | None) -> Any:
+    """A row's group as the scan names it: its bucket, or (an aggregate, whose rollup row is
+    named by the filter's value) the scan's one group, 0."""
+    return group if buckets else 0
 
 
 # -- rebuilding ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import psycopg
@@ -36,6 +37,7 @@ from hitstream.domain.events import ProcessedEvent, Session, is_bounce, is_engag
 from hitstream.domain.measures import percentile_cont, reads_engagement
 from hitstream.domain.stats import PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
 from hitstream.stores.sql.common import COLUMNS, ENGAGEMENT_COLUMNS, ORDER_KEYS
+from hitstream.stores.sql.postgres import stats
 
 Cursor = psycopg.AsyncCursor[Any]
 Row = tuple[Any, ...]
@@ -446,8 +448,8 @@ def usable(query: StatsQuery, group: str | None, buckets: Sequence[int] | None) 
             return False
         dim = group  # a segment's breakdown: its rows by the group (``answer``)
     if dim is not None:
-        if any(m in _PERCENTILES for m in query.metrics):
-            return False
+        if group is not None and any(m in _PERCENTILES for m in query.metrics):
+            return False  # under a filter, an aggregate's percentiles come from a scan
         if dim not in rollups.DIMS and not dim.startswith(PROP_PREFIX):
             return False
         if dim in SESSION_PROPERTIES and _SUMMED.intersection(query.metrics):
@@ -526,12 +528,33 @@ async def _percentiles(
     }
 
 
+async def _with_percentiles(
+    cur: Cursor,
+    query: StatsQuery,
+    rows: list[Row],
+    buckets: Sequence[int] | None,
+    collation: str | None,
+) -> list[Row]:
+    """``rows`` (an aggregate or timeseries under one filter) with their load-time
+    percentiles, which the rollups keep per site only: from a scan of the filtered
+    pageviews' load times (no distinct counts), grouped as ``rows``."""
+    asked = tuple(m for m in query.metrics if m in _PERCENTILES)
+    sql, params = stats.stats_sql(
+        replace(query, metrics=asked), buckets=list(buckets or []), collation=collation
+    )
+    await cur.execute(sql, params)
+    found = {int(row[0]): row[8:10] for row in await cur.fetchall()}
+    # an aggregate's one rollup row is named 0, as the scan's
+    return [(*row[:8], *found.get(int(row[0]), (None, None)), *row[10:]) for row in rows]
+
+
 async def answer(
     cur: Cursor,
     query: StatsQuery,
     *,
     group: str | None = None,
     buckets: Sequence[int] | None = None,
+    collation: str | None = None,
 ) -> list[Row] | None:
     """Rows of ``COLUMNS`` from the rollups, or None if the data does not allow it (call
     inside a REPEATABLE READ transaction, after ``usable``)."""
@@ -598,6 +621,8 @@ async def answer(
         sql = f"SELECT {COLUMNS} FROM ({sql}) r"
     await cur.execute(sql, params)
     rows = await cur.fetchall()
+    if only is not None and group is None and any(m in _PERCENTILES for m in query.metrics):
+        rows = await _with_percentiles(cur, query, rows, buckets, collation)
     if not dim and any(m in _PERCENTILES for m in query.metrics):
         found = await _percentiles(cur, g if buckets else "0", params, whole_days=not buckets)
         rows = [(*row[:8], *found.get(int(row[0]), (None, None)), *row[10:]) for row in rows]
