@@ -182,6 +182,18 @@ async def _fill_pg_part(url: str, part: int, days: list[int], events: int, seed:
     return written
 
 
+async def _register_pg_segment(url: str) -> None:
+    """The schema, and ``SEGMENT`` registered before any event (see ``SEGMENT``)."""
+    from hitstream.stores.postgres import PostgresStore
+
+    store = PostgresStore(url)
+    await store.start()
+    try:
+        assert await store.register_segment(SITE, *SEGMENT)
+    finally:
+        await store.close()
+
+
 def fill_pg_part(url: str, part: int, days: list[int], events: int, seed: int) -> int:
     return asyncio.run(_fill_pg_part(url, part, days, events, seed))
 
@@ -204,6 +216,7 @@ def build_pg(url: str, events: int, seed: int, workers: int = 2) -> dict[str, An
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
+    asyncio.run(_register_pg_segment(url))
     began = time.perf_counter()
     plan = [list(range(part, DAYS, workers)) for part in range(workers)]
     context = multiprocessing.get_context("spawn")
@@ -231,6 +244,7 @@ def build_pg(url: str, events: int, seed: int, workers: int = 2) -> dict[str, An
             site_events=int(big),
             bytes=int(size),
             workers=workers,
+            segments=[list(SEGMENT)],
             vacuum_seconds=round(time.perf_counter() - began - filled_s, 1),
         )
         conn.execute("CREATE TABLE bench_manifest (body TEXT NOT NULL)")
@@ -240,7 +254,12 @@ def build_pg(url: str, events: int, seed: int, workers: int = 2) -> dict[str, An
 
 def ensure_pg(url: str = PG_URL, events: int = EVENTS, seed: int = SEED) -> dict[str, Any]:
     info = _pg_manifest(url)
-    if info is not None and info.get("events") == events and info.get("seed") == seed:
+    if (
+        info is not None
+        and info.get("events") == events
+        and info.get("seed") == seed
+        and info.get("segments")
+    ):
         return info
     print(f"building {events:,} events into {url} (once; ~15-25 min, ~11 GB) ...", flush=True)
     return build_pg(url, events, seed)

@@ -18,10 +18,11 @@ append the counts, the engagement sums and the load-time histogram.
 
 Reading (``answer``): a query is answered from the rollups when it has no filter or one
 ``property == value`` filter (the rows of that value), groups by nothing or by a rolled-up
-property (a custom one from its key's ``from_slot`` on; not by another property under a
-filter, no load-time percentiles per value or under a filter, no engagement metrics by a
-visit-row property), its interior bucket starts are whole half hours, the range widened to
-whole half hours adds no stored event, and it starts at or after the site's ``rollup_from``.
+property (a custom one from its key's ``from_slot`` on; another property under a filter
+from the filter's segment, decision 0030; no load-time percentiles per value, and under a
+filter they come from a narrow scan; no engagement metrics by a visit-row property), its
+interior bucket starts are whole half hours, the range widened to whole half hours adds no
+stored event, and it starts at or after the site's ``rollup_from``.
 """
 
 from __future__ import annotations

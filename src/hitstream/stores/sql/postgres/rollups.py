@@ -13,9 +13,10 @@ load the same visitor's slots concurrently; the counts rows they share are added
 
 Reading (``answer``): a query is answered from the rollups when it has no filter or one
 ``property == value`` filter (the rows of that value), groups by nothing or by a rolled-up
-property (a custom one from its key's ``from_slot`` on; not by another property under a
-filter, no load-time percentiles per value or under a filter, and no engagement metric per
-visit-row property: the sums keep the events' own properties),
+property (a custom one from its key's ``from_slot`` on; another property under a filter
+from the filter's segment, decision 0030; no load-time percentiles per value, and under a
+filter they come from a narrow scan; no engagement metric per visit-row property: the sums
+keep the events' own properties),
 its interior bucket starts are whole half hours, the range widened to whole half hours adds
 no stored event, and it starts at or after the site's ``rollup_from`` (and ``sums_from`` when
 it asks an engagement metric: sums began with schema 9). Everything runs in one
