@@ -978,6 +978,30 @@ class Reference:
         ]
 
 
+async def write_site(
+    stores: list[Store], site: str, batches: Batches, asked: list[StatsQuery]
+) -> Batches:
+    """``batches`` as the site's own (ids prefixed), written to each store, after the segment
+    of every breakdown in ``asked`` under one ``==`` filter is registered where a store has
+    segments: from the beginning (no event stored yet), so they answer from rollups. Not a
+    custom property's (its key is not rolled up yet: the stores' integration tests have
+    those). Returns the batches written."""
+    for store in stores:
+        register = getattr(store, "register_segment", None)
+        for query in asked:
+            segment = rollups.segment_of(query, query.property or None)
+            if register is not None and segment is not None:
+                await register(site, *segment)
+    mine: Batches = []
+    for number, (events, sessions) in enumerate(batches):
+        events = [replace(e, site_id=site, event_id=f"{site}-{e.event_id}") for e in events]
+        sessions = [replace(v, site_id=site) for v in sessions]
+        mine.append((events, sessions))
+        for store in stores:
+            await store.write(WriteBatch(site, {0: number}, events, sessions))
+    return mine
+
+
 @settings(
     max_examples=100,
     deadline=None,
@@ -992,22 +1016,7 @@ async def test_stores_agree_with_an_independent_reference(
     # every example gets its own site (and event ids), so one store serves them all
     site = f"site{next(_site_numbers)}"
     memory = MemoryStore()
-    mine: Batches = []
-    register = getattr(sql_store, "register_segment", None)
-    for query in asked:  # a breakdown under one `==` filter reads its segment's rollups
-        segment = rollups.segment_of(query, query.property or None)
-        if register is not None and segment is not None:
-            # from the beginning (no event stored); not a custom property's (its key is not
-            # rolled up yet: those are in the stores' integration tests)
-            await register(site, *segment)
-    for number, (events, sessions) in enumerate(batches):
-        events = [replace(e, site_id=site, event_id=f"{site}-{e.event_id}") for e in events]
-        sessions = [replace(v, site_id=site) for v in sessions]
-        mine.append((events, sessions))
-        batch = WriteBatch(site, {0: number}, events, sessions)
-        await memory.write(batch)
-        await sql_store.write(batch)
-    reference = Reference(mine)
+    reference = Reference(await write_site([sql_store, memory], site, batches, asked))
     for query in asked:
         query = replace(query, site_id=site)
         want = reference.breakdown(query)
@@ -1038,19 +1047,8 @@ async def test_segment_breakdowns_agree_with_an_independent_reference(
     aggregate and graph with load-time percentiles: exactly what ``Reference`` computes, late
     events, duplicates and changed visit rows included."""
     site = f"site{next(_site_numbers)}"
-    register = getattr(sql_store, "register_segment", None)
-    for query in asked:
-        segment = rollups.segment_of(query, query.property)
-        assert segment is not None
-        if register is not None:
-            await register(site, *segment)
-    mine: Batches = []
-    for number, (events, sessions) in enumerate(batches):
-        events = [replace(e, site_id=site, event_id=f"{site}-{e.event_id}") for e in events]
-        sessions = [replace(v, site_id=site) for v in sessions]
-        mine.append((events, sessions))
-        await sql_store.write(WriteBatch(site, {0: number}, events, sessions))
-    reference = Reference(mine)
+    assert all(rollups.segment_of(query, query.property) for query in asked)
+    reference = Reference(await write_site([sql_store], site, batches, asked))
     for query in asked:
         query = replace(query, site_id=site)
         want = reference.breakdown(query)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import pytest
@@ -33,6 +34,7 @@ from hitstream.stores.sql.postgres import migrations  # noqa: E402
 pytestmark = pytest.mark.integration
 SITE = "pg.example"
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+T = TypeVar("T")
 
 
 def utc(year: int, month: int, day: int = 1, hour: int = 0) -> int:
@@ -684,15 +686,12 @@ async def test_migration_9_sums_the_past_only_after_a_rebuild(
     assert store.answered == {"raw": 1, "rollup": 2}
 
 
-async def test_a_new_property_key_waits_for_writes_that_read_the_keys(
-    store: PostgresStore, url: str
-) -> None:
-    """A write in flight read the site's keys (it holds ROW SHARE) and stores an event three
-    hours on without the new key: the key's registration waits for it, so the key's rollups
-    start after that event. Breakdowns from then on read rollups; earlier starts scan."""
-    t = utc(2026, 4, 6, 10)
-    await store.write(WriteBatch("e", {0: 1}, [event("a", t)]))
-    later = t + 3 * HOUR
+async def behind_a_held_write(
+    url: str, later: int, registration: Callable[[], Coroutine[Any, Any, T]]
+) -> T:
+    """A write in flight read the site's keys and segments (it holds ROW SHARE on
+    ``rollup_props``) and stored a copy of event ``a`` at ``later``: ``registration``,
+    started meanwhile, waits for its lock until that write commits; then its result."""
     with psycopg.connect(url) as held:
         held.execute("LOCK TABLE rollup_props IN ROW SHARE MODE")
         held.execute(
@@ -701,8 +700,7 @@ async def test_a_new_property_key_waits_for_writes_that_read_the_keys(
             "FROM events e WHERE event_id = 'a'",
             (later,),
         )
-        batch = [replace(event("b", t + HOUR, "v2", "s2"), props={"plan": "pro"})]
-        writing = asyncio.create_task(store.write(WriteBatch("e", {0: 2}, batch, starts={0: 1})))
+        task = asyncio.create_task(registration())
         for _ in range(200):  # until the registration waits for the lock
             waiting = sql_rows(
                 url,
@@ -713,9 +711,24 @@ async def test_a_new_property_key_waits_for_writes_that_read_the_keys(
                 break
             await asyncio.sleep(0.05)
         assert waiting == [(1,)]
-        assert not writing.done()
+        assert not task.done()
         held.commit()
-    await writing
+    return await task
+
+
+async def test_a_new_property_key_waits_for_writes_that_read_the_keys(
+    store: PostgresStore, url: str
+) -> None:
+    """A write in flight read the site's keys (it holds ROW SHARE) and stores an event three
+    hours on without the new key: the key's registration waits for it, so the key's rollups
+    start after that event. Breakdowns from then on read rollups; earlier starts scan."""
+    t = utc(2026, 4, 6, 10)
+    await store.write(WriteBatch("e", {0: 1}, [event("a", t)]))
+    later = t + 3 * HOUR
+    batch = [replace(event("b", t + HOUR, "v2", "s2"), props={"plan": "pro"})]
+    await behind_a_held_write(
+        url, later, lambda: store.write(WriteBatch("e", {0: 2}, batch, starts={0: 1}))
+    )
     start = rollups.slot_of(later) + rollups.SLOT
     assert sql_rows(url, "SELECT key, from_slot FROM rollup_props WHERE key = 'plan'") == [
         ("plan", start)
@@ -803,28 +816,9 @@ async def test_a_new_segment_waits_for_writes_that_read_the_segments(
     t = utc(2026, 4, 6, 10)
     await store.write(WriteBatch("e", {0: 1}, [event("a", t)]))
     later = t + 3 * HOUR
-    with psycopg.connect(url) as held:
-        held.execute("LOCK TABLE rollup_props IN ROW SHARE MODE")
-        held.execute(
-            "INSERT INTO events SELECT (jsonb_populate_record(NULL::events, to_jsonb(e) || "
-            "jsonb_build_object('event_id', 'w', 'ts', %s::bigint))).* "
-            "FROM events e WHERE event_id = 'a'",
-            (later,),
-        )
-        registering = asyncio.create_task(store.register_segment(SITE, "country", ""))
-        for _ in range(200):  # until the registration waits for the lock
-            waiting = sql_rows(
-                url,
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND starts_with(query, 'LOCK TABLE rollup_props IN EXCLUSIVE')",
-            )
-            if waiting == [(1,)]:
-                break
-            await asyncio.sleep(0.05)
-        assert waiting == [(1,)]
-        assert not registering.done()
-        held.commit()
-    assert await registering
+    assert await behind_a_held_write(
+        url, later, lambda: store.register_segment(SITE, "country", "")
+    )
     assert not await store.register_segment(SITE, "country", "")  # known already
     start = rollups.slot_of(later) + rollups.SLOT
     assert sql_rows(url, "SELECT dim, value, from_slot FROM rollup_segments") == [
