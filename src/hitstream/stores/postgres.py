@@ -94,6 +94,8 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
         self._use_rollups = rollups
         self.clock: Callable[[], float] = time.time
         """Wall time, when a segment was asked (``rollup_segments.asked_at``)."""
+        self._refused: dict[tuple[str, str, str], int] = {}
+        """(site, property, value) -> when registering that segment was last refused."""
         self._queries = asyncio.Semaphore(max(1, max_size - 2))
         """Stats queries in flight: they queue here, not for a pool connection (whose wait
         ends in ``StoreUnavailable`` after ``timeout``); two connections stay for the rest."""
@@ -309,9 +311,26 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
                     found = await self._scan(conn, sql, params)
             segment = rollups_domain.segment_of(query, group)
             if segment is not None:  # noted as asked; rolled up from now on if it is new
-                await self.register_segment(query.site_id, *segment)
+                await self._want(query.site_id, segment)
             return found
         return await self._stats_rows(sql, params)
+
+    async def _want(self, site_id: str, segment: tuple[str, str]) -> None:
+        """``register_segment`` after a breakdown under ``segment``, unless it was refused
+        within the hour: a live view asks its breakdowns every second, and a refusal takes
+        the registry's EXCLUSIVE lock."""
+        now_ms, memo = int(self.clock() * 1000), (site_id, *segment)
+        if self._refused.get(memo, rollups_domain.NONE) > now_ms - rollups_domain.SEGMENT_TOUCH_MS:
+            return
+        if not await self.register_segment(site_id, *segment):
+            known = await self._rows(
+                "SELECT 1 FROM rollup_segments WHERE site_id = %s AND dim = %s AND value = %s",
+                memo,
+            )
+            if not known:
+                if len(self._refused) >= 4096:
+                    self._refused.clear()
+                self._refused[memo] = now_ms
 
     async def register_segment(self, site_id: str, prop: str, value: str) -> bool:
         """Roll up breakdowns under the filter ``prop == value`` from the period after the

@@ -219,6 +219,10 @@ class Views:
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._views: dict[ViewKey, View] = {}
+        self.refused: dict[tuple[str, str, str], int] = {}
+        """(site, property, value) -> when a segment was last refused (epoch ms): a live
+        view asks its breakdowns every second, and the refusal is not worked out again for
+        ``SEGMENT_TOUCH_MS`` (``stores/sql/duckdb/rollups.want``)."""
 
     def __len__(self) -> int:
         return len(self._views)

@@ -210,15 +210,25 @@ def want(
                 {"t": now_ms, "s": site, "d": segment[0], "v": segment[1]},
             )
         return False
+    memo = (site, *segment)
+    if (
+        views is not None
+        and views.refused.get(memo, rollups.NONE) > now_ms - rollups.SEGMENT_TOUCH_MS
+    ):
+        return False  # refused within the hour
     keys = prop_keys(conn, [site]).get(site, {})
     prop = segment[0]
-    if prop.startswith(PROP_PREFIX) and prop[len(PROP_PREFIX) :] not in keys:
-        return False
     row = conn.execute("SELECT max(ts) FROM events WHERE site_id = $s", {"s": site}).fetchone()
     newest = None if row is None or row[0] is None else int(row[0])
-    shares = _shares(conn, site, [*asked, segment], newest)
-    dropped = rollups.make_room(asked, shares, shares[segment], now_ms)
+    dropped = None
+    if not prop.startswith(PROP_PREFIX) or prop[len(PROP_PREFIX) :] in keys:
+        shares = _shares(conn, site, [*asked, segment], newest)
+        dropped = rollups.make_room(asked, shares, shares[segment], now_ms)
     if dropped is None:
+        if views is not None:
+            if len(views.refused) >= 4096:
+                views.refused.clear()
+            views.refused[memo] = now_ms
         return False
     with writes.transaction(conn):
         for gone in dropped:
