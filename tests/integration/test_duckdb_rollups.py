@@ -772,7 +772,9 @@ async def test_a_dashboard_batch_registers_and_then_reads_a_segment(
     assert all(a.rows for a in got.answers[1:])
 
 
-async def test_segments_keep_to_a_budget_of_the_sites_events(tmp_path: Path) -> None:
+async def test_segments_keep_to_a_budget_of_the_sites_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two filters that hold every event of the site use the whole budget: a third one that
     holds any events is refused, one that holds none fits. A day later the new one takes the
     place of the least recently asked."""
@@ -797,14 +799,17 @@ async def test_segments_keep_to_a_budget_of_the_sites_events(tmp_path: Path) -> 
 
         worked: list[object] = []
         shares = duck_rollups._shares
-        duck_rollups._shares = lambda *a: worked.append(a) or shares(*a)  # type: ignore[assignment]
-        try:  # a refusal is not worked out again within the hour (a live view asks each second)
-            assert not await store.register_segment(SITE, "country", country)
-            assert worked == []
-            assert await store.register_segment(SITE, "country", "XX")  # holds nothing
-            assert len(worked) == 1
-        finally:
-            duck_rollups._shares = shares  # type: ignore[assignment]
+
+        def shares_counted(*args: Any) -> Any:
+            worked.append(args)
+            return shares(*args)
+
+        monkeypatch.setattr(duck_rollups, "_shares", shares_counted)
+        # a refusal is not worked out again within the hour (a live view asks each second)
+        assert not await store.register_segment(SITE, "country", country)
+        assert worked == []
+        assert await store.register_segment(SITE, "country", "XX")  # holds nothing
+        assert len(worked) == 1
         now[0] += 86_400
         assert await store.register_segment(SITE, "country", country)
         rows = await store._rows("SELECT dim, value FROM rollup_segments ORDER BY ALL")
