@@ -216,7 +216,7 @@ SEGMENT_BUDGET: Final = 2.0
 """The most a site's segments may add to its writes, in events: the sum of their shares of
 the site's events over its last stored day. Each event in a segment counts its members again,
 so 2.0 bounds the extra members at about twice the site's own: 16 country or page filters, or
-two filters that hold every event (a hostname, ``type==pageview``)."""
+two filters that hold every event (a hostname, ``user_id==""`` on a site without users)."""
 
 
 def make_room(

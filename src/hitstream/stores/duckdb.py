@@ -369,7 +369,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
     async def register_segment(self, site_id: str, prop: str, value: str) -> bool:
         """Roll up breakdowns under the filter ``prop == value`` from the period after the
         site's newest stored event (what the first such breakdown does on its own); returns
-        whether it was registered (not already, within ``SEGMENTS_PER_SITE``)."""
+        whether it was registered (new, and it fits: ``rollups.make_room``)."""
         now_ms, views = int(self.clock() * 1000), self._views
         return bool(
             await self._run(

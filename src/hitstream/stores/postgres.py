@@ -335,7 +335,7 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
     async def register_segment(self, site_id: str, prop: str, value: str) -> bool:
         """Roll up breakdowns under the filter ``prop == value`` from the period after the
         site's newest stored event (what the first such breakdown does on its own); returns
-        whether it was registered (not already, within ``SEGMENTS_PER_SITE``)."""
+        whether it was registered (new, and it fits: ``rollups.make_room``)."""
         async with self._connection("query") as conn:
             return await rollups.want(conn, site_id, (prop, value), int(self.clock() * 1000))
 
