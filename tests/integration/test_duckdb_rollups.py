@@ -19,6 +19,7 @@ import pytest
 from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.stats import METRICS, Filter, Range, StatsQuery
+from hitstream.errors import StoreUnavailable
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.duckdb import DuckDBStore
 from tests.answers import Answer, filtered_queries, flat_answers
@@ -550,6 +551,45 @@ async def test_the_memory_setting_limits_duckdb_after_migrations(tmp_path: Path)
         events, sessions = traffic(500)
         await write_all(store, events, sessions)
         assert await store.count_events() == len(events)
+    finally:
+        await store.close()
+
+
+async def test_the_default_limit_is_lifted_while_the_rollups_are_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0032: 200 MB unless set; a rebuild (every event at once) runs under DuckDB's
+    own limit and the store's is set again afterwards, also when the rebuild fails."""
+    from hitstream.bootstrap.adapters import make_store
+    from hitstream.settings import Settings
+    from hitstream.stores.sql.duckdb import rollups as duck_rollups
+
+    monkeypatch.delenv("HITSTREAM_DUCKDB_MEMORY_MB", raising=False)
+    store = make_store(f"duckdb:///{tmp_path / 'm.duckdb'}", Settings())
+    assert isinstance(store, DuckDBStore)
+    await store.start()
+    limit = "SELECT current_setting('memory_limit')"
+    during: list[str] = []
+    real = duck_rollups.rebuild
+
+    def spy(conn: duckdb.DuckDBPyConnection, *args: Any) -> int:
+        during.append(conn.execute(limit).fetchall()[0][0])
+        if len(during) == 2:
+            raise duckdb.OutOfMemoryException("the second rebuild fails")
+        return real(conn, *args)
+
+    monkeypatch.setattr(duck_rollups, "rebuild", spy)
+    try:
+        assert await store._rows(limit) == [("190.7 MiB",)]  # 200 * 10**6 bytes
+        events, sessions = traffic(300)
+        await write_all(store, events, sessions)
+        assert await store.rebuild_rollups() == len(events)
+        assert await store._rows(limit) == [("190.7 MiB",)]
+        with pytest.raises(StoreUnavailable):
+            await store.rebuild_rollups()
+        assert await store._rows(limit) == [("190.7 MiB",)]
+        assert len(during) == 2
+        assert all(seen != "190.7 MiB" for seen in during), during
     finally:
         await store.close()
 

@@ -36,6 +36,20 @@ def test_a_buffer_is_due_when_full_or_when_its_oldest_message_waited() -> None:
     assert not buffer.due(50.5) and buffer.due(51.0)
 
 
+def test_an_early_write_waits_until_the_last_write_is_a_wait_old() -> None:
+    buffer = WriteBuffer(max_events=50, max_wait_s=1.0)
+    assert buffer.spaced(0.0)  # no write yet: a burst may be written as soon as it ends
+    buffer.add(messages(0, 1), now=10.0)
+    buffer.take(now=10.0)
+    assert not buffer.spaced(10.6) and buffer.spaced(11.0)
+    buffer.add(messages(1, 1), now=10.5)
+    # a poll waits until an early write is allowed (11.0), sooner than the due time (11.5)
+    assert buffer.wait(10.6, 5.0) == pytest.approx(0.4)
+    assert buffer.wait(11.2, 5.0) == pytest.approx(0.3)  # spaced: until due
+    buffer.take()  # not a write (the consumer went back): the spacing still counts from 10.0
+    assert buffer.spaced(11.0)
+
+
 def test_without_a_wait_every_poll_is_due() -> None:
     buffer = WriteBuffer(max_events=5000, max_wait_s=0.0)
     buffer.add(messages(0, 1), now=3.0)
@@ -108,6 +122,31 @@ async def test_a_poll_that_finds_nothing_new_writes_what_is_held() -> None:
     assert store.writes == [(2, {0: 2})]
     assert await processor.process_once() == 0  # nothing held, nothing new: no write
     assert store.writes == [(2, {0: 2})]
+
+
+async def test_steady_traffic_that_pauses_often_is_written_once_per_wait() -> None:
+    """A poll that finds nothing new writes early only when the last write is a buffer wait
+    old: light steady traffic pauses between most events, and each early write cost a whole
+    store transaction (decision 0031)."""
+    log, store, clock = MemoryLog(), CountingStore(), Clock()
+    processor = buffered(log, store, clock, events=100, wait_s=1.0)
+    await processor.start()
+    first = accepted(1).timestamp
+    await put(log, accepted(1))
+    assert await processor.process_once() == 1  # held
+    assert await processor.process_once() == 1  # nothing new, no write yet: written at once
+    assert store.writes == [(1, {0: 1})]
+    for n in range(2, 6):  # four events 0.2 s apart, each followed by a quiet poll
+        clock.now += 0.2
+        await put(log, accepted(n, ts=first + n))
+        assert await processor.process_once() == 1
+        assert await processor.process_once() == 0  # quiet, but the last write is recent
+    assert store.writes == [(1, {0: 1})]
+    assert await store.positions("memory") == {0: 1}  # held events move no position
+    clock.now += 0.2  # the last write is now 1 s old: the next quiet poll writes
+    assert await processor.process_once() == 4
+    assert store.writes == [(1, {0: 1}), (4, {0: 5})]
+    assert (await store.aggregate(everything()))["pageviews"] == 5
 
 
 async def test_the_processor_writes_at_once_when_the_buffer_is_full() -> None:

@@ -83,8 +83,12 @@ def live_message(
 
 REGISTRY_CHECK_MS: Final = 1_000
 IDLE_WRITE_S: Final = 0.05
-"""With events held, a poll that waits this long and finds nothing new writes them: steady
-traffic keeps finding events sooner; a burst that ended is written at once."""
+"""With events held, a poll that waits this long and finds nothing new writes them if the
+last write is a buffer wait old (``WriteBuffer.spaced``): a burst after a quiet spell is
+written at once, steady traffic once per buffer wait."""
+GATHER_S: Final = 0.1
+"""Holding events that cannot be written yet (the last write is recent), the processor
+polls at most this often: at 100 events/s one poll per 10 events, not one per event."""
 SITE_RETENTION_EVERY_MS: Final = 600_000
 
 
@@ -227,15 +231,22 @@ class Processor:
 
     async def process_once(self, poll_timeout: float | None = None, *, flush: bool = False) -> int:
         """Poll once into the write buffer; when a write is due (the buffer is full, its
-        oldest message waited ``buffer_s``, the poll found nothing new, or ``flush``), store
-        the whole buffer. Returns
+        oldest message waited ``buffer_s``, the poll found nothing new and the last write
+        is ``buffer_s`` old, or ``flush``), store the whole buffer. Returns
         how many log messages were polled or stored (0: nothing new and nothing written)."""
         assert self._consumer is not None, "start() first"
         if self._stale:
             await self._resync()
         longest = self.poll_timeout if poll_timeout is None else poll_timeout
-        if self.buffer:  # holding events: a short quiet spell is enough to write them
-            longest = min(longest, IDLE_WRITE_S)
+        if self.buffer and self.buffer.spaced(self._monotonic()):
+            longest = min(longest, IDLE_WRITE_S)  # a short quiet spell is enough to write
+        elif self.buffer and not flush:
+            # nothing is written before the buffer is due or spaced: gather what arrives
+            # meanwhile into one poll instead of one poll per event
+            pause = min(GATHER_S, self.buffer.wait(self._monotonic(), longest))
+            if pause > 0 and self.buffer.room():
+                await asyncio.sleep(pause)
+                longest = 0.0
         wait = 0.0 if flush else self.buffer.wait(self._monotonic(), longest)
         room = min(self.batch_max, self.buffer.room())
         messages = await self._consumer.poll(room, wait) if room else []
@@ -250,9 +261,11 @@ class Processor:
             return 0
         if messages and not (flush or self.buffer.due(now)):
             return len(messages)  # held: the log keeps them until the write
+        if not (messages or flush or self.buffer.due(now) or self.buffer.spaced(now)):
+            return 0  # quiet, but the last write is recent: held until due or spaced
         # written now: full, due, flushing, or a poll found nothing new (the traffic paused:
-        # waiting longer would only delay the live update)
-        messages = self.buffer.take()
+        # waiting longer would only delay the live update) and the last write is not recent
+        messages = self.buffer.take(now)
         await self._follow_registry()
         began = time.perf_counter()
         try:

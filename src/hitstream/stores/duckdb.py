@@ -131,6 +131,7 @@ def _write_fresh(
         rollups.stop_at(conn, {e.site_id for e in events} | {s.site_id for s in sessions})
     for sql, params in writes.rest_statements(batch, events, sessions):
         conn.execute(sql, params)
+    writes.finish(conn, batch, writes.written_sites(batch, events, sessions))
     return deltas, kept
 
 
@@ -207,8 +208,9 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         store written so must be rebuilt before it runs with rollups again)."""
         self._compact_rows = compact_rows
         self._memory_mb = memory_mb
-        """DuckDB's memory limit after migrations (0: its default): building an index over a
-        big table needs more than running does."""
+        """DuckDB's memory limit after migrations and outside rollup rebuilds (0: its
+        default; ``Settings.duckdb_memory_mb`` gives 200): building an index over a big table
+        or rebuilding the rollups needs more than running does."""
         self._appended = 0
         self._lowest: int | None = None
         """Rollup delta rows appended since the last compaction, and their earliest period."""
@@ -261,9 +263,11 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             raise StoreUnavailable(f"cannot open duckdb store at {self._path}: {exc}") from exc
         self._executor = executor
         await self.migrate()
+        await self._run("settings", self._limit_memory)
+
+    def _limit_memory(self, conn: Connection) -> None:
         if self._memory_mb:
-            limit = f"{self._memory_mb}MB"
-            await self._run("settings", lambda conn: conn.execute(f"SET memory_limit = '{limit}'"))
+            conn.execute(f"SET memory_limit = '{int(self._memory_mb)}MB'")
 
     async def close(self) -> None:
         conn, executor = self._conn, self._executor
@@ -381,9 +385,17 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         """Recompute the rollups from the stored events and visit rows (after an upgrade
         from a version without them, or to repair them); returns the events read. One job:
         writes and queries wait for it."""
-        read = await self._changing(
-            "rollup rebuild", lambda conn: rollups.rebuild(conn, EXPORT_COLUMNS, exported_event)
-        )
+
+        def job(conn: Connection) -> int:
+            # a rebuild reads every event at once: DuckDB's own limit while it runs (0032)
+            if self._memory_mb:
+                conn.execute("RESET memory_limit")
+            try:
+                return rollups.rebuild(conn, EXPORT_COLUMNS, exported_event)
+            finally:
+                self._limit_memory(conn)
+
+        read = await self._changing("rollup rebuild", job)
         self._appended, self._lowest = 0, None
         return read
 

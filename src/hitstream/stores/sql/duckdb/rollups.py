@@ -134,14 +134,21 @@ def _slot_text(slot: rollups.Slot) -> str:
     return _encode(rollups.slot_document(slot)).decode()
 
 
+def _of_sites(select: str, sites: Iterable[str]) -> tuple[str, dict[str, Any]]:
+    """``select`` (no WHERE) for rows of ``sites``: a few as literals (~0.6 ms a statement
+    against ~1 ms for a list parameter; every write asks twice)."""
+    ordered = sorted(set(sites))
+    if len(ordered) <= 64:
+        listed = ", ".join(map(writes.literal, ordered)) or "NULL"
+        return f"{select} WHERE site_id IN ({listed})", {}
+    return f"{select} WHERE site_id IN (SELECT unnest($s::VARCHAR[]))", {"s": ordered}
+
+
 def prop_keys(conn: Connection, sites: Iterable[str]) -> dict[str, dict[str, int]]:
     """site -> rolled-up custom property key -> its first period (``rollup_props``)."""
     found: dict[str, dict[str, int]] = {}
-    rows = conn.execute(
-        "SELECT site_id, key, from_slot FROM rollup_props "
-        "WHERE site_id IN (SELECT unnest($s::VARCHAR[]))",
-        {"s": sorted(set(sites))},
-    ).fetchall()
+    select = "SELECT site_id, key, from_slot FROM rollup_props"
+    rows = conn.execute(*_of_sites(select, sites)).fetchall()
     for site, key, start in rows:
         found.setdefault(site, {})[key] = int(start)
     return found
@@ -167,11 +174,8 @@ def register(conn: Connection, events: Sequence[ProcessedEvent]) -> rollups.Prop
 def segments(conn: Connection, sites: Iterable[str]) -> dict[str, dict[rollups.Segment, int]]:
     """site -> rolled-up segment -> its first period (``rollup_segments``)."""
     found: dict[str, dict[rollups.Segment, int]] = {}
-    rows = conn.execute(
-        "SELECT site_id, dim, value, from_slot FROM rollup_segments "
-        "WHERE site_id IN (SELECT unnest($s::VARCHAR[]))",
-        {"s": sorted(set(sites))},
-    ).fetchall()
+    select = "SELECT site_id, dim, value, from_slot FROM rollup_segments"
+    rows = conn.execute(*_of_sites(select, sites)).fetchall()
     for site, dim, value, start in rows:
         found.setdefault(site, {})[(dim, value)] = int(start)
     return found
