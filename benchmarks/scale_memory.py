@@ -147,6 +147,8 @@ def soak(args: Any) -> dict[str, Any]:
         "rss_mb_peak": _mb(peak),
         "growth_mb_per_min_after_first_20_percent": growth_mb_per_min(steady),
         "dashboard_updates": len(board.updates),
+        "dashboard_events": board.events,
+        "dashboard_error": board.error,
         **measured.figures(),
     }
     return {
