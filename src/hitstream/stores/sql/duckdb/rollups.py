@@ -102,13 +102,26 @@ def _slots(
 ) -> dict[rollups.SlotKey, tuple[int, rollups.Slot]]:
     """key -> (rowid, slot) of every stored slot of the visits or visitors."""
     select = "SELECT rowid, site_id, visitor_id, session_id, hour, members FROM rollup_slots"
-    rows = _by_ids(conn, select, "session_id", {visit for _, visit in visits})
-    rows += _by_ids(conn, select, "visitor_id", {visitor for _, visitor in visitors})
+    visit_ids = {visit for _, visit in visits}
+    visitor_ids = {visitor for _, visitor in visitors}
+    limit = writes.IDS_PER_STATEMENT
+    if visit_ids and visitor_ids and len(visit_ids) <= limit and len(visitor_ids) <= limit:
+        # one statement, each half through its own index (a write's fixed cost is mostly
+        # per statement: ~1 ms saved)
+        by_visit = ", ".join(map(writes.literal, sorted(visit_ids)))
+        by_visitor = ", ".join(map(writes.literal, sorted(visitor_ids)))
+        rows = conn.execute(
+            f"{select} WHERE session_id IN ({by_visit}) "
+            f"UNION ALL {select} WHERE visitor_id IN ({by_visitor})"
+        ).fetchall()
+    else:
+        rows = _by_ids(conn, select, "session_id", visit_ids)
+        rows += _by_ids(conn, select, "visitor_id", visitor_ids)
     found: dict[rollups.SlotKey, tuple[int, rollups.Slot]] = {}
     for rowid, site, visitor, visit, hour, members in rows:
         # ids are matched without their site above (one index each): the site here
-        if (site, visit) in visits or (site, visitor) in visitors:
-            key = (site, visitor, visit, int(hour))
+        key = (site, visitor, visit, int(hour))
+        if key not in found and ((site, visit) in visits or (site, visitor) in visitors):
             found[key] = (int(rowid), rollups.slot_from_document(key, _decode(members)))
     return found
 
