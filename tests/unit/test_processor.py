@@ -300,6 +300,33 @@ async def test_each_site_keeps_data_for_its_own_retention() -> None:
     assert await store.count_events("b.io") == 1
 
 
+async def test_housekeeping_runs_under_traffic_that_never_pauses() -> None:
+    """Every poll finds events, so the log is never seen empty: retention applies and closed
+    visits leave memory all the same."""
+    from hitstream.domain.sites import Site
+
+    day = 86_400_000
+    now = [T0 + 10 * day]
+    log, store = MemoryLog(), MemoryStore()
+    await store.add_site(Site("a.io", retention_days=3))
+    processor = make(log, store, clock=lambda: now[0])
+    await processor.start()
+    await put(log, accepted(1, ts=now[0], site_id="a.io"))
+    assert await processor.process_once() == 1  # written, then the first housekeeping
+    # a late event, older than the site keeps, from another visitor
+    await put(log, accepted(2, ts=T0, site_id="a.io", visitor="late"))
+    now[0] += 30_000
+    assert await processor.process_once() == 1
+    assert await store.count_events("a.io") == 2  # the last housekeeping is 30 s old
+    assert len(processor.sessions) == 2
+    for n in (3, 4):  # more traffic, a poll never finding the log empty
+        now[0] += 300_000  # site retention runs every 10 minutes, housekeeping every minute
+        await put(log, accepted(n, ts=now[0], site_id="a.io"))
+        assert await processor.process_once() == 1
+    assert await store.count_events("a.io") == 3  # the late event went: retention ran
+    assert len(processor.sessions) == 1  # and its closed visit left memory
+
+
 async def test_forgetting_a_user_mid_visit_does_not_bring_their_visit_back() -> None:
     """The processor holds the user's open visit; after the store forgets them, their next
     event starts a fresh visit (the registry moved: the visit state is reloaded)."""

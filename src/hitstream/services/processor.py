@@ -280,6 +280,9 @@ class Processor:
         self.processed += len(stored.events)
         self.batches += 1
         await self._committed(stored, began)
+        # here too, not only when a poll finds the log empty: a site that never pauses for a
+        # poll's wait would otherwise never evict closed visits nor apply its retention
+        await self._housekeeping()
         return len(messages)
 
     async def _committed(self, stored: Stored, began: float) -> None:
