@@ -280,9 +280,6 @@ class Processor:
         self.processed += len(stored.events)
         self.batches += 1
         await self._committed(stored, began)
-        # here too, not only when a poll finds the log empty: a site that never pauses for a
-        # poll's wait would otherwise never evict closed visits nor apply its retention
-        await self._housekeeping()
         return len(messages)
 
     async def _committed(self, stored: Stored, began: float) -> None:
@@ -303,6 +300,9 @@ class Processor:
                 if lag is not None:
                     self.metrics.processor_lag.set(lag)
             await self._publish(stored, now)
+            # here too, not only when a poll finds the log empty: a site that never pauses
+            # for a poll's wait would otherwise never evict closed visits nor apply retention
+            await self._housekeeping()
         except Exception as exc:  # the store has the batch and its position
             log.warning("after storing a batch: %r", exc)
 
