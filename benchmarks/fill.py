@@ -8,11 +8,20 @@ collector's per-event Python work is the cost, so ``parts`` processes share it b
 Exactly ``target`` events: the model is drawn once to count its events, then each worker
 draws the same seeded stream again and keeps the same ``target`` of them (Knuth's selection
 sampling: spread evenly over the 30 days), sending only its own visitors' events.
+
+Visitor ids change every day, as they do for events that arrive in real time (the collector
+salts with the day's random salt): each simulated day's events go to the collector with its
+clock set to that day and a salt made for that day from the seed (``DaySalts``). With
+``daily_ids=False`` every event is salted with one salt of today, so an anonymous visitor
+keeps one id for all 30 days: the shape of a site whose visitors are identified users
+(``user_id``: unsalted), the costly case for the rollups (a visitor's chains span its
+history), which row 4 measures apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import multiprocessing
 import random
 import shutil
@@ -29,9 +38,11 @@ import msgspec
 
 from hitstream.domain.events import Limits
 from hitstream.domain.sites import Site
+from hitstream.domain.visitors import Salts, day_key
 from hitstream.enrich.geo import IptoccCountryLookup
 from hitstream.log.sqlite import SQLiteLog
 from hitstream.metrics import Metrics
+from hitstream.salts.base import SaltKeeper
 from hitstream.salts.file import FileSaltKeeper
 from hitstream.services.collector import Collector
 from hitstream.synthetic.traffic import DAY_MS, TrafficModel
@@ -53,6 +64,23 @@ class _Sites:
         return {SITE: Site(SITE)}
 
 
+class DaySalts(SaltKeeper):
+    """The fill's salts: one per UTC day, made from the seed (the same for every worker, so a
+    visitor's id is one per day whichever worker sends its events)."""
+
+    name = "fill-days"
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+
+    def _salt(self, day: int) -> bytes:
+        return hashlib.blake2b(f"fill/{self._seed}/{day}".encode(), digest_size=16).digest()
+
+    async def salts(self, now_ms: int) -> Salts:
+        day = now_ms // DAY_MS
+        return Salts(day_key(now_ms), self._salt(day), self._salt(day - 1))
+
+
 @dataclass(frozen=True)
 class FillSpec:
     data_dir: Path
@@ -62,6 +90,7 @@ class FillSpec:
     seed: int
     now_ms: int
     parts: int
+    daily_ids: bool = True
 
 
 def model(seed: int) -> TrafficModel:
@@ -85,17 +114,27 @@ async def _fill_part(spec: FillSpec, part: int) -> int:
     """Send this worker's share of the selected events; return the log's commit count."""
     log = SQLiteLog(spec.data_dir / "log.sqlite3")
     await log.start()
+    clock = [spec.now_ms]
+    """The collector's now: with daily ids, just after the last event of the chunk it takes."""
     collector = Collector(
         log,
-        FileSaltKeeper(spec.data_dir / "salts.json"),
+        DaySalts(spec.seed) if spec.daily_ids else FileSaltKeeper(spec.data_dir / "salts.json"),
         IptoccCountryLookup(),
         Metrics(),
         sites=_Sites(),
         limits=Limits(max_past_ms=(DAYS + 1) * DAY_MS),
+        clock=lambda: clock[0],
     )
     pick = random.Random(spec.seed + 1).random
     groups: dict[tuple[str, str], list[object]] = {}
     kept = seen = in_chunk = 0
+    day = latest = 0
+
+    async def send() -> None:
+        if spec.daily_ids:
+            clock[0] = latest + 1
+        await asyncio.gather(*(_send(collector, *k, v) for k, v in groups.items()))
+
     try:
         for event in model(spec.seed).history(DAYS, spec.per_day, spec.now_ms):
             seen += 1
@@ -104,12 +143,18 @@ async def _fill_part(spec: FillSpec, part: int) -> int:
             kept += 1
             if _part(event.ip, event.user_agent, spec.parts) != part:
                 continue
+            if spec.daily_ids and event.timestamp // DAY_MS != day:
+                if groups:  # a chunk holds one day: the collector's clock and salt are its
+                    await send()
+                    groups, in_chunk = {}, 0
+                day = event.timestamp // DAY_MS
+            latest = max(latest, event.timestamp)
             in_chunk += 1
             groups.setdefault((event.ip, event.user_agent), []).append(event.body)
             if in_chunk >= CHUNK:
-                await asyncio.gather(*(_send(collector, *k, v) for k, v in groups.items()))
+                await send()
                 groups, in_chunk = {}, 0
-        await asyncio.gather(*(_send(collector, *k, v) for k, v in groups.items()))
+        await send()
     finally:
         await log.close()
     return log.commits
@@ -119,15 +164,19 @@ def fill_part(spec: FillSpec, part: int) -> int:
     return asyncio.run(_fill_part(spec, part))
 
 
-def fill(data_dir: Path, target: int, seed: int, now_ms: int, parts: int) -> dict[str, Any]:
-    """Append exactly ``target`` events from the 30 days before ``now_ms`` to the event log."""
+def fill(
+    data_dir: Path, target: int, seed: int, now_ms: int, parts: int, *, daily_ids: bool = True
+) -> dict[str, Any]:
+    """Append exactly ``target`` events from the 30 days before ``now_ms`` to the event log
+    (``daily_ids``: visitor ids change daily, as in real time; else one id for 30 days)."""
     began = time.perf_counter()
     per_day = int(target / DAYS * 1.1) + 1  # the model's total varies by a few %: draw extra
     drawn = sum(1 for _ in model(seed).history(DAYS, per_day, now_ms))
     if drawn < target:
         raise RuntimeError(f"the model drew {drawn} events, fewer than {target}")
-    asyncio.run(FileSaltKeeper(data_dir / "salts.json").salts(int(time.time() * 1000)))  # one file
-    spec = FillSpec(data_dir, target, drawn, per_day, seed, now_ms, parts)
+    if not daily_ids:  # one salts file, made before the workers share it
+        asyncio.run(FileSaltKeeper(data_dir / "salts.json").salts(int(time.time() * 1000)))
+    spec = FillSpec(data_dir, target, drawn, per_day, seed, now_ms, parts, daily_ids)
     with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
         commits = sum(pool.map(fill_part, [spec] * parts, range(parts)))
     elapsed = time.perf_counter() - began
@@ -138,6 +187,7 @@ def fill(data_dir: Path, target: int, seed: int, now_ms: int, parts: int) -> dic
         "seconds": round(elapsed, 1),
         "events_per_s": round(target / elapsed),
         "log_commits": commits,
+        "visitor_ids": "daily" if daily_ids else "one for 30 days",
     }
 
 

@@ -2,7 +2,11 @@
 
 The backlog is made once and kept: ``--drain-events`` events (default 1 M) of 30 days of one
 site's traffic through the real collector service, without HTTP (``benchmarks/fill.py``), in
-``benchmarks/out/log-<N>/``; a later run reuses it. Each repetition copies that log into a
+``benchmarks/out/log-<N>/``; a later run reuses it. Visitor ids change daily in it, as the
+collector makes them for events arriving in real time; a second backlog of the same events,
+``log-<N>-30d/``, keeps one id per visitor for the 30 days (identified users: a visitor's
+rollup chains then span its whole history, which each write touching it reloads), drained
+as its own case ("drain-30d"). Each repetition copies that log into a
 fresh data folder (no store yet), starts ``serve`` and samples
 ``hitstream_events_processed_total`` until every event is handled: events/s, the store's write
 time per batch by tenth of the work, and the server's own CPU per event over the drain.
@@ -56,17 +60,24 @@ asyncio.run(main(int(sys.argv[1])))
 """
 
 
-def kept_log(events: int) -> Path:
-    """The kept backlog folder for ``events`` events, filled first if missing."""
-    folder = OUT / f"log-{events}"
+def kept_log(events: int, *, daily_ids: bool = True) -> Path:
+    """The kept backlog folder for ``events`` events, filled first if missing (``daily_ids``:
+    visitor ids change daily, as the collector makes them in real time; else one id per
+    visitor for the 30 days, as identified users have)."""
+    ids = "daily" if daily_ids else "one for 30 days"
+    folder = OUT / (f"log-{events}" if daily_ids else f"log-{events}-30d")
     marker = folder / "manifest.json"
-    if marker.exists() and log_count(folder) == events:
+    if (
+        marker.exists()
+        and json.loads(marker.read_text()).get("visitor_ids") == ids
+        and log_count(folder) == events
+    ):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("log.sqlite3", "log.sqlite3-wal", "log.sqlite3-shm", "salts.json"):
         (folder / name).unlink(missing_ok=True)
     print(f"filling the backlog {folder} with {events:,} events (once) ...", flush=True)
-    info = fill(folder, events, SEED, int(time.time() * 1000), 2)
+    info = fill(folder, events, SEED, int(time.time() * 1000), 2, daily_ids=daily_ids)
     marker.write_text(json.dumps({"seed": SEED, **info}, indent=2) + "\n")
     return folder
 
@@ -113,14 +124,16 @@ def ceiling(events: int) -> dict[str, Any]:
 def row(args: Any) -> dict[str, Any]:
     events = args.drain_events
     source = kept_log(events)
+    long_lived = kept_log(events, daily_ids=False)
     runs: list[dict[str, Any]] = []
     for repeat in range(0 if args.profile_only else args.repeats):
-        kinds = ("drain", "no-rollups", "ceiling")
+        kinds = ("drain", "drain-30d", "no-rollups", "ceiling")
         for kind in kinds if repeat % 2 == 0 else kinds[::-1]:
             if kind == "ceiling":
                 result = ceiling(events)
             else:
-                result = drain(source, events, rollups=kind == "drain")
+                backlog = long_lived if kind == "drain-30d" else source
+                result = drain(backlog, events, rollups=kind != "no-rollups")
             result.update({"kind": kind, "repeat": repeat})
             runs.append(result)
             print(
@@ -134,20 +147,23 @@ def row(args: Any) -> dict[str, Any]:
         "previous": "12,000-16,000 events/s",
         "goal": ">= 50,000 events/s",
         "backlog": str(source),
+        "backlog_30d_ids": str(long_lived),
         "runs": runs,
     }
     if runs:
         out["summary"] = _summary(runs)
     if args.profile:
-        path = args.out_dir / f"profile-row4-drain-{args.stamp}.txt"
-        run = drain(source, events, profile=path)
-        found = summarize(path, threads_cpu_s=run["threads_cpu_s"]) if path.exists() else None
-        out["profile"] = {"run": run, "summary": found}
+        for tag, backlog in (("drain", source), ("drain-30d", long_lived)):
+            path = args.out_dir / f"profile-row4-{tag}-{args.stamp}.txt"
+            run = drain(backlog, events, profile=path)
+            found = summarize(path, threads_cpu_s=run["threads_cpu_s"]) if path.exists() else None
+            out.setdefault("profiles", {})[tag] = {"run": run, "summary": found}
     return out
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     drains = [r for r in runs if r["kind"] == "drain"]
+    long_lived = [r for r in runs if r["kind"] == "drain-30d"]
     plain = [r for r in runs if r["kind"] == "no-rollups"]
     ceilings = [r for r in runs if r["kind"] == "ceiling"]
     summary = {
@@ -159,9 +175,13 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             [float(r["main_thread_cpu_us_per_event"]) for r in drains]
         ),
         "drain_core_percent": median([float(r["core_percent"]) for r in drains]),
+        "drain_30d_ids_events_per_s": median([float(r["events_per_s"]) for r in long_lived]),
+        "drain_30d_ids_cpu_us_per_event": median(
+            [float(r["cpu_us_per_event"]) for r in long_lived]
+        ),
         "store_alone_events_per_s": median([float(r["events_per_s"]) for r in ceilings]),
         "store_alone_cpu_us_per_event": median([float(r["cpu_us_per_event"]) for r in ceilings]),
-        "all_ok": all(r["ok"] for r in drains + plain),
+        "all_ok": all(r["ok"] for r in drains + long_lived + plain),
     }
     summary["drain_over_store_alone"] = round(
         summary["drain_events_per_s"] / summary["store_alone_events_per_s"], 3

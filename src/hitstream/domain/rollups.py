@@ -313,34 +313,59 @@ Facts = Mapping[tuple[str, str], VisitFacts]
 """(site, visit) -> facts of its row, for visits that have one."""
 
 
+def _members(slot: Slot, facts: Facts, segments: Segments | None) -> list[tuple[Member, int, int]]:
+    """(member, pageviews, events) of one slot, visit-row members included (also under each
+    segment of ``segments`` that has events in the slot)."""
+    pageviews = slot.pageviews
+    members = [(m, pageviews.get(m, 0), n) for m, n in slot.events.items()]
+    extra = facts.get((slot.site, slot.visit)) if slot.visit else None
+    if extra is not None and TOTAL in slot.events:
+        totals = pageviews.get(TOTAL, 0), slot.events[TOTAL]
+        visit_members = list(extra.members())
+        members += [(m, *totals) for m in visit_members]
+        site_segments = segments.get(slot.site) if segments else None
+        for prop, values in (site_segments or {}).items():
+            for value in values:
+                n = slot.events.get((prop, value))
+                if n:
+                    views = pageviews.get((prop, value), 0)
+                    members += [
+                        ((segment_dim(prop, value, q), w), views, n) for q, w in visit_members
+                    ]
+    return members
+
+
 def _hours(slots: Iterable[Slot], facts: Facts, segments: Segments | None = None) -> Hours:
-    """member -> period -> [pageviews, events] over the slots, visit-row members included
-    (also under each segment of ``segments`` that has events in the slot)."""
+    """member -> period -> [pageviews, events] over the slots (``_members``)."""
     found: Hours = defaultdict(dict)
     for slot in slots:
-        pageviews, hour = slot.pageviews, slot.hour
-        members = [(m, pageviews.get(m, 0), n) for m, n in slot.events.items()]
-        extra = facts.get((slot.site, slot.visit)) if slot.visit else None
-        if extra is not None and TOTAL in slot.events:
-            totals = pageviews.get(TOTAL, 0), slot.events[TOTAL]
-            visit_members = list(extra.members())
-            members += [(m, *totals) for m in visit_members]
-            site_segments = segments.get(slot.site) if segments else None
-            for prop, values in (site_segments or {}).items():
-                for value in values:
-                    n = slot.events.get((prop, value))
-                    if n:
-                        views = pageviews.get((prop, value), 0)
-                        members += [
-                            ((segment_dim(prop, value, q), w), views, n) for q, w in visit_members
-                        ]
-        for member, views, events in members:
+        hour = slot.hour
+        for member, views, events in _members(slot, facts, segments):
             counts = found[member].get(hour)
             if counts is None:
                 found[member][hour] = [views, events]
             else:
                 counts[0] += views
                 counts[1] += events
+    return found
+
+
+def _hours_from(
+    slots: Sequence[Slot], facts: Facts, segments: Segments | None, since: int
+) -> Hours:
+    """``_hours`` of the slots of periods ``since`` and later, each member also holding the
+    last period before ``since`` it had (its numbers left at zero: only a chain's ``prev``
+    reads it). Earlier slots are read newest first until every member has its period."""
+    found = _hours([s for s in slots if s.hour >= since], facts, segments)
+    wanted = set(found)
+    older = sorted((s for s in slots if s.hour < since), key=attrgetter("hour"), reverse=True)
+    for slot in older:
+        if not wanted:
+            break
+        for member, _, _ in _members(slot, facts, segments):
+            if member in wanted:
+                found[member].setdefault(slot.hour, [0, 0])
+                wanted.discard(member)
     return found
 
 
@@ -390,11 +415,18 @@ def visit_contribution(
             prev = hour
 
 
-def visitor_contribution(counts: Counts, site: str, hours_of: Hours, sign: int) -> None:
-    """Add or take back one visitor's chains (all its slots, any visit)."""
+def visitor_contribution(
+    counts: Counts, site: str, hours_of: Hours, sign: int, since: int = NONE
+) -> None:
+    """Add or take back one visitor's chains (all its slots, any visit), from period
+    ``since`` on: the rows of earlier periods are left out (a write that changes nothing
+    before ``since`` takes them back and adds them again unchanged), each chain starting
+    from its last period before ``since``."""
     for (prop, value), hours in hours_of.items():
-        prev = NONE
-        for hour in sorted(hours):
+        ordered = sorted(hours)
+        start = bisect.bisect_left(ordered, since) if since != NONE else 0
+        prev = ordered[start - 1] if start else NONE
+        for hour in ordered[start:]:
             _row(counts, (site, prop, value, hour, prev))[_VISITORS] += sign
             prev = hour
 
@@ -439,10 +471,18 @@ def change(
     visitors: set[tuple[str, str]],
     keys: PropKeys | None = None,
     segments: Segments | None = None,
+    *,
+    whole: bool = False,
 ) -> Change:
     """The counts to add when ``events`` (fresh: never stored before) and visit rows
     ``sessions`` are written on top of ``stored``; ``keys``: the custom property keys each
     site rolls up, ``segments`` its segments.
+
+    A visitor's chains are walked only from the first period the write changes for it
+    (``changed_from``): before that its slots, before and after, are the same, and so is
+    what they count. A visitor who has been seen for months (an identified user) thus costs
+    a write what its recent periods cost. ``whole``: walk every chain from its start (the
+    reference the tests hold the shortcut to).
 
     ``stored`` must hold every slot of the touched visits (``touched``) and of ``visitors``
     (the touched ones plus ``affected_visitors``); ``old_facts`` the stored visit row of every
@@ -451,29 +491,57 @@ def change(
     """
     events, sessions = list(events), list(sessions)
     before = {slot.key: slot for slot in stored}
-    after = {key: slot.copy() for key, slot in before.items()}
+    after = dict(before)  # a slot the events change is copied first: ``before`` stays
     changed: dict[SlotKey, Slot] = {}
     for event in events:
         key = (event.site_id, event.visitor_id, event.session_id, slot_of(event.timestamp))
-        slot = after.get(key)
+        slot = changed.get(key)
         if slot is None:
-            slot = after[key] = Slot(*key)
+            was = before.get(key)
+            slot = after[key] = changed[key] = Slot(*key) if was is None else was.copy()
         slot.add_event(
             event,
             keys.get(event.site_id, ()) if keys else (),
             segments.get(event.site_id) if segments else None,
         )
-        changed[key] = slot
     new_facts = dict(old_facts)
     for session in sessions:
         new_facts[(session.site_id, session.session_id)] = VisitFacts.of(session)
 
     visits = {_visit_of(e.site_id, e.visitor_id, e.session_id) for e in events}
     visits |= {(s.site_id, s.session_id, "") for s in sessions if s.session_id}
+    since = {} if whole else changed_from(before.values(), events, sessions)
     counts: Counts = {}
-    _contribute(counts, before, old_facts, visits, visitors, -1, segments)
-    _contribute(counts, after, new_facts, visits, visitors, 1, segments)
+    _contribute(counts, before, old_facts, visits, visitors, -1, segments, since)
+    _contribute(counts, after, new_facts, visits, visitors, 1, segments, since)
     return Change(list(changed.values()), {k: v for k, v in counts.items() if any(v)})
+
+
+def changed_from(
+    stored: Iterable[Slot], events: Iterable[ProcessedEvent], sessions: Iterable[Session]
+) -> dict[tuple[str, str], int]:
+    """(site, visitor) -> the first period a write changes for that visitor: the period of
+    its earliest fresh event, or of its earliest stored slot in a visit whose row the write
+    replaces (the visit row's members count on every slot of the visit). Only visitors with
+    a stored slot before that period are named: the others' chains are walked whole."""
+    found: dict[tuple[str, str], int] = {}
+    first: dict[tuple[str, str], int] = {}
+    for event in events:
+        key, hour = (event.site_id, event.visitor_id), slot_of(event.timestamp)
+        if hour < found.get(key, hour + 1):
+            found[key] = hour
+    rows = {(s.site_id, s.session_id) for s in sessions if s.session_id}
+    for slot in stored:
+        key = (slot.site, slot.visitor)
+        if slot.hour < first.get(key, slot.hour + 1):
+            first[key] = slot.hour
+        if (
+            slot.visit
+            and (slot.site, slot.visit) in rows
+            and slot.hour < found.get(key, slot.hour + 1)
+        ):
+            found[key] = slot.hour
+    return {key: hour for key, hour in found.items() if first.get(key, hour) < hour}
 
 
 def _contribute(
@@ -484,10 +552,13 @@ def _contribute(
     visitors: set[tuple[str, str]],
     sign: int,
     segments: Segments | None = None,
+    since: Mapping[tuple[str, str], int] | None = None,
 ) -> None:
     """Add (``sign`` 1) or take back (-1) what the ``visits`` and ``visitors`` count in
     ``state``: each visit's chains, and each visitor's (counted with its visit when the
-    visitor has the slots of that one visit only)."""
+    visitor has the slots of that one visit only), a visitor's from its period in ``since``
+    on (``changed_from``; every period for a visitor not in it). A visitor in ``since`` is
+    never counted with its visit: both sides of a write must leave out the same rows."""
     by_visit: dict[tuple[str, str, str], list[Slot]] = defaultdict(list)
     by_visitor: dict[tuple[str, str], list[Slot]] = defaultdict(list)
     for slot in state.values():
@@ -503,14 +574,23 @@ def _contribute(
     counted: set[tuple[str, str]] = set()
     for (site, visit_id, _), slots in by_visit.items():
         owner = (site, slots[0].visitor)
-        both = alone.get(owner) == tuple(s.key for s in slots) and owner not in counted
+        both = (
+            alone.get(owner) == tuple(s.key for s in slots)
+            and owner not in counted
+            and not (since and owner in since)
+        )
         if both:
             counted.add(owner)
         found = _hours(slots, facts, segments)
         visit_contribution(counts, site, visit_id, found, facts, sign, visitor_too=both)
     for (site, visitor), slots in by_visitor.items():
         if (site, visitor) not in counted:
-            visitor_contribution(counts, site, _hours(slots, facts, segments), sign)
+            start = since.get((site, visitor), NONE) if since else NONE
+            if start == NONE:
+                visitor_contribution(counts, site, _hours(slots, facts, segments), sign)
+            else:
+                found = _hours_from(slots, facts, segments, start)
+                visitor_contribution(counts, site, found, sign, start)
 
 
 def take_back(stored: Iterable[Slot], facts: Facts, segments: Segments | None = None) -> Counts:
