@@ -594,6 +594,89 @@ async def test_the_default_limit_is_lifted_while_the_rollups_are_rebuilt(
         await store.close()
 
 
+HEAVY = "SELECT len(list(x)) FROM range(5000000) t(x)"
+"""A query that cannot spill: one 40 MB list, out of memory under a 16 MB limit."""
+HEAVIER = "SELECT len(list(x)) FROM range(20000000) t(x)"
+"""160 MB in one list: out of memory under 64 MB."""
+LIMIT = "SELECT current_setting('memory_limit')"
+
+
+async def test_a_query_that_does_not_fit_the_limit_runs_once_more_without_it(
+    tmp_path: Path,
+) -> None:
+    """Decision 0032: a scan that needs more than the limit is answered (the limit lifted for
+    it) instead of failing, and the limit is set again when it is over."""
+    limited = DuckDBStore(tmp_path / "m.duckdb", memory_mb=16)
+    await limited.start()
+    try:
+        assert await limited._rows(LIMIT) == [("15.2 MiB",)]
+        assert await limited._rows(HEAVY) == [(5_000_000,)]
+        assert limited.memory_lifts == 1
+        assert await limited._rows(LIMIT) == [("15.2 MiB",)]
+        events, sessions = traffic(300)
+        await write_all(limited, events, sessions)
+        assert await limited.count_events() == len(events)
+    finally:
+        await limited.close()
+    unlimited = DuckDBStore(tmp_path / "m.duckdb", memory_mb=0)
+    await unlimited.start()
+    try:
+        assert await unlimited._rows(HEAVY) == [(5_000_000,)]
+        assert unlimited.memory_lifts == 0
+    finally:
+        await unlimited.close()
+
+
+def _heavier(real: Any) -> Any:
+    """``stats_sql`` whose raw statements also build a 160 MB list (same rows)."""
+
+    def heavy(*args: Any, **kwargs: Any) -> tuple[str, dict[str, object]]:
+        sql, params = real(*args, **kwargs)
+        return f"SELECT * FROM ({sql}) WHERE ({HEAVIER}) > 0", params
+
+    return heavy
+
+
+async def test_a_live_batch_query_that_does_not_fit_the_limit_is_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dashboard's batch answers each query under the limit, lifting it for one that does
+    not fit (here: filtered queries made to hold a 160 MB list): its answer equals the
+    unlimited store's, where before it came back failed and the live update was dropped."""
+    from hitstream.stores.batch import StatsCall
+    from hitstream.stores.sql.duckdb import stats
+
+    stats_sql = stats.stats_sql
+    events, sessions = traffic(600)
+    whole = Range(START, START + 3 * DAY)
+    query = StatsQuery(
+        SITE, whole, ("visitors", "pageviews"), property="page",
+        filters=(Filter("browser", "!=", ("Firefox",)),),
+    )  # fmt: skip
+    calls = [StatsCall("breakdown", query), StatsCall("aggregate", replace(query, property=""))]
+    answers = []
+    for memory_mb in (0, 64):
+        store = DuckDBStore(tmp_path / f"{memory_mb}.duckdb", memory_mb=memory_mb)
+        await store.start()
+        try:
+            await write_all(store, events, sessions)
+            assert store.memory_lifts == 0  # the writes fit
+            if memory_mb:
+                monkeypatch.setattr(stats, "stats_sql", _heavier(stats_sql))
+            batch = await store.stats_batch(SITE, calls)
+            assert all(answer.error == "" for answer in batch.answers), batch.answers
+            answers.append(batch.answers)
+            # lifted once: the batch's later queries run lifted too, until the job ends
+            assert store.memory_lifts == (1 if memory_mb else 0)
+            if memory_mb:
+                assert await store._rows(LIMIT) == [("61.0 MiB",)]
+        finally:
+            monkeypatch.undo()
+            await store.close()
+    assert answers[0] == answers[1]
+    assert answers[0][0].rows  # not empty
+
+
 async def test_a_batch_is_one_job_that_checks_each_range_once(
     pair: tuple[DuckDBStore, DuckDBStore],
 ) -> None:

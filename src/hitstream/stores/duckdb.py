@@ -14,6 +14,7 @@ stored ``event_id`` is never stored twice either way. The SQL lives in ``stores/
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,7 @@ from hitstream.stores.sql.registry import BUMP, SqlDefinitions, forgotten_statem
 from hitstream.stores.sql.registry import Statement as RegistryStatement
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 Row = tuple[Any, ...]
 Connection = duckdb.DuckDBPyConnection
 
@@ -211,6 +213,10 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         """DuckDB's memory limit after migrations and outside rollup rebuilds (0: its
         default; ``Settings.duckdb_memory_mb`` gives 200): building an index over a big table
         or rebuilding the rollups needs more than running does."""
+        self.memory_lifts = 0
+        """Queries and writes that ran once more without the memory limit (tests look)."""
+        self._limit_lifted = False
+        """The limit is lifted (``with_memory``, a rebuild) and not set again yet."""
         self._appended = 0
         self._lowest: int | None = None
         """Rollup delta rows appended since the last compaction, and their earliest period."""
@@ -222,11 +228,27 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         the DuckDB thread only)."""
 
     async def _run(self, what: str, job: Callable[[Connection], T]) -> T:
+        """``job`` on the store's thread. A query or a write that runs out of memory under
+        the store's limit runs once more without it (``batch.with_memory``)."""
         conn, executor = self._conn, self._executor
         if conn is None or executor is None:
             raise StoreUnavailable(f"duckdb store at {self._path} is not started")
+        memory_mb = self._memory_mb
+        liftable = what in ("query", "write") and bool(memory_mb)
+
+        def run(conn: Connection) -> T:
+            try:
+                if liftable:
+                    return duck_batch.with_memory(
+                        conn, memory_mb, what, lambda: job(conn), self._lifted
+                    )
+                return job(conn)
+            finally:
+                if self._limit_lifted:
+                    self._restore_limit(conn)
+
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, job, conn)
+            return await asyncio.get_running_loop().run_in_executor(executor, run, conn)
         except duckdb.Error as exc:
             raise StoreUnavailable(f"duckdb {what} failed: {exc}") from exc
 
@@ -268,6 +290,22 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
     def _limit_memory(self, conn: Connection) -> None:
         if self._memory_mb:
             conn.execute(f"SET memory_limit = '{int(self._memory_mb)}MB'")
+
+    def _lifted(self) -> None:
+        """A job runs without the memory limit from now (on the DuckDB thread)."""
+        self._limit_lifted = True
+        self.memory_lifts += 1
+
+    def _restore_limit(self, conn: Connection) -> None:
+        """Set the memory limit again after a job that lifted it. DuckDB refuses while what
+        it holds does not fit under the limit: the limit stays lifted and the end of the next
+        job tries again."""
+        try:
+            self._limit_memory(conn)
+        except duckdb.Error as exc:
+            log.info("duckdb: the memory limit is set again after a later job (%s)", exc)
+        else:
+            self._limit_lifted = False
 
     async def close(self) -> None:
         conn, executor = self._conn, self._executor
@@ -387,13 +425,12 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         writes and queries wait for it."""
 
         def job(conn: Connection) -> int:
-            # a rebuild reads every event at once: DuckDB's own limit while it runs (0032)
+            # a rebuild reads every event at once: DuckDB's own limit while it runs (0032),
+            # set again when the job ends (``_run``)
             if self._memory_mb:
+                self._limit_lifted = True
                 conn.execute("RESET memory_limit")
-            try:
-                return rollups.rebuild(conn, EXPORT_COLUMNS, exported_event)
-            finally:
-                self._limit_memory(conn)
+            return rollups.rebuild(conn, EXPORT_COLUMNS, exported_event)
 
         read = await self._changing("rollup rebuild", job)
         self._appended, self._lowest = 0, None
@@ -540,9 +577,12 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         check_site(site_id, calls)
         keep, views = self._use_rollups, self._views
         now_ms = None if self._read_only else int(self.clock() * 1000)
+        memory_mb, lifted = self._memory_mb, self._lifted
         done = await self._run(
             "query",
-            lambda conn: duck_batch.answer_all(conn, views, keep, site_id, calls, now_ms),
+            lambda conn: duck_batch.answer_all(
+                conn, views, keep, site_id, calls, now_ms, memory_mb, lifted
+            ),
         )
         for path in done.paths:
             self._answered(path)

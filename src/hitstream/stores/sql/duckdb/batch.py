@@ -13,9 +13,10 @@ for every query although a dashboard's queries share two or three ranges.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import duckdb
 
@@ -28,6 +29,34 @@ from hitstream.stores.sql.duckdb import rollups, stats
 
 Connection = duckdb.DuckDBPyConnection
 Row = tuple[Any, ...]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def with_memory(
+    conn: Any, memory_mb: int, what: str, job: Callable[[], T], lifted: Callable[[], None]
+) -> T:
+    """``job()``; if DuckDB runs out of memory under the store's limit (``memory_mb``, decision
+    0032), once more under DuckDB's own limit, after calling ``lifted`` (the store sets its
+    limit again once the job is over). The limit keeps ``serve`` small while it runs; a scan
+    that cannot fit in it (a filtered breakdown over months of raw events, with writes
+    arriving) is answered with more memory for its duration instead of failing. ``job`` must
+    leave nothing behind when it fails: a read, or one write transaction (rolled back)."""
+    try:
+        return job()
+    except duckdb.OutOfMemoryException as exc:
+        if not memory_mb:
+            raise
+        log.warning(
+            "duckdb: a %s needed more than HITSTREAM_DUCKDB_MEMORY_MB=%d (%s); "
+            "running it once more under DuckDB's own limit",
+            what,
+            memory_mb,
+            str(exc).splitlines()[0],
+        )
+    lifted()
+    conn.execute("RESET memory_limit")
+    return job()
 
 
 class _Rows:
@@ -140,9 +169,13 @@ def answer_all(
     site_id: str,
     calls: Sequence[StatsCall],
     now_ms: int | None = None,
+    memory_mb: int = 0,
+    lifted: Callable[[], None] = lambda: None,
 ) -> Answered:
     """The batch, run on the store's thread as one job (``keep``: the store keeps rollups;
-    ``now_ms``: when a breakdown under a segment was asked, None on a read-only store)."""
+    ``now_ms``: when a breakdown under a segment was asked, None on a read-only store;
+    ``memory_mb``: the store's memory limit, lifted for a query that does not fit in it,
+    after calling ``lifted``: ``with_memory``)."""
     repeating = Repeating(conn)
     version = repeating.execute(
         "SELECT data_version FROM sites WHERE site_id = $s", {"s": site_id}
@@ -150,8 +183,12 @@ def answer_all(
     paths: list[str] = []
     answers: list[StatsAnswer] = []
     for call in calls:
+
+        def one(call: StatsCall = call) -> StatsAnswer:
+            return _answer(repeating, views, keep, call, paths, now_ms)
+
         try:
-            answers.append(_answer(repeating, views, keep, call, paths, now_ms))
+            answers.append(with_memory(repeating, memory_mb, "query", one, lifted))
         except duckdb.Error as exc:  # as ``DuckDBStore._run`` says it
             answers.append(StatsAnswer.failed(StoreUnavailable(f"duckdb query failed: {exc}")))
         except HitstreamError as exc:
