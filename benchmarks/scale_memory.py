@@ -21,7 +21,7 @@ from tests.server import ServerProcess
 from benchmarks import dataset
 from benchmarks.harness import median, scratch
 from benchmarks.proc import MemorySampler, Window, growth_mb_per_min, memory
-from benchmarks.scale_live import Client
+from benchmarks.scale_live import Client, _counters
 from benchmarks.scale_queries import snapshot
 from benchmarks.wrk import Background, Load, require_wrk
 
@@ -119,9 +119,11 @@ def soak(args: Any) -> dict[str, Any]:
             sampler = MemorySampler(pid, 5.0)
             sampler.start()
             measured = Window(pid).start()
+            before = _counters(server.url)
             load = Load(seconds, 64, 1, 100_000_000)
             sent = Background(require_wrk(), server.url, SITE, 1, load).finish_when_done()
             measured.stop()
+            after = _counters(server.url)
             samples = sampler.stop()
             board.halt.set()
             board.join(30)
@@ -146,6 +148,9 @@ def soak(args: Any) -> dict[str, Any]:
         "rss_mb_end": _mb(samples[-1][1]),
         "rss_mb_peak": _mb(peak),
         "growth_mb_per_min_after_first_20_percent": growth_mb_per_min(steady),
+        # did the processor keep up (a write failing under the memory limit retries)?
+        "processed_events_per_s": round((after["processed"] - before["processed"]) / seconds),
+        "backlog_at_end": int(after["accepted"] - after["processed"]),
         "dashboard_updates": len(board.updates),
         "dashboard_events": board.events,
         "dashboard_error": board.error,

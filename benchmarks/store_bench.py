@@ -35,11 +35,19 @@ COUNTRIES = ["DE", "US", "FR", "GB", "NL", "IN", "BR", "JP"]
 
 
 def generate(
-    total: int, seed: int = 7, *, start_ms: int = START_MS, span_ms: int = 30 * DAY_MS
+    total: int,
+    seed: int = 7,
+    *,
+    start_ms: int = START_MS,
+    span_ms: int = 30 * DAY_MS,
+    people: int | None = None,
+    daily_ids: bool = True,
 ) -> tuple[list[ProcessedEvent], dict[str, Session]]:
     """``total`` events of visits starting in ``span_ms`` from ``start_ms`` (default: the 30
-    days from ``START_MS``), in time order, and each visit's row. The same arguments give the
-    same events, ids included."""
+    days from ``START_MS``), in time order, and each visit's row, by ``people`` people
+    (default: a quarter of ``total``). A person's visitor id changes every day; with
+    ``daily_ids=False`` it is one for the whole span (identified users). The same arguments
+    give the same events, ids included."""
     rng = random.Random(seed)
     events: list[ProcessedEvent] = []
     sessions: dict[str, Session] = {}
@@ -51,8 +59,9 @@ def generate(
         # ids shaped like the real ones: 16 hex digits (blake2b-64), UUIDv7 event ids; a
         # returning person gets a new visitor id every day, as the daily salt does; people of
         # one seed are not another seed's
-        person, day = rng.randrange(total // 4), (ts - start_ms) // DAY_MS
-        visitor = blake2b(f"{seed}/{person}/{day}".encode(), digest_size=8).hexdigest()
+        person, day = rng.randrange(people or total // 4), (ts - start_ms) // DAY_MS
+        who = f"{seed}/{person}/{day}" if daily_ids else f"{seed}/{person}"
+        visitor = blake2b(who.encode(), digest_size=8).hexdigest()
         session_id = f"{rng.getrandbits(64):016x}"
         source, browser, country = rng.choice(SOURCES), rng.choice(BROWSERS), rng.choice(COUNTRIES)
         pages: list[str] = []

@@ -605,13 +605,17 @@ async def test_a_query_that_does_not_fit_the_limit_runs_once_more_without_it(
     tmp_path: Path,
 ) -> None:
     """Decision 0032: a scan that needs more than the limit is answered (the limit lifted for
-    it) instead of failing, and the limit is set again when it is over."""
-    limited = DuckDBStore(tmp_path / "m.duckdb", memory_mb=16)
+    it) instead of failing; the limit is set again by the first job that ends once
+    ``memory_hold_s`` passed without another lift."""
+    limited = DuckDBStore(tmp_path / "m.duckdb", memory_mb=16, memory_hold_s=3600)
     await limited.start()
     try:
         assert await limited._rows(LIMIT) == [("15.2 MiB",)]
         assert await limited._rows(HEAVY) == [(5_000_000,)]
         assert limited.memory_lifts == 1
+        assert await limited._rows(LIMIT) != [("15.2 MiB",)]  # held lifted
+        limited._memory_hold_s, limited._restore_at = 0.0, 0.0  # the hold is over
+        await limited._rows("SELECT 1")
         assert await limited._rows(LIMIT) == [("15.2 MiB",)]
         events, sessions = traffic(300)
         await write_all(limited, events, sessions)
@@ -656,7 +660,9 @@ async def test_a_live_batch_query_that_does_not_fit_the_limit_is_answered(
     calls = [StatsCall("breakdown", query), StatsCall("aggregate", replace(query, property=""))]
     answers = []
     for memory_mb in (0, 64):
-        store = DuckDBStore(tmp_path / f"{memory_mb}.duckdb", memory_mb=memory_mb)
+        store = DuckDBStore(
+            tmp_path / f"{memory_mb}.duckdb", memory_mb=memory_mb, memory_hold_s=0.0
+        )
         await store.start()
         try:
             await write_all(store, events, sessions)

@@ -195,6 +195,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         rollups: bool = True,
         compact_rows: int = 200_000,
         memory_mb: int = 0,
+        memory_hold_s: float = 60.0,
     ) -> None:
         """``checkpoint_mb``: WAL size that triggers a checkpoint. DuckDB's 16 MB default
         checkpoints every few batches, each rewriting the open row group (measured 38k
@@ -217,6 +218,11 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         """Queries and writes that ran once more without the memory limit (tests look)."""
         self._limit_lifted = False
         """The limit is lifted (``with_memory``, a rebuild) and not set again yet."""
+        self._memory_hold_s = memory_hold_s
+        self._restore_at = 0.0
+        """When the end of a job may set the lifted limit again (monotonic seconds)."""
+        self._unlogged_lifts = 0
+        self._next_lift_log = 0.0
         self._appended = 0
         self._lowest: int | None = None
         """Rollup delta rows appended since the last compaction, and their earliest period."""
@@ -244,7 +250,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
                     )
                 return job(conn)
             finally:
-                if self._limit_lifted:
+                if self._limit_lifted and time.monotonic() >= self._restore_at:
                     self._restore_limit(conn)
 
         try:
@@ -291,10 +297,27 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         if self._memory_mb:
             conn.execute(f"SET memory_limit = '{int(self._memory_mb)}MB'")
 
-    def _lifted(self) -> None:
-        """A job runs without the memory limit from now (on the DuckDB thread)."""
+    def _lifted(self, what: str, reason: str) -> None:
+        """A job ran out of memory under the limit and runs once more without it (on the
+        DuckDB thread). The limit is set again once ``memory_hold_s`` passed without another:
+        setting it at once made every write of a heavy ingest at 10 M events fail once
+        before it ran (decision 0032). Logged at most once a minute."""
+        now = time.monotonic()
         self._limit_lifted = True
+        self._restore_at = now + self._memory_hold_s
         self.memory_lifts += 1
+        self._unlogged_lifts += 1
+        if now >= self._next_lift_log:
+            log.warning(
+                "duckdb: %d job(s) needed more than HITSTREAM_DUCKDB_MEMORY_MB=%d (the last a "
+                "%s: %s); they ran without the limit, set again after %.0f s without another",
+                self._unlogged_lifts,
+                self._memory_mb,
+                what,
+                reason,
+                self._memory_hold_s,
+            )
+            self._unlogged_lifts, self._next_lift_log = 0, now + 60.0
 
     def _restore_limit(self, conn: Connection) -> None:
         """Set the memory limit again after a job that lifted it. DuckDB refuses while what
@@ -428,7 +451,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             # a rebuild reads every event at once: DuckDB's own limit while it runs (0032),
             # set again when the job ends (``_run``)
             if self._memory_mb:
-                self._limit_lifted = True
+                self._limit_lifted, self._restore_at = True, 0.0
                 conn.execute("RESET memory_limit")
             return rollups.rebuild(conn, EXPORT_COLUMNS, exported_event)
 

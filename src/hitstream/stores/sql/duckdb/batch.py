@@ -13,7 +13,6 @@ for every query although a dashboard's queries share two or three ranges.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -30,31 +29,28 @@ from hitstream.stores.sql.duckdb import rollups, stats
 Connection = duckdb.DuckDBPyConnection
 Row = tuple[Any, ...]
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 def with_memory(
-    conn: Any, memory_mb: int, what: str, job: Callable[[], T], lifted: Callable[[], None]
+    conn: Any,
+    memory_mb: int,
+    what: str,
+    job: Callable[[], T],
+    lifted: Callable[[str, str], None],
 ) -> T:
     """``job()``; if DuckDB runs out of memory under the store's limit (``memory_mb``, decision
-    0032), once more under DuckDB's own limit, after calling ``lifted`` (the store sets its
-    limit again once the job is over). The limit keeps ``serve`` small while it runs; a scan
-    that cannot fit in it (a filtered breakdown over months of raw events, with writes
-    arriving) is answered with more memory for its duration instead of failing. ``job`` must
-    leave nothing behind when it fails: a read, or one write transaction (rolled back)."""
+    0032), once more under DuckDB's own limit, after calling ``lifted(what, reason)`` (the
+    store sets its limit again later: ``DuckDBStore._lifted``). The limit keeps ``serve``
+    small while it can; a scan that cannot fit in it (a filtered breakdown over months of
+    raw events) or a write that cannot (indexes of a big store under heavy ingest) gets more
+    memory instead of failing. ``job`` must leave nothing behind when it fails: a read, or
+    one write transaction (rolled back)."""
     try:
         return job()
     except duckdb.OutOfMemoryException as exc:
         if not memory_mb:
             raise
-        log.warning(
-            "duckdb: a %s needed more than HITSTREAM_DUCKDB_MEMORY_MB=%d (%s); "
-            "running it once more under DuckDB's own limit",
-            what,
-            memory_mb,
-            str(exc).splitlines()[0],
-        )
-    lifted()
+        lifted(what, str(exc).splitlines()[0])
     conn.execute("RESET memory_limit")
     return job()
 
@@ -170,7 +166,7 @@ def answer_all(
     calls: Sequence[StatsCall],
     now_ms: int | None = None,
     memory_mb: int = 0,
-    lifted: Callable[[], None] = lambda: None,
+    lifted: Callable[[str, str], None] = lambda what, reason: None,
 ) -> Answered:
     """The batch, run on the store's thread as one job (``keep``: the store keeps rollups;
     ``now_ms``: when a breakdown under a segment was asked, None on a read-only store;
