@@ -326,7 +326,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         try:
             self._limit_memory(conn)
         except duckdb.Error as exc:
-            log.info("duckdb: the memory limit is set again after a later job (%s)", exc)
+            log.debug("duckdb: the memory limit is set again after a later job (%s)", exc)
         else:
             self._limit_lifted = False
 
