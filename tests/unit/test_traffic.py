@@ -63,6 +63,39 @@ def test_every_event_passes_validation() -> None:
     assert len({e.body["event_id"] for e in events}) == len(events)
 
 
+def test_engagement_events_close_their_pages_and_leave_the_rest_as_it_was() -> None:
+    """The demo's model sends the tracker's engagement event as a page is left: after the
+    pageview (and its clicks), on its url, before the next page, visible at most that long;
+    every other event is the same as the model's without them."""
+    with_them = visits(model(12, engagement=True), 1500)
+    without = visits(model(12), 1500)
+    engaged = 0
+    for visit, plain in zip(with_them, without, strict=True):
+        assert [e for e in visit if e.body["type"] != "engagement"] == plain
+        times = [e.timestamp for e in visit]
+        assert times == sorted(times)
+        views = [i for i, e in enumerate(visit) if e.body["type"] == "pageview"]
+        for i, e in enumerate(visit):
+            if e.body["type"] != "engagement":
+                continue
+            engaged += 1
+            accepted = validate_event(e.body, now_ms=NOW)
+            assert isinstance(accepted, AcceptedEvent), (accepted, e.body)
+            view = visit[max(v for v in views if v < i)]
+            assert e.body["url"] == str(view.body["url"]).split("?")[0]
+            later = [visit[v].timestamp for v in views if v > i]
+            assert e.timestamp < min(later, default=NOW + 1)
+            assert 0 <= int(e.body["engaged_ms"]) <= e.timestamp - view.timestamp + 1  # type: ignore[call-overload]
+            assert 0 <= int(e.body["scroll_depth"]) <= 100  # type: ignore[call-overload]
+    pageviews = sum(1 for visit in with_them for e in visit if e.body["type"] == "pageview")
+    assert 0.8 * pageviews <= engaged <= pageviews  # one per page left, now and then none
+    # a history's volume is of the other events: the same history, engagement added
+    history = list(model(13, engagement=True).history(2, 3000, NOW))
+    assert [e for e in history if e.body["type"] != "engagement"] == list(
+        model(13).history(2, 3000, NOW)
+    )
+
+
 def test_page_popularity_follows_a_zipf_law() -> None:
     events = model(5).next_events(NOW, 13_000)
     paths = Counter(

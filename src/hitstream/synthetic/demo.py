@@ -47,7 +47,7 @@ class Demo:
         self.store = store
         self.live_rate = live_rate
         self.events_per_day = events_per_day
-        self.model = TrafficModel(site_id, random.Random(seed))
+        self.model = TrafficModel(site_id, random.Random(seed), engagement=True)
         widened = Limits(
             max_past_ms=(HISTORY_DAYS + 1) * 86_400_000,
             max_future_ms=collector.limits.max_future_ms,

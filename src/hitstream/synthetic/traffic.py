@@ -299,7 +299,11 @@ class TrafficModel:
         returning_share: float = 0.3,
         bot_share: float = 0.0,
         client_event_ids: bool = False,
+        engagement: bool = False,
     ) -> None:
+        """``engagement``: each page a person leaves also sends the tracker's ``engagement``
+        event (time visible, deepest scroll), drawn from a second generator derived from
+        ``rng``'s state, so every other event is the same with it or without it."""
         if not 0.0 <= bot_share <= 1.0 or not 0.0 <= returning_share <= 1.0:
             raise ValueError("bot_share and returning_share are fractions between 0 and 1")
         self.site_id = site_id
@@ -321,6 +325,7 @@ class TrafficModel:
         self._returning_share = returning_share
         self._bot_share = bot_share
         self._event_ids = client_event_ids
+        self._engagement = random.Random(hash(rng.getstate())) if engagement else None
         self._pending: list[WireEvent] = []
         # think time before the next page: median 25 s; load time: 0.8 s desktop, 1.5 s phone
         self._think = LogNormal(25_000, 1.0, low=2_000, high=600_000)
@@ -448,6 +453,8 @@ class TrafficModel:
             events.append(self._wire(visitor, body, at))
             room = plan[index + 1][0] - offset if index + 1 < len(plan) else tail
             events.extend(self._extras(visitor, self.pages[page].path, url, at, room))
+            if self._engagement is not None:
+                events.extend(self._engaged(visitor, url, at, room))
         if rng.random() < 0.35:
             at = start_ms + plan[-1][0] + tail
             body = {"site_id": site_id, "type": "session", "url": previous_url}
@@ -482,6 +489,24 @@ class TrafficModel:
             for when, extra in zip(times, extras, strict=True)
         ]
 
+    def _engaged(self, visitor: Visitor, url: str, at: int, room: int) -> list[WireEvent]:
+        """The tracker's engagement event when the page is left (``room`` ms after it loaded,
+        just before the next page): most of that time visible, a scroll depth that grows
+        with it; now and then none (the tab was closed before it could be sent)."""
+        rng = self._engagement
+        if rng is None or rng.random() < 0.1:
+            return []
+        visible = int(room * (0.45 + 0.55 * rng.random()))
+        depth = min(100, int(15 + 85 * rng.random() * min(1.0, visible / 40_000 + 0.3)))
+        body: dict[str, object] = {
+            "site_id": self.site_id,
+            "type": "engagement",
+            "url": url,
+            "engaged_ms": visible,
+            "scroll_depth": depth,
+        }
+        return [self._wire(visitor, body, at + max(0, room - 1))]
+
     def _wire(self, visitor: Visitor, body: dict[str, object], at: int) -> WireEvent:
         body["timestamp"] = at
         if self._event_ids:
@@ -509,9 +534,12 @@ class TrafficModel:
             budget = events_per_day / 24 * shape / mean_shape * (hi - lo) / HOUR_MS
             budget = int(budget) + (1 if self.rng.random() < budget % 1 else 0)
             chunk: list[WireEvent] = []
-            while len(chunk) < budget:
+            counted = 0  # engagement events ride along: the budget is of the others
+            while counted < budget:
                 visit = self.visit(lo + self.rng.randrange(hi - lo))
-                chunk.extend(event for event in visit if event.timestamp < now_ms)
+                kept = [event for event in visit if event.timestamp < now_ms]
+                chunk.extend(kept)
+                counted += sum(1 for event in kept if event.body["type"] != "engagement")
             chunk.sort(key=lambda event: event.timestamp)
             yield from chunk
             hour += HOUR_MS
