@@ -46,6 +46,7 @@ from hitstream.stores.sql.common import (
 )
 from hitstream.stores.sql.duckdb import batch as duck_batch
 from hitstream.stores.sql.duckdb import rollups, stats, writes
+from hitstream.stores.sql.duckdb.memory import with_memory
 from hitstream.stores.sql.registry import BUMP, SqlDefinitions, forgotten_statement
 from hitstream.stores.sql.registry import Statement as RegistryStatement
 
@@ -235,7 +236,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
 
     async def _run(self, what: str, job: Callable[[Connection], T]) -> T:
         """``job`` on the store's thread. A query or a write that runs out of memory under
-        the store's limit runs once more without it (``batch.with_memory``)."""
+        the store's limit runs once more without it (``memory.with_memory``)."""
         conn, executor = self._conn, self._executor
         if conn is None or executor is None:
             raise StoreUnavailable(f"duckdb store at {self._path} is not started")
@@ -245,9 +246,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         def run(conn: Connection) -> T:
             try:
                 if liftable:
-                    return duck_batch.with_memory(
-                        conn, memory_mb, what, lambda: job(conn), self._lifted
-                    )
+                    return with_memory(conn, memory_mb, what, lambda: job(conn), self._lifted)
                 return job(conn)
             finally:
                 if self._limit_lifted and time.monotonic() >= self._restore_at:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import duckdb
 
@@ -25,34 +25,10 @@ from hitstream.stores import rollup_views
 from hitstream.stores.batch import StatsAnswer, StatsBatch, StatsCall
 from hitstream.stores.sql.common import results
 from hitstream.stores.sql.duckdb import rollups, stats
+from hitstream.stores.sql.duckdb.memory import with_memory
 
 Connection = duckdb.DuckDBPyConnection
 Row = tuple[Any, ...]
-T = TypeVar("T")
-
-
-def with_memory(
-    conn: Any,
-    memory_mb: int,
-    what: str,
-    job: Callable[[], T],
-    lifted: Callable[[str, str], None],
-) -> T:
-    """``job()``; if DuckDB runs out of memory under the store's limit (``memory_mb``, decision
-    0032), once more under DuckDB's own limit, after calling ``lifted(what, reason)`` (the
-    store sets its limit again later: ``DuckDBStore._lifted``). The limit keeps ``serve``
-    small while it can; a scan that cannot fit in it (a filtered breakdown over months of
-    raw events) or a write that cannot (indexes of a big store under heavy ingest) gets more
-    memory instead of failing. ``job`` must leave nothing behind when it fails: a read, or
-    one write transaction (rolled back)."""
-    try:
-        return job()
-    except duckdb.OutOfMemoryException as exc:
-        if not memory_mb:
-            raise
-        lifted(what, str(exc).splitlines()[0])
-    conn.execute("RESET memory_limit")
-    return job()
 
 
 class _Rows:
