@@ -38,7 +38,7 @@ import msgspec
 
 from hitstream.domain.events import Limits
 from hitstream.domain.sites import Site
-from hitstream.domain.visitors import Salts, day_key
+from hitstream.domain.visitors import SALT_BYTES, Salts, day_key
 from hitstream.enrich.geo import IptoccCountryLookup
 from hitstream.log.sqlite import SQLiteLog
 from hitstream.metrics import Metrics
@@ -74,7 +74,8 @@ class DaySalts(SaltKeeper):
         self._seed = seed
 
     def _salt(self, day: int) -> bytes:
-        return hashlib.blake2b(f"fill/{self._seed}/{day}".encode(), digest_size=16).digest()
+        seeded = f"fill/{self._seed}/{day}".encode()
+        return hashlib.blake2b(seeded, digest_size=SALT_BYTES).digest()
 
     async def salts(self, now_ms: int) -> Salts:
         day = now_ms // DAY_MS

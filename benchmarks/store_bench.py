@@ -18,6 +18,7 @@ from hashlib import blake2b
 from pathlib import Path
 
 from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.sessions import session_id_for
 from hitstream.domain.stats import METRICS, Filter, Range, StatsQuery
 from hitstream.domain.visitors import event_id
 from hitstream.stores.base import WriteBatch
@@ -56,13 +57,16 @@ def generate(
         number += 1
         site = SITE if rng.random() < 0.9 else rng.choice(["small-a.example", "small-b.example"])
         ts = start_ms + rng.randrange(span_ms)
-        # ids shaped like the real ones: 16 hex digits (blake2b-64), UUIDv7 event ids; a
-        # returning person gets a new visitor id every day, as the daily salt does; people of
-        # one seed are not another seed's
+        # ids shaped like the real ones: a visitor's 16 hex digits (blake2b-64) after its
+        # day's, as a daily salt makes them (an identified user's: no day), visit ids from
+        # ``session_id_for``, UUIDv7 event ids; a returning person gets a new visitor id every
+        # day, as the daily salt does; people of one seed are not another seed's
         person, day = rng.randrange(people or total // 4), (ts - start_ms) // DAY_MS
         who = f"{seed}/{person}/{day}" if daily_ids else f"{seed}/{person}"
         visitor = blake2b(who.encode(), digest_size=8).hexdigest()
-        session_id = f"{rng.getrandbits(64):016x}"
+        if daily_ids:
+            visitor = f"{ts // DAY_MS:04x}{visitor}"
+        session_id = session_id_for(site, visitor, ts)
         source, browser, country = rng.choice(SOURCES), rng.choice(BROWSERS), rng.choice(COUNTRIES)
         pages: list[str] = []
         for _ in range(min(rng.choice([1, 1, 2, 3, 4, 6, 9, 12]), total - len(events))):

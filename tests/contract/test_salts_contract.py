@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hitstream.domain.visitors import DAY_MS
+from hitstream.domain.visitors import DAY_MS, SALT_BYTES
 from hitstream.salts.base import SaltKeeper
 from hitstream.salts.file import FileSaltKeeper
 from hitstream.salts.memory import MemorySaltKeeper
@@ -55,7 +55,7 @@ async def test_a_day_keeps_its_salts(keeper: SaltKeeper) -> None:
     morning = await keeper.salts(DAY0)
     evening = await keeper.salts(DAY0 + 20 * 3_600_000)
     assert morning == evening
-    assert len(morning.current) == 16 and morning.day == str(DAY0 // DAY_MS)
+    assert len(morning.current) == SALT_BYTES and morning.day == str(DAY0 // DAY_MS)
 
 
 async def test_midnight_rotates_and_yesterday_stays_one_day(keeper: SaltKeeper) -> None:
@@ -87,6 +87,22 @@ async def test_the_file_keeper_survives_a_restart_and_hides_the_file(tmp_path: P
     assert before.current.hex() not in path.read_text()  # day one is gone from the disk too
 
 
+async def test_the_file_keeper_keeps_an_older_versions_salts_for_their_day(
+    tmp_path: Path,
+) -> None:
+    """A salts file of 16-byte salts (written before visitor ids had a day prefix) is used
+    as it is for the rest of its day, so visitors keep their ids over an upgrade; the next
+    day's salt is a new, full-length one, and the old one stays as yesterday's."""
+    path = tmp_path / "salts.json"
+    old = {"day": str(DAY0 // DAY_MS), "current": "ab" * 16, "previous": "cd" * 16}
+    path.write_text(json.dumps(old))
+    keeper = FileSaltKeeper(path)
+    today = await keeper.salts(DAY0 + 3_600_000)
+    assert (today.current.hex(), today.previous.hex()) == (old["current"], old["previous"])
+    tomorrow = await keeper.salts(DAY0 + DAY_MS)
+    assert tomorrow.previous.hex() == old["current"] and len(tomorrow.current) == SALT_BYTES
+
+
 async def test_the_file_keeper_starts_afresh_from_an_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "salts.json"
     path.write_text("{not json")
@@ -113,7 +129,7 @@ async def test_a_redis_keeper_without_redis_keeps_ingesting_on_a_local_salt() ->
     keeper = RedisSaltKeeper(unreachable(REDIS_URL))
     try:
         salts = await keeper.salts(DAY0)
-        assert len(salts.current) == 16
+        assert len(salts.current) == SALT_BYTES
         assert await keeper.salts(DAY0 + 1000) == salts  # the same local salt all day
     finally:
         await keeper.close()

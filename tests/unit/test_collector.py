@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from typing import cast
 
 import msgspec
@@ -53,7 +55,9 @@ async def test_single_event_is_stamped_and_appended(collector: Collector, log: M
     assert event.event_id == result.ids[0]
     assert event.country == "GB"
     assert event.user_agent == UA
-    assert len(event.visitor_id) == 16
+    # the day of the salt (today's, UTC) then 16 hex digits of hash
+    assert re.fullmatch(r"[0-9a-f]{20}", event.visitor_id)
+    assert int(event.visitor_id[:4], 16) == event.received_at // 86_400_000
     assert IP not in log.messages()[0].value.decode()  # the raw IP goes no further
 
 

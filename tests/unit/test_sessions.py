@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hitstream.domain.events import AcceptedEvent, ProcessedEvent
 from hitstream.domain.pipeline import start
-from hitstream.domain.sessions import SESSION_TIMEOUT_MS, Sessionizer
+from hitstream.domain.sessions import SESSION_TIMEOUT_MS, Sessionizer, session_id_for
 
 T0 = 1_790_000_000_000
 MIN = 60_000
@@ -52,6 +52,20 @@ def test_visitors_and_session_ids_are_separate_and_set_on_events() -> None:
     e1, e2 = event(T0, visitor="v1"), event(T0, visitor="v2")
     assert s.assign(e1).session_id != s.assign(e2).session_id
     assert e1.session_id and e2.session_id and e1.session_id != e2.session_id
+
+
+def test_visit_ids_start_with_their_start_and_sort_by_it() -> None:
+    """A visit's id is its start in milliseconds (12 hex digits), then a hash: the same
+    visit gets the same id on a replay, and ids sort by start whatever the visitor."""
+    s = Sessionizer()
+    starts = [T0 + n * 7_919 for n in range(50)]
+    visits = [s.assign(event(ts, visitor=f"v{n % 7}-{n}")) for n, ts in enumerate(starts)]
+    ids = [v.session_id for v in visits]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert [int(i[:12], 16) for i in ids] == starts
+    assert ids[3] == session_id_for("s", "v3-3", starts[3])  # a replay names it alike
+    same_start = {session_id_for("s", f"v{n}", T0) for n in range(100)}
+    assert len(same_start) == 100  # visitors starting in the same millisecond differ
 
 
 def test_duration_ping_does_not_unbounce_but_extends_the_visit() -> None:

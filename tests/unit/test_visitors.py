@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 
 from hitstream.domain.visitors import (
     DAY_MS,
+    SALT_BYTES,
     Salts,
     event_id,
     event_ids,
+    new_salt,
     rotate,
     user_hash,
     visitor_hash,
@@ -23,39 +25,70 @@ DAY0 = 20_000 * DAY_MS
 
 
 def test_hash_depends_on_every_input() -> None:
-    base = visitor_hash(b"s" * 16, "203.0.113.9", "UA", "site")
-    assert base == visitor_hash(b"s" * 16, "203.0.113.9", "UA", "site")
+    base = visitor_hash(b"s" * 16, "203.0.113.9", "UA", "site", day=1)
+    assert base == visitor_hash(b"s" * 16, "203.0.113.9", "UA", "site", day=1)
     others = {
-        visitor_hash(b"t" * 16, "203.0.113.9", "UA", "site"),
-        visitor_hash(b"s" * 16, "203.0.113.8", "UA", "site"),
-        visitor_hash(b"s" * 16, "203.0.113.9", "UA2", "site"),
-        visitor_hash(b"s" * 16, "203.0.113.9", "UA", "site2"),
+        visitor_hash(b"t" * 16, "203.0.113.9", "UA", "site", day=1),
+        visitor_hash(b"s" * 16, "203.0.113.8", "UA", "site", day=1),
+        visitor_hash(b"s" * 16, "203.0.113.9", "UA2", "site", day=1),
+        visitor_hash(b"s" * 16, "203.0.113.9", "UA", "site2", day=1),
     }
     assert base not in others and len(others) == 4
 
 
 def test_hash_is_the_documented_keyed_blake2b() -> None:
-    """README: a visitor is blake2b(daily salt, IP, User-Agent, site), 64 bits, in hex."""
-    salt = bytes(range(16))
-    expected = hashlib.blake2b(
-        b"198.51.100.7\x1fFirefox\x1fshop.example", key=salt, digest_size=8
-    ).hexdigest()
-    assert visitor_hash(salt, "198.51.100.7", "Firefox", "shop.example") == expected
-    assert re.fullmatch(r"[0-9a-f]{16}", expected)
+    """README: a visitor is the salt's day (4 hex digits) then blake2b(daily salt, IP,
+    User-Agent, site), 64 bits, in hex."""
+    salt = bytes(range(SALT_BYTES))
+    digest = hashlib.blake2b(b"198.51.100.7\x1fFirefox\x1fshop.example", key=salt, digest_size=8)
+    got = visitor_hash(salt, "198.51.100.7", "Firefox", "shop.example", day=20_426)
+    assert got == "4fca" + digest.hexdigest()
+    assert re.fullmatch(r"[0-9a-f]{20}", got)
+
+
+def test_a_salt_made_before_the_day_prefix_keeps_its_ids() -> None:
+    """A 16-byte salt (made by an earlier version, still in the salts file on upgrade day)
+    gives the ids it gave then: the plain 16 hex digits, so nobody's day splits in two."""
+    old = bytes(range(16))
+    before = hashlib.blake2b(b"198.51.100.7\x1fUA\x1fsite", key=old, digest_size=8).hexdigest()
+    assert visitor_hash(old, "198.51.100.7", "UA", "site", day=20_426) == before
+    # the day after the upgrade: today's salt is new, yesterday's the old one, whose ids
+    # (a visit crossing midnight) are still found
+    fresh = new_salt()
+    assert len(fresh) == SALT_BYTES and len(old) < SALT_BYTES
+    current, previous = Salts("20427", fresh, old).visitor_ids("198.51.100.7", "UA", "site")
+    assert previous == before
+    assert current.startswith("4fcb") and len(current) == 20
+
+
+def test_ids_of_a_day_sort_together() -> None:
+    """Today's ids under today's salt all sort after yesterday's ids under yesterday's salt
+    (the prefix is the day), and ``visitor_ids`` gives each salt's own day."""
+    yesterday, today = new_salt(), new_salt()
+    salts = Salts("20427", today, yesterday)
+    pairs = [salts.visitor_ids(f"203.0.113.{n}", "UA", "site") for n in range(200)]
+    assert min(c for c, _ in pairs) > max(p for _, p in pairs)
+    assert {c[:4] for c, _ in pairs} == {"4fcb"} and {p[:4] for _, p in pairs} == {"4fca"}
+    assert pairs[0][1] == visitor_hash(yesterday, "203.0.113.0", "UA", "site", day=20_426)
+    # after a gap there is no yesterday's salt: one id for both
+    alone = Salts("20427", today, today).visitor_ids("203.0.113.0", "UA", "site")
+    assert alone[0] == alone[1] == pairs[0][0]
 
 
 def test_only_the_salt_ties_a_hash_to_an_ip() -> None:
     """With the day's salt, trying every address of the visitor's /24 finds it; once the salt
     is gone (rotated away), no address of the block gives the stored hash."""
-    salt, stored = b"a" * 16, visitor_hash(b"a" * 16, "203.0.113.9", "UA", "site")
+    salt = b"a" * SALT_BYTES
+    stored = visitor_hash(salt, "203.0.113.9", "UA", "site", day=1)
     block = [f"203.0.113.{n}" for n in range(256)]
-    assert [ip for ip in block if visitor_hash(salt, ip, "UA", "site") == stored] == ["203.0.113.9"]
+    found = [ip for ip in block if visitor_hash(salt, ip, "UA", "site", day=1) == stored]
+    assert found == ["203.0.113.9"]
     later = rotate(
         rotate(rotate(None, DAY0, salt), DAY0 + DAY_MS, b"b" * 16), DAY0 + 2 * DAY_MS, b"c" * 16
     )
     assert salt not in (later.current, later.previous)
     for kept in (later.current, later.previous):
-        assert not [ip for ip in block if visitor_hash(kept, ip, "UA", "site") == stored]
+        assert not [ip for ip in block if visitor_hash(kept, ip, "UA", "site", day=1) == stored]
 
 
 def test_salts_rotate_daily_and_keep_only_yesterday() -> None:

@@ -19,8 +19,13 @@ SESSION_TIMEOUT_MS = 30 * 60 * 1000
 
 
 def session_id_for(site_id: str, visitor_id: str, started_at: int) -> str:
-    digest = hashlib.blake2b(f"{site_id}\x1f{visitor_id}\x1f{started_at}".encode(), digest_size=8)
-    return digest.hexdigest()
+    """A visit's id: its start in milliseconds (12 hex digits) then a 48-bit hash of site,
+    visitor and start. Deterministic (a replay of the log names the visit again alike) and
+    time-ordered, as event ids are: a store's index over visit ids takes new keys on its
+    newest edge and a write touches only the recent part of it, where random ids made every
+    write load the whole index into memory (decision 0034)."""
+    digest = hashlib.blake2b(f"{site_id}\x1f{visitor_id}\x1f{started_at}".encode(), digest_size=6)
+    return f"{started_at & 0xFFFF_FFFF_FFFF:012x}{digest.hexdigest()}"
 
 
 _ATTRIBUTION = (

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
-from hitstream.domain.visitors import Salts, day_key, rotate
+from hitstream.domain.visitors import Salts, day_key, new_salt, rotate
 from hitstream.salts.base import SaltKeeper
 
 
@@ -56,7 +55,7 @@ class FileSaltKeeper(SaltKeeper):
         current = self._salts
         if current is not None and current.day == day_key(now_ms):
             return current  # the hot path: no random draw unless the day changed
-        rotated = rotate(current, now_ms, secrets.token_bytes(16))
+        rotated = rotate(current, now_ms, new_salt())
         if rotated is not current:
             self._salts = rotated
             self._save(rotated)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
-
-from hitstream.domain.visitors import Salts, day_key, rotate
+from hitstream.domain.visitors import Salts, day_key, new_salt, rotate
 from hitstream.salts.base import SaltKeeper
 
 
@@ -16,5 +14,5 @@ class MemorySaltKeeper(SaltKeeper):
 
     async def salts(self, now_ms: int) -> Salts:
         if self._salts is None or self._salts.day != day_key(now_ms):
-            self._salts = rotate(self._salts, now_ms, secrets.token_bytes(16))
+            self._salts = rotate(self._salts, now_ms, new_salt())
         return self._salts

@@ -9,10 +9,9 @@ The driver is imported on first use (Redis is an extra).
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any
 
-from hitstream.domain.visitors import DAY_MS, Salts, day_key
+from hitstream.domain.visitors import DAY_MS, Salts, day_key, new_salt
 from hitstream.salts.base import SaltKeeper
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ class RedisSaltKeeper(SaltKeeper):
             self._redis = aioredis.Redis.from_url(
                 self.url, socket_timeout=0.5, socket_connect_timeout=0.5
             )
-        fresh = secrets.token_bytes(16)
+        fresh = new_salt()
         try:
             await self._redis.set(self.prefix + day, fresh, nx=True, ex=2 * DAY_MS // 1000 + 3600)
             stored = await self._redis.get(self.prefix + day)

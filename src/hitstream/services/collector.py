@@ -35,8 +35,8 @@ from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent, Limits, Probl
 from hitstream.domain.ratelimit import Buckets, retry_after, take_all
 from hitstream.domain.sites import Site, normal_host
 from hitstream.domain.validation import KNOWN_FIELDS, validate_event, validate_fields
+from hitstream.domain.visitors import Salts, user_hash
 from hitstream.domain.visitors import event_ids as new_event_ids
-from hitstream.domain.visitors import user_hash, visitor_hash
 from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
@@ -287,7 +287,7 @@ class Collector:
         countries: dict[str, str] = {}  # this request's addresses only: none kept after it
         for event, (ip, agent), fresh_id in zip(accepted, senders, fresh_ids, strict=True):
             agent = agent[: self.limits.max_user_agent]
-            self._stamp(event, salts.current, salts.previous, ip, agent, fresh_id, visitors)
+            self._stamp(event, salts, ip, agent, fresh_id, visitors)
             country = countries.get(ip)
             if country is None:
                 country = countries[ip] = self.countries.country(ip)
@@ -369,8 +369,7 @@ class Collector:
     def _stamp(
         self,
         event: AcceptedEvent,
-        salt: bytes,
-        previous_salt: bytes,
+        salts: Salts,
         ip: str,
         user_agent: str,
         fresh_id: str,
@@ -389,13 +388,7 @@ class Collector:
             key = (ip, user_agent, event.site_id)
             hashes = visitors.get(key)
             if hashes is None:
-                current = visitor_hash(salt, ip, user_agent, event.site_id)
-                previous = (
-                    visitor_hash(previous_salt, ip, user_agent, event.site_id)
-                    if previous_salt != salt
-                    else current
-                )
-                hashes = visitors[key] = (current, previous)
+                hashes = visitors[key] = salts.visitor_ids(ip, user_agent, event.site_id)
             event.visitor_id, event.visitor_id_prev = hashes
         event.user_agent = user_agent
 
