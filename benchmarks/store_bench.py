@@ -20,7 +20,7 @@ from pathlib import Path
 from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.sessions import session_id_for
 from hitstream.domain.stats import METRICS, Filter, Range, StatsQuery
-from hitstream.domain.visitors import event_id
+from hitstream.domain.visitors import event_id, with_day
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.duckdb import DuckDBStore
 
@@ -65,7 +65,7 @@ def generate(
         who = f"{seed}/{person}/{day}" if daily_ids else f"{seed}/{person}"
         visitor = blake2b(who.encode(), digest_size=8).hexdigest()
         if daily_ids:
-            visitor = f"{ts // DAY_MS:04x}{visitor}"
+            visitor = with_day(ts // DAY_MS, visitor)
         session_id = session_id_for(site, visitor, ts)
         source, browser, country = rng.choice(SOURCES), rng.choice(BROWSERS), rng.choice(COUNTRIES)
         pages: list[str] = []

@@ -44,7 +44,12 @@ def visitor_hash(salt: bytes, ip: str, user_agent: str, site_id: str, *, day: in
     )
     if len(salt) < SALT_BYTES:
         return digest.hexdigest()
-    return f"{day:04x}{digest.hexdigest()}"
+    return with_day(day, digest.hexdigest())
+
+
+def with_day(day: int, digest: str) -> str:
+    """A visitor id of UTC day ``day``: the day in 4 hex digits, then the hash's digits."""
+    return f"{day:04x}{digest}"
 
 
 def user_hash(site_id: str, user_id: str) -> str:
