@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from hitstream.domain.access import Action
 from hitstream.domain.errors import NotFound, QueryError
@@ -41,7 +41,7 @@ class SiteSettings(_Strict):
     timezone: str | None = Field(default=None, max_length=64, examples=["Europe/Berlin"])
     allowed_hosts: list[str] | None = Field(default=None, max_length=50)
     retention_days: int | None = Field(default=None, ge=0, le=36_500)
-    public: bool | None = None
+    public: StrictBool | None = None
     settings: dict[str, Any] | None = None
     umami_website_id: str | None = Field(
         default=None,
