@@ -8,11 +8,12 @@ Heavy imports stay inside the commands, so ``hitstream --help`` is quick.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated
+from typing import Annotated, Final
 from urllib.parse import urlsplit
 
 import typer
@@ -99,6 +100,21 @@ def _grpc_server_module() -> ModuleType:
     return server
 
 
+GC_YOUNG_THRESHOLD: Final = 50_000
+"""Allocations between two collections of the youngest generation (Python's default: 700)."""
+
+
+def _tune_gc() -> None:
+    """Freeze what start-up built (modules, the app, settings: never garbage) out of every
+    collection, and collect the young generation every ``GC_YOUNG_THRESHOLD`` allocations.
+    A processor write builds tens of thousands of dicts and lists that live for the write and
+    die by reference count; at Python's defaults they set off collections that walked the
+    whole heap, 41 % of the processor's samples while it drained a backlog of long visits and
+    ~9 % of a realistic drain (decision 0035). Cycles are still collected, later."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
+
+
 def _run(
     roles: frozenset[str],
     host: str | None,
@@ -135,6 +151,7 @@ def _run(
     from hitstream.web.server import server_config
 
     runtime = build(settings, roles, alerting_here=True if child is not None else None)
+    _tune_gc()
     runtime.announce = typer.echo  # first-run and demo links
     lifecycle: Lifecycle = runtime
     if child is not None:
