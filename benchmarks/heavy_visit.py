@@ -35,11 +35,13 @@ START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 SITE = "heavy.example"
 
 
-def generate(total: int, visits: int, pages: int | None) -> list[list[Any]]:
+def generate(
+    total: int, visits: int, pages: int | None, cap: int | None = None
+) -> list[list[Any]]:
     """Batches of (events, visit rows after the batch): ``visits`` visitors, one visit each,
     taking turns an event at a time, 10 ms apart; paths distinct per event (``pages``
     None) or cycling over ``pages`` per visit."""
-    rows: dict[int, Session] = {}
+    rows: dict[tuple[int, int], Session] = {}
     batches: list[list[Any]] = []
     events: list[ProcessedEvent] = []
     for n in range(total):
@@ -55,7 +57,7 @@ def generate(total: int, visits: int, pages: int | None) -> list[list[Any]]:
             timestamp=ts,
             received_at=ts,
             visitor_id=visitor,
-            session_id=session_id_for(SITE, visitor, START_MS + who * 10),
+            session_id="",
             hostname=SITE,
             path=path,
             url=f"https://{SITE}{path}",
@@ -64,13 +66,16 @@ def generate(total: int, visits: int, pages: int | None) -> list[list[Any]]:
             device="desktop",
             country="DE",
         )
-        if who not in rows:
-            rows[who] = new_visit(event, event.session_id)
-        count_into(rows[who], event)
+        part = seq // cap if cap else 0  # with ``cap``: a new visit every ``cap`` events
+        row = rows.get((who, part))
+        if row is None:
+            row = rows[(who, part)] = new_visit(event, session_id_for(SITE, visitor, ts))
+        event.session_id = row.session_id
+        count_into(row, event)
         events.append(event)
         if len(events) == BATCH or n == total - 1:
-            touched = {e.visitor_id for e in events}
-            batches.append([events, [replace(r) for r in rows.values() if r.visitor_id in touched]])
+            touched = {e.session_id for e in events}
+            batches.append([events, [replace(r) for r in rows.values() if r.session_id in touched]])
             events = []
     return batches
 
@@ -110,11 +115,14 @@ def main() -> None:
     parser.add_argument("--visits", type=int, default=4)
     parser.add_argument("--pages", type=int, default=50, help="pages a visit cycles over (control)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cap", type=int, default=0, help="also: a new visit every CAP events")
     args = parser.parse_args()
     cases = {
         "distinct pages": generate(args.events, args.visits, None),
         f"{args.pages} pages a visit": generate(args.events, args.visits, args.pages),
     }
+    if args.cap:
+        cases[f"distinct, {args.cap} a visit"] = generate(args.events, args.visits, None, args.cap)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
     for run in range(args.runs):
         order = list(cases) if run % 2 == 0 else list(reversed(cases))
