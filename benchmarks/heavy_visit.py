@@ -35,9 +35,7 @@ START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 SITE = "heavy.example"
 
 
-def generate(
-    total: int, visits: int, pages: int | None, cap: int | None = None
-) -> list[list[Any]]:
+def generate(total: int, visits: int, pages: int | None, cap: int | None = None) -> list[list[Any]]:
     """Batches of (events, visit rows after the batch): ``visits`` visitors, one visit each,
     taking turns an event at a time, 10 ms apart; paths distinct per event (``pages``
     None) or cycling over ``pages`` per visit."""
