@@ -23,7 +23,6 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from benchmarks.harness import machine
 from hitstream.domain.events import ProcessedEvent, Session
@@ -35,12 +34,16 @@ START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 SITE = "heavy.example"
 
 
-def generate(total: int, visits: int, pages: int | None, cap: int | None = None) -> list[list[Any]]:
-    """Batches of (events, visit rows after the batch): ``visits`` visitors, one visit each,
-    taking turns an event at a time, 10 ms apart; paths distinct per event (``pages``
-    None) or cycling over ``pages`` per visit."""
+Batch = tuple[list[ProcessedEvent], list[Session]]
+"""A batch's events and the rows of the visits they touch as they stand after it."""
+
+
+def generate(total: int, visits: int, pages: int | None, cap: int | None = None) -> list[Batch]:
+    """``visits`` visitors, one visit each (with ``cap``: a new one every ``cap`` events),
+    taking turns an event at a time, 10 ms apart; paths distinct per event (``pages`` None)
+    or cycling over ``pages`` per visit."""
     rows: dict[tuple[int, int], Session] = {}
-    batches: list[list[Any]] = []
+    batches: list[Batch] = []
     events: list[ProcessedEvent] = []
     for n in range(total):
         who, seq = n % visits, n // visits
@@ -64,7 +67,7 @@ def generate(total: int, visits: int, pages: int | None, cap: int | None = None)
             device="desktop",
             country="DE",
         )
-        part = seq // cap if cap else 0  # with ``cap``: a new visit every ``cap`` events
+        part = seq // cap if cap else 0
         row = rows.get((who, part))
         if row is None:
             row = rows[(who, part)] = new_visit(event, session_id_for(SITE, visitor, ts))
@@ -73,12 +76,12 @@ def generate(total: int, visits: int, pages: int | None, cap: int | None = None)
         events.append(event)
         if len(events) == BATCH or n == total - 1:
             touched = {e.session_id for e in events}
-            batches.append([events, [replace(r) for r in rows.values() if r.session_id in touched]])
+            batches.append((events, [replace(r) for r in rows.values() if r.session_id in touched]))
             events = []
     return batches
 
 
-async def _write(batches: list[list[Any]]) -> dict[str, float]:
+async def _write(batches: list[Batch]) -> dict[str, float]:
     from hitstream.stores.base import WriteBatch
     from hitstream.stores.duckdb import DuckDBStore
 
