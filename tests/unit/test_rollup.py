@@ -34,9 +34,16 @@ PAGES = ["/", "/a", "/b", "/Ä"]
 class Kept:
     """Rollup counts kept batch by batch, with every slot and visit row in memory."""
 
-    def __init__(self, *, whole: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        whole: bool = False,
+        keys: rollups.PropKeys | None = None,
+        segments: rollups.Segments | None = None,
+    ) -> None:
         self.whole = whole
         """Every chain walked from its start (``rollups.change(whole=True)``)."""
+        self.keys, self.segments = keys, segments
         self.slots: dict[rollups.SlotKey, rollups.Slot] = {}
         self.facts: dict[tuple[str, str], rollups.VisitFacts] = {}
         self.ids: set[str] = set()
@@ -52,7 +59,14 @@ class Kept:
         touched = rollups.touched(fresh, last)
         visitors = touched.visitors | rollups.affected_visitors(self.slots.values(), last)
         change = rollups.change(
-            self.slots.values(), self.facts, fresh, last, visitors, whole=self.whole
+            self.slots.values(),
+            self.facts,
+            fresh,
+            last,
+            visitors,
+            self.keys,
+            self.segments,
+            whole=self.whole,
         )
         for slot in change.slots:
             self.slots[slot.key] = slot
@@ -132,6 +146,7 @@ def batches(draw: st.DrawFn) -> list[tuple[list[ProcessedEvent], list[Session]]]
             path=draw(st.sampled_from(PAGES)),
             country=draw(st.sampled_from(["", "DE", "FR"])),
             type=draw(st.sampled_from(["pageview", "pageview", "custom"])),
+            props=draw(st.sampled_from([{}, {"plan": "pro"}, {"plan": "free"}])),
         )
         for _ in range(draw(st.integers(1, 25)))
     ]
@@ -203,6 +218,52 @@ def test_chains_walked_from_the_first_changed_period_keep_the_same_counts(
         whole.write(events, sessions)
         assert shortcut.counts == whole.counts
         assert shortcut.slots == whole.slots
+
+
+@settings(max_examples=200, deadline=None)
+@given(written=batches())
+def test_walking_only_the_members_a_write_touches_keeps_the_same_counts(
+    written: list[tuple[list[ProcessedEvent], list[Session]]],
+) -> None:
+    """With a custom property key and segments (on an event property, a custom one and the
+    country) the members a write walks, and the differences it adds to the others' chain
+    rows when a visit row changes, give row for row what walking every chain gives."""
+    keys = {"site": ("plan",)}
+    segments = {
+        "site": {
+            "page": frozenset({"/a", "/Ä"}),
+            "country": frozenset({"DE"}),
+            "prop:plan": frozenset({"pro"}),
+        }
+    }
+    shortcut = Kept(keys=keys, segments=segments)
+    whole = Kept(whole=True, keys=keys, segments=segments)
+    for events, sessions in written:
+        shortcut.write(events, sessions)
+        whole.write(events, sessions)
+        assert shortcut.counts == whole.counts
+        assert shortcut.slots == whole.slots
+
+
+def test_a_long_visits_write_walks_the_pages_it_touches_only() -> None:
+    """A visit of 200 pages gets one more page and a longer duration: the change walks the
+    new page's chain and adds the new duration to the other pages' rows, the same counts as
+    walking every chain, one row per page."""
+    kept = Kept()
+    pages = [event(n, 0, n % 60, "v0", "s0", path=f"/p{n}") for n in range(200)]
+    kept.write(pages, [visit_row("s0", exit="/p199", pageviews=200)])
+    stored = list(kept.slots.values())
+    late = [event(500, 0, 59, "v0", "s0", path="/new")]
+    row = replace(visit_row("s0", exit="/new", pageviews=201), last_seen=H0 + 2 * HOUR)
+    visitors = rollups.touched(late, [row]).visitors
+    quick = rollups.change(stored, kept.facts, late, [row], visitors)
+    whole = rollups.change(stored, kept.facts, late, [row], visitors, whole=True)
+    assert quick.counts == whole.counts
+    page_rows = [key for key in quick.counts if key[1] == "page"]
+    assert len(page_rows) == 201
+    grew = row.duration_ms - kept.facts[("site", "s0")].duration_ms
+    assert grew > 0
+    assert quick.counts[("site", "page", "/p7", H0, rollups.NONE)][4] == grew
 
 
 def test_a_long_seen_visitors_write_walks_its_recent_periods_only() -> None:

@@ -44,6 +44,7 @@ import functools
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Final
@@ -109,11 +110,13 @@ class Slot:
 
     def add_event(
         self, event: ProcessedEvent, keys: Sequence[str] = (), segments: SiteSegments = None
-    ) -> None:
+    ) -> list[Member]:
+        """Count ``event`` in; return the members it counted under."""
         members = event_members(event, keys, segments)
         self.events.update(members)  # counted in C: this runs for every event and property
         if event.type == "pageview":
             self.pageviews.update(members)
+        return members
 
     def copy(self) -> Slot:
         return Slot(*self.key, Counter(self.events), Counter(self.pageviews))
@@ -335,12 +338,52 @@ def _members(slot: Slot, facts: Facts, segments: Segments | None) -> list[tuple[
     return members
 
 
-def _hours(slots: Iterable[Slot], facts: Facts, segments: Segments | None = None) -> Hours:
-    """member -> period -> [pageviews, events] over the slots (``_members``)."""
+def _some_members(
+    slot: Slot, facts: Facts, segments: Segments | None, wanted: AbstractSet[Member]
+) -> list[tuple[Member, int, int]]:
+    """The entries of ``_members`` whose member is in ``wanted``, looked up one by one when
+    ``wanted`` is the smaller (a write's few members in a slot of a long visit's many)."""
+    events = slot.events
+    if 2 * len(wanted) > len(events):
+        return [entry for entry in _members(slot, facts, segments) if entry[0] in wanted]
+    pageviews = slot.pageviews
+    found = [(m, pageviews.get(m, 0), n) for m in wanted if (n := events.get(m))]
+    extra = facts.get((slot.site, slot.visit)) if slot.visit else None
+    if extra is None or TOTAL not in events:
+        return found
+    totals = pageviews.get(TOTAL, 0), events[TOTAL]
+    visit_members = list(extra.members())
+    found += [(m, *totals) for m in visit_members if m in wanted]
+    site_segments = segments.get(slot.site) if segments else None
+    for prop, values in (site_segments or {}).items():
+        for value in values:
+            n = events.get((prop, value))
+            if n:
+                views = pageviews.get((prop, value), 0)
+                for q, w in visit_members:
+                    member = (segment_dim(prop, value, q), w)
+                    if member in wanted:
+                        found.append((member, views, n))
+    return found
+
+
+def _hours(
+    slots: Iterable[Slot],
+    facts: Facts,
+    segments: Segments | None = None,
+    wanted: AbstractSet[Member] | None = None,
+) -> Hours:
+    """member -> period -> [pageviews, events] over the slots (``_members``), of the members
+    in ``wanted`` only when given."""
     found: Hours = defaultdict(dict)
     for slot in slots:
         hour = slot.hour
-        for member, views, events in _members(slot, facts, segments):
+        entries = (
+            _members(slot, facts, segments)
+            if wanted is None
+            else _some_members(slot, facts, segments, wanted)
+        )
+        for member, views, events in entries:
             counts = found[member].get(hour)
             if counts is None:
                 found[member][hour] = [views, events]
@@ -351,18 +394,28 @@ def _hours(slots: Iterable[Slot], facts: Facts, segments: Segments | None = None
 
 
 def _hours_from(
-    slots: Sequence[Slot], facts: Facts, segments: Segments | None, since: int
+    slots: Sequence[Slot],
+    facts: Facts,
+    segments: Segments | None,
+    since: int,
+    only: AbstractSet[Member] | None = None,
 ) -> Hours:
-    """``_hours`` of the slots of periods ``since`` and later, each member also holding the
-    last period before ``since`` it had (its numbers left at zero: only a chain's ``prev``
-    reads it). Earlier slots are read newest first until every member has its period."""
-    found = _hours([s for s in slots if s.hour >= since], facts, segments)
+    """``_hours`` of the slots of periods ``since`` and later (of the members in ``only``
+    when given), each member also holding the last period before ``since`` it had (its
+    numbers left at zero: only a chain's ``prev`` reads it). Earlier slots are read newest
+    first until every member has its period."""
+    found = _hours([s for s in slots if s.hour >= since], facts, segments, only)
     wanted = set(found)
     older = sorted((s for s in slots if s.hour < since), key=attrgetter("hour"), reverse=True)
     for slot in older:
         if not wanted:
             break
-        for member, _, _ in _members(slot, facts, segments):
+        entries = (
+            _members(slot, facts, segments)
+            if only is None
+            else _some_members(slot, facts, segments, wanted)
+        )
+        for member, _, _ in entries:
             if member in wanted:
                 found[member].setdefault(slot.hour, [0, 0])
                 wanted.discard(member)
@@ -478,11 +531,17 @@ def change(
     ``sessions`` are written on top of ``stored``; ``keys``: the custom property keys each
     site rolls up, ``segments`` its segments.
 
-    A visitor's chains are walked only from the first period the write changes for it
-    (``changed_from``): before that its slots, before and after, are the same, and so is
-    what they count. A visitor who has been seen for months (an identified user) thus costs
-    a write what its recent periods cost. ``whole``: walk every chain from its start (the
-    reference the tests hold the shortcut to).
+    Only what the write can change is walked (decision 0036). A visitor's chains from the
+    first period the write changes for it (``changed_from``): before that its slots, before
+    and after, are the same, and so is what they count; a visitor seen for months (an
+    identified user) thus costs a write what its recent periods cost. And of each visit and
+    visitor, only the chains of the members the write touches (``_Dirty``): the members of
+    its fresh events and the visit rows' members; the other members' chains keep their
+    periods, and when the visit row changes what every chain row of the visit carries
+    (measured, bounce, duration) they get the difference on each row (``_carried``) without
+    being walked twice. A visit of thousands of pages thus costs a write about one row per
+    page rather than two walks of every page. ``whole``: walk every chain of every touched
+    entity from its start (the reference the tests hold the shortcuts to).
 
     ``stored`` must hold every slot of the touched visits (``touched``) and of ``visitors``
     (the touched ones plus ``affected_visitors``); ``old_facts`` the stored visit row of every
@@ -493,17 +552,20 @@ def change(
     before = {slot.key: slot for slot in stored}
     after = dict(before)  # a slot the events change is copied first: ``before`` stays
     changed: dict[SlotKey, Slot] = {}
+    fresh: dict[tuple[str, str, str], set[Member]] = defaultdict(set)
     for event in events:
         key = (event.site_id, event.visitor_id, event.session_id, slot_of(event.timestamp))
         slot = changed.get(key)
         if slot is None:
             was = before.get(key)
             slot = after[key] = changed[key] = Slot(*key) if was is None else was.copy()
-        slot.add_event(
+        members = slot.add_event(
             event,
             keys.get(event.site_id, ()) if keys else (),
             segments.get(event.site_id) if segments else None,
         )
+        if not whole:
+            fresh[_visit_of(*key[:3])].update(members)
     new_facts = dict(old_facts)
     for session in sessions:
         new_facts[(session.site_id, session.session_id)] = VisitFacts.of(session)
@@ -511,9 +573,15 @@ def change(
     visits = {_visit_of(e.site_id, e.visitor_id, e.session_id) for e in events}
     visits |= {(s.site_id, s.session_id, "") for s in sessions if s.session_id}
     since = {} if whole else changed_from(before.values(), events, sessions)
+    together = _together(before, after, visits, visitors, since)
+    dirty = None
+    if not whole:
+        dirty = _dirty(after, fresh, old_facts, new_facts, visits, visitors, segments, together)
     counts: Counts = {}
-    _contribute(counts, before, old_facts, visits, visitors, -1, segments, since)
-    _contribute(counts, after, new_facts, visits, visitors, 1, segments, since)
+    _contribute(counts, before, old_facts, visits, visitors, -1, segments, since, together, dirty)
+    _contribute(counts, after, new_facts, visits, visitors, 1, segments, since, together, dirty)
+    if dirty is not None:
+        _carried_differences(counts, after, old_facts, new_facts, dirty, segments)
     return Change(list(changed.values()), {k: v for k, v in counts.items() if any(v)})
 
 
@@ -544,53 +612,203 @@ def changed_from(
     return {key: hour for key, hour in found.items() if first.get(key, hour) < hour}
 
 
+Owner = tuple[str, str]
+"""(site, visitor)."""
+VisitKey = tuple[str, str, str]
+"""A visit as ``_visit_of`` names it."""
+
+
+def _alone(state: Mapping[SlotKey, Slot], visitors: set[Owner]) -> dict[Owner, VisitKey]:
+    """Visitors of ``visitors`` whose slots in ``state`` all belong to one visit that holds
+    nobody else's slots -> that visit: their chains are the visit's."""
+    visit_of: dict[Owner, VisitKey] = {}
+    several: set[Owner] = set()
+    holders: dict[VisitKey, set[str]] = defaultdict(set)
+    for slot in state.values():
+        visit = _visit_of(slot.site, slot.visitor, slot.visit)
+        holders[visit].add(slot.visitor)
+        owner = (slot.site, slot.visitor)
+        if owner in visitors and visit_of.setdefault(owner, visit) != visit:
+            several.add(owner)
+    return {
+        owner: visit
+        for owner, visit in visit_of.items()
+        if owner not in several and holders[visit] == {owner[1]}
+    }
+
+
+def _together(
+    before: Mapping[SlotKey, Slot],
+    after: Mapping[SlotKey, Slot],
+    visits: set[VisitKey],
+    visitors: set[Owner],
+    since: Mapping[Owner, int],
+) -> dict[Owner, VisitKey]:
+    """Visitors counted in one pass with their visit, on both sides of a write alike: alone
+    with a visit of the write after it, and before it either absent or alone with the same
+    visit. Never one in ``since`` (its chains are walked from a period on, the visit's
+    whole)."""
+    was = _alone(before, visitors)
+    return {
+        owner: visit
+        for owner, visit in _alone(after, visitors).items()
+        if visit in visits and owner not in since and was.get(owner, visit) == visit
+    }
+
+
+@dataclass(slots=True)
+class _Dirty:
+    """The members a write walks, per visit and per visitor: the same on both sides, so
+    what is left out is left out of both. A member left out of a visit keeps its periods in
+    it (no fresh event had it, and it is no visit-row member), and one left out of a
+    visitor keeps its periods in every visit of that visitor."""
+
+    visits: dict[VisitKey, set[Member]]
+    """Per visit: the members of its fresh events, its visit rows' members (old and new),
+    and when its visitor counts with it (``_together``), the visitor's."""
+    visitors: dict[Owner, set[Member]]
+    """Per visitor: the members of its fresh events and the visit-row members of the
+    write's visits it has slots in."""
+
+
+def _row_members(facts: Iterable[VisitFacts | None], site_segments: SiteSegments) -> set[Member]:
+    """The members visit rows add to a slot (``_members``): their own, and under every
+    segment of the site."""
+    own = {member for row in facts if row is not None for member in row.members()}
+    found = set(own)
+    for prop, values in (site_segments or {}).items():
+        for value in values:
+            found.update((segment_dim(prop, value, q), w) for q, w in own)
+    return found
+
+
+def _dirty(
+    after: Mapping[SlotKey, Slot],
+    fresh: Mapping[VisitKey, set[Member]],
+    old_facts: Facts,
+    new_facts: Facts,
+    visits: set[VisitKey],
+    visitors: set[Owner],
+    segments: Segments | None,
+    together: Mapping[Owner, VisitKey],
+) -> _Dirty:
+    dirty = _Dirty({visit: set(members) for visit, members in fresh.items()}, {})
+    rows: dict[VisitKey, set[Member]] = {}
+    for visit in visits:
+        site, visit_id, _ = visit
+        if visit_id:
+            facts = (old_facts.get((site, visit_id)), new_facts.get((site, visit_id)))
+            rows[visit] = _row_members(facts, segments.get(site) if segments else None)
+            dirty.visits.setdefault(visit, set()).update(rows[visit])
+    for slot in after.values():
+        owner = (slot.site, slot.visitor)
+        if owner not in visitors:
+            continue
+        visit = _visit_of(slot.site, slot.visitor, slot.visit)
+        wanted = dirty.visitors.setdefault(owner, set())
+        wanted |= fresh.get(visit, set())
+        wanted |= rows.get(visit, set())
+    for owner, visit in together.items():
+        dirty.visits.setdefault(visit, set()).update(dirty.visitors.get(owner, ()))
+    return dirty
+
+
+def _carried(row: VisitFacts | None) -> tuple[int, int, int]:
+    """What a visit row adds to every chain row of its visit: measured, bounces, duration."""
+    if row is None:
+        return (0, 0, 0)
+    return (1, int(row.bounce), row.duration_ms)
+
+
+def _carried_differences(
+    counts: Counts,
+    after: Mapping[SlotKey, Slot],
+    old_facts: Facts,
+    new_facts: Facts,
+    dirty: _Dirty,
+    segments: Segments | None,
+) -> None:
+    """For each visit whose row changed what its chain rows carry (``_carried``): add the
+    difference on every chain row of the members the write did not walk (their periods are
+    the same before and after)."""
+    moved: dict[tuple[str, str], tuple[int, int, int]] = {}
+    for visit in dirty.visits:
+        site, visit_id, _ = visit
+        if visit_id:
+            old, new = (
+                _carried(old_facts.get((site, visit_id))),
+                _carried(new_facts.get((site, visit_id))),
+            )
+            if old != new:
+                moved[(site, visit_id)] = (new[0] - old[0], new[1] - old[1], new[2] - old[2])
+    if not moved:
+        return
+    hours_of: dict[tuple[str, str], dict[Member, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for slot in after.values():
+        if slot.visit and (slot.site, slot.visit) in moved:
+            walked = dirty.visits[(slot.site, slot.visit, "")]
+            found = hours_of[(slot.site, slot.visit)]
+            for member, _, _ in _members(slot, new_facts, segments):
+                if member not in walked:
+                    found[member].add(slot.hour)
+    for (site, _), members in hours_of.items():
+        measured, bounces, duration = moved[(site, _)]
+        for (prop, value), hours in members.items():
+            prev = NONE
+            for hour in sorted(hours):
+                row = _row(counts, (site, prop, value, hour, prev))
+                row[_MEASURED] += measured
+                row[_BOUNCES] += bounces
+                row[_DURATION] += duration
+                prev = hour
+
+
 def _contribute(
     counts: Counts,
     state: Mapping[SlotKey, Slot],
     facts: Facts,
-    visits: set[tuple[str, str, str]],
-    visitors: set[tuple[str, str]],
+    visits: set[VisitKey],
+    visitors: set[Owner],
     sign: int,
     segments: Segments | None = None,
-    since: Mapping[tuple[str, str], int] | None = None,
+    since: Mapping[Owner, int] | None = None,
+    together: Mapping[Owner, VisitKey] | None = None,
+    dirty: _Dirty | None = None,
 ) -> None:
     """Add (``sign`` 1) or take back (-1) what the ``visits`` and ``visitors`` count in
-    ``state``: each visit's chains, and each visitor's (counted with its visit when the
-    visitor has the slots of that one visit only), a visitor's from its period in ``since``
-    on (``changed_from``; every period for a visitor not in it). A visitor in ``since`` is
-    never counted with its visit: both sides of a write must leave out the same rows."""
-    by_visit: dict[tuple[str, str, str], list[Slot]] = defaultdict(list)
-    by_visitor: dict[tuple[str, str], list[Slot]] = defaultdict(list)
+    ``state``: each visit's chains, and each visitor's (in the same pass as its visit's for
+    a visitor in ``together``), a visitor's from its period in ``since`` on
+    (``changed_from``; every period for a visitor not in it); of the members in ``dirty``
+    only, when given."""
+    by_visit: dict[VisitKey, list[Slot]] = defaultdict(list)
+    by_visitor: dict[Owner, list[Slot]] = defaultdict(list)
     for slot in state.values():
         visit = _visit_of(slot.site, slot.visitor, slot.visit)
         if visit in visits:
             by_visit[visit].append(slot)
         if (slot.site, slot.visitor) in visitors:
             by_visitor[(slot.site, slot.visitor)].append(slot)
-    alone = {  # visitors with the slots of one visit only: counted with that visit
-        (site, slots[0].visitor): tuple(s.key for s in slots)
-        for (site, _), slots in by_visitor.items()
-    }
-    counted: set[tuple[str, str]] = set()
-    for (site, visit_id, _), slots in by_visit.items():
-        owner = (site, slots[0].visitor)
-        both = (
-            alone.get(owner) == tuple(s.key for s in slots)
-            and owner not in counted
-            and not (since and owner in since)
-        )
-        if both:
-            counted.add(owner)
-        found = _hours(slots, facts, segments)
+    together = together or {}
+    for visit, slots in by_visit.items():
+        site, visit_id, _ = visit
+        both = together.get((site, slots[0].visitor)) == visit
+        wanted = None if dirty is None else dirty.visits.get(visit, set())
+        if wanted is not None and not wanted:
+            continue
+        found = _hours(slots, facts, segments, wanted)
         visit_contribution(counts, site, visit_id, found, facts, sign, visitor_too=both)
-    for (site, visitor), slots in by_visitor.items():
-        if (site, visitor) not in counted:
-            start = since.get((site, visitor), NONE) if since else NONE
-            if start == NONE:
-                visitor_contribution(counts, site, _hours(slots, facts, segments), sign)
-            else:
-                found = _hours_from(slots, facts, segments, start)
-                visitor_contribution(counts, site, found, sign, start)
+    for owner, slots in by_visitor.items():
+        if owner in together:
+            continue
+        only = None if dirty is None else dirty.visitors.get(owner, set())
+        if only is not None and not only:
+            continue
+        start = since.get(owner, NONE) if since else NONE
+        if start == NONE:
+            visitor_contribution(counts, owner[0], _hours(slots, facts, segments, only), sign)
+        else:
+            found = _hours_from(slots, facts, segments, start, only)
+            visitor_contribution(counts, owner[0], found, sign, start)
 
 
 def take_back(stored: Iterable[Slot], facts: Facts, segments: Segments | None = None) -> Counts:
@@ -600,8 +818,9 @@ def take_back(stored: Iterable[Slot], facts: Facts, segments: Segments | None = 
     state = {slot.key: slot for slot in stored}
     visits = {_visit_of(s.site, s.visitor, s.visit) for s in state.values()}
     visitors = {(s.site, s.visitor) for s in state.values()}
+    together = {owner: visit for owner, visit in _alone(state, visitors).items() if visit in visits}
     counts: Counts = {}
-    _contribute(counts, state, facts, visits, visitors, -1, segments)
+    _contribute(counts, state, facts, visits, visitors, -1, segments, None, together)
     return {k: v for k, v in counts.items() if any(v)}
 
 
