@@ -751,8 +751,9 @@ def _carried_differences(
             for member, _, _ in _members(slot, new_facts, segments):
                 if member not in walked:
                     found[member].add(slot.hour)
-    for (site, _), members in hours_of.items():
-        measured, bounces, duration = moved[(site, _)]
+    for visit_key, members in hours_of.items():
+        site = visit_key[0]
+        measured, bounces, duration = moved[visit_key]
         for (prop, value), hours in members.items():
             prev = NONE
             for hour in sorted(hours):
