@@ -32,11 +32,11 @@ class Settings(BaseSettings):
     events; on PostgreSQL writes keep the rollups either way, on DuckDB they stop keeping
     them too (faster writes; turning it on again needs ``hitstream migrate
     --rebuild-rollups``, until which its queries keep scanning)."""
-    duckdb_memory_mb: int = Field(default=200, ge=0)
+    duckdb_memory_mb: int = Field(default=150, ge=0)
     """DuckDB's memory limit in MB once migrations ran (0: DuckDB's own, 80 % of RAM). Its
     buffer pool keeps every table and index page it read until the limit; a lower one evicts
     (pages are re-read from the file) and makes big sorts and aggregates spill to disk. A
-    rollup rebuild runs without it (decision 0032)."""
+    rollup rebuild runs without it (decisions 0032, 0037)."""
     fanout_url: str = ""
     """``memory://`` (default), ``redis://host:6379/0`` to share live updates between processes."""
     cache_url: str = ""

@@ -558,7 +558,7 @@ async def test_the_memory_setting_limits_duckdb_after_migrations(tmp_path: Path)
 async def test_the_default_limit_is_lifted_while_the_rollups_are_rebuilt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Decision 0032: 200 MB unless set; a rebuild (every event at once) runs under DuckDB's
+    """Decisions 0032 and 0037: 150 MB unless set; a rebuild (every event at once) runs under DuckDB's
     own limit and the store's is set again afterwards, also when the rebuild fails."""
     from hitstream.bootstrap.adapters import make_store
     from hitstream.settings import Settings
@@ -580,16 +580,16 @@ async def test_the_default_limit_is_lifted_while_the_rollups_are_rebuilt(
 
     monkeypatch.setattr(duck_rollups, "rebuild", spy)
     try:
-        assert await store._rows(limit) == [("190.7 MiB",)]  # 200 * 10**6 bytes
+        assert await store._rows(limit) == [("143.0 MiB",)]  # 150 * 10**6 bytes
         events, sessions = traffic(300)
         await write_all(store, events, sessions)
         assert await store.rebuild_rollups() == len(events)
-        assert await store._rows(limit) == [("190.7 MiB",)]
+        assert await store._rows(limit) == [("143.0 MiB",)]
         with pytest.raises(StoreUnavailable):
             await store.rebuild_rollups()
-        assert await store._rows(limit) == [("190.7 MiB",)]
+        assert await store._rows(limit) == [("143.0 MiB",)]
         assert len(during) == 2
-        assert all(seen != "190.7 MiB" for seen in during), during
+        assert all(seen != "143.0 MiB" for seen in during), during
     finally:
         await store.close()
 

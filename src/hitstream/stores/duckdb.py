@@ -213,7 +213,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         self._compact_rows = compact_rows
         self._memory_mb = memory_mb
         """DuckDB's memory limit after migrations and outside rollup rebuilds (0: its
-        default; ``Settings.duckdb_memory_mb`` gives 200): building an index over a big table
+        default; ``Settings.duckdb_memory_mb`` gives 150): building an index over a big table
         or rebuilding the rollups needs more than running does."""
         self.memory_lifts = 0
         """Queries and writes that ran once more without the memory limit (tests look)."""
