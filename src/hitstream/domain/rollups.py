@@ -110,13 +110,11 @@ class Slot:
 
     def add_event(
         self, event: ProcessedEvent, keys: Sequence[str] = (), segments: SiteSegments = None
-    ) -> list[Member]:
-        """Count ``event`` in; return the members it counted under."""
+    ) -> None:
         members = event_members(event, keys, segments)
         self.events.update(members)  # counted in C: this runs for every event and property
         if event.type == "pageview":
             self.pageviews.update(members)
-        return members
 
     def copy(self) -> Slot:
         return Slot(*self.key, Counter(self.events), Counter(self.pageviews))
@@ -559,13 +557,20 @@ def change(
         if slot is None:
             was = before.get(key)
             slot = after[key] = changed[key] = Slot(*key) if was is None else was.copy()
-        members = slot.add_event(
+        slot.add_event(
             event,
             keys.get(event.site_id, ()) if keys else (),
             segments.get(event.site_id) if segments else None,
         )
-        if not whole:
-            fresh[_visit_of(*key[:3])].update(members)
+    if not whole:  # the members the fresh events counted under: those whose counts moved
+        for key, slot in changed.items():
+            was = before.get(key)
+            moved = fresh[_visit_of(*key[:3])]
+            if was is None:
+                moved.update(slot.events)
+            else:
+                old = was.events
+                moved.update(m for m, n in slot.events.items() if old.get(m) != n)
     new_facts = dict(old_facts)
     for session in sessions:
         new_facts[(session.site_id, session.session_id)] = VisitFacts.of(session)
