@@ -151,57 +151,71 @@ class Load:
 
 @dataclass
 class ReadyWatch:
-    """Polls ``/readyz`` of some roles in the background: (time, role, status, failing)."""
+    """Polls ``/readyz`` of some roles in the background, one thread per role (a role whose
+    check waits on a part that is down does not delay the others' samples). Each sample is
+    (sent, answered, role, status, failing): the answer describes the role at some moment
+    between the two, so the questions below ask whether a sample's span meets a window (a
+    check that waited two seconds on a broker that is down answers after the moment it saw)."""
 
     roles: dict[str, ServerProcess]
-    samples: list[tuple[float, str, int, tuple[str, ...]]] = field(default_factory=list)
+    samples: list[tuple[float, float, str, int, tuple[str, ...]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     def __enter__(self) -> ReadyWatch:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        for name, process in self.roles.items():
+            thread = threading.Thread(target=self._run, args=(name, process), daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
+        for thread in self._threads:
+            thread.join(30)
 
-    def _run(self) -> None:
+    def _run(self, name: str, process: ServerProcess) -> None:
         with httpx.Client(timeout=15) as client:
             while not self._stop.is_set():
-                for name, process in self.roles.items():
-                    try:
-                        answer = client.get(f"{process.url}/readyz")
-                        checks = answer.json().get("checks", {})
-                        failing = tuple(sorted(k for k, v in checks.items() if not v["ok"]))
-                        self.samples.append((time.time(), name, answer.status_code, failing))
-                    except (httpx.HTTPError, ValueError):
-                        self.samples.append((time.time(), name, 0, ()))
+                sent = time.time()
+                try:
+                    answer = client.get(f"{process.url}/readyz")
+                    checks = answer.json().get("checks", {})
+                    failing = tuple(sorted(k for k, v in checks.items() if not v["ok"]))
+                    self.samples.append((sent, time.time(), name, answer.status_code, failing))
+                except (httpx.HTTPError, ValueError):
+                    self.samples.append((sent, time.time(), name, 0, ()))
                 self._stop.wait(0.2)
+
+    def _meeting(self, role: str, since: float, until: float) -> list[tuple[int, tuple[str, ...]]]:
+        """(status, failing) of the role's samples whose span meets [since, until]."""
+        return [
+            (status, failing)
+            for sent, answered, name, status, failing in list(self.samples)
+            if name == role and sent <= until and answered >= since
+        ]
 
     def saw_unready(self, role: str, part: str, since: float, until: float) -> bool:
         return any(
-            name == role and status == 503 and part in failing and since <= t <= until
-            for t, name, status, failing in self.samples
+            status == 503 and part in failing
+            for status, failing in self._meeting(role, since, until)
         )
 
     def saw_degraded(self, role: str, part: str, since: float, until: float) -> bool:
         """Ready (200) while naming an optional part as down."""
         return any(
-            name == role and status == 200 and part in failing and since <= t <= until
-            for t, name, status, failing in self.samples
+            status == 200 and part in failing
+            for status, failing in self._meeting(role, since, until)
         )
 
     def always_ready(self, role: str, since: float, until: float) -> bool:
-        seen = [s for s in self.samples if s[1] == role and since <= s[0] <= until]
-        return bool(seen) and all(status == 200 for _, _, status, _ in seen)
+        seen = self._meeting(role, since, until)
+        return bool(seen) and all(status == 200 for status, _ in seen)
 
     def ready_now(self, role: str) -> bool:
         """The latest answer is 200 with every part, optional ones too, answering again."""
-        latest = [s for s in self.samples if s[1] == role]
-        return bool(latest) and latest[-1][2] == 200 and not latest[-1][3]
+        latest = [s for s in list(self.samples) if s[2] == role]
+        return bool(latest) and latest[-1][3] == 200 and not latest[-1][4]
 
 
 def send_probe(collector: ServerProcess, site: str, timeout: float = 60) -> str:
