@@ -705,14 +705,17 @@ def _dirty(
             facts = (old_facts.get((site, visit_id)), new_facts.get((site, visit_id)))
             rows[visit] = _row_members(facts, segments.get(site) if segments else None)
             dirty.visits.setdefault(visit, set()).update(rows[visit])
+    seen: set[tuple[Owner, VisitKey]] = set()  # a visitor's slots of one visit add it once
     for slot in after.values():
         owner = (slot.site, slot.visitor)
         if owner not in visitors:
             continue
         visit = _visit_of(slot.site, slot.visitor, slot.visit)
         wanted = dirty.visitors.setdefault(owner, set())
-        wanted |= fresh.get(visit, set())
-        wanted |= rows.get(visit, set())
+        if (owner, visit) not in seen:
+            seen.add((owner, visit))
+            wanted |= fresh.get(visit, set())
+            wanted |= rows.get(visit, set())
     for owner, visit in together.items():
         dirty.visits.setdefault(visit, set()).update(dirty.visitors.get(owner, ()))
     return dirty
