@@ -155,14 +155,30 @@ class Window:
         return out
 
 
+def own_rss(pid: int) -> int:
+    """``VmRSS`` of ``pid`` alone, in bytes (0 once it has ended)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name == "VmRSS":
+            return int(value.split()[0]) * 1024
+    return 0
+
+
 class MemorySampler(threading.Thread):
-    """Samples a process's resident memory every ``interval`` seconds until stopped."""
+    """Samples a process's resident memory (with its children's) every ``interval``
+    seconds until stopped; ``own`` keeps the process's own share of each sample."""
 
     def __init__(self, pid: int, interval: float = 1.0) -> None:
         super().__init__(daemon=True)
         self.pid = pid
         self.interval = interval
         self.samples: list[tuple[float, int]] = []  # (monotonic s, RSS bytes)
+        self.own: list[int] = []
+        """RSS of ``pid`` alone at each sample (the rest is its children's)."""
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -171,6 +187,7 @@ class MemorySampler(threading.Thread):
                 self.samples.append((time.monotonic(), memory(self.pid)["VmRSS"]))
             except (OSError, KeyError):
                 return
+            self.own.append(own_rss(self.pid))
             self._halt.wait(self.interval)
 
     def stop(self) -> list[tuple[float, int]]:

@@ -8,25 +8,102 @@ above what today's code reaches, so this is as close to it as the code goes), RS
 every 0.5 s. The same windows on an empty store, in the same run, tell what the 10 M events
 add. ``soak``: the 10 M store, one dashboard open, full-speed single events for
 ``--soak-minutes`` (default 10), RSS every second, its growth per minute over the last 80 % of
-the soak (least squares).
+the soak (least squares). The soak also keeps each sample's split (``serve``'s own process:
+HTTP, collector, dashboards; its children: the processor, which holds DuckDB) and, every 5 s,
+what DuckDB itself holds by tag (``hitstream_store_memory_bytes`` on ``/metrics``, which the
+processor reads every 10 s), so a rise can be placed: DuckDB's pool, or the processor outside
+it, or the web process.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from tests.server import ServerProcess
 
 from benchmarks import dataset
 from benchmarks.harness import median, scratch
 from benchmarks.proc import MemorySampler, Window, growth_mb_per_min, memory
+from benchmarks.sampling import scrape
 from benchmarks.scale_live import Client, _counters
 from benchmarks.scale_queries import snapshot
 from benchmarks.wrk import Background, Load, require_wrk
 
 SITE = "big.example"
 MB = 1e6
+HELD = "hitstream_store_memory_bytes"
+
+
+class HeldSampler(threading.Thread):
+    """What DuckDB holds by tag, from ``serve``'s ``/metrics`` every ``interval`` seconds."""
+
+    def __init__(self, url: str, interval: float = 5.0) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.interval = interval
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client() as client:
+            while not self._halt.wait(self.interval):
+                try:
+                    series = scrape(client, self.url)
+                except httpx.HTTPError:
+                    continue
+                tags = {
+                    key.split('tag="', 1)[1].split('"', 1)[0]: int(value)
+                    for key, value in series.items()
+                    if key.startswith(HELD + "{") and 'tag="' in key
+                }
+                if tags:
+                    self.samples.append((time.monotonic(), tags))
+
+    def stop(self) -> list[tuple[float, dict[str, int]]]:
+        self._halt.set()
+        self.join(10)
+        return self.samples
+
+
+def _split(
+    samples: list[tuple[float, int]],
+    own: list[int],
+    held: list[tuple[float, dict[str, int]]],
+    began: float,
+    window_s: float,
+) -> list[dict[str, Any]]:
+    """Per window of ``window_s``: the medians of the unit's RSS, of ``serve``'s own process,
+    of its children (the processor) and of what DuckDB holds (all tags, and the largest)."""
+    out = []
+    start = 0.0
+    end = samples[-1][0] - began
+    while start < end:
+        stop = start + window_s
+        picked = [
+            (r, o) for (t, r), o in zip(samples, own, strict=False) if start <= t - began < stop
+        ]
+        tags = [h for t, h in held if start <= t - began < stop]
+        if picked:
+            row: dict[str, Any] = {
+                "from_min": round(start / 60, 1),
+                "unit_mb": _mb(median([r for r, _ in picked])),
+                "web_mb": _mb(median([o for _, o in picked])),
+                "processor_mb": _mb(median([r - o for r, o in picked])),
+            }
+            if tags:
+                row["duckdb_mb"] = _mb(median([sum(h.values()) for h in tags]))
+                for tag in ("BASE_TABLE", "IN_MEMORY_TABLE", "ART_INDEX", "HASH_TABLE"):
+                    row[f"{tag.lower()}_mb"] = _mb(median([h.get(tag, 0) for h in tags]))
+                row["processor_outside_duckdb_mb"] = round(
+                    row["processor_mb"] - row["duckdb_mb"], 1
+                )
+            out.append(row)
+        start = stop
+    return out
 
 
 def _mb(value: float) -> float:
@@ -118,6 +195,8 @@ def soak(args: Any) -> dict[str, Any]:
             board.ready.wait(1800)
             sampler = MemorySampler(pid, 1.0)
             sampler.start()
+            held_sampler = HeldSampler(server.url)
+            held_sampler.start()
             measured = Window(pid).start()
             before = _counters(server.url)
             load = Load(seconds, 64, 1, 100_000_000)
@@ -125,6 +204,7 @@ def soak(args: Any) -> dict[str, Any]:
             measured.stop()
             after = _counters(server.url)
             samples = sampler.stop()
+            held = held_sampler.stop()
             board.halt.set()
             board.join(30)
             peak = memory(pid)["VmHWM"]
@@ -156,11 +236,18 @@ def soak(args: Any) -> dict[str, Any]:
         "dashboard_error": board.error,
         **measured.figures(),
     }
+    window_s = max(60.0, seconds / 8)
+    split = _split(samples, sampler.own, held, began, window_s)
+    for line in split:
+        print(f"soak {line}", flush=True)
     return {
         "row": "soak",
         "title": "memory soak: 10 M events stored, 1 dashboard open, full-speed single events",
         "goal": "< 500 MB RSS, no growth",
         "data": kept,
         "samples": [(round(t - began, 1), _mb(r)) for t, r in samples],
+        "own_mb": [_mb(o) for o in sampler.own],
+        "held": [(round(t - began, 1), h) for t, h in held],
+        "windows": split,
         "summary": summary,
     }

@@ -88,6 +88,13 @@ class Metrics:
             "Events in the log not yet processed",
             registry=r,
         )
+        self.store_memory = Gauge(
+            "hitstream_store_memory_bytes",
+            "Memory the store's engine holds in this process, by what holds it (DuckDB: "
+            "duckdb_memory() tags); read every 10 s while the processor writes",
+            ["tag"],
+            registry=r,
+        )
         self.end_to_end_seconds = Histogram(
             "hitstream_ingest_to_store_seconds",
             "From collector receipt to the store commit, per event",

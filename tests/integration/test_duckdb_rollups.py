@@ -555,6 +555,22 @@ async def test_the_memory_setting_limits_duckdb_after_migrations(tmp_path: Path)
         await store.close()
 
 
+async def test_the_store_tells_what_duckdb_holds_by_tag(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "held.duckdb", memory_mb=150)
+    await store.start()
+    try:
+        fresh = await store.memory_usage()
+        events, sessions = traffic(2_000)
+        await write_all(store, events, sessions)
+        written = await store.memory_usage()
+    finally:
+        await store.close()
+    assert set(fresh) == set(written) and {"BASE_TABLE", "ART_INDEX"} <= set(written)
+    assert all(isinstance(used, int) and used >= 0 for used in written.values())
+    held = written["BASE_TABLE"] + written.get("IN_MEMORY_TABLE", 0)
+    assert held > fresh["BASE_TABLE"] + fresh.get("IN_MEMORY_TABLE", 0)  # the rows written
+
+
 async def test_the_default_limit_is_lifted_while_the_rollups_are_rebuilt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -379,3 +379,33 @@ async def test_a_forgotten_users_events_never_come_back_but_their_new_ones_count
     assert await processor.process_once() == 3
     assert await store.count_events("a.io") == 1  # only the one received after
     assert (await store.drop_counts("a.io"))["forgotten_user"] == 2
+
+
+class MeteredStore(MemoryStore):
+    """A memory store that says what its engine holds, as an embedded engine's would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = {"BASE_TABLE": 7_000, "ART_INDEX": 0}
+        self.asked = 0
+
+    async def memory_usage(self) -> dict[str, int]:
+        self.asked += 1
+        return dict(self.held)
+
+
+async def test_the_stores_memory_is_exported_by_tag_while_it_writes() -> None:
+    log, store = MemoryLog(), MeteredStore()
+    processor = make(log, store)
+    await processor.start()
+    await put(log, accepted(1))
+    await processor.process_once()
+    gauge = processor.metrics.store_memory
+    assert store.asked == 1
+    assert gauge.labels("BASE_TABLE")._value.get() == 7_000
+    assert gauge.labels("ART_INDEX")._value.get() == 0
+    store.held["BASE_TABLE"] = 9_000  # read again only every 10 s: the next batch keeps 7,000
+    await put(log, accepted(2))
+    await processor.process_once()
+    assert store.asked == 1
+    assert gauge.labels("BASE_TABLE")._value.get() == 7_000

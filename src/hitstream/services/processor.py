@@ -299,6 +299,8 @@ class Processor:
                 lag = await self._consumer.lag()
                 if lag is not None:
                     self.metrics.processor_lag.set(lag)
+                for tag, used in (await self.store.memory_usage()).items():
+                    self.metrics.store_memory.labels(tag).set(used)
             await self._publish(stored, now)
             # here too, not only when a poll finds the log empty: a site that never pauses
             # for a poll's wait would otherwise never evict closed visits nor apply retention

@@ -119,6 +119,11 @@ class Store(Registry, ABC):
     async def data_version(self, site_id: str) -> int:
         """Grows with every write that touches the site: part of every cache key."""
 
+    async def memory_usage(self) -> dict[str, int]:
+        """Bytes the store's engine holds in this process, by what holds them (an embedded
+        engine's buffer pool, indexes ...); empty where the engine is another process."""
+        return {}
+
     @abstractmethod
     async def sites(self) -> list[str]: ...
 

@@ -487,6 +487,15 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         rows = await self._rows("SELECT data_version FROM sites WHERE site_id = $s", {"s": site_id})
         return int(rows[0][0]) if rows else 0
 
+    async def memory_usage(self) -> dict[str, int]:
+        """DuckDB's own accounting (``duckdb_memory()``: every tag, zeros included): what
+        its memory limit bounds. The process holds more (Python, the library, allocations
+        DuckDB does not tag)."""
+        rows = await self._rows(
+            "SELECT tag, sum(memory_usage_bytes) FROM duckdb_memory() GROUP BY tag ORDER BY tag"
+        )
+        return {str(tag): int(used) for tag, used in rows}
+
     async def sites(self) -> list[str]:
         return [row[0] for row in await self._rows("SELECT site_id FROM sites ORDER BY site_id")]
 
