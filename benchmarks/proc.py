@@ -168,6 +168,32 @@ def own_rss(pid: int) -> int:
     return 0
 
 
+def mappings(pid: int, top: int = 6) -> dict[str, float]:
+    """Where ``pid``'s resident memory lies (``/proc/<pid>/smaps``), in MB: ``anonymous``
+    (heaps, arenas, mmaps of allocators), ``[heap]`` (the brk heap) and the largest files by
+    name (shared libraries: code that does not grow)."""
+    by: dict[str, int] = {}
+    name = ""
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        head = line.split(None, 5)
+        if head and "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            path = head[5].strip() if len(head) > 5 else ""
+            name = path.rsplit("/", 1)[-1] if path.startswith("/") else (path or "anonymous")
+        elif line.startswith("Rss:"):
+            by[name] = by.get(name, 0) + int(line.split()[1]) * 1024
+    ranked = sorted(by.items(), key=lambda item: -item[1])
+    out = {k: round(v / 1e6, 1) for k, v in ranked if k in ("anonymous", "[heap]")}
+    files = [(k, v) for k, v in ranked if k not in ("anonymous", "[heap]")]
+    for k, v in files[:top]:
+        out[k] = round(v / 1e6, 1)
+    out["other files"] = round(sum(v for _, v in files[top:]) / 1e6, 1)
+    return out
+
+
 class MemorySampler(threading.Thread):
     """Samples a process's resident memory (with its children's) every ``interval``
     seconds until stopped; ``own`` keeps the process's own share of each sample."""

@@ -27,7 +27,14 @@ from tests.server import ServerProcess
 
 from benchmarks import dataset
 from benchmarks.harness import median, scratch
-from benchmarks.proc import MemorySampler, Window, growth_mb_per_min, memory
+from benchmarks.proc import (
+    MemorySampler,
+    Window,
+    children,
+    growth_mb_per_min,
+    mappings,
+    memory,
+)
 from benchmarks.sampling import scrape
 from benchmarks.scale_live import Client, _counters
 from benchmarks.scale_queries import snapshot
@@ -205,6 +212,7 @@ def soak(args: Any) -> dict[str, Any]:
             after = _counters(server.url)
             samples = sampler.stop()
             held = held_sampler.stop()
+            where = {str(p): mappings(p) for p in [pid, *children(pid)]}
             board.halt.set()
             board.join(30)
             peak = memory(pid)["VmHWM"]
@@ -236,6 +244,14 @@ def soak(args: Any) -> dict[str, Any]:
         "dashboard_error": board.error,
         **measured.figures(),
     }
+    late = [(i, t) for i, (t, _) in enumerate(samples) if t - began >= seconds * 0.2]
+    summary["growth_mb_per_min_web"] = growth_mb_per_min([(t, sampler.own[i]) for i, t in late])
+    summary["growth_mb_per_min_processor"] = growth_mb_per_min(
+        [(t, samples[i][1] - sampler.own[i]) for i, t in late]
+    )
+    summary["growth_mb_per_min_duckdb"] = growth_mb_per_min(
+        [(t, sum(h.values())) for t, h in held if t - began >= seconds * 0.2]
+    )
     window_s = max(60.0, seconds / 8)
     split = _split(samples, sampler.own, held, began, window_s)
     for line in split:
@@ -249,5 +265,6 @@ def soak(args: Any) -> dict[str, Any]:
         "own_mb": [_mb(o) for o in sampler.own],
         "held": [(round(t - began, 1), h) for t, h in held],
         "windows": split,
+        "mappings_at_end": where,
         "summary": summary,
     }
