@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -293,3 +295,31 @@ def test_health_readiness_docs(live_server: ServerProcess) -> None:
     missing = httpx.get(f"{live_server.url}/nope")
     assert missing.status_code == 404
     assert missing.json()["error"]["field"] == "path"
+
+
+def test_a_body_in_chunks_is_read_whole_and_a_cut_one_refused(
+    live_server: ServerProcess,
+) -> None:
+    """A body without a declared length (chunked) is read chunk by chunk, as a declared
+    one is read at once; one that exceeds the cap while arriving is refused, never cut."""
+    site = f"chunked-{uuid.uuid4().hex[:8]}.example"
+    live_server.add_site(site)
+    events = [
+        {"site_id": site, "type": "pageview", "url": f"https://{site}/p{n}"} for n in range(3)
+    ]
+    payload = json.dumps(events).encode()
+
+    def pieces(data: bytes, size: int) -> Iterator[bytes]:
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
+
+    url = f"{live_server.url}/api/v1/events"
+    headers = {"content-type": "application/json", "user-agent": CHROME}
+    sent = httpx.post(url, content=pieces(payload, 7), headers=headers)
+    assert "content-length" not in sent.request.headers  # chunked, as meant
+    assert sent.status_code == 202, sent.text
+    assert sent.json()["accepted"] == 3
+    too_big = httpx.post(url, content=pieces(b" " * (1024 * 1024 + 1), 65536), headers=headers)
+    assert too_big.status_code == 413, too_big.text
+    assert too_big.json()["error"]["field"] == "body"
+    assert wait_for(live_server, site, 3)["results"]["pageviews"]["value"] == 3

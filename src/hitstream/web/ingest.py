@@ -59,53 +59,57 @@ Answer = tuple[int, object, dict[str, str]]
 """Status, JSON body, extra headers."""
 
 
+_UNSEEN: Final = object()
+
+
 class Trust:
     """Whether an address is a trusted proxy, remembered per address (parsed once)."""
 
     def __init__(self, trusted: Sequence[Network]) -> None:
         self.trusted = tuple(trusted)
-        self._known: dict[str, bool] = {}
+        self._known: dict[str, bool | None] = {}
 
-    def __call__(self, address: str) -> bool:
-        known = self._known.get(address)
-        if known is None:
+    def verdict(self, address: str) -> bool | None:
+        """True: a trusted proxy; False: an IP address that is not; None: no IP address."""
+        known = self._known.get(address, _UNSEEN)
+        if known is _UNSEEN:
             try:
                 ip = ipaddress.ip_address(address)
             except ValueError:
-                known = False
+                known = None
             else:
                 known = any(ip in network for network in self.trusted)
             if len(self._known) >= _TRUST_CACHE:
                 self._known.clear()
             self._known[address] = known
-        return known
+        return known  # type: ignore[return-value]
+
+    def __call__(self, address: str) -> bool:
+        return self.verdict(address) is True
 
 
-def forwarded_ip(peer: str, forwarded: str, trust: Callable[[str], bool], any_trusted: bool) -> str:
+def forwarded_ip(peer: str, forwarded: str, trust: Trust, any_trusted: bool) -> str:
     """The peer address, or the right-most untrusted hop of ``X-Forwarded-For`` behind a
-    trusted proxy (a hop that is no IP address gives the peer)."""
+    trusted proxy (a hop that is no IP address gives the peer). Each address is parsed once."""
     if not any_trusted or not trust(peer):
         return peer
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not trust(hop):
-            return hop if _is_ip(hop) else peer
-    return hops[0] if hops and _is_ip(hops[0]) else peer
+        verdict = trust.verdict(hop)
+        if verdict is not True:
+            return hop if verdict is False else peer
+    return hops[0] if hops and trust.verdict(hops[0]) is not None else peer
 
 
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-async def read_capped(declared: str | None, chunks: AsyncIterator[bytes], cap: int) -> bytes | None:
-    """The body, or None past ``cap``; ``chunks`` raises ``EncodingProblem`` if the client
-    went away before the body was complete."""
+async def read_capped(
+    declared: str | None, chunks: AsyncIterator[bytes] | bytes, cap: int
+) -> bytes | None:
+    """The body, or None past ``cap``; ``chunks`` (or the whole body, already read) raises
+    ``EncodingProblem`` if the client went away before the body was complete."""
     if declared is not None and declared.isdigit() and int(declared) > cap:
         return None
+    if isinstance(chunks, bytes):
+        return chunks if len(chunks) <= cap else None
     parts: list[bytes] = []
     size = 0
     async for chunk in chunks:
@@ -125,9 +129,9 @@ async def answer(
     services: AppServices,
     headers: Mapping[str, str],
     peer: str,
-    chunks: AsyncIterator[bytes],
+    chunks: AsyncIterator[bytes] | bytes,
     principal_of: Callable[[], Principal] | None,
-    trust: Callable[[str], bool],
+    trust: Trust,
 ) -> Answer:
     """What ``POST /api/v1/events`` answers, on either path. ``principal_of`` (set when the
     request has an ``Authorization`` header) resolves the sender; it may raise
@@ -192,21 +196,39 @@ class LeanIngest:
         client = scope.get("client")
         peer = str(client[0]) if client else ""
 
+        # a tracker's small body comes in one message: read it without a generator (a
+        # declared length past the cap is refused before any of the body is read)
+        first = await receive() if self._fits(headers.get("content-length")) else None
+
         async def chunks() -> AsyncIterator[bytes]:
+            message = first if first is not None else await receive()
             while True:
-                message = await receive()
                 if message["type"] == "http.disconnect":
                     raise EncodingProblem(400, "body", "was not complete", "body: incomplete")
                 yield message.get("body", b"")
                 if not message.get("more_body", False):
                     return
+                message = await receive()
+
+        whole = (
+            first.get("body", b"")
+            if first is not None
+            and first["type"] == "http.request"
+            and not first.get("more_body", False)
+            else None
+        )
 
         try:
             principal_of = None
             if "authorization" in headers and self.services.gate is not None:
                 principal_of = await _resolve(self.services.gate, scope)
             status, body, extra = await answer(
-                self.services, headers, peer, chunks(), principal_of, self.trust
+                self.services,
+                headers,
+                peer,
+                chunks() if whole is None else whole,
+                principal_of,
+                self.trust,
             )
         except AdapterUnavailable as exc:
             status, extra = 503, {"Retry-After": "5"}
@@ -221,6 +243,16 @@ class LeanIngest:
             if await self._cors_allowed(origin):
                 extra["access-control-allow-origin"] = origin
         await _send_json(send, status, body, extra)
+
+    def _fits(self, declared: str | None) -> bool:
+        """A declared body length under the collector's cap."""
+        collector = self.services.collector
+        return (
+            collector is not None
+            and declared is not None
+            and declared.isdigit()
+            and int(declared) <= collector.limits.max_batch_body_bytes
+        )
 
     async def _cors_allowed(self, origin: str) -> bool:
         if "*" in self.origins or origin in self.origins:
