@@ -23,7 +23,7 @@ from typing import Final
 
 import msgspec
 from starlette.requests import HTTPConnection
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from hitstream.domain.access import ANONYMOUS, Principal
 from hitstream.errors import AccessDenied, AdapterUnavailable, LogUnavailable
@@ -59,9 +59,6 @@ Answer = tuple[int, object, dict[str, str]]
 """Status, JSON body, extra headers."""
 
 
-_UNSEEN: Final = object()
-
-
 class Trust:
     """Whether an address is a trusted proxy, remembered per address (parsed once)."""
 
@@ -71,18 +68,21 @@ class Trust:
 
     def verdict(self, address: str) -> bool | None:
         """True: a trusted proxy; False: an IP address that is not; None: no IP address."""
-        known = self._known.get(address, _UNSEEN)
-        if known is _UNSEEN:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                known = None
-            else:
-                known = any(ip in network for network in self.trusted)
-            if len(self._known) >= _TRUST_CACHE:
-                self._known.clear()
-            self._known[address] = known
-        return known  # type: ignore[return-value]
+        try:
+            return self._known[address]
+        except KeyError:
+            pass
+        known: bool | None
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            known = None
+        else:
+            known = any(ip in network for network in self.trusted)
+        if len(self._known) >= _TRUST_CACHE:
+            self._known.clear()
+        self._known[address] = known
+        return known
 
     def __call__(self, address: str) -> bool:
         return self.verdict(address) is True
@@ -196,9 +196,7 @@ class LeanIngest:
         client = scope.get("client")
         peer = str(client[0]) if client else ""
 
-        # a tracker's small body comes in one message: read it without a generator (a
-        # declared length past the cap is refused before any of the body is read)
-        first = await receive() if self._fits(headers.get("content-length")) else None
+        first: Message | None = None
 
         async def chunks() -> AsyncIterator[bytes]:
             message = first if first is not None else await receive()
@@ -210,15 +208,18 @@ class LeanIngest:
                     return
                 message = await receive()
 
-        whole = (
-            first.get("body", b"")
-            if first is not None
-            and first["type"] == "http.request"
-            and not first.get("more_body", False)
-            else None
-        )
-
         try:
+            # a tracker's small body comes in one message: read it without a generator (a
+            # declared length past the cap is refused before any of the body is read)
+            if self._fits(headers.get("content-length")):
+                first = await receive()
+            whole = (
+                first.get("body", b"")
+                if first is not None
+                and first["type"] == "http.request"
+                and not first.get("more_body", False)
+                else None
+            )
             principal_of = None
             if "authorization" in headers and self.services.gate is not None:
                 principal_of = await _resolve(self.services.gate, scope)
