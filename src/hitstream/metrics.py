@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BACKLOG_BUCKETS = (*_LATENCY_BUCKETS, 30.0, 60.0, 300.0, 1800.0)
 """Ingest-to-store can reach minutes when processors fall behind: keep that visible."""
 
 
-class Metrics:
-    """Every series hitstream exports; one instance per process, built by bootstrap."""
+class PythonHeap(Collector):
+    """``hitstream_python_heap_bytes{process}``: what Python's own allocations hold in this
+    process, when it runs with ``PYTHONTRACEMALLOC=1`` (tracing costs CPU, so it is off by
+    default and the series is then absent). Beside the resident size and the store's
+    ``hitstream_store_memory_bytes`` it tells what a process's memory is: Python objects, the
+    store engine's own account, or neither (allocations no one tags)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, process: str) -> None:
+        self.process = process
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if not tracemalloc.is_tracing():
+            return
+        family = GaugeMetricFamily(
+            "hitstream_python_heap_bytes",
+            "Python's traced allocations in this process (only with PYTHONTRACEMALLOC set)",
+            labels=["process"],
+        )
+        family.add_metric([self.process], tracemalloc.get_traced_memory()[0])
+        yield family
+
+
+class Metrics:
+    """Every series hitstream exports; one instance per process, built by bootstrap
+    (``process``: its roles, the label of what differs between a unit's processes)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, process: str = "") -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        r.register(PythonHeap(process or "all"))
         self.events_accepted = Counter(
             "hitstream_events_accepted_total", "Events answered 2xx by the collector", registry=r
         )
@@ -93,6 +122,12 @@ class Metrics:
             "Memory the store's engine holds in this process, by what holds it (DuckDB: "
             "duckdb_memory() tags); read every 10 s while the processor writes",
             ["tag"],
+            registry=r,
+        )
+        self.store_view_groups = Gauge(
+            "hitstream_store_view_groups",
+            "Groups the store's in-memory rollup views hold (~250 bytes each, at most "
+            "200,000); read every 10 s while the processor writes",
             registry=r,
         )
         self.end_to_end_seconds = Histogram(

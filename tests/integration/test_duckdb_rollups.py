@@ -571,6 +571,35 @@ async def test_the_store_tells_what_duckdb_holds_by_tag(tmp_path: Path) -> None:
     assert held > fresh["BASE_TABLE"] + fresh.get("IN_MEMORY_TABLE", 0)  # the rows written
 
 
+async def test_the_store_tells_how_many_groups_its_views_hold(tmp_path: Path) -> None:
+    """``view_groups`` (exported as ``hitstream_store_view_groups``): a breakdown's view holds
+    one group per value that has events, counted independently here; a write bringing new
+    values adds theirs (decision 0038)."""
+    store = DuckDBStore(tmp_path / "views.duckdb")
+    await store.start()
+    try:
+        events, sessions = traffic(2_000)
+        await write_all(store, events, sessions)
+        assert await store.view_groups() == 0
+        whole = Range(START, START + 3 * DAY)
+        pages = StatsQuery(SITE, whole, ("visitors",), property="page", limit=5)
+        await store.breakdown(pages)
+        assert store.answered == {"rollup": 1}
+        seen = {e.path for e in events if e.site_id == SITE and e.type != "engagement"}
+        assert await store.view_groups() == len(seen)
+        new = [
+            replace(e, event_id=f"{e.event_id}-new", path=f"/brand-new/{n}")
+            for n, e in enumerate(x for x in events[:40] if x.site_id == SITE)
+            if e.type == "pageview"
+        ]
+        fresh = {e.path for e in new}
+        touched = [s for s in sessions if s.session_id in {e.session_id for e in new}]
+        await store.write(WriteBatch("e", {0: 10**6}, new, touched))
+        assert await store.view_groups() == len(seen) + len(fresh)
+    finally:
+        await store.close()
+
+
 async def test_the_default_limit_is_lifted_while_the_rollups_are_rebuilt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from array import array
+
 from hitstream.domain import rollups
 from hitstream.domain.stats import Range, StatsQuery
 from hitstream.stores import rollup_views
-from hitstream.stores.rollup_views import Deltas, View, Views
+from hitstream.stores.rollup_views import Deltas, View, Views, numbers
 
 HOUR = 3_600_000
 
 
 def view(site: str = "s", dim: str = "page", groups: int = 1) -> View:
-    counts: dict[rollup_views.Group, list[int]] = {
-        f"/p{i}": [1, 1, 0, 0, 0, 1, 1] for i in range(groups)
+    counts: dict[rollup_views.Group, array[int]] = {
+        f"/p{i}": numbers([1, 1, 0, 0, 0, 1, 1]) for i in range(groups)
     }
     return View(site, dim, 0, 4 * HOUR, None, counts)
 
@@ -62,6 +65,84 @@ def test_idle_views_expire() -> None:
     assert views.get(old.key) is None
 
 
+def test_a_write_that_adds_groups_keeps_the_bound() -> None:
+    """New values arrive with every write: the views grow between two queries, and the
+    least recently used go then, not only when a new view is asked for."""
+    clock = Clock()
+    views = Views(clock)
+    quarter = rollup_views.MAX_GROUPS // 4
+    kept = []
+    for n in range(4):
+        clock.now = n
+        kept.append(view(site=f"s{n}", groups=quarter - 100))
+        views.put(kept[-1])
+    clock.now = 4
+    small = view(site="small", groups=300)
+    views.put(small)
+    assert views.groups == rollup_views.MAX_GROUPS - 100
+    clock.now = 5
+    fresh = {("small", "page", f"/new{i}", HOUR, rollups.NONE): [1] * 7 for i in range(150)}
+    views.add(Deltas(counts=fresh))  # 50 groups past the bound
+    assert views.groups <= rollup_views.MAX_GROUPS
+    assert views.get(kept[0].key) is None  # the oldest use went
+    assert all(views.get(v.key) is v for v in kept[1:])
+    assert views.get(small.key) is small and small.size == 450
+
+
+def test_a_view_that_grew_too_big_alone_goes() -> None:
+    views = Views(Clock())
+    v = view(groups=rollup_views.MAX_GROUPS // 4 - 5)
+    views.put(v)
+    v.add(Deltas(counts={("s", "page", f"/n{i}", HOUR, rollups.NONE): [1] * 7 for i in range(6)}))
+    views.put(v)  # kept again once its sums came: now past a quarter alone
+    assert views.get(v.key) is None
+    w = view(dim="source", groups=3)
+    views.put(w)
+    views.add(
+        Deltas(
+            counts={
+                ("s", "source", f"x{i}", HOUR, rollups.NONE): [1] * 7
+                for i in range(rollup_views.MAX_GROUPS // 4)
+            }
+        )
+    )
+    assert views.get(w.key) is None  # grew past it at a write
+
+
+def test_idle_views_go_at_a_write_without_a_new_view() -> None:
+    clock = Clock()
+    views = Views(clock)
+    old = view(site="old")
+    views.put(old)
+    clock.now = rollup_views.IDLE_S + 1
+    views.add(Deltas())
+    assert len(views) == 0
+
+
+def test_a_group_costs_what_the_bound_assumes() -> None:
+    """``MAX_GROUPS`` is a memory bound through ``BYTES_PER_GROUP``: measured here on a view
+    of page-like values with counts and sums, as a store builds it (values of ~30 chars,
+    numbers past the small-int cache)."""
+    n = 20_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        v = View("s", "page", 0, HOUR, None, {})
+        v.sums = {}
+        for i in range(n):
+            value = f"/blog/2026/an-article-{i:08d}"
+            v.counts[value] = numbers([1000 + i, 900 + i, 800, 300, 10**7 + i, 5000 + i, 6000 + i])
+            v.sums[value] = numbers([7000 + i, 600 + i, 500, 40_000 + i, 400, 10**6 + i, 300])
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    per_group = used / v.size
+    assert per_group <= rollup_views.BYTES_PER_GROUP, per_group
+    # and the bound is near what a group costs, not loose (lists of Python ints, ~325 bytes
+    # a group here, would not keep to it)
+    assert per_group > rollup_views.BYTES_PER_GROUP / 1.5
+
+
 def test_deltas_move_only_their_site_property_and_range() -> None:
     v = view(groups=0)
     deltas = Deltas(
@@ -76,14 +157,14 @@ def test_deltas_move_only_their_site_property_and_range() -> None:
     v.add(deltas)
     # the chained fields of (2h, prev 1h) count only from a range starting after 1h; this
     # view starts at 0, so only its pageviews and events add up
-    assert v.counts == {"/a": [1, 1, 1, 0, 5, 3, 4]}
+    assert {g: list(c) for g, c in v.counts.items()} == {"/a": [1, 1, 1, 0, 5, 3, 4]}
 
 
 def test_breakdown_rows_order_by_the_metric_then_by_value_and_keep_the_limit() -> None:
     v = View("s", "page", 0, HOUR, None, {})
     for value, visitors in (("/b", 2), ("/a", 2), ("/c", 5), ("/d", 1)):
-        v.counts[value] = [visitors, 1, 0, 0, 0, 1, 1]
-    v.counts["/gone"] = [0, 0, 0, 0, 0, 0, 0]  # no events: not a row
+        v.counts[value] = numbers([visitors, 1, 0, 0, 0, 1, 1])
+    v.counts["/gone"] = numbers([0, 0, 0, 0, 0, 0, 0])  # no events: not a row
     query = StatsQuery("s", Range(0, HOUR), ("visitors",), property="page", limit=3)
     assert [row[0] for row in v.rows(query, grouped=True)] == ["/c", "/a", "/b"]
 

@@ -4,6 +4,7 @@ web process over a Unix socket, and one ``/metrics`` page for both."""
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,26 @@ async def test_a_site_registered_a_moment_ago_elsewhere_is_not_dropped() -> None
     step = drop_unregistered_with(LaggingBook())
     batch = [Working("a.io"), Working("gone.io")]
     assert await step(batch) == [None, UNREGISTERED]  # type: ignore[arg-type]
+
+
+def test_pythons_heap_is_shown_per_process_only_while_traced() -> None:
+    """``hitstream_python_heap_bytes``: absent by default (tracing costs CPU); with tracing
+    on, one series per process of the unit, each what that process's Python holds."""
+    web, processor = Metrics(process="collector,web"), Metrics(process="processor")
+    assert "hitstream_python_heap_bytes" not in generate_latest(web.registry).decode()
+    tracemalloc.start()
+    try:
+        held = [bytearray(1_000_000) for _ in range(5)]  # 5 MB that Python allocates
+        page = merge_exposition(
+            generate_latest(web.registry).decode(), generate_latest(processor.registry).decode()
+        )
+        traced = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del held
+    samples = (line.rpartition(" ") for line in page.splitlines() if line[0] != "#")
+    values = {k: float(v) for k, _, v in samples}
+    web_heap = values['hitstream_python_heap_bytes{process="collector,web"}']
+    processor_heap = values['hitstream_python_heap_bytes{process="processor"}']
+    assert 5_000_000 <= web_heap <= traced and 5_000_000 <= processor_heap <= traced
+    assert "hitstream_python_heap_bytes" not in generate_latest(web.registry).decode()

@@ -56,7 +56,7 @@ def build(
     unknown = roles - ROLES
     if unknown:
         raise ConfigError(f"unknown roles {sorted(unknown)}")
-    metrics = Metrics()
+    metrics = Metrics(process=",".join(sorted(roles)))
     log = make_log(settings.resolved_log_url(), settings)
     store = make_store(settings.resolved_store_url(), settings)
     fanout = make_fanout(settings.resolved_fanout_url())

@@ -496,6 +496,10 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         )
         return {str(tag): int(used) for tag, used in rows}
 
+    async def view_groups(self) -> int:
+        views = self._views  # read on the store's thread, where writes move the views
+        return int(await self._run("views", lambda conn: views.groups))
+
     async def sites(self) -> list[str]:
         return [row[0] for row in await self._rows("SELECT site_id FROM sites ORDER BY site_id")]
 

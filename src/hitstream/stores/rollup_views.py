@@ -14,12 +14,16 @@ answer shapes them (presence, order, limit, percentiles): ``rows``.
 
 What a view cannot know (a deletion, a rebuild) makes the store drop its views (``clear``).
 Idle views are dropped after ``IDLE_S``; at most ``MAX_VIEWS`` are kept, holding at most
-``MAX_GROUPS`` groups.
+``MAX_GROUPS`` groups, bounds kept at every write as well as when a view is added (a write
+adds groups: new values, decision 0038). A group's integers are one ``array`` of int64s, not
+a list of Python ints (~2.5 times smaller).
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +36,14 @@ from hitstream.domain.stats import StatsQuery
 Row = tuple[Any, ...]
 Group = int | str
 MAX_VIEWS: Final = 256
-MAX_GROUPS: Final = 400_000
-"""Groups (values, buckets) over all kept views: about 100 bytes each, so at most ~40 MB; a
-view alone larger than a quarter of it (a breakdown by user id of a big site) is not kept."""
+MAX_GROUPS: Final = 200_000
+"""Groups (values, buckets; counts and sums each) over all kept views: ~200-260 bytes each as
+measured with their keys (``BYTES_PER_GROUP``, held by a test), so ~50 MB at most; a view
+alone larger than a quarter of it (a breakdown by user id of a big site) is not kept."""
+BYTES_PER_GROUP: Final = 260
+"""What one group of a view costs in Python's heap, its value's string included (measured:
+``tests/unit/test_rollup_views.py``, ``benchmarks/view_memory.py``); as lists of Python ints
+a group cost ~325-445 (decision 0038)."""
 IDLE_S: Final = 600.0
 PERCENTILES: Final = frozenset({"load_time_p50", "load_time_p95"})
 SUMMED: Final = frozenset({"time_on_page", "scroll_depth", "avg_duration"})
@@ -51,6 +60,17 @@ Indexed = tuple[
 hour, parts); loads by site: (hour, load time, pageviews)."""
 _FIRST_PLAIN: Final = rollups.FIELDS.index("pageviews")
 """``FIELDS`` from here on are plain sums; those before are chained."""
+_NO_COUNTS: Final = (0,) * len(rollups.FIELDS)
+_NO_SUMS: Final = (0,) * len(rollups.SUMS)
+
+
+def numbers(values: Iterable[int]) -> array[int]:
+    """A group's integers, compact (int64: a count or sum of milliseconds fits many times)."""
+    return array("q", values)
+
+
+def zeros(n: int) -> array[int]:
+    return array("q", bytes(8 * n))
 
 
 @dataclass(slots=True)
@@ -91,9 +111,9 @@ class View:
     lo: int
     hi: int
     starts: tuple[int, ...] | None
-    counts: dict[Group, list[int]]
+    counts: dict[Group, array[int]]
     """group -> ``rollups.FIELDS`` (chained fields summed with ``prev < first(group)``)."""
-    sums: dict[Group, list[int]] | None = None
+    sums: dict[Group, array[int]] | None = None
     """group -> ``rollups.SUMS``; None until a query asks for them."""
     loads: dict[Group, Counter[int]] | None = None
     """group -> load time -> pageviews; None until a query asks for percentiles."""
@@ -136,7 +156,7 @@ class View:
                 continue
             row = self.counts.get(g)
             if row is None:
-                row = self.counts[g] = [0] * len(rollups.FIELDS)
+                row = self.counts[g] = zeros(len(rollups.FIELDS))
             # the chained fields count from ``first``; pageviews and events whatever the prev
             summed = 0 if prev < self.first(g) else _FIRST_PLAIN
             for i in range(summed, len(fields)):
@@ -148,7 +168,7 @@ class View:
                     continue
                 row = self.sums.get(g)
                 if row is None:
-                    row = self.sums[g] = [0] * len(rollups.SUMS)
+                    row = self.sums[g] = zeros(len(rollups.SUMS))
                 for i, delta in enumerate(parts):
                     row[i] += delta
         if self.loads is not None:
@@ -164,16 +184,20 @@ class View:
         sums = self.sums or {}
         groups = set(self.counts) | (set(sums) if summed else set())
         found: list[Row] = []
+        counts_of, sums_of = self.counts.get, sums.get
         for g in groups:
-            c = self.counts.get(g) or [0] * len(rollups.FIELDS)
-            s = (sums.get(g) if summed else None) or [0] * len(rollups.SUMS)
+            c = counts_of(g) or _NO_COUNTS
+            s = (sums_of(g) or _NO_SUMS) if summed else _NO_SUMS
             if not (c[6] > 0 or (engaging and s[0] > 0)):
                 continue
-            visitors, visits, measured, bounces, duration, pageviews, events = c
-            parts = (visitors, visits, pageviews, events, measured, bounces, duration)
-            found.append((g, *parts, None, None, *s[1:]))
+            # visitors, visits, pageviews, events, measured, bounces, duration (FIELDS order:
+            # visitors, visits, measured, bounces, duration, pageviews, events)
+            found.append((g, c[0], c[1], c[5], c[6], c[2], c[3], c[4], None, None, *s[1:]))
         if grouped:
             order = ORDER[query.metrics[0]]
+            if query.limit < len(found):
+                # the top rows only: by the metric descending, then by value ascending
+                return heapq.nsmallest(query.limit, found, key=lambda row: (-order(row), row[0]))
             found.sort(key=lambda row: row[0])
             found.sort(key=order, reverse=True)  # stable: value ascending among ties
             return found[: query.limit]
@@ -233,18 +257,32 @@ class Views:
             view.used = self._clock()
         return view
 
+    @property
+    def groups(self) -> int:
+        """Groups held over every view (what ``MAX_GROUPS`` bounds)."""
+        return sum(view.size for view in self._views.values())
+
     def put(self, view: View) -> None:
-        """Keep ``view`` (unless it alone is too big: it answers its query and goes)."""
+        """Keep ``view``, or keep it again once it grew (its sums or load times were added);
+        unless it alone is too big: it answers its query and goes."""
         if view.size > MAX_GROUPS // 4:
+            self._views.pop(view.key, None)
             return
         view.used = self._clock()
         self._views[view.key] = view
         self._expire()
 
     def add(self, deltas: Deltas) -> None:
+        """A write's deltas into every view; then the bounds again (the write may have added
+        groups, and idle views go even when no new view is asked for)."""
         if deltas:
-            for view in self._views.values():
-                view.add(deltas)
+            for key, view in list(self._views.items()):
+                try:
+                    view.add(deltas)
+                except OverflowError:  # past int64: no site gets there; the tables answer
+                    del self._views[key]
+        if self._views:
+            self._expire()
 
     def clear(self, sites: Iterable[str] | None = None) -> None:
         """Drop the views of these sites (None: all)."""
@@ -257,7 +295,8 @@ class Views:
 
     def _expire(self) -> None:
         now = self._clock()
-        for key in [k for k, v in self._views.items() if now - v.used > IDLE_S]:
+        quarter = MAX_GROUPS // 4
+        for key in [k for k, v in self._views.items() if now - v.used > IDLE_S or v.size > quarter]:
             del self._views[key]
         total = sum(view.size for view in self._views.values())
         while len(self._views) > MAX_VIEWS or total > MAX_GROUPS:

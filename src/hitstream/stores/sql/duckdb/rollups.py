@@ -27,6 +27,7 @@ stored event, and it starts at or after the site's ``rollup_from``.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -532,12 +533,14 @@ def _build(conn: Connection, key: rollup_views.ViewKey) -> rollup_views.View:
         f"FROM rollups r {join} {_where(view)} GROUP BY 1"
     )
     for group, *fields in conn.execute(sql, _params(view, sql)).fetchall():
-        view.counts[_group(group)] = [int(f or 0) for f in fields]
+        view.counts[_group(group)] = rollup_views.numbers(int(f or 0) for f in fields)
     return view
 
 
 def _group(value: Any) -> rollup_views.Group:
-    return value if isinstance(value, str) else int(value)
+    """A view's group from a row: a value's string interned (the counts and sums of a view,
+    and the views of one site, then share one string per value)."""
+    return sys.intern(value) if isinstance(value, str) else int(value)
 
 
 def _add_sums(conn: Connection, view: rollup_views.View) -> None:
@@ -546,7 +549,7 @@ def _add_sums(conn: Connection, view: rollup_views.View) -> None:
     parts = ", ".join(f"sum({c})" for c in rollups.SUMS)
     sql = f"SELECT {g} AS g, {parts} FROM rollup_sums r {join} {_where(view)} GROUP BY 1"
     view.sums = {
-        _group(group): [int(p or 0) for p in parts]
+        _group(group): rollup_views.numbers(int(p or 0) for p in parts)
         for group, *parts in conn.execute(sql, _params(view, sql)).fetchall()
     }
 
@@ -596,10 +599,15 @@ def answer(
     if view is None:
         view = _build(conn, key)
         views.put(view)
+    grew = False
     if view.sums is None and rollup_views.SUMMED.intersection(query.metrics):
         _add_sums(conn, view)
+        grew = True
     if not dim and view.loads is None and _PERCENTILES.intersection(query.metrics):
         _add_loads(conn, view)
+        grew = True
+    if grew:
+        views.put(view)  # the bounds again, with what it holds now
     rows = view.rows(query, grouped=group is not None)
     if only is not None and group is None and _PERCENTILES.intersection(query.metrics):
         rows = _with_percentiles(conn, query, rows, buckets)
