@@ -89,6 +89,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "default: all)",
     )
     parser.add_argument("--soak-minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--trace-python",
+        action="store_true",
+        help="soak: PYTHONTRACEMALLOC=1 for serve, Python's heap per process (a diagnosis)",
+    )
     parser.add_argument("--events", type=int, default=10_000_000, help="rows 5, 6, 8, 9 data")
     parser.add_argument("--duckdb-dir", type=Path, help="kept DuckDB data folder (default: out)")
     parser.add_argument("--pg-url", help="kept PostgreSQL database (default: hitstream_bench_10m)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,10 @@ from benchmarks.wrk import Background, Load, require_wrk
 SITE = "big.example"
 MB = 1e6
 HELD = "hitstream_store_memory_bytes"
+PYTHON = "hitstream_python_heap_bytes"
+"""Only with ``--trace-python`` (``PYTHONTRACEMALLOC=1`` for the unit): Python's own heap per
+process, ``process="processor"`` for the processor child (decision 0038)."""
+VIEWS = "hitstream_store_view_groups"
 
 
 class HeldSampler(threading.Thread):
@@ -53,6 +58,8 @@ class HeldSampler(threading.Thread):
         self.url = url
         self.interval = interval
         self.samples: list[tuple[float, dict[str, int]]] = []
+        self.extra: list[tuple[float, dict[str, int]]] = []
+        """Python's heap per process (``python:<roles>``) and the views' groups."""
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -67,8 +74,18 @@ class HeldSampler(threading.Thread):
                     for key, value in series.items()
                     if key.startswith(HELD + "{") and 'tag="' in key
                 }
+                now = time.monotonic()
                 if tags:
-                    self.samples.append((time.monotonic(), tags))
+                    self.samples.append((now, tags))
+                extra = {
+                    "python:" + key.split('process="', 1)[1].split('"', 1)[0]: int(value)
+                    for key, value in series.items()
+                    if key.startswith(PYTHON + "{") and 'process="' in key
+                }
+                if VIEWS in series:
+                    extra["view_groups"] = int(series[VIEWS])
+                if extra:
+                    self.extra.append((now, extra))
 
     def stop(self) -> list[tuple[float, dict[str, int]]]:
         self._halt.set()
@@ -82,9 +99,12 @@ def _split(
     held: list[tuple[float, dict[str, int]]],
     began: float,
     window_s: float,
+    extra: Sequence[tuple[float, dict[str, int]]] = (),
 ) -> list[dict[str, Any]]:
     """Per window of ``window_s``: the medians of the unit's RSS, of ``serve``'s own process,
-    of its children (the processor) and of what DuckDB holds (all tags, and the largest)."""
+    of its children (the processor) and of what DuckDB holds (all tags, and the largest);
+    with ``extra``, the views' groups and, when traced, Python's heap per process and what
+    of the processor neither DuckDB nor Python accounts for."""
     out = []
     start = 0.0
     end = samples[-1][0] - began
@@ -107,6 +127,18 @@ def _split(
                     row[f"{tag.lower()}_mb"] = _mb(median([h.get(tag, 0) for h in tags]))
                 row["processor_outside_duckdb_mb"] = round(
                     row["processor_mb"] - row["duckdb_mb"], 1
+                )
+            more = [x for t, x in extra if start <= t - began < stop]
+            for name in sorted({k for x in more for k in x}):
+                values = [x[name] for x in more if name in x]
+                if name == "view_groups":
+                    row[name] = int(median(values))
+                else:
+                    row[f"{name.replace(':', '_').replace(',', '_')}_mb"] = _mb(median(values))
+            python = row.get("python_processor_mb")
+            if python is not None and "duckdb_mb" in row:
+                row["processor_unaccounted_mb"] = round(
+                    row["processor_mb"] - row["duckdb_mb"] - python, 1
                 )
             out.append(row)
         start = stop
@@ -192,7 +224,10 @@ def soak(args: Any) -> dict[str, Any]:
     seconds = int(args.soak_minutes * 60)
     with scratch("hitstream-scale-soak-", keep=False) as workdir:
         data_dir = dataset.working_copy(folder, workdir / "data")
-        server = ServerProcess(data_dir, env=dataset.SERVE_ENV).start(300)
+        env = dict(dataset.SERVE_ENV)
+        if args.trace_python:  # a diagnosis: tracing costs CPU and memory of its own
+            env["PYTHONTRACEMALLOC"] = "1"
+        server = ServerProcess(data_dir, env=env).start(300)
         assert server.proc is not None
         pid = server.proc.pid
         try:
@@ -253,7 +288,8 @@ def soak(args: Any) -> dict[str, Any]:
         [(t, sum(h.values())) for t, h in held if t - began >= seconds * 0.2]
     )
     window_s = max(60.0, seconds / 8)
-    split = _split(samples, sampler.own, held, began, window_s)
+    extra = held_sampler.extra
+    split = _split(samples, sampler.own, held, began, window_s, extra)
     for line in split:
         print(f"soak {line}", flush=True)
     return {
@@ -264,6 +300,8 @@ def soak(args: Any) -> dict[str, Any]:
         "samples": [(round(t - began, 1), _mb(r)) for t, r in samples],
         "own_mb": [_mb(o) for o in sampler.own],
         "held": [(round(t - began, 1), h) for t, h in held],
+        "extra": [(round(t - began, 1), x) for t, x in extra],
+        "traced_python": bool(args.trace_python),
         "windows": split,
         "mappings_at_end": where,
         "summary": summary,
