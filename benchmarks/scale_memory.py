@@ -47,6 +47,8 @@ HELD = "hitstream_store_memory_bytes"
 PYTHON = "hitstream_python_heap_bytes"
 """Only with ``--trace-python`` (``PYTHONTRACEMALLOC=1`` for the unit): Python's own heap per
 process, ``process="processor"`` for the processor child (decision 0038)."""
+MALLOC = "hitstream_malloc_bytes"
+"""With ``--trace-python`` on glibc: what C's allocator holds per process, by state."""
 VIEWS = "hitstream_store_view_groups"
 
 
@@ -82,6 +84,11 @@ class HeldSampler(threading.Thread):
                     for key, value in series.items()
                     if key.startswith(PYTHON + "{") and 'process="' in key
                 }
+                for key, value in series.items():
+                    if key.startswith(MALLOC + "{") and 'state="' in key:
+                        state = key.split('state="', 1)[1].split('"', 1)[0]
+                        process = key.split('process="', 1)[1].split('"', 1)[0]
+                        extra[f"malloc_{state}:{process}"] = int(value)
                 if VIEWS in series:
                     extra["view_groups"] = int(series[VIEWS])
                 if extra:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -14,15 +16,39 @@ _BACKLOG_BUCKETS = (*_LATENCY_BUCKETS, 30.0, 60.0, 300.0, 1800.0)
 """Ingest-to-store can reach minutes when processors fall behind: keep that visible."""
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def _mallinfo() -> Callable[[], _MallInfo2] | None:
+    """glibc's ``mallinfo2`` (2.33+: every arena), None elsewhere (musl, macOS)."""
+    try:
+        found = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return None
+    found.restype = _MallInfo2
+    return cast(Callable[[], _MallInfo2], found)
+
+
 class PythonHeap(Collector):
     """``hitstream_python_heap_bytes{process}``: what Python's own allocations hold in this
     process, when it runs with ``PYTHONTRACEMALLOC=1`` (tracing costs CPU, so it is off by
-    default and the series is then absent). Beside the resident size and the store's
-    ``hitstream_store_memory_bytes`` it tells what a process's memory is: Python objects, the
-    store engine's own account, or neither (allocations no one tags)."""
+    default and the series are then absent); with it, on glibc, ``hitstream_malloc_bytes
+    {process,state}``: what C's allocator holds (``in_use`` in its arenas, ``free`` there but
+    kept, ``mmapped`` for big blocks; Python's small objects live outside it, in arenas of
+    their own). Beside the resident size and the store's ``hitstream_store_memory_bytes``
+    they tell what a process's memory is: Python objects, the store engine's own account, or
+    neither (allocations no one tags, or free memory an allocator keeps)."""
 
     def __init__(self, process: str) -> None:
         self.process = process
+        self._mallinfo = _mallinfo()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         if not tracemalloc.is_tracing():
@@ -34,6 +60,21 @@ class PythonHeap(Collector):
         )
         family.add_metric([self.process], tracemalloc.get_traced_memory()[0])
         yield family
+        if self._mallinfo is None:
+            return
+        info = self._mallinfo()
+        malloc = GaugeMetricFamily(
+            "hitstream_malloc_bytes",
+            "What glibc's malloc holds in this process, by state (only with PYTHONTRACEMALLOC)",
+            labels=["process", "state"],
+        )
+        for state, held in (
+            ("in_use", info.uordblks),
+            ("free", info.fordblks),
+            ("mmapped", info.hblkhd),
+        ):
+            malloc.add_metric([self.process, state], held)
+        yield malloc
 
 
 class Metrics:
