@@ -16,7 +16,7 @@ What a view cannot know (a deletion, a rebuild) makes the store drop its views (
 Idle views are dropped after ``IDLE_S``; at most ``MAX_VIEWS`` are kept, holding at most
 ``MAX_GROUPS`` groups, bounds kept at every write as well as when a view is added (a write
 adds groups: new values, decision 0038). A group's integers are one ``array`` of int64s, not
-a list of Python ints (~2.5 times smaller).
+a list of Python ints (about half the memory, with the value's string).
 """
 
 from __future__ import annotations
