@@ -5,6 +5,8 @@ from __future__ import annotations
 import tracemalloc
 from array import array
 
+import pytest
+
 from hitstream.domain import rollups
 from hitstream.domain.stats import Range, StatsQuery
 from hitstream.stores import rollup_views
@@ -38,15 +40,20 @@ def test_a_view_too_big_alone_is_not_kept() -> None:
     assert views.get(small.key) is small
 
 
-def test_the_least_recently_used_views_go_past_the_group_bound() -> None:
-    clock = Clock()
+def four_views(clock: Clock, groups: int) -> tuple[Views, list[View]]:
+    """Views of sites s0-s3 of ``groups`` groups each, put at times 0-3."""
     views = Views(clock)
-    quarter = rollup_views.MAX_GROUPS // 4
     kept = []
     for n in range(4):
         clock.now = n
-        kept.append(view(site=f"s{n}", groups=quarter))
+        kept.append(view(site=f"s{n}", groups=groups))
         views.put(kept[-1])
+    return views, kept
+
+
+def test_the_least_recently_used_views_go_past_the_group_bound() -> None:
+    clock = Clock()
+    views, kept = four_views(clock, rollup_views.MAX_GROUPS // 4)
     clock.now = 10
     assert views.get(kept[0].key) is kept[0]  # used again: now the most recent
     clock.now = 11
@@ -55,27 +62,26 @@ def test_the_least_recently_used_views_go_past_the_group_bound() -> None:
     assert all(views.get(v.key) is v for v in (kept[0], kept[2], kept[3]))
 
 
-def test_idle_views_expire() -> None:
+@pytest.mark.parametrize("then", ["a new view", "a write"])
+def test_idle_views_expire(then: str) -> None:
+    """At the next new view, and at the next write when no new view comes."""
     clock = Clock()
     views = Views(clock)
     old = view(site="old")
     views.put(old)
     clock.now = rollup_views.IDLE_S + 1
-    views.put(view(site="fresh"))
-    assert views.get(old.key) is None
+    if then == "a new view":
+        views.put(view(site="fresh"))
+    else:
+        views.add(Deltas())
+    assert views.get(old.key) is None and len(views) == (then == "a new view")
 
 
 def test_a_write_that_adds_groups_keeps_the_bound() -> None:
     """New values arrive with every write: the views grow between two queries, and the
     least recently used go then, not only when a new view is asked for."""
     clock = Clock()
-    views = Views(clock)
-    quarter = rollup_views.MAX_GROUPS // 4
-    kept = []
-    for n in range(4):
-        clock.now = n
-        kept.append(view(site=f"s{n}", groups=quarter - 100))
-        views.put(kept[-1])
+    views, kept = four_views(clock, rollup_views.MAX_GROUPS // 4 - 100)
     clock.now = 4
     small = view(site="small", groups=300)
     views.put(small)
@@ -107,16 +113,6 @@ def test_a_view_that_grew_too_big_alone_goes() -> None:
         )
     )
     assert views.get(w.key) is None  # grew past it at a write
-
-
-def test_idle_views_go_at_a_write_without_a_new_view() -> None:
-    clock = Clock()
-    views = Views(clock)
-    old = view(site="old")
-    views.put(old)
-    clock.now = rollup_views.IDLE_S + 1
-    views.add(Deltas())
-    assert len(views) == 0
 
 
 def test_a_group_costs_what_the_bound_assumes() -> None:
