@@ -90,6 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument(
+        "--no-dashboard", action="store_true", help="soak: no dashboard open (what it costs)"
+    )
+    parser.add_argument(
         "--trace-python",
         action="store_true",
         help="soak: PYTHONTRACEMALLOC=1 for serve, Python's heap per process (a diagnosis)",

@@ -240,8 +240,9 @@ def soak(args: Any) -> dict[str, Any]:
         try:
             ready = memory(pid)["VmRSS"]
             board = Client(server.port, {})
-            board.start()
-            board.ready.wait(1800)
+            if not args.no_dashboard:  # without: what the unit holds with no one watching
+                board.start()
+                board.ready.wait(1800)
             sampler = MemorySampler(pid, 1.0)
             sampler.start()
             held_sampler = HeldSampler(server.url)
@@ -256,7 +257,8 @@ def soak(args: Any) -> dict[str, Any]:
             held = held_sampler.stop()
             where = {str(p): mappings(p) for p in [pid, *children(pid)]}
             board.halt.set()
-            board.join(30)
+            if board.is_alive():
+                board.join(30)
             peak = memory(pid)["VmHWM"]
         finally:
             server.terminate(timeout=900)
@@ -309,6 +311,7 @@ def soak(args: Any) -> dict[str, Any]:
         "held": [(round(t - began, 1), h) for t, h in held],
         "extra": [(round(t - began, 1), x) for t, x in extra],
         "traced_python": bool(args.trace_python),
+        "dashboard_open": not args.no_dashboard,
         "windows": split,
         "mappings_at_end": where,
         "summary": summary,
