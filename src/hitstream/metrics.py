@@ -165,6 +165,13 @@ class Metrics:
             ["tag"],
             registry=r,
         )
+        self.store_allocator = Gauge(
+            "hitstream_store_allocator_bytes",
+            "What the store engine's own allocator holds in this process, by state (DuckDB's "
+            "jemalloc: allocated, active, resident); read every 10 s while the processor writes",
+            ["state"],
+            registry=r,
+        )
         self.store_view_groups = Gauge(
             "hitstream_store_view_groups",
             "Groups the store's in-memory rollup views hold (~250 bytes each, at most "

@@ -393,6 +393,9 @@ class MeteredStore(MemoryStore):
         self.asked += 1
         return dict(self.held)
 
+    async def allocator_usage(self) -> dict[str, int]:
+        return {"allocated": 3_000, "resident": 5_000}
+
     async def view_groups(self) -> int:
         return 1_234
 
@@ -408,6 +411,9 @@ async def test_the_stores_memory_is_exported_by_tag_while_it_writes() -> None:
     assert gauge.labels("BASE_TABLE")._value.get() == 7_000
     assert gauge.labels("ART_INDEX")._value.get() == 0
     assert processor.metrics.store_view_groups._value.get() == 1_234
+    allocator = processor.metrics.store_allocator
+    assert allocator.labels("allocated")._value.get() == 3_000
+    assert allocator.labels("resident")._value.get() == 5_000
     store.held["BASE_TABLE"] = 9_000  # read again only every 10 s: the next batch keeps 7,000
     await put(log, accepted(2))
     await processor.process_once()

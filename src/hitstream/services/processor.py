@@ -301,6 +301,8 @@ class Processor:
                     self.metrics.processor_lag.set(lag)
                 for tag, used in (await self.store.memory_usage()).items():
                     self.metrics.store_memory.labels(tag).set(used)
+                for state, held in (await self.store.allocator_usage()).items():
+                    self.metrics.store_allocator.labels(state).set(held)
                 self.metrics.store_view_groups.set(await self.store.view_groups())
             await self._publish(stored, now)
             # here too, not only when a poll finds the log empty: a site that never pauses

@@ -124,6 +124,11 @@ class Store(Registry, ABC):
         engine's buffer pool, indexes ...); empty where the engine is another process."""
         return {}
 
+    async def allocator_usage(self) -> dict[str, int]:
+        """Bytes the embedded engine's own allocator holds in this process, by state
+        (allocated, active, resident); empty where the engine has none to read."""
+        return {}
+
     async def view_groups(self) -> int:
         """Groups the store's in-memory rollup views hold (``stores/rollup_views``: a live
         dashboard's answers moved forward by every write); 0 where it keeps none."""

@@ -44,8 +44,8 @@ from hitstream.stores.sql.common import (
     exported_event,
     results,
 )
+from hitstream.stores.sql.duckdb import allocator, rollups, stats, writes
 from hitstream.stores.sql.duckdb import batch as duck_batch
-from hitstream.stores.sql.duckdb import rollups, stats, writes
 from hitstream.stores.sql.duckdb.memory import with_memory
 from hitstream.stores.sql.registry import BUMP, SqlDefinitions, forgotten_statement
 from hitstream.stores.sql.registry import Statement as RegistryStatement
@@ -278,7 +278,9 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             return
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hitstream-duckdb")
         config: dict[str, str | bool | int | float | list[str]] = {
-            "checkpoint_threshold": f"{self._checkpoint_mb}MB"
+            "checkpoint_threshold": f"{self._checkpoint_mb}MB",
+            # jemalloc gives freed pages back to the system (decision 0039)
+            "allocator_background_threads": True,
         }
         try:
             self._conn = await asyncio.get_running_loop().run_in_executor(
@@ -495,6 +497,11 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             "SELECT tag, sum(memory_usage_bytes) FROM duckdb_memory() GROUP BY tag ORDER BY tag"
         )
         return {str(tag): int(used) for tag, used in rows}
+
+    async def allocator_usage(self) -> dict[str, int]:
+        """What DuckDB's jemalloc holds, by state (decision 0039): beside ``memory_usage``,
+        the pages it keeps after DuckDB frees them."""
+        return allocator.usage()
 
     async def view_groups(self) -> int:
         views = self._views  # read on the store's thread, where writes move the views
