@@ -88,13 +88,13 @@ class HeldSampler(threading.Thread):
                     if key.startswith(PYTHON + "{") and 'process="' in key
                 }
                 for key, value in series.items():
-                    if key.startswith(MALLOC + "{") and 'state="' in key:
-                        state = key.split('state="', 1)[1].split('"', 1)[0]
+                    if 'state="' not in key:
+                        continue
+                    state = key.split('state="', 1)[1].split('"', 1)[0]
+                    if key.startswith(MALLOC + "{"):
                         process = key.split('process="', 1)[1].split('"', 1)[0]
                         extra[f"malloc_{state}:{process}"] = int(value)
-                for key, value in series.items():
-                    if key.startswith(ALLOCATOR + "{") and 'state="' in key:
-                        state = key.split('state="', 1)[1].split('"', 1)[0]
+                    elif key.startswith(ALLOCATOR + "{"):
                         extra[f"jemalloc_{state}"] = int(value)
                 if VIEWS in series:
                     extra["view_groups"] = int(series[VIEWS])

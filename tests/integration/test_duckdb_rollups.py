@@ -23,6 +23,7 @@ from hitstream.domain.stats import METRICS, Filter, Range, StatsQuery
 from hitstream.errors import StoreUnavailable
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.duckdb import DuckDBStore
+from hitstream.stores.sql.duckdb import allocator
 from tests.answers import Answer, filtered_queries, flat_answers
 
 pytestmark = pytest.mark.integration
@@ -581,6 +582,7 @@ async def test_duckdbs_allocator_gives_freed_pages_back(tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path / "alloc.duckdb")
     await store.start()
     try:
+        assert allocator.purging() is True  # the store turned the background threads on
         before = await store.allocator_usage()
         assert set(before) == {"allocated", "active", "resident"}
         assert 0 < before["allocated"] <= before["active"] <= before["resident"]
