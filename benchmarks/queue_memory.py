@@ -18,7 +18,7 @@ use (``mallinfo2``) sampled as it goes:
   mechanism alone;
 - ``scans`` (the baseline): as many queries that build no temporary buffer.
 
-    python -m benchmarks.queue_memory            # ~6 min
+    python -m benchmarks.queue_memory            # ~7 min on 2 cores
 """
 
 from __future__ import annotations
