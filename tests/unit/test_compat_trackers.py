@@ -141,6 +141,9 @@ async def test_plausible_domain_list_gives_one_event_per_registered_site(
         (b'{"u": "https://shop.example/", "d": "shop.example"}', "text/plain", 422, "n",
          "plausible: n"),
         (b'{"n": "pageview", "d": "shop.example"}', "text/plain", 422, "u", "plausible: u"),
+        (b'{"name": "pageview", "domain": "shop.example"}', "", 422, "url", "plausible: u"),
+        (b'{"url": "https://shop.example/", "domain": "shop.example"}', "", 422, "name",
+         "plausible: n"),
         (b'{"name": "x", "url": 5, "domain": "shop.example"}', "", 422, "url", "plausible: u"),
         (b'{"n": "pageview", "u": "https://shop.example/", "d": 7}', "", 422, "d", "plausible: d"),
         (b'{"n": "pageview", "u": "https://shop.example/", "d": " , "}', "", 422, "d",
@@ -157,7 +160,7 @@ async def test_plausible_domain_list_gives_one_event_per_registered_site(
         (b'{"n": "pageview", "u": "https://shop.example/", "d": "shop.example"}',
          "application/xml", 415, "content-type", "plausible: content-type"),
     ],
-    ids=["not-json", "not-object", "no-name", "no-url", "url-type", "domain-type", "no-domain",
+    ids=["not-json", "not-object", "no-name", "no-url", "no-url-long", "no-name-long", "url-type", "domain-type", "no-domain",
          "props", "revenue-amount", "revenue-currency", "engagement-empty", "media-type"],
 )  # fmt: skip
 async def test_plausible_bad_bodies_are_named_and_counted(

@@ -50,12 +50,18 @@ MAX_ENGAGEMENT_MS: Final = 30 * 24 * 3600 * 1000
 _PROP_TEXT: Final = DEFAULT_LIMITS.max_prop_value
 
 
+_LONG_NAMES = ("name", "url", "domain", "referrer", "props", "revenue")
+
+
 def _field(data: dict[str, Any], *names: str) -> tuple[str, Any]:
-    """The first of ``names`` present (not null) in ``data``, and its value."""
+    """The first of ``names`` (short, then long) present (not null) in ``data``, and its
+    value; when none is, the name in the spelling the body uses for the others (a body of
+    ``name`` and ``domain`` is told ``url`` is missing, not ``u``)."""
     for name in names:
         if data.get(name) is not None:
             return name, data[name]
-    return names[0], None
+    long_form = len(names) > 1 and any(key in data for key in _LONG_NAMES)
+    return names[1] if long_form else names[0], None
 
 
 def _event_name(data: dict[str, Any]) -> tuple[str, str]:
