@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hitstream.cache.memory import MemoryCache
-from hitstream.domain.stats import StatsQuery, build_query
+from hitstream.domain.stats import Range, StatsQuery, build_query
 from hitstream.metrics import Metrics
 from hitstream.services.stats import StatsService
 from hitstream.stores.base import WriteBatch
@@ -46,6 +46,41 @@ async def test_a_dashboard_refresh_hits_the_cache_and_new_data_misses_it() -> No
     await store.write(WriteBatch("s", {0: 2}, [event("e2", T0 + 20_000, "v2", "s2")]))
     fresh = await service.aggregate(query())
     assert fresh["results"]["events"]["value"] == 2  # the new version is a new key: never stale
+
+
+class KeptFor(MemoryCache):
+    """A memory cache that notes the time to live each kind of answer was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ttl_s: dict[str, int] = {}
+
+    async def set(self, key: str, value: bytes, ttl_s: int) -> None:
+        self.ttl_s[key.split(":", 1)[0]] = ttl_s
+        await super().set(key, value, ttl_s)
+
+
+async def test_an_answer_is_kept_only_while_its_range_can_be_asked_again() -> None:
+    """Decision 0041: "today" ends at the end of the current half hour, so its answer is
+    asked again only until then (a later request asks a later range: a new key); a closed
+    range's answer is kept a day."""
+    store = MemoryStore()
+    clock = Clock(T0 + 5_000)
+    cache = KeptFor()
+    service = StatsService(store, Metrics(), cache=cache, clock=clock)
+    site = event("e1", T0, "v1", "s1").site_id
+    await store.write(WriteBatch("s", {0: 1}, [event("e1", T0, "v1", "s1")]))
+    half_hour = 30 * 60_000
+    end = (clock.now // half_hour + 1) * half_hour
+    today = build_query(site_id=site, now_ms=service.now_ms("day"), period="day", metrics="events")
+    assert today.range.end == end
+    await service.aggregate(today)
+    assert cache.ttl_s["aggregate"] == (end - clock.now + 999) // 1000 + 60
+    day = 24 * 3600 * 1000
+    await service.timeseries(StatsQuery(site, Range(T0 - 2 * day, T0 - day), ("events",)))
+    assert cache.ttl_s["timeseries"] == 24 * 3600
+    await service.realtime(site)
+    assert cache.ttl_s["realtime"] == 10
 
 
 def test_now_is_rounded_up_never_down() -> None:

@@ -41,6 +41,10 @@ from hitstream.stores.batch import StatsAnswer, StatsBatch, StatsCall
 JSON = dict[str, Any]
 CACHE_TTL_S = 24 * 3600
 REALTIME_TTL_S = 10
+OPEN_RANGE_MARGIN_S = 60
+"""An answer whose range ends after now is kept until that end and this margin, no longer:
+the next request past the end asks a later range (a new key), so keeping it a day only
+filled the cache (Redis's too) with answers no one could ask for again (decision 0041)."""
 Ask = tuple[Literal["aggregate", "timeseries", "breakdown", "realtime"], StatsQuery]
 """One query of ``answer_all``: the method that answers it and its query (for ``realtime``,
 ``realtime_query``'s)."""
@@ -139,6 +143,17 @@ class StatsService:
         now = self._clock()
         return now - now % step + step
 
+    def _ttl_s(self, kind: str, query: StatsQuery) -> int:
+        """How long an answer can be asked for again: a closed range's for a day (only a
+        late event changes it, and that is a new data version); one reaching past now's
+        until its end (``OPEN_RANGE_MARGIN_S``)."""
+        if kind == "realtime":
+            return REALTIME_TTL_S
+        left_ms = query.range.end - self._clock()
+        if left_ms <= 0:
+            return CACHE_TTL_S
+        return min(CACHE_TTL_S, -(-left_ms // 1000) + OPEN_RANGE_MARGIN_S)
+
     async def _cached(
         self,
         kind: str,
@@ -156,8 +171,7 @@ class StatsService:
             cached: JSON = msgspec.json.decode(hit)
             return cached
         result = await compute()
-        ttl = REALTIME_TTL_S if kind == "realtime" else CACHE_TTL_S
-        await self.cache.set(key, msgspec.json.encode(result), ttl)
+        await self.cache.set(key, msgspec.json.encode(result), self._ttl_s(kind, query))
         self.metrics.query_seconds.labels(kind, "miss").observe(time.perf_counter() - began)
         return result
 
