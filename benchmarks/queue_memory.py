@@ -16,7 +16,11 @@ use (``mallinfo2``) sampled as it goes:
   the processor makes them (rollups on);
 - ``hash joins``: ``--queries`` joins of two 2,000-row tables on a bare connection, the
   mechanism alone;
-- ``scans`` (the baseline): as many queries that build no temporary buffer.
+- ``scans`` (the baseline): as many queries that build no temporary buffer;
+- with ``--in-clause-off``, the store writes once more with DuckDB's ``in_clause`` optimizer
+  off: it turns each literal ``IN`` list of the write's id lookups into a hash join, the
+  source of most of the temporary buffers (session 15). Not a setting to adopt: a lookup
+  that falls back to a full scan then compares every row with every literal.
 
     python -m benchmarks.queue_memory            # ~7 min on 2 cores
 """
@@ -84,7 +88,9 @@ def _queries(kind: str, queries: int) -> dict[str, Any]:
     return _series(lambda _: conn.execute(sql).fetchall(), queries)
 
 
-def _writes(batches: int, batch: int) -> dict[str, Any]:
+def _writes(batches: int, batch: int, disabled: str = "") -> dict[str, Any]:
+    """``disabled``: DuckDB optimizers turned off for the store's connection (a diagnosis,
+    e.g. ``in_clause``: a literal ``IN`` list stays a filter instead of a join)."""
     from hitstream.stores.base import WriteBatch
     from hitstream.stores.duckdb import DuckDBStore
 
@@ -94,6 +100,8 @@ def _writes(batches: int, batch: int) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="hitstream-queue-") as folder:
             store = DuckDBStore(Path(folder) / "q.duckdb")
             await store.start()
+            if disabled:
+                store._conn.execute(f"SET disabled_optimizers = '{disabled}'")  # type: ignore[union-attr]
             loop = asyncio.get_running_loop()
             try:
                 await write_all(store, events[:batch], sessions, batch)  # schema warm
@@ -116,6 +124,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3_000)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--queries", type=int, default=60_000)
+    parser.add_argument(
+        "--in-clause-off",
+        action="store_true",
+        help="also the store writes with DuckDB's IN-list rewrite off (where the joins come from)",
+    )
     args = parser.parse_args()
     out: dict[str, Any] = {"benchmark": "queue_memory", "machine": machine(), "cases": {}}
     cases: list[tuple[str, Any, tuple[Any, ...]]] = [
@@ -123,6 +136,8 @@ def main() -> None:
         ("hash joins", _queries, ("hash joins", args.queries)),
         ("store writes", _writes, (args.batches, args.batch)),
     ]
+    if args.in_clause_off:
+        cases.append(("store writes, IN-list rewrite off", _writes, (*cases[-1][2], "in_clause")))
     for name, function, arguments in cases:
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
             result = pool.submit(function, *arguments).result()
