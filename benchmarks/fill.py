@@ -193,8 +193,16 @@ def fill(
 
 
 def log_count(data_dir: Path) -> int:
+    """Messages in a data folder's event log: frames (decision 0043) and, in a log written
+    by code before them (a ``git archive`` baseline), rows of ``messages``."""
     with sqlite3.connect(data_dir / "log.sqlite3") as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        count = 0
+        if "frames" in tables:
+            count += int(conn.execute("SELECT COALESCE(SUM(count), 0) FROM frames").fetchone()[0])
+        if "messages" in tables:
+            count += int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        return count
 
 
 def reuse(source: Path, data_dir: Path, target: int) -> dict[str, Any]:
