@@ -9,15 +9,16 @@ log file that
 
 - appends ``--events`` messages of ``--size`` bytes (an accepted event's size as the collector
   encodes it) from ``--appenders`` concurrent tasks, each appending ``n`` messages at a time
-  (case "single": n = 1 with 64 appenders, the tracker's requests; case "batch": n = 100 with
-  16 appenders, a server's batches); group commit works as in the collector;
+  (case "single": n = 1 with 64 appenders, the tracker's requests; "few": n = 1 with 8, a
+  commit of a few events as at 16 connections; "batch": n = 100 with 16 appenders, a
+  server's batches); group commit works as in the collector (one loop turn, one commit);
 - then reads them all back with one consumer in polls of 5,000 (the processor's way).
 
 The figure is the child's CPU time (every thread: the writer's too) per event, with the wall
 rate beside it. Trees alternate per repetition and case; medians of ``--repeats`` and the
 ratio after/before. Loopback-free: nothing leaves the process but the file.
 
-    .venv/bin/python -m benchmarks.log_ab --before HEAD --repeats 5
+    .venv/bin/python -m benchmarks.log_ab --before ba074a4 --repeats 5
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 from benchmarks.harness import machine, median, write_result
 from benchmarks.live_ab import ROOT, export
 
-CASES = {"single": (1, 64), "batch": (100, 16)}
+CASES = {"single": (1, 64), "few": (1, 8), "batch": (100, 16)}
 
 
 async def _child(events: int, per_append: int, appenders: int, size: int) -> dict[str, float]:
