@@ -29,6 +29,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOTAL = 100_000
 
 
+def _counters(url: str) -> dict[str, float]:
+    """A role's event counters from its ``/metrics`` (for a failure's message)."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    except httpx.HTTPError as exc:
+        return {"unreachable": 0.0, str(exc): 0.0}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("hitstream_events_") and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 class LiveWatcher(threading.Thread):
     """A dashboard client: keeps the last aggregate pushed by one web process.
 
@@ -156,13 +170,17 @@ def test_two_of_each_role_with_a_processor_killed(
             if stored >= TOTAL:
                 break
             time.sleep(0.5)
-        assert stored == TOTAL
-
         with psycopg.connect(pg_database) as conn:
             rows = conn.execute(
                 "SELECT event_id::text FROM events WHERE site_id = %s", (site,)
             ).fetchall()
+            drops = conn.execute("SELECT reason, sum(count) FROM drops GROUP BY reason").fetchall()
         in_store = [r[0] for r in rows]
+        assert stored == TOTAL, (  # what tells a loss from a miscount, should it happen again
+            f"the stats API counts {stored}; the events table holds {len(in_store)} rows, "
+            f"{len(set(ids) - set(in_store))} answered ids are missing from it; drops {drops}; "
+            f"processor 2: {_counters(processors[1].url)}"
+        )
         assert len(in_store) == len(set(in_store)), "an event was stored twice"
         assert set(in_store) == set(ids), "the store differs from what was answered 202"
 
