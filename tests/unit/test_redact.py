@@ -37,6 +37,18 @@ def test_server_records_lose_addresses(msg: str, args: tuple[object, ...], expec
     assert rec.getMessage() == expected
 
 
+def test_the_servers_own_listening_address_is_kept() -> None:
+    """uvicorn's banner names where it listens, not a client: redacted it read ``http://-``."""
+    rec = record("uvicorn.error", "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)")
+    rec.args = ("http", "127.0.0.1", 8080)
+    assert RedactAddresses().filter(rec) is True
+    assert rec.getMessage() == "Uvicorn running on http://127.0.0.1:8080 (Press CTRL+C to quit)"
+    # the same words from a client's record are no pass: only the template is trusted
+    rec = record("uvicorn.error", "%s said Uvicorn running on", "203.0.113.9:51234")
+    assert RedactAddresses().filter(rec) is True
+    assert rec.getMessage() == "- said Uvicorn running on"
+
+
 def test_websockets_library_records_too() -> None:
     rec = record("websockets.server", "connection from %s", "192.0.2.1")
     RedactAddresses().filter(rec)

@@ -17,6 +17,9 @@ import re
 from typing import Final
 
 SERVER_LOGGERS: Final = ("uvicorn", "websockets")
+OWN_ADDRESS: Final = ("Uvicorn running on ",)
+"""Templates of records that name the server's own listening address, never a client's:
+left whole (redacted, the banner read ``Uvicorn running on http://-``)."""
 _CANDIDATE: Final = re.compile(
     r"\[?(?P<ip>[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*[0-9A-Fa-f])\]?(?::(?P<port>\d{1,5}))?"
 )
@@ -51,6 +54,8 @@ class RedactAddresses(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.split(".", 1)[0] not in SERVER_LOGGERS:
+            return True
+        if isinstance(record.msg, str) and record.msg.startswith(OWN_ADDRESS):
             return True
         message = record.getMessage()
         redacted = _redact(message)
