@@ -27,7 +27,7 @@ FULL_S = outage(5.0)
 
 
 def events_counted(server: ServerProcess, site: str, filters: str | None = None) -> float:
-    params = {"site_id": site, "period": "day", "metrics": "events"}
+    params = {"site_id": site, "period": "7d", "metrics": "events"}  # may span midnight
     if filters:
         params["filters"] = filters
     body = httpx.get(
