@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS commits (
 MAX_FRAME: Final = 1024
 """Messages in one frame at most: a consumer starting at offset ``o`` finds its frame among
 those whose first offset is above ``o - MAX_FRAME`` (a range of the table's key), and a read
-decodes at most this many messages it does not return."""
+decodes at most this many messages it does not return. Never lower it: frames already written
+may hold this many."""
 _PACK: Final = msgspec.msgpack.Encoder()
 _UNPACK: Final = msgspec.msgpack.Decoder(list[tuple[bytes, bytes]])
 
@@ -84,17 +85,20 @@ def _has_legacy(conn: sqlite3.Connection) -> bool:
     return row is not None
 
 
+def _legacy_end(conn: sqlite3.Connection) -> int:
+    """One past the last offset a pre-frames ``messages`` table ever gave (0: none)."""
+    if not _has_legacy(conn):
+        return 0
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    return int(row[0]) + 1 if row else 0
+
+
 def _open_head(conn: sqlite3.Connection) -> None:
     """Create the head row once: the next offset, after a legacy log's last one if any."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if conn.execute("SELECT 1 FROM head").fetchone() is None:
-            following = 1
-            if _has_legacy(conn):
-                seq = conn.execute(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
-                ).fetchone()
-                following = int(seq[0]) + 1 if seq else 1
+            following = _legacy_end(conn) or 1
             conn.execute("INSERT INTO head (id, next_offset) VALUES (0, ?)", (following,))
         conn.execute("COMMIT")
     except BaseException:
@@ -324,16 +328,8 @@ class _SQLiteConsumer(LogConsumer):
         self._conn = _connect(log.path)
         self._lock = threading.Lock()
         self._last_compact = 0.0
-        self._legacy_end = self._legacy_next()
+        self._legacy_end = _legacy_end(self._conn)
         """One past the last offset of a pre-frames ``messages`` table (0: none)."""
-
-    def _legacy_next(self) -> int:
-        if not _has_legacy(self._conn):
-            return 0
-        row = self._conn.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
-        ).fetchone()
-        return int(row[0]) + 1 if row else 0
 
     async def _position(self) -> int:
         if self._next is None:
