@@ -95,7 +95,11 @@ def turn(src: Path, case: str, args: argparse.Namespace) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--before", default="HEAD", help="git revision to compare against")
+    parser.add_argument(
+        "--before",
+        help="git revision without the change (required: HEAD after the commit compares the "
+        "change with itself)",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--events", type=int, default=128_000, help="per turn")
     parser.add_argument("--size", type=int, default=756, help="bytes of each message's value")
@@ -105,6 +109,8 @@ def main() -> None:
         per_append, appenders = CASES[args.child]
         print(json.dumps(asyncio.run(_child(args.events, per_append, appenders, args.size))))
         return
+    if not args.before:
+        parser.error("--before REVISION is required")
     with tempfile.TemporaryDirectory(prefix="log_ab-src-") as folder:
         trees = {"before": export(args.before, Path(folder)), "after": ROOT / "src"}
         runs: dict[str, dict[str, list[dict[str, float]]]] = {
