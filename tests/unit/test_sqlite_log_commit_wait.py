@@ -8,77 +8,76 @@ import asyncio
 import queue
 import random
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from hitstream.log.sqlite import SQLiteLog, _Group, gather
 
-
-def _group(loop: asyncio.AbstractEventLoop, rows: int) -> _Group:
-    group = _Group(loop)
-    group.rows.extend([(b"k", b"v")] * rows)
-    return group
+Make = Callable[[], _Group]
 
 
-def test_without_waiting_a_commit_takes_what_is_queued_and_no_more() -> None:
+@pytest.fixture
+def group() -> Iterator[Make]:
+    """Makes groups of one message, on an event loop closed after the test."""
     loop = asyncio.new_event_loop()
-    try:
-        pending: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
-        first, second, late = (_group(loop, 1) for _ in range(3))
+
+    def make() -> _Group:
+        made = _Group(loop)
+        made.rows.append((b"k", b"v"))
+        return made
+
+    yield make
+    loop.close()
+
+
+def test_without_waiting_a_commit_takes_what_is_queued_and_no_more(group: Make) -> None:
+    pending: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
+    first, second, late = group(), group(), group()
+    pending.put(second)
+    groups, closing = gather(pending, first, 0.0)
+    pending.put(late)  # arrives after the commit began: the next commit's
+    assert groups == [first, second]
+    assert not closing
+    assert pending.get_nowait() is late
+
+
+def test_waiting_takes_the_groups_that_arrive_meanwhile(group: Make) -> None:
+    pending: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
+    first, second, third, after = group(), group(), group(), group()
+    returned = threading.Event()
+    arrived: list[bool] = []
+
+    def arrive() -> None:
+        returned.wait(0.5)  # well inside the wait; a commit that did not wait is back
         pending.put(second)
-        groups, closing = gather(pending, first, 0.0)
-        pending.put(late)  # arrives after the commit began: the next commit's
-        assert groups == [first, second]
-        assert not closing
-        assert pending.get_nowait() is late
-    finally:
-        loop.close()
+        pending.put(third)
+        arrived.append(not returned.is_set())
+        returned.wait(60)
+        pending.put(after)
+
+    helper = threading.Thread(target=arrive)
+    # the commit begins with ``first`` and waits 2 s; the others arrive 0.5 s in, and
+    # ``after`` only once it has returned
+    helper.start()
+    groups, closing = gather(pending, first, 2.0)
+    returned.set()
+    helper.join()
+    assert arrived == [True]  # the two came while the commit still waited
+    assert groups == [first, second, third]
+    assert not closing
+    assert pending.get_nowait() is after
 
 
-def test_waiting_takes_the_groups_that_arrive_meanwhile() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        pending: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
-        first, second, third, after = (_group(loop, 1) for _ in range(4))
-        arrived = threading.Event()
-        returned = threading.Event()
-
-        def arrive() -> None:
-            returned.wait(0.5)  # well inside the wait; a commit that did not wait is back
-            pending.put(second)
-            pending.put(third)
-            arrived.set()
-            assert returned.wait(60)
-            pending.put(after)
-
-        helper = threading.Thread(target=arrive)
-        # the commit begins with ``first`` and waits 2 s; the others arrive 0.5 s in, and
-        # ``after`` only once it has returned
-        helper.start()
-        groups, closing = gather(pending, first, 2.0)
-        returned.set()
-        helper.join()
-        assert arrived.is_set()
-        assert groups == [first, second, third]
-        assert not closing
-        assert pending.get_nowait() is after
-    finally:
-        loop.close()
-
-
-def test_closing_during_the_wait_commits_what_was_taken() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        pending: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
-        first, second = _group(loop, 1), _group(loop, 1)
-        pending.put(second)
-        pending.put(None)
-        groups, closing = gather(pending, first, 0.01)
-        assert groups == [first, second]
-        assert closing
-    finally:
-        loop.close()
+def test_closing_during_the_wait_commits_what_was_taken(group: Make) -> None:
+    pending: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
+    first, second = group(), group()
+    pending.put(second)
+    pending.put(None)
+    groups, closing = gather(pending, first, 0.01)
+    assert groups == [first, second]
+    assert closing
 
 
 @pytest.mark.timeout(30)
