@@ -133,6 +133,26 @@ class ServerProcess:
         return self.proc.wait(timeout)
 
     def kill(self) -> None:
+        """SIGKILL the server and wait until its children are gone too: they die with it
+        (``PR_SET_PDEATHSIG``), but a moment later, and until then one still answers on the
+        data folder's control socket (a store opened meanwhile is reset under it)."""
         if self.proc is not None and self.proc.poll() is None:
+            children = _children(self.proc.pid)
             self.proc.kill()
             self.proc.wait(10)
+            deadline = time.monotonic() + 10
+            while any(Path(f"/proc/{pid}").exists() for pid in children):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"children {children} of a killed server still run")
+                time.sleep(0.01)
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux: ``/proc/<pid>/task/*/children``)."""
+    found: list[int] = []
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in listing.read_text().split()]
+        except OSError:
+            continue
+    return found

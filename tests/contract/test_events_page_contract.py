@@ -68,3 +68,28 @@ async def test_pages_cover_the_range_in_order_once(store: Store) -> None:
             got = await read_all(store, "shop", start, end, size)
             assert [asdict(e) for e in got] == want
     assert await store.events_page("nobody", T - DAY, T + DAY, None, 10) == []
+
+
+async def test_latest_events_are_the_newest_of_the_range_oldest_first(store: Store) -> None:
+    """``Store.latest_events``, what a live feed shows on its first viewer: the last
+    ``limit`` of the range in (timestamp, event_id) order, one site only."""
+    rng = random.Random(11)
+    events = [
+        event(
+            f"e{n:03d}{rng.choice(['', 'é', 'Z'])}",
+            T + rng.randrange(0, 2 * HOUR) // 1000 * 1000,
+            f"v{rng.randrange(4)}",
+            f"s{rng.randrange(6)}",
+            site=rng.choice(["shop", "shop", "other"]),
+            props=rng.choice([{}, dict(PROPS)]),
+        )
+        for n in range(60)
+    ]
+    events += [event(f"tie{c}", T + HOUR, "v9", "s9", site="shop") for c in "cab"]
+    await store.write(WriteBatch("events", {0: 1}, events))
+    for start, end in ((T - DAY, T + DAY), (T, T + HOUR + 1), (T + 1, T + 2)):
+        want = expected(events, "shop", start, end)
+        for limit in (0, 1, 5, 1000):
+            got = await store.latest_events("shop", start, end, limit)
+            assert [asdict(e) for e in got] == want[len(want) - min(limit, len(want)) :]
+    assert await store.latest_events("nobody", T - DAY, T + DAY, 10) == []

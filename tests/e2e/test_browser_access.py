@@ -38,8 +38,10 @@ ADMIN = "owner@e2e.test"
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server that has never had a user: it prints a setup link."""
-    server = ServerProcess(tmp_path_factory.mktemp("firstrun") / "data").start()
+    """A server that has never had a user: it prints a setup link. At the log level a
+    newcomer's server has (info: the HTTP server's lines too)."""
+    data = tmp_path_factory.mktemp("firstrun") / "data"
+    server = ServerProcess(data, env={"HITSTREAM_LOG_LEVEL": "info"}).start()
     yield server
     try:
         server.terminate(timeout=60)
@@ -185,6 +187,11 @@ def test_a_shared_link_shows_a_read_only_dashboard(
     shot(shared, "shared-dashboard")
     # without the token: nothing
     assert httpx.get(f"{fresh.url}/share/{site}").status_code == 404
+    # the dashboard sent the token in its WebSocket URL, which the server logs: not the token
+    token = url.partition("auth=")[2]
+    assert token.startswith("hs_share_")
+    assert "WebSocket /api/v1/live?" in fresh.output()
+    assert token not in fresh.output()
     stranger.close()
 
 

@@ -17,8 +17,9 @@ from fastapi import FastAPI, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
 from hitstream.cache.memory import MemoryCache
+from hitstream.domain.events import ProcessedEvent
 from hitstream.domain.stats import StatsQuery
-from hitstream.errors import AccessDenied, QueryError
+from hitstream.errors import AccessDenied, QueryError, StoreUnavailable
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.metrics import Metrics
 from hitstream.services.live import LiveConfig, LiveHub, parse_view, update_interval
@@ -28,6 +29,7 @@ from hitstream.tally.memory import MemoryTally
 from hitstream.web import dashboard, live
 from hitstream.web.deps import AppServices
 from tests.access import admin_key, bearer, register
+from tests.contract.test_store_contract import event
 
 with warnings.catch_warnings():  # starlette 1.x would rather have httpx2; httpx works
     warnings.simplefilter("ignore")
@@ -65,9 +67,25 @@ class FakeStats:
 class FakeStore:
     def __init__(self) -> None:
         self.version = 1
+        self.stored: list[ProcessedEvent] = []
+        self.gate: asyncio.Event | None = None
+        self.broken = False
 
     async def data_version(self, site_id: str) -> int:
         return self.version
+
+    async def latest_events(
+        self, site_id: str, start_ms: int, end_ms: int, limit: int
+    ) -> list[ProcessedEvent]:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.broken:
+            raise StoreUnavailable("the store is down")
+        found = sorted(
+            (e for e in self.stored if e.site_id == site_id and start_ms <= e.timestamp < end_ms),
+            key=lambda e: (e.timestamp, e.event_id),
+        )
+        return found[max(len(found) - limit, 0) :]
 
     async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
         return {"bot:ua_pattern": 2}
@@ -645,3 +663,72 @@ def test_the_busy_share_comes_from_the_environment(
     monkeypatch.setenv("HITSTREAM_LIVE_MAX_BUSY_SHARE", "0")  # no share at all: refused
     with pytest.raises(ValueError, match="live_max_busy_share"):
         Settings(data_dir=tmp_path)
+
+
+def stored_events(count: int, start: int) -> list[ProcessedEvent]:
+    """``count`` pageviews of ``SITE`` a second apart from ``start``, paths /p0 /p1 /p2 by
+    turn, and one of another site at every instant."""
+    return [
+        event(f"s{n:03d}", start + n * 1000, f"v{n % 5}", f"x{n % 7}", f"/p{n % 3}", site=SITE)
+        for n in range(count)
+    ] + [event(f"o{n:03d}", start + n * 1000, "v", "x", site="other.example") for n in range(5)]
+
+
+async def test_a_new_feed_lists_the_newest_stored_events_before_any_new_one(
+    hub: LiveHub, store: FakeStore
+) -> None:
+    """Opened on a site whose events came before anyone watched, the live list is not
+    empty: the feed starts with the newest stored events of the view, oldest first."""
+    start = now_ms() - 3_600_000
+    store.stored = stored_events(70, start)
+    ours = [e for e in store.stored if e.site_id == SITE]
+    want = [e.event_id for e in ours][-50:]  # LiveConfig.recent_events
+    client = await hub.connect({"site_id": SITE, "period": "day"})
+    snapshot = await frame_of(client)
+    assert [e["event_id"] for e in snapshot["events"]] == want
+    first = snapshot["events"][0]
+    assert first["path"] == ours[20].path and first["timestamp"] == ours[20].timestamp
+    assert "visitor_id" not in first and "session_id" not in first
+    # a second view of the same feed filters the same list
+    other = await hub.connect({"site_id": SITE, "period": "day", "filters": "page==/p1"})
+    filtered = await frame_of(other)
+    assert [e["event_id"] for e in filtered["events"]] == [
+        e.event_id for e in ours[20:] if e.path == "/p1"
+    ]
+
+
+async def test_events_received_while_the_feed_fills_are_kept_once_and_last(
+    hub: LiveHub, store: FakeStore, fanout: MemoryFanout
+) -> None:
+    start = now_ms() - 60_000
+    store.stored = stored_events(3, start)
+    store.gate = asyncio.Event()
+    connecting = asyncio.create_task(hub.connect({"site_id": SITE, "period": "day"}))
+    await subscribed(fanout, f"site:{SITE}")
+    # the processor publishes the last stored event again (a replay) and a new one
+    message = json.loads(processed(2, ["/new"]))
+    again = {**message["events"][0], "event_id": "s002", "path": "/p2"}
+    message["events"] = [again, message["events"][0]]
+    await fanout.publish(f"site:{SITE}", json.dumps(message).encode())
+    for _ in range(100):
+        feed = hub._feeds.get(SITE)
+        if feed is not None and len(feed.recent) == 2:
+            break
+        await asyncio.sleep(0.005)
+    store.gate.set()
+    client = await asyncio.wait_for(connecting, 2.0)
+    snapshot = await frame_of(client)
+    assert [e["event_id"] for e in snapshot["events"]] == ["s000", "s001", "s002", "e2-0"]
+
+
+async def test_a_failing_store_leaves_the_live_list_to_new_events(
+    hub: LiveHub, store: FakeStore, fanout: MemoryFanout
+) -> None:
+    store.stored, store.broken = stored_events(3, now_ms() - 60_000), True
+    client = await hub.connect({"site_id": SITE, "period": "day"})
+    snapshot = await frame_of(client)
+    assert snapshot["events"] == [] and snapshot["type"] == "snapshot"
+    await fanout.publish(f"site:{SITE}", processed(2, ["/later"]))
+    frames = [await frame_of(client) for _ in range(2)]
+    pushed = [f for f in frames if f["type"] == "event"]
+    assert [e["path"] for e in pushed[0]["events"]] == ["/later"]

@@ -37,6 +37,26 @@ def test_server_records_lose_addresses(msg: str, args: tuple[object, ...], expec
     assert rec.getMessage() == expected
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            "/api/v1/live?site_id=a.io&auth=hs_share_Zk9x-1_2&period=day",
+            "/api/v1/live?site_id=a.io&auth=-&period=day",
+        ),
+        ("/api/v1/live?AUTH=hs_share_abc", "/api/v1/live?AUTH=-"),
+        ("/setup?token=s3cr3t#top", "/setup?token=-#top"),
+        ("/x?api_key=hs_live_1&author=ann&monkey=1", "/x?api_key=-&author=ann&monkey=1"),
+    ],
+)
+def test_server_records_lose_credentials_in_query_strings(path: str, expected: str) -> None:
+    """A shared link's dashboard puts its token in the WebSocket URL, which uvicorn logs at
+    INFO for every connection: the token must not reach the log."""
+    rec = record("uvicorn.error", '%s - "WebSocket %s" [accepted]', "203.0.113.9:51234", path)
+    assert RedactAddresses().filter(rec) is True
+    assert rec.getMessage() == f'- - "WebSocket {expected}" [accepted]'
+
+
 def test_the_servers_own_listening_address_is_kept() -> None:
     """uvicorn's banner names where it listens, not a client: redacted it read ``http://-``."""
     rec = record("uvicorn.error", "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)")

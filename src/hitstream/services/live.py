@@ -45,6 +45,7 @@ from hitstream.services.live_views import (
     VersionSource,
     View,
     ViewKey,
+    live_event,
     parse_view,
     query_view,
 )
@@ -70,6 +71,9 @@ class LiveConfig:
     client_queue: int = 64
     subscription_queue: int = 1024
     recent_events: int = 50
+    backfill_ms: int = 86_400_000
+    """How far back a new feed looks for stored events to list (and as far ahead, for
+    clocks that run fast)."""
     recent_alerts: int = 20
     breakdown_limit: int = 10
     prop_breakdowns: int = 3
@@ -222,13 +226,37 @@ class LiveHub:
                 asyncio.create_task(self._read(feed, f"site:{key.site_id}")),
                 asyncio.create_task(self._read(feed, f"alerts:{key.site_id}")),
             ]
+            feed.filled = asyncio.create_task(self._fill(feed))
+            feed.tasks.append(feed.filled)  # cancelled with the readers
         view = feed.views.get(key)
         if view is None:
             view = View(key, parse_filters(key.filters))
             feed.views[key] = view
             view.task = asyncio.create_task(self._update_loop(feed, view))
         view.clients.add(client)
+        if feed.filled is not None and not feed.filled.done():
+            await asyncio.wait([feed.filled])  # not cancelled with this client
         await self._snapshot(client, feed, view)
+
+    async def _fill(self, feed: SiteFeed) -> None:
+        """Put the site's newest stored events (of the last ``backfill_ms``) before what
+        the feed received meanwhile; a store that fails leaves the feed as it was."""
+        now_ms = self._wall_ms()
+        try:
+            stored = await self.store.latest_events(
+                feed.site_id,
+                now_ms - self.config.backfill_ms,
+                now_ms + self.config.backfill_ms,
+                self.config.recent_events,
+            )
+        except HitstreamError as exc:
+            log.warning("live feed of %s starts without stored events: %s", feed.site_id, exc)
+            return
+        received = {e.get("event_id") for e in feed.recent}
+        older = [live_event(e) for e in stored if e.event_id not in received]
+        room = self.config.recent_events - len(feed.recent)
+        if room > 0:
+            feed.recent.extendleft(reversed(older[max(len(older) - room, 0) :]))
 
     def _detach(self, client: LiveClient) -> None:
         key = client.view

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
+from hitstream.domain.events import ProcessedEvent
 from hitstream.domain.stats import (
     METRICS,
     Filter,
@@ -71,6 +72,34 @@ class VersionSource(Protocol):
     """What the hub needs from the store itself (the ``Store`` port fits)."""
 
     async def data_version(self, site_id: str) -> int: ...
+    async def latest_events(
+        self, site_id: str, start_ms: int, end_ms: int, limit: int
+    ) -> list[ProcessedEvent]: ...
+
+
+LIVE_FIELDS: Final = (
+    "event_id",
+    "type",
+    "name",
+    "path",
+    "title",
+    "source",
+    "channel",
+    "referrer_domain",
+    "country",
+    "browser",
+    "os",
+    "device",
+    "props",
+    "timestamp",
+    "received_at",
+)
+"""What the live feed tells of an event (no visitor or visit id)."""
+
+
+def live_event(event: ProcessedEvent) -> dict[str, Any]:
+    """An event as the processor publishes it and the live feed keeps it."""
+    return {name: getattr(event, name) for name in LIVE_FIELDS}
 
 
 QualitySource = Callable[[str], Coroutine[Any, Any, dict[str, Any]]]
@@ -210,6 +239,9 @@ class SiteFeed:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     expiry: asyncio.TimerHandle | None = None
     """Set while nobody watches: the feed lingers so a reload still shows recent events."""
+    filled: asyncio.Task[None] | None = None
+    """Loads the site's newest stored events into ``recent`` when the feed starts: every
+    snapshot waits for it, so a dashboard opened on a quiet site still lists what came."""
 
 
 async def query_view(

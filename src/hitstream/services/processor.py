@@ -37,6 +37,7 @@ from hitstream.errors import AdapterUnavailable, PositionConflict
 from hitstream.fanout.base import Fanout
 from hitstream.log.base import EventLog, LogConsumer
 from hitstream.metrics import Metrics
+from hitstream.services.live_views import live_event
 from hitstream.services.pipeline import Pipeline
 from hitstream.services.runner import BatchAbandoned, BatchRunner, Stored
 from hitstream.services.write_buffer import WriteBuffer
@@ -45,23 +46,6 @@ from hitstream.stores.base import Store
 log = logging.getLogger(__name__)
 _ENCODER = msgspec.json.Encoder()
 LIVE_EVENTS_PER_MESSAGE = 100
-_LIVE_FIELDS = (
-    "event_id",
-    "type",
-    "name",
-    "path",
-    "title",
-    "source",
-    "channel",
-    "referrer_domain",
-    "country",
-    "browser",
-    "os",
-    "device",
-    "props",
-    "timestamp",
-    "received_at",
-)
 
 
 def live_message(
@@ -75,7 +59,7 @@ def live_message(
             "data_version": version,
             "processed_at": now,
             "events_total": len(events),
-            "events": [{name: getattr(e, name) for name in _LIVE_FIELDS} for e in shown],
+            "events": [live_event(e) for e in shown],
             "dropped": dropped,
         }
     )

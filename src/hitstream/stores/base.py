@@ -108,6 +108,14 @@ class Store(Registry, ABC):
         their canonical text (``domain.measures.prop_text``), as every store keeps them."""
 
     @abstractmethod
+    async def latest_events(
+        self, site_id: str, start_ms: int, end_ms: int, limit: int
+    ) -> list[ProcessedEvent]:
+        """The newest ``limit`` stored events of the site with ``start_ms <= timestamp <
+        end_ms``, returned oldest first ((timestamp, event_id) order, as ``events_page``):
+        what a live feed shows when its first viewer arrives, before any new event."""
+
+    @abstractmethod
     async def funnel(
         self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
     ) -> list[int]:

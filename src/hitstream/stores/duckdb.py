@@ -479,6 +479,16 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         )
         return [exported_event(row) for row in rows]
 
+    async def latest_events(
+        self, site_id: str, start_ms: int, end_ms: int, limit: int
+    ) -> list[ProcessedEvent]:
+        rows = await self._rows(
+            f"SELECT {', '.join(EXPORT_COLUMNS)} FROM events WHERE site_id = $s "
+            "AND ts >= $start AND ts < $end ORDER BY ts DESC, event_id DESC LIMIT $n",
+            {"s": site_id, "start": start_ms, "end": end_ms, "n": max(limit, 0)},
+        )
+        return [exported_event(row) for row in reversed(rows)]
+
     async def funnel(
         self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
     ) -> list[int]:

@@ -247,6 +247,21 @@ class MemoryStore(Store, MemoryRegistry):
         )[: max(limit, 0)]
         return [replace(e, props={k: prop_text(v) for k, v in e.props.items()}) for e in found]
 
+    async def latest_events(
+        self, site_id: str, start_ms: int, end_ms: int, limit: int
+    ) -> list[ProcessedEvent]:
+        self._ensure()
+        found = sorted(
+            (
+                e
+                for e in self._events.values()
+                if e.site_id == site_id and start_ms <= e.timestamp < end_ms
+            ),
+            key=lambda e: (e.timestamp, e.event_id),
+        )
+        newest = found[max(len(found) - max(limit, 0), 0) :]
+        return [replace(e, props={k: prop_text(v) for k, v in e.props.items()}) for e in newest]
+
     async def funnel(
         self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
     ) -> list[int]:

@@ -356,6 +356,17 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
         rows = await self._stats(query, group=query.property)
         return [BreakdownRow(str(row[0]), results(query, row)) for row in rows]
 
+    async def latest_events(
+        self, site_id: str, start_ms: int, end_ms: int, limit: int
+    ) -> list[ProcessedEvent]:
+        rows = await self._rows(
+            f"SELECT {', '.join(EXPORT_COLUMNS)} FROM events WHERE site_id = %(s)s "
+            "AND ts >= %(start)s AND ts < %(end)s "
+            'ORDER BY ts DESC, event_id COLLATE "C" DESC LIMIT %(n)s',
+            {"s": site_id, "start": start_ms, "end": end_ms, "n": max(limit, 0)},
+        )
+        return [exported_event(row) for row in reversed(rows)]
+
     async def funnel(
         self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
     ) -> list[int]:

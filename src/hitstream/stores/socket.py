@@ -293,6 +293,14 @@ class SocketStore(Store):
         )
         return result
 
+    async def latest_events(
+        self, site_id: str, start_ms: int, end_ms: int, limit: int
+    ) -> list[ProcessedEvent]:
+        result: list[ProcessedEvent] = await self._call(
+            "latest_events", site_id, start_ms, end_ms, limit
+        )
+        return result
+
     async def funnel(
         self, query: StatsQuery, steps: tuple[Filter, ...], window_ms: int | None
     ) -> list[int]:

@@ -1,4 +1,4 @@
-"""A log filter that takes IP addresses out of the HTTP server's log lines.
+"""A log filter that takes IP addresses and credentials out of the HTTP server's log lines.
 
 hitstream stores no IP address, and a log file is storage too. uvicorn and websockets name
 the client in some of their lines (each WebSocket connection: ``127.0.0.1:51234 - "WebSocket
@@ -7,6 +7,10 @@ versions, so instead of matching messages this rewrites any record from those li
 every token that parses as an IP address (with its port) becomes ``-``. hitstream's own
 loggers never log a client address and are left alone, so operators still see the addresses
 of the brokers and databases they configured.
+
+The same lines carry the request's query string (``"WebSocket /api/v1/live?site_id=a.io&
+auth=hs_share_..."``): a shared link's dashboard sends its token as ``auth``, so the value of
+every query parameter that can hold a credential (``CREDENTIAL_PARAMS``) becomes ``-`` too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ SERVER_LOGGERS: Final = ("uvicorn", "websockets")
 OWN_ADDRESS: Final = ("Uvicorn running on ",)
 """Templates of records that name the server's own listening address, never a client's:
 left whole (redacted, the banner read ``Uvicorn running on http://-``)."""
+CREDENTIAL_PARAMS: Final = ("auth", "token", "key", "api_key", "access_token", "password")
+_CREDENTIAL: Final = re.compile(
+    r"(?P<name>[?&](?:" + "|".join(CREDENTIAL_PARAMS) + r")=)[^&#\s\"']+", re.IGNORECASE
+)
 _CANDIDATE: Final = re.compile(
     r"\[?(?P<ip>[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*[0-9A-Fa-f])\]?(?::(?P<port>\d{1,5}))?"
 )
@@ -50,7 +58,8 @@ def _is_ip(text: str) -> bool:
 
 
 class RedactAddresses(logging.Filter):
-    """Install on the handlers: rewrites the server libraries' records, drops none."""
+    """Install on the handlers: rewrites the server libraries' records (addresses and
+    credentials), drops none."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.split(".", 1)[0] not in SERVER_LOGGERS:
@@ -58,7 +67,7 @@ class RedactAddresses(logging.Filter):
         if isinstance(record.msg, str) and record.msg.startswith(OWN_ADDRESS):
             return True
         message = record.getMessage()
-        redacted = _redact(message)
+        redacted = _CREDENTIAL.sub(r"\g<name>-", _redact(message))
         if redacted != message:
             record.msg = redacted
             record.args = None

@@ -40,6 +40,10 @@
     if (m < 60) return m + 'm ' + (s % 60) + 's';
     return Math.floor(m / 60) + 'h ' + (m % 60) + 'm';
   }
+  // an average with nothing measured is 0 in the API: shown as a dash, not "0s"
+  function orDash(fmt) { return function (v) { return v ? fmt(v) : '–'; }; }
+  var fmtMeasuredDur = orDash(fmtDur);
+  var fmtMeasuredPct = orDash(fmtPct);
   function fmtTime(ms) {
     return new Date(ms).toLocaleTimeString(undefined, {
       hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false
@@ -66,9 +70,9 @@
     { key: 'views_per_visit', label: 'Views per visit', fmt: fmtDec },
     { key: 'load_time_p50', label: 'Load time (median)', fmt: fmtMs, lowerIsBetter: true },
     { key: 'load_time_p95', label: 'Load time (p95)', fmt: fmtMs, lowerIsBetter: true },
-    { key: 'time_on_page', label: 'Time on page', fmt: fmtDur },
-    { key: 'scroll_depth', label: 'Scroll depth', fmt: fmtPct },
-    { key: 'avg_duration', label: 'Avg. action duration', fmt: fmtDur }
+    { key: 'time_on_page', label: 'Time on page', fmt: fmtMeasuredDur },
+    { key: 'scroll_depth', label: 'Scroll depth', fmt: fmtMeasuredPct },
+    { key: 'avg_duration', label: 'Avg. action duration', fmt: fmtMeasuredDur }
   ];
 
   // realtime tiles: the stats API's /stats/realtime figures, pushed in every frame
@@ -101,7 +105,9 @@
 
   // breakdown columns whose API name is long or whose number is not a count
   var COLUMN_LABELS = { time_on_page: 'time', scroll_depth: 'scroll', avg_duration: 'duration' };
-  var COLUMN_FORMATS = { time_on_page: fmtDur, scroll_depth: fmtPct, avg_duration: fmtDur };
+  var COLUMN_FORMATS = {
+    time_on_page: fmtMeasuredDur, scroll_depth: fmtMeasuredPct, avg_duration: fmtMeasuredDur
+  };
 
   // ---------------------------------------------------------------- view state (the URL)
 
@@ -720,20 +726,35 @@
     $('alerts-empty').hidden = state.alerts.length > 0;
   }
 
-  function kv(list, counts, emptyText) {
+  // "request 400: plausible: body" is a whole request refused before any site could be read
+  // from it: counted on no site, so shown on every site's panel, and said so
+  function reasonLabel(reason) {
+    var m = /^request (\d{3}): (?:(\w+): )?(.*)$/.exec(reason);
+    if (!m) return { text: reason, title: '' };
+    var route = m[2] ? ' on the ' + m[2] + ' route' : '';
+    return {
+      text: 'Whole request refused (HTTP ' + m[1] + route + '): ' + m[3],
+      title: 'No site could be read from these requests: every site\'s panel counts them.'
+    };
+  }
+
+  function kv(list, counts, emptyText, label) {
     clear(list);
     var keys = Object.keys(counts || {}).sort(function (a, b) { return counts[b] - counts[a]; });
     if (!keys.length) list.appendChild(el('li', 'placeholder', emptyText));
     keys.forEach(function (k) {
       var li = el('li');
-      li.appendChild(el('span', 'label', k));
+      var shown = label ? label(k) : { text: k, title: '' };
+      var name = el('span', 'label', shown.text);
+      if (shown.title) name.title = shown.title;
+      li.appendChild(name);
       li.appendChild(el('span', 'num', fmtNum(counts[k])));
       list.appendChild(li);
     });
   }
 
   function renderQuality(q) {
-    kv($('rejected'), q.rejected, 'Nothing rejected.');
+    kv($('rejected'), q.rejected, 'Nothing rejected.', reasonLabel);
     kv($('dropped'), q.dropped, 'Nothing dropped.');
   }
 
