@@ -101,7 +101,7 @@ class ServerProcess:
             "HITSTREAM_LOG_LEVEL": "warning",
             **self.extra_env,
         }
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.admin_key:
             self.admin_key = self._make_admin_key()
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd

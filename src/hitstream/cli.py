@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import gc
 import logging
+import os
 import time
 from pathlib import Path
 from types import ModuleType
@@ -65,6 +66,8 @@ def _logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     redact.install()  # no client address from the HTTP server's lines
+    for name in redact.CLIENT_LOGGERS:  # a line per request, naming its whole URL: a webhook's
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _server_class() -> type:
@@ -428,6 +431,9 @@ def replay(
 
 
 def main() -> None:
+    # what hitstream writes (the embedded store and log: users' emails and password hashes,
+    # the events; salts; exports) is its user's alone, whatever the shell's umask
+    os.umask(0o077)
     app()
 
 

@@ -57,3 +57,14 @@ class DataFolders:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+
+def open_to_others(folder: Path) -> int | None:
+    """The permission bits of ``folder`` that let other users in (group or others: the
+    store in it holds password hashes and the events), or None when there are none or the
+    folder is missing."""
+    try:
+        mode = folder.stat().st_mode & 0o077
+    except OSError:
+        return None
+    return mode or None

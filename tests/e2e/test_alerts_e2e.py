@@ -76,12 +76,19 @@ class Hook:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/alerts"
+        port = self.server.server_address[1]
+        # a webhook URL holds its secret in the path (Slack), the query or the user info
+        self.url = (
+            f"http://hookuser:{HOOK_SECRET}@127.0.0.1:{port}/hooks/{HOOK_SECRET}?t={HOOK_SECRET}"
+        )
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def received(self, rule: str) -> list[dict[str, Any]]:
         with self.lock:
             return [body for body in self.bodies if body.get("rule") == rule]
+
+
+HOOK_SECRET = "XXsecretXX41"
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, hook: Hook) -> Iterator[Ser
         "HITSTREAM_ALERT_RULES": json.dumps(RULES),
         "HITSTREAM_ALERT_NOTIFIERS": f"log://,{hook.url}",
         "HITSTREAM_ALERT_INTERVAL_S": "0.2",
+        "HITSTREAM_LOG_LEVEL": "info",  # a newcomer's level: the HTTP client's lines too
     }
     server = ServerProcess(data_dir, env=env).start()
     for rule in RULES:
@@ -147,6 +155,9 @@ def test_a_site_that_never_sent_anything_fires_the_no_data_rule(
     [sent] = eventually(lambda: hook.received("tracker-down"))
     assert sent["text"].startswith(f"[FIRING] warning · tracker-down on {QUIET}: pageviews < 1")
     assert (sent["site_id"], sent["state"], sent["threshold"]) == (QUIET, "firing", 1)
+    # the notifier's URL is a secret: the log names its host at most
+    logged = server.log_path.read_text(errors="replace")
+    assert "tracker-down" in logged and HOOK_SECRET not in logged
 
 
 def test_traffic_fires_a_rule_once_with_webhook_api_and_metrics(

@@ -97,4 +97,12 @@ def test_goals_and_funnel_panels_show_the_expected_numbers(
     dashboard.click("#funnel-save")
     expect(dashboard.locator("#funnel-pick")).to_have_value("Signup flow", timeout=10_000)
     expect(bars.nth(2).locator(".visitors")).to_have_text(str(reached[2]))
+    # steps edited by hand leave the saved funnel: Show runs what is typed (a new user's
+    # check found the saved one re-run silently under other steps)
+    dashboard.fill("#funnel-steps", "\n".join(steps[:2]))
+    expect(dashboard.locator("#funnel-pick")).to_have_value("")
+    dashboard.click("#funnel-form button[type=submit]")
+    expect(bars).to_have_count(2, timeout=10_000)
+    expect(bars.nth(1).locator(".visitors")).to_have_text(str(reached[1]))
+    expect(bars.nth(1).locator(".label")).to_have_attribute("title", steps[1])
     dashboard.close()

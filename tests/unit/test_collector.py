@@ -275,3 +275,32 @@ async def test_ip_and_user_agent_fields_need_a_write_key_and_are_never_stored(
     bad = b'{"site_id": "a.io", "path": "/", "ip": "not-an-ip"}'
     answer = await collector.collect(bad, "application/json", "10.0.0.1", UA, principal=writer)
     assert answer.status == 422 and field_of(answer) == "ip"
+
+
+async def test_a_reason_quoting_the_senders_text_makes_one_metric_series(
+    collector: Collector,
+) -> None:
+    """Bad props keys of any text are one series of ``hitstream_events_rejected_total``
+    (anyone may send them: a series per text would grow the metrics without bound), while
+    the answer still names the key."""
+    keys = ["", "k" * 70, "it's" + "x" * 70, 'q"' + "y" * 70]
+    for key in keys:
+        result = await collector.collect(
+            msgspec.json.encode({"site_id": "a.io", "url": "https://a.io/", "props": {key: 1}}),
+            "application/json",
+            "81.2.69.142",
+            "Firefox",
+        )
+        assert result.status == 422
+        errors = cast(list[dict[str, object]], result.rejected[0]["errors"])
+        assert repr(key[:20]) in str(errors[0]["reason"])
+    series = [
+        sample
+        for metric in collector.metrics.registry.collect()
+        if metric.name == "hitstream_events_rejected"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["field"] == "props"
+    ]
+    assert [(s.labels["reason"], s.value) for s in series] == [
+        ("key … must be 1 to 64 characters", float(len(keys)))
+    ]

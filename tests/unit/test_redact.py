@@ -79,3 +79,76 @@ def test_hitstream_records_are_left_alone() -> None:
     rec = record("hitstream.bootstrap", "store at %s down", "10.0.0.5:5432")
     RedactAddresses().filter(rec)
     assert rec.getMessage() == "store at 10.0.0.5:5432 down"
+
+
+@pytest.mark.parametrize(
+    ("name", "msg", "args", "expected"),
+    [
+        (  # uvicorn and websockets log every handshake header at debug
+            "uvicorn.error",
+            "< %s: %s",
+            ("cookie", "hitstream_session=hs_login_Yjmo8d7a6s5"),
+            "< cookie: -",
+        ),
+        (
+            "websockets.server",
+            "< %s: %s",
+            ("Authorization", "Bearer hs_key_rMdC0123abc"),
+            "< Authorization: -",
+        ),
+        (
+            "uvicorn.error",
+            "< %s: %s",
+            ("sec-websocket-protocol", "hitstream, hs_key_rMdC0123abc"),
+            "< sec-websocket-protocol: -",
+        ),
+        (
+            "uvicorn.error",
+            "< %s: %s",
+            ("user-agent", "Firefox/128.0"),
+            "< user-agent: Firefox/128.0",
+        ),
+        (  # httpx names a request's whole URL: a webhook's secret path, query and user info
+            "httpx",
+            'HTTP Request: %s %s "%s"',
+            ("POST", "https://bot:pw@hooks.example.com/services/T0/B0/SECRET?t=QTOKEN", "200 OK"),
+            'HTTP Request: POST https://hooks.example.com/… "200 OK"',
+        ),
+        ("httpcore.http11", "connect to %s", ("http://10.1.2.3:8099/x",), "connect to http://-/…"),
+        (
+            "uvicorn.error",
+            "token %s refused",
+            ("hs_share_AbCdEf012345",),
+            "token hs_share_- refused",
+        ),
+    ],
+)
+def test_server_and_client_records_lose_credentials(
+    name: str, msg: str, args: tuple[object, ...], expected: str
+) -> None:
+    rec = record(name, msg, *args)
+    assert RedactAddresses().filter(rec) is True
+    assert rec.getMessage() == expected
+
+
+def test_the_http_client_logs_warnings_only_once_logging_is_set_up() -> None:
+    """At info, httpx logs a line per request with its whole URL; the CLI's set-up leaves it
+    warnings (and hitstream's own info lines)."""
+    import logging as stdlib_logging
+
+    from hitstream.cli import _logging
+
+    root = stdlib_logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        root.handlers[:] = []  # as in a fresh process: basicConfig sets the level
+        _logging("info")
+        assert not stdlib_logging.getLogger("httpx").isEnabledFor(stdlib_logging.INFO)
+        assert not stdlib_logging.getLogger("httpcore").isEnabledFor(stdlib_logging.INFO)
+        assert stdlib_logging.getLogger("httpx").isEnabledFor(stdlib_logging.WARNING)
+        assert stdlib_logging.getLogger("hitstream.alerts").isEnabledFor(stdlib_logging.INFO)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        for name in ("httpx", "httpcore"):
+            stdlib_logging.getLogger(name).setLevel(stdlib_logging.NOTSET)

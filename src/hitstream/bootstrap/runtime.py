@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from hitstream.backoff import Backoff
 from hitstream.cache.base import Cache
-from hitstream.disk import DataFolders
+from hitstream.disk import DataFolders, open_to_others
 from hitstream.domain.errors import QueryError
 from hitstream.domain.sites import Site, new_site
 from hitstream.errors import AdapterUnavailable, ConfigError, Conflict
@@ -217,7 +217,14 @@ class Runtime:
                 attempt += 1
 
     async def start(self, *, run_processor: bool = True) -> None:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if open_to_others(self.settings.data_dir) is not None:
+            log.warning(
+                "the data folder %s is open to other users (mode %o): it holds the store "
+                "and the event log; `chmod 700` it",
+                self.settings.data_dir,
+                self.settings.data_dir.stat().st_mode & 0o777,
+            )
         began = time.perf_counter()
         for name, adapter in self.adapters().items():
             await self._start_adapter(name, adapter)

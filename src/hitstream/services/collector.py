@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -204,7 +205,9 @@ class Collector:
             base = problem.field.split(".", 1)[0]
             label = base if base in KNOWN_FIELDS or base in _LABELS else "unknown_field"
             reason = "is not a known field" if label == "unknown_field" else problem.reason
-            self.metrics.events_rejected.labels(label or "event", reason).inc()
+            # a reason may quote the sender's text (a props key): not in a metric's label,
+            # where every distinct text would be a series of its own
+            self.metrics.events_rejected.labels(label or "event", _QUOTED.sub("…", reason)).inc()
             self._reject(site_id, f"{label or 'event'}: {reason}")
 
     def reject_request(self, result: CollectResult) -> CollectResult:
@@ -391,6 +394,10 @@ class Collector:
                 hashes = visitors[key] = salts.visitor_ids(ip, user_agent, event.site_id)
             event.visitor_id, event.visitor_id_prev = hashes
         event.user_agent = user_agent
+
+
+_QUOTED: Final = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+"""A Python repr of a string inside a problem's reason (``key 'x' must be ...``)."""
 
 
 def _origin_host(origin: str) -> str:

@@ -20,7 +20,11 @@ import logging
 import re
 from typing import Final
 
-SERVER_LOGGERS: Final = ("uvicorn", "websockets")
+CLIENT_LOGGERS: Final = ("httpx", "httpcore")
+"""The HTTP client's loggers: at info, httpx logs every request with its whole URL (a
+webhook's secret path, query or user info). ``cli`` sets them to warnings at least; what they
+still log is rewritten like the server's lines."""
+SERVER_LOGGERS: Final = ("uvicorn", "websockets", *CLIENT_LOGGERS)
 OWN_ADDRESS: Final = ("Uvicorn running on ",)
 """Templates of records that name the server's own listening address, never a client's:
 left whole (redacted, the banner read ``Uvicorn running on http://-``)."""
@@ -28,6 +32,41 @@ CREDENTIAL_PARAMS: Final = ("auth", "token", "key", "api_key", "access_token", "
 _CREDENTIAL: Final = re.compile(
     r"(?P<name>[?&](?:" + "|".join(CREDENTIAL_PARAMS) + r")=)[^&#\s\"']+", re.IGNORECASE
 )
+SECRET_HEADERS: Final = (
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "sec-websocket-protocol",
+)
+"""Headers whose value is a credential (a key rides in ``Sec-WebSocket-Protocol`` from a
+browser): uvicorn and websockets log every header of a handshake at debug."""
+_HEADER: Final = re.compile(
+    r"(?P<name>(?:^|[\s<>])(?:" + "|".join(SECRET_HEADERS) + r"):\s*)\S.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_TOKEN: Final = re.compile(r"\b(?P<kind>hs_[a-z]+_)[A-Za-z0-9_-]{6,}")
+"""hitstream's own credentials (``hs_key_``, ``hs_share_``, ``hs_login_``, ``hs_setup_``...)
+wherever else they appear."""
+_URL: Final = re.compile(
+    r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?:[^/\s@\"']*@)?(?P<host>[^/\s?#@\"']+)(?P<rest>[^\s\"']*)",
+    re.IGNORECASE,
+)
+"""A whole URL (the HTTP client's lines): only its scheme and host are kept."""
+
+
+def _url(match: re.Match[str]) -> str:
+    rest = "/…" if match.group("rest") else ""
+    return f"{match.group('scheme')}{match.group('host')}{rest}"
+
+
+def _secrets(text: str) -> str:
+    text = _URL.sub(_url, text)
+    text = _CREDENTIAL.sub(r"\g<name>-", text)
+    text = _HEADER.sub(r"\g<name>-", text)
+    return _TOKEN.sub(r"\g<kind>-", text)
+
+
 _CANDIDATE: Final = re.compile(
     r"\[?(?P<ip>[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*[0-9A-Fa-f])\]?(?::(?P<port>\d{1,5}))?"
 )
@@ -67,7 +106,7 @@ class RedactAddresses(logging.Filter):
         if isinstance(record.msg, str) and record.msg.startswith(OWN_ADDRESS):
             return True
         message = record.getMessage()
-        redacted = _CREDENTIAL.sub(r"\g<name>-", _redact(message))
+        redacted = _redact(_secrets(message))
         if redacted != message:
             record.msg = redacted
             record.args = None

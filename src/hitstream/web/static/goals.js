@@ -153,7 +153,9 @@
     var top = steps.length ? steps[0].visitors || 1 : 1;
     steps.forEach(function (s, i) {
       var row = el('div', 'funnel-step');
-      row.appendChild(el('span', 'label', (i + 1) + '. ' + s.label));
+      var label = el('span', 'label', (i + 1) + '. ' + s.label);
+      label.title = s.label;
+      row.appendChild(label);
       var track = el('div', 'funnel-track');
       var bar = el('div', 'funnel-bar');
       bar.style.width = Math.max(0, Math.min(100, 100 * s.visitors / top)) + '%';
@@ -161,7 +163,7 @@
       row.appendChild(track);
       row.appendChild(el('span', 'num visitors', fmt.format(s.visitors)));
       row.appendChild(el('span', 'num rate', fmt.format(s.conversion_rate) + '%'));
-      row.appendChild(el('span', 'num dropoff', i ? '−' + fmt.format(s.dropoff) : ''));
+      row.appendChild(el('span', 'num dropoff', i && s.dropoff ? '−' + fmt.format(s.dropoff) : i ? '0' : ''));
       box.appendChild(row);
     });
   }
@@ -199,11 +201,22 @@
       });
       pick.value = funnels.some(function (f) { return f.name === keep; }) ? keep : '';
       $('funnel-save').hidden = !csrf;
+      $('funnel-name').hidden = !csrf;  // a shared, read-only dashboard saves nothing
     });
   }
 
   function bindFunnelForm() {
     $('funnel-form').addEventListener('submit', function (ev) { ev.preventDefault(); runFunnel(); });
+    // steps edited by hand are no longer the saved funnel's: Show runs what is typed
+    function typed() {
+      var f = funnels.filter(function (x) { return x.name === $('funnel-pick').value; })[0];
+      if (f && ($('funnel-steps').value.trim() !== f.steps.join('\n') ||
+                $('funnel-window').value.trim() !== String(f.window || ''))) {
+        $('funnel-pick').value = '';
+      }
+    }
+    $('funnel-steps').addEventListener('input', typed);
+    $('funnel-window').addEventListener('input', typed);
     $('funnel-pick').addEventListener('change', function () {
       var f = funnels.filter(function (x) { return x.name === $('funnel-pick').value; })[0];
       if (f) { $('funnel-steps').value = f.steps.join('\n'); $('funnel-window').value = f.window || ''; }
