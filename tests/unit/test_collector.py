@@ -304,3 +304,17 @@ async def test_a_reason_quoting_the_senders_text_makes_one_metric_series(
     assert [(s.labels["reason"], s.value) for s in series] == [
         ("key … must be 1 to 64 characters", float(len(keys)))
     ]
+
+
+async def test_a_batch_without_timestamps_keeps_its_order_in_timestamp_then_id(
+    collector: Collector, log: MemoryLog
+) -> None:
+    """Events sent together share the request's time; their ids then order them as sent,
+    so a funnel ``/`` -> ``/pricing`` sent in one batch is reached in that order."""
+    paths = [f"/p{n}" for n in range(40)]
+    body = msgspec.json.encode([{"site_id": "a.io", "path": path} for path in paths])
+    result = await collector.collect(body, "application/json", IP, UA)
+    assert result.status == 202
+    events = stored(log)
+    assert {e.timestamp for e in events} == {NOW}
+    assert [e.path for e in sorted(events, key=lambda e: (e.timestamp, e.event_id))] == paths

@@ -105,15 +105,20 @@ _VARIANT: Final = "89ab89ab89ab89ab"
 
 def event_ids(now_ms: int, randoms: bytes) -> list[str]:
     """``event_id(now_ms, r)`` for each 10 bytes ``r`` of ``randoms``, formatted once per
-    request: the millisecond prefix is shared, each id is sliced from one hex string."""
+    request: the millisecond prefix is shared, each id is sliced from one hex string.
+    Ascending: the events of a batch sent without timestamps share ``now_ms``, and whatever
+    orders events by (timestamp, event id) (funnels, exports, the live list) then keeps the
+    order they were sent in."""
     if len(randoms) % 10:
         raise ValueError("event_ids needs 10 random bytes per id")
     t = f"{now_ms & 0xFFFF_FFFF_FFFF:012x}"
     head = f"{t[:8]}-{t[8:12]}-7"
     h = randoms.hex()
     variant = _VARIANT
-    return [
+    ids = [
         f"{head}{h[i + 1 : i + 4]}-{variant[int(h[i + 4], 16)]}{h[i + 5 : i + 8]}"
         f"-{h[i + 8 : i + 20]}"
         for i in range(0, len(h), 20)
     ]
+    ids.sort()
+    return ids
