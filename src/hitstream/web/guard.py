@@ -31,18 +31,24 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Protocol, cast
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from hitstream.web.headers import DEFAULTS as SECURITY_HEADERS
+from hitstream.web.ingest import INGEST, wanted_headers
 
 log = logging.getLogger("hitstream.edge")
 LOG_EVERY_S: Final = 10.0
 RETRY_AFTER_S: Final = 1
+INGEST_PATH: Final = INGEST.encode()
+_INTERNAL_ERROR: Final = b'{"error":{"field":"server","reason":"internal error"}}'
+QUICK_MAX_BODY: Final = 65_536
+"""The largest declared body the quick path reads itself (uvicorn's read buffer's high-water
+mark: below it reading never pauses); a larger one goes through ASGI."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +240,103 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         self.edge.reusable.pop(self, None)
         upgrade = self.parser.should_upgrade()
-        super().on_headers_complete()
+        lean = None if upgrade else self._quick_route()
+        if lean is not None:
+            self._begin_quick(lean)
+        else:
+            super().on_headers_complete()
         if not upgrade and self._has_body():
             self._arm(self.edge.limits.body_timeout_s, "body")
+
+    # the quick path: POST /api/v1/events answered here, below ASGI (decision 0047)
+
+    def _quick_route(self) -> QuickIngest | None:
+        """The ingest endpoint, when this request is one the quick path answers: ``POST``
+        to exactly its path, a declared body that fits in one read, nothing to negotiate
+        (no ``Expect``, no chunked body), no request of this connection still answering
+        (a pipelined one goes to ASGI, queued behind it). Anything else: None."""
+        lean = getattr(self.app, "lean", None)
+        if (
+            lean is None
+            or self.expect_100_continue
+            or self.parser.get_method() != b"POST"
+            or self.url.partition(b"?")[0] != INGEST_PATH
+            or (self.cycle is not None and not self.cycle.response_complete)
+            or self.limit_concurrency is not None
+            or self.root_path
+        ):
+            return None
+        declared = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                if declared is not None or not value.isdigit():
+                    return None
+                declared = int(value)
+            elif name == b"transfer-encoding":
+                return None
+        if declared is None or declared > QUICK_MAX_BODY:
+            return None
+        return cast("QuickIngest", lean)
+
+    def _begin_quick(self, lean: QuickIngest) -> None:
+        http_version = self.parser.get_http_version()
+        path, _, query = self.url.partition(b"?")
+        scope = self.scope
+        scope["method"] = "POST"
+        scope["path"] = INGEST
+        scope["raw_path"] = path
+        scope["query_string"] = query
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        self.cycle = _Quick(  # type: ignore[assignment]
+            lean, http_version != "1.0" and self.parser.should_keep_alive()
+        )
+
+    def on_body(self, body: bytes) -> None:
+        cycle: object = self.cycle
+        if isinstance(cycle, _Quick):
+            if not cycle.response_complete:
+                cycle.body += body  # at most QUICK_MAX_BODY: reading never pauses for it
+            return
+        super().on_body(body)
+
+    def _answer_quick(self, cycle: _Quick) -> None:
+        task = self.loop.create_task(self._quick(cycle, bytes(cycle.body), self.scope))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _quick(self, cycle: _Quick, body: bytes, scope: Any) -> None:
+        """Answer as ``LeanIngest`` does, then write the response in one piece."""
+        client = self.client
+        peer = str(client[0]) if client else ""
+        try:
+            status, payload, headers = await cycle.lean.respond(
+                scope, wanted_headers(scope["headers"]), peer, body
+            )
+        except Exception:  # respond answers its own failures: this is a bug of the path
+            log.exception("the quick path's answer to POST %s failed", INGEST)
+            status, payload = 500, _INTERNAL_ERROR
+            headers = [(b"content-type", b"application/json")]
+            headers.append((b"content-length", str(len(payload)).encode()))
+            cycle.keep_alive = False
+        if self.flow.write_paused and not cycle.disconnected:
+            await self.flow.drain()
+        if cycle.disconnected or self.transport.is_closing():
+            cycle.response_complete = True
+            return
+        content = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            content += (name, b": ", value, b"\r\n")
+        for name, value in headers:
+            content += (name, b": ", value, b"\r\n")
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content += (b"\r\n", payload)
+        self.transport.write(b"".join(content))
+        cycle.response_complete = True
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
 
     def _has_body(self) -> bool:
         for name, value in self.headers:
@@ -248,6 +348,12 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         self._in_head = True
         self._head_raw = self._head_size = self._header_count = 0
+        cycle: object = self.cycle
+        if isinstance(cycle, _Quick):
+            cycle.more_body = False
+            if not cycle.response_complete:
+                self._answer_quick(cycle)
+            return
         super().on_message_complete()
         if self.cycle is not None and self.cycle.response_complete:
             # answered before its body ended (a 413): uvicorn's keep-alive timer was
@@ -296,6 +402,42 @@ class GuardedProtocol(HttpToolsProtocol):
                 _error_response(status, field, reason, self.server_state.default_headers)
             )
             self.transport.close()
+
+
+class QuickIngest(Protocol):
+    """What the quick path needs of the ingest endpoint (``web/ingest.LeanIngest``)."""
+
+    async def respond(
+        self, scope: Any, headers: Mapping[str, str], peer: str, body: bytes
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]: ...
+
+
+class _NoEvent:
+    """uvicorn's protocol wakes a cycle's reader on its own events: a quick request has
+    none (its body is read by the protocol, not by an app)."""
+
+    @staticmethod
+    def set() -> None:
+        return None
+
+
+class _Quick:
+    """Stands where uvicorn keeps a request's ``RequestResponseCycle`` (``self.cycle``),
+    with the attributes the protocol reads and writes there: for a request the quick path
+    answers."""
+
+    __slots__ = ("body", "disconnected", "keep_alive", "lean", "more_body", "response_complete")
+    message_event: ClassVar = _NoEvent()
+
+    def __init__(self, lean: QuickIngest, keep_alive: bool) -> None:
+        self.lean = lean
+        self.body = bytearray()
+        self.more_body = True
+        self.keep_alive = keep_alive
+        """False for a ``Connection: close`` request and after ``shutdown``: closed once
+        answered."""
+        self.response_complete = False
+        self.disconnected = False
 
 
 def protocol_class(edge: Edge) -> type[GuardedProtocol]:

@@ -189,10 +189,7 @@ class LeanIngest:
         self.trust = Trust(services.trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            if name in _WANTED:
-                headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        headers = wanted_headers(scope["headers"])
         client = scope.get("client")
         peer = str(client[0]) if client else ""
 
@@ -208,6 +205,7 @@ class LeanIngest:
                     return
                 message = await receive()
 
+        whole: bytes | None = None
         try:
             # a tracker's small body comes in one message: read it without a generator (a
             # declared length past the cap is refused before any of the body is read)
@@ -220,30 +218,51 @@ class LeanIngest:
                 and not first.get("more_body", False)
                 else None
             )
+        except Exception:
+            log.exception("POST %s failed", INGEST)
+            status, payload, failed = _failed()
+            extra = _headers(payload, failed)
+        else:
+            status, payload, extra = await self.respond(
+                scope, headers, peer, chunks() if whole is None else whole
+            )
+        await send({"type": "http.response.start", "status": status, "headers": extra})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def respond(
+        self,
+        scope: Scope,
+        headers: Mapping[str, str],
+        peer: str,
+        body: AsyncIterator[bytes] | bytes,
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """Status, JSON payload and headers (all but the server's own) of the answer to a
+        request with ``headers`` (the ``_WANTED`` ones, lower-case) from ``peer``: what
+        this endpoint sends, and what the edge's quick path (``web/guard.py``) writes for
+        a small body it read itself. Never raises: a bug is a logged JSON 500."""
+        try:
             principal_of = None
             if "authorization" in headers and self.services.gate is not None:
                 principal_of = await _resolve(self.services.gate, scope)
-            status, body, extra = await answer(
-                self.services,
-                headers,
-                peer,
-                chunks() if whole is None else whole,
-                principal_of,
-                self.trust,
+            status, answered, extra = await answer(
+                self.services, headers, peer, body, principal_of, self.trust
             )
+            payload = _ENCODE.encode(answered)
         except AdapterUnavailable as exc:
             status, extra = 503, {"Retry-After": "5"}
-            body = {"error": {"field": "service", "reason": str(exc)}}
+            payload = _ENCODE.encode({"error": {"field": "service", "reason": str(exc)}})
         except Exception:
             log.exception("POST %s failed", INGEST)
-            status, extra = 500, {}
-            body = {"error": {"field": "server", "reason": "internal error"}}
+            status, payload, extra = _failed()
         origin = headers.get("origin")
         if origin is not None:
             extra["vary"] = "Origin"
-            if await self._cors_allowed(origin):
-                extra["access-control-allow-origin"] = origin
-        await _send_json(send, status, body, extra)
+            try:
+                if await self._cors_allowed(origin):
+                    extra["access-control-allow-origin"] = origin
+            except Exception:  # the registry is down: the answer stands, without CORS
+                log.warning("CORS check for %s failed", INGEST, exc_info=True)
+        return status, payload, _headers(payload, extra)
 
     def _fits(self, declared: str | None) -> bool:
         """A declared body length under the collector's cap."""
@@ -276,10 +295,21 @@ async def _resolve(gate: Gatekeeper, scope: Scope) -> Callable[[], Principal]:
     return lambda: principal
 
 
-async def _send_json(send: Send, status: int, body: object, extra: Mapping[str, str]) -> None:
-    payload = _ENCODE.encode(body)
+def _failed() -> tuple[int, bytes, dict[str, str]]:
+    return 500, _ENCODE.encode({"error": {"field": "server", "reason": "internal error"}}), {}
+
+
+def _headers(payload: bytes, extra: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     headers = [_JSON, (b"content-length", str(len(payload)).encode())]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
     headers += _STATIC_HEADERS
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+    return headers
+
+
+def wanted_headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request headers this endpoint reads, by lower-case name (the first of each)."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        if name in _WANTED:
+            headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return headers
