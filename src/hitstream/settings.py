@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     """Events per second one site may receive (0: no limit)."""
     ingest_burst_per_site: float = Field(default=0.0, ge=0)
     """Default (0): ten seconds' worth of ``ingest_rate_per_site``."""
+    url_query: Literal["campaign", "all"] = "campaign"
+    """What of a page URL's query string is stored: ``campaign`` its UTM tags (and whether
+    an ad click id was there), nothing else, and no fragment but a hash route; ``all`` the
+    URL as sent (decision 0048)."""
     metrics_token: str = ""
     """When set, ``/metrics`` needs ``Authorization: Bearer <token>`` (or an admin)."""
     sites: str = ""

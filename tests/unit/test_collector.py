@@ -318,3 +318,28 @@ async def test_a_batch_without_timestamps_keeps_its_order_in_timestamp_then_id(
     events = stored(log)
     assert {e.timestamp for e in events} == {NOW}
     assert [e.path for e in sorted(events, key=lambda e: (e.timestamp, e.event_id))] == paths
+
+
+@pytest.mark.parametrize("mode", ["campaign", "all"])
+async def test_a_page_urls_query_is_kept_as_the_setting_says(log: MemoryLog, mode: str) -> None:
+    """By default nothing of a page URL's query reaches the log but its campaign tags (an
+    email or a token in a confirmation link is not analytics); ``all`` keeps it as sent."""
+    collector = Collector(
+        log, MemorySaltKeeper(), FakeCountries(), Metrics(), sites=Sites("a.io"),
+        clock=lambda: NOW, url_query=mode,
+    )  # fmt: skip
+    url = "https://a.io/welcome?email=ann%40x.io&utm_source=news#token=abc"
+    body = msgspec.json.encode({"site_id": "a.io", "url": url})
+    assert (await collector.collect(body, "application/json", IP, UA)).status == 202
+    [event] = stored(log)
+    assert event.path == "/welcome"
+    if mode == "all":
+        assert (event.url, event.query) == (url, "email=ann%40x.io&utm_source=news")
+    else:
+        assert (event.url, event.query) == (
+            "https://a.io/welcome?utm_source=news",
+            "utm_source=news",
+        )
+    with pytest.raises(ValueError, match="url_query"):
+        Collector(log, MemorySaltKeeper(), FakeCountries(), Metrics(), sites=Sites("a.io"),
+                  url_query="none")  # fmt: skip

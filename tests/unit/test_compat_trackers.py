@@ -223,7 +223,7 @@ async def test_umami_script_bodies_become_canonical_events(
     bodies = [
         umami_body(),  # a newer script: the full URL
         # an older script: encodeURI(path + search), encodeURIComponent(title)
-        umami_body(url="/caf%25C3%25A9?q=1%253F", title="Caf%C3%A9%20menu",
+        umami_body(url="/caf%25C3%25A9?utm_term=1%253F", title="Caf%C3%A9%20menu",
                    referrer="https://www.google.com/search?q=caf%25C3%25A9"),
         umami_body(name="signup", data={"plan": "pro", "seats": 3, "address": {"city": "Oslo"},
                                         "tags": ["a", "b"], "none": None}, tag="b-variant"),
@@ -243,9 +243,9 @@ async def test_umami_script_bodies_become_canonical_events(
         (SHOP, "pageview", "", "/blog"),
     ]
     assert events[0]["screen_width"] == 1440 and events[0]["title"] == "Shop"
-    assert events[1]["title"] == "Café menu" and events[1]["query"] == "q=1%3F"
+    assert events[1]["title"] == "Café menu" and events[1]["query"] == "utm_term=1%3F"
     assert events[1]["referrer"] == "https://www.google.com/search?q=caf%C3%A9"
-    assert events[1]["url"] == f"https://{SHOP}/caf%C3%A9?q=1%3F"
+    assert events[1]["url"] == f"https://{SHOP}/caf%C3%A9?utm_term=1%3F"
     assert events[2]["props"] == {
         "plan": "pro",
         "seats": 3,

@@ -154,6 +154,7 @@ def make_collector(
         limits=limits_from(settings),
         per_ip=Buckets(settings.ingest_rate_per_ip, settings.ingest_burst_per_ip),
         per_site=Buckets(settings.ingest_rate_per_site, site_burst),
+        url_query=settings.url_query,
     )
 
 

@@ -285,8 +285,11 @@ class SQLiteLog(EventLog):
                 for group in groups:  # in the order their rows were inserted
                     group.first = offset
                     offset += len(group.rows)
+            # appends came while it committed: more will. Read before the wake-up: an
+            # appender woken by it may append again at once, and that one did not come
+            # during the commit (a lone client must never wait)
+            busy = not self._queue.empty()
             self._wake(groups, error)
-            busy = not self._queue.empty()  # appends came while it committed: more will
             if error is None:
                 with self._appended:
                     self._appended.notify_all()

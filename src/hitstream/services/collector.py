@@ -33,6 +33,7 @@ import msgspec
 from hitstream.domain import access
 from hitstream.domain.access import ANONYMOUS, Action, Principal
 from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent, Limits, Problem
+from hitstream.domain.queries import URL_QUERY_MODES, campaign_only
 from hitstream.domain.ratelimit import Buckets, retry_after, take_all
 from hitstream.domain.sites import Site, normal_host
 from hitstream.domain.validation import KNOWN_FIELDS, validate_event, validate_fields
@@ -151,7 +152,10 @@ class Collector:
         per_ip: Buckets | None = None,
         per_site: Buckets | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        url_query: str = "campaign",
     ) -> None:
+        """``url_query``: ``campaign`` keeps of a page URL's query only its campaign tags
+        (``domain/queries.py``), ``all`` keeps URLs as sent."""
         self.log = log
         self.salts = salts
         self.countries = countries
@@ -162,6 +166,10 @@ class Collector:
         self.per_ip = per_ip if per_ip is not None else Buckets(0, 0)
         self.per_site = per_site if per_site is not None else Buckets(0, 0)
         self._monotonic = monotonic
+        if url_query not in URL_QUERY_MODES:
+            raise ValueError(f"url_query must be one of {URL_QUERY_MODES}, not {url_query!r}")
+        self.url_query = url_query
+        self._campaign_only = url_query == "campaign"
         self.rejections: Counter[tuple[str, str]] = Counter()
         """(site_id or "", "field:reason") -> events refused by this process, for the
         data-quality panel; ``pending`` holds what the shared tally has not counted yet."""
@@ -172,7 +180,7 @@ class Collector:
         no rate limits: the demo's backfill of history."""
         twin = Collector(
             self.log, self.salts, self.countries, self.metrics, sites=self.sites,
-            limits=limits, clock=self._clock,
+            limits=limits, clock=self._clock, url_query=self.url_query,
         )  # fmt: skip
         twin.rejections, twin.pending = self.rejections, self.pending
         return twin
@@ -394,6 +402,8 @@ class Collector:
                 hashes = visitors[key] = salts.visitor_ids(ip, user_agent, event.site_id)
             event.visitor_id, event.visitor_id_prev = hashes
         event.user_agent = user_agent
+        if self._campaign_only and (event.query or "#" in event.url or "@" in event.url):
+            event.url, event.query = campaign_only(event.url, event.query)
 
 
 _QUOTED: Final = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
