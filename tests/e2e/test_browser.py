@@ -565,3 +565,31 @@ def test_doughnut_and_bar_charts_show_devices_browsers_and_event_types(
             for value in values:
                 expect(table).to_contain_text(str(value))
     dashboard.close()
+
+
+def test_the_data_quality_panel_names_what_was_refused(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    """A refused event counts under its site and reason; a whole request refused before any
+    site could be read from it is said to be one (it shows on every site's panel)."""
+    site = "quality.e2e.test"
+    send(live_server, site, "/")
+    bad = [{"site_id": site, "path": "/", "screen_width": -5}] * 2
+    answer = httpx.post(
+        f"{live_server.url}/api/v1/events", json=bad, headers={"User-Agent": FIREFOX}
+    )
+    assert answer.status_code == 422
+    truncated = httpx.post(
+        f"{live_server.url}/api/v1/events",
+        content=b'{"site_id": "quality.e2e',
+        headers={"User-Agent": FIREFOX, "content-type": "application/json"},
+    )
+    assert truncated.status_code == 400
+    dashboard = open_dashboard(browser, live_server, site=site)
+    rejected = dashboard.locator("#rejected li")
+    own = rejected.filter(has_text="screen_width: must be between 0 and 20000")
+    expect(own.locator(".num")).to_have_text("2", timeout=5_000)
+    whole = rejected.filter(has_text="Whole request refused (HTTP 400): body: not JSON")
+    expect(whole).to_have_count(1)
+    assert "every site" in (whole.locator(".label").get_attribute("title") or "")
+    dashboard.close()

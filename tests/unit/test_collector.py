@@ -343,3 +343,11 @@ async def test_a_page_urls_query_is_kept_as_the_setting_says(log: MemoryLog, mod
     with pytest.raises(ValueError, match="url_query"):
         Collector(log, MemorySaltKeeper(), FakeCountries(), Metrics(), sites=Sites("a.io"),
                   url_query="none")  # fmt: skip
+
+
+@pytest.mark.parametrize("body", [b"", b"  \n"])
+async def test_an_empty_body_is_called_empty(collector: Collector, body: bytes) -> None:
+    result = await collector.collect(body, "application/json", IP, UA)
+    assert (result.status, field_of(result)) == (400, "body")
+    assert result.error is not None and str(result.error["reason"]).startswith("is empty")
+    assert collector.rejections[("", "request 400: body: empty")] == 1

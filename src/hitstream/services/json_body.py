@@ -43,6 +43,8 @@ _DECODER: Final = msgspec.json.Decoder(_bounded_json_type(MAX_DEPTH))
 def decode(data: bytes) -> object:
     """One JSON value from ``data``, or ``BodyProblem``. Integers may still be large: the
     domain bounds each field's range (it knows what each one means)."""
+    if not data.strip():  # msgspec would say "Input data was truncated": true, but unclear
+        raise BodyProblem("empty", "is empty (a JSON event or array of events was expected)")
     try:
         return _DECODER.decode(data)
     except UnicodeDecodeError:

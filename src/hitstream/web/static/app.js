@@ -729,11 +729,10 @@
   // "request 400: plausible: body" is a whole request refused before any site could be read
   // from it: counted on no site, so shown on every site's panel, and said so
   function reasonLabel(reason) {
-    var m = /^request (\d{3}): (?:(\w+): )?(.*)$/.exec(reason);
+    var m = /^request (\d{3}): (.*)$/.exec(reason);
     if (!m) return { text: reason, title: '' };
-    var route = m[2] ? ' on the ' + m[2] + ' route' : '';
     return {
-      text: 'Whole request refused (HTTP ' + m[1] + route + '): ' + m[3],
+      text: 'Whole request refused (HTTP ' + m[1] + '): ' + m[2],
       title: 'No site could be read from these requests: every site\'s panel counts them.'
     };
   }
