@@ -16,6 +16,7 @@ from hitstream.errors import LogUnavailable
 from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
 from hitstream.salts.memory import MemorySaltKeeper
+from hitstream.services import wire
 from hitstream.services.collector import Collector, CollectResult, client_event_id
 from tests.access import Sites
 
@@ -42,7 +43,7 @@ def collector(log: MemoryLog) -> Collector:
 
 
 def stored(log: MemoryLog) -> list[AcceptedEvent]:
-    return [msgspec.json.decode(m.value, type=AcceptedEvent) for m in log.messages()]
+    return [wire.decode(m.value) for m in log.messages()]
 
 
 async def test_single_event_is_stamped_and_appended(collector: Collector, log: MemoryLog) -> None:
@@ -230,17 +231,20 @@ async def test_sites_hosts_and_origins_are_checked_per_event(log: MemoryLog) -> 
     body = (
         b'[{"site_id": "shop", "url": "https://shop.example/"},'
         b' {"site_id": "nope", "path": "/"},'
-        b' {"site_id": "shop", "url": "https://evil.example/"}]'
+        b' {"site_id": "shop", "url": "https://evil.example/"},'
+        # the same places again: each event gets its verdict, once worked out per request
+        b' {"site_id": "nope", "path": "/x"},'
+        b' {"site_id": "shop", "url": "https://evil.example/y"},'
+        b' {"site_id": "shop", "url": "https://shop.example/z"}]'
     )
     result = await collector.collect(body, "application/json", IP, UA)
-    assert result.status == 202 and len(result.ids) == 1
+    assert result.status == 202 and len(result.ids) == 2
     refusals = [
         (r["index"], cast(list[dict[str, str]], r["errors"])[0]["field"]) for r in result.rejected
     ]
-    assert refusals == [
-        (1, "site_id"),
-        (2, "url"),
-    ]
+    assert refusals == [(1, "site_id"), (2, "url"), (3, "site_id"), (4, "url")]
+    assert [e.path for e in stored(log)] == ["/", "/z"]
+    assert sum(collector.rejections.values()) == 4
     foreign = await collector.collect(
         b'{"site_id": "shop", "path": "/"}', "application/json", IP, UA, origin="https://x.io"
     )

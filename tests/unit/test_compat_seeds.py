@@ -19,6 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from hitstream.bootstrap import Runtime, build
 from hitstream.log.memory import MemoryLog
+from hitstream.services import wire
 from hitstream.services.accounts import Accounts
 from hitstream.settings import Settings
 from hitstream.web.app import create_app
@@ -598,7 +599,7 @@ def test_seed003_events_stats_and_health(seeds: Seeds) -> None:
         try:
             while batch := await consumer.poll(1000, 0.2):
                 for message in batch:
-                    event_id = json.loads(message.value)["event_id"]
+                    event_id = wire.decode(message.value).event_id
                     found[event_id] = (message.partition, message.offset)
         finally:
             await consumer.close()

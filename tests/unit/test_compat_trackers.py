@@ -4,6 +4,7 @@ counts, the cache token, CORS, and the per-site Umami website id."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from hitstream.bootstrap import Runtime, build
 from hitstream.domain.errors import QueryError
 from hitstream.domain.sites import Site, changed_site
 from hitstream.log.base import EventLog
+from hitstream.services import wire
 from hitstream.settings import Settings
 from hitstream.web.app import create_app
 from hitstream.web.compat import plausible, umami
@@ -60,7 +62,7 @@ def logged(runtime: Runtime) -> list[dict[str, Any]]:
     assert runtime.services.collector is not None
     log: EventLog = runtime.services.collector.log
     messages = log.messages()  # type: ignore[attr-defined]
-    return [json.loads(m.value) for m in messages]
+    return [dataclasses.asdict(wire.decode(m.value)) for m in messages]
 
 
 def refusals(runtime: Runtime) -> dict[str, int]:

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field, replace
 import msgspec
 import pytest
 
-from hitstream.domain.events import AcceptedEvent, Session
+from hitstream.domain.events import Session
 from hitstream.domain.pipeline import Drop, Working
 from hitstream.errors import LogUnavailable, StoreUnavailable
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.log.base import LogMessage
 from hitstream.log.memory import MemoryLog
+from hitstream.services import wire
 from hitstream.services.pipeline import BatchStep, Named
 from hitstream.services.processor import Processor
 from hitstream.stores.base import WriteBatch
@@ -137,7 +138,7 @@ async def account(
     lettered: Counter[str] = Counter()
     for reason, value in letters:
         try:
-            event_id = msgspec.json.decode(value, type=AcceptedEvent).event_id
+            event_id = wire.decode(value).event_id
         except msgspec.DecodeError:
             assert reason == "undecodable"
             continue

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
-import msgspec
-
 from hitstream.domain import access
 from hitstream.domain.access import ANONYMOUS, Action, Principal
 from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent, Limits, Problem
@@ -42,13 +40,15 @@ from hitstream.domain.visitors import event_ids as new_event_ids
 from hitstream.log.base import EventLog
 from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
+from hitstream.services import wire
 from hitstream.services.json_body import BodyProblem
 from hitstream.services.json_body import decode as decode_json
 from hitstream.services.typed_body import EventIn, accept_fast, decode_typed
 
 JSON_TYPES = ("application/json", "text/plain", "")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
-_ENCODER = msgspec.json.Encoder()
+_NO_OVERRIDES: Final[Mapping[str, object]] = {}
+"""An event's overrides when it sets none (shared: read only)."""
 
 
 @dataclass(slots=True)
@@ -257,22 +257,46 @@ class Collector:
         now = self._clock()
         sites = await self.sites.sites()
         origin_host = _origin_host(origin) if origin else None
-        accepted: list[AcceptedEvent] = []
+        accepted: list[wire.Event] = []
         rejected: list[dict[str, object]] = []
         senders: list[tuple[str, str]] = []
         seen: dict[tuple[str, str], tuple[bool, bool]] = {}
         """(site, host) -> (may this sender write, is the host allowed): once per request."""
+        plain: dict[tuple[str, str], list[Problem]] = {}
+        """(site, host) -> the problems of an event there with no overrides (none: [])."""
+        sender = (client_ip, user_agent)
         for index, item in enumerate(items):
             if isinstance(item, EventIn):  # the typed pass: types checked while decoding
-                overrides = item.overrides()
-                outcome = accept_fast(item, now, self.limits) or validate_fields(
-                    item.field, now_ms=now, limits=self.limits, problems=[]
+                overrides = (
+                    _NO_OVERRIDES
+                    if item.ip is None and item.user_agent is None
+                    else item.overrides()
                 )
+                outcome: wire.Event | AcceptedEvent | list[Problem] | None
+                outcome = accept_fast(item, now, self.limits)
+                if outcome is None:
+                    outcome = validate_fields(
+                        item.field, now_ms=now, limits=self.limits, problems=[]
+                    )
             else:
                 item, overrides = _split_overrides(item)
                 outcome = validate_event(item, now_ms=now, limits=self.limits)
-            if not isinstance(outcome, list):
+            if isinstance(outcome, AcceptedEvent):  # the generic validation's
+                outcome = wire.from_accepted(outcome)
+            if isinstance(outcome, list):
+                pass
+            elif overrides:
                 outcome = self._check_site(outcome, sites, origin_host, overrides, principal, seen)
+            else:  # the verdict of a (site, host) without overrides holds for the request
+                place = (outcome.site_id, outcome.hostname)
+                verdict = plain.get(place)
+                if verdict is None:
+                    checked = self._check_site(
+                        outcome, sites, origin_host, overrides, principal, seen
+                    )
+                    verdict = plain[place] = checked if isinstance(checked, list) else []
+                if verdict:
+                    outcome = list(verdict)
             if isinstance(outcome, list):
                 self._count_rejection(item, outcome)
                 rejected.append(
@@ -285,6 +309,8 @@ class Collector:
             accepted.append(outcome)
             senders.append(
                 (str(overrides.get("ip", client_ip)), str(overrides.get("user_agent", user_agent)))
+                if overrides
+                else sender
             )
         if not accepted:
             return CollectResult(status=422, rejected=rejected)
@@ -303,9 +329,7 @@ class Collector:
             if country is None:
                 country = countries[ip] = self.countries.country(ip)
             event.country = country
-        messages = [
-            (f"{e.site_id}\x1f{e.visitor_id}".encode(), _ENCODER.encode(e)) for e in accepted
-        ]
+        messages = [(f"{e.site_id}\x1f{e.visitor_id}".encode(), wire.encode(e)) for e in accepted]
         started = time.perf_counter()
         positions = await self.log.append(messages)  # LogUnavailable escapes: nothing acked
         self.metrics.append_seconds.observe(time.perf_counter() - started)
@@ -319,13 +343,13 @@ class Collector:
 
     def _check_site(
         self,
-        event: AcceptedEvent,
+        event: wire.Event,
         sites: Mapping[str, Site],
         origin_host: str | None,
         overrides: Mapping[str, object],
         principal: Principal,
         seen: dict[tuple[str, str], tuple[bool, bool]],
-    ) -> AcceptedEvent | list[Problem]:
+    ) -> wire.Event | list[Problem]:
         site = sites.get(event.site_id)
         if site is None:
             return [Problem("site_id", "is not a registered site")]
@@ -351,7 +375,7 @@ class Collector:
         return problems or event
 
     def _limit(
-        self, client_ip: str, sent: int, events: list[AcceptedEvent], principal: Principal
+        self, client_ip: str, sent: int, events: list[wire.Event], principal: Principal
     ) -> CollectResult | None:
         """Take the request's events from its buckets, or refuse it whole (429)."""
         if not self.per_ip.enabled and not self.per_site.enabled:
@@ -379,7 +403,7 @@ class Collector:
 
     def _stamp(
         self,
-        event: AcceptedEvent,
+        event: wire.Event,
         salts: Salts,
         ip: str,
         user_agent: str,

@@ -32,19 +32,17 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import msgspec
-
 from hitstream.backoff import Backoff
 from hitstream.domain.events import AcceptedEvent, ProcessedEvent
 from hitstream.domain.sessions import Sessionizer
 from hitstream.errors import AdapterUnavailable, PositionConflict, StoreUnavailable
 from hitstream.log.base import EventLog, LogMessage
 from hitstream.metrics import Metrics
+from hitstream.services import wire
 from hitstream.services.pipeline import Pipeline, StepFailed
 from hitstream.stores.base import Store, WriteBatch
 
 log = logging.getLogger(__name__)
-_DECODER = msgspec.json.Decoder(AcceptedEvent)
 UNDECODABLE = "undecodable"
 MAX_REASON = 300
 _NOT_THE_MESSAGES = frozenset({"reload", "dead_letter"})
@@ -92,8 +90,8 @@ def _reason(stage: str, error: BaseException) -> str:
 
 def _site_of(message: LogMessage) -> str:
     try:
-        return _DECODER.decode(message.value).site_id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        return wire.decode(message.value).site_id
+    except wire.DecodeErrors:
         return ""
 
 
@@ -225,8 +223,8 @@ class BatchRunner:
             if dead and (message.partition, message.offset) in dead:
                 continue
             try:
-                decoded.append((message, _DECODER.decode(message.value)))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+                decoded.append((message, wire.decode(message.value)))
+            except wire.DecodeErrors:
                 log.error("undecodable log message at %s/%s", message.partition, message.offset)
                 undecodable.append((message, ""))
         if undecodable:  # kept for an operator (hitstream replay --dead-letter)

@@ -17,8 +17,9 @@ from typing import Final
 
 import msgspec
 
-from hitstream.domain.events import EVENT_TYPES, AcceptedEvent, EventType, Limits, Problem
+from hitstream.domain.events import EVENT_TYPES, EventType, Limits, Problem
 from hitstream.domain.validation import locate, parse_timestamp, props_value
+from hitstream.services.wire import Event
 
 Scalar = str | int | float | bool
 
@@ -87,7 +88,7 @@ def _number(value: int | float | None, upper: int) -> bool:
     return value is None or (0 <= value <= upper)  # NaN compares False; msgspec sends no bool
 
 
-def accept_fast(item: EventIn, now_ms: int, limits: Limits) -> AcceptedEvent | None:
+def accept_fast(item: EventIn, now_ms: int, limits: Limits) -> Event | None:
     """The event ``validation.validate_fields`` would accept, checked in one pass over the
     typed attributes (one control-character search over all its texts), or None: the event
     breaks some rule, or might, and ``validate_fields`` names the problems.
@@ -121,11 +122,10 @@ def accept_fast(item: EventIn, now_ms: int, limits: Limits) -> AcceptedEvent | N
         or len(event_id) > limits.max_event_id
         or (event_id and not _EVENT_ID.fullmatch(event_id))
         or (event_type == EventType.CUSTOM and not name.strip())
-        or _CONTROL.search(
-            f"{site_id}\x20{name}\x20{url}\x20{path}\x20{referrer}\x20{title}"
-            f"\x20{user_id}\x20{session_id}\x20{event_id}"
-        )
     ):
+        return None
+    texts = f"{site_id}{name}{url}{path}{referrer}{title}{user_id}{session_id}{event_id}"
+    if not texts.isprintable() and _CONTROL.search(texts):  # every control is unprintable
         return None
     located = locate(url, path, event_type if event_type in _LOCATED else "")
     if isinstance(located, Problem):
@@ -162,27 +162,27 @@ def accept_fast(item: EventIn, now_ms: int, limits: Limits) -> AcceptedEvent | N
     ):
         return None
     url, hostname, route, query = located
-    return AcceptedEvent(
-        event_id=event_id,
-        site_id=site_id,
-        type=event_type,
-        timestamp=timestamp,
-        received_at=now_ms,
-        visitor_id="",
-        visitor_id_prev="",
-        name=name,
-        url=url,
-        hostname=hostname,
-        path=route,
-        query=query,
-        referrer=referrer,
-        title=title,
-        user_id=user_id,
-        session_id=session_id,
-        props=props,
-        duration_ms=None if duration is None else int(duration),
-        load_time_ms=None if load_time is None else int(load_time),
-        screen_width=None if screen is None else int(screen),
-        engaged_ms=None if engaged is None else int(engaged),
-        scroll_depth=None if depth is None else int(depth),
+    return Event(  # by position, in C
+        event_id,
+        site_id,
+        event_type,
+        timestamp,
+        now_ms,
+        "",
+        "",
+        name,
+        url,
+        hostname,
+        route,
+        query,
+        referrer,
+        title,
+        user_id,
+        session_id,
+        props,
+        None if duration is None else int(duration),
+        None if load_time is None else int(load_time),
+        None if screen is None else int(screen),
+        None if engaged is None else int(engaged),
+        None if depth is None else int(depth),
     )
