@@ -44,6 +44,7 @@ __all__ = [
     "QueryError",
     "RateLimited",
     "StoreUnavailable",
+    "public_reason",
 ]
 
 
@@ -69,6 +70,23 @@ class FanoutUnavailable(AdapterUnavailable):
 
 class DiskUnavailable(AdapterUnavailable):
     """A local folder the process writes to (embedded log or store) refuses writes."""
+
+
+def public_reason(error: AdapterUnavailable) -> str:
+    """What a 503 tells the caller: which part is down, not the adapter's own text (a
+    database's host and user, a data folder's path), which the server's log keeps."""
+    part = (
+        "the event log"
+        if isinstance(error, LogUnavailable)
+        else "the store"
+        if isinstance(error, StoreUnavailable)
+        else "the fan-out"
+        if isinstance(error, FanoutUnavailable)
+        else "a data folder"
+        if isinstance(error, DiskUnavailable)
+        else "a backing service"
+    )
+    return f"{part} is unavailable; retry later"
 
 
 class PositionConflict(HitstreamError):

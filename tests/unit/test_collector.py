@@ -335,15 +335,22 @@ async def test_a_page_urls_query_is_kept_as_the_setting_says(log: MemoryLog, mod
     url = "https://a.io/welcome?email=ann%40x.io&utm_source=news#token=abc"
     body = msgspec.json.encode({"site_id": "a.io", "url": url})
     assert (await collector.collect(body, "application/json", IP, UA)).status == 202
-    [event] = stored(log)
+    link = "https://files.example/invoice.pdf?sig=s3cr3t"  # the tracker's download click
+    click = {"site_id": "a.io", "type": "click", "name": "download", "url": url}
+    body = msgspec.json.encode({**click, "props": {"url": link, "plan": "pro"}})
+    assert (await collector.collect(body, "application/json", IP, UA)).status == 202
+    event, download = stored(log)
     assert event.path == "/welcome"
     if mode == "all":
         assert (event.url, event.query) == (url, "email=ann%40x.io&utm_source=news")
+        assert download.props == {"url": link, "plan": "pro"}
     else:
         assert (event.url, event.query) == (
             "https://a.io/welcome?utm_source=news",
             "utm_source=news",
         )
+        assert download.props == {"url": "https://files.example/invoice.pdf", "plan": "pro"}
+        assert b"s3cr3t" not in b"".join(m.value for m in log.messages())
     with pytest.raises(ValueError, match="url_query"):
         Collector(log, MemorySaltKeeper(), FakeCountries(), Metrics(), sites=Sites("a.io"),
                   url_query="none")  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hitstream.domain.queries import campaign_only
+from hitstream.domain.queries import campaign_only, cut_prop_urls
 from hitstream.domain.referrers import parse_campaign
 
 
@@ -74,3 +74,28 @@ def test_attribution_reads_the_same_campaign_from_what_is_kept(
     for key, value in noise.items():
         assert f"{key}={value}" not in kept.split("&") or key in tags
     assert "AbC123" not in url
+
+
+def test_prop_values_that_are_urls_are_cut_like_page_urls() -> None:
+    """An outbound link's or a download's ``url`` prop: a token, an email, user info go;
+    campaign tags stay; other values (a text with a ``?``, numbers) are left as sent."""
+    props = {
+        "url": "https://files.example/report.pdf?token=s3cr3t&utm_source=site#page=2",
+        "Link": "HTTPS://ann:pw@partner.example/go?email=ann%40x.io",
+        "plan": "pro?",
+        "note": "see https://x.example/?q=1",
+        "count": 3,
+        "ok": True,
+    }
+    cut = cut_prop_urls(props)
+    assert cut == {
+        "url": "https://files.example/report.pdf?utm_source=site",
+        "Link": "https://partner.example/go",  # the scheme in lower case, as urlsplit gives
+        "plan": "pro?",
+        "note": "see https://x.example/?q=1",
+        "count": 3,
+        "ok": True,
+    }
+    assert props["url"].endswith("#page=2")  # the caller's dict is not changed
+    plain = {"url": "https://partner.example/go", "plan": "pro"}
+    assert cut_prop_urls(plain) is plain  # nothing to cut: no copy

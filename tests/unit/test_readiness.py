@@ -5,16 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from hitstream.bootstrap import build
 from hitstream.errors import FanoutUnavailable
 from hitstream.log.memory import MemoryLog
+from hitstream.services.accounts import Accounts
 from hitstream.settings import Settings
 from hitstream.web.app import create_app
+from tests.access import admin_key, bearer, register
 
 
-async def readyz(tmp_path: Path, roles: frozenset[str], **broken: bool) -> httpx.Response:
+async def readyz(
+    tmp_path: Path, roles: frozenset[str], scope: str = "", **broken: bool
+) -> httpx.Response:
+    """``scope``: ask with a new key of that scope (``admin``: for every site, ``read``: for
+    one), ``wrong``: with a key nobody made; none: anonymously."""
     runtime = build(Settings(data_dir=tmp_path, log_url="memory://", store_url="memory://"), roles)
+    headers = {}
+    if scope == "wrong":
+        headers = bearer("hs_key_" + "x" * 43)
+    elif scope:
+        await register(runtime.store, "a.io")
+        site = "*" if scope == "admin" else "a.io"
+        token, _ = await Accounts(runtime.store).create_key(site, scope, "probe")
+        headers = bearer(token)
     if broken.get("log"):
         assert isinstance(runtime.log, MemoryLog)
         runtime.log.available = False
@@ -28,7 +43,7 @@ async def readyz(tmp_path: Path, roles: frozenset[str], **broken: bool) -> httpx
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test"
     ) as client:
-        return await client.get("/readyz")
+        return await client.get("/readyz", headers=headers)
 
 
 async def test_everything_up_is_ready(tmp_path: Path) -> None:
@@ -46,7 +61,23 @@ async def test_a_needed_part_down_is_unavailable_and_named(tmp_path: Path) -> No
     body = answer.json()
     assert body["status"] == "unavailable"
     assert body["checks"]["log"]["ok"] is False
-    assert "switched off" in body["checks"]["log"]["error"]
+    assert body["checks"]["log"]["error"] == "unavailable"
+
+
+@pytest.mark.parametrize(
+    ("scope", "detailed"), [("admin", True), ("read", False), ("wrong", False), ("", False)]
+)
+async def test_only_an_admin_reads_what_a_failing_part_said(
+    tmp_path: Path, scope: str, detailed: bool
+) -> None:
+    """/readyz is open: an adapter's own error (a database's host and user, a folder's path)
+    is an admin's to read."""
+    roles = frozenset({"collector", "processor", "web"})
+    answer = await readyz(tmp_path, roles, scope=scope, log=True)
+    assert answer.status_code == 503
+    error = answer.json()["checks"]["log"]["error"]
+    assert ("switched off" in error) is detailed, error
+    assert detailed or error == "unavailable"
 
 
 async def test_an_optional_part_down_is_degraded_but_ready(tmp_path: Path) -> None:
@@ -59,3 +90,30 @@ async def test_a_role_is_not_judged_by_parts_it_does_not_use(tmp_path: Path) -> 
     answer = await readyz(tmp_path, frozenset({"web"}), log=True)
     assert (answer.status_code, answer.json()["status"]) == (200, "ready")
     assert "log" not in answer.json()["checks"]
+
+
+async def test_a_503_names_the_part_and_keeps_its_error_for_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any route answering 503 because the store is down: the body says which part, the
+    store's own text stays in the server's log."""
+    runtime = build(
+        Settings(data_dir=tmp_path, log_url="memory://", store_url="memory://"),
+        frozenset({"web"}),
+    )
+    await register(runtime.store, "a.io")
+    headers = bearer(await admin_key(runtime.store))
+    await runtime.store.close()  # the memory store refuses every call until started
+    app = create_app(runtime.services)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test", headers=headers
+    ) as client:
+        answer = await client.get(
+            "/api/v1/stats/aggregate", params={"site_id": "a.io", "period": "day"}
+        )
+    assert answer.status_code == 503
+    assert answer.json() == {
+        "error": {"field": "service", "reason": "the store is unavailable; retry later"}
+    }
+    assert answer.headers["retry-after"] == "5"
+    assert "switched off or closed" in caplog.text

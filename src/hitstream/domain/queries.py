@@ -13,6 +13,10 @@ page URL (``campaign_only``):
   one person, while attribution only reads that it is there;
 - of the fragment, a hash router's route (``#/about``, ``#!/about``), which is the page.
 
+The same rule holds for every custom property value that is an absolute http(s) URL
+(``cut_prop_urls``): the tracker's outbound-link and download clicks send the link's
+``url``, and a download link may carry a signed token or a customer's email.
+
 ``HITSTREAM_URL_QUERY=all`` keeps URLs as sent (a site that wants ``?q=`` breakdowns in its
 exports takes that on). The referrer is left as sent: browsers already send only the origin
 of a page on another site (``strict-origin-when-cross-origin``), and the referrer breakdown
@@ -25,6 +29,7 @@ from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
+from hitstream.domain.events import Props
 from hitstream.domain.referrers import CLICK_IDS
 
 UTM_KEYS: Final = frozenset({"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"})
@@ -63,3 +68,22 @@ def campaign_only(url: str, query: str) -> tuple[str, str]:
     fragment = parts.fragment if parts.fragment.startswith(("/", "!/")) else ""
     own = kept if parts.query == query else _kept(parts.query)
     return urlunsplit((parts.scheme, netloc, parts.path, own, fragment)), kept
+
+
+_URL_PREFIXES: Final = ("http://", "https://")
+
+
+def cut_prop_urls(props: Props) -> Props:
+    """``props`` with each value that is an absolute http(s) URL holding a query, a fragment
+    or user info cut as ``campaign_only`` cuts a page's URL; the same dict when none is."""
+    cut: Props | None = None
+    for key, value in props.items():
+        if (
+            isinstance(value, str)
+            and value[:8].lower().startswith(_URL_PREFIXES)
+            and ("?" in value or "#" in value or "@" in value)
+        ):
+            if cut is None:
+                cut = dict(props)
+            cut[key] = campaign_only(value, "")[0]
+    return props if cut is None else cut

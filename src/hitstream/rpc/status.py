@@ -17,7 +17,7 @@ from typing import Final
 import grpc
 
 from hitstream.domain.errors import AccessDenied, HitstreamError, NotFound, QueryError, RateLimited
-from hitstream.errors import AdapterUnavailable
+from hitstream.errors import AdapterUnavailable, public_reason
 from hitstream.services.access import Credentials
 
 Metadata = Iterable[tuple[str, str | bytes]]
@@ -57,7 +57,7 @@ def status_of(error: HitstreamError) -> tuple[grpc.StatusCode, int, str, str]:
     if isinstance(error, RateLimited):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, 429, error.field, error.reason
     if isinstance(error, AdapterUnavailable):
-        return grpc.StatusCode.UNAVAILABLE, 503, "service", str(error)
+        return grpc.StatusCode.UNAVAILABLE, 503, "service", public_reason(error)
     return grpc.StatusCode.INTERNAL, 500, "service", "internal error"
 
 

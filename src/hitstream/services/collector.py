@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from hitstream.domain import access
 from hitstream.domain.access import ANONYMOUS, Action, Principal
 from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent, Limits, Problem
-from hitstream.domain.queries import URL_QUERY_MODES, campaign_only
+from hitstream.domain.queries import URL_QUERY_MODES, campaign_only, cut_prop_urls
 from hitstream.domain.ratelimit import Buckets, retry_after, take_all
 from hitstream.domain.sites import Site, normal_host
 from hitstream.domain.validation import KNOWN_FIELDS, validate_event, validate_fields
@@ -426,8 +426,11 @@ class Collector:
                 hashes = visitors[key] = salts.visitor_ids(ip, user_agent, event.site_id)
             event.visitor_id, event.visitor_id_prev = hashes
         event.user_agent = user_agent
-        if self._campaign_only and (event.query or "#" in event.url or "@" in event.url):
-            event.url, event.query = campaign_only(event.url, event.query)
+        if self._campaign_only:
+            if event.query or "#" in event.url or "@" in event.url:
+                event.url, event.query = campaign_only(event.url, event.query)
+            if event.props:
+                event.props = cut_prop_urls(event.props)
 
 
 _QUOTED: Final = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")

@@ -10,6 +10,7 @@ which closes live connections and drains the event log into the store.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -29,6 +30,7 @@ from hitstream.errors import (
     NotFound,
     QueryError,
     RateLimited,
+    public_reason,
 )
 from hitstream.web import (
     alerts,
@@ -54,6 +56,8 @@ Privacy-first, real-time website analytics. Send events to `POST /api/v1/events`
 aggregates, time series and breakdowns from the Stats API; watch live on `/api/v1/live`.
 Every 4xx answer is JSON naming the field and the reason.
 """
+
+log = logging.getLogger(__name__)
 
 
 def _error(status: int, field: str, reason: str) -> JSONResponse:
@@ -174,7 +178,8 @@ def create_app(
 
     @app.exception_handler(AdapterUnavailable)
     async def unavailable(request: Request, exc: AdapterUnavailable) -> JSONResponse:
-        response = _error(503, "service", str(exc))
+        log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
+        response = _error(503, "service", public_reason(exc))
         response.headers["Retry-After"] = "5"
         return response
 

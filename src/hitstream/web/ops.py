@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hitstream.domain.access import Action
-from hitstream.errors import AdapterUnavailable
+from hitstream.errors import AccessDenied, AdapterUnavailable
 from hitstream.metrics import merge_exposition
-from hitstream.web.auth import UNAUTHORIZED, resolve
+from hitstream.web.auth import UNAUTHORIZED, credentials_of, resolve
 from hitstream.web.compat import seed_reads
 from hitstream.web.deps import ServicesDep
 from hitstream.web.openapi import ERROR_REF
@@ -29,26 +29,49 @@ async def healthz() -> dict[str, str]:
     summary="Every part this process's roles need answers",
     responses={503: {"description": "A part the roles need does not answer (named in checks)"}},
 )
-async def readyz(services: ServicesDep) -> Response:
+async def readyz(services: ServicesDep, request: Request) -> Response:
     """503 while a part the roles need is down (the event log, the store, a data disk that
     refuses writes), naming it; 200 ``degraded`` while only an optional one is (the fan-out:
     live updates pause; the cache: answers come from the store), so a load balancer keeps
-    sending traffic that can still be served."""
+    sending traffic that can still be served.
+
+    Open to anyone, so a failing part's own error text (a database's host and user, a data
+    folder's path) goes only to an admin credential; others read ``unavailable``."""
     checks: dict[str, Any] = {}
+    failures: dict[str, str] = {}
     ready = all_ok = True
     for name, adapter in services.checks.items():
         required = name not in services.optional_checks
         try:
             await adapter.check()
         except AdapterUnavailable as exc:
-            checks[name] = {"ok": False, "adapter": adapter.name, "error": str(exc)}
+            checks[name] = {"ok": False, "adapter": adapter.name, "error": "unavailable"}
+            failures[name] = str(exc)
             ready = ready and not required
             all_ok = False
         else:
             checks[name] = {"ok": True, "adapter": adapter.name}
         checks[name]["required"] = required
+    if failures and await _is_admin(request, services):
+        for name, error in failures.items():
+            checks[name]["error"] = error
     status = "ready" if all_ok else "degraded" if ready else "unavailable"
     return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def _is_admin(request: Request, services: ServicesDep) -> bool:
+    """Whether the request carries an admin's credential (a wrong one, or a store that cannot
+    tell while it is down, is no admin)."""
+    if services.gate is None:
+        return False
+    try:
+        given = credentials_of(request)
+        if not (given.bearer or given.cookie or given.share):
+            return False
+        caller = await resolve(request)
+    except (AccessDenied, AdapterUnavailable):
+        return False
+    return caller.principal.is_admin
 
 
 @router.get(
