@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hitstream.domain.events import Props
 from hitstream.domain.queries import campaign_only, cut_prop_urls
 from hitstream.domain.referrers import parse_campaign
 
@@ -79,7 +80,7 @@ def test_attribution_reads_the_same_campaign_from_what_is_kept(
 def test_prop_values_that_are_urls_are_cut_like_page_urls() -> None:
     """An outbound link's or a download's ``url`` prop: a token, an email, user info go;
     campaign tags stay; other values (a text with a ``?``, numbers) are left as sent."""
-    props = {
+    props: Props = {
         "url": "https://files.example/report.pdf?token=s3cr3t&utm_source=site#page=2",
         "Link": "HTTPS://ann:pw@partner.example/go?email=ann%40x.io",
         "plan": "pro?",
@@ -96,6 +97,6 @@ def test_prop_values_that_are_urls_are_cut_like_page_urls() -> None:
         "count": 3,
         "ok": True,
     }
-    assert props["url"].endswith("#page=2")  # the caller's dict is not changed
-    plain = {"url": "https://partner.example/go", "plan": "pro"}
+    assert str(props["url"]).endswith("#page=2")  # the caller's dict is not changed
+    plain: Props = {"url": "https://partner.example/go", "plan": "pro"}
     assert cut_prop_urls(plain) is plain  # nothing to cut: no copy
