@@ -57,10 +57,12 @@ class Breaker:
         """Raise the adapter's error at once while the service is known to be down."""
         if self._opened_at is not None:
             down_s = self._clock() - self._opened_at
-            raise self._error(
+            error = self._error(
                 f"{self.name} is unavailable (down for {down_s:.1f}s: {self._reason}); "
                 "failing fast until it answers again"
             )
+            error.failing_fast = True
+            raise error
 
     def suspect(self, exc: BaseException) -> None:
         """A call failed in a way that may mean the service is gone: make sure a probe runs."""

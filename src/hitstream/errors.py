@@ -55,6 +55,9 @@ class ConfigError(HitstreamError):
 class AdapterUnavailable(HitstreamError):
     """A backing service (log, store, fan-out) cannot be used right now; retry later."""
 
+    failing_fast = False
+    """Raised at once by a circuit breaker (``breaker.Breaker``): the service is known down."""
+
 
 class LogUnavailable(AdapterUnavailable):
     """The event log failed an append or a read; nothing was acknowledged."""
@@ -86,6 +89,8 @@ def public_reason(error: AdapterUnavailable) -> str:
         if isinstance(error, DiskUnavailable)
         else "a backing service"
     )
+    if error.failing_fast:
+        return f"{part} is unavailable (failing fast until it answers again); retry later"
     return f"{part} is unavailable; retry later"
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from hitstream.breaker import Breaker
-from hitstream.errors import StoreUnavailable
+from hitstream.errors import StoreUnavailable, public_reason
 
 
 def is_open(breaker: Breaker) -> bool:
@@ -56,8 +56,13 @@ async def test_a_confirmed_outage_opens_and_fails_fast_with_the_adapters_error()
     breaker.suspect(OSError("server closed the connection"))
     await settle(breaker)
     assert breaker.is_open and breaker.trips == 1
-    with pytest.raises(StoreUnavailable, match=r"db is unavailable .*connection refused"):
+    with pytest.raises(StoreUnavailable, match=r"db is unavailable .*connection refused") as got:
         breaker.guard()
+    # what a caller is told (a 503's reason): that it failed fast, not the driver's text
+    assert got.value.failing_fast
+    reason = public_reason(got.value)
+    assert "failing fast" in reason and "refused" not in reason
+    assert "failing fast" not in public_reason(StoreUnavailable("connection refused"))
     await breaker.close()
 
 

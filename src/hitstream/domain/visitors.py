@@ -99,8 +99,8 @@ def event_id(now_ms: int, random10: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_VARIANT: Final = "89ab89ab89ab89ab"
-"""The hex digit of byte 8's high nibble once its top bits are set to 10 (RFC 9562)."""
+_VARIANT: Final = {f"{n:x}": "89ab"[n % 4] for n in range(16)}
+"""A random hex digit -> byte 8's high nibble once its top bits are set to 10 (RFC 9562)."""
 
 
 def event_ids(now_ms: int, randoms: bytes) -> list[str]:
@@ -116,8 +116,7 @@ def event_ids(now_ms: int, randoms: bytes) -> list[str]:
     h = randoms.hex()
     variant = _VARIANT
     ids = [
-        f"{head}{h[i + 1 : i + 4]}-{variant[int(h[i + 4], 16)]}{h[i + 5 : i + 8]}"
-        f"-{h[i + 8 : i + 20]}"
+        f"{head}{h[i + 1 : i + 4]}-{variant[h[i + 4]]}{h[i + 5 : i + 8]}-{h[i + 8 : i + 20]}"
         for i in range(0, len(h), 20)
     ]
     ids.sort()
