@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, replace
 
+from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Props
 from hitstream.stores.base import Store, WriteBatch
 from tests.contract.test_store_contract import DAY, HOUR, T, event
@@ -93,3 +94,23 @@ async def test_latest_events_are_the_newest_of_the_range_oldest_first(store: Sto
             got = await store.latest_events("shop", start, end, limit)
             assert [asdict(e) for e in got] == want[len(want) - min(limit, len(want)) :]
     assert await store.latest_events("nobody", T - DAY, T + DAY, 10) == []
+
+
+async def test_prop_keys_are_the_first_keys_a_site_sent(store: Store) -> None:
+    """What the dashboard's props tab offers: one site's keys, the first ones it sent (at most
+    ``PROP_KEYS_PER_SITE``), none of another site's, nothing for a site without props."""
+    cap = rollups.PROP_KEYS_PER_SITE
+    sent = [f"k{n:02d}" for n in range(cap + 8)]
+    events = [
+        event(f"p{n:02d}", T + n * 1000, "v1", "s1", props={key: n, "plan": "pro"})
+        for n, key in enumerate(sent)
+    ]
+    events.append(event("q1", T, "v2", "s2", site="other", props={"theirs": 1}))
+    events.append(event("q2", T, "v3", "s3", site="plain"))
+    await store.write(WriteBatch("events", {0: len(events)}, events, []))
+    keys = await store.prop_keys("shop")
+    assert len(keys) == len(set(keys)) == cap
+    assert set(keys) == {*sent[: cap - 1], "plan"}  # in order of appearance: k00, plan, k01 ...
+    assert await store.prop_keys("other") == ["theirs"]
+    assert await store.prop_keys("plain") == []
+    assert await store.prop_keys("nobody") == []

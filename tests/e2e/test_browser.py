@@ -244,6 +244,39 @@ def test_clicking_a_row_filters_the_dashboard_and_the_url(
     dashboard.close()
 
 
+def test_props_sent_before_the_dashboard_opened_are_broken_down(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    """The props tab lists the keys stored before anyone watched (the first ones a site
+    sent), each table headed by its key as sent and without the events that lack the key;
+    the custom events tab lists named events only, not the pageviews' empty name."""
+    site = "props.e2e.test"
+    register(live_server, site)
+    events = [
+        {"site_id": site, "type": "pageview", "path": "/pricing"},
+        {"site_id": site, "type": "custom", "name": "signup", "path": "/pricing",
+         "props": {"Plan": "pro"}},
+        {"site_id": site, "type": "custom", "name": "signup", "path": "/pricing",
+         "props": {"Plan": "team"}},
+    ]  # fmt: skip
+    answer = httpx.post(
+        f"{live_server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX}
+    )
+    assert answer.status_code == 202, answer.text
+    dashboard = open_dashboard(browser, live_server, site=site)
+    expect(card(dashboard, "Events")).to_have_text("3", timeout=5_000)
+    panel = dashboard.locator("#panel-events")
+    panel.locator(".tab", has_text="Custom events").click()
+    rows = dashboard.locator("#rows-events .row:not(.head)")
+    expect(rows).to_have_count(1, timeout=3_000)
+    expect(rows.first).to_contain_text("signup")
+    panel.locator(".tab", has_text="Event props").click()
+    expect(dashboard.locator("#rows-events .row.head .label")).to_have_text("Plan", timeout=3_000)
+    values = dashboard.locator("#rows-events .row:not(.head) .label")
+    expect(values).to_have_text(["pro", "team"], timeout=3_000)
+    dashboard.close()
+
+
 def test_visitor_supplied_markup_is_shown_as_text(
     browser: Browser, live_server: ServerProcess
 ) -> None:

@@ -90,6 +90,15 @@ class FakeStore:
     async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
         return {"bot:ua_pattern": 2}
 
+    async def prop_keys(self, site_id: str) -> list[str]:
+        if self.broken:
+            raise StoreUnavailable("the store is down")
+        found: dict[str, None] = {}
+        for e in sorted(self.stored, key=lambda e: (e.timestamp, e.event_id)):
+            if e.site_id == site_id:
+                found.update(dict.fromkeys(e.props))
+        return list(found)
+
 
 def quality_of(store: FakeStore) -> Quality:
     """The real quality source over a tally nobody refused anything into."""
@@ -732,3 +741,29 @@ async def test_a_failing_store_leaves_the_live_list_to_new_events(
     frames = [await frame_of(client) for _ in range(2)]
     pushed = [f for f in frames if f["type"] == "event"]
     assert [e["path"] for e in pushed[0]["events"]] == ["/later"]
+
+
+async def test_the_props_tab_offers_keys_stored_before_anyone_watched(
+    hub: LiveHub, store: FakeStore, fanout: MemoryFanout
+) -> None:
+    """A dashboard opened after a site sent custom properties breaks them down (the first
+    ``prop_breakdowns`` stored keys); keys of live events take the first places."""
+    start = now_ms() - 3_600_000
+    keys = ["plan", "seats", "coupon", "size"]
+    store.stored = [
+        event(f"k{n}", start + n * 1000, "v1", "x1", site=SITE, props={key: "a"})
+        for n, key in enumerate(keys)
+    ] + [event("o1", start, "v2", "x2", site="other.example", props={"theirs": 1})]
+    client = await hub.connect({"site_id": SITE, "period": "day"})
+    snapshot = await frame_of(client)
+    offered = [k for k in snapshot["breakdowns"] if k.startswith("prop:")]
+    assert offered == ["prop:plan", "prop:seats", "prop:coupon"]  # LiveConfig.prop_breakdowns
+    message = json.loads(processed(2, ["/new"]))
+    message["events"][0]["props"] = {"color": "red"}
+    await fanout.publish(f"site:{SITE}", json.dumps(message).encode())
+    for _ in range(50):
+        frame = await frame_of(client)
+        if frame["type"] == "update":
+            break
+    offered = [k for k in frame["breakdowns"] if k.startswith("prop:")]
+    assert offered == ["prop:color", "prop:plan", "prop:seats"]

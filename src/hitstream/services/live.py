@@ -257,6 +257,16 @@ class LiveHub:
         room = self.config.recent_events - len(feed.recent)
         if room > 0:
             feed.recent.extendleft(reversed(older[max(len(older) - room, 0) :]))
+        try:  # the props tab offers the keys stored before anyone watched, after live ones
+            keys = await self.store.prop_keys(feed.site_id)
+        except HitstreamError as exc:
+            log.warning(
+                "live feed of %s starts without its stored prop keys: %s", feed.site_id, exc
+            )
+            return
+        for key in keys:
+            if key in feed.prop_keys or len(feed.prop_keys) < _MAX_PROP_KEYS:
+                feed.prop_keys[key] += 0
 
     def _detach(self, client: LiveClient) -> None:
         key = client.view

@@ -75,6 +75,7 @@ class VersionSource(Protocol):
     async def latest_events(
         self, site_id: str, start_ms: int, end_ms: int, limit: int
     ) -> list[ProcessedEvent]: ...
+    async def prop_keys(self, site_id: str) -> list[str]: ...
 
 
 LIVE_FIELDS: Final = (

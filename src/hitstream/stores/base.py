@@ -146,6 +146,13 @@ class Store(Registry, ABC):
     async def sites(self) -> list[str]: ...
 
     @abstractmethod
+    async def prop_keys(self, site_id: str) -> list[str]:
+        """The custom property keys of the site's stored events that a dashboard offers, in
+        the order they were first stored, at most ``rollups.PROP_KEYS_PER_SITE``: the keys
+        the site rolls up (the first it sent), or, in a store that keeps no rollups, the
+        first keys of its events."""
+
+    @abstractmethod
     async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
         """reason -> events dropped by the processor, for one site or all."""
 

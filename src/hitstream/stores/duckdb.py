@@ -520,6 +520,13 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
     async def sites(self) -> list[str]:
         return [row[0] for row in await self._rows("SELECT site_id FROM sites ORDER BY site_id")]
 
+    async def prop_keys(self, site_id: str) -> list[str]:
+        rows = await self._rows(
+            "SELECT key FROM rollup_props WHERE site_id = $s ORDER BY from_slot, key",
+            {"s": site_id},
+        )
+        return [row[0] for row in rows]
+
     async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
         rows = await self._rows(
             "SELECT reason, sum(count) FROM drops WHERE $s IS NULL OR site_id = $s GROUP BY reason",

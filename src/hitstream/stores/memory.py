@@ -30,6 +30,7 @@ from hitstream.domain.measures import (
     prop_text,
     reads_engagement,
 )
+from hitstream.domain.rollups import PROP_KEYS_PER_SITE
 from hitstream.domain.stats import (
     EVENT_PROPERTIES,
     PROP_PREFIX,
@@ -290,6 +291,19 @@ class MemoryStore(Store, MemoryRegistry):
     async def sites(self) -> list[str]:
         self._ensure()
         return sorted(self._versions)
+
+    async def prop_keys(self, site_id: str) -> list[str]:
+        self._ensure()
+        found: dict[str, None] = {}
+        ordered = sorted(
+            (e for e in self._events.values() if e.site_id == site_id and e.props),
+            key=lambda e: (e.timestamp, e.event_id),
+        )
+        for e in ordered:
+            for key in e.props:
+                if len(found) < PROP_KEYS_PER_SITE:
+                    found.setdefault(key)
+        return list(found)
 
     async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
         self._ensure()

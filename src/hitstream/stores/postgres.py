@@ -430,6 +430,14 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
         rows = await self._rows('SELECT site_id FROM sites ORDER BY site_id COLLATE "C"')
         return [row[0] for row in rows]
 
+    async def prop_keys(self, site_id: str) -> list[str]:
+        rows = await self._rows(
+            "SELECT key FROM rollup_props WHERE site_id = %(s)s "
+            'ORDER BY from_slot, key COLLATE "C"',
+            {"s": site_id},
+        )
+        return [row[0] for row in rows]
+
     async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
         rows = await self._rows(
             "SELECT reason, sum(count) FROM drops "

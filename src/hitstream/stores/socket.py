@@ -315,6 +315,10 @@ class SocketStore(Store):
         result: list[str] = await self._call("sites")
         return result
 
+    async def prop_keys(self, site_id: str) -> list[str]:
+        result: list[str] = await self._call("prop_keys", site_id)
+        return result
+
     async def drop_counts(self, site_id: str | None = None) -> dict[str, int]:
         result: dict[str, int] = await self._call("drop_counts", site_id)
         return result

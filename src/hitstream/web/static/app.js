@@ -479,13 +479,17 @@
     if (current === 'props') {
       var keys = Object.keys(state.breakdowns).filter(function (k) { return k.indexOf('prop:') === 0; });
       if (!keys.length) body.appendChild(el('p', 'placeholder', 'No custom event props yet.'));
-      keys.forEach(function (k) {
-        body.appendChild(el('h3', 'prop-title', k.slice(5)));
-        body.appendChild(table(k, state.breakdowns[k] || []));
-      });
+      // each headed by its key; the events without the key (pageviews...) are left out
+      keys.forEach(function (k) { body.appendChild(table(k, named(state.breakdowns[k]))); });
       return;
     }
-    body.appendChild(table(current, state.breakdowns[current] || []));
+    var rows = state.breakdowns[current] || [];
+    // events without a name are pageviews, engagement and the like: not custom events
+    body.appendChild(table(current, current === 'event_name' ? named(rows) : rows));
+  }
+
+  function named(rows) {
+    return (rows || []).filter(function (r) { return r.value !== '' && r.value !== null; });
   }
 
   function table(prop, rows) {
@@ -499,7 +503,8 @@
     var columns = 'minmax(0, 1fr)' + metrics.map(function (m, i) { return !i ? ' 72px' : wide ? ' 84px' : ' 58px'; }).join('');
     var head = el('div', 'row head');
     head.style.gridTemplateColumns = columns;
-    head.appendChild(el('span', 'label', LABELS[prop] || prop.replace(/^prop:/, '')));
+    // a custom property's key as sent (not upper-cased: keys differ by case)
+    head.appendChild(el('span', prop.indexOf('prop:') === 0 ? 'label key' : 'label', LABELS[prop] || prop.replace(/^prop:/, '')));
     metrics.forEach(function (m) { head.appendChild(el('span', 'num', COLUMN_LABELS[m] || m)); });
     wrap.appendChild(head);
     var top = Math.max.apply(null, rows.map(function (r) { return r[metrics[0]] || 0; })) || 1;
