@@ -201,15 +201,14 @@ def test_tracked_site_shows_up_live_on_the_dashboard(
     site.click("#outbound")
     site.click("#manual")
     site.click("#signup")
-    acted = time.monotonic()
 
-    expect(card(dashboard, "Events")).to_have_text("6", timeout=2_000)  # 2 pv, 2 clicks, 2 custom
-    expect(card(dashboard, "Pageviews")).to_have_text("2", timeout=100)  # replaceState: no pv
-    seen_after = time.monotonic() - acted
-    assert seen_after < 2.0, f"dashboard caught up after {seen_after:.2f} s"
+    # pushed, no reload; how fast is benchmarks/live_latency.py's to say (a timeout here
+    # only bounds a wait: a loaded CI machine is no measurement)
+    expect(card(dashboard, "Events")).to_have_text("6", timeout=15_000)  # 2 pv, 2 clicks, 2 custom
+    expect(card(dashboard, "Pageviews")).to_have_text("2", timeout=1_000)  # replaceState: no pv
     stream = dashboard.locator("#stream")
     for text in ("signup", "plan=pro", "outbound", "download", "/pricing", "early"):
-        expect(stream).to_contain_text(text, timeout=100)  # "early": queued before load
+        expect(stream).to_contain_text(text, timeout=1_000)  # "early": queued before load
     expect(dashboard.locator("#rows-pages")).to_contain_text("/pricing", timeout=2_000)
     expect(card(dashboard, "Current visitors")).to_have_text("1", timeout=2_000)
     # the first pageview waited for the load event and carried the page load time
