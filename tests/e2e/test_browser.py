@@ -257,22 +257,28 @@ def test_props_sent_before_the_dashboard_opened_are_broken_down(
          "props": {"Plan": "pro"}},
         {"site_id": site, "type": "custom", "name": "signup", "path": "/pricing",
          "props": {"Plan": "team"}},
+        {"site_id": site, "type": "custom", "name": "signup", "path": "/pricing",
+         "props": {"Plan": "team", "a": 1, "b": 2, "c": 3}},
     ]  # fmt: skip
     answer = httpx.post(
         f"{live_server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX}
     )
     assert answer.status_code == 202, answer.text
     dashboard = open_dashboard(browser, live_server, site=site)
-    expect(card(dashboard, "Events")).to_have_text("3", timeout=5_000)
+    expect(card(dashboard, "Events")).to_have_text("4", timeout=5_000)
     panel = dashboard.locator("#panel-events")
     panel.locator(".tab", has_text="Custom events").click()
     rows = dashboard.locator("#rows-events .row:not(.head)")
     expect(rows).to_have_count(1, timeout=3_000)
     expect(rows.first).to_contain_text("signup")
     panel.locator(".tab", has_text="Event props").click()
-    expect(dashboard.locator("#rows-events .row.head .label")).to_have_text("Plan", timeout=3_000)
-    values = dashboard.locator("#rows-events .row:not(.head) .label")
-    expect(values).to_have_text(["pro", "team"], timeout=3_000)
+    expect(dashboard.locator("#charts-events")).to_be_empty()  # the event types chart's tab only
+    # three keys broken down (LiveConfig.prop_breakdowns), the most events first; the fourth named
+    heads = dashboard.locator("#rows-events .row.head .label")
+    expect(heads).to_have_text(["Plan", "a", "b"], timeout=3_000)
+    plan = dashboard.locator("#rows-events .table").first.locator(".row:not(.head) .label")
+    expect(plan).to_have_text(["pro", "team"])  # one visitor each: by value
+    expect(dashboard.locator("#rows-events")).to_contain_text("Also sent: c")
     dashboard.close()
 
 

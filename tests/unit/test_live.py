@@ -758,6 +758,7 @@ async def test_the_props_tab_offers_keys_stored_before_anyone_watched(
     snapshot = await frame_of(client)
     offered = [k for k in snapshot["breakdowns"] if k.startswith("prop:")]
     assert offered == ["prop:plan", "prop:seats", "prop:coupon"]  # LiveConfig.prop_breakdowns
+    assert snapshot["prop_keys"] == keys  # the props tab names the one it does not show
     message = json.loads(processed(2, ["/new"]))
     message["events"][0]["props"] = {"color": "red"}
     await fanout.publish(f"site:{SITE}", json.dumps(message).encode())
@@ -767,3 +768,4 @@ async def test_the_props_tab_offers_keys_stored_before_anyone_watched(
             break
     offered = [k for k in frame["breakdowns"] if k.startswith("prop:")]
     assert offered == ["prop:color", "prop:plan", "prop:seats"]
+    assert frame["prop_keys"] == ["color", *keys]

@@ -24,6 +24,7 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from hitstream.backoff import Backoff
+from hitstream.domain import rollups
 from hitstream.domain.stats import parse_filters
 from hitstream.errors import AdapterUnavailable, HitstreamError, QueryError
 from hitstream.fanout.base import Fanout
@@ -484,6 +485,10 @@ class LiveHub:
             "data_version": version,
             "update_interval_s": round(self._interval(view), 1),
             **state,
+            # every key the feed knows (the props tab names those it does not break down)
+            "prop_keys": [
+                prop for prop, _ in feed.prop_keys.most_common(rollups.PROP_KEYS_PER_SITE)
+            ],
         }
         view.state, view.state_at, view.state_version = state, done, version
         return state

@@ -84,9 +84,9 @@
 
   // charts next to the tables: doughnuts of the device and browser breakdowns, bars of the
   // event types (hand-written SVG: no library)
-  var CHARTS = {
+  var CHARTS = { // [property, kind, title, metric, the one tab it belongs to (none: every tab)]
     devices: [['device', 'doughnut', 'Devices', 'visitors'], ['browser', 'doughnut', 'Browsers', 'visitors']],
-    events: [['event_type', 'bars', 'Event types', 'events']]
+    events: [['event_type', 'bars', 'Event types', 'events', 'event_type']]
   };
 
   var PANELS = [
@@ -281,6 +281,7 @@
     renderCards(results, frame.realtime || {});
     renderChart(frame.timeseries || {}, frame.interval);
     state.breakdowns = frame.breakdowns || {};
+    state.prop_keys = frame.prop_keys || [];
     PANELS.forEach(renderPanel);
     renderQuality(frame.quality || {});
     var hasData = Object.keys(results).some(function (k) { return results[k] && results[k].value; })
@@ -467,8 +468,8 @@
   }
 
   function renderPanel(panel) {
-    renderCharts(panel.id);
     var current = state.tabs[panel.id];
+    renderCharts(panel.id, current);
     var section = $('panel-' + panel.id);
     Array.prototype.forEach.call(section.querySelectorAll('.tab'), function (b) {
       b.classList.toggle('active', b.dataset.tab === current);
@@ -479,8 +480,15 @@
     if (current === 'props') {
       var keys = Object.keys(state.breakdowns).filter(function (k) { return k.indexOf('prop:') === 0; });
       if (!keys.length) body.appendChild(el('p', 'placeholder', 'No custom event props yet.'));
+      var total = function (k) { return named(state.breakdowns[k]).reduce(function (n, r) { return n + (r.events || 0); }, 0); };
+      keys.sort(function (a, b) { return total(b) - total(a); }); // the most events in the period first
       // each headed by its key; the events without the key (pageviews...) are left out
       keys.forEach(function (k) { body.appendChild(table(k, named(state.breakdowns[k]))); });
+      var others = (state.prop_keys || []).filter(function (k) { return keys.indexOf('prop:' + k) < 0; });
+      if (others.length) {
+        body.appendChild(el('p', 'placeholder', 'Also sent: ' + others.join(', ') + ' (this panel breaks down ' +
+          keys.length + ' keys; the Stats API breaks down any: property=prop:' + others[0] + ').'));
+      }
       return;
     }
     var rows = state.breakdowns[current] || [];
@@ -499,6 +507,8 @@
       return wrap;
     }
     var metrics = Object.keys(rows[0]).filter(function (k) { return k !== 'value'; });
+    // on a phone two numbers fit beside the value; the others are on a wider screen
+    if (window.matchMedia && window.matchMedia('(max-width: 520px)').matches) metrics = metrics.slice(0, 2);
     var wide = metrics.length <= 2; // the usual two columns keep their room
     var columns = 'minmax(0, 1fr)' + metrics.map(function (m, i) { return !i ? ' 72px' : wide ? ' 84px' : ' 58px'; }).join('');
     var head = el('div', 'row head');
@@ -513,7 +523,7 @@
       row.type = 'button';
       row.style.gridTemplateColumns = columns;
       var label = valueLabel(prop, r.value);
-      row.title = 'Filter by ' + (LABELS[prop] || prop) + ': ' + label;
+      row.title = 'Filter by ' + (LABELS[prop] || prop.replace(/^prop:/, 'prop ')) + ': ' + label;
       var bar = el('span', 'bar');
       bar.style.width = Math.max(1, (100 * (r[metrics[0]] || 0)) / top) + '%';
       row.appendChild(bar);
@@ -624,11 +634,12 @@
     return figure;
   }
 
-  function renderCharts(panelId) {
+  function renderCharts(panelId, current) {
     var holder = $('charts-' + panelId);
     if (!holder) return;
     clear(holder);
     CHARTS[panelId].forEach(function (chart) {
+      if (chart[4] && chart[4] !== current) return;
       var rows = state.breakdowns[chart[0]] || [];
       var draw = chart[1] === 'doughnut' ? doughnut : bars;
       holder.appendChild(draw(chart[0], chart[2], rows, chart[3]));
