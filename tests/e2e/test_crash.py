@@ -135,9 +135,9 @@ def test_sigkill_under_load_loses_nothing_and_counts_once(tmp_path: Path) -> Non
     )
     try:
         time.sleep(3.0)  # let acknowledged events pile up, some processed, some not yet
-        assert server.proc is not None
-        server.proc.kill()  # SIGKILL: no drain, no flush, no goodbye
-        server.proc.wait(10)
+        # SIGKILL: no drain, no flush, no goodbye (then wait for its children, which die a
+        # moment later: a store opened before that meets one of them going)
+        server.kill()
         load.wait(30)
     finally:
         if load.poll() is None:
