@@ -75,20 +75,18 @@ class DiskUnavailable(AdapterUnavailable):
     """A local folder the process writes to (embedded log or store) refuses writes."""
 
 
+_PARTS: tuple[tuple[type[AdapterUnavailable], str], ...] = (
+    (LogUnavailable, "the event log"),
+    (StoreUnavailable, "the store"),
+    (FanoutUnavailable, "the fan-out"),
+    (DiskUnavailable, "a data folder"),
+)
+
+
 def public_reason(error: AdapterUnavailable) -> str:
     """What a 503 tells the caller: which part is down, not the adapter's own text (a
     database's host and user, a data folder's path), which the server's log keeps."""
-    part = (
-        "the event log"
-        if isinstance(error, LogUnavailable)
-        else "the store"
-        if isinstance(error, StoreUnavailable)
-        else "the fan-out"
-        if isinstance(error, FanoutUnavailable)
-        else "a data folder"
-        if isinstance(error, DiskUnavailable)
-        else "a backing service"
-    )
+    part = next((name for kind, name in _PARTS if isinstance(error, kind)), "a backing service")
     if error.failing_fast:
         return f"{part} is unavailable (failing fast until it answers again); retry later"
     return f"{part} is unavailable; retry later"

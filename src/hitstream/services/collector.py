@@ -283,20 +283,10 @@ class Collector:
                 outcome = validate_event(item, now_ms=now, limits=self.limits)
             if isinstance(outcome, AcceptedEvent):  # the generic validation's
                 outcome = wire.from_accepted(outcome)
-            if isinstance(outcome, list):
-                pass
-            elif overrides:
-                outcome = self._check_site(outcome, sites, origin_host, overrides, principal, seen)
-            else:  # the verdict of a (site, host) without overrides holds for the request
-                place = (outcome.site_id, outcome.hostname)
-                verdict = plain.get(place)
-                if verdict is None:
-                    checked = self._check_site(
-                        outcome, sites, origin_host, overrides, principal, seen
-                    )
-                    verdict = plain[place] = checked if isinstance(checked, list) else []
-                if verdict:
-                    outcome = list(verdict)
+            if not isinstance(outcome, list):
+                outcome = self._check_site(
+                    outcome, sites, origin_host, overrides, principal, seen, plain
+                )
             if isinstance(outcome, list):
                 self._count_rejection(item, outcome)
                 rejected.append(
@@ -349,7 +339,32 @@ class Collector:
         overrides: Mapping[str, object],
         principal: Principal,
         seen: dict[tuple[str, str], tuple[bool, bool]],
+        plain: dict[tuple[str, str], list[Problem]],
     ) -> wire.Event | list[Problem]:
+        """``event`` or its problems with its site; ``seen`` and ``plain`` keep, per (site,
+        host) for the request, what the checks found (``plain``: the problems of an event that
+        sets no overrides, the same for every such event there)."""
+        if overrides:
+            return (
+                self._site_problems(event, sites, origin_host, overrides, principal, seen) or event
+            )
+        place = (event.site_id, event.hostname)
+        verdict = plain.get(place)
+        if verdict is None:
+            verdict = plain[place] = self._site_problems(
+                event, sites, origin_host, overrides, principal, seen
+            )
+        return list(verdict) if verdict else event
+
+    def _site_problems(
+        self,
+        event: wire.Event,
+        sites: Mapping[str, Site],
+        origin_host: str | None,
+        overrides: Mapping[str, object],
+        principal: Principal,
+        seen: dict[tuple[str, str], tuple[bool, bool]],
+    ) -> list[Problem]:
         site = sites.get(event.site_id)
         if site is None:
             return [Problem("site_id", "is not a registered site")]
@@ -372,7 +387,7 @@ class Collector:
             problems.append(Problem("url", "its host is not an allowed host of the site"))
         if origin_host is not None and not site.allows(origin_host):
             problems.append(Problem("origin", "is not an allowed host of the site"))
-        return problems or event
+        return problems
 
     def _limit(
         self, client_ip: str, sent: int, events: list[wire.Event], principal: Principal
