@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -14,6 +15,29 @@ from prometheus_client.registry import Collector
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BACKLOG_BUCKETS = (*_LATENCY_BUCKETS, 30.0, 60.0, 300.0, 1800.0)
 """Ingest-to-store can reach minutes when processors fall behind: keep that visible."""
+
+
+def observe_many(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """``histogram.observe`` of each of ``amounts``, with one locked increment per bucket
+    rather than one a value (a processor batch observes thousands of events: ~3 µs each,
+    bucket by bucket). Through prometheus_client's histogram internals when they are there
+    (a test compares both ways' exposition), else value by value."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    found = [0] * len(bounds)
+    summed = 0.0
+    for amount in amounts:
+        found[bisect.bisect_left(bounds, amount)] += 1  # the first bound >= amount
+        summed += amount
+    total.inc(summed)
+    for i, n in enumerate(found):
+        if n:
+            buckets[i].inc(n)
 
 
 class _MallInfo2(ctypes.Structure):

@@ -36,7 +36,7 @@ from hitstream.domain.sessions import Sessionizer
 from hitstream.errors import AdapterUnavailable, PositionConflict
 from hitstream.fanout.base import Fanout
 from hitstream.log.base import EventLog, LogConsumer
-from hitstream.metrics import Metrics
+from hitstream.metrics import Metrics, observe_many
 from hitstream.services.live_views import live_event
 from hitstream.services.pipeline import Pipeline
 from hitstream.services.runner import BatchAbandoned, BatchRunner, Stored
@@ -271,8 +271,10 @@ class Processor:
         try:
             await self._consumer_commit(stored.positions)
             now = self._clock()
-            for event in stored.events:
-                self.metrics.end_to_end_seconds.observe(max(0, now - event.received_at) / 1000)
+            observe_many(
+                self.metrics.end_to_end_seconds,
+                [max(0, now - event.received_at) / 1000 for event in stored.events],
+            )
             self.metrics.events_processed.inc(len(stored.events))
             for (_, reason), count in stored.drops.items():
                 self.metrics.events_dropped.labels(reason).inc(count)

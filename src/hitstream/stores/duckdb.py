@@ -125,14 +125,15 @@ def _write_fresh(
         conn.execute(*writes.insert_events(events, skip_stored=False))
     deltas = rollup_views.Deltas()
     kept: tuple[int, int | None] = (0, None)
+    visit_rows = None
     if keep:
         sites = {e.site_id for e in events} | {s.site_id for s in sessions}
         segments = rollups.segments_of(conn, sites) if sites else {}
-        deltas, appended, lowest = rollups.keep(conn, events, sessions, keys, segments)
+        deltas, appended, lowest, visit_rows = rollups.keep(conn, events, sessions, keys, segments)
         kept = (appended, lowest)
     else:
         rollups.stop_at(conn, {e.site_id for e in events} | {s.site_id for s in sessions})
-    for sql, params in writes.rest_statements(batch, events, sessions):
+    for sql, params in writes.rest_statements(batch, events, sessions, visit_rows):
         conn.execute(sql, params)
     writes.finish(conn, batch, writes.written_sites(batch, events, sessions))
     return deltas, kept

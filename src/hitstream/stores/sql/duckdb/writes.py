@@ -129,13 +129,28 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def upsert_sessions(sessions: Sequence[Session]) -> list[Statement]:
+def upsert_sessions(
+    sessions: Sequence[Session], stored: Mapping[tuple[str, str], int] | None = None
+) -> list[Statement]:
     """The visit rows, replacing stored ones: the stored rows of these visits are deleted
     through the index on ``session_id`` (ids as literals, so that the index is used), then
     all are inserted. ``INSERT ... ON CONFLICT DO UPDATE`` did the same in one statement but
-    cost ~110 ms at 2 M visits whatever the batch (measured at 10 M events: 25 visits)."""
+    cost ~110 ms at 2 M visits whatever the batch (measured at 10 M events: 25 visits).
+    ``stored``: (site, visit) -> rowid of each stored row of these visits, when the write
+    looked them up already (the rollups do): those rows are deleted by rowid, ~20 times
+    cheaper than finding them again."""
     statements: list[Statement] = []
-    ordered = sorted({(s.site_id, s.session_id) for s in sessions})
+    if stored is not None:
+        keys = {(s.site_id, s.session_id) for s in sessions}
+        rowids = sorted(rowid for visit, rowid in stored.items() if visit in keys)
+        if rowids:
+            statements.append(
+                (
+                    "DELETE FROM sessions WHERE rowid IN (SELECT unnest($ids::BIGINT[]))",
+                    {"ids": rowids},
+                )
+            )
+    ordered = [] if stored is not None else sorted({(s.site_id, s.session_id) for s in sessions})
     for at in range(0, len(ordered), IDS_PER_STATEMENT):
         chunk = ordered[at : at + IDS_PER_STATEMENT]
         ids = ", ".join(literal(visit) for visit in sorted({visit for _, visit in chunk}))
@@ -181,13 +196,16 @@ def batch_rows(batch: WriteBatch) -> tuple[list[ProcessedEvent], list[Session]]:
 
 
 def rest_statements(
-    batch: WriteBatch, events: Sequence[ProcessedEvent], sessions: Sequence[Session]
+    batch: WriteBatch,
+    events: Sequence[ProcessedEvent],
+    sessions: Sequence[Session],
+    stored: Mapping[tuple[str, str], int] | None = None,
 ) -> list[Statement]:
     """The visit rows and drops of a write, after the events' insert (``finish`` then bumps
-    the data versions and moves the positions)."""
+    the data versions and moves the positions); ``stored`` as ``upsert_sessions``'s."""
     statements: list[Statement] = []
     if sessions:
-        statements += upsert_sessions(sessions)
+        statements += upsert_sessions(sessions, stored)
     if batch.drops:
         keys = list(batch.drops)
         statements.append(
