@@ -466,6 +466,49 @@ def visit_contribution(
             prev = hour
 
 
+def _one_slot_contribution(
+    counts: Counts,
+    site: str,
+    visit: str,
+    hour: int,
+    entries: Iterable[tuple[Member, int, int]],
+    facts: Facts,
+    sign: int,
+    visitor_too: bool,
+) -> None:
+    """``visit_contribution`` of a visit that has one slot, at ``hour``, from its members'
+    ``entries`` (``_members``, each member once): each member's chain is one row, the first
+    of its chain. The same rows without ``_hours``'s per-member period maps and sorts (most
+    visits are shorter than a period)."""
+    facts_row = facts.get((site, visit)) if visit else None
+    measured = sign if facts_row is not None else 0
+    bounces = sign if facts_row is not None and facts_row.bounce else 0
+    duration = sign * facts_row.duration_ms if facts_row is not None else 0
+    visitors = sign if visitor_too else 0
+    visits = sign if visit else 0
+    for (prop, value), pageviews, events in entries:
+        key = (site, prop, value, hour, NONE)
+        row = counts.get(key)
+        if row is None:
+            counts[key] = [
+                visitors,
+                visits,
+                measured,
+                bounces,
+                duration,
+                sign * pageviews,
+                sign * events,
+            ]
+        else:
+            row[_PAGEVIEWS] += sign * pageviews
+            row[_EVENTS] += sign * events
+            row[_VISITORS] += visitors
+            row[_VISITS] += visits
+            row[_MEASURED] += measured
+            row[_BOUNCES] += bounces
+            row[_DURATION] += duration
+
+
 def visitor_contribution(
     counts: Counts, site: str, hours_of: Hours, sign: int, since: int = NONE
 ) -> None:
@@ -586,7 +629,8 @@ def change(
     _contribute(counts, before, old_facts, visits, visitors, -1, segments, since, together, dirty)
     _contribute(counts, after, new_facts, visits, visitors, 1, segments, since, together, dirty)
     if dirty is not None:
-        _carried_differences(counts, after, old_facts, new_facts, dirty, segments)
+        had_slots = {(slot.site, slot.visit) for slot in before.values() if slot.visit}
+        _carried_differences(counts, after, old_facts, new_facts, dirty, segments, had_slots)
     return Change(list(changed.values()), {k: v for k, v in counts.items() if any(v)})
 
 
@@ -735,14 +779,18 @@ def _carried_differences(
     new_facts: Facts,
     dirty: _Dirty,
     segments: Segments | None,
+    had_slots: AbstractSet[tuple[str, str]],
 ) -> None:
     """For each visit whose row changed what its chain rows carry (``_carried``): add the
     difference on every chain row of the members the write did not walk (their periods are
-    the same before and after)."""
+    the same before and after). ``had_slots``: the (site, visit) of every slot before the
+    write."""
     moved: dict[tuple[str, str], tuple[int, int, int]] = {}
     for visit in dirty.visits:
         site, visit_id, _ = visit
-        if visit_id:
+        # a visit with no slot before the write has only fresh slots: every member of them
+        # was walked (the fresh events' and the visit rows'), none is left to carry
+        if visit_id and (site, visit_id) in had_slots:
             old, new = (
                 _carried(old_facts.get((site, visit_id))),
                 _carried(new_facts.get((site, visit_id))),
@@ -803,6 +851,17 @@ def _contribute(
         both = together.get((site, slots[0].visitor)) == visit
         wanted = None if dirty is None else dirty.visits.get(visit, set())
         if wanted is not None and not wanted:
+            continue
+        if len(slots) == 1:
+            slot = slots[0]
+            entries = (
+                _members(slot, facts, segments)
+                if wanted is None
+                else _some_members(slot, facts, segments, wanted)
+            )
+            _one_slot_contribution(
+                counts, site, visit_id, slot.hour, entries, facts, sign, visitor_too=both
+            )
             continue
         found = _hours(slots, facts, segments, wanted)
         visit_contribution(counts, site, visit_id, found, facts, sign, visitor_too=both)
