@@ -146,6 +146,18 @@ def test_events_in_stats_out(live_server: ServerProcess) -> None:
         headers=live_server.headers,
     ).json()
     assert realtime["visitors"] == 2
+    mobile = httpx.get(
+        f"{live_server.url}/api/v1/stats/realtime",
+        params={"site_id": site, "filters": "device==mobile"},
+        headers=live_server.headers,
+    ).json()
+    assert mobile["visitors"] == 1  # the filters apply, as to every stats answer
+    bogus = httpx.get(
+        f"{live_server.url}/api/v1/stats/realtime",
+        params={"site_id": site, "filters": "bogus==1"},
+        headers=live_server.headers,
+    )
+    assert (bogus.status_code, bogus.json()["error"]["field"]) == (400, "filters")
     listed = httpx.get(f"{live_server.url}/api/v1/sites", headers=live_server.headers).json()
     assert site in [s["site_id"] for s in listed["sites"]]
 

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from hitstream.cache.memory import MemoryCache
-from hitstream.domain.stats import StatsQuery
+from hitstream.domain.stats import Filter, StatsQuery
 from hitstream.errors import QueryError
 from hitstream.metrics import Metrics
 from hitstream.services.live_views import parse_view, query_view
@@ -56,8 +56,8 @@ class OneByOne:
     async def breakdown(self, query: StatsQuery) -> dict[str, Any]:
         return await self.stats.breakdown(query)
 
-    async def realtime(self, site_id: str) -> dict[str, Any]:
-        return await self.stats.realtime(site_id)
+    async def realtime(self, site_id: str, filters: tuple[Filter, ...] = ()) -> dict[str, Any]:
+        return await self.stats.realtime(site_id, filters)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from hitstream.cache.memory import MemoryCache
 from hitstream.domain.events import ProcessedEvent
-from hitstream.domain.stats import StatsQuery
+from hitstream.domain.stats import Filter, StatsQuery, parse_filters
 from hitstream.errors import AccessDenied, QueryError, StoreUnavailable
 from hitstream.fanout.memory import MemoryFanout
 from hitstream.metrics import Metrics
@@ -59,7 +59,7 @@ class FakeStats:
         self.calls["breakdown"] += 1
         return {"property": query.property, "results": [{"value": "/x", "visitors": 1}]}
 
-    async def realtime(self, site_id: str) -> dict[str, Any]:
+    async def realtime(self, site_id: str, filters: tuple[Filter, ...] = ()) -> dict[str, Any]:
         self.calls["realtime"] += 1
         return {"visitors": 1}
 
@@ -634,6 +634,8 @@ async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
     client = await hub.connect({"site_id": "a.io", "period": "day"})
     snapshot = await frame_of(client)
     assert snapshot["aggregate"]["results"]["pageviews"]["value"] == 0
+    filtered = await hub.connect({"site_id": "a.io", "period": "day", "filters": "page==/p3"})
+    await frame_of(filtered)
     await subscribed(fanout, "site:a.io")
 
     now = now_ms()
@@ -655,6 +657,11 @@ async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
     pages = {row["value"]: row["pageviews"] for row in update["breakdowns"]["page"]}
     assert pages == {"/p1": 1, "/p2": 1, "/p3": 1}
     assert update["realtime"] == await stats.realtime("a.io")
+    # the realtime figures follow the view's filters, as the API's do
+    frames = [await frame_of(filtered), await frame_of(filtered)]
+    narrow = {frame["type"]: frame for frame in frames}["update"]
+    assert narrow["realtime"] == await stats.realtime("a.io", parse_filters("page==/p3"))
+    assert (narrow["realtime"]["visitors"], update["realtime"]["visitors"]) == (1, 2)
     await hub.close()
     await processor.close()
 
@@ -698,12 +705,12 @@ async def test_a_new_feed_lists_the_newest_stored_events_before_any_new_one(
     first = snapshot["events"][0]
     assert first["path"] == ours[20].path and first["timestamp"] == ours[20].timestamp
     assert "visitor_id" not in first and "session_id" not in first
-    # a second view of the same feed filters the same list
+    # a filtered view lists its own newest matches, also those older than the shared list
     other = await hub.connect({"site_id": SITE, "period": "day", "filters": "page==/p1"})
     filtered = await frame_of(other)
-    assert [e["event_id"] for e in filtered["events"]] == [
-        e.event_id for e in ours[20:] if e.path == "/p1"
-    ]
+    matching = [e.event_id for e in ours if e.path == "/p1"]
+    assert [e["event_id"] for e in filtered["events"]] == matching[-50:]
+    assert len(matching) > len([e for e in ours[20:] if e.path == "/p1"])  # it searched
 
 
 async def test_events_received_while_the_feed_fills_are_kept_once_and_last(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hitstream.cache.memory import MemoryCache
-from hitstream.domain.stats import Range, StatsQuery, build_query
+from hitstream.domain.stats import Range, StatsQuery, build_query, parse_filters
 from hitstream.metrics import Metrics
 from hitstream.services.stats import StatsService
 from hitstream.stores.base import WriteBatch
@@ -115,3 +115,9 @@ async def test_realtime_gives_active_users_and_events_per_minute_over_five_minut
     assert got["active_users"] == got["visitors"] == len({e.visitor_id for e in counted})
     assert got["events_per_minute"] == round(len(counted) / 5, 2)
     assert 0 < len(counted) < len([e for e in made if e.type != "engagement"])
+    # of the events that pass the filters, as every other answer
+    views = [e for e in counted if e.type == "pageview"]
+    filtered = await service.realtime(made[0].site_id, parse_filters("event_type==pageview"))
+    assert filtered["visitors"] == len({e.visitor_id for e in views})
+    assert filtered["events_per_minute"] == round(len(views) / 5, 2)
+    assert 0 < len(views) < len(counted)

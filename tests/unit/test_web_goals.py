@@ -122,6 +122,16 @@ async def test_goal_access_and_bad_input(runtime: Runtime, client: httpx.AsyncCl
     ]:
         bad = await client.post(url, json=body, headers=admin)
         assert (bad.status_code, bad.json()["error"]["field"]) == (400, field), body
+    # a body that is not JSON names the body and where it broke; another media type is a 415
+    torn = await client.post(
+        url, content=b'{"name": ', headers={**admin, "Content-Type": "application/json"}
+    )
+    assert (torn.status_code, torn.json()["error"]["field"]) == (400, "body")
+    assert "character 9" in torn.json()["error"]["reason"]
+    plain = await client.post(
+        url, content=b'{"name": "X", "page": "/a"}', headers={**admin, "Content-Type": "text/plain"}
+    )
+    assert (plain.status_code, plain.json()["error"]["field"]) == (415, "content-type")
     gone = await client.delete(f"{url}/Signup", headers=admin)
     assert gone.status_code == 200
     assert (await client.delete(f"{url}/Signup", headers=admin)).status_code == 404
@@ -133,6 +143,19 @@ async def test_goal_access_and_bad_input(runtime: Runtime, client: httpx.AsyncCl
     assert (await client.get(furl, headers=reader)).json() == {"funnels": [flow]}
     few = await client.post(furl, json={**flow, "name": "F", "steps": ["page==/"]}, headers=admin)
     assert (few.status_code, few.json()["error"]["field"]) == (400, "steps")
+    # a saved funnel names goals of the site only, and keeps the goals it names
+    nope = {"name": "G", "steps": ["page==/", "goal==Nope"]}
+    refused_steps = await client.post(furl, json=nope, headers=admin)
+    assert (refused_steps.status_code, refused_steps.json()["error"]["field"]) == (400, "steps")
+    assert "Nope" in refused_steps.json()["error"]["reason"]
+    assert (await client.post(url, json=GOALS[2], headers=admin)).status_code == 201
+    with_goal = {"name": "G", "steps": ["page==/", f"goal=={GOALS[2]['name']}"]}
+    assert (await client.post(furl, json=with_goal, headers=admin)).status_code == 201
+    in_use = await client.delete(f"{url}/{GOALS[2]['name']}", headers=admin)
+    assert (in_use.status_code, in_use.json()["error"]["field"]) == (409, "name")
+    assert "'G'" in in_use.json()["error"]["reason"]
+    assert (await client.delete(f"{furl}/G", headers=admin)).status_code == 200
+    assert (await client.delete(f"{url}/{GOALS[2]['name']}", headers=admin)).status_code == 200
     # stats
     stats = "/api/v1/stats"
     assert (await client.get(f"{stats}/funnel", params=PERIOD)).status_code == 401

@@ -75,6 +75,10 @@ class LiveConfig:
     backfill_ms: int = 86_400_000
     """How far back a new feed looks for stored events to list (and as far ahead, for
     clocks that run fast)."""
+    filtered_search: int = 2_000
+    """How many of the site's newest stored events (of the last ``backfill_ms``) a filtered
+    view's snapshot searches for its own newest ``recent_events`` when the site's shared list
+    holds fewer matches (a filter on a page the last 50 events did not visit)."""
     recent_alerts: int = 20
     breakdown_limit: int = 10
     prop_breakdowns: int = 3
@@ -427,6 +431,8 @@ class LiveHub:
                 if view.contains(_int(e.get("timestamp")), now_ms)
                 and event_matches(e, view.filters)
             ]
+            if view.filters and len(recent) < self.config.recent_events:
+                recent = await self._more_matches(feed, view, recent, now_ms)
             body = {
                 "type": "snapshot",
                 "view": view.key.as_dict(),
@@ -436,6 +442,35 @@ class LiveHub:
             }
             client.push(Frame("snapshot", _encode(body), view.key))
             client.ready = True
+
+    async def _more_matches(
+        self, feed: SiteFeed, view: View, found: list[dict[str, Any]], now_ms: int
+    ) -> list[dict[str, Any]]:
+        """A filtered view's newest ``recent_events`` matches: ``found`` (from the shared
+        list) and those among the site's newest ``filtered_search`` stored events; a store
+        that fails leaves ``found``."""
+        try:
+            stored = await self.store.latest_events(
+                feed.site_id,
+                now_ms - self.config.backfill_ms,
+                now_ms + self.config.backfill_ms,
+                self.config.filtered_search,
+            )
+        except HitstreamError as exc:
+            log.warning("live list of a filtered view of %s: %s", feed.site_id, exc)
+            return found
+        have = {e.get("event_id") for e in found}
+        more = [
+            e
+            for e in map(live_event, stored)
+            if e.get("event_id") not in have
+            and view.contains(_int(e.get("timestamp")), now_ms)
+            and event_matches(e, view.filters)
+        ]
+        merged = sorted(
+            [*more, *found], key=lambda e: (_int(e.get("timestamp")), str(e.get("event_id")))
+        )
+        return merged[-self.config.recent_events :]
 
     def _interval(self, view: View) -> float:
         return update_interval(

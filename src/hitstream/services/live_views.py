@@ -52,7 +52,9 @@ class LiveStats(Protocol):
     async def aggregate(self, query: StatsQuery) -> dict[str, Any]: ...
     async def timeseries(self, query: StatsQuery) -> dict[str, Any]: ...
     async def breakdown(self, query: StatsQuery) -> dict[str, Any]: ...
-    async def realtime(self, site_id: str) -> dict[str, Any]: ...
+    async def realtime(
+        self, site_id: str, filters: tuple[Filter, ...] = ()
+    ) -> dict[str, Any]: ...
 
 
 Ask = tuple[Literal["aggregate", "timeseries", "breakdown", "realtime"], StatsQuery]
@@ -62,7 +64,7 @@ Ask = tuple[Literal["aggregate", "timeseries", "breakdown", "realtime"], StatsQu
 class BatchStats(LiveStats, Protocol):
     """A stats service that answers a whole view with one store call (``StatsService``)."""
 
-    def realtime_query(self, site_id: str) -> StatsQuery: ...
+    def realtime_query(self, site_id: str, filters: tuple[Filter, ...] = ()) -> StatsQuery: ...
     async def answer_all(
         self, site_id: str, asks: Sequence[Ask]
     ) -> tuple[int, list[dict[str, Any]]]: ...
@@ -263,7 +265,8 @@ async def query_view(
     asks: list[Ask] = [
         ("aggregate", key.compared(now_ms, metrics=",".join(METRICS))),
         ("timeseries", key.query(now_ms, metrics=SERIES_METRICS)),
-        ("realtime", StatsQuery(key.site_id, Range(0, 0))),  # the service's own, below
+        # the service's own query (below), of the view's filters
+        ("realtime", StatsQuery(key.site_id, Range(0, 0), filters=key.query(now_ms).filters)),
         *(
             ("breakdown", key.query(now_ms, property=prop, metrics=metrics, limit=limit))
             for prop, metrics in properties.items()
@@ -294,11 +297,14 @@ async def _answers(
     """The body of each ask: in one batch when the service answers batches, else
     concurrently one by one (the first failure raised either way)."""
     if isinstance(stats, BatchStats):
-        asks = [(k, stats.realtime_query(site_id) if k == "realtime" else q) for k, q in asks]
+        asks = [
+            (k, stats.realtime_query(site_id, q.filters) if k == "realtime" else q)
+            for k, q in asks
+        ]
         return await stats.answer_all(site_id, asks)
 
-    async def realtime(_query: StatsQuery) -> dict[str, Any]:
-        return await stats.realtime(site_id)
+    async def realtime(query: StatsQuery) -> dict[str, Any]:
+        return await stats.realtime(site_id, query.filters)
 
     single = {
         "aggregate": stats.aggregate,

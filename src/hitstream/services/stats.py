@@ -280,19 +280,21 @@ class StatsService:
 
         return await self._cached("funnel", keyed, compute)
 
-    def realtime_query(self, site_id: str) -> StatsQuery:
-        """The query ``realtime`` answers now."""
+    def realtime_query(self, site_id: str, filters: tuple[Filter, ...] = ()) -> StatsQuery:
+        """The query ``realtime`` answers now (of the events that pass ``filters``)."""
         now = self.now_ms("realtime")
         return StatsQuery(
             site_id=site_id,
             range=resolve_period("realtime", now),
             metrics=("visitors", "events"),
+            filters=filters,
         )
 
-    async def realtime(self, site_id: str) -> JSON:
-        return await self._realtime_of(self.store, self.realtime_query(site_id))
+    async def realtime(self, site_id: str, filters: tuple[Filter, ...] = ()) -> JSON:
+        return await self._realtime_of(self.store, self.realtime_query(site_id, filters))
 
     async def _realtime_of(self, reads: Reads, query: StatsQuery) -> JSON:
+        query = await self.with_goals(query)
         return await self._cached("realtime", query, lambda: self._realtime(reads, query), reads)
 
     async def _realtime(self, reads: Reads, query: StatsQuery) -> JSON:

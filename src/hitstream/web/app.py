@@ -139,7 +139,20 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
-        loc = [str(part) for part in first.get("loc", ()) if part not in ("query", "body")]
+        where = tuple(first.get("loc", ()))
+        if where[:1] == ("body",):
+            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media and media != "application/json" and not media.endswith("+json"):
+                metrics.requests_rejected.labels("415", "content-type").inc()
+                return _error(
+                    415, "content-type", f"send the body as application/json, not {media}"
+                )
+            if first.get("type") == "json_invalid":  # loc is ("body", character position)
+                at = where[1] if len(where) > 1 else 0
+                why = str((first.get("ctx") or {}).get("error", "not valid JSON")).lower()
+                metrics.requests_rejected.labels("400", "body").inc()
+                return _error(400, "body", f"is not valid JSON: {why} at character {at}")
+        loc = [str(part) for part in where if part not in ("query", "body")]
         field = ".".join(loc) or "request"
         metrics.requests_rejected.labels("400", field).inc()
         return _error(400, field, str(first.get("msg", "is invalid")).lower())

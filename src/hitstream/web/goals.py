@@ -3,7 +3,9 @@
 Access follows the site settings: whoever reads the site's stats lists its goals and funnels
 and reads funnel stats; changing them takes ``manage_site`` (an admin, or an admin key of the
 site). Names are unique per site (409 on a taken one); bad definitions are 400s naming the
-field (``page``, ``event_name``, ``props``, ``steps``, ``step``, ``window``).
+field (``page``, ``event_name``, ``props``, ``steps``, ``step``, ``window``). A saved funnel's
+goal steps name goals of the site (a 400 naming ``steps`` otherwise), and a goal that a saved
+funnel uses is not removed (a 409 naming the funnels): a saved funnel always runs.
 """
 
 from __future__ import annotations
@@ -14,9 +16,16 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from hitstream.domain.access import Action
-from hitstream.domain.errors import NotFound, QueryError
-from hitstream.domain.funnels import MAX_FUNNELS, MAX_STEPS, check_window, new_funnel, parse_steps
-from hitstream.domain.goals import MAX_GOALS, new_goal
+from hitstream.domain.errors import Conflict, NotFound, QueryError
+from hitstream.domain.funnels import (
+    MAX_FUNNELS,
+    MAX_STEPS,
+    Funnel,
+    check_window,
+    new_funnel,
+    parse_steps,
+)
+from hitstream.domain.goals import GOAL_PROPERTY, MAX_GOALS, named, new_goal
 from hitstream.web.auth import SITE_RESPONSES, CallerDep, GateDep
 from hitstream.web.deps import StatsDep
 from hitstream.web.openapi import ERROR_REF
@@ -101,12 +110,25 @@ async def remove_goal(
     site_id: SitePath, name: NamePath, caller: CallerDep, gate: GateDep
 ) -> dict[str, Any]:
     await gate.check(caller.principal, Action.MANAGE_SITE, site_id)
+    using = [f.name for f in await gate.registry.funnels(site_id) if name in _goals_of(f)]
+    if using:
+        raise Conflict(
+            "name",
+            f"goal {name!r} is a step of the saved funnel(s) {', '.join(map(repr, using))}: "
+            "remove those funnels first",
+        )
     if not await gate.registry.remove_goal(site_id, name):
         raise NotFound("name", f"{site_id} has no goal named {name!r}")
     return {"site_id": site_id, "name": name, "removed": True}
 
 
 # -- saved funnels ------------------------------------------------------------------------
+
+
+def _goals_of(funnel: Funnel) -> list[str]:
+    """The goal names a funnel's steps name (``goal==Signup|Trial``)."""
+    steps = parse_steps(funnel.steps, "steps")
+    return [name for step in steps if step.property == GOAL_PROPERTY for name in step.values]
 
 
 @router.get("/sites/{site_id}/funnels", summary="A site's saved funnels", responses=SITE_RESPONSES)
@@ -126,6 +148,9 @@ async def add_funnel(
 ) -> dict[str, Any]:
     await gate.check(caller.principal, Action.MANAGE_SITE, site_id)
     funnel = new_funnel(body.model_dump())
+    wanted = _goals_of(funnel)
+    if wanted:  # a 400 naming steps when one is not a goal of the site
+        named(await gate.registry.goals(site_id), wanted, "steps")
     if len(await gate.registry.funnels(site_id)) >= MAX_FUNNELS:
         raise QueryError("name", f"a site has at most {MAX_FUNNELS} funnels")
     await gate.registry.add_funnel(site_id, funnel)

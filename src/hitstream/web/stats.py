@@ -361,7 +361,7 @@ REALTIME_SCHEMA: dict[str, Any] = {
     description="The live figures of the last 5 minutes, also pushed in every live frame "
     "(`realtime`): `visitors` and `active_users` (the seeds' name for the same count: "
     "distinct visitors with an event), and `events_per_minute` (events, engagement "
-    "measurements excluded, divided by 5).",
+    "measurements excluded, divided by 5); of the events that pass `filters`, as everywhere.",
     responses={
         **SITE_RESPONSES,
         200: {
@@ -371,10 +371,11 @@ REALTIME_SCHEMA: dict[str, Any] = {
     },
 )
 async def realtime(
-    stats: StatsDep, caller: CallerDep, gate: GateDep, site_id: SiteId
+    stats: StatsDep, caller: CallerDep, gate: GateDep, site_id: SiteId, filters: Filters = None
 ) -> dict[str, Any]:
     await gate.check(caller.principal, Action.READ_STATS, site_id)
-    return await stats.realtime(site_id)
+    query = _query(stats, site_id=site_id, period="realtime", filters=filters)
+    return await stats.realtime(site_id, query.filters)
 
 
 @router.get(
