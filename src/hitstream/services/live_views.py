@@ -52,9 +52,7 @@ class LiveStats(Protocol):
     async def aggregate(self, query: StatsQuery) -> dict[str, Any]: ...
     async def timeseries(self, query: StatsQuery) -> dict[str, Any]: ...
     async def breakdown(self, query: StatsQuery) -> dict[str, Any]: ...
-    async def realtime(
-        self, site_id: str, filters: tuple[Filter, ...] = ()
-    ) -> dict[str, Any]: ...
+    async def realtime(self, site_id: str, filters: tuple[Filter, ...] = ()) -> dict[str, Any]: ...
 
 
 Ask = tuple[Literal["aggregate", "timeseries", "breakdown", "realtime"], StatsQuery]
@@ -298,8 +296,7 @@ async def _answers(
     concurrently one by one (the first failure raised either way)."""
     if isinstance(stats, BatchStats):
         asks = [
-            (k, stats.realtime_query(site_id, q.filters) if k == "realtime" else q)
-            for k, q in asks
+            (k, stats.realtime_query(site_id, q.filters) if k == "realtime" else q) for k, q in asks
         ]
         return await stats.answer_all(site_id, asks)
 
