@@ -149,7 +149,9 @@ def create_app(
                 )
             if first.get("type") == "json_invalid":  # loc is ("body", character position)
                 at = where[1] if len(where) > 1 else 0
-                why = str((first.get("ctx") or {}).get("error", "not valid JSON")).lower()
+                ctx = first.get("ctx")
+                why = str(ctx.get("error", "") if isinstance(ctx, dict) else "").lower()
+                why = why or "not valid JSON"
                 metrics.requests_rejected.labels("400", "body").inc()
                 return _error(400, "body", f"is not valid JSON: {why} at character {at}")
         loc = [str(part) for part in where if part not in ("query", "body")]
