@@ -255,3 +255,27 @@ def test_an_empty_property_is_a_400_naming_it(call: Call) -> None:
     response = call("GET", "/api/v1/stats/breakdown", params={"site_id": "a.io", "property": ""})
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "property"
+
+
+@pytest.mark.parametrize(
+    ("escape", "said"),
+    [("\\ud800", "\\ud800, half of a surrogate pair"), ("\\uDBFF x", "\\uDBFF, half of")],
+)
+def test_a_lone_surrogate_escape_is_named_not_called_truncated(
+    call: Call, escape: str, said: str
+) -> None:
+    body = (
+        '{"site_id": "a.io", "type": "pageview", "url": "https://a.io/' + escape + '"}'
+    ).encode()
+    response = call(
+        "POST", "/api/v1/events", content=body, headers={"content-type": "application/json"}
+    )
+    assert (response.status_code, response.json()["error"]["field"]) == (400, "body")
+    assert said in response.json()["error"]["reason"]
+    whole = call(
+        "POST",
+        "/api/v1/events",
+        content=body.replace(escape.encode(), b"\\ud83d\\ude00"),
+        headers={"content-type": "application/json"},
+    )
+    assert whole.status_code != 400 or whole.json()["error"]["field"] != "body"

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, unquote_to_bytes
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hitstream.domain.events import AcceptedEvent, Limits, Problem
-from hitstream.domain.validation import parse_timestamp, split_location, validate_event
+from hitstream.domain.validation import (
+    parse_timestamp,
+    readable_path,
+    split_location,
+    validate_event,
+)
 
 NOW = 1_790_000_000_000  # 2026-09-21
 
@@ -173,3 +179,41 @@ def test_engagement_event_carries_time_and_scroll() -> None:
 def test_engagement_fields_are_checked(data: dict[str, Any], field: str, reason: str) -> None:
     problems = bad({"site_id": "s", **data})
     assert reason in problems[field], problems
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("/%C3%BCber/%F0%9F%8E%89", "/über/🎉"),  # what location.href sends for /über/🎉
+        ("/caf%c3%a9/日本語", "/café/日本語"),
+        ("/%41%62c-%7E", "/Abc-~"),  # unreserved ASCII: the same characters (RFC 3986)
+        ("/a%2fb", "/a%2Fb"),  # a slash inside a segment stays one, escapes in capitals
+        ("/hello%20world", "/hello%20world"),
+        ("/100%25", "/100%25"),
+        ("/%e2%80%8b", "/%E2%80%8B"),  # an invisible character stays escaped
+        ("/%ff%c3", "/%FF%C3"),  # bytes that are not UTF-8 stay escaped
+        ("/plain/path", "/plain/path"),
+    ],
+)
+def test_paths_are_stored_as_people_read_them(sent: str, stored: str) -> None:
+    assert readable_path(sent) == stored
+    assert split_location(f"https://shop.example{sent}?a=1", "") == ("shop.example", stored, "a=1")
+    assert split_location("", sent)[1] == stored
+
+
+_READABLE = st.text(
+    st.characters(categories=["L", "N"]) | st.sampled_from("/-._~"), min_size=1, max_size=30
+)
+
+
+@given(_READABLE)
+def test_an_escaped_page_and_the_same_page_sent_plain_are_one_path(text: str) -> None:
+    assert readable_path("/" + quote(text, safe="/")) == "/" + text
+
+
+@given(st.binary(max_size=40))
+def test_a_readable_path_names_the_same_bytes_and_reads_the_same_again(raw: bytes) -> None:
+    sent = "/" + "".join(f"%{b:02x}" for b in raw)
+    once = readable_path(sent)
+    assert readable_path(once) == once
+    assert unquote_to_bytes(once) == b"/" + raw

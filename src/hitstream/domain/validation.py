@@ -191,10 +191,43 @@ def _timestamp(data: Getter, now_ms: int, limits: Limits, problems: list[Problem
     return parsed
 
 
+_ESCAPES: Final = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+_UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _readable_run(found: re.Match[str]) -> str:
+    raw = bytes.fromhex(found.group(0).replace("%", ""))
+    out: list[str] = []
+    for char in raw.decode("utf-8", errors="surrogateescape"):
+        code = ord(char)
+        if code < 0x80:
+            out.append(char if char in _UNRESERVED else f"%{code:02X}")
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8: stays escaped
+            out.append(f"%{code - 0xDC00:02X}")
+        elif char.isprintable():
+            out.append(char)
+        else:  # invisible or a separator (U+200B, U+2028 ...): stays escaped
+            out.append("".join(f"%{b:02X}" for b in char.encode("utf-8")))
+    return "".join(out)
+
+
+def readable_path(path: str) -> str:
+    """A path as people read it and as the same page always reads: percent-escapes of
+    letters and other printable non-ASCII characters decoded (``/%C3%BCber`` is ``/über``,
+    what a browser's ``location.href`` sends for it), and of ASCII letters, digits and
+    ``-._~`` (RFC 3986 calls them equivalent); every other escape kept, in capitals (``%2F``
+    stays a slash inside a segment, ``%20`` a space, ``%25`` a percent sign; bytes that are not
+    UTF-8 and invisible characters stay escaped). Decision 0050."""
+    if "%" not in path:
+        return path
+    return _ESCAPES.sub(_readable_run, path)
+
+
 def split_location(url: str, path: str) -> tuple[str, str, str]:
     """(hostname, path, query) from the event's url and/or path; path wins when both exist.
 
-    The fragment is kept only when it is a hash-router route (``#/about``, ``#!/about``).
+    The fragment is kept only when it is a hash-router route (``#/about``, ``#!/about``); the
+    path is made ``readable_path``.
     """
     hostname = ""
     query = ""
@@ -213,7 +246,7 @@ def split_location(url: str, path: str) -> tuple[str, str, str]:
         route = path_parts.path or "/"
         if path_parts.fragment.startswith(("/", "!/")):
             route = f"{route}#{path_parts.fragment}"
-        path = route
+        path = readable_path(route)
     return hostname, path or "/", query
 
 

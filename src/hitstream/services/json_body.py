@@ -10,6 +10,7 @@ without recursing further, at the speed of an untyped decode.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 import msgspec
@@ -40,6 +41,10 @@ def _bounded_json_type(depth: int) -> Any:
 _DECODER: Final = msgspec.json.Decoder(_bounded_json_type(MAX_DEPTH))
 
 
+_LONE_HIGH: Final = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
+"""A JSON escape of a high surrogate not followed by a low one's."""
+
+
 def decode(data: bytes) -> object:
     """One JSON value from ``data``, or ``BodyProblem``. Integers may still be large: the
     domain bounds each field's range (it knows what each one means)."""
@@ -58,4 +63,10 @@ def decode(data: bytes) -> object:
             "nested too deep", f"nests deeper than {MAX_DEPTH} levels (at {where[:80]})"
         ) from None
     except msgspec.DecodeError as exc:
+        lone = _LONE_HIGH.search(data) if str(exc) == "Input data was truncated" else None
+        if lone is not None:  # msgspec reads on for the low half and meets the end
+            escape = lone.group(0).decode("ascii")
+            raise BodyProblem(
+                "not JSON", f"is not valid JSON: a string holds {escape}, half of a surrogate pair"
+            ) from None
         raise BodyProblem("not JSON", f"is not valid JSON: {exc}") from None

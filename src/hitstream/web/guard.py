@@ -9,7 +9,8 @@ adds, for each connection:
 - a **header timeout**: the request line and headers must be complete within
   ``header_timeout_s`` of the connection opening or of the request's first byte (408, then
   closed; a connection that sent nothing is just closed);
-- a **body timeout**: a declared body must arrive within ``body_timeout_s`` (closed);
+- a **body timeout**: a declared body must arrive within ``body_timeout_s`` (408 when no
+  answer was started, then closed);
 - **head limits**: at most ``max_header_bytes`` of request line and headers, at most
   ``max_headers`` headers (431, then closed), counted as bytes arrive, not after;
 - a **connection cap** shared by the server: past ``max_connections`` open connections
@@ -389,8 +390,20 @@ class GuardedProtocol(HttpToolsProtocol):
         if phase == "header" and self._head_raw:
             self._refuse(408, "headers", "were not complete in time", "header timeout")
             return
+        if phase == "body" and not self._answered():
+            seconds = f"{self.edge.limits.body_timeout_s:g}"
+            self._refuse(408, "body", f"did not arrive within {seconds} s", "body timeout")
+            return
         self.edge.on_close(f"{phase} timeout" if phase == "body" else "idle")
         self.transport.close()  # a body cut short reaches the app as a disconnect
+
+    def _answered(self) -> bool:
+        """Whether the request in progress has its answer on the way already (a 413 sent on
+        the declared length, or an app that answers before reading the body)."""
+        cycle: object = getattr(self, "cycle", None)
+        if isinstance(cycle, _Quick):
+            return cycle.response_complete
+        return bool(getattr(cycle, "response_started", True))
 
     def _refuse(self, status: int, field: str, reason: str, label: str) -> None:
         """Answer ``status`` with the JSON error body and close (nothing reached the app)."""
