@@ -282,6 +282,35 @@ def test_props_sent_before_the_dashboard_opened_are_broken_down(
     dashboard.close()
 
 
+def test_a_long_table_says_where_its_other_rows_are_and_hides_unmeasured_columns(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    """Twelve pages: the live view sends the top ten, and the table says so with a link to
+    the CSV download (every row); without engagement events, no empty time/scroll columns."""
+    site = "long.e2e.test"
+    register(live_server, site)
+    events = [
+        {"site_id": site, "type": "pageview", "path": f"/page-{n:02d}"} for n in range(12)
+    ]
+    answer = httpx.post(
+        f"{live_server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX}
+    )
+    assert answer.status_code == 202, answer.text
+    dashboard = open_dashboard(browser, live_server, site=site)
+    expect(card(dashboard, "Pageviews")).to_have_text("12", timeout=5_000)
+    rows = dashboard.locator("#rows-pages .row:not(.head)")
+    expect(rows).to_have_count(10, timeout=3_000)
+    more = dashboard.locator("#rows-pages .more")
+    expect(more).to_contain_text("Top 10")
+    href = more.get_attribute("href") or ""
+    assert href.startswith("/api/v1/stats/export?") and f"site_id={site}" in href
+    heads = dashboard.locator("#rows-pages .row.head .num")
+    expect(heads).to_have_count(2)  # visitors, pageviews: time and scroll measured nothing
+    exported = dashboard.request.get(live_server.url + href)
+    assert exported.status == 200 and exported.body()[:2] == b"PK"  # the ZIP of every table
+    dashboard.close()
+
+
 def test_visitor_supplied_markup_is_shown_as_text(
     browser: Browser, live_server: ServerProcess
 ) -> None:

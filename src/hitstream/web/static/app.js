@@ -500,6 +500,8 @@
     return (rows || []).filter(function (r) { return r.value !== '' && r.value !== null; });
   }
 
+  var SHOWN_ROWS = 10; // the live view's rows per table (LiveConfig.breakdown_limit)
+
   function table(prop, rows) {
     var wrap = el('div', 'table');
     if (!rows.length) {
@@ -507,6 +509,9 @@
       return wrap;
     }
     var metrics = Object.keys(rows[0]).filter(function (k) { return k !== 'value'; });
+    // a column past the first two with nothing measured in any row (time on page without
+    // engagement events) gives its room to the labels
+    metrics = metrics.filter(function (m, i) { return i < 2 || rows.some(function (r) { return r[m]; }); });
     // on a phone two numbers fit beside the value; the others are on a wider screen
     if (window.matchMedia && window.matchMedia('(max-width: 520px)').matches) metrics = metrics.slice(0, 2);
     var wide = metrics.length <= 2; // the usual two columns keep their room
@@ -532,6 +537,11 @@
       row.addEventListener('click', function () { addFilter(prop, String(r.value === null ? '' : r.value)); });
       wrap.appendChild(row);
     });
+    if (rows.length >= SHOWN_ROWS) { // the live view sends the top rows only
+      var more = el('a', 'more', 'Top ' + SHOWN_ROWS + ' shown · every row in the CSV download');
+      more.href = exportUrl();
+      wrap.appendChild(more);
+    }
     return wrap;
   }
 
