@@ -240,6 +240,14 @@ def test_clicking_a_row_filters_the_dashboard_and_the_url(
     expect(shared.locator("#chips")).to_contain_text("/pricing", timeout=5_000)
     expect(card(shared, "Pageviews")).to_have_text("1", timeout=5_000)
     shared.close()
+    # a filter the server refuses (a broken pattern) is not kept: chips and URL stay as shown
+    dashboard.select_option("#filter-op", "=~")
+    dashboard.fill("#filter-value", "(unclosed")
+    dashboard.click("#filter-form button[type=submit]")
+    expect(dashboard.locator("#notice")).to_contain_text("not applied", timeout=5_000)
+    expect(dashboard.locator("#chips .chip")).to_have_count(1)
+    assert "unclosed" not in dashboard.url and "filters=page%3D%3D%2Fpricing" in dashboard.url
+    expect(card(dashboard, "Pageviews")).to_have_text("1")
     dashboard.close()
 
 

@@ -122,6 +122,7 @@
   var session = null;
   var view = readUrl();
   var state = { breakdowns: {}, tabs: {}, events: [], alerts: [], lastData: null };
+  var shownView = null; // the view of the last snapshot, as JSON: what a refused change reverts to
 
   function readUrl() {
     var q = new URLSearchParams(location.search);
@@ -257,6 +258,7 @@
   function handle(frame) {
     if (frame.type === 'snapshot') {
       hideNotice();
+      shownView = JSON.stringify(view);
       state.events = (frame.events || []).slice(-50).reverse();
       state.alerts = (frame.alerts || []).slice().reverse();
       renderData(frame);
@@ -271,7 +273,14 @@
       state.alerts = state.alerts.slice(0, 20);
       renderAlerts();
     } else if (frame.type === 'error') {
-      showNotice((frame.field ? frame.field + ': ' : '') + (frame.reason || 'error'));
+      var refused = shownView !== null && shownView !== JSON.stringify(view);
+      if (refused) { // the server kept the view it showed: so do the URL and the controls
+        view = JSON.parse(shownView);
+        writeUrl(false);
+        renderControls();
+      }
+      showNotice((frame.field ? frame.field + ': ' : '') + (frame.reason || 'error')
+        + (refused ? ' (not applied)' : ''));
     }
   }
 
