@@ -158,6 +158,14 @@ def test_events_in_stats_out(live_server: ServerProcess) -> None:
         headers=live_server.headers,
     )
     assert (bogus.status_code, bogus.json()["error"]["field"]) == (400, "filters")
+    # a parameter the endpoint does not take (a typo) is refused by name, not ignored
+    typo = httpx.get(
+        f"{live_server.url}/api/v1/stats/aggregate",
+        params={"site_id": site, "perod": "7d"},
+        headers=live_server.headers,
+    )
+    assert (typo.status_code, typo.json()["error"]["field"]) == (400, "perod")
+    assert "period" in typo.json()["error"]["reason"]  # it lists what the endpoint takes
     listed = httpx.get(f"{live_server.url}/api/v1/sites", headers=live_server.headers).json()
     assert site in [s["site_id"] for s in listed["sites"]]
 

@@ -8,6 +8,7 @@ import asyncio
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -94,10 +95,10 @@ async def test_a_lone_appender_never_waits(tmp_path: Path) -> None:
     assert [p[0][1] for p in positions] == list(range(positions[0][0][1], positions[0][0][1] + 20))
 
 
-async def _commits(path: Path, wait_s: float) -> tuple[int, list[int]]:
+async def _commits(path: Path, wait_s: float) -> tuple[int, list[int], float]:
     """2,000 appends of one event at random moments over 0.1 s, each on its own (as requests
-    from many browsers arrive: none waits for another's answer): the commits they took and
-    every offset answered."""
+    from many browsers arrive: none waits for another's answer): the commits they took,
+    every offset answered and the seconds from the first append to the last answer."""
     rng = random.Random(7)
     moments = sorted(rng.uniform(0, 0.1) for _ in range(2_000))
     log = SQLiteLog(path, commit_wait_s=wait_s)
@@ -108,19 +109,23 @@ async def _commits(path: Path, wait_s: float) -> tuple[int, list[int]]:
         await asyncio.sleep(at)
         answered.extend(o for _, o in await log.append([(b"k", f"{n}".encode())]))
 
+    began = time.perf_counter()
     try:
         await asyncio.gather(*(request(n, at) for n, at in enumerate(moments)))
+        took = time.perf_counter() - began
     finally:
         await log.close()
-    return log.commits, answered
+    return log.commits, answered, took
 
 
 async def test_under_load_commits_wait_for_company(tmp_path: Path) -> None:
-    eager, eager_offsets = await _commits(tmp_path / "eager.sqlite3", 0.0)
-    patient, patient_offsets = await _commits(tmp_path / "patient.sqlite3", 0.05)
+    eager, eager_offsets, _ = await _commits(tmp_path / "eager.sqlite3", 0.0)
+    patient, patient_offsets, took = await _commits(tmp_path / "patient.sqlite3", 0.05)
     # every append answered with its own offset, contiguous, either way
     for offsets in (eager_offsets, patient_offsets):
         assert sorted(offsets) == list(range(min(offsets), min(offsets) + 2_000))
-    # once an append arrives while a commit runs, the next commit waits 50 ms: commits of
-    # hundreds; committing at once took 187-288 here
-    assert patient <= 40, (patient, eager)
+    # once an append arrives while a commit runs, the next commit waits 50 ms: at most one
+    # commit per 50 ms while appends keep coming (a few more as they start and end), however
+    # long a loaded machine takes to send them; committing at once took 187-288 commits in
+    # ~0.2 s here
+    assert patient <= took / 0.05 + 5, (patient, eager, took)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from hitstream.domain.access import Action
@@ -29,6 +29,7 @@ from hitstream.domain.goals import GOAL_PROPERTY, MAX_GOALS, named, new_goal
 from hitstream.web.auth import SITE_RESPONSES, CallerDep, GateDep
 from hitstream.web.deps import StatsDep
 from hitstream.web.openapi import ERROR_REF
+from hitstream.web.params import known_parameters
 from hitstream.web.sites import SitePath
 from hitstream.web.stats import (
     MAX_FILTERS_LENGTH,
@@ -42,7 +43,9 @@ from hitstream.web.stats import (
     _readable,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["goals and funnels"])
+router = APIRouter(
+    prefix="/api/v1", tags=["goals and funnels"], dependencies=[Depends(known_parameters)]
+)
 NamePath = Annotated[str, Path(min_length=1, max_length=100)]
 _CHANGE: dict[int | str, dict[str, Any]] = {
     **SITE_RESPONSES,

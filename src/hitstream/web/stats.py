@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from hitstream.domain.access import Action
@@ -27,8 +27,9 @@ from hitstream.services.exports import dashboard_csvs, zipped
 from hitstream.services.stats import StatsService
 from hitstream.web.auth import SITE_RESPONSES, CallerDep, GateDep
 from hitstream.web.deps import QualityDep, StatsDep
+from hitstream.web.params import known_parameters
 
-router = APIRouter(prefix="/api/v1", tags=["stats"])
+router = APIRouter(prefix="/api/v1", tags=["stats"], dependencies=[Depends(known_parameters)])
 
 MAX_FILTERS_LENGTH = 2000
 """Filters are the one free-text parameter: bounded so that a query stays cheap to plan."""
