@@ -207,6 +207,9 @@
 
   function bindFunnelForm() {
     $('funnel-form').addEventListener('submit', function (ev) { ev.preventDefault(); runFunnel(); });
+    // an edit makes the last answer's error stale (a form the browser itself refuses, such
+    // as a window of 0, never reaches runFunnel to clear it)
+    $('funnel-form').addEventListener('input', function () { $('funnel-error').textContent = ''; });
     // steps edited by hand are no longer the saved funnel's: Show runs what is typed
     function typed() {
       var f = funnels.filter(function (x) { return x.name === $('funnel-pick').value; })[0];
