@@ -484,9 +484,17 @@ def table(rows: list[BreakdownRow]) -> list[tuple[object, ...]]:
     return [(r.value, *r.results.values()) for r in rows]
 
 
-async def test_breakdown_by_page_orders_by_first_metric_then_value(shop: Store) -> None:
+async def test_breakdown_by_page_orders_by_first_metric_then_second_then_value(
+    shop: Store,
+) -> None:
+    """Among pages of one visitor each, the viewed ones come first (/docs had a visitor but
+    no pageview), and the cut at ``limit`` follows the same order."""
     rows = await shop.breakdown(q(("visitors", "pageviews"), prop="page", limit=3))
-    assert table(rows) == [("/home", 2.0, 3.0), ("/blog/Post-1", 1.0, 1.0), ("/docs", 1.0, 0.0)]
+    assert table(rows) == [("/home", 2.0, 3.0), ("/blog/Post-1", 1.0, 1.0), ("/pricing", 1.0, 1.0)]
+    every = table(await shop.breakdown(q(("visitors", "pageviews"), prop="page", limit=100)))
+    assert every[:3] == table(rows)
+    assert every == sorted(every, key=lambda r: (-float(r[1]), -float(r[2]), str(r[0])))  # type: ignore[arg-type]
+    assert ("/docs", 1.0, 0.0) in every[3:]
 
 
 async def test_breakdown_by_source_counts_direct_as_the_empty_value(shop: Store) -> None:
@@ -516,7 +524,7 @@ async def test_breakdown_by_entry_and_exit_page_groups_visits(shop: Store) -> No
         ("/blog/Post-1", 1.0, 1.0, 2.0, 2.0, 0.0),  # sc
     ]
     rows = await shop.breakdown(q(("visits", "visit_duration"), prop="exit_page"))
-    assert table(rows) == [("/home", 2.0, 15.0), ("", 1.0, 0.0), ("/pricing", 1.0, 120.0)]
+    assert table(rows) == [("/home", 2.0, 15.0), ("/pricing", 1.0, 120.0), ("", 1.0, 0.0)]
 
 
 async def test_breakdown_by_custom_property(shop: Store) -> None:
@@ -964,8 +972,9 @@ class Reference:
             if value is not None:
                 groups.setdefault(value, []).append(e)
         rows = [(v, self.metrics(evs, query.metrics)) for v, evs in groups.items()]
-        first = query.metrics[0]
-        rows.sort(key=lambda row: (-row[1][first], row[0]))
+        first, second = query.metrics[0], query.metrics[1:2]
+        # the first metric descending, then the second, then the value
+        rows.sort(key=lambda row: (-row[1][first], -row[1][second[0]] if second else 0.0, row[0]))
         return rows[: query.limit]
 
     def timeseries(self, query: StatsQuery) -> list[tuple[int, dict[str, float]]]:

@@ -297,9 +297,7 @@ def test_a_long_table_says_where_its_other_rows_are_and_hides_unmeasured_columns
     the CSV download (every row); without engagement events, no empty time/scroll columns."""
     site = "long.e2e.test"
     register(live_server, site)
-    events = [
-        {"site_id": site, "type": "pageview", "path": f"/page-{n:02d}"} for n in range(12)
-    ]
+    events = [{"site_id": site, "type": "pageview", "path": f"/page-{n:02d}"} for n in range(12)]
     answer = httpx.post(
         f"{live_server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX}
     )

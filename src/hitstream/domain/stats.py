@@ -36,6 +36,7 @@ composes these from the stores' plain answers (``hitstream.services.conversions`
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
@@ -469,3 +470,14 @@ class TimeseriesPoint:
 class BreakdownRow:
     value: str
     results: dict[str, float]
+
+
+def breakdown_order(
+    metrics: Sequence[str], results: Mapping[str, float], value: str
+) -> tuple[float, float, str]:
+    """The sort key of a breakdown row: by the first metric descending, among ties by the
+    second descending (pages with one visitor each: the most viewed first), then by value.
+    Every store orders (and cuts at ``limit``) by it."""
+    first = -results[metrics[0]]
+    then = -results[metrics[1]] if len(metrics) > 1 else 0.0
+    return first, then, value

@@ -30,6 +30,7 @@ from hitstream.domain.stats import (
     Filter,
     StatsQuery,
     TimeseriesPoint,
+    breakdown_order,
 )
 
 _VISITORS = ("visitors",)
@@ -159,7 +160,7 @@ async def breakdown(store: Answers, query: StatsQuery) -> list[BreakdownRow]:
         merged["conversions"] = conversions[value]
         merged["conversion_rate"] = _rate(conversions[value], totals[value])
         out.append(BreakdownRow(value, _ordered(query, merged)))
-    out.sort(key=lambda row: (-row.results[first], row.value))
+    out.sort(key=lambda row: breakdown_order(query.metrics, row.results, row.value))
     return out[: query.limit]
 
 

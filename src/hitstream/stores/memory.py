@@ -39,6 +39,7 @@ from hitstream.domain.stats import (
     Filter,
     StatsQuery,
     TimeseriesPoint,
+    breakdown_order,
     bucket_of,
     bucket_starts,
 )
@@ -228,8 +229,7 @@ class MemoryStore(Store, MemoryRegistry):
             if value is not None:
                 groups[value].append(event)
         rows = [BreakdownRow(v, self._metrics(evs, query.metrics)) for v, evs in groups.items()]
-        first = query.metrics[0]
-        rows.sort(key=lambda row: (-row.results[first], row.value))
+        rows.sort(key=lambda row: breakdown_order(query.metrics, row.results, row.value))
         return rows[: query.limit]
 
     async def events_page(

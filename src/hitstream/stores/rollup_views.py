@@ -194,12 +194,17 @@ class View:
             # visitors, visits, measured, bounces, duration, pageviews, events)
             found.append((g, c[0], c[1], c[5], c[6], c[2], c[3], c[4], None, None, *s[1:]))
         if grouped:
+            # by the first metric descending, then the second, then by value ascending
+            # (``domain.stats.breakdown_order``)
             order = ORDER[query.metrics[0]]
+            then = ORDER[query.metrics[1]] if len(query.metrics) > 1 else _NOTHING
+
+            def key(row: Row) -> tuple[float, float, str]:
+                return (-order(row), -then(row), row[0])
+
             if query.limit < len(found):
-                # the top rows only: by the metric descending, then by value ascending
-                return heapq.nsmallest(query.limit, found, key=lambda row: (-order(row), row[0]))
-            found.sort(key=lambda row: row[0])
-            found.sort(key=order, reverse=True)  # stable: value ascending among ties
+                return heapq.nsmallest(query.limit, found, key=key)
+            found.sort(key=key)
             return found[: query.limit]
         if PERCENTILES.intersection(query.metrics) and self.loads is not None:
             shaped = []
@@ -217,6 +222,10 @@ class View:
 def _ratio(top: int, bottom: int, scale: int = 1) -> float:
     """``top::float8 / (scale * bottom)`` as SQL computes it, 0 when ``bottom`` is 0."""
     return 0.0 if bottom == 0 else float(top) / (scale * bottom)
+
+
+def _NOTHING(row: Row) -> float:
+    return 0.0
 
 
 ORDER: Final[dict[str, Callable[[Row], float]]] = {

@@ -7,7 +7,7 @@ the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Set
+from collections.abc import Callable, Sequence, Set
 from typing import Any, Final
 
 from hitstream.domain.events import ProcessedEvent
@@ -83,6 +83,12 @@ ORDER_KEYS: Final = {
     "ELSE timed::float8 / (1000 * timed_n) END",
 }
 """The SQL that sorts breakdown rows by each metric (float8 is DOUBLE in DuckDB)."""
+
+
+def order_by(metrics: Sequence[str]) -> str:
+    """The ORDER BY terms of a breakdown before the value's: the first metric descending,
+    then the second (``domain.stats.breakdown_order``)."""
+    return ", ".join(f"{ORDER_KEYS[metric]} DESC" for metric in metrics[:2])
 
 
 class Params:

@@ -27,8 +27,8 @@ from hitstream.stores.sql.common import (
     COLUMNS,
     ENGAGEMENT_COLUMNS,
     EVENT_TEXT,
-    ORDER_KEYS,
     Params,
+    order_by,
     property_sql,
 )
 
@@ -259,7 +259,7 @@ def stats_sql(
     if group is not None:
         if not query.metrics:
             raise QueryError("metrics", "a breakdown needs at least one metric")
-        order = ORDER_KEYS[query.metrics[0]]
+        order = order_by(query.metrics)
         limit = params.add(query.limit)
-        sql = f"SELECT {COLUMNS} FROM ({sql}) ORDER BY {order} DESC, g ASC LIMIT {limit}"
+        sql = f"SELECT {COLUMNS} FROM ({sql}) ORDER BY {order}, g ASC LIMIT {limit}"
     return sql, params.values

@@ -37,7 +37,7 @@ from hitstream.domain import rollups
 from hitstream.domain.events import ProcessedEvent, Session, is_bounce, is_engagement
 from hitstream.domain.measures import percentile_cont, reads_engagement
 from hitstream.domain.stats import PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
-from hitstream.stores.sql.common import COLUMNS, ENGAGEMENT_COLUMNS, ORDER_KEYS
+from hitstream.stores.sql.common import COLUMNS, ENGAGEMENT_COLUMNS, order_by
 from hitstream.stores.sql.postgres import stats
 
 Cursor = psycopg.AsyncCursor[Any]
@@ -615,7 +615,7 @@ async def answer(
     if group is not None:
         params["limit"] = query.limit
         sql = (
-            f"SELECT {COLUMNS} FROM ({sql}) r ORDER BY {ORDER_KEYS[query.metrics[0]]} DESC, "
+            f"SELECT {COLUMNS} FROM ({sql}) r ORDER BY {order_by(query.metrics)}, "
             'g COLLATE "C" ASC LIMIT %(limit)s'
         )
     else:

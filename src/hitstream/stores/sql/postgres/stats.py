@@ -39,9 +39,9 @@ from hitstream.stores.sql.common import (
     COLUMNS,
     ENGAGEMENT_COLUMNS,
     EVENT_TEXT,
-    ORDER_KEYS,
     SESSION_COLUMNS,
     Params,
+    order_by,
     property_sql,
 )
 
@@ -286,12 +286,9 @@ def stats_sql(
     if group is not None:
         if not query.metrics:
             raise QueryError("metrics", "a breakdown needs at least one metric")
-        order = ORDER_KEYS[query.metrics[0]]
+        order = order_by(query.metrics)
         limit = params.add(query.limit)
-        sql = (
-            f'SELECT {COLUMNS} FROM ({sql}) r ORDER BY {order} DESC, g COLLATE "C" ASC '
-            f"LIMIT {limit}"
-        )
+        sql = f'SELECT {COLUMNS} FROM ({sql}) r ORDER BY {order}, g COLLATE "C" ASC LIMIT {limit}'
     else:
         sql = f"SELECT {COLUMNS} FROM ({sql}) r"
     return sql, params.values
