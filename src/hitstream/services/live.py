@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from hitstream.backoff import Backoff
 from hitstream.domain import rollups
+from hitstream.domain.events import ProcessedEvent
 from hitstream.domain.stats import parse_filters
 from hitstream.errors import AdapterUnavailable, HitstreamError, QueryError
 from hitstream.fanout.base import Fanout
@@ -247,15 +248,10 @@ class LiveHub:
         """Put the site's newest stored events (of the last ``backfill_ms``) before what
         the feed received meanwhile; a store that fails leaves the feed as it was."""
         now_ms = self._wall_ms()
-        try:
-            stored = await self.store.latest_events(
-                feed.site_id,
-                now_ms - self.config.backfill_ms,
-                now_ms + self.config.backfill_ms,
-                self.config.recent_events,
-            )
-        except HitstreamError as exc:
-            log.warning("live feed of %s starts without stored events: %s", feed.site_id, exc)
+        stored = await self._newest_stored(
+            feed.site_id, now_ms, self.config.recent_events, "live feed starts without them"
+        )
+        if stored is None:
             return
         received = {e.get("event_id") for e in feed.recent}
         older = [live_event(e) for e in stored if e.event_id not in received]
@@ -443,21 +439,29 @@ class LiveHub:
             client.push(Frame("snapshot", _encode(body), view.key))
             client.ready = True
 
+    async def _newest_stored(
+        self, site_id: str, now_ms: int, limit: int, otherwise: str
+    ) -> list[ProcessedEvent] | None:
+        """The site's newest ``limit`` stored events within ``backfill_ms`` of now; None
+        when the store fails (logged, with what ``otherwise`` happens)."""
+        try:
+            return await self.store.latest_events(
+                site_id, now_ms - self.config.backfill_ms, now_ms + self.config.backfill_ms, limit
+            )
+        except HitstreamError as exc:
+            log.warning("stored events of %s unread (%s): %s", site_id, otherwise, exc)
+            return None
+
     async def _more_matches(
         self, feed: SiteFeed, view: View, found: list[dict[str, Any]], now_ms: int
     ) -> list[dict[str, Any]]:
         """A filtered view's newest ``recent_events`` matches: ``found`` (from the shared
         list) and those among the site's newest ``filtered_search`` stored events; a store
         that fails leaves ``found``."""
-        try:
-            stored = await self.store.latest_events(
-                feed.site_id,
-                now_ms - self.config.backfill_ms,
-                now_ms + self.config.backfill_ms,
-                self.config.filtered_search,
-            )
-        except HitstreamError as exc:
-            log.warning("live list of a filtered view of %s: %s", feed.site_id, exc)
+        stored = await self._newest_stored(
+            feed.site_id, now_ms, self.config.filtered_search, "a filtered view lists fewer"
+        )
+        if stored is None:
             return found
         have = {e.get("event_id") for e in found}
         more = [
