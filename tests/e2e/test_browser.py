@@ -285,7 +285,7 @@ def test_props_sent_before_the_dashboard_opened_are_broken_down(
     heads = dashboard.locator("#rows-events .row.head .label")
     expect(heads).to_have_text(["Plan", "a", "b"], timeout=3_000)
     plan = dashboard.locator("#rows-events .table").first.locator(".row:not(.head) .label")
-    expect(plan).to_have_text(["pro", "team"])  # one visitor each: by value
+    expect(plan).to_have_text(["team", "pro"])  # one visitor each: the more events first
     expect(dashboard.locator("#rows-events")).to_contain_text("Also sent: c")
     dashboard.close()
 
@@ -314,6 +314,29 @@ def test_a_long_table_says_where_its_other_rows_are_and_hides_unmeasured_columns
     expect(heads).to_have_count(2)  # visitors, pageviews: time and scroll measured nothing
     exported = dashboard.request.get(live_server.url + href)
     assert exported.status == 200 and exported.body()[:2] == b"PK"  # the ZIP of every table
+    dashboard.close()
+
+
+def test_countries_with_the_same_numbers_are_listed_by_name(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    """One visitor from Germany (DE), one from France (FR): by name France comes first,
+    by code it would not."""
+    site = "countries.e2e.test"
+    register(live_server, site)
+    events = [
+        {"site_id": site, "type": "pageview", "path": "/", "ip": ip}
+        for ip in ("5.9.0.1", "90.0.0.1")  # DE, FR (the offline table iptocc ships)
+    ]
+    answer = httpx.post(
+        f"{live_server.url}/api/v1/events",
+        json=events,
+        headers={**live_server.headers, "User-Agent": FIREFOX},
+    )
+    assert answer.status_code == 202, answer.text
+    dashboard = open_dashboard(browser, live_server, site=site)
+    labels = dashboard.locator("#rows-countries .row:not(.head) .label")
+    expect(labels).to_have_text(["France", "Germany"], timeout=5_000)
     dashboard.close()
 
 

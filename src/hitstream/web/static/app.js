@@ -518,6 +518,13 @@
       return wrap;
     }
     var metrics = Object.keys(rows[0]).filter(function (k) { return k !== 'value'; });
+    if (prop === 'country') { // ties (same two numbers) by the name shown, not by the code
+      var m0 = metrics[0], m1 = metrics[1];
+      rows = rows.slice().sort(function (a, b) {
+        return ((b[m0] || 0) - (a[m0] || 0)) || (m1 ? (b[m1] || 0) - (a[m1] || 0) : 0)
+          || valueLabel(prop, a.value).localeCompare(valueLabel(prop, b.value));
+      });
+    }
     // a column past the first two with nothing measured in any row (time on page without
     // engagement events) gives its room to the labels
     metrics = metrics.filter(function (m, i) { return i < 2 || rows.some(function (r) { return r[m]; }); });
