@@ -260,10 +260,7 @@ class Collector:
         accepted: list[wire.Event] = []
         rejected: list[dict[str, object]] = []
         senders: list[tuple[str, str]] = []
-        seen: dict[tuple[str, str], tuple[bool, bool]] = {}
-        """(site, host) -> (may this sender write, is the host allowed): once per request."""
-        plain: dict[tuple[str, str], list[Problem]] = {}
-        """(site, host) -> the problems of an event there with no overrides (none: [])."""
+        checks = _SiteChecks(sites, origin_host, principal)
         sender = (client_ip, user_agent)
         for index, item in enumerate(items):
             if isinstance(item, EventIn):  # the typed pass: types checked while decoding
@@ -284,9 +281,7 @@ class Collector:
             if isinstance(outcome, AcceptedEvent):  # the generic validation's
                 outcome = wire.from_accepted(outcome)
             if not isinstance(outcome, list):
-                outcome = self._check_site(
-                    outcome, sites, origin_host, overrides, principal, seen, plain
-                )
+                outcome = self._check_site(outcome, overrides, checks)
             if isinstance(outcome, list):
                 self._count_rejection(item, outcome)
                 rejected.append(
@@ -332,62 +327,16 @@ class Collector:
         )
 
     def _check_site(
-        self,
-        event: wire.Event,
-        sites: Mapping[str, Site],
-        origin_host: str | None,
-        overrides: Mapping[str, object],
-        principal: Principal,
-        seen: dict[tuple[str, str], tuple[bool, bool]],
-        plain: dict[tuple[str, str], list[Problem]],
+        self, event: wire.Event, overrides: Mapping[str, object], checks: _SiteChecks
     ) -> wire.Event | list[Problem]:
-        """``event`` or its problems with its site; ``seen`` and ``plain`` keep, per (site,
-        host) for the request, what the checks found (``plain``: the problems of an event that
-        sets no overrides, the same for every such event there)."""
+        """``event`` or its problems with its site (``checks``: the request's)."""
         if overrides:
-            return (
-                self._site_problems(event, sites, origin_host, overrides, principal, seen) or event
-            )
+            return _site_problems(event, overrides, checks) or event
         place = (event.site_id, event.hostname)
-        verdict = plain.get(place)
+        verdict = checks.plain.get(place)
         if verdict is None:
-            verdict = plain[place] = self._site_problems(
-                event, sites, origin_host, overrides, principal, seen
-            )
+            verdict = checks.plain[place] = _site_problems(event, overrides, checks)
         return list(verdict) if verdict else event
-
-    def _site_problems(
-        self,
-        event: wire.Event,
-        sites: Mapping[str, Site],
-        origin_host: str | None,
-        overrides: Mapping[str, object],
-        principal: Principal,
-        seen: dict[tuple[str, str], tuple[bool, bool]],
-    ) -> list[Problem]:
-        site = sites.get(event.site_id)
-        if site is None:
-            return [Problem("site_id", "is not a registered site")]
-        problems: list[Problem] = []
-        known = seen.get((event.site_id, event.hostname))
-        if known is None:
-            known = seen[(event.site_id, event.hostname)] = (
-                access.allowed(principal, Action.WRITE_EVENTS, event.site_id),
-                not event.hostname or site.allows(event.hostname),
-            )
-        writer, host_allowed = known
-        if principal.has_credential and not writer:
-            problems.append(Problem("site_id", "is not a site this key may send events for"))
-        if overrides and not writer:
-            for name in overrides:
-                problems.append(Problem(name, "may only be set with a write key of the site"))
-        elif overrides:
-            problems.extend(_override_problems(overrides))
-        if not host_allowed:
-            problems.append(Problem("url", "its host is not an allowed host of the site"))
-        if origin_host is not None and not site.allows(origin_host):
-            problems.append(Problem("origin", "is not an allowed host of the site"))
-        return problems
 
     def _limit(
         self, client_ip: str, sent: int, events: list[wire.Event], principal: Principal
@@ -446,6 +395,49 @@ class Collector:
                 event.url, event.query = campaign_only(event.url, event.query)
             if event.props:
                 event.props = cut_prop_urls(event.props)
+
+
+@dataclass(slots=True)
+class _SiteChecks:
+    """What a request's events are checked against, and what the checks found, per (site,
+    host), for the rest of the request."""
+
+    sites: Mapping[str, Site]
+    origin_host: str | None
+    principal: Principal
+    seen: dict[tuple[str, str], tuple[bool, bool]] = field(default_factory=dict)
+    """(site, host) -> (may this sender write, is the host allowed)."""
+    plain: dict[tuple[str, str], list[Problem]] = field(default_factory=dict)
+    """(site, host) -> the problems of an event there with no overrides (none: [])."""
+
+
+def _site_problems(
+    event: wire.Event, overrides: Mapping[str, object], checks: _SiteChecks
+) -> list[Problem]:
+    site = checks.sites.get(event.site_id)
+    if site is None:
+        return [Problem("site_id", "is not a registered site")]
+    problems: list[Problem] = []
+    place = (event.site_id, event.hostname)
+    known = checks.seen.get(place)
+    if known is None:
+        known = checks.seen[place] = (
+            access.allowed(checks.principal, Action.WRITE_EVENTS, event.site_id),
+            not event.hostname or site.allows(event.hostname),
+        )
+    writer, host_allowed = known
+    if checks.principal.has_credential and not writer:
+        problems.append(Problem("site_id", "is not a site this key may send events for"))
+    if overrides and not writer:
+        for name in overrides:
+            problems.append(Problem(name, "may only be set with a write key of the site"))
+    elif overrides:
+        problems.extend(_override_problems(overrides))
+    if not host_allowed:
+        problems.append(Problem("url", "its host is not an allowed host of the site"))
+    if checks.origin_host is not None and not site.allows(checks.origin_host):
+        problems.append(Problem("origin", "is not an allowed host of the site"))
+    return problems
 
 
 _QUOTED: Final = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
