@@ -294,7 +294,8 @@ def test_a_long_table_says_where_its_other_rows_are_and_hides_unmeasured_columns
     browser: Browser, live_server: ServerProcess
 ) -> None:
     """Twelve pages: the live view sends the top ten, and the table says so with a link to
-    the CSV download (every row); without engagement events, no empty time/scroll columns."""
+    the CSV download (every row) and a "Show all" that lists every row in place (searched as
+    you type); without engagement events, no empty time/scroll columns."""
     site = "long.e2e.test"
     register(live_server, site)
     events = [{"site_id": site, "type": "pageview", "path": f"/page-{n:02d}"} for n in range(12)]
@@ -307,13 +308,27 @@ def test_a_long_table_says_where_its_other_rows_are_and_hides_unmeasured_columns
     rows = dashboard.locator("#rows-pages .row:not(.head)")
     expect(rows).to_have_count(10, timeout=3_000)
     more = dashboard.locator("#rows-pages .more")
-    expect(more).to_contain_text("Top 10")
-    href = more.get_attribute("href") or ""
+    expect(more).to_contain_text("top 10")
+    href = more.locator("a.csv").get_attribute("href") or ""
     assert href.startswith("/api/v1/stats/export?") and f"site_id={site}" in href
     heads = dashboard.locator("#rows-pages .row.head .num")
     expect(heads).to_have_count(2)  # visitors, pageviews: time and scroll measured nothing
     exported = dashboard.request.get(live_server.url + href)
     assert exported.status == 200 and exported.body()[:2] == b"PK"  # the ZIP of every table
+    # "Show all": every page in place, searchable; a row filters the dashboard
+    more.get_by_role("button", name="Show all").click()
+    details = dashboard.locator("dialog#details")
+    expect(details).to_be_visible()
+    found = details.locator(".row:not(.head) .label")
+    expect(found).to_have_count(12, timeout=5_000)
+    expect(details.locator(".details-status")).to_have_text("12 rows")
+    details.get_by_role("searchbox").fill("page-1")
+    expect(found).to_have_text(["/page-10", "/page-11"])  # not /page-01
+    expect(details.locator(".details-status")).to_have_text("2 of 12 rows")
+    found.first.click()
+    expect(details).to_be_hidden()
+    expect(dashboard.locator(".chip")).to_contain_text("/page-10")
+    expect(card(dashboard, "Pageviews")).to_have_text("1", timeout=5_000)
     dashboard.close()
 
 

@@ -511,13 +511,15 @@
 
   var SHOWN_ROWS = 10; // the live view's rows per table (LiveConfig.breakdown_limit)
 
-  function table(prop, rows) {
+  // ``all``: every row the details dialog fetched (no "Show all" under it)
+  function table(prop, rows, all) {
     var wrap = el('div', 'table');
     if (!rows.length) {
       wrap.appendChild(el('p', 'placeholder', 'Nothing here yet.'));
       return wrap;
     }
     var metrics = Object.keys(rows[0]).filter(function (k) { return k !== 'value'; });
+    var allMetrics = metrics;
     if (prop === 'country') { // ties (same two numbers) by the name shown, not by the code
       var m0 = metrics[0], m1 = metrics[1];
       rows = rows.slice().sort(function (a, b) {
@@ -550,15 +552,101 @@
       row.appendChild(bar);
       row.appendChild(el('span', 'label', label));
       metrics.forEach(function (m) { row.appendChild(el('span', 'num', (COLUMN_FORMATS[m] || fmtNum)(r[m] || 0))); });
-      row.addEventListener('click', function () { addFilter(prop, String(r.value === null ? '' : r.value)); });
+      row.addEventListener('click', function () {
+        var dialog = $('details');
+        if (all && dialog && dialog.open) dialog.close();
+        addFilter(prop, String(r.value === null ? '' : r.value));
+      });
       wrap.appendChild(row);
     });
-    if (rows.length >= SHOWN_ROWS) { // the live view sends the top rows only
-      var more = el('a', 'more', 'Top ' + SHOWN_ROWS + ' shown · every row in the CSV download');
-      more.href = exportUrl();
-      wrap.appendChild(more);
+    if (!all && rows.length >= SHOWN_ROWS) { // the live view sends the top rows only
+      var links = el('div', 'more');
+      var showAll = el('button', 'show-all', 'Show all');
+      showAll.type = 'button';
+      showAll.addEventListener('click', function () { openDetails(prop, allMetrics); });
+      links.appendChild(showAll);
+      links.appendChild(document.createTextNode(' · top ' + SHOWN_ROWS + ' shown · '));
+      var csv = el('a', 'csv', 'every row in the CSV download');
+      csv.href = exportUrl();
+      links.appendChild(csv);
+      wrap.appendChild(links);
     }
     return wrap;
+  }
+
+  // ---------------------------------------------------------------- details (every row)
+
+  var DETAIL_ROWS = 1000; // the breakdown endpoint's largest limit
+
+  // One table's rows past the top ten: the Stats API's breakdown of the view (period and
+  // filters) for the property, up to DETAIL_ROWS rows, searched as you type.
+  function openDetails(prop, metrics) {
+    var dialog = $('details');
+    if (!dialog) {
+      dialog = el('dialog', 'details');
+      dialog.id = 'details';
+      dialog.setAttribute('aria-labelledby', 'details-title');
+      document.body.appendChild(dialog);
+      dialog.addEventListener('click', function (e) { if (e.target === dialog) dialog.close(); });
+    }
+    clear(dialog);
+    var label = LABELS[prop] || prop.replace(/^prop:/, '');
+    var head = el('div', 'details-head');
+    var title = el('h2', null, label);
+    title.id = 'details-title';
+    head.appendChild(title);
+    var close = el('button', 'details-close', '×');
+    close.type = 'button';
+    close.setAttribute('aria-label', 'Close');
+    close.addEventListener('click', function () { dialog.close(); });
+    head.appendChild(close);
+    dialog.appendChild(head);
+    var search = el('input', 'details-search');
+    search.type = 'search';
+    search.placeholder = 'Search ' + label.toLowerCase();
+    search.setAttribute('aria-label', 'Search');
+    dialog.appendChild(search);
+    var status = el('p', 'muted details-status', 'Loading…');
+    dialog.appendChild(status);
+    var body = el('div', 'details-rows');
+    dialog.appendChild(body);
+    if (dialog.showModal) dialog.showModal(); else dialog.setAttribute('open', '');
+    var q = new URLSearchParams({
+      site_id: view.site, period: view.period === 'realtime' ? 'day' : view.period,
+      property: prop, metrics: metrics.join(','), limit: String(DETAIL_ROWS)
+    });
+    if (view.period === 'custom') { q.set('from', view.from); q.set('to', view.to); }
+    var f = filterString();
+    if (f) q.set('filters', f);
+    if (shareToken) q.set('auth', shareToken);
+    var asked = dialog.dataset.asked = q.toString();
+    fetch('/api/v1/stats/breakdown?' + asked, { headers: { Accept: 'application/json' } })
+      .then(function (r) {
+        return r.json().then(function (data) {
+          if (!r.ok) throw new Error((data && data.error && data.error.reason) || ('HTTP ' + r.status));
+          return data;
+        });
+      })
+      .then(function (data) {
+        if (dialog.dataset.asked !== asked) return; // another table's details were opened
+        var rows = data.results || data.rows || [];
+        if (prop === 'event_name' || prop.indexOf('prop:') === 0) rows = named(rows);
+        var shown = function () {
+          var needle = search.value.trim().toLowerCase();
+          var found = !needle ? rows : rows.filter(function (r) {
+            return valueLabel(prop, r.value).toLowerCase().indexOf(needle) >= 0
+              || String(r.value === null ? '' : r.value).toLowerCase().indexOf(needle) >= 0;
+          });
+          clear(body);
+          body.appendChild(table(prop, found, true));
+          status.textContent = fmtNum(found.length) + (needle ? ' of ' + fmtNum(rows.length) : '') + ' rows' +
+            (rows.length >= DETAIL_ROWS ? ' (the first ' + fmtNum(DETAIL_ROWS) + '; every row is in the CSV download)' : '');
+        };
+        search.addEventListener('input', shown);
+        shown();
+        search.focus();
+      })
+      .catch(function (e) { status.textContent = 'Could not load the rows: ' + e.message; });
   }
 
   // ---------------------------------------------------------------- charts
