@@ -612,7 +612,7 @@
     dialog.appendChild(body);
     if (dialog.showModal) dialog.showModal(); else dialog.setAttribute('open', '');
     var q = new URLSearchParams({
-      site_id: view.site, period: view.period === 'realtime' ? 'day' : view.period,
+      site_id: view.site, period: view.period, // realtime too: the table's own range
       property: prop, metrics: metrics.join(','), limit: String(DETAIL_ROWS)
     });
     if (view.period === 'custom') { q.set('from', view.from); q.set('to', view.to); }
