@@ -170,10 +170,11 @@ async def test_a_setup_link_works_once_and_a_login_link_until_it_expires(store: 
     assert await store.use_login_token("d1", 100) is None
 
 
-async def test_refusals_add_up_per_site_with_the_siteless_ones(store: Store) -> None:
+async def test_refusals_add_up_per_site_and_the_siteless_ones_only_in_all(store: Store) -> None:
     await store.add_refusals({("a.io", "url: host"): 2, ("", "request 413: body"): 1})
     await store.add_refusals({("a.io", "url: host"): 3, ("b.io", "site_id: x"): 4})
-    assert await store.refusals("a.io") == {"url: host": 5, "request 413: body": 1}
+    assert await store.refusals("a.io") == {"url: host": 5}
+    assert await store.refusals("b.io") == {"site_id: x": 4}
     assert await store.refusals() == {"url: host": 5, "request 413: body": 1, "site_id: x": 4}
 
 

@@ -52,12 +52,12 @@ class Rejections:
             self.collector.put_back(taken)
 
     async def read(self, site_id: str | None) -> dict[str, int]:
-        """reason -> events/requests refused for a site (with the site-less ones) or all:
+        """reason -> events/requests refused for a site, or for all (with the site-less ones):
         every collector's, through the tally, plus this process's not yet handed over."""
         found = Counter(await self.tally.read(site_id))
         pending = self.collector.pending if self.collector is not None else {}
         for (site, reason), count in pending.items():
-            if site_id is None or site in (site_id, ""):
+            if site_id is None or site == site_id:
                 found[reason] += count
         return dict(found)
 

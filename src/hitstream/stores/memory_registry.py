@@ -231,7 +231,7 @@ class MemoryRegistry(Registry):
         self._ensure()
         found: defaultdict[str, int] = defaultdict(int)
         for (site, reason), count in self._refusals.items():
-            if site_id is None or site in (site_id, ""):
+            if site_id is None or site == site_id:
                 found[reason] += count
         return dict(found)
 

@@ -142,7 +142,8 @@ class Registry(ABC):
 
     @abstractmethod
     async def refusals(self, site_id: str | None = None) -> dict[str, int]:
-        """reason -> count, for one site (with the site-less ones, site ``""``) or all."""
+        """reason -> count, for one site, or for all with the site-less ones (site ``""``:
+        another sender's, for admins only)."""
 
     # -- goals and saved funnels (per site, names unique per site) ------------------------
 

@@ -28,4 +28,5 @@ class Tally(ABC):
 
     @abstractmethod
     async def read(self, site_id: str | None) -> dict[str, int]:
-        """reason -> count for one site (with the site-less ones), or for every site."""
+        """reason -> count for one site, or for every site with the site-less ones (a
+        refusal no site could be read from is another sender's: only admins see it)."""

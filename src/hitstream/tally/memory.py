@@ -20,6 +20,6 @@ class MemoryTally(Tally):
     async def read(self, site_id: str | None) -> dict[str, int]:
         found: Counter[str] = Counter()
         for (site, reason), count in self._counts.items():
-            if site_id is None or site in (site_id, ""):
+            if site_id is None or site == site_id:
                 found[reason] += count
         return dict(found)

@@ -47,7 +47,7 @@ class RedisTally(RedisClient, Tally):
             if site_id is None:
                 keys = [key async for key in self._redis.scan_iter(match=self.prefix + "*")]
             else:
-                keys = [self.prefix + site_id, self.prefix]
+                keys = [self.prefix + site_id]  # not the site-less ones: admins only
             for key in dict.fromkeys(keys):
                 for reason, count in (await self._redis.hgetall(key)).items():
                     found[reason.decode()] += int(count)

@@ -419,7 +419,7 @@ class SqlRegistry(Registry):
     async def refusals(self, site_id: str | None = None) -> dict[str, int]:
         rows = await self._one(
             "SELECT reason, sum(count) FROM refusals WHERE $s::TEXT IS NULL "
-            "OR site_id = $s::TEXT OR site_id = '' GROUP BY reason",
+            "OR site_id = $s::TEXT GROUP BY reason",
             {"s": site_id},
         )
         return {reason: int(count) for reason, count in rows}

@@ -856,22 +856,34 @@
     $('alerts-empty').hidden = state.alerts.length > 0;
   }
 
-  // "request 400: plausible: body" is a whole request refused before any site could be read
-  // from it: counted on no site, so shown on every site's panel, and said so
+  // "request 400: plausible: body" is a whole request refused before its events were read
+  // (one with no site is counted on no site's panel: GET /api/v1/quality, admins)
   function reasonLabel(reason) {
     var m = /^request (\d{3}): (.*)$/.exec(reason);
     if (!m) return { text: reason, title: '' };
     return {
       text: 'Whole request refused (HTTP ' + m[1] + '): ' + m[2],
-      title: 'No site could be read from these requests: every site\'s panel counts them.'
+      title: 'The whole request was refused before its events were read.'
     };
   }
 
+  var SHOWN_REASONS = 8; // the panel's rows; the rest in one line (the API has them all)
+
   function kv(list, counts, emptyText, label) {
     clear(list);
-    var keys = Object.keys(counts || {}).sort(function (a, b) { return counts[b] - counts[a]; });
+    var keys = Object.keys(counts || {}).sort(function (a, b) { return counts[b] - counts[a] || (a < b ? -1 : 1); });
     if (!keys.length) list.appendChild(el('li', 'placeholder', emptyText));
+    // past SHOWN_REASONS, the last row sums the rest
+    var hidden = keys.length > SHOWN_REASONS ? keys.slice(SHOWN_REASONS - 1) : [];
+    if (hidden.length) keys = keys.slice(0, SHOWN_REASONS - 1).concat([null]);
     keys.forEach(function (k) {
+      if (k === null) {
+        var more = el('li', 'more-reasons');
+        more.appendChild(el('span', 'label', hidden.length + ' other reasons (GET /api/v1/quality lists every one)'));
+        more.appendChild(el('span', 'num', fmtNum(hidden.reduce(function (n, h) { return n + counts[h]; }, 0))));
+        list.appendChild(more);
+        return;
+      }
       var li = el('li');
       var shown = label ? label(k) : { text: k, title: '' };
       var name = el('span', 'label', shown.text);
