@@ -450,6 +450,38 @@ async def test_alerts_are_forwarded_and_kept_for_snapshots(
     assert (await frame_of(later))["alerts"] == [alert]
 
 
+async def test_a_feed_starts_with_the_alerts_already_raised(
+    stats: FakeStats, store: FakeStore, fanout: MemoryFanout
+) -> None:
+    """A dashboard opened during an incident shows it: the feed starts with the site's
+    newest alert messages of this process's rules (oldest first, as they arrived), and the
+    same message arriving over the fan-out too is not listed twice."""
+    firing = {"type": "alert", "site_id": SITE, "rule": "busy", "state": "firing", "at": 1}
+    resolved = {"type": "alert", "site_id": SITE, "rule": "busy", "state": "resolved", "at": 2}
+    asked: list[tuple[str, int]] = []
+
+    def history(site: str, n: int) -> list[dict[str, Any]]:
+        asked.append((site, n))
+        return [resolved, firing] if site == SITE else []  # newest first
+
+    hub = LiveHub(stats, store, fanout, quality=quality_of(store), alert_history=history)
+    try:
+        client = await hub.connect({"site_id": SITE})
+        assert (await frame_of(client))["alerts"] == [firing, resolved]
+        assert asked == [(SITE, LiveConfig().recent_alerts)]
+        await subscribed(fanout, f"alerts:{SITE}")
+        await fanout.publish(f"alerts:{SITE}", json.dumps(resolved).encode())
+        again = {**resolved, "at": 3}
+        await fanout.publish(f"alerts:{SITE}", json.dumps(again).encode())
+        assert await frame_of(client) == again  # the repeat of ``resolved`` was skipped
+        later = await hub.connect({"site_id": SITE, "period": "7d"})
+        assert (await frame_of(later))["alerts"] == [firing, resolved, again]
+        other = await hub.connect({"site_id": "other.test"})
+        assert (await frame_of(other))["alerts"] == []
+    finally:
+        await hub.close()
+
+
 async def test_latency_is_measured_when_the_frame_is_sent(
     hub: LiveHub, fanout: MemoryFanout
 ) -> None:

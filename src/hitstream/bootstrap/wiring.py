@@ -99,6 +99,7 @@ def build(
             registry=metrics.registry,
             query_ms=stats.now_ms,
             config=LiveConfig(max_busy_share=settings.live_max_busy_share),
+            alert_history=alerting.recent if alerting is not None else None,
         )
 
     runtime = Runtime(

@@ -116,9 +116,13 @@ class LiveHub:
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = _now_ms,
         query_ms: Callable[[], int] | None = None,
+        alert_history: Callable[[str, int], list[dict[str, Any]]] | None = None,
     ) -> None:
         """``wall_ms`` times latency; ``query_ms`` is "now" for periods (pass the stats
-        service's ``now_ms`` so live queries share the HTTP API's cache entries)."""
+        service's ``now_ms`` so live queries share the HTTP API's cache entries);
+        ``alert_history(site, n)``: the site's newest alert messages, newest first, when this
+        process evaluates the rules (a feed starts with them: a dashboard opened during an
+        incident shows it)."""
         self.stats = stats
         self.store = store
         self.fanout = fanout
@@ -128,6 +132,7 @@ class LiveHub:
         self._clock = clock
         self._wall_ms = wall_ms
         self._query_ms = query_ms or wall_ms
+        self._alert_history = alert_history
         self._feeds: dict[str, SiteFeed] = {}
         self._clients: set[LiveClient] = set()
 
@@ -227,6 +232,9 @@ class LiveHub:
                 recent=deque(maxlen=self.config.recent_events),
                 alerts=deque(maxlen=self.config.recent_alerts),
             )
+            if self._alert_history is not None:
+                history = self._alert_history(key.site_id, self.config.recent_alerts)
+                feed.alerts.extend(reversed(history))
             self._feeds[key.site_id] = feed
             feed.tasks = [
                 asyncio.create_task(self._read(feed, f"site:{key.site_id}")),
@@ -336,6 +344,8 @@ class LiveHub:
         if message.get("type") == "processed":
             self._on_processed(feed, message)
         elif message.get("type") == "alert":
+            if message in feed.alerts:  # the feed started with it (``alert_history``)
+                return
             feed.alerts.append(message)
             frame = Frame("alert", raw.decode())
             for view in feed.views.values():
