@@ -166,6 +166,25 @@ def test_events_in_stats_out(live_server: ServerProcess) -> None:
     )
     assert (typo.status_code, typo.json()["error"]["field"]) == (400, "perod")
     assert "period" in typo.json()["error"]["reason"]  # it lists what the endpoint takes
+    # nor are dates without a custom period, a parameter given twice, an empty metric list,
+    # on the stats and the alerts endpoints alike
+    for path, params, field in [
+        ("stats/aggregate", {"from": "2026-12-01", "to": "2026-12-02"}, "period"),
+        ("stats/breakdown", [("period", "day"), ("period", "7d")], "period"),
+        ("stats/aggregate", {"metrics": ""}, "metrics"),
+        ("alerts", {"bogus": "1"}, "bogus"),
+    ]:
+        sent = [("site_id", site), *(params.items() if isinstance(params, dict) else params)]
+        refused = httpx.get(
+            f"{live_server.url}/api/v1/{path}", params=sent, headers=live_server.headers
+        )
+        assert (refused.status_code, refused.json()["error"]["field"]) == (400, field), path
+    custom = httpx.get(
+        f"{live_server.url}/api/v1/stats/aggregate",
+        params={"site_id": site, "period": "custom", "from": "2026-12-01", "to": "2026-12-02"},
+        headers=live_server.headers,
+    )
+    assert custom.status_code == 200, custom.text
     listed = httpx.get(f"{live_server.url}/api/v1/sites", headers=live_server.headers).json()
     assert site in [s["site_id"] for s in listed["sites"]]
 

@@ -429,6 +429,8 @@ def build_query(
     if not site_id:
         raise QueryError("site_id", "is required")
     period = period or "30d"
+    if period != "custom" and (date_from or date_to):  # they would be ignored
+        raise QueryError("period", "must be custom when from/to are given")
     tz = tz or "UTC"
     current = resolve_period(period, now_ms, tz, date_from, date_to)
     chosen_interval = interval or default_interval(period, current.end - current.start)

@@ -3,8 +3,9 @@
 FastAPI ignores a parameter no endpoint declares, so ``perod=7d`` (a typo) answered the
 default 30 days as if asked for them, and a script never learned. Routers whose endpoints
 read their query through declared parameters add ``known_parameters``: any other name is a
-400 naming it and listing those the endpoint takes. ``auth`` (a shared link's token, read by
-the credential check itself) is taken everywhere.
+400 naming it and listing those the endpoint takes; so is a parameter given twice (one of
+the values would be ignored). ``auth`` (a shared link's token, read by the credential check
+itself) is taken everywhere.
 """
 
 from __future__ import annotations
@@ -48,3 +49,7 @@ async def known_parameters(request: Request) -> None:
             unknown[0][:100],
             f"is not a parameter of {request.url.path}; it takes {', '.join(sorted(taken))}",
         )
+    names = [name for name, _ in request.query_params.multi_items()]
+    if len(names) > len(set(names)):  # period=day&period=7d: which one was meant?
+        twice = sorted(name for name in set(names) if names.count(name) > 1)
+        raise QueryError(twice[0][:100], "is given more than once")

@@ -148,6 +148,8 @@ async def _readable(caller: Caller, gate: Gatekeeper, site_id: str, tz: str | No
 def _query(stats: StatsService, **params: Any) -> StatsQuery:
     if params.get("period") == "":  # absent is the default; empty is a mistake
         raise QueryError("period", f"must be one of {', '.join(PERIODS)}")
+    if params.get("metrics") == "":
+        raise QueryError("metrics", "names no metric (leave it out for the default ones)")
     return build_query(now_ms=stats.now_ms(params.get("period")), **params)
 
 

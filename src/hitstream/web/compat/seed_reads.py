@@ -66,12 +66,13 @@ class Reader:
 
     def _query(self, period: str | None = None, **params: Any) -> Any:
         period = period or self.period
+        custom = period == "custom"  # a section of its own period (realtime) takes no dates
         return build_query(
             site_id=self.site_id,
             now_ms=self.stats.now_ms(period),
             period=period,
-            date_from=self.date_from,
-            date_to=self.date_to,
+            date_from=self.date_from if custom else None,
+            date_to=self.date_to if custom else None,
             tz=self.tz,
             **params,
         )
