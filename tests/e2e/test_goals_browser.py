@@ -10,7 +10,15 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.test_browser import FIREFOX, browser, open_dashboard, register
+from tests.e2e.test_browser import (
+    FIREFOX,
+    PASSWORD,
+    add_user,
+    browser,
+    form_login,
+    open_dashboard,
+    register,
+)
 from tests.server import ServerProcess
 
 __all__ = ["browser"]
@@ -105,4 +113,48 @@ def test_goals_and_funnel_panels_show_the_expected_numbers(
     expect(bars).to_have_count(2, timeout=10_000)
     expect(bars.nth(1).locator(".visitors")).to_have_text(str(reached[1]))
     expect(bars.nth(1).locator(".label")).to_have_attribute("title", steps[1])
+
+    # a goal goes only once its removal is confirmed
+    made = httpx.post(
+        f"{live_server.url}/api/v1/sites/{SITE}/goals",
+        json={"name": "Blog", "page": "/blog"},
+        headers=live_server.headers,
+    )
+    assert made.status_code == 201, made.text
+    dashboard.reload()
+    blog = rows.locator('.goal-row[data-goal="Blog"]')
+    expect(blog).to_have_count(1, timeout=10_000)
+    dashboard.once("dialog", lambda dialog: dialog.dismiss())
+    blog.locator(".remove-goal").click()
+    time.sleep(0.5)  # a removal not confirmed sends nothing: the goal is still there
+    assert "Blog" in goal_names(live_server)
+    dashboard.once("dialog", lambda dialog: dialog.accept())
+    blog.locator(".remove-goal").click()
+    expect(blog).to_have_count(0, timeout=10_000)
+    assert "Blog" not in goal_names(live_server)
     dashboard.close()
+
+    # a viewer of the site reads the goals and runs funnels, and is offered no change
+    add_user(live_server, "viewer-goals@e2e.test", "viewer", [SITE])
+    context = browser.new_context()
+    cookie = form_login(live_server, "viewer-goals@e2e.test", PASSWORD)
+    context.add_cookies([{"name": "hitstream_session", "value": cookie, "url": live_server.url}])
+    viewer = context.new_page()
+    viewer.goto(f"{live_server.url}/?site={SITE}&period=day")
+    viewer_rows = viewer.locator("#goals-table")
+    expect(viewer_rows.locator('.goal-row[data-goal="Pricing"] .conversions')).to_have_text(
+        str(len(pricing)), timeout=10_000
+    )
+    expect(viewer.locator("#add-goal")).to_be_hidden()
+    expect(viewer_rows.locator(".remove-goal")).to_have_count(2)
+    for i in range(2):
+        expect(viewer_rows.locator(".remove-goal").nth(i)).to_be_hidden()
+    expect(viewer.locator("#funnel-save")).to_be_hidden()
+    expect(viewer.locator("#funnel-pick")).to_contain_text("Signup flow")  # reads it
+    context.close()
+
+
+def goal_names(server: ServerProcess) -> list[str]:
+    listed = httpx.get(f"{server.url}/api/v1/sites/{SITE}/goals", headers=server.headers)
+    assert listed.status_code == 200, listed.text
+    return [g["name"] for g in listed.json()["goals"]]

@@ -536,8 +536,12 @@ async def test_one_process_leads_and_the_lead_passes_on_when_it_dies(url: str) -
         assert await second.lead("other")  # leads are by name
         with psycopg.connect(url, autocommit=True) as conn:  # the holder's connection dies
             killed = conn.execute(
+                # this database's holder only: other tests (other databases) may lead too,
+                # and a refused asker's connection may linger a moment after its close
                 "WITH lead AS MATERIALIZED (SELECT pid FROM pg_stat_activity "
-                "WHERE application_name = 'hitstream-lead-alerting') "
+                "WHERE application_name = 'hitstream-lead-alerting' "
+                "AND datname = current_database() "
+                "AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')) "
                 "SELECT pg_terminate_backend(pid) FROM lead"
             ).fetchall()
         assert killed == [(True,)]

@@ -10,46 +10,65 @@ itself) is taken everywhere.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from types import UnionType
+from typing import Any, Final, Union, get_args, get_origin
 
 from fastapi import Request
 
 from hitstream.domain.errors import QueryError
 
 ALWAYS: Final = frozenset({"auth"})
-_TAKEN: dict[int, frozenset[str]] = {}
-"""id(route) -> the query parameters it takes (routes live as long as the app)."""
+_TAKEN: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+"""id(route) -> the query parameters it takes, and those of them that take a list (given once
+per item: ``step``); routes live as long as the app."""
+_LISTS: Final = (list, tuple, set, frozenset)
 
 
-def _names(dependant: Any) -> set[str]:
-    """The query parameters of a route's dependant and of every dependency under it."""
+def _is_list(annotation: object) -> bool:
+    """Whether a parameter's annotation takes a list (``list[str] | None`` too)."""
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        return any(_is_list(arg) for arg in get_args(annotation))
+    return origin in _LISTS or annotation in _LISTS
+
+
+def _names(dependant: Any) -> tuple[set[str], set[str]]:
+    """The query parameters of a route's dependant and of every dependency under it, and
+    those of them that take a list."""
     names = {param.alias for param in dependant.query_params}
+    lists = {
+        param.alias for param in dependant.query_params if _is_list(param.field_info.annotation)
+    }
     for below in dependant.dependencies:
-        names |= _names(below)
-    return names
+        more, more_lists = _names(below)
+        names |= more
+        lists |= more_lists
+    return names, lists
 
 
-def _taken(route: object) -> frozenset[str] | None:
+def _taken(route: object) -> tuple[frozenset[str], frozenset[str]] | None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return None
     found = _TAKEN.get(id(route))
     if found is None:
-        found = _TAKEN[id(route)] = ALWAYS | frozenset(_names(dependant))
+        names, lists = _names(dependant)
+        found = _TAKEN[id(route)] = (ALWAYS | frozenset(names), frozenset(lists))
     return found
 
 
 async def known_parameters(request: Request) -> None:
-    taken = _taken(request.scope.get("route"))
-    if taken is None:
+    found = _taken(request.scope.get("route"))
+    if found is None:
         return
+    taken, lists = found
     unknown = sorted(set(request.query_params) - taken)
     if unknown:
         raise QueryError(
             unknown[0][:100],
             f"is not a parameter of {request.url.path}; it takes {', '.join(sorted(taken))}",
         )
-    names = [name for name, _ in request.query_params.multi_items()]
+    names = [name for name, _ in request.query_params.multi_items() if name not in lists]
     if len(names) > len(set(names)):  # period=day&period=7d: which one was meant?
         twice = sorted(name for name in set(names) if names.count(name) > 1)
         raise QueryError(twice[0][:100], "is given more than once")

@@ -9,6 +9,7 @@
   var $ = function (id) { return document.getElementById(id); };
   var fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
   var csrf = '';
+  var canEdit = false; // an admin's login: a viewer or a shared link reads only
   var lastKey = '';
 
   function el(tag, className, text) {
@@ -91,8 +92,9 @@
       var remove = el('button', 'link remove-goal', '×');
       remove.type = 'button';
       remove.title = 'Remove goal ' + g.name;
-      remove.hidden = !csrf;
+      remove.hidden = !canEdit;
       remove.addEventListener('click', function () {
+        if (!window.confirm('Remove the goal "' + g.name + '"? Its events stay; its conversions are no longer counted.')) return;
         send('DELETE', '/api/v1/sites/' + encodeURIComponent(v.site) + '/goals/' + encodeURIComponent(g.name))
           .then(function (res) { if (res.ok) refresh(true); else $('goal-error').textContent = errorText(res); });
       });
@@ -200,8 +202,8 @@
         pick.appendChild(o);
       });
       pick.value = funnels.some(function (f) { return f.name === keep; }) ? keep : '';
-      $('funnel-save').hidden = !csrf;
-      $('funnel-name').hidden = !csrf;  // a shared, read-only dashboard saves nothing
+      $('funnel-save').hidden = !canEdit;
+      $('funnel-name').hidden = !canEdit;  // a viewer or a shared dashboard saves nothing
     });
   }
 
@@ -259,7 +261,11 @@
     $('add-goal').hidden = share;
     var ready = share ? Promise.resolve() : fetch('/api/v1/session', { headers: { Accept: 'application/json' } })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (s) { csrf = (s && s.csrf) || ''; if (!csrf) $('add-goal').hidden = true; })
+      .then(function (s) {
+        csrf = (s && s.csrf) || '';
+        canEdit = !!csrf && s.role === 'admin';
+        $('add-goal').hidden = !canEdit;
+      })
       .catch(function () {});
     ready.then(function () {
       refresh(true);
