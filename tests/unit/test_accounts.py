@@ -55,6 +55,19 @@ async def test_passwords_are_argon2id_and_logins_are_throttled() -> None:
     assert short.value.field == "password"
 
 
+async def test_a_user_may_only_be_given_registered_sites() -> None:
+    """Access to a domain nobody registered would come with whoever registers it later."""
+    store = MemoryStore()
+    accounts = Accounts(store)
+    await store.add_site(Site("a.io"))
+    with pytest.raises(QueryError) as refused:
+        await accounts.add_user("v@x.io", "viewer", ["a.io", "nope.io"], PASSWORD)
+    assert refused.value.field == "sites" and "nope.io" in refused.value.reason
+    assert await store.get_user("v@x.io") is None
+    user = await accounts.add_user("v@x.io", "viewer", ["a.io"], PASSWORD)
+    assert user.sites == ("a.io",)
+
+
 async def test_login_links_and_keys() -> None:
     store = MemoryStore()
     accounts = Accounts(store)

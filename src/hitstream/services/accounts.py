@@ -90,6 +90,9 @@ class Accounts:
             tuple(rules.check_site_id(s, "sites") for s in sites),
             self._wall_ms(),
         )
+        for site_id in user.sites:  # access to a domain nobody registered yet would come
+            if await self.registry.get_site(site_id) is None:  # with whoever registers it
+                raise QueryError("sites", f"{site_id!r} is not a registered site")
         hashed = (
             _UNUSABLE
             if password is None
