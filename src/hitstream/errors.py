@@ -9,7 +9,9 @@
     │   └── DiskUnavailable    a local data folder refuses writes (full, read-only)
     ├── PositionConflict       another processor already stored past this batch (a rebalance)
     ├── QueryError             a query, filter, view or alert rule that cannot be used as
-    │                          asked, naming the field (a 400; defined in the pure domain)
+    │   │                      asked, naming the field (a 400; defined in the pure domain)
+    │   └── StoreRefused       a value the store cannot hold (a NUL in a text): the same data
+    │                          fails again, so a write's message is dead-lettered, a read a 400
     ├── Conflict               a site or user that exists already (a 409; domain)
     ├── AccessDenied           no credential (401) or one that does not reach (403; domain)
     ├── NotFound               a site, key or link that does not exist (a 404; domain)
@@ -43,6 +45,7 @@ __all__ = [
     "PositionConflict",
     "QueryError",
     "RateLimited",
+    "StoreRefused",
     "StoreUnavailable",
     "public_reason",
 ]
@@ -90,6 +93,20 @@ def public_reason(error: AdapterUnavailable) -> str:
     if error.failing_fast:
         return f"{part} is unavailable (failing fast until it answers again); retry later"
     return f"{part} is unavailable; retry later"
+
+
+class StoreRefused(QueryError):
+    """The store cannot hold a value it was given (a NUL character in a text, a number out of
+    its range): retrying the same data fails the same way. Not an ``AdapterUnavailable``: the
+    processor's runner halves the batch down to the message and dead-letters it (the others
+    are stored), and a read answers 400. ``detail`` (the driver's text) is for the log."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(
+            "request", f"holds a value the store cannot hold ({what}): a NUL character?"
+        )
+        self.detail = detail
+        self.args = (f"{what}: {detail or 'refused'}",)  # the log's and a dead letter's text
 
 
 class PositionConflict(HitstreamError):

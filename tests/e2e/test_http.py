@@ -268,6 +268,39 @@ def test_bad_queries_are_named_400s(
     assert response.json()["error"]["field"] == field
 
 
+def test_a_nul_character_is_a_named_400_wherever_it_comes(live_server: ServerProcess) -> None:
+    """No store holds or compares a NUL (PostgreSQL refuses the text): in an event's
+    property, a query parameter, a path, a user's email or a goal's property it is refused
+    by name, never accepted (an event blocked the processor) nor a 503."""
+    site = "nul.e2e.test"
+    live_server.add_site(site)
+    event = {"site_id": site, "path": "/", "props": {"k": "a\x00b"}}
+    sent = httpx.post(
+        f"{live_server.url}/api/v1/events", json=event, headers={"User-Agent": CHROME}
+    )
+    assert sent.status_code == 422, sent.text
+    assert sent.json()["rejected"][0]["errors"][0]["field"] == "props.k"
+    h = live_server.headers
+    asked = [
+        ("GET", "/api/v1/stats/aggregate", {"site_id": site, "filters": "page==\x00"}, "filters"),
+        ("GET", "/api/v1/stats/breakdown", {"site_id": site, "property": "prop:a\x00"}, "property"),
+        ("GET", "/api/v1/funnel", [("site_id", site), ("step", "page==/\x00"), ("step", "page==/")],
+         "step"),
+        ("DELETE", f"/api/v1/sites/{site}/users/%00", None, "path"),
+    ]  # fmt: skip
+    for method, path, params, field in asked:
+        answer = httpx.request(method, f"{live_server.url}{path}", params=params, headers=h)
+        assert (answer.status_code, answer.json()["error"]["field"]) == (400, field), path
+    bodies = [
+        ("/api/v1/users", {"email": "a\x00@b.c", "role": "viewer", "password": "x" * 12}, "email"),
+        (f"/api/v1/sites/{site}/goals", {"name": "G", "event_name": "e", "props": {"k": "v\x00"}},
+         "props"),
+    ]  # fmt: skip
+    for path, body, field in bodies:
+        answer = httpx.post(f"{live_server.url}{path}", json=body, headers=h)
+        assert (answer.status_code, answer.json()["error"]["field"]) == (400, field), path
+
+
 def test_rejections_are_counted_by_reason_in_metrics(live_server: ServerProcess) -> None:
     live_server.add_site("m.io")
     httpx.post(

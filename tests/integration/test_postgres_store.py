@@ -875,3 +875,33 @@ async def test_segments_keep_to_a_budget_of_the_sites_events(store: PostgresStor
     assert await store.register_segment(SITE, "user_id", "")  # every event: the budget is used
     assert not await store.register_segment(SITE, "page", "/")
     assert await store.register_segment(SITE, "page", "/none")  # holds no event
+
+
+async def test_an_event_postgresql_cannot_hold_is_dead_lettered_and_the_rest_stored(
+    store: PostgresStore,
+) -> None:
+    """A NUL in a property's value (the collector refuses it now; a log written before may
+    hold one): PostgreSQL refuses the text. The write says so as ``StoreRefused`` (not
+    ``StoreUnavailable``, which the processor retried forever, stalling every later event),
+    so the processor halves the batch down to that message, dead-letters it and stores the
+    others; a read asking for such a value is a refusal too, not a 503."""
+    from hitstream.errors import StoreRefused
+    from hitstream.log.memory import MemoryLog
+    from tests.access import Sites
+    from tests.unit.test_processor import T0, accepted, make, put
+    from tests.unit.test_runner import dead_letters, run_all
+
+    log = MemoryLog()
+    good = [accepted(n, visitor=f"v{n}", path=f"/p{n}") for n in range(6)]
+    poison = accepted(99, visitor="vx", props={"k": "a\x00b"})
+    await put(log, *good[:3], poison, *good[3:])
+    # bounded: a refusal taken for an outage is retried forever
+    await asyncio.wait_for(run_all(make(log, store, sites=Sites("a.io"))), 60)
+    letters = await dead_letters(log)
+    assert len(letters) == 1 and letters[0][0].startswith("write: StoreRefused"), letters
+    assert poison.event_id.encode() in letters[0][1]
+    day = StatsQuery("a.io", Range(T0 - 1, T0 + 3_600_000), ("pageviews", "visitors"))
+    assert await store.aggregate(day) == {"pageviews": 6.0, "visitors": 6.0}
+    assert await store.positions("memory") == {0: len(good) + 1}
+    with pytest.raises(StoreRefused):  # the read side: the same refusal (a 400 in the API)
+        await store.aggregate(replace(day, filters=(Filter("prop:k", "==", ("a\x00b",)),)))

@@ -76,6 +76,7 @@ def test_custom_event_needs_a_name() -> None:
         ({"site_id": "s", "path": "/", "props": []}, "props", "object"),
         ({"site_id": "s", "path": "/", "props": {"a": {"b": 1}}}, "props.a", "string, number"),
         ({"site_id": "s", "path": "/", "props": {"a": "x" * 513}}, "props.a", "longer"),
+        ({"site_id": "s", "path": "/", "props": {"a": "x\x00y"}}, "props.a", "NUL"),
         ({"site_id": "s", "path": "/", "props": {str(i): i for i in range(31)}}, "props", "30"),
         ({"site_id": "s", "path": "/", "paht": "/"}, "paht", "not a known field"),
         ({"site_id": "s", "path": "/", "event_id": "a b"}, "event_id", "letters"),

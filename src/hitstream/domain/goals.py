@@ -138,6 +138,8 @@ def new_goal(data: Mapping[str, Any]) -> Goal:
             _text(key, "props", 64)
             if not isinstance(value, str) or len(value) > 500:
                 raise QueryError("props", f"the value of {key!r} must be a string (<= 500)")
+            if "\x00" in value:  # no store compares it (PostgreSQL refuses the text)
+                raise QueryError("props", f"the value of {key!r} must not contain a NUL character")
             pairs.append((key, value))
     return Goal(name, event_name=event, props=tuple(sorted(pairs)))
 

@@ -86,6 +86,8 @@ def check_property(name: str, field: str = "property") -> None:
     if name == GOAL_PROPERTY and field == "filters":  # a breakdown by goal is composed
         return
     if name.startswith(PROP_PREFIX) and len(name) > len(PROP_PREFIX):
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise QueryError(field, "a property key must not contain control characters")
         return
     if name not in EVENT_PROPERTIES and name not in SESSION_PROPERTIES:
         raise QueryError(field, f"unknown property {name!r}")

@@ -313,7 +313,11 @@ def _default(site_id: str) -> tuple[str, ...]:
 
 
 def check_email(email: object) -> str:
-    if not isinstance(email, str) or not EMAIL.fullmatch(email.strip()):
+    if (
+        not isinstance(email, str)
+        or not EMAIL.fullmatch(email.strip())
+        or any(ord(c) < 32 or ord(c) == 127 for c in email)
+    ):
         raise QueryError("email", "must be an email address")
     return email.strip().lower()
 

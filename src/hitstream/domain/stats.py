@@ -214,6 +214,8 @@ def parse_filters(raw: str | None) -> tuple[Filter, ...]:
     '|' (a pattern of ``=~``/``!=~`` is one value: its '|' is alternation)."""
     if not raw:
         return ()
+    if "\x00" in raw:  # no store can compare it (PostgreSQL refuses the text)
+        raise QueryError("filters", "must not contain a NUL character")
     filters: list[Filter] = []
     for clause in raw.split(";"):
         clause = clause.strip()

@@ -144,6 +144,8 @@ def props_value(value: object, limits: Limits, problems: list[Problem]) -> Props
                 problems.append(
                     Problem(where, f"is longer than {limits.max_prop_value} characters")
                 )
+            elif "\x00" in item:  # no store holds it (PostgreSQL refuses the text)
+                problems.append(Problem(where, "must not contain a NUL character"))
             else:
                 props[key] = item
         else:

@@ -465,6 +465,8 @@ def _override_problems(overrides: Mapping[str, object]) -> list[Problem]:
     for name, value in overrides.items():
         if not isinstance(value, str) or not value or len(value) > 1024:
             problems.append(Problem(name, "must be a non-empty string of at most 1024 characters"))
+        elif "\x00" in value:  # no store holds it (PostgreSQL refuses the text)
+            problems.append(Problem(name, "must not contain a NUL character"))
         elif name == "ip":
             try:
                 ipaddress.ip_address(value)

@@ -34,7 +34,7 @@ from hitstream.domain.stats import (
     TimeseriesPoint,
     bucket_starts,
 )
-from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
+from hitstream.errors import PositionConflict, QueryError, StoreRefused, StoreUnavailable
 from hitstream.stores import rollup_views
 from hitstream.stores.base import RollupAnswers, Store, WriteBatch, check_fence
 from hitstream.stores.batch import StatsBatch, StatsCall, check_site
@@ -255,6 +255,8 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
 
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, run, conn)
+        except duckdb.DataError as exc:  # the value, not the file: the same fails again
+            raise StoreRefused(what, str(exc).splitlines()[0] if str(exc) else "") from exc
         except duckdb.Error as exc:
             raise StoreUnavailable(f"duckdb {what} failed: {exc}") from exc
 
@@ -362,7 +364,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             appended, lowest = await self._run(
                 "write", lambda conn: _write(conn, batch, keep, views)
             )
-        except (StoreUnavailable, PositionConflict):
+        except (StoreUnavailable, StoreRefused, PositionConflict):
             raise
         except Exception as exc:  # a value the schema cannot hold: nothing was written
             raise StoreUnavailable(f"duckdb write failed and was rolled back: {exc}") from exc

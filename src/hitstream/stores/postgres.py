@@ -39,7 +39,7 @@ from hitstream.domain.stats import (
     TimeseriesPoint,
     bucket_starts,
 )
-from hitstream.errors import PositionConflict, QueryError, StoreUnavailable
+from hitstream.errors import PositionConflict, QueryError, StoreRefused, StoreUnavailable
 from hitstream.stores.base import RollupAnswers, Store, WriteBatch
 from hitstream.stores.sql.common import (
     EVENT_TEXT,
@@ -122,6 +122,8 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
                 yield conn
         except (StoreUnavailable, PositionConflict, QueryError):
             raise
+        except psycopg.DataError as exc:  # the value, not the server: the same fails again
+            raise StoreRefused(what, str(exc).splitlines()[0] if str(exc) else "") from exc
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError):  # the server may be gone
                 self.breaker.suspect(exc)

@@ -11,9 +11,10 @@ which closes live connections and drains the event log into the store.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,6 +31,7 @@ from hitstream.errors import (
     NotFound,
     QueryError,
     RateLimited,
+    StoreRefused,
     public_reason,
 )
 from hitstream.web import (
@@ -50,6 +52,7 @@ from hitstream.web.cors import Cors
 from hitstream.web.deps import AppServices
 from hitstream.web.headers import SecurityHeaders
 from hitstream.web.ingest import INGEST, LeanIngest
+from hitstream.web.params import UnknownParameter
 
 DESCRIPTION = """
 Privacy-first, real-time website analytics. Send events to `POST /api/v1/events`; read
@@ -80,13 +83,42 @@ def _allowed(request: Request) -> str:
     return ", ".join(methods)
 
 
+def nul_in_request(scope: Scope) -> str | None:
+    """The part of a request's path or query that holds a NUL character (no store can hold
+    or compare one: PostgreSQL refuses the text), by its parameter's name, or None."""
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "")[:100] or "query"
+    return None
+
+
 class HitstreamApp(FastAPI):
     """FastAPI, except that ``POST /api/v1/events`` goes straight to the lean endpoint
-    (``web/ingest.py``), before any middleware or routing."""
+    (``web/ingest.py``), before any middleware or routing, and a request whose path or query
+    holds a NUL character is a 400 naming the parameter before any route reads it."""
 
     lean: LeanIngest | None = None
+    refused: Callable[[str], None] | None = None
+    """Counts a request refused here by field (``requests_rejected``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            where = nul_in_request(scope)
+            if where is not None:
+                if self.refused is not None:
+                    self.refused(where)
+                if scope["type"] == "http":
+                    await _error(400, where, "must not contain a NUL character")(
+                        scope, receive, send
+                    )
+                else:  # a WebSocket handshake refused: 1008, the policy's code
+                    await send({"type": "websocket.close", "code": 1008})
+                return
         if (
             self.lean is not None
             and scope["type"] == "http"
@@ -133,6 +165,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
+    # by one label: a parameter's name is the sender's text (every name a series of its own)
+    app.refused = lambda field: metrics.requests_rejected.labels("400", "nul").inc()
     app.add_middleware(Cors, origins=list(cors_origins))
     app.add_middleware(SecurityHeaders)
 
@@ -163,7 +197,12 @@ def create_app(
     async def bad_query(request: Request, exc: QueryError) -> JSONResponse:
         """The one place a query the rules refuse becomes a 400, whoever found the problem
         (``build_query`` on the way in, or a store asked something it cannot answer)."""
-        metrics.requests_rejected.labels("400", exc.field).inc()
+        if isinstance(exc, StoreRefused):
+            log.warning(
+                "%s %s: the store refused a value: %s", request.method, request.url.path, exc
+            )
+        label = "unknown_parameter" if isinstance(exc, UnknownParameter) else exc.field
+        metrics.requests_rejected.labels("400", label).inc()
         return _error(400, exc.field, exc.reason)
 
     @app.exception_handler(AccessDenied)

@@ -57,6 +57,11 @@ def _taken(route: object) -> tuple[frozenset[str], frozenset[str]] | None:
     return found
 
 
+class UnknownParameter(QueryError):
+    """A query parameter the endpoint does not take (or takes once): named in the answer,
+    counted under one label (the name is the sender's text)."""
+
+
 async def known_parameters(request: Request) -> None:
     found = _taken(request.scope.get("route"))
     if found is None:
@@ -64,11 +69,11 @@ async def known_parameters(request: Request) -> None:
     taken, lists = found
     unknown = sorted(set(request.query_params) - taken)
     if unknown:
-        raise QueryError(
+        raise UnknownParameter(
             unknown[0][:100],
             f"is not a parameter of {request.url.path}; it takes {', '.join(sorted(taken))}",
         )
     names = [name for name, _ in request.query_params.multi_items() if name not in lists]
     if len(names) > len(set(names)):  # period=day&period=7d: which one was meant?
         twice = sorted(name for name in set(names) if names.count(name) > 1)
-        raise QueryError(twice[0][:100], "is given more than once")
+        raise UnknownParameter(twice[0][:100], "is given more than once")
