@@ -145,6 +145,9 @@ def _run(
         settings.grpc_port = DEFAULT_GRPC_PORT
     rpc = _grpc_server_module() if grpc and settings.grpc_port else None
     _logging(settings.log_level)
+    from hitstream.bootstrap import check_settings
+
+    check_settings(settings)  # a ConfigError before anything starts (main says it in a line)
     shown_roles = roles
     child = None
     if "processor" in roles and len(roles) > 1 and processor_in_child(settings):
@@ -434,7 +437,36 @@ def main() -> None:
     # what hitstream writes (the embedded store and log: users' emails and password hashes,
     # the events; salts; exports) is its user's alone, whatever the shell's umask
     os.umask(0o077)
-    app()
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from hitstream.errors import AdapterUnavailable, ConfigError, QueryError
+
+    try:
+        app()
+    except ConfigError as exc:  # a setting that cannot work: one line, not a traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except QueryError as exc:
+        typer.echo(f"error: {exc.field}: {exc.reason}", err=True)
+        raise SystemExit(2) from None
+    except AdapterUnavailable as exc:  # the log or store refused at start-up
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    except ValidationError as exc:  # the settings' own checks (HITSTREAM_* variables)
+        for error in exc.errors():
+            name = "HITSTREAM_" + "_".join(str(part) for part in error["loc"]).upper()
+            typer.echo(f"error: {name}: {error['msg']} (got {error.get('input')!r})", err=True)
+        raise SystemExit(2) from None
+    except SettingsError as exc:  # a variable that is not even of its kind (JSON, a list)
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        name = f"HITSTREAM_{field.upper()}: " if field else ""
+        cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        typer.echo(f"error: {name}cannot be read{cause}", err=True)
+        raise SystemExit(2) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:  # a named file
+        typer.echo(f"error: {exc.strerror}: {exc.filename}", err=True)
+        raise SystemExit(1) from None
 
 
 admin.install(app)  # sites, users, keys, forget

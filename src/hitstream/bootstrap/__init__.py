@@ -19,12 +19,19 @@ from hitstream.bootstrap.adapters import (
     open_store,
 )
 from hitstream.bootstrap.runtime import ROLES, Runtime
-from hitstream.bootstrap.wiring import build, limits_from, load_rules, make_alerting
+from hitstream.bootstrap.wiring import (
+    build,
+    check_settings,
+    limits_from,
+    load_rules,
+    make_alerting,
+)
 
 __all__ = [
     "ROLES",
     "Runtime",
     "build",
+    "check_settings",
     "limits_from",
     "load_rules",
     "make_alerting",

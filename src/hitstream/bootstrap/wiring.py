@@ -25,7 +25,7 @@ from hitstream.bootstrap.adapters import (
     make_store,
     make_tally,
 )
-from hitstream.bootstrap.runtime import ROLES, Runtime
+from hitstream.bootstrap.runtime import ROLES, Runtime, sites_from
 from hitstream.disk import DataFolders
 from hitstream.domain.alerts import AlertRule, parse_rules
 from hitstream.domain.events import Limits
@@ -193,6 +193,15 @@ def make_processor(
         retention_ms=settings.retention_days * 86_400_000,
     )
     return processor, [parser.warm_up, bots.warm_up]
+
+
+def check_settings(settings: Settings) -> None:
+    """What a process would only find wrong in its settings once started (the sites it
+    registers, its alert rules and notifiers), found before anything starts or is spawned:
+    ``ConfigError`` naming it."""
+    sites_from(settings.sites, 0)
+    if load_rules(settings.alert_rules):
+        make_notifiers(settings.alert_notifiers)
 
 
 def load_rules(raw: str) -> list[AlertRule]:
