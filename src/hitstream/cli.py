@@ -402,6 +402,8 @@ def replay(
 
     if (from_offset is None) == (since is None):
         raise typer.BadParameter("give exactly one of --from-offset or --since")
+    if since is not None and dead_letter:  # times are looked up in the log, not its letters
+        raise typer.BadParameter("--dead-letter takes --from-offset (0: every dead letter)")
     settings = _settings(data_dir=data_dir)
     _logging(settings.log_level)
     runtime = build(settings, frozenset({"processor"}))
@@ -422,6 +424,7 @@ def replay(
                 runtime.processor,
                 runtime.log,
                 start=start,
+                default=from_offset or 0,
                 dead_letters=dead_letter,
                 group=f"replay-{int(_time.time())}",
             )

@@ -47,6 +47,12 @@ class LogConsumer(ABC):
         return None
 
     @property
+    def ready(self) -> bool:
+        """Whether a poll can return messages now (a Kafka member is not until the group
+        gave it partitions; a replay waits for that before it calls the log empty)."""
+        return True
+
+    @property
     def generation(self) -> int:
         """Grows whenever this member's partitions change (a rebalance): state kept per
         partition (open visits) must then be reloaded from the store."""

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -334,6 +334,37 @@ class KafkaLog(EventLog):
 
     def consumer(self, group: str, positions: PositionLookup) -> LogConsumer:
         return KafkaConsumer(self._consumer_config, self.topic, group, positions)
+
+    async def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]:
+        """partition -> the first offset whose message's timestamp (its append time, as
+        the producer sets it) is at or after ``timestamp_ms``; a partition with none from then
+        on starts at its end (nothing to replay)."""
+        timeout = self.admin_timeout_s
+
+        def lookup() -> dict[int, int]:
+            config = {**self._consumer_config, "group.id": "hitstream-offsets-for-time"}
+            consumer = Consumer(config)
+            try:
+                meta = consumer.list_topics(self.topic, timeout=timeout)
+                topic = meta.topics.get(self.topic)
+                if topic is None or topic.error is not None:
+                    raise LogUnavailable(f"kafka topic {self.topic} unavailable")
+                asked = [TopicPartition(self.topic, p, timestamp_ms) for p in topic.partitions]
+                found: dict[int, int] = {}
+                for tp in consumer.offsets_for_times(asked, timeout=timeout):
+                    if tp.error is not None:
+                        raise LogUnavailable(f"kafka offsets for time: {tp.error}")
+                    if tp.offset < 0:  # no message at or after the time: the end
+                        end = TopicPartition(self.topic, tp.partition)
+                        tp.offset = consumer.get_watermark_offsets(end, timeout=timeout)[1]
+                    found[tp.partition] = tp.offset
+                return found
+            except KafkaException as exc:
+                raise LogUnavailable(f"kafka offsets for time failed: {exc}") from exc
+            finally:
+                consumer.close()
+
+        return await asyncio.to_thread(lookup)
 
     async def dead_letter(self, messages: Sequence[LogMessage], reason: str) -> None:
         origin: list[_Headers] = [

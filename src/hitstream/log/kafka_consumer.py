@@ -69,6 +69,10 @@ class KafkaConsumer(LogConsumer):
     def generation(self) -> int:
         return self._generation
 
+    @property
+    def ready(self) -> bool:
+        return bool(self._assigned)
+
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))

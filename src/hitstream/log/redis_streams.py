@@ -198,6 +198,11 @@ class RedisStreamsLog(EventLog):
     def consumer(self, group: str, positions: PositionLookup) -> LogConsumer:
         return RedisConsumer(self, self._settings(self.key), group, positions)
 
+    async def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]:
+        """A stream id is its append time in ms (then a sequence): the first entry appended
+        at or after ``timestamp_ms`` is at or after offset ``timestamp_ms << SEQ_BITS``."""
+        return {0: max(0, timestamp_ms) << SEQ_BITS}
+
     async def dead_letter(self, messages: Sequence[LogMessage], reason: str) -> None:
         await self._add(
             self.dead_key,
