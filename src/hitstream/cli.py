@@ -185,6 +185,7 @@ def _run(
         )
     web = create_app(runtime.services, lifecycle=lifecycle, cors_origins=settings.cors_origins)
     server = _server_class()(server_config(web, settings, runtime.metrics))
+    runtime.stopping = lambda: server.should_exit  # a signal while start-up still waits
     runtime.metrics.http_connections.set_function(lambda: len(server.server_state.connections))
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     where = f"http://{shown_host}:{settings.port}"

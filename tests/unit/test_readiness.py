@@ -117,3 +117,34 @@ async def test_a_503_names_the_part_and_keeps_its_error_for_the_log(
     }
     assert answer.headers["retry-after"] == "5"
     assert "switched off or closed" in caplog.text
+
+
+async def test_a_start_waiting_for_its_log_stops_when_asked(tmp_path: Path) -> None:
+    """A role whose log is down waits for it at start-up, and a SIGTERM meanwhile (the
+    server's ``should_exit``) ends the wait: it kept retrying, deaf to SIGTERM and Ctrl-C."""
+    import asyncio
+    import time
+
+    from hitstream.errors import LogUnavailable
+
+    runtime = build(
+        Settings(data_dir=tmp_path, log_url="memory://", store_url="memory://"),
+        frozenset({"collector"}),
+    )
+    tries: list[float] = []
+
+    async def refused() -> None:
+        tries.append(time.monotonic())
+        raise LogUnavailable("redis: connection refused")
+
+    runtime.log.start = refused  # type: ignore[method-assign]
+    asked = asyncio.Event()
+    runtime.stopping = asked.is_set
+    started = asyncio.create_task(runtime.start())
+    while len(tries) < 3:  # it waits, retrying
+        await asyncio.sleep(0.05)
+    assert not started.done()
+    asked.set()
+    await asyncio.wait_for(started, 1.0)  # it stops waiting within a tick
+    assert runtime.collector is not None and runtime._started == []  # nothing was started
+    await runtime.stop()

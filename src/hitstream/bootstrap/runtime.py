@@ -149,6 +149,9 @@ class Runtime:
     """Another process's ``/metrics`` that ours include (``serve``'s processor process)."""
     """Where first-run links are printed (the CLI's console); None prints nothing."""
     backoff: Backoff = field(default_factory=lambda: Backoff(first_s=0.5))
+    stopping: Callable[[], bool] = lambda: False
+    """Whether the process was asked to stop (the HTTP server's SIGTERM/SIGINT): a start
+    still waiting for its log or store gives up instead of waiting on."""
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _demo_stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -203,17 +206,24 @@ class Runtime:
             wanted["disk"] = self.disk
         return wanted
 
-    async def _start_adapter(self, name: str, adapter: Startable) -> None:
-        """Start one adapter, waiting (with backoff) while its service is unreachable."""
+    async def _start_adapter(self, name: str, adapter: Startable) -> bool:
+        """Start one adapter, waiting (with backoff) while its service is unreachable; False
+        when the process was asked to stop meanwhile (then it is not started)."""
         attempt = 0
         while True:
             try:
                 await adapter.start()
-                return
+                return True
             except AdapterUnavailable as exc:
                 delay = self.backoff.delay(attempt)
                 log.warning("%s not available yet (%s); retrying in %.1fs", name, exc, delay)
-                await self.backoff.sleep(delay)
+                pause = asyncio.ensure_future(self.backoff.sleep(delay))
+                while not pause.done():
+                    if self.stopping():  # a signal came: do not wait on for a service
+                        pause.cancel()
+                        log.warning("asked to stop while waiting for the %s: stopping", name)
+                        return False
+                    await asyncio.wait([pause], timeout=0.1)
                 attempt += 1
 
     async def start(self, *, run_processor: bool = True) -> None:
@@ -227,7 +237,8 @@ class Runtime:
             )
         began = time.perf_counter()
         for name, adapter in self.adapters().items():
-            await self._start_adapter(name, adapter)
+            if not await self._start_adapter(name, adapter):
+                return  # the server stops at once (it was signalled): nothing more to start
             self._started.append(adapter)
         if self.store.name == "duckdb":  # one process per file: lend it to the CLI
             self._control = StoreServer(self.store, control_socket(self.settings))
