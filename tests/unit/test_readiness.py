@@ -132,17 +132,19 @@ async def test_a_start_waiting_for_its_log_stops_when_asked(tmp_path: Path) -> N
         frozenset({"collector"}),
     )
     tries: list[float] = []
+    third = asyncio.Event()
 
     async def refused() -> None:
         tries.append(time.monotonic())
+        if len(tries) == 3:
+            third.set()
         raise LogUnavailable("redis: connection refused")
 
     runtime.log.start = refused  # type: ignore[method-assign]
     asked = asyncio.Event()
     runtime.stopping = asked.is_set
     started = asyncio.create_task(runtime.start())
-    while len(tries) < 3:  # it waits, retrying
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(third.wait(), 10)  # it waits, retrying
     assert not started.done()
     asked.set()
     await asyncio.wait_for(started, 1.0)  # it stops waiting within a tick
