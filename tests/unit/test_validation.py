@@ -65,6 +65,8 @@ def test_custom_event_needs_a_name() -> None:
         ({"site_id": "s"}, "url", "needs url or path"),
         ({"site_id": "s", "url": "ftp://a.io/"}, "url", "http(s)"),
         ({"site_id": "s", "url": "javascript:alert(1)"}, "url", "http(s)"),
+        ({"site_id": "s", "url": "https://a.io:99999/"}, "url", "port"),
+        ({"site_id": "s", "url": "https://a.io:x/"}, "url", "port"),
         ({"site_id": "s", "path": "pricing"}, "path", "start with '/'"),
         ({"site_id": "s", "path": "/", "title": 5}, "title", "must be a string"),
         ({"site_id": "s", "path": "/", "title": "x" * 513}, "title", "longer than 512"),

@@ -283,9 +283,9 @@ def _locate(url: str, path: str, located: str) -> tuple[str, str, str, str] | Pr
         if scheme not in ("http", "https"):
             return Problem("url", "must be an absolute http(s) URL")
         try:
-            urlsplit(url)
+            urlsplit(url).port  # noqa: B018 - a port past 65535 raises only when read
         except ValueError:
-            return Problem("url", "is not a valid URL")
+            return Problem("url", "is not a valid URL (its host or port)")
     if path and not path.startswith("/"):
         return Problem("path", "must start with '/'")
     if located and not url and not path:

@@ -125,8 +125,11 @@ class Accounts:
         keys = [f"account:{address}", f"address:{client}"]
         wait = self.throttle.wait(keys, self._clock())
         if wait > 0:
+            seconds = retry_after(wait)
             raise RateLimited(
-                "login", "too many failed attempts: wait before trying again", retry_after(wait)
+                "login",
+                f"too many failed attempts: try again in {seconds} s (each failure doubles it)",
+                seconds,
             )
         found = await self.registry.get_user(address)
         ok = found is not None and await self._verify(found[1], password)
