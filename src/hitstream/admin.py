@@ -358,7 +358,7 @@ def goals_add(
     data_dir: DataDir = None,
 ) -> None:
     """Add a goal: --event-name E [--prop k=v ...] or --page PATTERN."""
-    from hitstream.domain.goals import new_goal
+    from hitstream.domain.goals import check_new_name, new_goal
 
     data: dict[str, object] = {"name": name}
     if page is not None:
@@ -375,6 +375,7 @@ def goals_add(
     async def job(store: Any) -> Any:
         await _registered(store, domain)
         goal = new_goal(data)
+        check_new_name(goal.name, [g.name for g in await store.goals(domain)])
         await store.add_goal(domain, goal)
         return goal
 

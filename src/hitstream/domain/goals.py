@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from hitstream.domain.errors import QueryError
+from hitstream.domain.errors import Conflict, QueryError
 from hitstream.domain.events import EventType, ProcessedEvent
 
 GOAL_PROPERTY: Final = "goal"
@@ -69,6 +69,15 @@ def _text(value: object, field: str, limit: int) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise QueryError(field, "must not contain control characters")
     return value
+
+
+def check_new_name(name: str, taken: Iterable[str], what: str = "goal") -> None:
+    """A new goal's (or saved funnel's) name must differ from the others by more than case:
+    ``goal==signup`` beside ``goal==Signup`` reads as a typo. ``Conflict`` (409) naming it."""
+    folded = name.casefold()
+    for other in taken:
+        if other.casefold() == folded:
+            raise Conflict("name", f"a {what} named {other!r} exists already")
 
 
 def check_goal_name(value: object, field: str = "name") -> str:

@@ -25,7 +25,7 @@ from hitstream.domain.funnels import (
     new_funnel,
     parse_steps,
 )
-from hitstream.domain.goals import GOAL_PROPERTY, MAX_GOALS, named, new_goal
+from hitstream.domain.goals import GOAL_PROPERTY, MAX_GOALS, check_new_name, named, new_goal
 from hitstream.web.auth import SITE_RESPONSES, CallerDep, GateDep
 from hitstream.web.deps import StatsDep
 from hitstream.web.openapi import ERROR_REF
@@ -102,7 +102,9 @@ async def add_goal(
 ) -> dict[str, Any]:
     await gate.check(caller.principal, Action.MANAGE_SITE, site_id)
     goal = new_goal(body.model_dump(exclude_none=True))
-    if len(await gate.registry.goals(site_id)) >= MAX_GOALS:
+    existing = await gate.registry.goals(site_id)
+    check_new_name(goal.name, [g.name for g in existing])
+    if len(existing) >= MAX_GOALS:
         raise QueryError("name", f"a site has at most {MAX_GOALS} goals")
     await gate.registry.add_goal(site_id, goal)
     return goal.as_dict()
@@ -154,7 +156,9 @@ async def add_funnel(
     wanted = _goals_of(funnel)
     if wanted:  # a 400 naming steps when one is not a goal of the site
         named(await gate.registry.goals(site_id), wanted, "steps")
-    if len(await gate.registry.funnels(site_id)) >= MAX_FUNNELS:
+    saved = await gate.registry.funnels(site_id)
+    check_new_name(funnel.name, [f.name for f in saved], "saved funnel")
+    if len(saved) >= MAX_FUNNELS:
         raise QueryError("name", f"a site has at most {MAX_FUNNELS} funnels")
     await gate.registry.add_funnel(site_id, funnel)
     return funnel.as_dict()
