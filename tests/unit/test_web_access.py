@@ -138,6 +138,9 @@ async def test_the_sites_api_keys_links_users_and_forget(
     ).status_code == 403
     assert (await client.get("/api/v1/users", headers=site_admin)).status_code == 403
     assert (await client.delete("/api/v1/keys/key_nope", headers=admin)).status_code == 404
+    assert (await client.delete("/api/v1/keys/key_nope")).status_code == 401
+    nope = await client.delete("/api/v1/keys/key_nope", headers=site_admin)  # absent or not
+    assert (nope.status_code, nope.json()["error"]["field"]) == (403, "key_id")  # theirs: 403
     # links
     link = (
         await client.post("/api/v1/sites/a.io/links", json={"name": "x"}, headers=site_admin)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from hitstream.domain.access import Action
-from hitstream.domain.errors import NotFound, QueryError
+from hitstream.domain.errors import AccessDenied, NotFound, QueryError
 from hitstream.domain.sites import changed_site, check_role, check_site_id, new_site
 from hitstream.services.access import Gatekeeper
 from hitstream.web.auth import SITE_RESPONSES, UNAUTHORIZED, AccountsDep, CallerDep, GateDep
@@ -184,7 +184,10 @@ async def revoke_key(
 ) -> dict[str, Any]:
     key = next((k for k in await gate.registry.keys() if k.key_id == key_id), None)
     if key is None:
-        gate.require(caller.principal, Action.MANAGE_USERS)  # only an admin learns it is absent
+        if not caller.principal.has_credential:
+            gate.require(caller.principal, Action.MANAGE_USERS)  # 401: who is asking?
+        if not caller.principal.is_admin:  # only an admin learns it is absent
+            raise AccessDenied(403, "key_id", "is not a key of a site this credential manages")
         raise NotFound("key_id", "no such key")
     if key.site_id == "*":
         gate.require(caller.principal, Action.MANAGE_USERS)
