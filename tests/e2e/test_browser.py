@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -711,4 +712,34 @@ def test_the_data_quality_panel_names_what_was_refused(
     everything = httpx.get(f"{live_server.url}/api/v1/quality", headers=live_server.headers)
     assert everything.status_code == 200, everything.text
     assert everything.json()["rejected"]["request 400: body: not JSON"] >= 1
+    dashboard.close()
+
+
+def test_durations_keep_their_tenths_and_another_days_events_say_the_day(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    """Two actions of 12 and 13 s average 12.5 s (it read "13s"); an event of yesterday in
+    the live list says its day (it was listed by its time alone, under today's)."""
+    site = "tenths.e2e.test"
+    register(live_server, site)
+    midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday = int((midnight - timedelta(minutes=1)).timestamp() * 1000)  # < 24 h ago
+    events = [
+        {"site_id": site, "type": "custom", "name": "save", "path": "/", "duration_ms": ms}
+        for ms in (12_000, 13_000)
+    ] + [{"site_id": site, "type": "pageview", "path": "/old", "timestamp": yesterday}]
+    answer = httpx.post(
+        f"{live_server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX}
+    )
+    assert answer.status_code == 202, answer.text
+    dashboard = open_dashboard(browser, live_server, site=site)
+    dashboard.goto(f"{live_server.url}/?site={site}&period=7d")
+    expect(card(dashboard, "Avg. action duration")).to_have_text("12.5s", timeout=5_000)
+    old = dashboard.locator("#stream li", has_text="/old").locator("time")
+    expect(old).to_have_count(1, timeout=5_000)
+    shown = old.inner_text()
+    day = (midnight - timedelta(minutes=1)).day  # the browser's zone is this machine's
+    assert re.fullmatch(rf"\D+ {day} \d\d:\d\d:\d\d|{day} \D+ \d\d:\d\d:\d\d", shown), shown
+    today = dashboard.locator("#stream li", has_text="save").first.locator("time").inner_text()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", today), today
     dashboard.close()

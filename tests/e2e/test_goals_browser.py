@@ -96,6 +96,8 @@ def test_goals_and_funnel_panels_show_the_expected_numbers(
     dashboard.click("#funnel-form button[type=submit]")
     bars = dashboard.locator("#funnel-bars .funnel-step")
     expect(bars).to_have_count(len(steps), timeout=10_000)
+    heads = dashboard.locator("#funnel-bars .funnel-head .num")
+    expect(heads).to_have_text(["visitors", "of first", "lost"])  # what the numbers are
     for i, count in enumerate(reached):
         expect(bars.nth(i).locator(".visitors")).to_have_text(str(count))
         expect(bars.nth(i).locator(".rate")).to_have_text(pct(count, reached[0]))

@@ -34,8 +34,9 @@
     return v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + ' s' : Math.round(v) + ' ms';
   }
   function fmtDur(seconds) {
+    var tenths = Math.round(seconds * 10) / 10; // under a minute, tenths: 12.5 s read "13s"
+    if (tenths < 60) return (tenths % 1 ? tenths.toFixed(1) : String(tenths)) + 's';
     var s = Math.round(seconds);
-    if (s < 60) return s + 's';
     var m = Math.floor(s / 60);
     if (m < 60) return m + 'm ' + (s % 60) + 's';
     return Math.floor(m / 60) + 'h ' + (m % 60) + 'm';
@@ -45,9 +46,13 @@
   var fmtMeasuredDur = orDash(fmtDur);
   var fmtMeasuredPct = orDash(fmtPct);
   function fmtTime(ms) {
-    return new Date(ms).toLocaleTimeString(undefined, {
+    var at = new Date(ms);
+    var time = at.toLocaleTimeString(undefined, {
       hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false
     });
+    // another day's time says which day (yesterday's 20:30 was listed under today's 08:00)
+    if (at.toDateString() === new Date().toDateString()) return time;
+    return at.toLocaleDateString(undefined, { month: 'short', day: 'numeric' }) + ' ' + time;
   }
 
   var regionNames = null;
@@ -385,10 +390,14 @@
   function renderChart(series, interval) {
     if (!window.uPlot) return;
     var rows = series.results || [];
+    // buckets that have not begun yet are not zero: they are not drawn (the line fell to 0
+    // at the current hour for the rest of today)
+    var now = Date.now();
+    var value = function (r, key) { return r.bucket > now ? null : (r[key] || 0); };
     var data = [
       rows.map(function (r) { return r.bucket / 1000; }),
-      rows.map(function (r) { return r.visitors || 0; }),
-      rows.map(function (r) { return r.pageviews || 0; })
+      rows.map(function (r) { return value(r, 'visitors'); }),
+      rows.map(function (r) { return value(r, 'pageviews'); })
     ];
     var key = interval + '|' + matchMedia('(prefers-color-scheme: dark)').matches;
     if (chart && chartKey === key) { chart.setData(data); return; }

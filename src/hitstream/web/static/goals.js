@@ -153,6 +153,14 @@
     clear(box);
     var steps = answer.steps || [];
     var top = steps.length ? steps[0].visitors || 1 : 1;
+    if (steps.length) { // what the three numbers are: visitors, % of the first step, lost
+      var head = el('div', 'funnel-head');
+      head.appendChild(el('span', 'track-head', 'step'));
+      head.appendChild(el('span', 'num', 'visitors'));
+      head.appendChild(el('span', 'num', 'of first'));
+      head.appendChild(el('span', 'num', 'lost'));
+      box.appendChild(head);
+    }
     steps.forEach(function (s, i) {
       var row = el('div', 'funnel-step');
       var label = el('span', 'label', (i + 1) + '. ' + s.label);
