@@ -29,7 +29,7 @@ from hitstream.notifiers.log import LogNotifier
 from hitstream.notifiers.memory import MemoryNotifier
 from hitstream.notifiers.webhook import WebhookNotifier
 from hitstream.services.access import Gatekeeper
-from hitstream.services.alerting import Alerting, AlertingMetrics
+from hitstream.services.alerting import STATE_CHANNEL, AlertBoard, Alerting, AlertingMetrics
 from hitstream.stores.base import WriteBatch
 from hitstream.stores.memory import MemoryStore
 from hitstream.web import alerts as alerts_api
@@ -359,6 +359,7 @@ async def test_a_failing_fanout_still_notifies(store: CountingStore) -> None:
     assert len(await alerting.evaluate_once()) == 1
     assert len(memory.alerts) == 1
     assert sample(alerting, "hitstream_alert_evaluation_errors_total", {"stage": "publish"}) == 1
+    assert sample(alerting, "hitstream_alert_evaluation_errors_total", {"stage": "share"}) == 1
 
 
 async def test_run_evaluates_every_interval_and_stops_when_asked(fanout: MemoryFanout) -> None:
@@ -622,7 +623,7 @@ def test_a_bad_rules_file_is_named(tmp_path: Path) -> None:
 # -- the API ----------------------------------------------------------------------------------
 
 
-async def api(alerting: Alerting | None) -> httpx.AsyncClient:
+async def api(alerting: Alerting | AlertBoard | None) -> httpx.AsyncClient:
     """The alerts routes, called by an admin (every site; sites a.io and b.io exist)."""
     registry = MemoryStore()
     await register(registry, "a.io", "b.io")
@@ -658,4 +659,44 @@ async def test_the_alerts_api_lists_rules_active_and_recent(
 async def test_the_alerts_api_says_when_alerting_is_off() -> None:
     async with await api(None) as client:
         body = (await client.get("/api/v1/alerts", params={"site_id": "a.io"})).json()
-    assert body == {"enabled": False, "site_id": "a.io", "rules": [], "active": [], "recent": []}
+    assert body == {
+        "enabled": False,
+        "evaluated_here": False,
+        "site_id": "a.io",
+        "rules": [],
+        "active": [],
+        "recent": [],
+    }
+
+
+async def test_a_web_process_that_does_not_evaluate_shows_the_leaders_alerts(
+    store: CountingStore, fanout: MemoryFanout
+) -> None:
+    """Scale-out: the processors evaluate, a web process answers the alerts API from the
+    leader's last round (it said enabled: false, nothing listed, while a rule fired)."""
+    leader = make(store, fanout, [SPIKE])
+    board = AlertBoard(fanout, [rule_from(SPIKE)])
+    stop = asyncio.Event()
+    following = asyncio.create_task(board.follow(stop))
+    for _ in range(100):
+        if fanout._subscribers.get(STATE_CHANNEL):
+            break
+        await asyncio.sleep(0.01)
+    await write(store, event(1), event(2), event(3))
+    await leader.evaluate_once()
+    for _ in range(100):
+        if board.heard:
+            break
+        await asyncio.sleep(0.01)
+    assert board.active("a.io") == leader.active("a.io") != []
+    assert board.recent("a.io") == leader.recent("a.io") != []
+    assert board.active("b.io") == [] and board.recent(None) == leader.recent(None)
+    async with await api(board) as client:
+        body = (await client.get("/api/v1/alerts", params={"site_id": "a.io"})).json()
+    assert (body["enabled"], body["evaluated_here"]) == (True, False)
+    assert [(a["rule"], a["state"]) for a in body["active"]] == [("spike", "firing")]
+    assert [r["name"] for r in body["rules"]] == ["spike"]
+    board.take(b"not json")  # an unreadable message changes nothing
+    assert board.active("a.io") == leader.active("a.io")
+    stop.set()
+    await asyncio.wait_for(following, 1.0)

@@ -33,7 +33,7 @@ from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
 from hitstream.services.access import Gatekeeper
 from hitstream.services.accounts import Accounts
-from hitstream.services.alerting import Alerting
+from hitstream.services.alerting import AlertBoard, Alerting
 from hitstream.services.collector import Collector
 from hitstream.services.live import LiveHub
 from hitstream.services.processor import Processor
@@ -138,6 +138,8 @@ class Runtime:
     processor: Processor | None = None
     warm_ups: list[Callable[[], None]] = field(default_factory=list)
     alerting: Alerting | None = None
+    alert_board: AlertBoard | None = None
+    """A web process's view of the alerts the processors evaluate (scale-out)."""
     stats: StatsService | None = None
     quality: Quality | None = None
     live: LiveHub | None = None
@@ -176,7 +178,7 @@ class Runtime:
                 stats=self.stats if "web" in self.roles else None,  # gRPC alone: no routes
                 quality=self.quality,
                 live=self.live,
-                alerting=self.alerting,
+                alerting=self.alerting if self.alerting is not None else self.alert_board,
                 gate=self.gate,
                 accounts=self.accounts,
                 compat_sites=self.settings.compat_sites(),
@@ -259,6 +261,8 @@ class Runtime:
                 self._tasks.append(asyncio.create_task(self.processor.run(self.stop_event)))
         if self.alerting is not None and run_processor:
             self._tasks.append(asyncio.create_task(self.alerting.run(self.stop_event)))
+        if self.alert_board is not None:
+            self._tasks.append(asyncio.create_task(self.alert_board.follow(self.stop_event)))
         if self.demo is not None:
             self._demo_task = asyncio.create_task(self.demo.run(self._demo_stop))
         log.info("started %s in %.2fs", ",".join(sorted(self.roles)), time.perf_counter() - began)

@@ -37,7 +37,7 @@ from hitstream.metrics import Metrics
 from hitstream.salts.base import SaltKeeper
 from hitstream.services.access import Gatekeeper
 from hitstream.services.accounts import Accounts
-from hitstream.services.alerting import Alerting, AlertingMetrics
+from hitstream.services.alerting import AlertBoard, Alerting, AlertingMetrics
 from hitstream.services.collector import Collector
 from hitstream.services.live import LiveConfig, LiveHub
 from hitstream.services.processor import Processor
@@ -85,6 +85,10 @@ def build(
             registry=metrics.registry,
         )
 
+    board = None
+    if alerting is None and "web" in roles and load_rules(settings.alert_rules):
+        board = AlertBoard(fanout, load_rules(settings.alert_rules))  # the processors evaluate
+    shown = alerting if alerting is not None else board
     stats = quality = live = accounts = None
     if roles & {"web", "grpc"}:
         stats = StatsService(store, metrics, cache=cache)
@@ -99,7 +103,7 @@ def build(
             registry=metrics.registry,
             query_ms=stats.now_ms,
             config=LiveConfig(max_busy_share=settings.live_max_busy_share),
-            alert_history=alerting.recent if alerting is not None else None,
+            alert_history=shown.recent if shown is not None else None,
         )
 
     runtime = Runtime(
@@ -118,6 +122,7 @@ def build(
         processor=processor,
         warm_ups=warm_ups,
         alerting=alerting,
+        alert_board=board,
         stats=stats,
         quality=quality,
         live=live,

@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -43,12 +44,19 @@ from hitstream.domain.alerts import (
     step,
 )
 from hitstream.domain.stats import Range, StatsQuery, parse_filters
+from hitstream.errors import AdapterUnavailable
 from hitstream.fanout.base import Fanout
 from hitstream.notifiers.base import Notifier
 from hitstream.stores.base import Store
 
 log = logging.getLogger(__name__)
 RECENT_PER_SITE: Final = 50
+STATE_CHANNEL: Final = "alerts-state"
+"""Where the leader publishes, after each round, what is pending or firing and each site's
+recent transitions: a web process that does not evaluate (scale-out: the processors do)
+answers the alerts API and starts its dashboards from it (``AlertBoard``)."""
+SHARED_RECENT: Final = 20
+"""Recent transitions per site in that message."""
 _BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -87,7 +95,7 @@ class AlertingMetrics:
         )
         self.evaluation_errors = Counter(
             "hitstream_alert_evaluation_errors_total",
-            "Failed steps of alert evaluation (sites, query, publish), by stage",
+            "Failed steps of alert evaluation (sites, query, publish, share), by stage",
             ["stage"],
             registry=r,
         )
@@ -198,7 +206,20 @@ class Alerting:
                     await self._tell(alert)
         self.rounds += 1
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
+        await self._share()
         return alerts
+
+    async def _share(self) -> None:
+        """Publish what fires and the recent transitions (``STATE_CHANNEL``)."""
+        shared = {
+            "active": self.active(),
+            "recent": {site: list(kept)[-SHARED_RECENT:] for site, kept in self._recent.items()},
+        }
+        try:
+            await self.fanout.publish(STATE_CHANNEL, msgspec.json.encode(shared))
+        except Exception as exc:
+            log.warning("alert state not published: %s", exc)
+            self.metrics.evaluation_errors.labels("share").inc()
 
     async def _measure(
         self, probe: Probe, rules: list[AlertRule], now: int
@@ -254,13 +275,11 @@ class Alerting:
 
     # -- what the API shows --------------------------------------------------------------
 
+    evaluated_here: Final = True
+
     def recent(self, site_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Recent alert messages, newest first, for one site or every site."""
-        if site_id is not None:
-            return list(reversed(self._recent.get(site_id, ())))[:limit]
-        every = [message for recent in self._recent.values() for message in recent]
-        every.sort(key=lambda message: message["at"], reverse=True)
-        return every[:limit]
+        return newest(self._recent, site_id, limit)
 
     def active(self, site_id: str | None = None) -> list[dict[str, Any]]:
         """Pairs pending or firing now, for one site or every site."""
@@ -275,6 +294,81 @@ class Alerting:
             for (name, site), state in sorted(self._states.items())
             if site_id is None or site == site_id
         ]
+
+    def rules_for(self, site_id: str | None = None) -> list[AlertRule]:
+        return [rule for rule in self.rules if site_id is None or rule.applies_to(site_id)]
+
+
+def newest(
+    by_site: Mapping[str, Sequence[dict[str, Any]]], site_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Alert messages kept per site (oldest first), newest first: one site's or all."""
+    if site_id is not None:
+        return list(reversed(by_site.get(site_id, ())))[:limit]
+    every = [message for kept in by_site.values() for message in kept]
+    every.sort(key=lambda message: message["at"], reverse=True)
+    return every[:limit]
+
+
+class AlertBoard:
+    """The alerts as another process evaluates them: the last ``STATE_CHANNEL`` message.
+    A web process of a scale-out deployment (the processors hold the rules' lead) answers
+    ``GET /api/v1/alerts`` and starts its dashboards' alert panels from it; it said
+    ``enabled: false`` with nothing listed while a rule fired."""
+
+    evaluated_here: Final = False
+
+    def __init__(self, fanout: Fanout, rules: Sequence[AlertRule]) -> None:
+        self.fanout = fanout
+        self.rules = list(rules)
+        self.heard = False
+        """Whether a leader's state came yet (published after every round)."""
+        self._active: list[dict[str, Any]] = []
+        self._recent: dict[str, list[dict[str, Any]]] = {}
+
+    def take(self, raw: bytes) -> None:
+        """One ``STATE_CHANNEL`` message (one that cannot be read is logged and skipped)."""
+        try:
+            shared = msgspec.json.decode(raw)
+            active, recent = list(shared["active"]), dict(shared["recent"])
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+            log.warning("unreadable alert state message skipped")
+            return
+        self._active, self._recent, self.heard = active, recent, True
+
+    async def follow(self, stop: asyncio.Event, retry_s: float = 1.0) -> None:
+        """Take every state message until ``stop``, subscribing again when the fan-out
+        goes away (its subscription ends)."""
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                try:
+                    subscription = await self.fanout.subscribe(STATE_CHANNEL, maxsize=4)
+                except Exception as exc:
+                    log.warning("alert state channel unavailable, retrying: %s", exc)
+                    await asyncio.wait([stopped], timeout=retry_s)
+                    continue
+                try:
+                    while not stop.is_set():
+                        message = asyncio.ensure_future(subscription.get())
+                        await asyncio.wait([message, stopped], return_when=FIRST_COMPLETED)
+                        if not message.done():
+                            message.cancel()
+                            break
+                        self.take(message.result())
+                except (StopAsyncIteration, AdapterUnavailable) as exc:
+                    log.warning("alert state channel lost, resubscribing: %r", exc)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await self.fanout.unsubscribe(subscription)
+        finally:
+            stopped.cancel()
+
+    def recent(self, site_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return newest(self._recent, site_id, limit)
+
+    def active(self, site_id: str | None = None) -> list[dict[str, Any]]:
+        return [row for row in self._active if site_id is None or row["site_id"] == site_id]
 
     def rules_for(self, site_id: str | None = None) -> list[AlertRule]:
         return [rule for rule in self.rules if site_id is None or rule.applies_to(site_id)]

@@ -28,16 +28,25 @@ async def alerts(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Recent transitions to list")] = 50,
 ) -> dict[str, Any]:
-    """``enabled`` is false in a process that does not evaluate rules (no rules set, or a
-    role without alerting): its dashboards still get alert frames over the fan-out."""
+    """``enabled`` is false when no rules are set. ``evaluated_here`` is false in a web
+    process of a scale-out deployment: the processors evaluate, and the leader's last round
+    (every ``HITSTREAM_ALERT_INTERVAL_S``) is what ``active`` and ``recent`` show."""
     if site_id is None:
         gate.require(caller.principal, Action.READ_ALL)
     else:
         await gate.check(caller.principal, Action.READ_STATS, site_id)
     if alerting is None:
-        return {"enabled": False, "site_id": site_id, "rules": [], "active": [], "recent": []}
+        return {
+            "enabled": False,
+            "evaluated_here": False,
+            "site_id": site_id,
+            "rules": [],
+            "active": [],
+            "recent": [],
+        }
     return {
         "enabled": True,
+        "evaluated_here": alerting.evaluated_here,
         "site_id": site_id,
         "rules": [rule.as_dict() for rule in alerting.rules_for(site_id)],
         "active": alerting.active(site_id),

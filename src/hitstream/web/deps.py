@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 from hitstream.metrics import Metrics
 from hitstream.services.access import Gatekeeper
 from hitstream.services.accounts import Accounts
-from hitstream.services.alerting import Alerting
+from hitstream.services.alerting import AlertBoard, Alerting
 from hitstream.services.collector import Collector
 from hitstream.services.live import LiveHub
 from hitstream.services.quality import Quality
@@ -52,7 +52,7 @@ class AppServices:
     stats: StatsService | None = None
     quality: Quality | None = None
     live: LiveHub | None = None
-    alerting: Alerting | None = None
+    alerting: Alerting | AlertBoard | None = None
     """None where no rule is set or the process does not evaluate (its dashboards still get
     alert frames over the fan-out)."""
     gate: Gatekeeper | None = None
@@ -93,7 +93,7 @@ async def _live(conn: HTTPConnection) -> LiveHub:
     return _built(services_of(conn).live, "live hub")
 
 
-async def _alerting(conn: HTTPConnection) -> Alerting | None:
+async def _alerting(conn: HTTPConnection) -> Alerting | AlertBoard | None:
     return services_of(conn).alerting
 
 
@@ -101,4 +101,4 @@ ServicesDep = Annotated[AppServices, Depends(app_services)]
 StatsDep = Annotated[StatsService, Depends(_stats)]
 QualityDep = Annotated[Quality, Depends(_quality)]
 LiveDep = Annotated[LiveHub, Depends(_live)]
-AlertingDep = Annotated[Alerting | None, Depends(_alerting)]
+AlertingDep = Annotated[Alerting | AlertBoard | None, Depends(_alerting)]
