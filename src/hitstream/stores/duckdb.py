@@ -367,7 +367,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         except (StoreUnavailable, StoreRefused, PositionConflict):
             raise
         except Exception as exc:  # a value the schema cannot hold: nothing was written
-            raise StoreUnavailable(f"duckdb write failed and was rolled back: {exc}") from exc
+            raise StoreRefused("write", f"rolled back: {exc}") from exc
         self._appended += appended
         if lowest is not None:
             self._lowest = lowest if self._lowest is None else min(self._lowest, lowest)

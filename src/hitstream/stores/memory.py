@@ -44,7 +44,7 @@ from hitstream.domain.stats import (
     bucket_starts,
 )
 from hitstream.domain.visitors import user_hash
-from hitstream.errors import QueryError, StoreUnavailable
+from hitstream.errors import QueryError, StoreRefused, StoreUnavailable
 from hitstream.stores.base import Store, WriteBatch, check_fence
 from hitstream.stores.memory_registry import MemoryRegistry
 
@@ -55,7 +55,7 @@ _PAGEVIEW: Final = EventType.PAGEVIEW.value
 
 def _check_int(value: int | None, what: str) -> None:
     if value is not None and not INT64_MIN <= value <= INT64_MAX:
-        raise StoreUnavailable(f"{what}={value} does not fit a 64-bit column; nothing written")
+        raise StoreRefused("write", f"{what}={value} does not fit a 64-bit column")
 
 
 def _check_batch(batch: WriteBatch) -> None:

@@ -261,7 +261,7 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
             except (psycopg.Error, PositionConflict):
                 raise
             except Exception as exc:  # a value the driver cannot send: rolled back
-                raise StoreUnavailable(f"postgres write failed and was rolled back: {exc}") from exc
+                raise StoreRefused("write", f"rolled back: {exc}") from exc
 
     async def open_sessions(self, since_ms: int) -> list[Session]:
         columns = SESSION_COLUMNS

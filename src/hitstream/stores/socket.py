@@ -41,6 +41,7 @@ from hitstream.errors import (
     NotFound,
     PositionConflict,
     QueryError,
+    StoreRefused,
     StoreUnavailable,
 )
 from hitstream.stores.base import Store, WriteBatch
@@ -56,7 +57,14 @@ _ERRORS: Final[dict[str, Callable[[dict[str, Any]], HitstreamError]]] = {
     "Conflict": lambda e: Conflict(e["field"], e["reason"]),
     "NotFound": lambda e: NotFound(e["field"], e["reason"]),
     "PositionConflict": lambda e: PositionConflict(e["message"]),
+    "StoreRefused": lambda e: StoreRefused(*_what_and_detail(e["message"])),
 }
+
+
+def _what_and_detail(message: str) -> tuple[str, str]:
+    """A ``StoreRefused``'s text (``write: <the driver's words>``) split back."""
+    what, _, detail = message.partition(": ")
+    return (what, detail) if detail else ("store", message)
 
 
 @cache
@@ -228,7 +236,7 @@ class SocketStore(Store):
                 payload = {"id": ident, "op": op, "args": list(args)}
                 frame = _ENCODE.encode(payload)
             except (OverflowError, TypeError, msgspec.EncodeError) as exc:  # nothing was sent
-                raise StoreUnavailable(f"{op}: a value cannot be sent: {exc}") from exc
+                raise StoreRefused(op, f"a value cannot be sent: {exc}") from exc
             try:
                 writer.write(_LENGTH.pack(len(frame)) + frame)
                 await writer.drain()
