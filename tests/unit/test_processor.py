@@ -419,3 +419,29 @@ async def test_the_stores_memory_is_exported_by_tag_while_it_writes() -> None:
     await processor.process_once()
     assert store.asked == 1
     assert gauge.labels("BASE_TABLE")._value.get() == 7_000
+
+
+async def test_the_lag_gauge_is_read_while_nothing_arrives() -> None:
+    """A processor with nothing to read reads the lag every few seconds (it was read after
+    writes and once a minute: a standby that caught up showed its old lag for a minute)."""
+    log, store = MemoryLog(), MemoryStore()
+    processor = make(log, store)
+    await processor.start()
+    asked: list[int] = []
+
+    async def lag() -> int:
+        asked.append(1)
+        return 7 - len(asked)
+
+    assert processor._consumer is not None
+    processor._consumer.lag = lag  # type: ignore[method-assign]
+    assert await processor.process_once(poll_timeout=0.0) == 0
+    gauge = processor.metrics.registry.get_sample_value("hitstream_processor_lag_events")
+    assert (gauge, len(asked)) == (6.0, 1)
+    assert await processor.process_once(poll_timeout=0.0) == 0  # within IDLE_LAG_S: not again
+    assert len(asked) == 1
+    processor._last_lag -= 10
+    await processor.process_once(poll_timeout=0.0)
+    gauge = processor.metrics.registry.get_sample_value("hitstream_processor_lag_events")
+    assert (gauge, len(asked)) == (5.0, 2)
+    await processor.close()

@@ -74,6 +74,8 @@ GATHER_S: Final = 0.1
 """Holding events that cannot be written yet (the last write is recent), the processor
 polls at most this often: at 100 events/s one poll per 10 events, not one per event."""
 SITE_RETENTION_EVERY_MS: Final = 600_000
+IDLE_LAG_S: Final = 5.0
+"""While polls find nothing, the lag gauge is read this often."""
 
 
 class Processor:
@@ -241,6 +243,7 @@ class Processor:
         now = self._monotonic()
         self.buffer.add(messages, now)
         if not self.buffer:
+            await self._idle_lag()
             await self._housekeeping()
             return 0
         if messages and not (flush or self.buffer.due(now)):
@@ -350,16 +353,27 @@ class Processor:
                 if removed:
                     log.info("retention removed %d events of %s", removed, site.site_id)
 
+    async def _idle_lag(self) -> None:
+        """The lag gauge while nothing arrives, every ``IDLE_LAG_S`` (after a write it is
+        read every 10 s): a standby that took over showed the lag it started with for a
+        minute after it had caught up."""
+        if self._consumer is None or time.monotonic() - self._last_lag < IDLE_LAG_S:
+            return
+        self._last_lag = time.monotonic()
+        try:
+            lag = await self._consumer.lag()
+        except AdapterUnavailable as exc:
+            log.debug("lag unknown while idle: %s", exc)
+            return
+        if lag is not None:
+            self.metrics.processor_lag.set(lag)
+
     async def _housekeeping(self) -> None:
         now = self._clock()
         if now - self._last_housekeeping < 60_000:
             return
         self._last_housekeeping = now
-        self.sessions.evict(now - 2 * self.sessions.timeout_ms)
-        if self._consumer is not None:
-            lag = await self._consumer.lag()
-            if lag is not None:
-                self.metrics.processor_lag.set(lag)
+        self.sessions.evict(now - 2 * self.sessions.timeout_ms)  # (the lag: _idle_lag)
         if self.retention_ms > 0:
             removed = await self.store.delete_before(now - self.retention_ms)
             if removed:
