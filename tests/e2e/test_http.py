@@ -281,7 +281,7 @@ def test_a_nul_character_is_a_named_400_wherever_it_comes(live_server: ServerPro
     assert sent.status_code == 422, sent.text
     assert sent.json()["rejected"][0]["errors"][0]["field"] == "props.k"
     h = live_server.headers
-    asked = [
+    asked: list[tuple[str, str, Any, str]] = [
         ("GET", "/api/v1/stats/aggregate", {"site_id": site, "filters": "page==\x00"}, "filters"),
         ("GET", "/api/v1/stats/breakdown", {"site_id": site, "property": "prop:a\x00"}, "property"),
         ("GET", "/api/v1/funnel", [("site_id", site), ("step", "page==/\x00"), ("step", "page==/")],

@@ -299,6 +299,10 @@ async def test_umami_collector_refusals_are_named_as_sent(
     answer = await client.post("/api/send", json=umami_body(url="https://evil.example/"))
     assert answer.status_code == 422
     assert answer.json()["error"]["field"] == "payload.url"
+    # the tracker sends the path as url and the host apart: the host's refusal names it
+    hosted = umami_body(url="/pricing", hostname="evil.example")
+    answer = await client.post("/api/send", json=hosted)
+    assert (answer.status_code, answer.json()["error"]["field"]) == (422, "payload.hostname")
     answer = await client.post("/api/send", json=umami_body(name="x" * 121))
     assert answer.json()["error"] == {
         "field": "payload.name",

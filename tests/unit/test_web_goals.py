@@ -111,7 +111,7 @@ async def test_goal_access_and_bad_input(runtime: Runtime, client: httpx.AsyncCl
     assert made.status_code == 201 and made.json() == GOALS[2]
     assert (await client.post(url, json=GOALS[2], headers=admin)).status_code == 409
     # a name that differs by case only reads as a typo in goal==...: refused too
-    cased = {**GOALS[2], "name": str(GOALS[2]["name"]).swapcase()}
+    cased = {"name": "sIGNUP", "event_name": "signup", "props": {"plan": "pro"}}  # GOALS[2]
     twin = await client.post(url, json=cased, headers=admin)
     assert (twin.status_code, twin.json()["error"]["field"]) == (409, "name"), twin.text
     assert (await client.get(url, headers=reader)).json() == {"goals": [GOALS[2]]}

@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse, Response
 
 from hitstream.domain.events import EventType
 from hitstream.domain.sites import Site
+from hitstream.services.collector import CollectResult
 from hitstream.web.collect import ANSWER_SCHEMA
 from hitstream.web.compat.trackers import (
     Refused,
@@ -236,6 +237,33 @@ def translate(body: dict[str, Any], site: Site) -> dict[str, object]:
     return event
 
 
+def _host_from_hostname(body: dict[str, Any]) -> bool:
+    """Whether the page's host came from ``payload.hostname`` (the URL sent was a path, as
+    the tracker sends it)."""
+    payload = body.get("payload")
+    if not isinstance(payload, dict):
+        return False
+    url, hostname = payload.get("url"), payload.get("hostname")
+    absolute = isinstance(url, str) and url.lower().startswith(("http://", "https://"))
+    return isinstance(hostname, str) and bool(hostname) and not absolute
+
+
+def _name_host_refusals(result: CollectResult) -> None:
+    """A refusal of the page's host names ``payload.hostname``, where it came from (it named
+    ``payload.url``, which held the path)."""
+    found: list[Any] = [result.error]
+    for item in result.rejected:
+        errors = item.get("errors")
+        found += errors if isinstance(errors, list) else []
+    for error in found:
+        if (
+            isinstance(error, dict)
+            and error.get("field") == "payload.url"
+            and "host" in str(error.get("reason", ""))
+        ):
+            error["field"] = "payload.hostname"
+
+
 NAMES: Final = {
     "site_id": "payload.website",
     "url": "payload.url",
@@ -366,6 +394,8 @@ async def umami_send(request: Request) -> Response:
         result = refuse(collector, "umami", problem)
     else:
         result = await deliver(request, collector, [event], NAMES)
+        if _host_from_hostname(body):
+            _name_host_refusals(result)
     answer = result.body()
     if result.status == 202:  # the token sent back is not needed: the answer's replaces it
         answer["cache"] = cache_token((await _token_keys(request))[0], site.site_id)
