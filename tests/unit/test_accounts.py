@@ -66,6 +66,9 @@ async def test_a_user_may_only_be_given_registered_sites() -> None:
     assert await store.get_user("v@x.io") is None
     user = await accounts.add_user("v@x.io", "viewer", ["a.io"], PASSWORD)
     assert user.sites == ("a.io",)
+    with pytest.raises(QueryError) as changed:  # nor given one later (PATCH /api/v1/users)
+        await accounts.check_sites(["a.io", "later.io"])
+    assert changed.value.field == "sites"
 
 
 async def test_login_links_and_keys() -> None:

@@ -159,6 +159,10 @@ async def test_the_sites_api_keys_links_users_and_forget(
     )
     assert changed.json()["sites"] == ["a.io", "listed.example"]
     assert (await client.patch("/api/v1/users/no@x.io", json={}, headers=admin)).status_code == 404
+    unknown = await client.patch(
+        "/api/v1/users/v@x.io", json={"sites": ["a.io", "later.example"]}, headers=admin
+    )  # access to a domain nobody registered would come with whoever registers it
+    assert (unknown.status_code, unknown.json()["error"]["field"]) == (400, "sites")
     listed_users = (await client.get("/api/v1/users", headers=admin)).json()["users"]
     assert [u["email"] for u in listed_users] == ["v@x.io"]
     assert (await client.delete("/api/v1/users/v@x.io", headers=admin)).status_code == 200

@@ -90,9 +90,7 @@ class Accounts:
             tuple(rules.check_site_id(s, "sites") for s in sites),
             self._wall_ms(),
         )
-        for site_id in user.sites:  # access to a domain nobody registered yet would come
-            if await self.registry.get_site(site_id) is None:  # with whoever registers it
-                raise QueryError("sites", f"{site_id!r} is not a registered site")
+        await self.check_sites(user.sites)
         hashed = (
             _UNUSABLE
             if password is None
@@ -100,6 +98,13 @@ class Accounts:
         )
         await self.registry.add_user(user, hashed)
         return user
+
+    async def check_sites(self, sites: Sequence[str]) -> None:
+        """A user may be given registered sites only: access to a domain nobody registered
+        yet would come with whoever registers it. ``QueryError`` naming ``sites``."""
+        for site_id in sites:
+            if await self.registry.get_site(site_id) is None:
+                raise QueryError("sites", f"{site_id!r} is not a registered site")
 
     async def set_password(self, email: str, password: str) -> bool:
         found = await self.registry.get_user(email)

@@ -281,6 +281,7 @@ async def update_user(
         user = replace(user, role=check_role(body.role))
     if body.sites is not None:
         user = replace(user, sites=tuple(check_site_id(s, "sites") for s in body.sites))
+        await accounts.check_sites(user.sites)
     await gate.registry.update_user(user)
     if body.password is not None:
         await accounts.set_password(user.email, body.password)
