@@ -218,11 +218,16 @@ def test_tracked_site_shows_up_live_on_the_dashboard(
     dashboard.close()
 
 
+def post_events(server: ServerProcess, events: object, *, key: bool = False) -> None:
+    """POST ``events`` as Firefox (with the server's admin key: ``ip`` overrides), accepted."""
+    headers = {**(server.headers if key else {}), "User-Agent": FIREFOX}
+    answer = httpx.post(f"{server.url}/api/v1/events", json=events, headers=headers)
+    assert answer.status_code == 202, answer.text
+
+
 def send(server: ServerProcess, site: str, *paths: str) -> None:
     register(server, site)
-    events = [{"site_id": site, "type": "pageview", "path": path} for path in paths]
-    answer = httpx.post(f"{server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX})
-    assert answer.status_code == 202, answer.text
+    post_events(server, [{"site_id": site, "type": "pageview", "path": path} for path in paths])
 
 
 def test_clicking_a_row_filters_the_dashboard_and_the_url(
@@ -269,10 +274,7 @@ def test_props_sent_before_the_dashboard_opened_are_broken_down(
         {"site_id": site, "type": "custom", "name": "signup", "path": "/pricing",
          "props": {"Plan": "team", "a": 1, "b": 2, "c": 3}},
     ]  # fmt: skip
-    answer = httpx.post(
-        f"{live_server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX}
-    )
-    assert answer.status_code == 202, answer.text
+    post_events(live_server, events)
     dashboard = open_dashboard(browser, live_server, site=site)
     expect(card(dashboard, "Events")).to_have_text("4", timeout=5_000)
     panel = dashboard.locator("#panel-events")
@@ -300,10 +302,7 @@ def test_a_long_table_says_where_its_other_rows_are_and_hides_unmeasured_columns
     site = "long.e2e.test"
     register(live_server, site)
     events = [{"site_id": site, "type": "pageview", "path": f"/page-{n:02d}"} for n in range(12)]
-    answer = httpx.post(
-        f"{live_server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX}
-    )
-    assert answer.status_code == 202, answer.text
+    post_events(live_server, events)
     dashboard = open_dashboard(browser, live_server, site=site)
     expect(card(dashboard, "Pageviews")).to_have_text("12", timeout=5_000)
     rows = dashboard.locator("#rows-pages .row:not(.head)")
@@ -344,12 +343,7 @@ def test_countries_with_the_same_numbers_are_listed_by_name(
         {"site_id": site, "type": "pageview", "path": "/", "ip": ip}
         for ip in ("5.9.0.1", "90.0.0.1")  # DE, FR (the offline table iptocc ships)
     ]
-    answer = httpx.post(
-        f"{live_server.url}/api/v1/events",
-        json=events,
-        headers={**live_server.headers, "User-Agent": FIREFOX},
-    )
-    assert answer.status_code == 202, answer.text
+    post_events(live_server, events, key=True)
     dashboard = open_dashboard(browser, live_server, site=site)
     labels = dashboard.locator("#rows-countries .row:not(.head) .label")
     expect(labels).to_have_text(["France", "Germany"], timeout=5_000)
@@ -368,12 +362,7 @@ def test_visitor_supplied_markup_is_shown_as_text(
 
     dashboard.on("dialog", on_dialog)
     register(live_server, "xss.e2e.test")
-    answer = httpx.post(
-        f"{live_server.url}/api/v1/events",
-        json={"site_id": "xss.e2e.test", "path": XSS_PATH, "title": "<b>bold</b>"},
-        headers={"User-Agent": FIREFOX},
-    )
-    assert answer.status_code == 202, answer.text
+    post_events(live_server, {"site_id": "xss.e2e.test", "path": XSS_PATH, "title": "<b>bold</b>"})
     expect(dashboard.locator("#stream")).to_contain_text(XSS_PATH, timeout=3_000)
     expect(dashboard.locator("#rows-pages")).to_contain_text(XSS_PATH, timeout=3_000)
     assert dashboard.locator("main img").count() == 0
@@ -728,10 +717,7 @@ def test_durations_keep_their_tenths_and_another_days_events_say_the_day(
         {"site_id": site, "type": "custom", "name": "save", "path": "/", "duration_ms": ms}
         for ms in (12_000, 13_000)
     ] + [{"site_id": site, "type": "pageview", "path": "/old", "timestamp": yesterday}]
-    answer = httpx.post(
-        f"{live_server.url}/api/v1/events", json=events, headers={"User-Agent": FIREFOX}
-    )
-    assert answer.status_code == 202, answer.text
+    post_events(live_server, events)
     dashboard = open_dashboard(browser, live_server, site=site)
     dashboard.goto(f"{live_server.url}/?site={site}&period=7d")
     expect(card(dashboard, "Avg. action duration")).to_have_text("12.5s", timeout=5_000)
