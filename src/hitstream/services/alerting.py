@@ -112,7 +112,16 @@ class AlertingMetrics:
         )
 
 
-class Alerting:
+class _Rules:
+    """What both views of the alerts answer alike: the rules that apply to a site."""
+
+    rules: list[AlertRule]
+
+    def rules_for(self, site_id: str | None = None) -> list[AlertRule]:
+        return [rule for rule in self.rules if site_id is None or rule.applies_to(site_id)]
+
+
+class Alerting(_Rules):
     def __init__(
         self,
         store: Store,
@@ -295,9 +304,6 @@ class Alerting:
             if site_id is None or site == site_id
         ]
 
-    def rules_for(self, site_id: str | None = None) -> list[AlertRule]:
-        return [rule for rule in self.rules if site_id is None or rule.applies_to(site_id)]
-
 
 def newest(
     by_site: Mapping[str, Sequence[dict[str, Any]]], site_id: str | None, limit: int
@@ -310,7 +316,7 @@ def newest(
     return every[:limit]
 
 
-class AlertBoard:
+class AlertBoard(_Rules):
     """The alerts as another process evaluates them: the last ``STATE_CHANNEL`` message.
     A web process of a scale-out deployment (the processors hold the rules' lead) answers
     ``GET /api/v1/alerts`` and starts its dashboards' alert panels from it; it said
@@ -369,6 +375,3 @@ class AlertBoard:
 
     def active(self, site_id: str | None = None) -> list[dict[str, Any]]:
         return [row for row in self._active if site_id is None or row["site_id"] == site_id]
-
-    def rules_for(self, site_id: str | None = None) -> list[AlertRule]:
-        return [rule for rule in self.rules if site_id is None or rule.applies_to(site_id)]

@@ -281,7 +281,7 @@ class Collector:
             if isinstance(outcome, AcceptedEvent):  # the generic validation's
                 outcome = wire.from_accepted(outcome)
             if not isinstance(outcome, list):
-                outcome = self._check_site(outcome, overrides, checks)
+                outcome = checks.check(outcome, overrides)
             if isinstance(outcome, list):
                 self._count_rejection(item, outcome)
                 rejected.append(
@@ -325,18 +325,6 @@ class Collector:
             rejected=rejected,
             positions=positions,
         )
-
-    def _check_site(
-        self, event: wire.Event, overrides: Mapping[str, object], checks: _SiteChecks
-    ) -> wire.Event | list[Problem]:
-        """``event`` or its problems with its site (``checks``: the request's)."""
-        if overrides:
-            return _site_problems(event, overrides, checks) or event
-        place = (event.site_id, event.hostname)
-        verdict = checks.plain.get(place)
-        if verdict is None:
-            verdict = checks.plain[place] = _site_problems(event, overrides, checks)
-        return list(verdict) if verdict else event
 
     def _limit(
         self, client_ip: str, sent: int, events: list[wire.Event], principal: Principal
@@ -409,6 +397,19 @@ class _SiteChecks:
     """(site, host) -> (may this sender write, is the host allowed)."""
     plain: dict[tuple[str, str], list[Problem]] = field(default_factory=dict)
     """(site, host) -> the problems of an event there with no overrides (none: [])."""
+
+    def check(
+        self, event: wire.Event, overrides: Mapping[str, object]
+    ) -> wire.Event | list[Problem]:
+        """``event`` or its problems with its site (those of an event without overrides
+        found once per site and host)."""
+        if overrides:
+            return _site_problems(event, overrides, self) or event
+        place = (event.site_id, event.hostname)
+        verdict = self.plain.get(place)
+        if verdict is None:
+            verdict = self.plain[place] = _site_problems(event, overrides, self)
+        return list(verdict) if verdict else event
 
 
 def _site_problems(

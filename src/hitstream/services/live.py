@@ -120,9 +120,9 @@ class LiveHub:
     ) -> None:
         """``wall_ms`` times latency; ``query_ms`` is "now" for periods (pass the stats
         service's ``now_ms`` so live queries share the HTTP API's cache entries);
-        ``alert_history(site, n)``: the site's newest alert messages, newest first, when this
-        process evaluates the rules (a feed starts with them: a dashboard opened during an
-        incident shows it)."""
+        ``alert_history(site, n)``: the site's newest alert messages, newest first, of the
+        rules this process evaluates or of the processors' last round (``AlertBoard``): a
+        feed starts with them, so a dashboard opened during an incident shows it."""
         self.stats = stats
         self.store = store
         self.fanout = fanout
