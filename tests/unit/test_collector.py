@@ -84,6 +84,17 @@ async def test_batch_accepts_good_and_reports_bad_by_index(
     assert [e.path for e in stored(log)] == ["/", "/b"]
 
 
+async def test_an_event_sent_without_a_page_has_none(collector: Collector, log: MemoryLog) -> None:
+    """A server-side custom event (no url, no path) is on no page: it was stored on "/", and
+    the home page's row of the page breakdown counted its visitors."""
+    typed = b'{"site_id": "a.io", "type": "custom", "name": "signup"}'
+    with_url = b'{"site_id": "a.io", "type": "custom", "name": "b", "url": "https://a.io"}'
+    sent = [(typed, "application/json"), (typed, "text/plain"), (with_url, "application/json")]
+    for body, media in sent:  # text/plain: the generic validation, not the typed pass
+        assert (await collector.collect(body, media, IP, UA)).status == 202
+    assert [(e.hostname, e.path) for e in stored(log)] == [("", ""), ("", ""), ("a.io", "/")]
+
+
 async def test_ndjson_and_text_plain(collector: Collector, log: MemoryLog) -> None:
     nd = b'{"site_id": "a.io", "path": "/1"}\n\n{"site_id": "a.io", "path": "/2"}\n'
     assert (await collector.collect(nd, "application/x-ndjson", IP, UA)).status == 202

@@ -118,6 +118,7 @@ def test_non_object_is_refused() -> None:
 def test_split_location_handles_path_with_query() -> None:
     assert split_location("", "/a?utm_source=x") == ("", "/a", "utm_source=x")
     assert split_location("https://h.io", "") == ("h.io", "/", "")
+    assert split_location("", "") == ("", "", "")  # no page at all: not the home page
 
 
 json_values = st.recursive(

@@ -227,6 +227,8 @@ def readable_path(path: str) -> str:
 
 def split_location(url: str, path: str) -> tuple[str, str, str]:
     """(hostname, path, query) from the event's url and/or path; path wins when both exist.
+    An event with neither (a server-side custom event) has no page: path "" (the page
+    breakdown's "(none)" row), not the home page "/" it was counted on before.
 
     The fragment is kept only when it is a hash-router route (``#/about``, ``#!/about``); the
     path is made ``readable_path``.
@@ -249,7 +251,7 @@ def split_location(url: str, path: str) -> tuple[str, str, str]:
         if path_parts.fragment.startswith(("/", "!/")):
             route = f"{route}#{path_parts.fragment}"
         path = readable_path(route)
-    return hostname, path or "/", query
+    return hostname, path, query
 
 
 def _location(
