@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import cast
 
 import msgspec
@@ -16,6 +17,7 @@ from hitstream.errors import LogUnavailable
 from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
 from hitstream.salts.memory import MemorySaltKeeper
+from hitstream.services import collector as collector_module
 from hitstream.services import wire
 from hitstream.services.collector import Collector, CollectResult, client_event_id
 from tests.access import Sites
@@ -373,3 +375,64 @@ async def test_an_empty_body_is_called_empty(collector: Collector, body: bytes) 
     assert (result.status, field_of(result)) == (400, "body")
     assert result.error is not None and str(result.error["reason"]).startswith("is empty")
     assert collector.rejections[("", "request 400: body: empty")] == 1
+
+
+class Registry:
+    """A site book whose registry changes as the Gatekeeper's does: a new mapping each time."""
+
+    def __init__(self, *sites: Site) -> None:
+        self.current: Mapping[str, Site] = {site.site_id: site for site in sites}
+
+    async def sites(self) -> Mapping[str, Site]:
+        return self.current
+
+    async def forgotten_users(self) -> Mapping[tuple[str, str], int]:
+        return {}
+
+
+async def test_site_checks_kept_across_requests_follow_the_registry(log: MemoryLog) -> None:
+    """An anonymous sender's site checks are kept from one request to the next; a changed
+    registry (a host no longer allowed, a site removed) is checked anew at once."""
+    book = Registry(Site("a.io"))
+    collector = Collector(
+        log, MemorySaltKeeper(), FakeCountries(), Metrics(), sites=book, clock=lambda: NOW
+    )
+    body = b'{"site_id": "a.io", "url": "https://www.a.io/x"}'
+
+    async def status(origin: str = "") -> int:
+        return (await collector.collect(body, "application/json", IP, UA, origin=origin)).status
+
+    assert [await status(), await status(), await status("https://a.io")] == [202, 202, 202]
+    assert await status("https://evil.example") == 422
+    book.current = {"a.io": Site("a.io", allowed_hosts=("a.io",))}  # www. no longer allowed
+    assert await status() == 422
+    book.current = {}
+    assert await status() == 422
+    book.current = {"a.io": Site("a.io")}
+    assert await status("https://a.io") == 202
+    assert len(stored(log)) == 4
+
+
+async def test_site_checks_kept_across_requests_are_bounded(log: MemoryLog) -> None:
+    """Hosts and origins are the sender's text: what is kept of them stays bounded."""
+    collector = Collector(
+        log, MemorySaltKeeper(), FakeCountries(), Metrics(), sites=Sites("a.io"), clock=lambda: NOW
+    )
+    limit = collector_module.MAX_KEPT_VERDICTS
+    for n in range(limit + 10):
+        body = f'{{"site_id": "a.io", "url": "https://h{n}.a.io/"}}'.encode()
+        origin = f"https://o{n % 3}.a.io"
+        assert (
+            await collector.collect(body, "application/json", IP, UA, origin=origin)
+        ).status == 202
+    for n in range(limit + 10):
+        await collector.collect(
+            b'{"site_id": "a.io", "path": "/"}',
+            "application/json",
+            IP,
+            UA,
+            origin=f"https://x{n}.a.io",
+        )
+    kept = collector._verdicts
+    assert len(kept) <= limit
+    assert all(len(by_place) <= limit for by_place in kept.values())

@@ -123,7 +123,8 @@ class CountryLookup(Protocol):
 
 
 class SiteBook(Protocol):
-    """The registered sites, as the gatekeeper keeps them (``services.access.Gatekeeper``)."""
+    """The registered sites, as the gatekeeper keeps them (``services.access.Gatekeeper``):
+    a registry that changed is a new mapping (the collector keeps checks per mapping)."""
 
     async def sites(self) -> Mapping[str, Site]: ...
 
@@ -134,6 +135,10 @@ _LABELS: Final = frozenset({"", "body", "event", "origin", "ip", "user_agent"})
 
 
 MAX_REJECTION_KEYS: Final = 10_000
+MAX_KEPT_VERDICTS: Final = 4096
+"""Site checks of anonymous senders kept across requests, by (origin, site, host): the
+tracker's traffic is a few of them; hosts are the sender's text, so the memory is bounded
+(full, it starts again)."""
 """Distinct (site, reason) pairs counted apart; the rest share one key (memory stays bounded
 whatever site ids bad requests carry)."""
 
@@ -174,6 +179,23 @@ class Collector:
         """(site_id or "", "field:reason") -> events refused by this process, for the
         data-quality panel; ``pending`` holds what the shared tally has not counted yet."""
         self.pending: Counter[tuple[str, str]] = Counter()
+        self._verdicts_of: Mapping[str, Site] | None = None
+        self._verdicts: dict[str | None, dict[tuple[str, str], list[Problem]]] = {}
+        """What an anonymous sender's event without overrides was found to break, by origin
+        host then (site, host), against the registry ``_verdicts_of`` (a new one, after a
+        refresh, starts them again): single-event requests checked each site anew."""
+
+    def _kept_verdicts(
+        self, sites: Mapping[str, Site], origin_host: str | None
+    ) -> dict[tuple[str, str], list[Problem]]:
+        if sites is not self._verdicts_of:
+            self._verdicts_of, self._verdicts = sites, {}
+        kept = self._verdicts.get(origin_host)
+        if kept is None or len(kept) >= MAX_KEPT_VERDICTS:
+            if len(self._verdicts) >= MAX_KEPT_VERDICTS:
+                self._verdicts = {}
+            kept = self._verdicts[origin_host] = {}
+        return kept
 
     def widened(self, limits: Limits) -> Collector:
         """The same collector (log, salts, sites, counters) with other timestamp limits and
@@ -261,6 +283,8 @@ class Collector:
         rejected: list[dict[str, object]] = []
         senders: list[tuple[str, str]] = []
         checks = _SiteChecks(sites, origin_host, principal)
+        if principal is ANONYMOUS:  # its verdicts hold for the next requests too
+            checks.plain = self._kept_verdicts(sites, origin_host)
         sender = (client_ip, user_agent)
         for index, item in enumerate(items):
             if isinstance(item, EventIn):  # the typed pass: types checked while decoding
