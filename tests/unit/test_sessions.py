@@ -37,6 +37,29 @@ def test_events_within_timeout_share_a_visit() -> None:
     assert not a.is_bounce
 
 
+def test_a_visit_started_on_no_page_enters_on_the_first_page_seen() -> None:
+    """A server-side event (no page) may start a visit; its entry page is the page of its
+    first event that has one, not "" (nor "/", where page-less events were put before)."""
+    s = Sessionizer()
+    visit = s.assign(event(T0, "", kind="custom", name="login"))
+    assert visit.entry_page == ""  # nothing viewed yet
+    s.assign(event(T0 + MIN, "/pricing"))
+    s.assign(event(T0 + 2 * MIN, "/buy"))
+    s.assign(event(T0 + 3 * MIN, "", kind="custom", name="paid"))
+    assert (visit.entry_page, visit.exit_page, visit.pageviews, visit.events) == (
+        "/pricing",
+        "/buy",
+        2,
+        4,
+    )
+    clicked = s.assign(event(T0 + 4 * 60 * MIN, "/a", kind="click"))
+    s.assign(event(T0 + 4 * 60 * MIN + MIN, "/b"))
+    assert clicked.entry_page == "/a"  # a click is on a page: the visit entered there
+    earlier = s.assign(event(T0 + 8 * 60 * MIN, "", kind="custom", name="x"))
+    s.assign(event(T0 + 8 * 60 * MIN - MIN, "/first"))  # arrives late, was first
+    assert earlier.entry_page == "/first"
+
+
 def test_a_gap_longer_than_the_timeout_starts_a_new_visit() -> None:
     s = Sessionizer()
     a = s.assign(event(T0))

@@ -160,10 +160,13 @@ def new_visit(event: ProcessedEvent, session_id: str) -> Session:
 
 def count_into(visit: Session, event: ProcessedEvent) -> None:
     """The rules of a visit for one of its events, in any order: entry and exit pages by
-    time, a ``session`` ping's duration extends it but is no interaction (it cannot
-    un-bounce), pageviews and events counted."""
+    time (a visit started by an event on no page, a server-side one, enters on the page of
+    its first event that has one), a ``session`` ping's duration extends it but is no
+    interaction (it cannot un-bounce), pageviews and events counted."""
     ts = event.timestamp
     is_pageview = event.type == EventType.PAGEVIEW
+    if not visit.entry_page:
+        visit.entry_page = event.path
     if ts < visit.started_at:
         visit.started_at = ts
         if is_pageview:
