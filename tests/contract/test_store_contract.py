@@ -765,6 +765,8 @@ def datasets(draw: st.DrawFn) -> Batches:
     batches: Batches = [(events[i::cuts], sessions[i::cuts]) for i in range(cuts)]
     for session in draw(st.lists(st.sampled_from(sessions), max_size=3)) if sessions else []:
         stale = replace(session, last_seen=session.started_at, pageviews=1, events=1)
+        if draw(st.booleans()):  # first written when it had seen no page yet (decision 0054)
+            stale = replace(stale, entry_page="", exit_page="")
         batches[0][1].insert(0, stale)
     return batches
 
