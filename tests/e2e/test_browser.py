@@ -14,7 +14,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +159,15 @@ def add_user(server: ServerProcess, email: str, role: str, sites: list[str]) -> 
 
 
 def logged_in(
-    browser: Browser, server: ServerProcess, email: str = "admin@e2e.test"
+    browser: Browser,
+    server: ServerProcess,
+    email: str = "admin@e2e.test",
+    timezone_id: str | None = None,
 ) -> BrowserContext:
-    """A browser context with a dashboard login (an admin by default)."""
+    """A browser context with a dashboard login (an admin by default), in ``timezone_id``
+    (default: this machine's)."""
     add_user(server, email, "admin" if email.startswith("admin") else "viewer", [])
-    context = browser.new_context()
+    context = browser.new_context(timezone_id=timezone_id)
     cookie = form_login(server, email, PASSWORD)
     context.add_cookies([{"name": "hitstream_session", "value": cookie, "url": server.url}])
     return context
@@ -180,9 +185,10 @@ def open_dashboard(
     width: int = 1440,
     height: int = 900,
     site: str = SITE,
+    timezone_id: str | None = None,
 ) -> Page:
     register(server, site)
-    context = logged_in(browser, server)
+    context = logged_in(browser, server, timezone_id=timezone_id)
     page = context.new_page()
     page.set_viewport_size({"width": width, "height": height})
     page.goto(f"{server.url}/?site={site}&period=day")
@@ -711,7 +717,7 @@ def test_durations_keep_their_tenths_and_another_days_events_say_the_day(
     the live list says its day (it was listed by its time alone, under today's)."""
     site = "tenths.e2e.test"
     register(live_server, site)
-    midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     yesterday = int((midnight - timedelta(minutes=1)).timestamp() * 1000)  # < 24 h ago
     events = [
         {"site_id": site, "type": "custom", "name": "save", "path": "/", "duration_ms": ms}
@@ -724,8 +730,53 @@ def test_durations_keep_their_tenths_and_another_days_events_say_the_day(
     old = dashboard.locator("#stream li", has_text="/old").locator("time")
     expect(old).to_have_count(1, timeout=5_000)
     shown = old.inner_text()
-    day = (midnight - timedelta(minutes=1)).day  # the browser's zone is this machine's
+    day = (midnight - timedelta(minutes=1)).day  # the site's zone (UTC), not the browser's
     assert re.fullmatch(rf"\D+ {day} \d\d:\d\d:\d\d|{day} \D+ \d\d:\d\d:\d\d", shown), shown
     today = dashboard.locator("#stream li", has_text="save").first.locator("time").inner_text()
     assert re.fullmatch(r"\d\d:\d\d:\d\d", today), today
+    dashboard.close()
+
+
+def test_times_are_the_sites_and_late_events_take_their_place_in_the_live_list(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    """A site in Kathmandu (+05:45) seen from a browser in Los Angeles: the live list's
+    times are the site's, as its "Today" is, and the chart says so (they were the viewer's);
+    an event that arrives late is listed by its time, below newer ones (it went on top)."""
+    site, zone = "zone.e2e.test", "Asia/Kathmandu"
+    live_server.add_site(site, allowed_hosts=LOCAL_HOSTS, timezone=zone)
+    dashboard = open_dashboard(
+        browser, live_server, site=site, timezone_id="America/Los_Angeles"
+    )
+    expect(dashboard.locator("#tz-note")).to_have_text("Times in Asia/Kathmandu")
+    now = int(time.time() * 1000)
+    post_events(live_server, [{"site_id": site, "path": "/fresh", "timestamp": now - 1_000}])
+    stream = dashboard.locator("#stream li")
+    expect(stream.first).to_contain_text("/fresh", timeout=10_000)
+    post_events(live_server, [{"site_id": site, "path": "/older", "timestamp": now - 300_000}])
+    expect(stream).to_have_count(2, timeout=10_000)
+    assert [stream.nth(i).locator(".what").inner_text() for i in range(2)] == ["/fresh", "/older"]
+    fresh = datetime.fromtimestamp((now - 1_000) / 1000, ZoneInfo(zone)).strftime("%H:%M:%S")
+    assert stream.first.locator("time").inner_text() == fresh
+    dashboard.close()
+
+
+def test_custom_is_lit_once_its_dates_apply(browser: Browser, live_server: ServerProcess) -> None:
+    """Clicking Custom opens its dates and lights nothing yet: the figures are still the
+    period shown (Custom was lit over the previous period's figures until Apply)."""
+    dashboard = open_dashboard(browser, live_server, site="custom.e2e.test")
+    custom = dashboard.locator('#periods button[data-period="custom"]')
+    today = dashboard.locator('#periods button[data-period="day"]')
+    custom.click()
+    expect(dashboard.locator("#custom-range")).to_be_visible()
+    expect(custom).not_to_have_class(re.compile(r"\bactive\b"))
+    expect(custom).to_have_class(re.compile(r"\bpending\b"))
+    expect(today).to_have_class(re.compile(r"\bactive\b"))
+    assert "period=day" in dashboard.url
+    dashboard.locator("#custom-range button[type=submit]").click()
+    expect(custom).to_have_class(re.compile(r"\bactive\b"))
+    expect(custom).not_to_have_class(re.compile(r"\bpending\b"))
+    expect(dashboard).to_have_url(re.compile(r"period=custom&from=\d{4}-\d\d-\d\d&to="))
+    today.click()
+    expect(dashboard.locator("#custom-range")).to_be_hidden()
     dashboard.close()

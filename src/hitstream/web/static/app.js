@@ -45,14 +45,28 @@
   function orDash(fmt) { return function (v) { return v ? fmt(v) : '–'; }; }
   var fmtMeasuredDur = orDash(fmtDur);
   var fmtMeasuredPct = orDash(fmtPct);
+  // times are the site's (its time zone says where "Today" starts), not the viewer's: the
+  // server names it in every snapshot (view.tz); until then, the viewer's own
+  var siteTz = '';
+  var timeFormat, dateFormat, dayFormat, hourFormat;
+  function setTimeZone(tz) {
+    var zone;
+    try { new Intl.DateTimeFormat(undefined, { timeZone: tz }); zone = tz || undefined; } catch (e) { zone = undefined; }
+    siteTz = zone || '';
+    timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false, timeZone: zone });
+    dateFormat = new Intl.DateTimeFormat('en-CA', { year: 'numeric', month: '2-digit', day: '2-digit', timeZone: zone });
+    dayFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: zone });
+    hourFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', hour12: false, timeZone: zone });
+    var note = $('tz-note');
+    if (note) note.textContent = siteTz ? 'Times in ' + siteTz.replace(/_/g, ' ') : '';
+  }
+  setTimeZone('');
   function fmtTime(ms) {
     var at = new Date(ms);
-    var time = at.toLocaleTimeString(undefined, {
-      hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false
-    });
+    var time = timeFormat.format(at);
     // another day's time says which day (yesterday's 20:30 was listed under today's 08:00)
-    if (at.toDateString() === new Date().toDateString()) return time;
-    return at.toLocaleDateString(undefined, { month: 'short', day: 'numeric' }) + ' ' + time;
+    if (dateFormat.format(at) === dateFormat.format(new Date())) return time;
+    return dayFormat.format(at) + ' ' + time;
   }
 
   var regionNames = null;
@@ -263,8 +277,9 @@
   function handle(frame) {
     if (frame.type === 'snapshot') {
       hideNotice();
+      if (frame.view && frame.view.tz !== undefined && frame.view.tz !== siteTz) setTimeZone(frame.view.tz);
       shownView = JSON.stringify(view);
-      state.events = (frame.events || []).slice(-50).reverse();
+      state.events = (frame.events || []).slice(-50).sort(function (a, b) { return eventTime(b) - eventTime(a); });
       state.alerts = (frame.alerts || []).slice().reverse();
       renderData(frame);
       renderStream();
@@ -358,12 +373,10 @@
 
   // ---------------------------------------------------------------- chart
 
-  var dayFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
-
   function tickLabel(ms, interval) {
     var d = new Date(ms);
     if (interval === 'day') return dayFormat.format(d);
-    var hm = String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
+    var hm = hourFormat.format(d).replace(/^24:/, '00:');
     return hm === '00:00' && interval === 'hour' ? dayFormat.format(d) : hm;
   }
 
@@ -399,7 +412,7 @@
       rows.map(function (r) { return value(r, 'visitors'); }),
       rows.map(function (r) { return value(r, 'pageviews'); })
     ];
-    var key = interval + '|' + matchMedia('(prefers-color-scheme: dark)').matches;
+    var key = interval + '|' + matchMedia('(prefers-color-scheme: dark)').matches + '|' + siteTz;
     if (chart && chartKey === key) { chart.setData(data); return; }
     if (chart) chart.destroy();
     chartKey = key;
@@ -422,6 +435,8 @@
       height: size.height,
       legend: { show: false },
       cursor: { points: { size: 7 } },
+      // ticks fall on the site's hours and midnights, as its buckets do
+      tzDate: siteTz && uPlot.tzDate ? function (ts) { return uPlot.tzDate(new Date(ts * 1e3), siteTz); } : undefined,
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(4, max * 1.1)]; } } },
       padding: [12, 16, 0, 0],
       axes: [xAxis, yAxis],
@@ -575,7 +590,7 @@
       showAll.addEventListener('click', function () { openDetails(prop, allMetrics); });
       links.appendChild(showAll);
       links.appendChild(document.createTextNode(' · top ' + SHOWN_ROWS + ' shown · '));
-      var csv = el('a', 'csv', 'every row in the CSV download');
+      var csv = el('a', 'csv', 'every row in the download (CSV files, zipped)');
       csv.href = exportUrl();
       links.appendChild(csv);
       wrap.appendChild(links);
@@ -649,7 +664,7 @@
           clear(body);
           body.appendChild(table(prop, found, true));
           status.textContent = fmtNum(found.length) + (needle ? ' of ' + fmtNum(rows.length) : '') + ' rows' +
-            (rows.length >= DETAIL_ROWS ? ' (the first ' + fmtNum(DETAIL_ROWS) + '; every row is in the CSV download)' : '');
+            (rows.length >= DETAIL_ROWS ? ' (the first ' + fmtNum(DETAIL_ROWS) + '; every row is in the download)' : '');
         };
         search.addEventListener('input', shown);
         shown();
@@ -802,13 +817,19 @@
 
   // ---------------------------------------------------------------- stream, alerts, quality
 
+  function eventTime(e) { return e.timestamp || e.received_at || 0; }
+
   function addEvents(events, skipped) {
+    // newest first by the events' own times: one sent late (a batch, a tracker's retry)
+    // takes its place in the list, not the top of it
     var list = $('stream');
     for (var i = 0; i < events.length; i++) {
-      state.events.unshift(events[i]);
+      var at = 0;
+      while (at < state.events.length && eventTime(state.events[at]) > eventTime(events[i])) at++;
+      state.events.splice(at, 0, events[i]);
       var row = eventRow(events[i]);
       row.classList.add('new');
-      list.insertBefore(row, list.firstChild);
+      list.insertBefore(row, list.children[at] || null);
     }
     state.events = state.events.slice(0, 50);
     while (list.children.length > 50) list.removeChild(list.lastChild);
@@ -820,7 +841,7 @@
     var li = el('li', 'ev ev-' + (e.type || 'event'));
     li.appendChild(el('time', null, fmtTime(e.timestamp || e.received_at || Date.now())));
     li.appendChild(el('span', 'badge', e.type === 'custom' || e.type === 'click' ? e.name || e.type : e.type));
-    var main = el('span', 'what', e.path || '/');
+    var main = el('span', 'what', e.path || '(no page)');
     main.title = e.title || '';
     li.appendChild(main);
     var props = e.props || {};
@@ -916,15 +937,25 @@
 
   // ---------------------------------------------------------------- controls
 
+  var pickingCustom = false;
+  var pickedFrom = '';
+  var pickedTo = '';
+
   function renderControls() {
     Array.prototype.forEach.call(document.querySelectorAll('#periods button'), function (b) {
       var on = b.dataset.period === view.period;
       b.classList.toggle('active', on);
       b.setAttribute('aria-pressed', on ? 'true' : 'false');
     });
-    $('custom-range').hidden = view.period !== 'custom';
-    $('from').value = view.from;
-    $('to').value = view.to;
+    // Custom is lit once its dates apply; until then its form is open and the data is the
+    // period shown (it was lit at once, over the previous period's figures)
+    $('custom-range').hidden = view.period !== 'custom' && !pickingCustom;
+    var customButton = document.querySelector('#periods button[data-period="custom"]');
+    if (customButton) customButton.classList.toggle('pending', pickingCustom && view.period !== 'custom');
+    if (customButton) customButton.setAttribute('aria-expanded', $('custom-range').hidden ? 'false' : 'true');
+    var picking = pickingCustom && view.period !== 'custom';
+    $('from').value = picking ? pickedFrom : view.from;
+    $('to').value = picking ? pickedTo : view.to;
     var select = $('site');
     if (select.value !== view.site) select.value = view.site;
     $('compare').value = view.compare;
@@ -946,16 +977,15 @@
       if (!button) return;
       var period = button.dataset.period;
       if (period === 'custom') {
-        if (!view.from) {
-          var now = new Date();
-          view.to = isoDay(now);
-          view.from = isoDay(new Date(now.getTime() - 6 * 86400000));
-        }
-        view.period = 'custom';
+        var now = new Date();
+        pickedTo = view.to || isoDay(now);
+        pickedFrom = view.from || isoDay(new Date(now.getTime() - 6 * 86400000));
+        pickingCustom = true;
         renderControls();
         $('from').focus();
         return;
       }
+      pickingCustom = false;
       changeView(function () { view.period = period; });
     });
     $('custom-range').addEventListener('submit', function (ev) {
@@ -963,6 +993,7 @@
       var from = $('from').value;
       var to = $('to').value;
       if (!from || !to) return;
+      pickingCustom = false;
       changeView(function () {
         view.period = 'custom';
         view.from = from <= to ? from : to;
