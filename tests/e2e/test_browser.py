@@ -745,9 +745,7 @@ def test_times_are_the_sites_and_late_events_take_their_place_in_the_live_list(
     an event that arrives late is listed by its time, below newer ones (it went on top)."""
     site, zone = "zone.e2e.test", "Asia/Kathmandu"
     live_server.add_site(site, allowed_hosts=LOCAL_HOSTS, timezone=zone)
-    dashboard = open_dashboard(
-        browser, live_server, site=site, timezone_id="America/Los_Angeles"
-    )
+    dashboard = open_dashboard(browser, live_server, site=site, timezone_id="America/Los_Angeles")
     expect(dashboard.locator("#tz-note")).to_have_text("Times in Asia/Kathmandu")
     now = int(time.time() * 1000)
     post_events(live_server, [{"site_id": site, "path": "/fresh", "timestamp": now - 1_000}])
