@@ -778,3 +778,24 @@ def test_custom_is_lit_once_its_dates_apply(browser: Browser, live_server: Serve
     today.click()
     expect(dashboard.locator("#custom-range")).to_be_hidden()
     dashboard.close()
+
+
+def test_a_filter_that_matches_nothing_says_so_and_rates_of_no_visits_are_dashes(
+    browser: Browser, live_server: ServerProcess
+) -> None:
+    """Of no visits there is no bounce rate nor duration (they read "0%", "0s", "0.00"), and
+    an empty table under a filter says the filter let nothing through, once per panel (it
+    said "Nothing here yet." under each chart and table)."""
+    site = "nomatch.e2e.test"
+    send(live_server, site, "/a", "/b")
+    dashboard = open_dashboard(browser, live_server, site=site)
+    expect(card(dashboard, "Bounce rate")).to_have_text("0%", timeout=5_000)  # one visit, 2 pages
+    dashboard.goto(f"{live_server.url}/?site={site}&period=day&filters=page%3D%3D%2Fnone")
+    expect(card(dashboard, "Visits")).to_have_text("0", timeout=5_000)
+    for label in ("Bounce rate", "Visit duration", "Views per visit"):
+        expect(card(dashboard, label)).to_have_text("–")
+    pages = dashboard.locator("#rows-pages .placeholder")
+    expect(pages).to_have_text("Nothing matches the filters.")
+    browsers = dashboard.locator("#panel-devices .placeholder")
+    expect(browsers).to_have_count(1)
+    dashboard.close()

@@ -24,7 +24,11 @@ def events(server: ServerProcess, period: str = "30d") -> int:
 
 
 def test_demo_has_history_and_keeps_moving(tmp_path: Path) -> None:
-    env = {"HITSTREAM_DEMO": "true", "HITSTREAM_DEMO_EVENTS_PER_DAY": "40"}
+    env = {
+        "HITSTREAM_DEMO": "true",
+        "HITSTREAM_DEMO_EVENTS_PER_DAY": "40",
+        "HITSTREAM_DEMO_LIVE_EVENTS_PER_DAY": "400000",  # ~5 a second: seen within 3 s
+    }
     server = ServerProcess(tmp_path / "data", env=env).start()
     try:
         # the history is sent oldest first: wait until it has reached the last 30 days

@@ -276,3 +276,21 @@ def test_pages_are_unique_and_fill_any_size() -> None:
         assert pages[0].path == "/"
     with pytest.raises(ValueError, match="at least one page"):
         build_pages(0, random.Random(0))
+
+
+def test_the_live_rate_goes_on_at_the_historys() -> None:
+    """``rate`` (the demo's live traffic) is the history's own: over a week, its events an
+    hour add up to what the history sent in each hour (the live visits ran at 170 times the
+    history's, so "Today" read as a surge)."""
+    traffic = model(5)
+    week = list(traffic.history(7, 2000, NOW))
+    counted = Counter(e.timestamp // HOUR_MS for e in week if e.body["type"] != "engagement")
+    start = (NOW - 7 * DAY_MS) // HOUR_MS + 1
+    hours = range(start, NOW // HOUR_MS)  # whole hours only
+    expected = sum(traffic.rate(2000, h * HOUR_MS) * 3600 for h in hours)
+    sent = sum(counted[h] for h in hours)
+    assert abs(sent - expected) < 0.05 * expected
+    busy = max(hours, key=lambda h: traffic.rate(2000, h * HOUR_MS))
+    quiet = min(hours, key=lambda h: traffic.rate(2000, h * HOUR_MS))
+    assert traffic.rate(2000, busy * HOUR_MS) > 3 * traffic.rate(2000, quiet * HOUR_MS)
+    assert traffic.rate(4000, busy * HOUR_MS) == 2 * traffic.rate(2000, busy * HOUR_MS)

@@ -133,7 +133,11 @@ def build(
         from hitstream.synthetic.demo import Demo
 
         runtime.demo = Demo(
-            collector, store, settings.demo_site, events_per_day=settings.demo_events_per_day
+            collector,
+            store,
+            settings.demo_site,
+            events_per_day=settings.demo_events_per_day,
+            live_events_per_day=settings.demo_live_events_per_day,
         )
     return runtime
 

@@ -25,6 +25,8 @@ from hitstream.synthetic.traffic import TrafficModel, WireEvent
 
 log = logging.getLogger(__name__)
 HISTORY_DAYS = 60
+MAX_GAP_S = 60.0
+"""The longest wait between two live events (a quiet hour's)."""
 _ENCODE = msgspec.json.encode
 
 
@@ -39,13 +41,17 @@ class Demo:
         store: Store,
         site_id: str = "demo.example",
         *,
-        events_per_day: int = 1500,
-        live_rate: float = 3.0,
+        events_per_day: int = 3000,
+        live_events_per_day: int = 0,
         seed: int = 7,
     ) -> None:
+        """Live visits go on at the history's rate (``events_per_day``, the weekly mean, in
+        its daily rhythm), so that today compares with the days before it;
+        ``live_events_per_day`` (not 0) sets another."""
+        self.live_events_per_day = live_events_per_day or events_per_day
         self.site_id = site_id
         self.store = store
-        self.live_rate = live_rate
+        self._pause = random.Random(seed + 1)
         self.events_per_day = events_per_day
         self.model = TrafficModel(site_id, random.Random(seed), engagement=True)
         widened = Limits(
@@ -89,13 +95,15 @@ class Demo:
         return sent
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Backfill, then send about ``live_rate`` events a second until ``stop``."""
+        """Backfill, then send events at the history's rate (``TrafficModel.rate``, random
+        gaps) until ``stop``."""
         try:
             await self.backfill()
             while not stop.is_set():
                 batch: Sequence[WireEvent] = self.model.next_events(_now(), 1)
                 await self._send(self.collector, batch)
+                gap = self._pause.expovariate(self.model.rate(self.live_events_per_day, _now()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0 / self.live_rate)
+                    await asyncio.wait_for(stop.wait(), timeout=min(gap, MAX_GAP_S))
         except Exception:  # the demo must never take the server down
             log.exception("demo traffic stopped")

@@ -515,6 +515,14 @@ class TrafficModel:
 
     # -- backfill -------------------------------------------------------------------------
 
+    def rate(self, events_per_day: float, at_ms: int) -> float:
+        """Events a second at ``at_ms`` in ``history``'s rhythm (its hour of the day and day
+        of the week), ``events_per_day`` being the weekly mean: live traffic that goes on
+        where the history stops (the demo's ran at 170 times its history)."""
+        mean_shape = sum(HOURLY_SHAPE) / 24
+        shape = HOURLY_SHAPE[at_ms // HOUR_MS % 24] * WEEKLY_SHAPE[weekday(at_ms)]
+        return events_per_day / 86_400 * shape / mean_shape
+
     def history(self, days: float, events_per_day: int, now_ms: int) -> Iterator[WireEvent]:
         """Events in ``[now_ms - days, now_ms)`` with a daily and a weekly rhythm.
 

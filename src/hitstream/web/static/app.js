@@ -84,9 +84,9 @@
     { key: 'visits', label: 'Visits', fmt: fmtNum },
     { key: 'pageviews', label: 'Pageviews', fmt: fmtNum },
     { key: 'events', label: 'Events', fmt: fmtNum },
-    { key: 'bounce_rate', label: 'Bounce rate', fmt: fmtPct, lowerIsBetter: true },
-    { key: 'visit_duration', label: 'Visit duration', fmt: fmtDur },
-    { key: 'views_per_visit', label: 'Views per visit', fmt: fmtDec },
+    { key: 'bounce_rate', label: 'Bounce rate', fmt: fmtPct, lowerIsBetter: true, perVisit: true },
+    { key: 'visit_duration', label: 'Visit duration', fmt: fmtDur, perVisit: true },
+    { key: 'views_per_visit', label: 'Views per visit', fmt: fmtDec, perVisit: true },
     { key: 'load_time_p50', label: 'Load time (median)', fmt: fmtMs, lowerIsBetter: true },
     { key: 'load_time_p95', label: 'Load time (p95)', fmt: fmtMs, lowerIsBetter: true },
     { key: 'time_on_page', label: 'Time on page', fmt: fmtMeasuredDur },
@@ -274,9 +274,12 @@
 
   // ---------------------------------------------------------------- frames
 
+  var typedFilter = null;
+
   function handle(frame) {
     if (frame.type === 'snapshot') {
       hideNotice();
+      typedFilter = null;
       if (frame.view && frame.view.tz !== undefined && frame.view.tz !== siteTz) setTimeZone(frame.view.tz);
       shownView = JSON.stringify(view);
       state.events = (frame.events || []).slice(-50).sort(function (a, b) { return eventTime(b) - eventTime(a); });
@@ -298,7 +301,14 @@
         view = JSON.parse(shownView);
         writeUrl(false);
         renderControls();
+        if (typedFilter) {  // and the filter typed is there to correct (it was gone)
+          $('filter-prop').value = typedFilter.prop;
+          $('filter-op').value = typedFilter.op;
+          $('filter-value').value = typedFilter.value;
+          $('filter-value').focus();
+        }
       }
+      typedFilter = null;
       showNotice((frame.field ? frame.field + ': ' : '') + (frame.reason || 'error')
         + (refused ? ' (not applied)' : ''));
     }
@@ -354,14 +364,18 @@
     LIVE.forEach(function (tile) {
       cardNodes.realtime[tile.key].textContent = fmtNum(realtime[tile.key] || 0);
     });
+    var noVisits = (results.visits || {}).value === 0;
     CARDS.forEach(function (card) {
       var r = results[card.key] || {};
       var nodes = cardNodes[card.key];
-      nodes.value.textContent = r.value === undefined ? '–' : card.fmt(r.value);
+      // of no visits there is no rate nor average: a dash (it read "0%", "0s", "0.00")
+      var none = r.value === undefined || (card.perVisit && noVisits);
+      nodes.value.textContent = none ? '–' : card.fmt(r.value);
       var change = r.change;
       if (change === undefined || change === null) {
         nodes.change.className = 'change flat';
-        nodes.change.textContent = r.previous ? '' : 'no earlier data';
+        // nothing now and nothing before: no line under it (each card read "no earlier data")
+        nodes.change.textContent = r.previous || !r.value ? '' : 'no earlier data';
         return;
       }
       var up = change > 0;
@@ -516,7 +530,7 @@
       var total = function (k) { return named(state.breakdowns[k]).reduce(function (n, r) { return n + (r.events || 0); }, 0); };
       keys.sort(function (a, b) { return total(b) - total(a); }); // the most events in the period first
       // each headed by its key; the events without the key (pageviews...) are left out
-      keys.forEach(function (k) { body.appendChild(table(k, named(state.breakdowns[k]))); });
+      keys.forEach(function (k) { body.appendChild(table(k, named(state.breakdowns[k]), false, body.clientWidth)); });
       var others = (state.prop_keys || []).filter(function (k) { return keys.indexOf('prop:' + k) < 0; });
       if (others.length) {
         body.appendChild(el('p', 'placeholder', 'Also sent: ' + others.join(', ') + ' (this panel breaks down ' +
@@ -526,7 +540,7 @@
     }
     var rows = state.breakdowns[current] || [];
     // events without a name are pageviews, engagement and the like: not custom events
-    body.appendChild(table(current, current === 'event_name' ? named(rows) : rows));
+    body.appendChild(table(current, current === 'event_name' ? named(rows) : rows, false, body.clientWidth));
   }
 
   function named(rows) {
@@ -535,11 +549,16 @@
 
   var SHOWN_ROWS = 10; // the live view's rows per table (LiveConfig.breakdown_limit)
 
+  function nothing() {  // an empty table: no data yet, or none that the filters let through
+    return el('p', 'placeholder', view.filters.length ? 'Nothing matches the filters.' : 'Nothing here yet.');
+  }
+
   // ``all``: every row the details dialog fetched (no "Show all" under it)
-  function table(prop, rows, all) {
+  // ``room``: the width of what holds it (the panel's, the dialog's), in pixels
+  function table(prop, rows, all, room) {
     var wrap = el('div', 'table');
     if (!rows.length) {
-      wrap.appendChild(el('p', 'placeholder', 'Nothing here yet.'));
+      wrap.appendChild(nothing());
       return wrap;
     }
     var metrics = Object.keys(rows[0]).filter(function (k) { return k !== 'value'; });
@@ -554,8 +573,11 @@
     // a column past the first two with nothing measured in any row (time on page without
     // engagement events) gives its room to the labels
     metrics = metrics.filter(function (m, i) { return i < 2 || rows.some(function (r) { return r[m]; }); });
-    // on a phone two numbers fit beside the value; the others are on a wider screen
-    if (window.matchMedia && window.matchMedia('(max-width: 520px)').matches) metrics = metrics.slice(0, 2);
+    // as many numbers as leave the value its room (at least 150 px and 45 %); two always:
+    // a panel half a 768 px screen wide showed four and cut its pages to "/p…"
+    var width = room || window.innerWidth;
+    var fits = Math.floor((width - Math.max(150, 0.45 * width)) / 66);
+    metrics = metrics.slice(0, Math.max(2, fits));
     var wide = metrics.length <= 2; // the usual two columns keep their room
     var columns = 'minmax(0, 1fr)' + metrics.map(function (m, i) { return !i ? ' 72px' : wide ? ' 84px' : ' 58px'; }).join('');
     var head = el('div', 'row head');
@@ -662,7 +684,7 @@
               || String(r.value === null ? '' : r.value).toLowerCase().indexOf(needle) >= 0;
           });
           clear(body);
-          body.appendChild(table(prop, found, true));
+          body.appendChild(table(prop, found, true, body.clientWidth));
           status.textContent = fmtNum(found.length) + (needle ? ' of ' + fmtNum(rows.length) : '') + ' rows' +
             (rows.length >= DETAIL_ROWS ? ' (the first ' + fmtNum(DETAIL_ROWS) + '; every row is in the download)' : '');
         };
@@ -737,7 +759,7 @@
     });
     figure.appendChild(el('figcaption', null, title));
     figure.appendChild(box);
-    figure.appendChild(total ? legend(data.parts, total) : el('p', 'placeholder', 'Nothing here yet.'));
+    if (total) figure.appendChild(legend(data.parts, total));
     return figure;
   }
 
@@ -768,7 +790,6 @@
     });
     figure.appendChild(el('figcaption', null, title));
     figure.appendChild(box);
-    if (!data.parts.length) figure.appendChild(el('p', 'placeholder', 'Nothing here yet.'));
     return figure;
   }
 
@@ -779,6 +800,7 @@
     CHARTS[panelId].forEach(function (chart) {
       if (chart[4] && chart[4] !== current) return;
       var rows = state.breakdowns[chart[0]] || [];
+      if (!rows.length) return;  // the table under it says so, once
       var draw = chart[1] === 'doughnut' ? doughnut : bars;
       holder.appendChild(draw(chart[0], chart[2], rows, chart[3]));
     });
@@ -1043,6 +1065,7 @@
         showNotice('A filter value cannot contain ";" (write it as \\x3B in a pattern).');
         return;
       }
+      typedFilter = { prop: prop, op: op, value: value };  // back in the form if refused
       changeView(function () {
         view.filters = view.filters.filter(function (f) { return f.prop !== prop; });
         view.filters.push({ prop: prop, op: op, values: PATTERN_OPS[op] ? [value] : value.split('|') });

@@ -35,7 +35,9 @@
           var e = (data && data.error) || {};
           var message = (e.field ? e.field + ': ' : '') + (e.reason || ('HTTP ' + r.status));
           notice(message);
-          throw new Error(message);
+          var shown = new Error(message);
+          shown.shown = true; // said on the page: not an uncaught error in the console too
+          throw shown;
         }
         notice('');
         return data;
@@ -234,6 +236,9 @@
   }
 
   function start() {
+    window.addEventListener('unhandledrejection', function (ev) {
+      if (ev.reason && ev.reason.shown) ev.preventDefault();
+    });
     api('GET', '/api/v1/session').then(function (session) {
       me = session;
       $('who').textContent = session.email + ' (' + session.role + ')';
