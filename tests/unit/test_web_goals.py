@@ -272,3 +272,47 @@ async def test_goal_metrics_and_funnels_on_generated_visits(
     )
     assert [s["visitors"] for s in by_name.json()["steps"]] == want_visitors
     assert by_name.json()["window"] == 15
+
+
+async def test_a_goal_may_name_props_as_numbers_and_booleans(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Events send props as numbers and booleans; a goal may name them so too (it was a 400:
+    "input should be a valid string"), and counts the events with those values."""
+    admin, reader = await keys(runtime)
+    sent = [(3, True), (3, False), (4, True), (3.5, True)]
+    events = [
+        ProcessedEvent(
+            event_id=f"n{i}",
+            site_id=SITE,
+            type="custom",
+            name="buy",
+            timestamp=DAY0 + i * 60_000,
+            received_at=DAY0,
+            visitor_id=f"v{i}",
+            session_id=f"s{i}",
+            path="/",
+            props={"seats": seats, "annual": annual},
+        )
+        for i, (seats, annual) in enumerate(sent)
+    ]
+    await runtime.store.write(WriteBatch("events", {0: len(events)}, events, []))
+    url = f"/api/v1/sites/{SITE}/goals"
+    goal = {"name": "Team", "event_name": "buy", "props": {"seats": 3, "annual": True}}
+    made = await client.post(url, json=goal, headers=admin)
+    assert made.status_code == 201, made.text
+    assert made.json()["props"] == {"seats": "3", "annual": "true"}  # kept as text
+    half = {"name": "Half", "event_name": "buy", "props": {"seats": 3.5}}
+    assert (await client.post(url, json=half, headers=admin)).status_code == 201
+    for bad in ({"seats": None}, {"seats": [3]}, {"seats": {"n": 3}}):
+        refused = await client.post(url, json={**goal, "name": "X", "props": bad}, headers=admin)
+        assert refused.status_code == 400, bad
+    rows = (
+        await client.get(
+            "/api/v1/stats/breakdown",
+            params={**PERIOD, "property": "goal", "metrics": "conversions"},
+            headers=reader,
+        )
+    ).json()["results"]
+    want = {"Team": sum(1 for s, a in sent if s == 3 and a), "Half": 1}
+    assert {r["value"]: r["conversions"] for r in rows} == want

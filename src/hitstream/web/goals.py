@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from hitstream.domain.access import Action
 from hitstream.domain.errors import Conflict, NotFound, QueryError
@@ -26,6 +26,7 @@ from hitstream.domain.funnels import (
     parse_steps,
 )
 from hitstream.domain.goals import GOAL_PROPERTY, MAX_GOALS, check_new_name, named, new_goal
+from hitstream.domain.measures import prop_text
 from hitstream.web.auth import SITE_RESPONSES, CallerDep, GateDep
 from hitstream.web.deps import StatsDep
 from hitstream.web.openapi import ERROR_REF
@@ -70,7 +71,11 @@ class NewGoal(BaseModel):
         description="Path pattern: * any characters but /, ** any characters",
         examples=["/pricing*"],
     )
-    props: dict[str, str] | None = Field(default=None, description="Custom-event goals only")
+    props: dict[str, StrictBool | StrictInt | StrictFloat | StrictStr] | None = Field(
+        default=None,
+        description="Custom-event goals only: the event's props must have these values "
+        '(a number or a boolean as events send them: 3 matches 3 and "3")',
+    )
 
 
 class NewFunnel(BaseModel):
@@ -101,7 +106,10 @@ async def add_goal(
     site_id: SitePath, body: NewGoal, caller: CallerDep, gate: GateDep
 ) -> dict[str, Any]:
     await gate.check(caller.principal, Action.MANAGE_SITE, site_id)
-    goal = new_goal(body.model_dump(exclude_none=True))
+    fields = body.model_dump(exclude_none=True)
+    if "props" in fields:  # compared as text, as every store keeps a prop's value
+        fields["props"] = {key: prop_text(value) for key, value in fields["props"].items()}
+    goal = new_goal(fields)
     existing = await gate.registry.goals(site_id)
     check_new_name(goal.name, [g.name for g in existing])
     if len(existing) >= MAX_GOALS:
