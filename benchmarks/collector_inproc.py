@@ -77,8 +77,8 @@ def main() -> None:
             )
             out.append(_round(collector, body, requests) / args.events * 1e6)
     print(
-        f"batch of 100: {statistics.median(per_batch):.1f} µs/event; "
-        f"single: {statistics.median(per_single):.1f} µs/event"
+        f"batch of 100: {statistics.median(per_batch):.2f} µs/event; "
+        f"single: {statistics.median(per_single):.2f} µs/event"
     )
 
 

@@ -124,8 +124,10 @@ async def test_under_load_commits_wait_for_company(tmp_path: Path) -> None:
     # every append answered with its own offset, contiguous, either way
     for offsets in (eager_offsets, patient_offsets):
         assert sorted(offsets) == list(range(min(offsets), min(offsets) + 2_000))
-    # once an append arrives while a commit runs, the next commit waits 50 ms: at most one
-    # commit per 50 ms while appends keep coming (a few more as they start and end), however
-    # long a loaded machine takes to send them; committing at once took 187-288 commits in
-    # ~0.2 s here
-    assert patient <= took / 0.05 + 5, (patient, eager, took)
+    # once an append arrives while a commit runs, the next commit waits 50 ms: one commit per
+    # 50 ms while appends keep coming, and a few more as they start and end. How many more is
+    # timing (an append that comes while the writer wakes the last commit's appenders is not
+    # counted as company, so that a lone client never waits: decision 0044), so the figure is
+    # compared with committing at once on the same arrivals: 187-313 commits there, 3-63
+    # here in 60 runs (a bound of one commit per 50 ms + 5 failed one run in four)
+    assert patient * 3 <= eager, (patient, eager, took)

@@ -100,11 +100,6 @@ def _site_id_ok(site_id: str) -> bool:
     return True
 
 
-def _number(value: int | float | None, upper: int) -> bool:
-    """A typed number field passes ``validation._int``: absent, or finite within 0..upper."""
-    return value is None or (0 <= value <= upper)  # NaN compares False; msgspec sends no bool
-
-
 def accept_fast(item: EventIn, now_ms: int, limits: Limits) -> Event | None:
     """The event ``validation.validate_fields`` would accept, checked in one pass over the
     typed attributes (one control-character search over all its texts), or None: the event
@@ -170,12 +165,14 @@ def accept_fast(item: EventIn, now_ms: int, limits: Limits) -> Event | None:
     elif engaged is not None or depth is not None:
         return None
     duration, load_time, screen = item.duration_ms, item.load_time_ms, item.screen_width
+    # each number as ``validation._int`` takes it, written out (a call per field was a tenth
+    # of this function): absent, or within 0..upper (NaN compares False; no bool from msgspec)
     if not (
-        _number(duration, limits.max_duration_ms)
-        and _number(load_time, limits.max_load_time_ms)
-        and _number(screen, limits.max_screen_width)
-        and _number(engaged, limits.max_engaged_ms)
-        and _number(depth, limits.max_scroll_depth)
+        (duration is None or 0 <= duration <= limits.max_duration_ms)
+        and (load_time is None or 0 <= load_time <= limits.max_load_time_ms)
+        and (screen is None or 0 <= screen <= limits.max_screen_width)
+        and (engaged is None or 0 <= engaged <= limits.max_engaged_ms)
+        and (depth is None or 0 <= depth <= limits.max_scroll_depth)
     ):
         return None
     url, hostname, route, query = located
