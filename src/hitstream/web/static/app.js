@@ -31,7 +31,8 @@
   function fmtDec(v) { return (Math.round(v * 100) / 100).toFixed(2); }
   function fmtMs(v) {
     if (!v) return '–';
-    return v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + ' s' : Math.round(v) + ' ms';
+    // "1.1s" as durations read ("22.9s"), not "1.1 s" beside them
+    return v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + 's' : Math.round(v) + 'ms';
   }
   function fmtDur(seconds) {
     var tenths = Math.round(seconds * 10) / 10; // under a minute, tenths: 12.5 s read "13s"

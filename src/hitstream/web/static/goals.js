@@ -68,6 +68,9 @@
     var list = $('goals-table');
     clear(list);
     $('goals-empty').hidden = goals.length > 0;
+    // a reader cannot add one: say who can (a bare "No goals yet." read as a missing form)
+    $('goals-empty').textContent = canEdit ? 'No goals yet.'
+      : 'No goals yet. An admin of this site can add them (a page pattern or a custom event).';
     if (!goals.length) return;
     var byName = {};
     rows.forEach(function (r) { byName[r.value] = r; });
