@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import msgspec
 import pytest
@@ -445,3 +446,25 @@ async def test_the_lag_gauge_is_read_while_nothing_arrives() -> None:
     gauge = processor.metrics.registry.get_sample_value("hitstream_processor_lag_events")
     assert (gauge, len(asked)) == (5.0, 2)
     await processor.close()
+
+
+async def test_a_batch_sent_out_of_order_makes_its_visits_by_time() -> None:
+    """Events of one batch are put in visits by their time, not by their order in the batch:
+    40 min, 0, 20 min (gaps of 20 min) are one visit of 40 min; sent in that order they
+    were two, one of them started at 40 min."""
+    log, store = MemoryLog(), MemoryStore()
+    minute = 60_000
+    await put(
+        log,
+        accepted(1, ts=T0 + 40 * minute),
+        accepted(2, ts=T0),
+        accepted(3, ts=T0 + 20 * minute),
+    )
+    processor = make(log, store, clock=lambda: T0 + 41 * minute)
+    await processor.start()
+    assert await processor.process_once() == 3
+    query = replace(everything(), metrics=("visits", "pageviews", "visit_duration"))
+    result = await store.aggregate(query)
+    assert (result["visits"], result["pageviews"], result["visit_duration"]) == (1, 3, 2400)
+    (visit,) = await store.open_sessions(0)
+    assert (visit.entry_page, visit.exit_page) == ("/p2", "/p1")

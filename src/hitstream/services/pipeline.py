@@ -155,6 +155,10 @@ def processing_steps(
     ]
 
 
+def _event_time(working: Working) -> int:
+    return working.out.timestamp
+
+
 def _working(events: Sequence[AcceptedEvent]) -> list[Working]:
     return [start(event) for event in events]
 
@@ -170,7 +174,8 @@ class Failed(NamedTuple):
 @dataclass(slots=True)
 class Ran:
     kept: list[Working]
-    """The events that made it through, in input order."""
+    """The events that made it through: in input order, by time (stable) from the first
+    stateful step on."""
     drops: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(site, reason) -> events dropped by a step."""
     failed: list[Failed] = field(default_factory=list)
@@ -240,6 +245,8 @@ class Pipeline:
             began = time.perf_counter()
             run, name = step.each, step.name
             assert run is not None
+            if step.stateful:  # visits are built in time order within a batch (decision 0054)
+                alive = sorted(alive, key=_event_time)
             kept: list[Working] = []
             for working in alive:
                 try:
