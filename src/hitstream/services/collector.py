@@ -135,12 +135,12 @@ _LABELS: Final = frozenset({"", "body", "event", "origin", "ip", "user_agent"})
 
 
 MAX_REJECTION_KEYS: Final = 10_000
+"""Distinct (site, reason) pairs counted apart; the rest share one key (memory stays bounded
+whatever site ids bad requests carry)."""
 MAX_KEPT_VERDICTS: Final = 4096
 """Site checks of anonymous senders kept across requests, by (origin, site, host): the
 tracker's traffic is a few of them; hosts are the sender's text, so the memory is bounded
 (full, it starts again)."""
-"""Distinct (site, reason) pairs counted apart; the rest share one key (memory stays bounded
-whatever site ids bad requests carry)."""
 
 
 class Collector:
