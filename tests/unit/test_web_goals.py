@@ -100,6 +100,19 @@ AS_GOALS = (
 )
 
 
+async def goal_rows(
+    client: httpx.AsyncClient, reader: dict[str, str], metrics: str
+) -> list[dict[str, Any]]:
+    """The goal breakdown of ``PERIOD``, read with ``reader``."""
+    answer = await client.get(
+        "/api/v1/stats/breakdown",
+        params={**PERIOD, "property": "goal", "metrics": metrics},
+        headers=reader,
+    )
+    rows: list[dict[str, Any]] = answer.json()["results"]
+    return rows
+
+
 async def test_goal_access_and_bad_input(runtime: Runtime, client: httpx.AsyncClient) -> None:
     admin, reader = await keys(runtime)
     url = f"/api/v1/sites/{SITE}/goals"
@@ -203,13 +216,7 @@ async def test_goal_metrics_and_funnels_on_generated_visits(
     assert results["conversions"]["value"] == len(converted)
     assert results["conversion_rate"]["value"] == round(100 * len(converted) / len(everyone), 2)
 
-    rows = (
-        await client.get(
-            "/api/v1/stats/breakdown",
-            params={**PERIOD, "property": "goal", "metrics": "conversions,events,conversion_rate"},
-            headers=reader,
-        )
-    ).json()["results"]
+    rows = await goal_rows(client, reader, "conversions,events,conversion_rate")
     want = sorted(
         (
             (name, len({e.visitor_id for e in found}), len(found))
@@ -307,12 +314,6 @@ async def test_a_goal_may_name_props_as_numbers_and_booleans(
     for bad in ({"seats": None}, {"seats": [3]}, {"seats": {"n": 3}}):
         refused = await client.post(url, json={**goal, "name": "X", "props": bad}, headers=admin)
         assert refused.status_code == 400, bad
-    rows = (
-        await client.get(
-            "/api/v1/stats/breakdown",
-            params={**PERIOD, "property": "goal", "metrics": "conversions"},
-            headers=reader,
-        )
-    ).json()["results"]
+    rows = await goal_rows(client, reader, "conversions")
     want = {"Team": sum(1 for s, a in sent if s == 3 and a), "Half": 1}
     assert {r["value"]: r["conversions"] for r in rows} == want
