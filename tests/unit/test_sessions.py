@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from hitstream.domain.events import AcceptedEvent, ProcessedEvent
 from hitstream.domain.pipeline import start
-from hitstream.domain.sessions import SESSION_TIMEOUT_MS, Sessionizer, session_id_for
+from hitstream.domain.sessions import (
+    HELD_PER_VISITOR,
+    SESSION_TIMEOUT_MS,
+    Sessionizer,
+    session_id_for,
+)
 
 T0 = 1_790_000_000_000
 MIN = 60_000
@@ -162,3 +167,31 @@ def test_an_engagement_event_never_starts_a_visit() -> None:
     assert len(s) == 1
     assert s.attach(event(T0, "/", visitor="v2", kind="engagement", engaged_ms=1)) is None
     assert len(s) == 1
+
+
+def test_a_late_event_does_not_take_the_place_of_the_visitors_current_visit() -> None:
+    """An event sent three hours late opens (or continues) a visit of its own beside the
+    visitor's current one: it replaced it, so the next event of the current visit started
+    a third visit (one visit counted as two)."""
+    s = Sessionizer()
+    now = T0 + 10 * 60 * MIN
+    current = s.assign(event(now, "/now"))
+    late = s.assign(event(now - 3 * 60 * MIN, "/then"))
+    also_late = s.assign(event(now - 3 * 60 * MIN + MIN, "/then/more"))
+    after = s.assign(event(now + MIN, "/next"))
+    assert late is also_late and late is not current
+    assert after is current
+    assert (current.pageviews, late.pageviews) == (2, 2)
+    assert len(s) == 2
+    assert s.evict(now - 60 * MIN) == 1  # the late visit goes first
+    assert s.assign(event(now + 2 * MIN, "/last")) is current
+    assert len(s) == 1
+
+
+def test_visits_held_per_visitor_are_bounded() -> None:
+    s = Sessionizer()
+    for hour in range(10):  # late events of ten visits of one visitor, hours apart
+        s.assign(event(T0 + hour * 60 * MIN))
+    assert len(s) == HELD_PER_VISITOR
+    newest = s.assign(event(T0 + 9 * 60 * MIN + MIN))
+    assert newest.pageviews == 2  # the newest is among those held

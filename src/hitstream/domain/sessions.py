@@ -47,10 +47,17 @@ def _attribute(event: ProcessedEvent, session: Session) -> None:
         setattr(event, name, getattr(session, name))
 
 
+HELD_PER_VISITOR = 4
+"""Visits held per (site, visitor): the newest, and older ones a late event opened or
+continued (an event sent hours late replaced the visitor's current visit, which the next
+event then did not find: one visit counted as two)."""
+
+
 class Sessionizer:
     def __init__(self, timeout_ms: int = SESSION_TIMEOUT_MS) -> None:
         self.timeout_ms = timeout_ms
-        self._open: dict[tuple[str, str], Session] = {}
+        self._open: dict[tuple[str, str], list[Session]] = {}
+        """(site, visitor) -> the visits held, oldest ``last_seen`` first."""
         self._touched: dict[str, Session] = {}
 
     def reset(self, sessions: Iterable[Session]) -> None:
@@ -63,18 +70,23 @@ class Sessionizer:
     def load(self, sessions: Iterable[Session]) -> None:
         """Resume from stored visits (the store's ``open_sessions``)."""
         for session in sessions:
-            key = (session.site_id, session.visitor_id)
-            held = self._open.get(key)
-            if held is None or held.last_seen < session.last_seen:
-                self._open[key] = session
+            self._hold(session)
+
+    def _hold(self, session: Session) -> None:
+        key = (session.site_id, session.visitor_id)
+        held = [s for s in self._open.get(key, ()) if s.session_id != session.session_id]
+        held.append(session)
+        held.sort(key=_last_seen)
+        self._open[key] = held[-HELD_PER_VISITOR:]
 
     def _live(self, site_id: str, visitor_id: str, ts: int) -> Session | None:
-        session = self._open.get((site_id, visitor_id))
-        if session is None:
-            return None
-        if ts - session.last_seen > self.timeout_ms or session.started_at - ts > self.timeout_ms:
-            return None
-        return session
+        """The visit held for the visitor that an event at ``ts`` continues (the newest of
+        them if two could), or None."""
+        timeout = self.timeout_ms
+        for session in reversed(self._open.get((site_id, visitor_id), ())):
+            if ts - session.last_seen <= timeout and session.started_at - ts <= timeout:
+                return session
+        return None
 
     def _find(self, event: ProcessedEvent, visitor_id_prev: str) -> Session | None:
         """The visitor's open visit at the event's time (also under yesterday's hash, which
@@ -104,8 +116,13 @@ class Sessionizer:
         session = self._find(event, visitor_id_prev)
         if session is None:
             session = new_visit(event, session_id_for(event.site_id, event.visitor_id, ts))
-            self._open[(event.site_id, event.visitor_id)] = session
-        count_into(session, event)
+            count_into(session, event)
+            self._hold(session)  # beside the visitor's current one, if this is a late event
+        else:
+            count_into(session, event)
+            held = self._open[(event.site_id, event.visitor_id)]
+            if held[-1] is not session:  # a late event's visit moved: keep them in order
+                held.sort(key=_last_seen)
         event.session_id = session.session_id
         _attribute(event, session)
         self._touched[session.session_id] = session
@@ -120,13 +137,23 @@ class Sessionizer:
     def evict(self, before_ms: int) -> int:
         """Forget visits idle since before ``before_ms``; they can only be continued by
         late events, which then start a new visit. Returns how many were dropped."""
-        stale = [key for key, s in self._open.items() if s.last_seen < before_ms]
-        for key in stale:
-            del self._open[key]
-        return len(stale)
+        dropped = 0
+        for key in list(self._open):
+            held = self._open[key]
+            kept = [s for s in held if s.last_seen >= before_ms]
+            dropped += len(held) - len(kept)
+            if kept:
+                self._open[key] = kept
+            else:
+                del self._open[key]
+        return dropped
 
     def __len__(self) -> int:
-        return len(self._open)
+        return sum(len(held) for held in self._open.values())
+
+
+def _last_seen(session: Session) -> int:
+    return session.last_seen
 
 
 def new_visit(event: ProcessedEvent, session_id: str) -> Session:

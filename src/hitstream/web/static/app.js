@@ -371,8 +371,11 @@
       var nodes = cardNodes[card.key];
       // of no visits there is no rate nor average: a dash (it read "0%", "0s", "0.00")
       var none = r.value === undefined || (card.perVisit && noVisits);
-      nodes.value.textContent = none ? '–' : card.fmt(r.value);
+      var shown = none ? '–' : card.fmt(r.value);
+      nodes.value.textContent = shown;
       var change = r.change;
+      // nothing measured now (a dash): no change to show (it read "–" beside "▼ 100%")
+      if (shown === '–') change = null;
       if (change === undefined || change === null) {
         nodes.change.className = 'change flat';
         // nothing now and nothing before: no line under it (each card read "no earlier data")
