@@ -58,6 +58,8 @@ class Sessionizer:
         self.timeout_ms = timeout_ms
         self._open: dict[tuple[str, str], list[Session]] = {}
         """(site, visitor) -> the visits held, oldest ``last_seen`` first."""
+        self._reorder: list[Session] | None = None
+        """The held visits of the last ``_live`` answer, when it was not the newest."""
         self._touched: dict[str, Session] = {}
 
     def reset(self, sessions: Iterable[Session]) -> None:
@@ -82,9 +84,16 @@ class Sessionizer:
     def _live(self, site_id: str, visitor_id: str, ts: int) -> Session | None:
         """The visit held for the visitor that an event at ``ts`` continues (the newest of
         them if two could), or None."""
+        held = self._open.get((site_id, visitor_id))
+        if held is None:
+            return None
         timeout = self.timeout_ms
-        for session in reversed(self._open.get((site_id, visitor_id), ())):
+        newest = held[-1]  # nearly always the one (late events are rare)
+        if ts - newest.last_seen <= timeout and newest.started_at - ts <= timeout:
+            return newest
+        for session in held[-2::-1]:
             if ts - session.last_seen <= timeout and session.started_at - ts <= timeout:
+                self._reorder = held  # a late event's visit: its last_seen may pass another's
                 return session
         return None
 
@@ -92,6 +101,7 @@ class Sessionizer:
         """The visitor's open visit at the event's time (also under yesterday's hash, which
         the event then takes on), or None."""
         ts = event.timestamp
+        self._reorder = None
         session = self._live(event.site_id, event.visitor_id, ts)
         if session is None and visitor_id_prev and visitor_id_prev != event.visitor_id:
             session = self._live(event.site_id, visitor_id_prev, ts)
@@ -120,9 +130,9 @@ class Sessionizer:
             self._hold(session)  # beside the visitor's current one, if this is a late event
         else:
             count_into(session, event)
-            held = self._open[(event.site_id, event.visitor_id)]
-            if held[-1] is not session:  # a late event's visit moved: keep them in order
-                held.sort(key=_last_seen)
+            if self._reorder is not None:  # an older visit held continued: keep the order
+                self._reorder.sort(key=_last_seen)
+                self._reorder = None
         event.session_id = session.session_id
         _attribute(event, session)
         self._touched[session.session_id] = session
