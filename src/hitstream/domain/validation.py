@@ -228,7 +228,7 @@ def readable_path(path: str) -> str:
 def split_location(url: str, path: str) -> tuple[str, str, str]:
     """(hostname, path, query) from the event's url and/or path; path wins when both exist.
     An event with neither (a server-side custom event) has no page: path "" (the page
-    breakdown's "(none)" row), not the home page "/" it was counted on before.
+    breakdown's "" row, the dashboard's "(none)"), not the home page "/" it was put on.
 
     The fragment is kept only when it is a hash-router route (``#/about``, ``#!/about``); the
     path is made ``readable_path``.

@@ -534,12 +534,10 @@ class TrafficModel:
         if days <= 0 or events_per_day < 0:
             raise ValueError("history needs a positive number of days and events_per_day >= 0")
         start = now_ms - int(days * DAY_MS)
-        mean_shape = sum(HOURLY_SHAPE) / 24
         hour = start - start % HOUR_MS
         while hour < now_ms:
             lo, hi = max(hour, start), min(hour + HOUR_MS, now_ms)
-            shape = HOURLY_SHAPE[hour // HOUR_MS % 24] * WEEKLY_SHAPE[weekday(hour)]
-            budget = events_per_day / 24 * shape / mean_shape * (hi - lo) / HOUR_MS
+            budget = self.rate(events_per_day, hour) * (hi - lo) / 1000
             budget = int(budget) + (1 if self.rng.random() < budget % 1 else 0)
             chunk: list[WireEvent] = []
             counted = 0  # engagement events ride along: the budget is of the others
