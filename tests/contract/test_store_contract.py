@@ -310,14 +310,18 @@ async def test_sessions_are_upserted_and_resumable(store: Store) -> None:
     early = visit("s1", "v1", T, T, "/a", "/a", 1, 1)
     later = replace(early, last_seen=T + 10 * MINUTE, exit_page="/b", pageviews=3, events=4)
     other = visit("s2", "v2", T - HOUR, T - HOUR, "/", "/", 1, 1)
+    assert await store.newest_visit_ms() is None
     await store.write(WriteBatch("events", {0: 1}, sessions=[early, other]))
+    assert await store.newest_visit_ms() == T
     await store.write(WriteBatch("events", {0: 2}, sessions=[later]))
+    assert await store.newest_visit_ms() == T + 10 * MINUTE
     assert await store.open_sessions(T) == [later]
     assert await store.open_sessions(T + 10 * MINUTE + 1) == []
     assert [s.session_id for s in await store.open_sessions(0)] == ["s1", "s2"]
     # the last copy of a session in one batch wins
     await store.write(WriteBatch("events", {0: 3}, sessions=[early, later, early]))
     assert await store.open_sessions(T) == [early]
+    assert await store.newest_visit_ms() == T  # the stored rows', not the newest ever sent
 
 
 async def test_data_version_grows_with_every_write_that_touches_the_site(store: Store) -> None:

@@ -468,3 +468,53 @@ async def test_a_batch_sent_out_of_order_makes_its_visits_by_time() -> None:
     assert (result["visits"], result["pageviews"], result["visit_duration"]) == (1, 3, 2400)
     (visit,) = await store.open_sessions(0)
     assert (visit.entry_page, visit.exit_page) == ("/p2", "/p1")
+
+
+async def test_a_backlog_drained_hours_late_keeps_its_visits_whole() -> None:
+    """A processor catching up on events hours old (after an outage) closes visits by the
+    events' own time: one visitor's pageviews 20 minutes apart stay one visit while the
+    housekeeping runs between them. Idle visits were dropped by the wall clock, so every
+    visit of the backlog was cut at each minute's housekeeping."""
+    minute = 60_000
+    now = [T0 + 10 * 60 * minute]  # the backlog is ten hours old
+    log, store = MemoryLog(), MemoryStore()
+    processor = make(log, store, clock=lambda: now[0])
+    await processor.start()
+    for n in range(4):
+        await put(log, accepted(n, ts=T0 + 20 * n * minute))
+        assert await processor.process_once() == 1
+        now[0] += 2 * minute  # each poll runs the housekeeping
+    query = StatsQuery(
+        site_id="a.io",
+        range=Range(T0, T0 + 2 * 60 * minute),
+        metrics=("visits", "pageviews", "visit_duration"),
+    )
+    result = await store.aggregate(query)
+    assert (result["visits"], result["pageviews"], result["visit_duration"]) == (1, 4, 3600)
+    assert len(processor.sessions) == 1
+    # the backlog's end: once newer events pass it by the timeout, the visit leaves memory
+    await put(log, accepted(9, ts=now[0], visitor="v2"))
+    assert await processor.process_once() == 1
+    now[0] += 2 * minute
+    await put(log, accepted(10, ts=now[0], visitor="v2"))
+    assert await processor.process_once() == 1
+    assert len(processor.sessions) == 1
+
+
+async def test_a_restart_in_a_backlog_continues_the_visits_it_left_open() -> None:
+    """A new process resuming a backlog hours old loads the visits open at the backlog's
+    position, not only those open by the wall clock (they were not loaded: cut in two)."""
+    minute = 60_000
+    log, store = MemoryLog(), MemoryStore()
+    await put(log, accepted(1, ts=T0))
+    first = make(log, store, clock=lambda: T0 + 600 * minute)
+    await first.start()
+    assert await first.process_once() == 1
+    late, fresh = accepted(2, ts=T0 + 20 * minute), accepted(3, visitor="v2", ts=T0 + 590 * minute)
+    await put(log, late, fresh)
+    second = make(log, store, clock=lambda: T0 + 601 * minute)  # a new process, ten hours on
+    await second.start()
+    assert await second.process_once() == 2
+    query = replace(everything(), range=Range(T0 - 1, T0 + 601 * minute))
+    result = await store.aggregate(replace(query, metrics=("visits", "events", "bounce_rate")))
+    assert (result["visits"], result["events"], result["bounce_rate"]) == (2, 3, 50)

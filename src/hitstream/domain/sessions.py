@@ -61,18 +61,30 @@ class Sessionizer:
         self._reorder: list[Session] | None = None
         """The held visits of the last ``_live`` answer, when it was not the newest."""
         self._touched: dict[str, Session] = {}
+        self.newest: int | None = None
+        """The latest event time put in a visit, or on ``reset`` the latest ``last_seen`` of
+        the visits resumed: the events' own clock, which ``horizon`` follows."""
+
+    def horizon(self, now_ms: int) -> int:
+        """Where visits close, in the events' time: ``now_ms``, or the newest event held when
+        that is earlier (a processor catching up on a backlog hours old). Closing them by
+        the wall clock cut every visit of a backlog at each housekeeping."""
+        return now_ms if self.newest is None else min(now_ms, self.newest)
 
     def reset(self, sessions: Iterable[Session]) -> None:
         """Forget every visit held (and every change not drained), then resume from stored
         ones: the state after a failed or foreign batch is the store's, nothing of ours."""
         self._open.clear()
         self._touched.clear()
+        self.newest = None
         self.load(sessions)
 
     def load(self, sessions: Iterable[Session]) -> None:
         """Resume from stored visits (the store's ``open_sessions``)."""
         for session in sessions:
             self._hold(session)
+            if self.newest is None or session.last_seen > self.newest:
+                self.newest = session.last_seen
 
     def _hold(self, session: Session) -> None:
         key = (session.site_id, session.visitor_id)
@@ -123,6 +135,8 @@ class Sessionizer:
     def assign(self, event: ProcessedEvent, visitor_id_prev: str = "") -> Session:
         """Put ``event`` in its visit (continuing one or starting one); sets its session_id."""
         ts = event.timestamp
+        if self.newest is None or ts > self.newest:
+            self.newest = ts
         session = self._find(event, visitor_id_prev)
         if session is None:
             session = new_visit(event, session_id_for(event.site_id, event.visitor_id, ts))

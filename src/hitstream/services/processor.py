@@ -373,7 +373,8 @@ class Processor:
         if now - self._last_housekeeping < 60_000:
             return
         self._last_housekeeping = now
-        self.sessions.evict(now - 2 * self.sessions.timeout_ms)  # (the lag: _idle_lag)
+        # by the events' time: a backlog's visits close as its events pass them, not at once
+        self.sessions.evict(self.sessions.horizon(now) - 2 * self.sessions.timeout_ms)
         if self.retention_ms > 0:
             removed = await self.store.delete_before(now - self.retention_ms)
             if removed:

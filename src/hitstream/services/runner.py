@@ -123,9 +123,13 @@ class BatchRunner:
         self._write_seconds = metrics.store_write_seconds
 
     async def reload(self) -> None:
-        """Visit state from the store: the visits open (or recent enough to be continued)."""
-        now = self._clock()
-        self.sessions.reset(await self.store.open_sessions(now - 2 * self.sessions.timeout_ms))
+        """Visit state from the store: the visits open (or recent enough to be continued) at
+        the newest visit stored, or now if that is later: where a backlog hours old resumes
+        (open by the wall clock, its open visits were not loaded and were cut in two)."""
+        now, newest = self._clock(), await self.store.newest_visit_ms()
+        horizon = now if newest is None else min(now, newest)
+        since = horizon - 2 * self.sessions.timeout_ms
+        self.sessions.reset(await self.store.open_sessions(since))
         self.stale = False
 
     async def run(

@@ -87,6 +87,11 @@ class Store(Registry, ABC):
         """Sessions whose ``last_seen`` is at or after ``since_ms`` (to resume after restart)."""
 
     @abstractmethod
+    async def newest_visit_ms(self) -> int | None:
+        """The latest ``last_seen`` of any stored visit (None: none stored): how far in the
+        events' own time the store got, where a processor resuming a backlog resumes."""
+
+    @abstractmethod
     async def aggregate(self, query: StatsQuery) -> dict[str, float]: ...
 
     @abstractmethod

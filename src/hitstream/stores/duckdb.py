@@ -394,6 +394,10 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         )
         return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
 
+    async def newest_visit_ms(self) -> int | None:
+        ((newest,),) = await self._rows("SELECT max(last_seen) FROM sessions")
+        return None if newest is None else int(newest)
+
     async def _stats(
         self, query: StatsQuery, group: str | None = None, buckets: list[int] | None = None
     ) -> list[Row]:

@@ -144,6 +144,10 @@ class MemoryStore(Store, MemoryRegistry):
         found = [copy.copy(s) for s in self._sessions.values() if s.last_seen >= since_ms]
         return sorted(found, key=lambda s: (s.site_id, s.session_id))
 
+    async def newest_visit_ms(self) -> int | None:
+        self._ensure()
+        return max((s.last_seen for s in self._sessions.values()), default=None)
+
     # -- stats ---------------------------------------------------------------------------
 
     def _value(self, prop: str, event: ProcessedEvent) -> str | None:

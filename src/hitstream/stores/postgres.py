@@ -272,6 +272,10 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
         )
         return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
 
+    async def newest_visit_ms(self) -> int | None:
+        ((newest,),) = await self._rows("SELECT max(last_seen) FROM sessions")  # its index
+        return None if newest is None else int(newest)
+
     async def events_page(
         self, site_id: str, start_ms: int, end_ms: int, after: tuple[int, str] | None, limit: int
     ) -> list[ProcessedEvent]:

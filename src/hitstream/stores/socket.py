@@ -281,6 +281,10 @@ class SocketStore(Store):
         result: list[Session] = await self._call("open_sessions", since_ms)
         return result
 
+    async def newest_visit_ms(self) -> int | None:
+        result: int | None = await self._call("newest_visit_ms")
+        return result
+
     async def aggregate(self, query: StatsQuery) -> dict[str, float]:
         result: dict[str, float] = await self._call("aggregate", query)
         return result
