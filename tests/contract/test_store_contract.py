@@ -324,6 +324,25 @@ async def test_sessions_are_upserted_and_resumable(store: Store) -> None:
     assert await store.newest_visit_ms() == T  # the stored rows', not the newest ever sent
 
 
+async def test_a_visitors_stored_visits_are_found_by_visitor_and_time(store: Store) -> None:
+    """``visits_of``: what a late event's visit is loaded from (decision 0057)."""
+    old = visit("s1", "v1", T - 3 * HOUR, T - 2 * HOUR, "/a", "/b", 2, 2)
+    recent = visit("s2", "v1", T, T + MINUTE, "/c", "/c", 1, 1)
+    others = [
+        visit("s3", "v2", T, T, "/", "/", 1, 1),  # another visitor
+        visit("s4", "v1", T, T, "/", "/", 1, 1, site="other"),  # v1's hash on another site
+        visit("s5", "v3", T, T, "/", "/", 1, 1, site="other"),
+    ]
+    await store.write(WriteBatch("events", {0: 1}, sessions=[old, recent, *others]))
+    assert await store.visits_of([(SITE, "v1")], T - 3 * HOUR) == [old, recent]
+    assert await store.visits_of([(SITE, "v1")], T - 2 * HOUR) == [old, recent]  # at since
+    assert await store.visits_of([(SITE, "v1")], T - 2 * HOUR + 1) == [recent]
+    both = await store.visits_of([(SITE, "v2"), ("other", "v3"), ("other", "v2")], 0)
+    assert [s.session_id for s in both] == ["s5", "s3"]  # by site, then id
+    assert await store.visits_of([], 0) == []
+    assert await store.visits_of([(SITE, "nobody")], 0) == []
+
+
 async def test_data_version_grows_with_every_write_that_touches_the_site(store: Store) -> None:
     assert await store.data_version(SITE) == 0
     await store.write(WriteBatch("events", {0: 1}, [EVENTS[0]]))

@@ -518,3 +518,38 @@ async def test_a_restart_in_a_backlog_continues_the_visits_it_left_open() -> Non
     query = replace(everything(), range=Range(T0 - 1, T0 + 601 * minute))
     result = await store.aggregate(replace(query, metrics=("visits", "events", "bounce_rate")))
     assert (result["visits"], result["events"], result["bounce_rate"]) == (2, 3, 50)
+
+
+async def test_an_event_sent_hours_late_continues_its_stored_visit() -> None:
+    """A pageview queued by a client and sent three hours late joins the visit it belongs to,
+    which the processor no longer holds (evicted as newer traffic passed it, or never loaded
+    after a restart): it is loaded from the store first. It started a visit of its own."""
+    minute = 60_000
+    now = [T0 + 10 * minute]
+    log, store = MemoryLog(), MemoryStore()
+    processor = make(log, store, clock=lambda: now[0])
+    await processor.start()
+    await put(log, accepted(1, ts=T0), accepted(2, ts=T0 + 10 * minute))
+    assert await processor.process_once() == 2
+    for n in range(3, 6):  # others' traffic for three hours: v1's visit leaves memory
+        now[0] += 60 * minute
+        await put(log, accepted(n, visitor="v2", ts=now[0]))
+        assert await processor.process_once() == 1
+    assert processor.sessions.late(T0 + 15 * minute)
+    await put(log, accepted(6, ts=T0 + 15 * minute))  # v1's, three hours late
+    assert await processor.process_once() == 1
+    await put(log, accepted(7, ts=T0 + 16 * minute))  # and then a restart, and another one
+    restarted = make(log, store, clock=lambda: now[0])
+    await restarted.start()
+    assert await restarted.process_once() == 1
+    query = StatsQuery(
+        site_id="a.io",
+        range=Range(T0, T0 + 30 * minute),
+        metrics=("visits", "pageviews", "visit_duration"),
+    )
+    result = await store.aggregate(query)
+    assert (result["visits"], result["pageviews"], result["visit_duration"]) == (1, 4, 960)
+    v1 = [s for s in await store.open_sessions(0) if s.visitor_id == "v1"]
+    assert [(s.started_at, s.last_seen, s.exit_page) for s in v1] == [
+        (T0, T0 + 16 * minute, "/p7")
+    ]

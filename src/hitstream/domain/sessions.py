@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Final
 
 from hitstream.domain.events import EventType, ProcessedEvent, Session
 
@@ -47,6 +48,7 @@ def _attribute(event: ProcessedEvent, session: Session) -> None:
         setattr(event, name, getattr(session, name))
 
 
+_NEVER: Final = -(2**63)
 HELD_PER_VISITOR = 4
 """Visits held per (site, visitor): the newest, and older ones a late event opened or
 continued (an event sent hours late replaced the visitor's current visit, which the next
@@ -64,6 +66,9 @@ class Sessionizer:
         self.newest: int | None = None
         """The latest event time put in a visit, or on ``reset`` the latest ``last_seen`` of
         the visits resumed: the events' own clock, which ``horizon`` follows."""
+        self.forgotten_before = _NEVER
+        """Visits whose ``last_seen`` is before this may be stored but are not held (evicted,
+        or not loaded on ``reset``): an event that could continue one is ``late``."""
 
     def horizon(self, now_ms: int) -> int:
         """Where visits close, in the events' time: ``now_ms``, or the newest event held when
@@ -71,13 +76,20 @@ class Sessionizer:
         the wall clock cut every visit of a backlog at each housekeeping."""
         return now_ms if self.newest is None else min(now_ms, self.newest)
 
-    def reset(self, sessions: Iterable[Session]) -> None:
+    def reset(self, sessions: Iterable[Session], since_ms: int = _NEVER) -> None:
         """Forget every visit held (and every change not drained), then resume from stored
-        ones: the state after a failed or foreign batch is the store's, nothing of ours."""
+        ones, every stored visit seen since ``since_ms``: the state after a failed or
+        foreign batch is the store's, nothing of ours."""
         self._open.clear()
         self._touched.clear()
         self.newest = None
+        self.forgotten_before = since_ms
         self.load(sessions)
+
+    def late(self, ts: int) -> bool:
+        """Whether an event at ``ts`` may continue a visit stored but not held (its visit is
+        then loaded first: ``load``); one comparison, made for every event."""
+        return ts - self.timeout_ms < self.forgotten_before
 
     def load(self, sessions: Iterable[Session]) -> None:
         """Resume from stored visits (the store's ``open_sessions``)."""
@@ -162,6 +174,7 @@ class Sessionizer:
         """Forget visits idle since before ``before_ms``; they can only be continued by
         late events, which then start a new visit. Returns how many were dropped."""
         dropped = 0
+        self.forgotten_before = max(self.forgotten_before, before_ms)
         for key in list(self._open):
             held = self._open[key]
             kept = [s for s in held if s.last_seen >= before_ms]

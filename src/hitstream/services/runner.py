@@ -45,7 +45,7 @@ from hitstream.stores.base import Store, WriteBatch
 log = logging.getLogger(__name__)
 UNDECODABLE = "undecodable"
 MAX_REASON = 300
-_NOT_THE_MESSAGES = frozenset({"reload", "dead_letter"})
+_NOT_THE_MESSAGES = frozenset({"reload", "recall", "dead_letter"})
 """Stages whose failure no message can have caused: retried, never split or dead-lettered."""
 
 Where = tuple[int, int]
@@ -129,7 +129,7 @@ class BatchRunner:
         now, newest = self._clock(), await self.store.newest_visit_ms()
         horizon = now if newest is None else min(now, newest)
         since = horizon - 2 * self.sessions.timeout_ms
-        self.sessions.reset(await self.store.open_sessions(since))
+        self.sessions.reset(await self.store.open_sessions(since), since)
         self.stale = False
 
     async def run(
@@ -233,6 +233,8 @@ class BatchRunner:
                 undecodable.append((message, ""))
         if undecodable:  # kept for an operator (hitstream replay --dead-letter)
             await self._dead_letter(undecodable, UNDECODABLE, UNDECODABLE, dead)
+        self._stage = "recall"
+        await self._recall([accepted for _, accepted in decoded])
         self._stage = "pipeline"
         ran = await self.pipeline.run([accepted for _, accepted in decoded])
         if ran.failed:
@@ -268,6 +270,20 @@ class BatchRunner:
         await self.store.write(batch)
         self._write_seconds.observe(time.perf_counter() - began)
         return Stored(len(messages), positions, events, drops)
+
+    async def _recall(self, events: Sequence[AcceptedEvent]) -> None:
+        """Load the stored visits that late events of the batch may continue and that the
+        visit state no longer holds (decision 0057): an event sent hours late joins its
+        visit instead of starting one. One comparison an event; a query only when some are
+        late."""
+        sessions = self.sessions
+        late = [e for e in events if sessions.late(e.timestamp)]
+        if not late:
+            return
+        wanted = {(e.site_id, e.visitor_id) for e in late}
+        wanted |= {(e.site_id, e.visitor_id_prev) for e in late if e.visitor_id_prev}
+        since = min(e.timestamp for e in late) - sessions.timeout_ms
+        sessions.load(await self.store.visits_of(sorted(wanted), since))
 
     async def _dead_letter(
         self, found: list[tuple[LogMessage, str]], reason: str, drop: str, dead: Dead

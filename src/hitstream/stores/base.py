@@ -87,6 +87,13 @@ class Store(Registry, ABC):
         """Sessions whose ``last_seen`` is at or after ``since_ms`` (to resume after restart)."""
 
     @abstractmethod
+    async def visits_of(
+        self, site_visitors: Sequence[tuple[str, str]], since_ms: int
+    ) -> list[Session]:
+        """The stored visits of these ``(site, visitor)`` whose ``last_seen`` is at or after
+        ``since_ms``, by site and id: the visits late events may continue."""
+
+    @abstractmethod
     async def newest_visit_ms(self) -> int | None:
         """The latest ``last_seen`` of any stored visit (None: none stored): how far in the
         events' own time the store got, where a processor resuming a backlog resumes."""

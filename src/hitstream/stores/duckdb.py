@@ -394,6 +394,22 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         )
         return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
 
+    async def visits_of(
+        self, site_visitors: Sequence[tuple[str, str]], since_ms: int
+    ) -> list[Session]:
+        wanted = set(site_visitors)
+        if not wanted:
+            return []
+        columns = SESSION_COLUMNS
+        rows = await self._rows(  # no index: last_seen's zone maps skip most row groups
+            f"SELECT {', '.join(columns)} FROM sessions WHERE last_seen >= $since "
+            "AND visitor_id IN (SELECT unnest($visitors::VARCHAR[])) "
+            "ORDER BY site_id, session_id",
+            {"since": since_ms, "visitors": sorted({v for _, v in wanted})},
+        )
+        found = [Session(**dict(zip(columns, row, strict=True))) for row in rows]
+        return [s for s in found if (s.site_id, s.visitor_id) in wanted]
+
     async def newest_visit_ms(self) -> int | None:
         ((newest,),) = await self._rows("SELECT max(last_seen) FROM sessions")
         return None if newest is None else int(newest)

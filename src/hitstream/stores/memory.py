@@ -144,6 +144,18 @@ class MemoryStore(Store, MemoryRegistry):
         found = [copy.copy(s) for s in self._sessions.values() if s.last_seen >= since_ms]
         return sorted(found, key=lambda s: (s.site_id, s.session_id))
 
+    async def visits_of(
+        self, site_visitors: Sequence[tuple[str, str]], since_ms: int
+    ) -> list[Session]:
+        self._ensure()
+        wanted = set(site_visitors)
+        found = [
+            copy.copy(s)
+            for s in self._sessions.values()
+            if s.last_seen >= since_ms and (s.site_id, s.visitor_id) in wanted
+        ]
+        return sorted(found, key=lambda s: (s.site_id, s.session_id))
+
     async def newest_visit_ms(self) -> int | None:
         self._ensure()
         return max((s.last_seen for s in self._sessions.values()), default=None)

@@ -272,6 +272,21 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
         )
         return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
 
+    async def visits_of(
+        self, site_visitors: Sequence[tuple[str, str]], since_ms: int
+    ) -> list[Session]:
+        wanted = set(site_visitors)
+        if not wanted:
+            return []
+        columns = SESSION_COLUMNS
+        rows = await self._rows(  # the index sessions_visitor (migration 0012)
+            f"SELECT {', '.join(columns)} FROM sessions "
+            "WHERE (site_id, visitor_id) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
+            'AND last_seen >= %s ORDER BY site_id COLLATE "C", session_id COLLATE "C"',
+            ([s for s, _ in wanted], [v for _, v in wanted], since_ms),
+        )
+        return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
+
     async def newest_visit_ms(self) -> int | None:
         ((newest,),) = await self._rows("SELECT max(last_seen) FROM sessions")  # its index
         return None if newest is None else int(newest)

@@ -281,6 +281,12 @@ class SocketStore(Store):
         result: list[Session] = await self._call("open_sessions", since_ms)
         return result
 
+    async def visits_of(
+        self, site_visitors: Sequence[tuple[str, str]], since_ms: int
+    ) -> list[Session]:
+        result: list[Session] = await self._call("visits_of", list(site_visitors), since_ms)
+        return result
+
     async def newest_visit_ms(self) -> int | None:
         result: int | None = await self._call("newest_visit_ms")
         return result
