@@ -213,6 +213,17 @@ class Metrics:
             "Store transactions that failed and were retried",
             registry=r,
         )
+        self.late_events = Counter(
+            "hitstream_late_events_total",
+            "Events older than the visits the processor holds (sent hours late, or after a "
+            "restart), for which it looked their visits up in the store",
+            registry=r,
+        )
+        self.visits_recalled = Counter(
+            "hitstream_visits_recalled_total",
+            "Stored visits loaded back into the processor's visit state for late events",
+            registry=r,
+        )
         self.store_queries = Counter(
             "hitstream_store_queries_total",
             "Stats queries the store answered, by path: rollup (pre-aggregated) or raw (scan)",

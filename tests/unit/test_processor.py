@@ -470,6 +470,17 @@ async def test_a_batch_sent_out_of_order_makes_its_visits_by_time() -> None:
     assert (visit.entry_page, visit.exit_page) == ("/p2", "/p1")
 
 
+async def test_a_first_backlog_into_an_empty_store_has_no_late_events() -> None:
+    """Nothing is stored, so nothing was forgotten: a first backlog of old events makes no
+    store lookups (a reload's bound made every event of it look late)."""
+    log, store = MemoryLog(), MemoryStore()
+    processor = make(log, store, clock=lambda: T0 + 86_400_000)
+    await processor.start()
+    await put(log, accepted(1, ts=T0), accepted(2, ts=T0 + 60_000))
+    assert await processor.process_once() == 2
+    assert processor.metrics.late_events._value.get() == 0
+
+
 async def test_a_backlog_drained_hours_late_keeps_its_visits_whole() -> None:
     """A processor catching up on events hours old (after an outage) closes visits by the
     events' own time: one visitor's pageviews 20 minutes apart stay one visit while the
@@ -538,10 +549,13 @@ async def test_an_event_sent_hours_late_continues_its_stored_visit() -> None:
     assert processor.sessions.late(T0 + 15 * minute)
     await put(log, accepted(6, ts=T0 + 15 * minute))  # v1's, three hours late
     assert await processor.process_once() == 1
+    assert processor.metrics.late_events._value.get() == 1
+    assert processor.metrics.visits_recalled._value.get() == 1
     await put(log, accepted(7, ts=T0 + 16 * minute))  # and then a restart, and another one
     restarted = make(log, store, clock=lambda: now[0])
     await restarted.start()
     assert await restarted.process_once() == 1
+    assert restarted.metrics.visits_recalled._value.get() == 1
     query = StatsQuery(
         site_id="a.io",
         range=Range(T0, T0 + 30 * minute),

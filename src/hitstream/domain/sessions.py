@@ -48,7 +48,8 @@ def _attribute(event: ProcessedEvent, session: Session) -> None:
         setattr(event, name, getattr(session, name))
 
 
-_NEVER: Final = -(2**63)
+NEVER: Final = -(2**63)
+"""Before every time: ``forgotten_before`` when nothing is forgotten."""
 HELD_PER_VISITOR = 4
 """Visits held per (site, visitor): the newest, and older ones a late event opened or
 continued (an event sent hours late replaced the visitor's current visit, which the next
@@ -66,7 +67,7 @@ class Sessionizer:
         self.newest: int | None = None
         """The latest event time put in a visit, or on ``reset`` the latest ``last_seen`` of
         the visits resumed: the events' own clock, which ``horizon`` follows."""
-        self.forgotten_before = _NEVER
+        self.forgotten_before = NEVER
         """Visits whose ``last_seen`` is before this may be stored but are not held (evicted,
         or not loaded on ``reset``): an event that could continue one is ``late``."""
 
@@ -76,7 +77,7 @@ class Sessionizer:
         the wall clock cut every visit of a backlog at each housekeeping."""
         return now_ms if self.newest is None else min(now_ms, self.newest)
 
-    def reset(self, sessions: Iterable[Session], since_ms: int = _NEVER) -> None:
+    def reset(self, sessions: Iterable[Session], since_ms: int = NEVER) -> None:
         """Forget every visit held (and every change not drained), then resume from stored
         ones, every stored visit seen since ``since_ms``: the state after a failed or
         foreign batch is the store's, nothing of ours."""
@@ -92,7 +93,8 @@ class Sessionizer:
         return ts - self.timeout_ms < self.forgotten_before
 
     def load(self, sessions: Iterable[Session]) -> None:
-        """Resume from stored visits (the store's ``open_sessions``)."""
+        """Hold stored visits (the store's ``open_sessions``, or ``visits_of`` for late
+        events) in place of any held copy."""
         for session in sessions:
             self._hold(session)
             if self.newest is None or session.last_seen > self.newest:
@@ -171,8 +173,9 @@ class Sessionizer:
         return touched
 
     def evict(self, before_ms: int) -> int:
-        """Forget visits idle since before ``before_ms``; they can only be continued by
-        late events, which then start a new visit. Returns how many were dropped."""
+        """Forget visits idle since before ``before_ms``; only a ``late`` event can continue
+        one, and the runner then loads it again from the store. Returns how many were
+        dropped."""
         dropped = 0
         self.forgotten_before = max(self.forgotten_before, before_ms)
         for key in list(self._open):

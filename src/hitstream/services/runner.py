@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from hitstream.backoff import Backoff
 from hitstream.domain.events import AcceptedEvent, ProcessedEvent
-from hitstream.domain.sessions import Sessionizer
+from hitstream.domain.sessions import NEVER, Sessionizer
 from hitstream.errors import AdapterUnavailable, PositionConflict, StoreUnavailable
 from hitstream.log.base import EventLog, LogMessage
 from hitstream.metrics import Metrics
@@ -127,9 +127,10 @@ class BatchRunner:
         the newest visit stored, or now if that is later: where a backlog hours old resumes
         (open by the wall clock, its open visits were not loaded and were cut in two)."""
         now, newest = self._clock(), await self.store.newest_visit_ms()
-        horizon = now if newest is None else min(now, newest)
-        since = horizon - 2 * self.sessions.timeout_ms
-        self.sessions.reset(await self.store.open_sessions(since), since)
+        since = (now if newest is None else min(now, newest)) - 2 * self.sessions.timeout_ms
+        loaded = await self.store.open_sessions(since)
+        # nothing stored, nothing forgotten: no event of a first backlog is late
+        self.sessions.reset(loaded, since if newest is not None else NEVER)
         self.stale = False
 
     async def run(
@@ -283,7 +284,10 @@ class BatchRunner:
         wanted = {(e.site_id, e.visitor_id) for e in late}
         wanted |= {(e.site_id, e.visitor_id_prev) for e in late if e.visitor_id_prev}
         since = min(e.timestamp for e in late) - sessions.timeout_ms
-        sessions.load(await self.store.visits_of(sorted(wanted), since))
+        found = await self.store.visits_of(sorted(wanted), since)
+        sessions.load(found)
+        self.metrics.late_events.inc(len(late))
+        self.metrics.visits_recalled.inc(len(found))
 
     async def _dead_letter(
         self, found: list[tuple[LogMessage, str]], reason: str, drop: str, dead: Dead
