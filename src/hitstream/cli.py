@@ -186,6 +186,7 @@ def _run(
     web = create_app(runtime.services, lifecycle=lifecycle, cors_origins=settings.cors_origins)
     server = _server_class()(server_config(web, settings, runtime.metrics))
     runtime.stopping = lambda: server.should_exit  # a signal while start-up still waits
+    web.on_start_failure = lambda: setattr(server, "should_exit", True)
     runtime.metrics.http_connections.set_function(lambda: len(server.server_state.connections))
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     where = f"http://{shown_host}:{settings.port}"
@@ -203,6 +204,8 @@ def _run(
         f"hitstream {'+'.join(sorted(shown_roles))}: {what}, data in {settings.data_dir.resolve()}"
     )
     server.run()
+    if web.start_failed is not None:  # logged where it happened
+        raise typer.Exit(3)
 
 
 @app.command()

@@ -119,7 +119,16 @@ def seeds(tmp_path: Path) -> Iterator[Seeds]:
     )
     runtime = build(settings)
     with TestClient(create_app(runtime.services, lifecycle=runtime)) as client:
-        yield Seeds(client, runtime)
+        yield Seeds(started(client), runtime)
+
+
+def started(client: TestClient) -> TestClient:
+    """The app once its start-up (in the background: its port opens first) is done."""
+    for _ in range(1000):
+        if client.get("/readyz").json().get("status") != "starting":
+            return client
+        time.sleep(0.01)
+    raise AssertionError("the app did not finish starting in 10 s")
 
 
 # -- seed 000: POST /event, GET /analytics, GET /health, /ws -----------------------------------
@@ -710,6 +719,7 @@ def test_a_public_site_is_read_without_a_credential(tmp_path: Path) -> None:
     )
     runtime = build(settings)
     with TestClient(create_app(runtime.services, lifecycle=runtime)) as client:
+        started(client)
         for path in ("/analytics", "/api/stats", "/metrics?format=json"):
             assert client.get(path).status_code == 200, path
 
@@ -720,6 +730,7 @@ def test_without_a_configured_site_a_write_is_refused_by_name(tmp_path: Path) ->
     )
     runtime = build(settings)
     with TestClient(create_app(runtime.services, lifecycle=runtime)) as client:
+        started(client)
         answer = client.post("/event", json=TESTING, headers={"user-agent": CHROME})
         assert answer.status_code == 422
         assert answer.json()["error"]["field"] == "site_id"

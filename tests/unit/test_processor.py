@@ -564,6 +564,4 @@ async def test_an_event_sent_hours_late_continues_its_stored_visit() -> None:
     result = await store.aggregate(query)
     assert (result["visits"], result["pageviews"], result["visit_duration"]) == (1, 4, 960)
     v1 = [s for s in await store.open_sessions(0) if s.visitor_id == "v1"]
-    assert [(s.started_at, s.last_seen, s.exit_page) for s in v1] == [
-        (T0, T0 + 16 * minute, "/p7")
-    ]
+    assert [(s.started_at, s.last_seen, s.exit_page) for s in v1] == [(T0, T0 + 16 * minute, "/p7")]

@@ -43,7 +43,7 @@ from hitstream.settings import Settings
 from hitstream.stores.base import Store
 from hitstream.stores.socket import StoreServer
 from hitstream.tally.base import Tally
-from hitstream.web.deps import AppServices
+from hitstream.web.deps import AppServices, Startup
 
 if TYPE_CHECKING:
     from hitstream.synthetic.demo import Demo
@@ -161,6 +161,9 @@ class Runtime:
     _started: list[Startable] = field(default_factory=list)
     _control: StoreServer | None = None
     _services: AppServices | None = None
+    startup: Startup = field(default_factory=Startup)
+    """What ``/readyz`` says while ``start`` waits for a part (the web app's lifespan marks
+    it done)."""
 
     @property
     def services(self) -> AppServices:
@@ -183,6 +186,7 @@ class Runtime:
                 accounts=self.accounts,
                 compat_sites=self.settings.compat_sites(),
                 peer_metrics=self.peer_metrics,
+                startup=self.startup,
             )
         return self._services
 
@@ -213,8 +217,10 @@ class Runtime:
         when the process was asked to stop meanwhile (then it is not started)."""
         attempt = 0
         while True:
+            self.startup.waiting_for = name  # (a database's connect may itself take long)
             try:
                 await adapter.start()
+                self.startup.waiting_for = ""
                 return True
             except AdapterUnavailable as exc:
                 delay = self.backoff.delay(attempt)

@@ -10,10 +10,12 @@ which closes live connections and drains the event log into the store.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Final, Protocol
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
@@ -49,7 +51,7 @@ from hitstream.web import (
 )
 from hitstream.web.compat import plausible, seeds, umami
 from hitstream.web.cors import Cors
-from hitstream.web.deps import AppServices
+from hitstream.web.deps import AppServices, Startup
 from hitstream.web.headers import SecurityHeaders
 from hitstream.web.ingest import INGEST, LeanIngest
 from hitstream.web.params import UnknownParameter
@@ -97,6 +99,17 @@ def nul_in_request(scope: Scope) -> str | None:
     return None
 
 
+_WHILE_STARTING: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+"""What a process answers before its parts have started (decision 0058)."""
+
+
+def _starting(startup: Startup) -> JSONResponse:
+    waiting = f"waiting for the {startup.waiting_for}" if startup.waiting_for else "starting up"
+    response = _error(503, "server", f"starting: {waiting}; try again shortly")
+    response.headers["retry-after"] = "5"
+    return response
+
+
 class HitstreamApp(FastAPI):
     """FastAPI, except that ``POST /api/v1/events`` goes straight to the lean endpoint
     (``web/ingest.py``), before any middleware or routing, and a request whose path or query
@@ -105,8 +118,20 @@ class HitstreamApp(FastAPI):
     lean: LeanIngest | None = None
     refused: Callable[[str], None] | None = None
     """Counts a request refused here by field (``requests_rejected``)."""
+    startup: Startup | None = None
+    start_failed: BaseException | None = None
+    """What stopped the lifespan's start (the process then exits: ``on_start_failure``)."""
+    on_start_failure: Callable[[], None] | None = None
+    """Asks the HTTP server to stop (set by the CLI, which then exits non-zero)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.startup is not None and not self.startup.done and scope["type"] != "lifespan":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1013})  # try again later
+                return
+            if scope["path"] not in _WHILE_STARTING:
+                await _starting(self.startup)(scope, receive, send)
+                return
         if scope["type"] in ("http", "websocket"):
             where = nul_in_request(scope)
             if where is not None:
@@ -143,18 +168,43 @@ def create_app(
     *,
     lifecycle: Lifecycle | None = None,
     cors_origins: Sequence[str] = (),
-) -> FastAPI:
+) -> HitstreamApp:
     metrics = services.metrics
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if lifecycle is not None:
-            await lifecycle.start()
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """Start in the background so that the port opens at once (a role whose database
+        is down waits for it with ``/healthz`` answering, decision 0058); stop after the
+        start has ended (a signal ends its waits)."""
+        if lifecycle is None:
+            yield
+            return
+        services.startup.done = False
+        starting = asyncio.create_task(_start(lifecycle))
         try:
             yield
         finally:
-            if lifecycle is not None:
+            with contextlib.suppress(Exception):  # reported by _start
+                await starting
+            if app.start_failed is None:
                 await lifecycle.stop()
+            else:  # what did start is closed as well as it can be: the process exits
+                try:
+                    await lifecycle.stop()
+                except Exception as exc:
+                    log.warning("stopping after a failed start: %r", exc)
+
+    async def _start(lifecycle: Lifecycle) -> None:
+        startup = services.startup
+        try:
+            await lifecycle.start()
+        except Exception as exc:
+            log.exception("start-up failed: stopping")
+            app.start_failed = exc
+            if app.on_start_failure is not None:
+                app.on_start_failure()
+            raise
+        startup.done = True
 
     app = HitstreamApp(
         title="hitstream",
@@ -165,6 +215,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
+    app.startup = services.startup
     # by one label: a parameter's name is the sender's text (every name a series of its own)
     app.refused = lambda field: metrics.requests_rejected.labels("400", "nul").inc()
     app.add_middleware(Cors, origins=list(cors_origins))

@@ -38,6 +38,19 @@ class Checkable(Protocol):
     async def check(self) -> None: ...
 
 
+@dataclass(slots=True)
+class Startup:
+    """Where the process's start-up is: its port opens at once, and until ``done`` every
+    route but ``/healthz``, ``/readyz`` and ``/metrics`` answers 503 (a probe sees a live
+    process waiting for its database, not "connection refused")."""
+
+    done: bool = True
+    """False from the lifespan's start until every part has started (True: nothing to wait
+    for, as in apps built without a lifecycle)."""
+    waiting_for: str = ""
+    """The part being waited for (``store``, ``log`` ...), while it does not answer."""
+
+
 @dataclass(frozen=True, slots=True)
 class AppServices:
     """Everything the routes of one process use; None where the process lacks the role."""
@@ -61,6 +74,7 @@ class AppServices:
     """Endpoint family of the seeds' clients -> site (``""``: the default; ``web.compat``)."""
     peer_metrics: Callable[[], Awaitable[str]] | None = None
     """``serve``'s processor process's ``/metrics`` text, added to this process's."""
+    startup: Startup = field(default_factory=Startup)
 
 
 def services_of(conn: HTTPConnection) -> AppServices:

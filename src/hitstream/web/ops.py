@@ -37,6 +37,9 @@ async def readyz(services: ServicesDep, request: Request) -> Response:
 
     Open to anyone, so a failing part's own error text (a database's host and user, a data
     folder's path) goes only to an admin credential; others read ``unavailable``."""
+    if not services.startup.done:  # the parts are not started yet: nothing to ask
+        waiting = services.startup.waiting_for
+        return JSONResponse({"status": "starting", "waiting_for": waiting}, status_code=503)
     checks: dict[str, Any] = {}
     failures: dict[str, str] = {}
     ready = all_ok = True
