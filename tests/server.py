@@ -90,7 +90,9 @@ class ServerProcess:
         assert answer.status_code in (201, 409), answer.text
         self.sites.add(site_id)
 
-    def start(self, timeout: float = 90.0) -> ServerProcess:
+    def start(self, timeout: float = 90.0, *, until: str = "/readyz") -> ServerProcess:
+        """Start and wait until ``until`` answers 200 (``/healthz``: the port is open, the
+        process may still wait for its parts)."""
         env = {
             **os.environ,
             "HITSTREAM_DATA_DIR": str(self.data_dir),
@@ -116,7 +118,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}: {self.output()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}{until}", timeout=1.0).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

@@ -20,6 +20,7 @@ import pytest
 from tests.faults.conftest import stored_ids
 from tests.faults.harness import Load, ReadyWatch, Roles, Tally, outage, send_probe, wait_for
 from tests.faults.services import PrivatePostgres, PrivateRedis
+from tests.server import ServerProcess
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 OUTAGE_S = outage(6.0)
@@ -122,3 +123,57 @@ def test_postgres_stopped_and_started_loses_nothing(
         roles.stop_all()
         if redis is not None:
             redis.kill()
+
+
+def test_a_role_started_while_postgres_is_down_waits_with_its_port_open(
+    tmp_path: Path, private_postgres: PrivatePostgres, pg_url: str
+) -> None:
+    """Decision 0058: the port opens at once, probes get answers (alive, not ready: waiting
+    for the store), everything else a 503 with Retry-After; when PostgreSQL comes, the same
+    process serves. Its port stayed closed for the whole outage ("connection refused")."""
+    site = f"pg-late-{uuid.uuid4().hex[:6]}.test"
+    web = ServerProcess(
+        tmp_path / "web",
+        env={"HITSTREAM_STORE_URL": pg_url, "HITSTREAM_SITES": site},
+        command="web",
+    )
+    web.admin_key = web._make_admin_key()  # (migrates the database while it is up)
+    private_postgres.stop()
+    try:
+        web.start(timeout=60, until="/healthz")
+        assert web.proc is not None
+        pid = web.proc.pid
+        ready = httpx.get(f"{web.url}/readyz", timeout=5)
+        assert (ready.status_code, ready.json()) == (
+            503,
+            {"status": "starting", "waiting_for": "store"},
+        )
+        stats = httpx.get(
+            f"{web.url}/api/v1/stats/aggregate",
+            params={"site_id": site, "period": "day"},
+            headers=web.headers,
+            timeout=5,
+        )
+        assert stats.status_code == 503
+        assert stats.headers["retry-after"] == "5"
+        assert stats.json()["error"]["field"] == "server"
+        assert "waiting for the store" in stats.json()["error"]["reason"]
+        private_postgres.start()
+        wait_for(
+            "ready once PostgreSQL is back",
+            lambda: httpx.get(f"{web.url}/readyz", timeout=5).status_code == 200,
+            60,
+        )
+        stats = httpx.get(
+            f"{web.url}/api/v1/stats/aggregate",
+            params={"site_id": site, "period": "day", "metrics": "visitors"},
+            headers=web.headers,
+            timeout=10,
+        )
+        assert stats.status_code == 200, stats.text
+        assert stats.json()["results"]["visitors"]["value"] == 0
+        assert web.proc.poll() is None and web.proc.pid == pid  # the same process
+    finally:
+        private_postgres.start()
+        if web.proc is not None:
+            web.terminate(timeout=30)
