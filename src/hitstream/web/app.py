@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
@@ -103,9 +103,27 @@ _WHILE_STARTING: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 """What a process answers before its parts have started (decision 0058)."""
 
 
-def _starting(startup: Startup) -> JSONResponse:
+_STARTING_PAGE: Final = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>hitstream is starting</title></head>
+<body style="font: 16px system-ui, sans-serif; margin: 4rem auto; max-width: 32rem">
+<h1 style="font-size: 1.3rem">hitstream is starting</h1>
+<p>{waiting}. This page reloads by itself.</p></body></html>
+"""
+
+
+def _starting(scope: Scope, startup: Startup) -> Response:
+    """503 while the process starts: JSON naming the wait, or for a browser asking for a
+    page, a page that reloads itself (a newcomer opening the dashboard a second early)."""
     waiting = f"waiting for the {startup.waiting_for}" if startup.waiting_for else "starting up"
-    response = _error(503, "server", f"starting: {waiting}; try again shortly")
+    accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
+    response: Response
+    if scope.get("method") == "GET" and b"text/html" in accept:
+        page = _STARTING_PAGE.format(waiting=waiting.capitalize())
+        response = HTMLResponse(page, status_code=503)
+    else:
+        response = _error(503, "server", f"starting: {waiting}; try again shortly")
     response.headers["retry-after"] = "5"
     return response
 
@@ -130,7 +148,7 @@ class HitstreamApp(FastAPI):
                 await send({"type": "websocket.close", "code": 1013})  # try again later
                 return
             if scope["path"] not in _WHILE_STARTING:
-                await _starting(self.startup)(scope, receive, send)
+                await _starting(scope, self.startup)(scope, receive, send)
                 return
         if scope["type"] in ("http", "websocket"):
             where = nul_in_request(scope)
