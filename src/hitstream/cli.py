@@ -166,7 +166,7 @@ def _run(
     lifecycle: Lifecycle = runtime
     if child is not None:
         runtime.peer_metrics = child.metrics_text
-        lifecycle = Unit(runtime, child, runtime.fanout)
+        lifecycle = Unit(runtime, child, runtime.fanout, runtime.startup)
     grpc_where = ""
     if rpc is not None:
         assert runtime.stats is not None and runtime.gate is not None

@@ -53,6 +53,12 @@ class Lifecycle(Protocol):
     async def stop(self) -> None: ...
 
 
+class Waiting(Protocol):
+    """Where a start-up says what it waits for (``/readyz``: ``web.deps.Startup``)."""
+
+    waiting_for: str
+
+
 def processor_in_child(settings: Settings) -> bool:
     """Whether ``serve`` runs its processor in a child process (the embedded default)."""
     return (
@@ -219,9 +225,16 @@ class Unit:
     """The parent's lifecycle: the fan-out relay, the child, then the parent's own runtime;
     stopped in the other order (intake stops before the child drains)."""
 
-    def __init__(self, runtime: Lifecycle, child: ProcessorChild, fanout: Fanout) -> None:
+    def __init__(
+        self,
+        runtime: Lifecycle,
+        child: ProcessorChild,
+        fanout: Fanout,
+        startup: Waiting | None = None,
+    ) -> None:
         self.runtime = runtime
         self.child = child
+        self.startup = startup
         from hitstream.fanout.relay import FanoutRelay
 
         self.relay = FanoutRelay(fanout, child.fanout_socket)
@@ -229,7 +242,11 @@ class Unit:
     async def start(self) -> None:
         await self.relay.start()
         await self.child.start()
+        if self.startup is not None:  # what /readyz names meanwhile
+            self.startup.waiting_for = "processor"
         await self.child.wait_ready()
+        if self.startup is not None:
+            self.startup.waiting_for = ""
         await self.runtime.start()
 
     async def stop(self) -> None:

@@ -76,11 +76,16 @@ def test_a_role_whose_store_is_down_answers_probes_and_refuses_the_rest(tmp_path
                 }
             }
             assert answer.headers["retry-after"] == "5"
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            assert answer.headers["cache-control"] == "no-store"
+            assert answer.headers["content-security-policy"].startswith("default-src 'none'")
         live = "/api/v1/live?site_id=a.io"
         page = client.get("/", headers={"accept": "text/html,application/xhtml+xml"})
         assert (page.status_code, page.headers["content-type"]) == (503, "text/html; charset=utf-8")
         assert "Waiting for the store. This page reloads by itself." in page.text
         assert '<meta http-equiv="refresh" content="2">' in page.text
+        assert "style-src 'unsafe-inline'" in page.headers["content-security-policy"]
+        assert "script-src" not in page.headers["content-security-policy"]
         with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(live) as ws:
             ws.receive_text()
         assert closed.value.code == 1013

@@ -52,7 +52,7 @@ from hitstream.web import (
 from hitstream.web.compat import plausible, seeds, umami
 from hitstream.web.cors import Cors
 from hitstream.web.deps import AppServices, Startup
-from hitstream.web.headers import SecurityHeaders
+from hitstream.web.headers import DEFAULTS, SecurityHeaders
 from hitstream.web.ingest import INGEST, LeanIngest
 from hitstream.web.params import UnknownParameter
 
@@ -125,6 +125,12 @@ def _starting(scope: Scope, startup: Startup) -> Response:
     else:
         response = _error(503, "server", f"starting: {waiting}; try again shortly")
     response.headers["retry-after"] = "5"
+    for name, value in DEFAULTS:  # (no middleware runs before the start-up is done)
+        response.headers.setdefault(name, value)
+    if response.media_type == "text/html":  # its one inline style, nothing else
+        response.headers["content-security-policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+        )
     return response
 
 
