@@ -40,9 +40,10 @@ from hitstream.stores.base import RollupAnswers, Store, WriteBatch, check_fence
 from hitstream.stores.batch import StatsBatch, StatsCall, check_site
 from hitstream.stores.sql.common import (
     EXPORT_COLUMNS,
-    SESSION_COLUMNS,
+    SELECT_SESSIONS,
     exported_event,
     results,
+    sessions_of,
 )
 from hitstream.stores.sql.duckdb import allocator, rollups, stats, writes
 from hitstream.stores.sql.duckdb import batch as duck_batch
@@ -386,29 +387,23 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         self._appended, self._lowest = 0, None
 
     async def open_sessions(self, since_ms: int) -> list[Session]:
-        columns = SESSION_COLUMNS
         rows = await self._rows(
-            f"SELECT {', '.join(columns)} FROM sessions WHERE last_seen >= $since "
-            "ORDER BY site_id, session_id",
+            f"{SELECT_SESSIONS} WHERE last_seen >= $since ORDER BY site_id, session_id",
             {"since": since_ms},
         )
-        return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
+        return sessions_of(rows)
 
     async def visits_of(
         self, site_visitors: Sequence[tuple[str, str]], since_ms: int
     ) -> list[Session]:
         wanted = set(site_visitors)
-        if not wanted:
-            return []
-        columns = SESSION_COLUMNS
         rows = await self._rows(  # no index: last_seen's zone maps skip most row groups
-            f"SELECT {', '.join(columns)} FROM sessions WHERE last_seen >= $since "
+            f"{SELECT_SESSIONS} WHERE last_seen >= $since "
             "AND visitor_id IN (SELECT unnest($visitors::VARCHAR[])) "
             "ORDER BY site_id, session_id",
             {"since": since_ms, "visitors": sorted({v for _, v in wanted})},
         )
-        found = [Session(**dict(zip(columns, row, strict=True))) for row in rows]
-        return [s for s in found if (s.site_id, s.visitor_id) in wanted]
+        return [s for s in sessions_of(rows) if (s.site_id, s.visitor_id) in wanted]
 
     async def newest_visit_ms(self) -> int | None:
         ((newest,),) = await self._rows("SELECT max(last_seen) FROM sessions")

@@ -44,9 +44,10 @@ from hitstream.stores.base import RollupAnswers, Store, WriteBatch
 from hitstream.stores.sql.common import (
     EVENT_TEXT,
     EXPORT_COLUMNS,
-    SESSION_COLUMNS,
+    SELECT_SESSIONS,
     exported_event,
     results,
+    sessions_of,
 )
 from hitstream.stores.sql.postgres import migrations, partitions, rollups, stats, writes
 from hitstream.stores.sql.registry import BUMP, SqlDefinitions, forgotten_statement
@@ -57,6 +58,7 @@ Row = tuple[Any, ...]
 _ICU_ROOT = "und-x-icu"
 _RETENTION_LOCK = 0x68_73_72_65_74_61_69_6E
 _PARAM = re.compile(r"\$(\w+)")
+_BY_VISIT = 'site_id COLLATE "C", session_id COLLATE "C"'
 
 
 class PostgresStore(RollupAnswers, Store, SqlDefinitions):
@@ -264,28 +266,22 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
                 raise StoreRefused("write", f"rolled back: {exc}") from exc
 
     async def open_sessions(self, since_ms: int) -> list[Session]:
-        columns = SESSION_COLUMNS
         rows = await self._rows(
-            f"SELECT {', '.join(columns)} FROM sessions WHERE last_seen >= %s "
-            'ORDER BY site_id COLLATE "C", session_id COLLATE "C"',
-            (since_ms,),
+            f"{SELECT_SESSIONS} WHERE last_seen >= %s ORDER BY {_BY_VISIT}", (since_ms,)
         )
-        return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
+        return sessions_of(rows)
 
     async def visits_of(
         self, site_visitors: Sequence[tuple[str, str]], since_ms: int
     ) -> list[Session]:
         wanted = set(site_visitors)
-        if not wanted:
-            return []
-        columns = SESSION_COLUMNS
         rows = await self._rows(  # the index sessions_visitor (migration 0012)
-            f"SELECT {', '.join(columns)} FROM sessions "
+            f"{SELECT_SESSIONS} "
             "WHERE (site_id, visitor_id) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
-            'AND last_seen >= %s ORDER BY site_id COLLATE "C", session_id COLLATE "C"',
+            f"AND last_seen >= %s ORDER BY {_BY_VISIT}",
             ([s for s, _ in wanted], [v for _, v in wanted], since_ms),
         )
-        return [Session(**dict(zip(columns, row, strict=True))) for row in rows]
+        return sessions_of(rows)
 
     async def newest_visit_ms(self) -> int | None:
         ((newest,),) = await self._rows("SELECT max(last_seen) FROM sessions")  # its index

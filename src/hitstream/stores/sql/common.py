@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence, Set
 from typing import Any, Final
 
-from hitstream.domain.events import ProcessedEvent
+from hitstream.domain.events import ProcessedEvent, Session
 from hitstream.domain.measures import check_property, metric_values
 from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
 from hitstream.errors import QueryError
@@ -31,6 +31,14 @@ SESSION_TEXT: Final = (
 SESSION_INTS: Final = ("started_at", "last_seen", "pageviews", "events")
 SESSION_COLUMNS: Final = SESSION_TEXT + SESSION_INTS
 """Columns of ``sessions`` in both dialects, named as the Session attributes."""
+SELECT_SESSIONS: Final = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions"
+
+
+def sessions_of(rows: Sequence[Sequence[Any]]) -> list[Session]:
+    """Visits from rows of ``SELECT_SESSIONS``."""
+    return [Session(**dict(zip(SESSION_COLUMNS, row, strict=True))) for row in rows]
+
+
 EXPORT_INTS: Final = (
     ("ts", "timestamp"),
     ("received_at", "received_at"),
