@@ -234,10 +234,11 @@ class BatchRunner:
                 undecodable.append((message, ""))
         if undecodable:  # kept for an operator (hitstream replay --dead-letter)
             await self._dead_letter(undecodable, UNDECODABLE, UNDECODABLE, dead)
+        taken = [accepted for _, accepted in decoded]
         self._stage = "recall"
-        await self._recall([accepted for _, accepted in decoded])
+        await self._recall(taken)
         self._stage = "pipeline"
-        ran = await self.pipeline.run([accepted for _, accepted in decoded])
+        ran = await self.pipeline.run(taken)
         if ran.failed:
             source = {id(accepted): message for message, accepted in decoded}
             by_reason: defaultdict[tuple[str, str], list[tuple[LogMessage, str]]]
