@@ -92,6 +92,8 @@ def test_first_run_to_a_pageview_on_the_dashboard(
     page.click("#add-site button[type=submit]")
     snippet = page.locator("#added-snippet")
     expect(snippet).to_contain_text('data-site="localhost"')
+    expect(page.locator('section.site-card[data-site="localhost"]')).to_be_visible()
+    expect(page.locator("pre.snippet")).to_have_count(1)  # the note's; not its card's again
     shot(page, "sites-added")
     html = (
         '<!doctype html><html><head><meta charset="utf-8"><title>My site</title>'

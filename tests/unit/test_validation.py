@@ -109,6 +109,18 @@ def test_timestamp_skew_is_bounded_both_ways() -> None:
     assert iso == parse_timestamp("2026-09-21T11:53:20Z")
 
 
+def test_a_number_out_of_any_range_reads_as_too_old_or_too_new() -> None:
+    """Epoch ms beyond what a timestamp can be (1e30, negative) is still epoch ms: the
+    answer says which way it is off, not that the format is wrong."""
+    base = {"site_id": "s", "path": "/"}
+    for value in (1e30, 2**60, 10.0**300, 10**400):
+        assert bad({**base, "timestamp": value})["timestamp"] == "is more than 300 s in the future"
+    for value in (-5, -1e30, -0.5, -(10**400)):
+        assert bad({**base, "timestamp": value})["timestamp"] == "is more than 86400 s in the past"
+    for other in (True, [1], {"ms": 1}):
+        assert "ISO 8601" in bad({**base, "timestamp": other})["timestamp"]
+
+
 def test_non_object_is_refused() -> None:
     assert validate_event([1, 2], now_ms=NOW) == [
         Problem("event", "each event must be a JSON object")

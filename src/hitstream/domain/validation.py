@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
-from typing import Final
+from typing import Final, TypeGuard
 from urllib.parse import urlsplit
 
 from hitstream.domain.events import (
@@ -172,16 +172,26 @@ def parse_timestamp(value: object) -> int | None:
     return None
 
 
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """An int (of any size) or a finite float: never a bool."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _timestamp(data: Getter, now_ms: int, limits: Limits, problems: list[Problem]) -> int:
     value = data("timestamp")
     if value is None:
         return now_ms
     parsed = parse_timestamp(value)
     if parsed is None:
-        problems.append(
-            Problem("timestamp", "must be ISO 8601 with a UTC offset or epoch milliseconds")
-        )
-        return now_ms
+        if _is_number(value):  # epoch ms, but out of any range
+            parsed = -1 if value < 0 else MAX_SAFE_INTEGER
+        else:
+            problems.append(
+                Problem("timestamp", "must be ISO 8601 with a UTC offset or epoch milliseconds")
+            )
+            return now_ms
     if parsed < now_ms - limits.max_past_ms:
         problems.append(
             Problem("timestamp", f"is more than {limits.max_past_ms // 1000} s in the past")

@@ -45,6 +45,58 @@ _LONE_HIGH: Final = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F
 """A JSON escape of a high surrogate not followed by a low one's."""
 
 
+_TOKENS: Final = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]')
+"""A JSON string (escapes included) or a structural character: enough to follow nesting."""
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SCANNED: Final = 65_536
+"""How much of a body ``deep_path`` reads (only after the decode refused it)."""
+
+
+def deep_path(data: bytes) -> str | None:
+    """The JSON path (``$.props.a.b``, ``$[0].props``) of the first container nested deeper
+    than ``MAX_DEPTH``, with object keys by name: msgspec names them ``[...]``. None when it
+    lies past the first ``_SCANNED`` bytes or cannot be followed."""
+    path: list[str] = []  # a segment per open container but the outermost
+    index: list[int] = []  # per open container: the array index, or -1 for an object
+    key: str | None = None  # the current member's name, in an object
+    expect_key = False
+    for token in _TOKENS.finditer(data, 0, _SCANNED):
+        text = token.group()
+        if text in (b"[", b"{"):
+            if index:
+                path.append(f"[{index[-1]}]" if index[-1] >= 0 else _member(key))
+            if len(index) == MAX_DEPTH:
+                return "`$" + "".join(path) + "`"
+            index.append(0 if text == b"[" else -1)
+            expect_key = text == b"{"
+        elif text in (b"]", b"}"):
+            if not index:
+                return None
+            index.pop()
+            if path:
+                path.pop()
+            expect_key = False
+        elif text == b",":
+            if index and index[-1] >= 0:
+                index[-1] += 1
+            expect_key = bool(index) and index[-1] < 0
+        elif text == b":":
+            expect_key = False
+        elif expect_key:  # a string where a member's name goes
+            try:
+                key = msgspec.json.decode(text, type=str)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                return None
+            expect_key = False
+    return None
+
+
+def _member(key: str | None) -> str:
+    if key is None:
+        return "[?]"
+    return f".{key}" if _NAME.fullmatch(key) else "[" + msgspec.json.encode(key).decode() + "]"
+
+
 def decode(data: bytes) -> object:
     """One JSON value from ``data``, or ``BodyProblem``. Integers may still be large: the
     domain bounds each field's range (it knows what each one means)."""
@@ -58,9 +110,14 @@ def decode(data: bytes) -> object:
         message = str(exc)
         if message.startswith("Number out of range"):
             raise BodyProblem("number out of range", "holds a number out of range") from None
-        where = message.rsplit(" - at ", 1)[-1] if " - at " in message else "$"
+        # msgspec's own path names object members "[...]"; it is already in backticks
+        where = deep_path(data) or (
+            message.rsplit(" - at ", 1)[-1] if " - at " in message else "`$`"
+        )
+        if len(where) > 80:
+            where = where[:78] + "…`"
         raise BodyProblem(
-            "nested too deep", f"nests deeper than {MAX_DEPTH} levels (at {where[:80]})"
+            "nested too deep", f"nests deeper than {MAX_DEPTH} levels (at {where})"
         ) from None
     except msgspec.DecodeError as exc:
         lone = _LONE_HIGH.search(data) if str(exc) == "Input data was truncated" else None

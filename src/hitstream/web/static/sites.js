@@ -7,6 +7,7 @@
 
   var $ = function (id) { return document.getElementById(id); };
   var me = null;
+  var justAdded = null;  // the site the "added" note above shows the snippet of
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -86,8 +87,7 @@
       site.retention_days ? 'keeps ' + site.retention_days + ' days' : 'keeps everything',
       site.public ? 'public' : 'private'];
     card.appendChild(el('p', 'meta', meta.join(' · ')));
-    var snip = el('pre', 'snippet', snippet(id));
-    card.appendChild(snip);
+    if (id !== justAdded) card.appendChild(el('pre', 'snippet', snippet(id)));  // else shown above
     if (me.role === 'admin') {
       card.appendChild(settingsBlock(site));
       card.appendChild(keysBlock(id));
@@ -259,6 +259,7 @@
         $('added').hidden = false;
         $('added-site').textContent = site.site_id;
         $('added-snippet').textContent = snippet(site.site_id);
+        justAdded = site.site_id;
         $('new-site').value = '';
         load();
       });
