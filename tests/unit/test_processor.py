@@ -173,6 +173,34 @@ async def test_store_outage_retries_the_same_batch_without_skipping() -> None:
     assert await store.count_events() == 2
 
 
+async def test_late_events_are_counted_once_however_often_their_batch_is_retried() -> None:
+    minute = 60_000
+    now = [T0 + 10 * minute]
+    log, store = MemoryLog(), MemoryStore()
+    processor = make(log, store, clock=lambda: now[0])
+    await processor.start()
+    await put(log, accepted(1, ts=T0))
+    assert await processor.process_once() == 1
+    for n in range(2, 5):  # others' traffic for three hours: v1's visit leaves memory
+        now[0] += 60 * minute
+        await put(log, accepted(n, visitor="v2", ts=now[0]))
+        assert await processor.process_once() == 1
+    real_write, failures = store.write, []
+
+    async def flaky(batch: WriteBatch) -> None:
+        if len(failures) < 2:
+            failures.append(batch)
+            raise StoreUnavailable("down")
+        await real_write(batch)
+
+    store.write = flaky  # type: ignore[method-assign]
+    await put(log, accepted(5, ts=T0 + 5 * minute))  # v1's, three hours late
+    assert await asyncio.wait_for(processor.process_once(), 5) == 1
+    assert len(failures) == 2
+    assert processor.metrics.late_events._value.get() == 1
+    assert processor.metrics.visits_recalled._value.get() == 1
+
+
 async def test_live_message_published_per_site() -> None:
     log, store, fanout = MemoryLog(), MemoryStore(), MemoryFanout()
     subscription = await fanout.subscribe("site:a.io")

@@ -236,7 +236,7 @@ class BatchRunner:
             await self._dead_letter(undecodable, UNDECODABLE, UNDECODABLE, dead)
         taken = [accepted for _, accepted in decoded]
         self._stage = "recall"
-        await self._recall(taken)
+        late, recalled = await self._recall(taken)
         self._stage = "pipeline"
         ran = await self.pipeline.run(taken)
         if ran.failed:
@@ -271,24 +271,25 @@ class BatchRunner:
         began = time.perf_counter()
         await self.store.write(batch)
         self._write_seconds.observe(time.perf_counter() - began)
+        self.metrics.late_events.inc(late)  # counted once stored: a retry does not count twice
+        self.metrics.visits_recalled.inc(recalled)
         return Stored(len(messages), positions, events, drops)
 
-    async def _recall(self, events: Sequence[AcceptedEvent]) -> None:
+    async def _recall(self, events: Sequence[AcceptedEvent]) -> tuple[int, int]:
         """Load the stored visits that late events of the batch may continue and that the
         visit state no longer holds (decision 0057): an event sent hours late joins its
         visit instead of starting one. One comparison an event; a query only when some are
-        late."""
+        late. (late events, visits loaded)."""
         sessions = self.sessions
         late = [e for e in events if sessions.late(e.timestamp)]
         if not late:
-            return
+            return 0, 0
         wanted = {(e.site_id, e.visitor_id) for e in late}
         wanted |= {(e.site_id, e.visitor_id_prev) for e in late if e.visitor_id_prev}
         since = min(e.timestamp for e in late) - sessions.timeout_ms
         found = await self.store.visits_of(sorted(wanted), since)
         sessions.load(found)
-        self.metrics.late_events.inc(len(late))
-        self.metrics.visits_recalled.inc(len(found))
+        return len(late), len(found)
 
     async def _dead_letter(
         self, found: list[tuple[LogMessage, str]], reason: str, drop: str, dead: Dead
