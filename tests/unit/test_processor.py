@@ -185,7 +185,7 @@ async def test_late_events_are_counted_once_however_often_their_batch_is_retried
         now[0] += 60 * minute
         await put(log, accepted(n, visitor="v2", ts=now[0]))
         assert await processor.process_once() == 1
-    real_write, failures = store.write, []
+    real_write, failures = store.write, list[WriteBatch]()
 
     async def flaky(batch: WriteBatch) -> None:
         if len(failures) < 2:
