@@ -3,6 +3,7 @@ works out from the visits it sends (through the collector of a real ``hitstream 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -102,7 +103,8 @@ def test_goals_and_funnel_panels_show_the_expected_numbers(
         expect(bars.nth(i).locator(".visitors")).to_have_text(str(count))
         expect(bars.nth(i).locator(".rate")).to_have_text(pct(count, reached[0]))
         expect(bars.nth(i).locator(".label")).to_contain_text(steps[i])
-    # saved, then picked from the list: the same bars
+    # saved (with a window), then picked from the list: the same bars
+    dashboard.fill("#funnel-window", "30")
     dashboard.fill("#funnel-name", "Signup flow")
     dashboard.click("#funnel-save")
     expect(dashboard.locator("#funnel-pick")).to_have_value("Signup flow", timeout=10_000)
@@ -134,6 +136,29 @@ def test_goals_and_funnel_panels_show_the_expected_numbers(
     blog.locator(".remove-goal").click()
     expect(blog).to_have_count(0, timeout=10_000)
     assert "Blog" not in goal_names(live_server)
+
+    # picking a saved funnel, then "Typed steps" again, gives back what was typed (the saved
+    # funnel's 30-minute window stayed in the form: a window nobody typed)
+    dashboard.select_option("#funnel-pick", "Signup flow")
+    expect(dashboard.locator("#funnel-window")).to_have_value("30")
+    dashboard.select_option("#funnel-pick", "")
+    expect(dashboard.locator("#funnel-window")).to_have_value("")
+    expect(dashboard.locator("#funnel-steps")).to_have_value("")
+
+    # a goal's row filters the dashboard by it, as every table's rows do; the cards then
+    # show its conversions
+    price_row.locator(".label").click()
+    expect(dashboard).to_have_url(re.compile(r"filters=goal%3D%3DPricing"))
+    expect(dashboard.locator("#chips")).to_contain_text("Goal is Pricing")
+
+    def card(label: str) -> Any:
+        heading = dashboard.locator("h3", has_text=re.compile(f"^{label}$"))
+        return dashboard.locator("#cards article.card", has=heading).locator(".value")
+
+    expect(card("Conversions")).to_have_text(str(len(pricing)), timeout=10_000)
+    expect(card("Conversion rate")).to_have_text(pct(len(pricing), visitors))
+    dashboard.locator("#chips .chip-x").click()  # no goal filter: no conversion cards
+    expect(dashboard.locator("#cards article.card", has_text="Conversions")).to_be_hidden()
     dashboard.close()
 
     # a viewer of the site reads the goals and runs funnels, and is offered no change

@@ -172,6 +172,8 @@ def test_events_in_stats_out(live_server: ServerProcess) -> None:
         ("stats/aggregate", {"from": "2026-12-01", "to": "2026-12-02"}, "period"),
         ("stats/breakdown", [("period", "day"), ("period", "7d")], "period"),
         ("stats/aggregate", {"metrics": ""}, "metrics"),
+        ("stats/aggregate", {"metrics": "visitors,,pageviews"}, "metrics"),
+        ("stats/breakdown", {"metrics": "visitors,", "property": "page"}, "metrics"),
         ("alerts", {"bogus": "1"}, "bogus"),
     ]:
         sent = [("site_id", site), *(params.items() if isinstance(params, dict) else params)]

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from hitstream.cache.memory import MemoryCache
 from hitstream.domain.events import ProcessedEvent
+from hitstream.domain.goals import Goal
 from hitstream.domain.stats import Filter, StatsQuery, parse_filters
 from hitstream.errors import AccessDenied, QueryError, StoreUnavailable
 from hitstream.fanout.memory import MemoryFanout
@@ -98,6 +99,9 @@ class FakeStore:
             if e.site_id == site_id:
                 found.update(dict.fromkeys(e.props))
         return list(found)
+
+    async def goals(self, site_id: str) -> list[Goal]:
+        return []
 
 
 def quality_of(store: FakeStore) -> Quality:
@@ -694,6 +698,50 @@ async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
     narrow = {frame["type"]: frame for frame in frames}["update"]
     assert narrow["realtime"] == await stats.realtime("a.io", parse_filters("page==/p3"))
     assert (narrow["realtime"]["visitors"], update["realtime"]["visitors"]) == (1, 2)
+    await hub.close()
+    await processor.close()
+
+
+async def test_a_goal_filter_lists_only_completions_and_adds_conversions() -> None:
+    """Under ``goal==P3`` the live list holds the events that complete the goal (it listed
+    every event: the hub could not check goals), and the cards' aggregate carries the
+    conversions, as the stats API answers them."""
+    from hitstream.log.memory import MemoryLog
+    from hitstream.services.stats import StatsService
+    from hitstream.stores.memory import MemoryStore
+    from tests.unit.test_processor import accepted, make, put
+
+    log, store, fanout, metrics = MemoryLog(), MemoryStore(), MemoryFanout(), Metrics()
+    await store.add_goal("a.io", Goal("P3", page="/p3"))
+    stats = StatsService(store, metrics, cache=MemoryCache())
+    processor = make(log, store, fanout, clock=now_ms)
+    await processor.start()
+    hub = LiveHub(
+        stats,
+        store,
+        fanout,
+        quality=Quality(Rejections(MemoryTally()), store),
+        config=LiveConfig(min_update_interval_s=0.2),
+        registry=metrics.registry,
+        query_ms=stats.now_ms,
+    )
+    client = await hub.connect({"site_id": "a.io", "period": "day", "filters": "goal==P3"})
+    snapshot = await frame_of(client)
+    assert snapshot["aggregate"]["results"]["conversions"]["value"] == 0
+    await subscribed(fanout, "site:a.io")
+    now = now_ms()
+    await put(log, accepted(1, ts=now), accepted(2, ts=now), accepted(3, visitor="v2", ts=now))
+    assert await processor.process_once() == 3
+    frames = {frame["type"]: frame for frame in [await frame_of(client), await frame_of(client)]}
+    assert [e["path"] for e in frames["event"]["events"]] == ["/p3"]
+    key = parse_view({"site_id": "a.io", "period": "day", "filters": "goal==P3"}, now)
+    api = await stats.aggregate(
+        key.query(stats.now_ms(), metrics="visitors,conversions,conversion_rate")
+    )
+    results = frames["update"]["aggregate"]["results"]
+    assert results["conversions"]["value"] == api["results"]["conversions"]["value"] == 1
+    assert results["conversion_rate"]["value"] == api["results"]["conversion_rate"]["value"]
+    assert results["conversion_rate"]["value"] == 50
     await hub.close()
     await processor.close()
 

@@ -120,6 +120,10 @@ async def test_goal_access_and_bad_input(runtime: Runtime, client: httpx.AsyncCl
     assert (await client.post(url, json=GOALS[0])).status_code == 401
     refused = await client.post(url, json=GOALS[0], headers=reader)
     assert refused.status_code == 403
+    assert refused.json()["error"] == {
+        "field": "site_id",
+        "reason": f"this credential may not manage site ({SITE})",
+    }
     made = await client.post(url, json=GOALS[2], headers=admin)
     assert made.status_code == 201 and made.json() == GOALS[2]
     assert (await client.post(url, json=GOALS[2], headers=admin)).status_code == 409
@@ -136,9 +140,14 @@ async def test_goal_access_and_bad_input(runtime: Runtime, client: httpx.AsyncCl
         ({"name": "X", "page": "/a", "event_name": "e"}, "page"),
         ({"name": "a|b", "page": "/a"}, "name"),
         ({"name": "X", "page": "/a", "props": {"k": "v"}}, "props"),
+        ({"name": "X", "event_name": "pageview"}, "event_name"),  # never completed: page goals
+        ({"name": "X", "event_name": "e", "props": {"plan": ["a"]}}, "props.plan"),
     ]:
         bad = await client.post(url, json=body, headers=admin)
         assert (bad.status_code, bad.json()["error"]["field"]) == (400, field), body
+        if field == "props.plan":  # pydantic's per-member failures, told as one
+            want = "must be a boolean or an integer or a number or a string"
+            assert bad.json()["error"]["reason"] == want
     # a body that is not JSON names the body and where it broke; another media type is a 415
     torn = await client.post(
         url, content=b'{"name": ', headers={**admin, "Content-Type": "application/json"}
@@ -160,6 +169,9 @@ async def test_goal_access_and_bad_input(runtime: Runtime, client: httpx.AsyncCl
     assert (await client.get(furl, headers=reader)).json() == {"funnels": [flow]}
     few = await client.post(furl, json={**flow, "name": "F", "steps": ["page==/"]}, headers=admin)
     assert (few.status_code, few.json()["error"]["field"]) == (400, "steps")
+    for window in (True, "30", 1.5):  # not read as 1 or 30 minutes: a named refusal
+        typed = await client.post(furl, json={**flow, "name": "W", "window": window}, headers=admin)
+        assert (typed.status_code, typed.json()["error"]["field"]) == (400, "window"), window
     # a saved funnel names goals of the site only, and keeps the goals it names
     nope = {"name": "G", "steps": ["page==/", "goal==Nope"]}
     refused_steps = await client.post(furl, json=nope, headers=admin)
@@ -223,7 +235,7 @@ async def test_goal_metrics_and_funnels_on_generated_visits(
             for name, found in by_goal.items()
             if found
         ),
-        key=lambda row: (-row[1], row[0]),
+        key=lambda row: (-row[1], -row[2], row[0]),  # ties by the second metric (events)
     )
     assert [(r["value"], r["conversions"], r["events"]) for r in rows] == want
     for row in rows:
@@ -317,3 +329,54 @@ async def test_a_goal_may_name_props_as_numbers_and_booleans(
     rows = await goal_rows(client, reader, "conversions")
     want = {"Team": sum(1 for s, a in sent if s == 3 and a), "Half": 1}
     assert {r["value"]: r["conversions"] for r in rows} == want
+
+
+async def test_goal_rows_break_ties_by_the_second_metric_and_keep_goal_filters(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Rows of ``property=goal`` are ordered as every breakdown (first metric, then the
+    second): ``limit`` cuts the right one. A ``goal==`` filter restricts the events as in any
+    breakdown: another goal those same events complete keeps its row (it was left out)."""
+    admin, reader = await keys(runtime)
+
+    def event(n: int, visitor: str, name: str, path: str) -> ProcessedEvent:
+        kind = "pageview" if name == "pageview" else "custom"
+        return ProcessedEvent(
+            event_id=f"t{n}",
+            site_id=SITE,
+            type=kind,
+            name=name,
+            timestamp=DAY0 + n * 60_000,
+            received_at=DAY0,
+            visitor_id=visitor,
+            session_id=f"s-{visitor}",
+            path=path,
+        )
+
+    events = [
+        *(event(n, f"v{n}", "signup", "/") for n in range(3)),  # Any: 3 visitors, 3 events
+        *(event(10 + n, f"v{n}", "pageview", "/blog/a") for n in range(3)),  # Blog: 3, 4
+        event(20, "v0", "pageview", "/blog/b"),
+    ]
+    await runtime.store.write(WriteBatch("events", {0: len(events)}, events, []))
+    for goal in (
+        {"name": "Any", "event_name": "signup"},
+        {"name": "AlsoAny", "event_name": "signup"},
+        {"name": "Blog", "page": "/blog/**"},
+    ):
+        made = await client.post(f"/api/v1/sites/{SITE}/goals", json=goal, headers=admin)
+        assert made.status_code == 201, made.text
+
+    async def rows(**params: str) -> list[tuple[str, int, int]]:
+        answer = await client.get(
+            "/api/v1/stats/breakdown",
+            params={**PERIOD, "property": "goal", "metrics": "conversions,events", **params},
+            headers=reader,
+        )
+        assert answer.status_code == 200, answer.text
+        return [(r["value"], r["conversions"], r["events"]) for r in answer.json()["results"]]
+
+    assert await rows() == [("Blog", 3, 4), ("AlsoAny", 3, 3), ("Any", 3, 3)]
+    assert await rows(limit="1") == [("Blog", 3, 4)]
+    assert await rows(filters="goal==Any") == [("AlsoAny", 3, 3), ("Any", 3, 3)]
+    assert await rows(filters="goal!=Any") == [("Blog", 3, 4)]

@@ -137,6 +137,11 @@ def new_goal(data: Mapping[str, Any]) -> Goal:
             raise QueryError("props", "only a custom-event goal (event_name) takes props")
         return Goal(name, page=check_pattern(page))
     event = _text(event_name, "event_name", 120)
+    if event == _PAGEVIEW:
+        raise QueryError(
+            "event_name",
+            "pageviews complete page goals: give page instead (a path pattern, /** for any page)",
+        )
     pairs: list[tuple[str, str]] = []
     if props is not None:
         if not isinstance(props, Mapping):
@@ -155,13 +160,23 @@ def new_goal(data: Mapping[str, Any]) -> Goal:
 
 def completes(goal: Goal, event: ProcessedEvent) -> bool:
     """Whether the event completes the goal (``prop_text`` of absent props is ``""``)."""
+    return completes_fields(goal, event.type, event.name, event.path, event.props)
+
+
+def completes_fields(goal: Goal, type_: object, name: object, path: object, props: object) -> bool:
+    """``completes`` of an event given by its fields (a live feed's event is a dict)."""
     if goal.page:
-        return event.type == _PAGEVIEW and path_matches(goal.page, event.path)
-    if event.type == _PAGEVIEW or event.name != goal.event_name:
+        return type_ == _PAGEVIEW and isinstance(path, str) and path_matches(goal.page, path)
+    if type_ == _PAGEVIEW or name != goal.event_name:
         return False
     from hitstream.domain.measures import prop_text  # measures imports stats, stats imports us
 
-    return all(prop_text(event.props.get(key)) == value for key, value in goal.props)
+    found = props if isinstance(props, Mapping) else {}
+    return all(prop_text(found.get(key)) == value for key, value in goal.props)
+
+
+GOAL_OPS: Final = "goal takes == or != and goal names (goal==Signup, goal!=A|B), no other operator"
+"""What a ``goal`` filter clause with another operator is told."""
 
 
 def named(goals: Iterable[Goal], names: Sequence[str], field: str = "filters") -> list[Goal]:
@@ -169,7 +184,7 @@ def named(goals: Iterable[Goal], names: Sequence[str], field: str = "filters") -
     by_name = {g.name: g for g in goals}
     missing = [n for n in names if n not in by_name]
     if missing:
-        raise QueryError(field, f"unknown goal {missing[0]!r}; define it under /goals first")
+        raise QueryError(field, f"unknown goal {missing[0]!r}; add it to the site's goals first")
     return [by_name[n] for n in dict.fromkeys(names)]
 
 

@@ -55,7 +55,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from hitstream.domain.errors import QueryError
-from hitstream.domain.goals import GOAL_PROPERTY
+from hitstream.domain.goals import GOAL_OPS, GOAL_PROPERTY
 from hitstream.domain.patterns import compile_pattern
 from hitstream.domain.stats import (
     ENGAGEMENT_METRICS,
@@ -103,7 +103,7 @@ def check_filters(filters: Iterable[Filter]) -> None:
                 raise QueryError("filters", f"{flt.op!r} takes exactly one pattern")
             compile_pattern(flt.values[0])
         if flt.property == GOAL_PROPERTY and flt.op not in ("==", "!="):
-            raise QueryError("filters", "goal takes == or !=")
+            raise QueryError("filters", GOAL_OPS)
 
 
 def prop_text(value: object) -> str:

@@ -43,7 +43,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hitstream.domain.errors import QueryError
-from hitstream.domain.goals import GOAL_METRICS, GOAL_PROPERTY, Goal
+from hitstream.domain.goals import GOAL_METRICS, GOAL_OPS, GOAL_PROPERTY, Goal
 from hitstream.domain.patterns import compile_pattern
 
 METRICS: Final = (
@@ -186,7 +186,10 @@ def is_property(name: str) -> bool:
 def parse_metrics(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return DEFAULT_METRICS
-    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    parts = [part.strip() for part in raw.split(",")]
+    if "" in parts and any(parts):
+        raise QueryError("metrics", f"has an empty name between commas: {raw!r}")
+    names = tuple(dict.fromkeys(part for part in parts if part))
     for name in names:
         if name not in QUERY_METRICS:
             raise QueryError("metrics", f"unknown metric {name!r}; use {', '.join(QUERY_METRICS)}")
@@ -230,12 +233,12 @@ def parse_filters(raw: str | None) -> tuple[Filter, ...]:
         prop = prop.strip()
         if not is_property(prop):
             raise QueryError("filters", f"unknown property {prop!r}")
+        if prop == GOAL_PROPERTY and op not in ("==", "!="):
+            raise QueryError("filters", GOAL_OPS)
         if op in PATTERN_OPS:
             compile_pattern(value)  # raises QueryError("filters", ...) naming the problem
             filters.append(Filter(prop, op, (value,)))
             continue
-        if prop == GOAL_PROPERTY and op not in ("==", "!="):
-            raise QueryError("filters", "goal takes == or != and goal names")
         values = tuple(value.split("|"))
         if op in ("~", "!~") and any(not v for v in values):
             raise QueryError("filters", f"{op!r} needs a non-empty value in {clause!r}")

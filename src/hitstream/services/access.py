@@ -208,9 +208,9 @@ class Gatekeeper:
             if status == 401:
                 raise AccessDenied(401, "authorization", "credentials are required")
             field = "site_id" if site_id is not None else "authorization"
-            raise AccessDenied(
-                403, field, f"this credential may not {action.value.replace('_', ' ')}"
-            )
+            what = action.value.replace("_", " ")
+            on = f" ({site_id[:100]})" if site_id is not None else ""
+            raise AccessDenied(403, field, f"this credential may not {what}{on}")
         if site_id is not None and site is None:
             raise NotFound("site_id", "is not a registered site")
         return site

@@ -13,7 +13,8 @@ defines the metrics):
   ``conversion_rate`` the best ``MAX_BREAKDOWN_LIMIT`` values by conversions are ranked);
   the other columns are then asked for exactly those values (a ``property==values`` clause);
 - ``property=goal``: one row per goal with at least one completion, each the aggregate of
-  the query with ``goal==<that goal>``.
+  the query with ``goal==<that goal>`` added to its filters (its own ``goal`` clauses stay:
+  they restrict the events, as in every breakdown), in ``breakdown_order``.
 
 A query that names no goal metric and does not break down by goal goes to the store as is.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol
 
-from hitstream.domain.goals import GOAL_METRICS, GOAL_PROPERTY, named
+from hitstream.domain.goals import GOAL_METRICS, GOAL_PROPERTY
 from hitstream.domain.stats import (
     MAX_BREAKDOWN_LIMIT,
     BreakdownRow,
@@ -171,29 +172,22 @@ def _only(query: StatsQuery, values: list[str], metrics: tuple[str, ...]) -> Sta
 
 
 async def _by_goal(store: Answers, query: StatsQuery) -> list[BreakdownRow]:
-    """A row per goal (of the ``goal==`` clauses, or every goal) that was completed."""
-    chosen = list(query.goals)
-    kept = []
-    for flt in query.filters:
-        if flt.property == GOAL_PROPERTY and flt.op == "==":
-            names = {g.name for g in named(query.goals, flt.values)}
-            chosen = [g for g in chosen if g.name in names]
-        else:
-            kept.append(flt)
+    """A row per goal completed by the query's events: its filters, ``goal`` clauses
+    included, restrict the events as in any breakdown (under ``goal==Signup`` a goal that the
+    same events complete has its row too, one they never complete has none)."""
     asked = tuple(dict.fromkeys((*_plain(query), "visitors", "events")))
     total = 0.0
     if "conversion_rate" in query.metrics:
         total = (await store.aggregate(_without_goals(replace(query, property=""))))["visitors"]
     rows = []
-    for goal in chosen:
+    for goal in query.goals:
         clause = Filter(GOAL_PROPERTY, "==", (goal.name,))
-        one = replace(query, filters=(*kept, clause), metrics=asked, property="")
+        one = replace(query, filters=(*query.filters, clause), metrics=asked, property="")
         found = await store.aggregate(one)
         if not found["events"]:
             continue
         found["conversions"] = found["visitors"]
         found["conversion_rate"] = _rate(found["visitors"], total)
         rows.append(BreakdownRow(goal.name, _ordered(query, found)))
-    first = query.metrics[0]
-    rows.sort(key=lambda row: (-row.results[first], row.value))
+    rows.sort(key=lambda row: breakdown_order(query.metrics, row.results, row.value))
     return rows[: query.limit]

@@ -377,7 +377,7 @@ class LiveHub:
             ]
             if in_range or truncated or message.get("dropped"):
                 view.changed.set()
-            mine = [i for i in in_range if event_matches(events[i], view.filters)]
+            mine = [i for i in in_range if event_matches(events[i], view.filters, view.goals)]
             if mine:
                 self._send_events(view, mine, events, encoded, now)
 
@@ -435,7 +435,7 @@ class LiveHub:
                 e
                 for e in feed.recent
                 if view.contains(_int(e.get("timestamp")), now_ms)
-                and event_matches(e, view.filters)
+                and event_matches(e, view.filters, view.goals)
             ]
             if view.filters and len(recent) < self.config.recent_events:
                 recent = await self._more_matches(feed, view, recent, now_ms)
@@ -479,7 +479,7 @@ class LiveHub:
             for e in map(live_event, stored)
             if e.get("event_id") not in have
             and view.contains(_int(e.get("timestamp")), now_ms)
-            and event_matches(e, view.filters)
+            and event_matches(e, view.filters, view.goals)
         ]
         merged = sorted(
             [*more, *found], key=lambda e: (_int(e.get("timestamp")), str(e.get("event_id")))
@@ -518,6 +518,8 @@ class LiveHub:
         if not isinstance(self.stats, BatchStats):
             version = await self.store.data_version(view.key.site_id)
         top_props = feed.prop_keys.most_common(self.config.prop_breakdowns)
+        if view.names_goals:  # the live list checks them (goals change while it is open)
+            view.goals = tuple(await self.store.goals(view.key.site_id))
         answered, state = await query_view(
             self.stats,
             view.key,

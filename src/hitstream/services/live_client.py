@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from hitstream.domain.goals import GOAL_PROPERTY, Goal, completes_fields
 from hitstream.domain.measures import prop_text
 from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, Filter
 
@@ -100,14 +101,30 @@ def sample(items: Sequence[Any], count: int) -> list[Any]:
     return [items[len(items) - 1 - int(i * step)] for i in range(count)][::-1]
 
 
-def event_matches(event: dict[str, Any], filters: Sequence[Filter]) -> bool:
+def event_matches(
+    event: dict[str, Any], filters: Sequence[Filter], goals: Sequence[Goal] = ()
+) -> bool:
     """Whether a live event passes the view's filters, by the stores' rules (property text
-    and ``Filter.matches`` from the domain).
+    and ``Filter.matches`` from the domain; a ``goal`` clause by the site's ``goals``).
 
     A filter on a property the live message does not carry (hostname, utm_*, entry/exit page)
     cannot be checked here and lets the event through; the numbers in updates stay exact.
+    So does a goal clause naming a goal not in ``goals`` (not loaded yet).
     """
     for flt in filters:
+        if flt.property == GOAL_PROPERTY:
+            chosen = [g for g in goals if g.name in flt.values]
+            if len(chosen) < len(set(flt.values)):
+                continue
+            hit = any(
+                completes_fields(
+                    g, event.get("type"), event.get("name"), event.get("path"), event.get("props")
+                )
+                for g in chosen
+            )
+            if hit != (flt.op == "=="):
+                return False
+            continue
         if flt.property.startswith(PROP_PREFIX):
             props = event.get("props")
             key = flt.property[len(PROP_PREFIX) :]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from hitstream.domain.events import ProcessedEvent
+from hitstream.domain.goals import GOAL_METRICS, GOAL_PROPERTY, Goal
 from hitstream.domain.stats import (
     METRICS,
     Filter,
@@ -76,6 +77,7 @@ class VersionSource(Protocol):
         self, site_id: str, start_ms: int, end_ms: int, limit: int
     ) -> list[ProcessedEvent]: ...
     async def prop_keys(self, site_id: str) -> list[str]: ...
+    async def goals(self, site_id: str) -> list[Goal]: ...
 
 
 LIVE_FIELDS: Final = (
@@ -213,6 +215,13 @@ class View:
     """How long the view's last computation took (its queries, as the hub waited)."""
     updates: int = 0
     task: asyncio.Task[None] | None = None
+    goals: tuple[Goal, ...] = ()
+    """The site's goals when a filter names some (the live list checks them), as of the
+    view's last computation."""
+
+    @property
+    def names_goals(self) -> bool:
+        return any(f.property == GOAL_PROPERTY for f in self.filters)
 
     def contains(self, timestamp: int, now_ms: int) -> bool:
         """Whether an event time is inside the view's period (rolling periods: not before)."""
@@ -260,11 +269,16 @@ async def query_view(
     properties = dict(BREAKDOWNS)
     for prop in prop_keys:
         properties[f"prop:{prop}"] = PROP_METRICS
+    filtered = key.query(now_ms).filters
+    # under a goal filter the cards show its conversions too (the visitors are the converted)
+    metrics = (
+        (*METRICS, *GOAL_METRICS) if any(f.property == GOAL_PROPERTY for f in filtered) else METRICS
+    )
     asks: list[Ask] = [
-        ("aggregate", key.compared(now_ms, metrics=",".join(METRICS))),
+        ("aggregate", key.compared(now_ms, metrics=",".join(metrics))),
         ("timeseries", key.query(now_ms, metrics=SERIES_METRICS)),
         # the service's own query (below), of the view's filters
-        ("realtime", StatsQuery(key.site_id, Range(0, 0), filters=key.query(now_ms).filters)),
+        ("realtime", StatsQuery(key.site_id, Range(0, 0), filters=filtered)),
         *(
             ("breakdown", key.query(now_ms, property=prop, metrics=metrics, limit=limit))
             for prop, metrics in properties.items()

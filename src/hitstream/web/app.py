@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
@@ -63,6 +63,31 @@ Every 4xx answer is JSON naming the field and the reason.
 """
 
 log = logging.getLogger(__name__)
+
+
+_KINDS: Final = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "list": "a list",
+    "dict": "an object",
+    "none": "null",
+}
+
+
+def _union_kinds(errors: Sequence[Any], where: tuple[Any, ...]) -> list[str]:
+    """The types a union at ``where[:-1]`` takes, when the request's errors are that union's
+    members failing one by one (pydantic adds each member's type to the path: ``props.plan.
+    bool``); empty otherwise."""
+    if len(where) < 2 or where[-1] not in _KINDS:
+        return []
+    tags = [
+        tuple(e.get("loc", ()))[-1]
+        for e in errors
+        if tuple(e.get("loc", ()))[:-1] == where[:-1] and tuple(e.get("loc", ()))[-1] in _KINDS
+    ]
+    return [_KINDS[tag] for tag in dict.fromkeys(tags)] if len(tags) > 1 else []
 
 
 def _error(status: int, field: str, reason: str) -> JSONResponse:
@@ -263,10 +288,15 @@ def create_app(
                 why = why or "not valid JSON"
                 metrics.requests_rejected.labels("400", "body").inc()
                 return _error(400, "body", f"is not valid JSON: {why} at character {at}")
+        reason = str(first.get("msg", "is invalid")).lower()
+        kinds = _union_kinds(exc.errors(), where)
+        if kinds:  # a value of none of a union's types: pydantic names each member's failure
+            where, reason = where[:-1], "must be " + " or ".join(kinds)
         loc = [str(part) for part in where if part not in ("query", "body")]
         field = ".".join(loc) or "request"
-        metrics.requests_rejected.labels("400", field).inc()
-        return _error(400, field, str(first.get("msg", "is invalid")).lower())
+        # labelled by the top-level name only: deeper parts can be the sender's own keys
+        metrics.requests_rejected.labels("400", loc[0] if loc else "request").inc()
+        return _error(400, field, reason)
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Request, exc: QueryError) -> JSONResponse:

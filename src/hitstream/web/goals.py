@@ -84,7 +84,7 @@ class NewFunnel(BaseModel):
     steps: list[str] = Field(
         max_length=MAX_STEPS * 2, examples=[["page==/", "page==/pricing", "goal==Signup"]]
     )
-    window: int | None = Field(default=None, description="Minutes from first to last step")
+    window: StrictInt | None = Field(default=None, description="Minutes from first to last step")
 
 
 # -- goals --------------------------------------------------------------------------------

@@ -88,11 +88,14 @@
     { key: 'bounce_rate', label: 'Bounce rate', fmt: fmtPct, lowerIsBetter: true, perVisit: true },
     { key: 'visit_duration', label: 'Visit duration', fmt: fmtDur, perVisit: true },
     { key: 'views_per_visit', label: 'Views per visit', fmt: fmtDec, perVisit: true },
-    { key: 'load_time_p50', label: 'Load time (median)', fmt: fmtMs, lowerIsBetter: true },
-    { key: 'load_time_p95', label: 'Load time (p95)', fmt: fmtMs, lowerIsBetter: true },
-    { key: 'time_on_page', label: 'Time on page', fmt: fmtMeasuredDur },
-    { key: 'scroll_depth', label: 'Scroll depth', fmt: fmtMeasuredPct },
-    { key: 'avg_duration', label: 'Avg. action duration', fmt: fmtMeasuredDur }
+    { key: 'load_time_p50', label: 'Load time (median)', fmt: fmtMs, lowerIsBetter: true, measured: true },
+    { key: 'load_time_p95', label: 'Load time (p95)', fmt: fmtMs, lowerIsBetter: true, measured: true },
+    { key: 'time_on_page', label: 'Time on page', fmt: fmtMeasuredDur, measured: true },
+    { key: 'scroll_depth', label: 'Scroll depth', fmt: fmtMeasuredPct, measured: true },
+    { key: 'avg_duration', label: 'Avg. action duration', fmt: fmtMeasuredDur, measured: true },
+    // under a goal filter only (the snapshot then carries them)
+    { key: 'conversions', label: 'Conversions', fmt: fmtNum, optional: true },
+    { key: 'conversion_rate', label: 'Conversion rate', fmt: fmtPct, optional: true }
   ];
 
   // realtime tiles: the stats API's /stats/realtime figures, pushed in every frame
@@ -120,7 +123,9 @@
   var LABELS = {
     page: 'Page', entry_page: 'Entry page', exit_page: 'Exit page', source: 'Source',
     channel: 'Channel', referrer: 'Referrer', utm_campaign: 'Campaign', browser: 'Browser',
-    os: 'OS', device: 'Device', country: 'Country', event_type: 'Event type', event_name: 'Event'
+    os: 'OS', device: 'Device', country: 'Country', event_type: 'Event type', event_name: 'Event',
+    goal: 'Goal', utm_source: 'UTM source', utm_medium: 'UTM medium', utm_term: 'UTM term',
+    utm_content: 'UTM content', hostname: 'Hostname'
   };
 
   // breakdown columns whose API name is long or whose number is not a count
@@ -356,8 +361,9 @@
       var change = el('div', 'change');
       node.appendChild(value);
       node.appendChild(change);
+      node.hidden = !!card.optional;
       root.appendChild(node);
-      cardNodes[card.key] = { value: value, change: change };
+      cardNodes[card.key] = { value: value, change: change, card: node };
     });
   }
 
@@ -366,9 +372,11 @@
       cardNodes.realtime[tile.key].textContent = fmtNum(realtime[tile.key] || 0);
     });
     var noVisits = (results.visits || {}).value === 0;
+    var noVisitsBefore = (results.visits || {}).previous === 0;
     CARDS.forEach(function (card) {
       var r = results[card.key] || {};
       var nodes = cardNodes[card.key];
+      if (card.optional) nodes.card.hidden = r.value === undefined;
       // of no visits there is no rate nor average: a dash (it read "0%", "0s", "0.00")
       var none = r.value === undefined || (card.perVisit && noVisits);
       var shown = none ? '–' : card.fmt(r.value);
@@ -378,8 +386,12 @@
       if (shown === '–') change = null;
       if (change === undefined || change === null) {
         nodes.change.className = 'change flat';
-        // nothing now and nothing before: no line under it (each card read "no earlier data")
-        nodes.change.textContent = r.previous || !r.value ? '' : 'no earlier data';
+        // nothing now and nothing before: no line under it (each card read "no earlier data");
+        // a count up from 0 says so, and a rate or average of no earlier visits says that
+        var before = r.previous === undefined || r.previous === null ? 'no earlier data'
+          : card.perVisit && noVisitsBefore ? 'no earlier visits'
+          : card.measured ? 'none measured before' : 'up from 0';
+        nodes.change.textContent = r.previous || !r.value ? '' : before;
         return;
       }
       var up = change > 0;
@@ -534,7 +546,14 @@
       var total = function (k) { return named(state.breakdowns[k]).reduce(function (n, r) { return n + (r.events || 0); }, 0); };
       keys.sort(function (a, b) { return total(b) - total(a); }); // the most events in the period first
       // each headed by its key; the events without the key (pageviews...) are left out
-      keys.forEach(function (k) { body.appendChild(table(k, named(state.breakdowns[k]), false, body.clientWidth)); });
+      keys.forEach(function (k) {
+        var rows = named(state.breakdowns[k]);
+        if (rows.length) body.appendChild(table(k, rows, false, body.clientWidth));
+        else {  // a bare "Nothing matches" under another key's table read as about that one
+          body.appendChild(el('p', 'placeholder', k.slice(5) + ': no event has it' +
+            (view.filters.length ? ' under these filters.' : ' in this period.')));
+        }
+      });
       var others = (state.prop_keys || []).filter(function (k) { return keys.indexOf('prop:' + k) < 0; });
       if (others.length) {
         body.appendChild(el('p', 'placeholder', 'Also sent: ' + others.join(', ') + ' (this panel breaks down ' +
@@ -811,6 +830,11 @@
   }
 
   // ---------------------------------------------------------------- filters
+
+  // the goals panel (goals.js) asks for a goal filter this way
+  document.addEventListener('hitstream:filter', function (ev) {
+    if (ev.detail && ev.detail.prop) addFilter(ev.detail.prop, String(ev.detail.value));
+  });
 
   function addFilter(prop, value) {
     if (/[;|]/.test(value)) { showNotice('This value cannot be used as a filter.'); return; }

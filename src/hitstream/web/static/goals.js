@@ -87,8 +87,13 @@
       var row = el('div', 'row goal-row');
       row.dataset.goal = g.name;
       var label = el('span', 'label', g.name);
-      label.title = goalText(g);
+      label.title = goalText(g) + ' (click: only its completions)';
       row.appendChild(label);
+      row.classList.add('clickable');
+      row.addEventListener('click', function (ev) {  // as every other table: filter by it
+        if (ev.target.closest && ev.target.closest('button')) return;
+        document.dispatchEvent(new CustomEvent('hitstream:filter', { detail: { prop: 'goal', value: g.name } }));
+      });
       row.appendChild(el('span', 'num conversions', fmt.format(r.conversions)));
       row.appendChild(el('span', 'num events', fmt.format(r.events)));
       row.appendChild(el('span', 'num rate', fmt.format(r.conversion_rate) + '%'));
@@ -233,9 +238,20 @@
     }
     $('funnel-steps').addEventListener('input', typed);
     $('funnel-window').addEventListener('input', typed);
+    // what was typed before a saved funnel filled the form: back when "Typed steps" is picked
+    // again (the saved funnel's window stayed, a window nobody typed)
+    var typedBefore = null;
     $('funnel-pick').addEventListener('change', function () {
       var f = funnels.filter(function (x) { return x.name === $('funnel-pick').value; })[0];
-      if (f) { $('funnel-steps').value = f.steps.join('\n'); $('funnel-window').value = f.window || ''; }
+      if (f) {
+        if (!typedBefore) typedBefore = { steps: $('funnel-steps').value, window: $('funnel-window').value };
+        $('funnel-steps').value = f.steps.join('\n');
+        $('funnel-window').value = f.window || '';
+      } else if (typedBefore) {
+        $('funnel-steps').value = typedBefore.steps;
+        $('funnel-window').value = typedBefore.window;
+      }
+      if (!f) typedBefore = null;
       runFunnel();
     });
     $('funnel-save').addEventListener('click', function () {
