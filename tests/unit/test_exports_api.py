@@ -18,6 +18,7 @@ import pytest
 
 from hitstream.bootstrap import Runtime, build
 from hitstream.domain.events import ProcessedEvent
+from hitstream.domain.goals import Goal
 from hitstream.domain.sessions import Sessionizer
 from hitstream.services.accounts import Accounts
 from hitstream.settings import Settings
@@ -220,11 +221,19 @@ async def test_breakdown_csv_quotes_and_defuses_formulas(
 
 
 async def test_the_export_zip_holds_the_dashboards_tables(
-    client: httpx.AsyncClient, events: list[ProcessedEvent]
+    client: httpx.AsyncClient, events: list[ProcessedEvent], runtime: Runtime
 ) -> None:
+    store = runtime.services.stats.store if runtime.services.stats else None
+    assert store is not None
+    await store.add_goal(SITE, Goal("Blog", page="/blog/*"))
+    await store.add_goal(SITE, Goal("Signup", event_name="Signup"))
     answer = await client.get("/api/v1/stats/export", params=PERIOD)
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/zip"
+    disposition = answer.headers["content-disposition"]  # says which days it holds
+    assert disposition == f'attachment; filename="{SITE}-2026-03-01_2026-03-10.zip"'
+    one_day = await client.get("/api/v1/stats/export", params={**PERIOD, "to": "2026-03-01"})
+    assert one_day.headers["content-disposition"].endswith(f'"{SITE}-2026-03-01.zip"')
     archive = zipfile.ZipFile(io.BytesIO(answer.content))
     names = set(archive.namelist())
     assert {
@@ -251,7 +260,7 @@ async def test_the_export_zip_holds_the_dashboards_tables(
         r["value"]: number(r["visitors"]) for r in parsed(archive.read("countries.csv").decode())
     }
     expected = {
-        c: float(len({e.visitor_id for e in march if e.country == c}))
+        c or "(none)": float(len({e.visitor_id for e in march if e.country == c}))
         for c in {e.country for e in march}
     }
     assert countries == expected
@@ -260,6 +269,22 @@ async def test_the_export_zip_holds_the_dashboards_tables(
     }
     names_of_custom = [e.name for e in march if e.type == "custom"]
     assert custom == {n: float(names_of_custom.count(n)) for n in set(names_of_custom)}
+    # the goals panel's table: converted visitors, completions, rate per goal
+    goals = {
+        r["value"]: (number(r["conversions"]), number(r["events"]), number(r["conversion_rate"]))
+        for r in parsed(archive.read("goals.csv").decode())
+    }
+    everyone = len({e.visitor_id for e in march})
+    blog = [e for e in march if e.type == "pageview" and re.fullmatch(r"/blog/[^/]+", e.path)]
+    signup = [e for e in march if e.type == "custom" and e.name == "Signup"]
+    want = {}
+    for name, found in (("Blog", blog), ("Signup", signup)):
+        converted = len({e.visitor_id for e in found})
+        want[name] = (float(converted), float(len(found)), round(100 * converted / everyone, 2))
+    assert goals == want
+    # a blank first cell reads as a broken row: the dashboard's names for "none"
+    sources = [r["value"] for r in parsed(archive.read("sources.csv").decode())]
+    assert "Direct / none" in sources and "" not in sources
 
 
 async def test_new_filter_operators_through_the_api(

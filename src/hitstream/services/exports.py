@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import replace
-from typing import Final
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from hitstream.domain.exports import stats_table, to_csv
 from hitstream.domain.stats import MAX_BREAKDOWN_LIMIT, Filter, StatsQuery
@@ -45,8 +47,18 @@ EXPORT_FILES: Final = (
     ("devices.csv", "device", _PLAIN),
     ("hostnames.csv", "hostname", _PLAIN),
 )
-"""(file, breakdown property, metrics) of every table of the ZIP besides ``visitors.csv``
-and ``custom_events.csv`` (``event_name`` over custom events: visitors and events)."""
+"""(file, breakdown property, metrics) of every table of the ZIP besides ``visitors.csv``,
+``custom_events.csv`` (``event_name`` over custom events: visitors and events) and
+``goals.csv`` (``GOAL_METRICS``: the goals panel)."""
+GOAL_COLUMNS: Final = ("conversions", "events", "conversion_rate")
+
+
+def _shown(prop: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer with its ``""`` row named as the dashboard names it (``Direct / none`` for
+    sources and referrers, ``(none)`` else): a blank first cell reads as a broken row."""
+    label = "Direct / none" if prop in ("source", "referrer") else "(none)"
+    rows = [{**row, "value": row["value"] or label} for row in body["results"]]
+    return {**body, "results": rows}
 
 
 async def dashboard_csvs(stats: StatsService, query: StatsQuery) -> dict[str, str]:
@@ -59,7 +71,7 @@ async def dashboard_csvs(stats: StatsService, query: StatsQuery) -> dict[str, st
         asked = replace(
             query, metrics=metrics, property=prop, limit=MAX_BREAKDOWN_LIMIT, compare=None
         )
-        body = await stats.breakdown(asked)
+        body = _shown(prop, await stats.breakdown(asked))
         files[name] = to_csv(*stats_table("breakdown", body, metrics))
     custom = replace(
         query,
@@ -71,7 +83,22 @@ async def dashboard_csvs(stats: StatsService, query: StatsQuery) -> dict[str, st
     )
     body = await stats.breakdown(custom)
     files["custom_events.csv"] = to_csv(*stats_table("breakdown", body, custom.metrics))
+    goals = replace(
+        query, metrics=GOAL_COLUMNS, property="goal", limit=MAX_BREAKDOWN_LIMIT, compare=None
+    )
+    body = await stats.breakdown(goals)
+    files["goals.csv"] = to_csv(*stats_table("breakdown", body, GOAL_COLUMNS))
     return files
+
+
+def zip_name(site_id: str, query: StatsQuery) -> str:
+    """``<site>-<first day>[_<last day>].zip``, days in the query's time zone: a download
+    says what it holds (``example.com-30d.zip`` did not say when)."""
+    zone = ZoneInfo(query.tz)
+    first = datetime.fromtimestamp(query.range.start / 1000, zone).date()
+    last = datetime.fromtimestamp((max(query.range.end, query.range.start + 1) - 1) / 1000, zone)
+    days = first.isoformat() if first == last.date() else f"{first}_{last.date()}"
+    return f"{site_id}-{days}.zip"
 
 
 def zipped(files: dict[str, str]) -> bytes:

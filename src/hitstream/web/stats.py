@@ -23,7 +23,7 @@ from hitstream.domain.stats import (
     build_query,
 )
 from hitstream.services.access import Caller, Gatekeeper
-from hitstream.services.exports import dashboard_csvs, zipped
+from hitstream.services.exports import dashboard_csvs, zip_name, zipped
 from hitstream.services.stats import StatsService
 from hitstream.web.auth import SITE_RESPONSES, CallerDep, GateDep
 from hitstream.web.deps import QualityDep, StatsDep
@@ -301,7 +301,8 @@ async def breakdown(
             "description": "A ZIP of visitors.csv (timeseries), pages.csv, entry_pages.csv, "
             "exit_pages.csv, sources.csv, channels.csv, referrers.csv, utm_*.csv, "
             "countries.csv, browsers.csv, operating_systems.csv, devices.csv, "
-            "hostnames.csv and custom_events.csv",
+            "hostnames.csv, custom_events.csv and goals.csv; named "
+            "<site>-<first day>_<last day>.zip",
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
         },
     },
@@ -330,7 +331,7 @@ async def export(
         tz=tz,
     )
     body = zipped(await dashboard_csvs(stats, query))
-    name = f"{site_id}-{period if period != 'custom' else f'{date_from}_{to}'}.zip"
+    name = zip_name(site_id, query)
     return Response(
         body,
         media_type="application/zip",
