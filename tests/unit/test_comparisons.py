@@ -28,6 +28,47 @@ def test_year_over_year_is_the_same_local_dates_a_year_earlier() -> None:
     assert query.compare == Range(at("Europe/Berlin", 2025, 3, 1), at("Europe/Berlin", 2025, 4, 1))
 
 
+def at_min(tz: str, year: int, month: int, day: int, hour: int, minute: int) -> int:
+    return int(datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(tz)).timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("period", "now", "want"),
+    [
+        # today until 14:30 (the end of the current half hour) against yesterday until 14:30
+        # (it was yesterday from 09:30 to midnight: as long, just before)
+        ("day", (2026, 3, 15, 14, 10), ((2026, 3, 14, 0, 0), (2026, 3, 14, 14, 30))),
+        ("7d", (2026, 3, 15, 14, 10), ((2026, 3, 2, 0, 0), (2026, 3, 8, 14, 30))),
+        ("30d", (2026, 3, 15, 14, 10), ((2026, 1, 15, 0, 0), (2026, 2, 13, 14, 30))),
+        ("month", (2026, 3, 15, 14, 10), ((2026, 2, 1, 0, 0), (2026, 2, 15, 14, 30))),
+        # the 31st against the end of a shorter month; January against December
+        ("month", (2026, 3, 31, 9, 0), ((2026, 2, 1, 0, 0), (2026, 2, 28, 9, 30))),
+        ("month", (2026, 1, 20, 9, 0), ((2025, 12, 1, 0, 0), (2025, 12, 20, 9, 30))),
+        # over a DST change (Berlin, 29 March 2026): the same wall-clock hours the day before
+        ("day", (2026, 3, 30, 8, 0), ((2026, 3, 29, 0, 0), (2026, 3, 29, 8, 30))),
+    ],
+)
+def test_a_period_so_far_compares_with_the_same_part_of_the_one_before(
+    period: str,
+    now: tuple[int, int, int, int, int],
+    want: tuple[tuple[int, int, int, int, int], tuple[int, int, int, int, int]],
+) -> None:
+    tz = "Europe/Berlin"
+    query = build_query(
+        site_id="s", now_ms=at_min(tz, *now), period=period, tz=tz, compare="previous_period"
+    )
+    assert query.compare == Range(at_min(tz, *want[0]), at_min(tz, *want[1]))
+    assert query.compare.end <= query.range.start
+
+
+def test_other_ranges_compare_with_as_long_just_before() -> None:
+    query = build_query(
+        site_id="s", now_ms=NOW, period="custom", date_from="2026-03-10", date_to="2026-03-12",
+        compare="previous_period",
+    )  # fmt: skip
+    assert query.compare == Range(at("UTC", 2026, 3, 7), at("UTC", 2026, 3, 10))
+
+
 def test_a_leap_day_compares_with_the_28th() -> None:
     current = Range(at("UTC", 2028, 2, 29), at("UTC", 2028, 3, 1))
     assert comparison("year_over_year", current) == Range(

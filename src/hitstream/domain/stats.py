@@ -36,6 +36,7 @@ composes these from the stores' plain answers (``hitstream.services.conversions`
 
 from __future__ import annotations
 
+from calendar import monthrange
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -315,10 +316,43 @@ def resolve_period(
     raise QueryError("period", f"must be one of {', '.join(PERIODS)}")
 
 
-def previous_period(current: Range) -> Range:
-    """The range of equal length that ends where ``current`` starts."""
+def previous_period(current: Range, period: str | None = None, tz: str = "UTC") -> Range:
+    """The range to compare ``current`` with. A period "so far" (``day``, ``7d``, ``30d``,
+    ``month``: ``resolve_period``) compares with the same part of the period before, in
+    ``tz``'s wall clock: today until 14:30 with yesterday until 14:30, this month until the
+    7th with last month until the 7th (its last day when shorter). As long and just before
+    ("today so far" was compared with the end of yesterday) only for other ranges
+    (``custom``: whole days; ``realtime``; a range given directly)."""
+    back = _ROLLING_DAYS.get(period or "")
+    if back is not None or period == "month":
+        zone = _zone(tz)
+
+        def shifted(ms: int) -> int:
+            moment = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(zone).replace(tzinfo=None)
+            if back is not None:
+                earlier = moment - timedelta(days=back)
+            else:  # a month earlier, on its last day when it has no such day
+                year, month = (
+                    (moment.year, moment.month - 1)
+                    if moment.month > 1
+                    else (
+                        moment.year - 1,
+                        12,
+                    )
+                )
+                earlier = moment.replace(
+                    year=year, month=month, day=min(moment.day, monthrange(year, month)[1])
+                )
+            return _ms(earlier.replace(tzinfo=zone))
+
+        start = shifted(current.start)
+        return Range(start, max(start, min(shifted(current.end), current.start)))
     length = current.end - current.start
     return Range(current.start - length, current.start)
+
+
+_ROLLING_DAYS: Final = {"day": 1, "7d": 7, "30d": 30}
+"""How many days back the period before a rolling period starts."""
 
 
 COMPARISONS: Final = ("previous_period", "year_over_year", "custom")
@@ -343,8 +377,10 @@ def comparison(
     tz: str = "UTC",
     compare_from: str | None = None,
     compare_to: str | None = None,
+    period: str | None = None,
 ) -> Range | None:
-    """The range to compare ``current`` with: ``previous_period`` (as long, just before),
+    """The range to compare ``current`` (of ``period``) with: ``previous_period``
+    (``previous_period``: the same part of the period before, or as long, just before),
     ``year_over_year`` (the same dates a year earlier), ``custom`` (whole days
     ``compare_from``..``compare_to`` inclusive, in ``tz``), or None."""
     if compare in (None, ""):
@@ -352,7 +388,7 @@ def comparison(
             raise QueryError("compare", "must be custom when compare_from/compare_to are given")
         return None
     if compare == "previous_period":
-        return previous_period(current)
+        return previous_period(current, period, tz)
     if compare == "year_over_year":
         return year_before(current, tz)
     if compare == "custom":
@@ -445,7 +481,7 @@ def build_query(
         raise QueryError("property", f"unknown property {property!r}")
     if limit is not None and not 1 <= limit <= MAX_BREAKDOWN_LIMIT:
         raise QueryError("limit", f"must be between 1 and {MAX_BREAKDOWN_LIMIT}")
-    compared = comparison(compare, current, tz, compare_from, compare_to)
+    compared = comparison(compare, current, tz, compare_from, compare_to, period)
     return StatsQuery(
         site_id=site_id,
         range=current,
