@@ -271,11 +271,10 @@ async def query_view(
         properties[f"prop:{prop}"] = PROP_METRICS
     filtered = key.query(now_ms).filters
     # under a goal filter the cards show its conversions too (the visitors are the converted)
-    metrics = (
-        (*METRICS, *GOAL_METRICS) if any(f.property == GOAL_PROPERTY for f in filtered) else METRICS
-    )
+    goal_filter = any(f.property == GOAL_PROPERTY for f in filtered)
+    cards = (*METRICS, *GOAL_METRICS) if goal_filter else METRICS
     asks: list[Ask] = [
-        ("aggregate", key.compared(now_ms, metrics=",".join(metrics))),
+        ("aggregate", key.compared(now_ms, metrics=",".join(cards))),
         ("timeseries", key.query(now_ms, metrics=SERIES_METRICS)),
         # the service's own query (below), of the view's filters
         ("realtime", StatsQuery(key.site_id, Range(0, 0), filters=filtered)),
