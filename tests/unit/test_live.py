@@ -22,10 +22,14 @@ from hitstream.domain.goals import Goal
 from hitstream.domain.stats import Filter, StatsQuery, parse_filters
 from hitstream.errors import AccessDenied, QueryError, StoreUnavailable
 from hitstream.fanout.memory import MemoryFanout
+from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
 from hitstream.services.live import LiveConfig, LiveHub, parse_view, update_interval
 from hitstream.services.live_client import Frame, LiveClient, sample
+from hitstream.services.processor import Processor
 from hitstream.services.quality import Quality, Rejections
+from hitstream.services.stats import StatsService
+from hitstream.stores.memory import MemoryStore
 from hitstream.tally.memory import MemoryTally
 from hitstream.web import dashboard, live
 from hitstream.web.deps import AppServices
@@ -547,7 +551,6 @@ def web_app(stats: FakeStats, store: FakeStore) -> Iterator[TestClient]:
     (``admin``), a read key of SITE (``read``) and one of the other site (``other``)."""
     from hitstream.services.access import Gatekeeper
     from hitstream.services.accounts import Accounts
-    from hitstream.stores.memory import MemoryStore
 
     registry = MemoryStore()
 
@@ -648,13 +651,14 @@ def test_dashboard_page_is_versioned_and_locked_down(web_app: TestClient) -> Non
 # -- the real chain: processor → memory store + fan-out → hub over the real stats service ----
 
 
-async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
-    from hitstream.log.memory import MemoryLog
-    from hitstream.services.stats import StatsService
-    from hitstream.stores.memory import MemoryStore
-    from tests.unit.test_processor import accepted, make, put
+async def real_chain(
+    store: MemoryStore,
+) -> tuple[MemoryLog, MemoryFanout, StatsService, Processor, LiveHub]:
+    """A memory log and fan-out, the processor, the real stats service and a hub over
+    ``store``."""
+    from tests.unit.test_processor import make
 
-    log, store, fanout, metrics = MemoryLog(), MemoryStore(), MemoryFanout(), Metrics()
+    log, fanout, metrics = MemoryLog(), MemoryFanout(), Metrics()
     stats = StatsService(store, metrics, cache=MemoryCache())
     processor = make(log, store, fanout, clock=now_ms)
     await processor.start()
@@ -667,6 +671,14 @@ async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
         registry=metrics.registry,
         query_ms=stats.now_ms,
     )
+    return log, fanout, stats, processor, hub
+
+
+async def test_updates_carry_exactly_the_stats_api_numbers() -> None:
+    from tests.unit.test_processor import accepted, put
+
+    store = MemoryStore()
+    log, fanout, stats, processor, hub = await real_chain(store)
     client = await hub.connect({"site_id": "a.io", "period": "day"})
     snapshot = await frame_of(client)
     assert snapshot["aggregate"]["results"]["pageviews"]["value"] == 0
@@ -706,25 +718,11 @@ async def test_a_goal_filter_lists_only_completions_and_adds_conversions() -> No
     """Under ``goal==P3`` the live list holds the events that complete the goal (it listed
     every event: the hub could not check goals), and the cards' aggregate carries the
     conversions, as the stats API answers them."""
-    from hitstream.log.memory import MemoryLog
-    from hitstream.services.stats import StatsService
-    from hitstream.stores.memory import MemoryStore
-    from tests.unit.test_processor import accepted, make, put
+    from tests.unit.test_processor import accepted, put
 
-    log, store, fanout, metrics = MemoryLog(), MemoryStore(), MemoryFanout(), Metrics()
+    store = MemoryStore()
     await store.add_goal("a.io", Goal("P3", page="/p3"))
-    stats = StatsService(store, metrics, cache=MemoryCache())
-    processor = make(log, store, fanout, clock=now_ms)
-    await processor.start()
-    hub = LiveHub(
-        stats,
-        store,
-        fanout,
-        quality=Quality(Rejections(MemoryTally()), store),
-        config=LiveConfig(min_update_interval_s=0.2),
-        registry=metrics.registry,
-        query_ms=stats.now_ms,
-    )
+    log, fanout, stats, processor, hub = await real_chain(store)
     client = await hub.connect({"site_id": "a.io", "period": "day", "filters": "goal==P3"})
     snapshot = await frame_of(client)
     assert snapshot["aggregate"]["results"]["conversions"]["value"] == 0
