@@ -67,7 +67,7 @@ function fakeBrowser(options) {
       calls.push({ via: 'fetch', endpoint, init });
       return Promise.resolve({ ok: true });
     },
-    URL, Blob, JSON, String, Math, RegExp, Object, Array, Promise,
+    URL, Blob, JSON, String, Math, RegExp, Object, Array, Promise, isFinite,
     Date: { now: () => clock.now },
   };
   window.window = window;
@@ -141,6 +141,75 @@ function clicks(b) {
   b.fire('document', 'auxclick', { type: 'auxclick', button: 2, target: tagged('buy', '', '') });
 }
 
+// Back from the page cache (bfcache): no load, no script run, a pageshow marked persisted.
+function cached(b) {
+  b.document.readyState = 'complete';
+  b.fire('window', 'load');
+  b.runTimers();
+  b.fire('window', 'pagehide');
+  b.fire('window', 'pageshow', { type: 'pageshow', persisted: true });
+  b.fire('window', 'pageshow', { type: 'pageshow', persisted: false }); // a plain load: none
+  b.clock.now += 3_000;
+  b.fire('window', 'pagehide');
+}
+
+// Calls a site could get wrong: nothing may throw, nothing junk may be sent.
+function badCalls(b) {
+  const circular = {};
+  circular.self = circular;
+  const results = [];
+  const tries = [
+    () => b.window.hitstream(),
+    () => b.window.hitstream(null),
+    () => b.window.hitstream(42),
+    () => b.window.hitstream({}),
+    () => b.window.hitstream(Object.create(null)),
+    () => b.window.hitstream(''),
+    () => b.window.hitstream('circular', { props: circular }),
+    () => b.window.hitstream('bigint', { props: { v: 10n, ok: 1 } }),
+    () => b.window.hitstream('text', { props: 'str' }),
+    () => b.window.hitstream('list', { props: ['a', 'b'] }),
+    () => b.window.hitstream('mixed', {
+      props: Object.assign(
+        { nested: { a: 1 }, list: [1], nan: NaN, long: 'y'.repeat(600), yes: false, n: 2.5 },
+        { ['k'.repeat(65)]: 'key too long' }
+      ),
+    }),
+    () => b.window.hitstream('many', {
+      props: Object.fromEntries(Array.from({ length: 40 }, (_, i) => ['p' + i, i])),
+    }),
+    () => b.window.hitstream('getter', { props: { get boom() { throw new Error('x'); } } }),
+  ];
+  let called = 0;
+  for (const attempt of tries) {
+    try { attempt(); results.push('ok'); } catch (e) { results.push(String(e)); }
+  }
+  b.window.hitstream(undefined, { callback: () => { called += 1; } });
+  b.window.hitstream('named', { props: 5, callback: () => { called += 1; } });
+  if (results.some((r) => r !== 'ok')) throw new Error('a call threw: ' + results.join(', '));
+  if (called !== 2) throw new Error('callbacks run: ' + called);
+}
+
+// A single-page app: a short route, then a long one rendered after the URL changed.
+function spaScroll(b) {
+  b.document.documentElement.scrollHeight = 800; // fits the 1000 px window: 100 %
+  b.document.readyState = 'complete';
+  b.fire('window', 'load');
+  b.runTimers();
+  b.window.history.pushState({}, '', '/article');
+  b.document.documentElement.scrollHeight = 16000; // the app renders the article now
+  b.fire('window', 'pagehide');
+}
+
+// A hash router landing on a page without a hash writes "#/": the same page, one view.
+function hashRoot(b) {
+  b.document.readyState = 'complete';
+  b.fire('window', 'load');
+  b.runTimers();
+  b.window.history.replaceState(null, '', '#/');
+  b.window.history.pushState(null, '', '#/one');
+}
+
 async function scenario(options, play) {
   const b = fakeBrowser(options);
   vm.runInContext(code, b.context);
@@ -195,6 +264,10 @@ function visit(b) {
     engagement: await scenario({}, engagement),
     background: await scenario({ hidden: true }, background),
     clicks: await scenario({}, clicks),
+    cached: await scenario({}, cached),
+    bad_calls: await scenario({}, badCalls),
+    spa_scroll: await scenario({}, spaScroll),
+    hash_root: await scenario({}, hashRoot),
   };
   process.stdout.write(JSON.stringify(results));
 })().catch((err) => { console.error(err); process.exit(1); });

@@ -19,7 +19,8 @@
  * data-respect-dnt (send nothing when Do Not Track is on).
  * Opt out in one browser: localStorage.hitstream_ignore = "true".
  *
- * Calls made before the script loads are queued by this snippet and sent once it runs:
+ * Calls made before the script loads are queued by this snippet and sent once it runs
+ * (the README gives it too):
  *   <script>window.hitstream = window.hitstream || function () {
  *     (window.hitstream.q = window.hitstream.q || []).push(arguments) }</script>
  */
@@ -99,6 +100,7 @@
   function engage() {
     if (!current) return;
     flush();
+    scrolled(); // what shows now counts: a route measured before it rendered read 100
     var event = build('engagement');
     event.url = current.url;
     event.title = current.title;
@@ -115,7 +117,7 @@
 
   function page() {
     var hash = loc.hash;
-    var key = loc.pathname + (/^#!?\//.test(hash) ? hash : '');
+    var key = loc.pathname + (/^#!?\/./.test(hash) ? hash : ''); // "#/" is the page itself
     if (key === lastPage) return;
     var first = lastPage === undefined;
     lastPage = key;
@@ -124,7 +126,6 @@
     current = event;
     shown = doc.hidden ? 0 : Date.now();
     depth = 0;
-    scrolled();
     flush();
     if (first) {
       pending = event;
@@ -158,10 +159,34 @@
     if (name) send(build('click', name, { url: link.href.slice(0, 500) }));
   }
 
+  // Props as the collector takes them (at most 30 keys of 64 characters, strings of 512,
+  // finite numbers, booleans): anything else is left out rather than the event refused.
+  function clean(props) {
+    var out = {};
+    var n = 0;
+    if (typeof props != 'object' || Array.isArray(props)) return;
+    for (var key in props) {
+      var value = props[key];
+      var kind = typeof value;
+      if (n < 30 && key.length <= 64 && (kind == 'string' || kind == 'boolean' || (kind == 'number' && isFinite(value)))) {
+        out[key] = kind == 'string' ? value.slice(0, 512) : value;
+        n++;
+      }
+    }
+    return n ? out : undefined;
+  }
+
+  // Never throws into the page: a name that is no text sends nothing; the callback runs.
   function track(name, options) {
-    options = options || {};
-    send(build('custom', String(name).slice(0, 120), options.props));
-    if (typeof options.callback === 'function') options.callback();
+    options = Object(options);
+    try {
+      if (typeof name == 'string' && name) {
+        send(build('custom', name.slice(0, 120), clean(options.props)));
+      }
+    } catch (e) {
+      // a getter that throws, a proxy: nothing sent
+    }
+    if (typeof options.callback == 'function') options.callback();
   }
 
   ['pushState', 'replaceState'].forEach(function (method) {
@@ -178,6 +203,12 @@
     setTimeout(flush, 0); // loadEventEnd is set once the load handlers have returned
   });
   win.addEventListener('pagehide', engage); // leaving: the pageview (maybe before load), then this
+  win.addEventListener('pageshow', function (ev) {
+    if (ev.persisted) { // back or forward from the page cache: a view like any other
+      lastPage = null;
+      page();
+    }
+  });
   win.addEventListener('scroll', scrolled, { passive: true });
   doc.addEventListener('visibilitychange', visibility);
   doc.addEventListener('click', click, true);
