@@ -107,10 +107,15 @@ async def test_users_keep_their_password_hash_unless_given_a_new_one(store: Stor
     assert caught.value.field == "email"
     assert await store.get_user("u@x.io") == (user, "$argon2id$one")
     promoted = User("u@x.io", "admin", (), 3)
+    await store.add_login(Login("c0", "u@x.io", "csrf", 10**15))
+    await store.add_login(Login("o0", "other@x.io", "csrf", 10**15))
     assert await store.update_user(promoted)
     assert await store.get_user("u@x.io") == (promoted, "$argon2id$one")
+    assert await store.login_by_hash("c0", 0) is not None  # no new password: logins stay
     assert await store.update_user(promoted, "$argon2id$two")
     assert await store.get_user("u@x.io") == (promoted, "$argon2id$two")
+    assert await store.login_by_hash("c0", 0) is None  # a new password ends every login
+    assert await store.login_by_hash("o0", 0) is not None  # of that user only
     assert await store.users() == [promoted]
     await store.add_login(Login("c1", "u@x.io", "csrf", 10**15))
     assert await store.remove_user("u@x.io")

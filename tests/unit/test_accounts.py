@@ -55,6 +55,28 @@ async def test_passwords_are_argon2id_and_logins_are_throttled() -> None:
     assert short.value.field == "password"
 
 
+async def test_a_right_password_does_not_clear_the_address_and_a_reset_ends_logins() -> None:
+    """Someone holding one account must not reset their address's waits by logging into it
+    between guesses at others' passwords; a new password ends the user's logins."""
+    store, clock = MemoryStore(), Clock()
+    accounts = Accounts(store, clock=clock)
+    await accounts.add_user("own@x.io", "viewer", [], PASSWORD)
+    await accounts.add_user("target@x.io", "admin", [], PASSWORD)
+    for victim in ("target@x.io", "a@x.io", "b@x.io"):  # three wrong guesses from one address
+        with pytest.raises(AccessDenied):
+            await accounts.login(victim, "guess number one", "6.6.6.6")
+    clock.now = 1.0
+    await accounts.login("own@x.io", PASSWORD, "6.6.6.6")  # their own account: in
+    with pytest.raises(AccessDenied):  # the fourth failure of the address ...
+        await accounts.login("c@x.io", "guess number two", "6.6.6.6")
+    with pytest.raises(RateLimited):  # ... makes it wait (its count was cleared: no wait)
+        await accounts.login("d@x.io", "guess number three", "6.6.6.6")
+    cookie, _ = await accounts.login("target@x.io", PASSWORD, "1.1.1.1")
+    assert await accounts.login_of(cookie) is not None
+    assert await accounts.set_password("target@x.io", "a brand new password")
+    assert await accounts.login_of(cookie) is None  # a reset locks out an old cookie
+
+
 async def test_a_user_may_only_be_given_registered_sites() -> None:
     """Access to a domain nobody registered would come with whoever registers it later."""
     store = MemoryStore()

@@ -104,6 +104,13 @@ async def test_first_run_login_session_csrf_and_logout(
         data={"email": "root@example.com", "password": PASSWORD, "csrf": csrf_field(wrong.text)},
     )
     assert ok.status_code == 303 and ok.headers["location"] == "/"  # no open redirect
+    # an admin cannot take their own admin role (as they cannot remove their own account)
+    csrf = {"X-CSRF-Token": (await client.get("/api/v1/session")).json()["csrf"]}
+    own = await client.patch(
+        "/api/v1/users/root@example.com", json={"role": "viewer"}, headers=csrf
+    )
+    assert (own.status_code, own.json()["error"]["field"]) == (400, "role")
+    assert (await client.get("/api/v1/session")).json()["role"] == "admin"
 
 
 async def test_the_sites_api_keys_links_users_and_forget(
@@ -167,6 +174,21 @@ async def test_the_sites_api_keys_links_users_and_forget(
     assert [u["email"] for u in listed_users] == ["v@x.io"]
     assert (await client.delete("/api/v1/users/v@x.io", headers=admin)).status_code == 200
     assert (await client.delete("/api/v1/users/v@x.io", headers=admin)).status_code == 404
+    # there is always an admin user: the last one is neither removed nor demoted
+    for email in ("a1@x.io", "a2@x.io"):
+        boss = {"email": email, "role": "admin", "sites": [], "password": PASSWORD}
+        assert (await client.post("/api/v1/users", json=boss, headers=admin)).status_code == 201
+    assert (await client.delete("/api/v1/users/a1@x.io", headers=admin)).status_code == 200
+    last = await client.delete("/api/v1/users/a2@x.io", headers=admin)
+    assert (last.status_code, last.json()["error"]["field"]) == (409, "email")
+    demoted = await client.patch("/api/v1/users/a2@x.io", json={"role": "viewer"}, headers=admin)
+    assert (demoted.status_code, demoted.json()["error"]["field"]) == (409, "role")
+    # a refused password changes nothing else of the request
+    both = {"role": "admin", "sites": ["a.io"], "password": "short"}
+    refused = await client.patch("/api/v1/users/a2@x.io", json=both, headers=admin)
+    assert (refused.status_code, refused.json()["error"]["field"]) == (400, "password")
+    [kept] = (await client.get("/api/v1/users", headers=admin)).json()["users"]
+    assert (kept["email"], kept["sites"]) == ("a2@x.io", [])
     # forget and remove
     forgot = await client.delete("/api/v1/sites/a.io/users/u1", headers=site_admin)
     assert forgot.json() == {"site_id": "a.io", "user_id": "u1", "events_deleted": 0}

@@ -143,7 +143,9 @@ class Accounts:
                 await self._verify(await self._dummy_hash(), password)
             self.throttle.failed(keys, self._clock())
             raise AccessDenied(401, "password", "wrong email or password")
-        self.throttle.succeeded(keys)
+        # clears the account's waits only: one right password of an account someone holds
+        # must not reset the address's (guessing others' passwords between own logins)
+        self.throttle.succeeded(keys[:1])
         return await self._new_login(address)
 
     async def _dummy_hash(self) -> str:

@@ -116,6 +116,8 @@ class MemoryRegistry(Registry):
         if held is None:
             return False
         self._users[user.email] = (user, password_hash or held[1])
+        if password_hash:
+            self._drop_logins(user.email)
         self._bump()
         return True
 
@@ -123,10 +125,13 @@ class MemoryRegistry(Registry):
         self._ensure()
         if self._users.pop(email, None) is None:
             return False
-        for token_hash in [k for k, v in self._logins.items() if v.email == email]:
-            del self._logins[token_hash]
+        self._drop_logins(email)
         self._bump()
         return True
+
+    def _drop_logins(self, email: str) -> None:
+        for token_hash in [k for k, v in self._logins.items() if v.email == email]:
+            del self._logins[token_hash]
 
     async def add_key(self, key: ApiKey) -> None:
         self._ensure()

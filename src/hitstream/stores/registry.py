@@ -67,7 +67,9 @@ class Registry(ABC):
         """``Conflict`` if the email is taken."""
 
     @abstractmethod
-    async def update_user(self, user: User, password_hash: str | None = None) -> bool: ...
+    async def update_user(self, user: User, password_hash: str | None = None) -> bool:
+        """Role and sites from ``user``; a new ``password_hash`` also ends every login of the
+        user (a password reset locks out whoever holds an old cookie)."""
 
     @abstractmethod
     async def remove_user(self, email: str) -> bool:

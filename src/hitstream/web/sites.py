@@ -17,8 +17,8 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from hitstream.domain.access import Action
-from hitstream.domain.errors import AccessDenied, NotFound, QueryError
-from hitstream.domain.sites import changed_site, check_role, check_site_id, new_site
+from hitstream.domain.errors import AccessDenied, Conflict, NotFound, QueryError
+from hitstream.domain.sites import changed_site, check_password, check_role, check_site_id, new_site
 from hitstream.services.access import Gatekeeper
 from hitstream.web.auth import SITE_RESPONSES, UNAUTHORIZED, AccountsDep, CallerDep, GateDep
 from hitstream.web.deps import StatsDep
@@ -277,8 +277,14 @@ async def update_user(
     if found is None:
         raise NotFound("email", "no such user")
     user = found[0]
+    if body.password is not None:  # checked first: a refused password changes nothing else
+        check_password(body.password)
     if body.role is not None:
         user = replace(user, role=check_role(body.role))
+        if found[0].role == "admin" and user.role != "admin":
+            if caller.principal.name == user.email:
+                raise QueryError("role", "you cannot take your own admin role")
+            await _not_the_last_admin(gate, user.email, "role", "keeps its role")
     if body.sites is not None:
         user = replace(user, sites=tuple(check_site_id(s, "sites") for s in body.sites))
         await accounts.check_sites(user.sites)
@@ -290,6 +296,13 @@ async def update_user(
     return out
 
 
+async def _not_the_last_admin(gate: Gatekeeper, email: str, field: str, what: str) -> None:
+    """``Conflict`` naming ``field`` when ``email`` is the only admin user: without one the
+    dashboard has nobody to manage it (and the first-run setup would open again)."""
+    if not any(u.role == "admin" and u.email != email for u in await gate.registry.users()):
+        raise Conflict(field, f"the last admin {what}: make another user admin first")
+
+
 @router.delete(
     "/users/{email}", summary="Remove a user", responses={**UNAUTHORIZED, 404: SITE_RESPONSES[404]}
 )
@@ -297,6 +310,9 @@ async def remove_user(email: UserPath, caller: CallerDep, gate: GateDep) -> dict
     gate.require(caller.principal, Action.MANAGE_USERS)
     if caller.principal.name == email.lower():
         raise QueryError("email", "you cannot remove your own account")
+    found = await gate.registry.get_user(email.lower())
+    if found is not None and found[0].role == "admin":
+        await _not_the_last_admin(gate, email.lower(), "email", "cannot be removed")
     if not await gate.registry.remove_user(email.lower()):
         raise NotFound("email", "no such user")
     return {"email": email.lower(), "removed": True}

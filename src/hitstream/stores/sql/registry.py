@@ -211,6 +211,12 @@ class SqlRegistry(Registry):
                         "h": password_hash,
                     },
                 ),
+                # a new password ends every login of the user (a reset locks out old cookies)
+                *(
+                    [("DELETE FROM logins WHERE email = $e", {"e": user.email})]
+                    if password_hash
+                    else []
+                ),
                 BUMP,
             ]
         )
