@@ -198,28 +198,22 @@ class SqlRegistry(Registry):
             raise Conflict("email", f"{user.email} has an account already")
 
     async def update_user(self, user: User, password_hash: str | None = None) -> bool:
-        results = await self._registry_tx(
-            [
-                (
-                    "UPDATE users SET role = $r, sites = $s, "
-                    "password_hash = coalesce($h, password_hash) WHERE email = $e "
-                    "RETURNING email",
-                    {
-                        "e": user.email,
-                        "r": user.role,
-                        "s": _json(list(user.sites)),
-                        "h": password_hash,
-                    },
-                ),
-                # a new password ends every login of the user (a reset locks out old cookies)
-                *(
-                    [("DELETE FROM logins WHERE email = $e", {"e": user.email})]
-                    if password_hash
-                    else []
-                ),
-                BUMP,
-            ]
-        )
+        statements: list[Statement] = [
+            (
+                "UPDATE users SET role = $r, sites = $s, "
+                "password_hash = coalesce($h, password_hash) WHERE email = $e "
+                "RETURNING email",
+                {
+                    "e": user.email,
+                    "r": user.role,
+                    "s": _json(list(user.sites)),
+                    "h": password_hash,
+                },
+            )
+        ]
+        if password_hash:  # a new password ends every login of the user (a reset locks out)
+            statements.append(("DELETE FROM logins WHERE email = $e", {"e": user.email}))
+        results = await self._registry_tx([*statements, BUMP])
         return bool(results[0])
 
     async def remove_user(self, email: str) -> bool:
