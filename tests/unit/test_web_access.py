@@ -176,7 +176,12 @@ async def test_the_sites_api_keys_links_users_and_forget(
     assert (await client.delete("/api/v1/users/v@x.io", headers=admin)).status_code == 404
     # there is always an admin user: the last one is neither removed nor demoted
     for email in ("a1@x.io", "a2@x.io"):
-        boss: dict[str, object] = {"email": email, "role": "admin", "sites": [], "password": PASSWORD}
+        boss: dict[str, object] = {
+            "email": email,
+            "role": "admin",
+            "sites": [],
+            "password": PASSWORD,
+        }
         assert (await client.post("/api/v1/users", json=boss, headers=admin)).status_code == 201
     assert (await client.delete("/api/v1/users/a1@x.io", headers=admin)).status_code == 200
     last = await client.delete("/api/v1/users/a2@x.io", headers=admin)
