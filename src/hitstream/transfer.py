@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import json
 import sys
 import tempfile
@@ -174,6 +175,11 @@ def export(
 
 
 def _records(path: Path, site: str) -> Iterator[Any]:
+    """The file's events, for ``site``. An event exported from another site gets ids of its
+    own there (``moved_ids``): the ids of events and visits are unique across a store, so
+    the copy of a site in the same store read as "already stored" and nothing came in."""
+    from dataclasses import replace
+
     from hitstream.domain.errors import QueryError
     from hitstream.domain.exports import event_from_record
 
@@ -185,7 +191,24 @@ def _records(path: Path, site: str) -> Iterator[Any]:
                 record = json.loads(line)
             except ValueError:
                 raise QueryError(f"line {number}", "is not JSON") from None
-            yield event_from_record(record, site, f"line {number}")
+            event = event_from_record(record, site, f"line {number}")
+            source = record.get("site_id")
+            if isinstance(source, str) and source and source != site:
+                event_id, session_id = moved_ids(site, event.event_id, event.session_id)
+                event = replace(event, event_id=event_id, session_id=session_id)
+            yield event
+
+
+def moved_ids(site: str, event_id: str, session_id: str) -> tuple[str, str]:
+    """An event's ids in another site: derived from the site and the old ids, so importing
+    the same file twice still skips what came in the first time. A visit id keeps its first
+    12 hex digits (its start: ``session_id_for``), so the store's index stays time-ordered."""
+    from hitstream.services.collector import client_event_id
+
+    if not session_id:
+        return client_event_id(site, event_id), ""
+    digest = hashlib.blake2b(f"{site}\x1f{session_id}".encode(), digest_size=6).hexdigest()
+    return client_event_id(site, event_id), f"{session_id[:12]}{digest}"
 
 
 def import_events(
@@ -242,7 +265,10 @@ def import_events(
         return new, seen, len(visits)
 
     new, seen, count = _run(data_dir, job)
-    typer.echo(f"imported {new} event(s) into {site} ({seen} already stored), {count} visit(s)")
+    typer.echo(
+        f"imported {new} event(s) into {site} ({seen} already stored); "
+        f"the file holds {count} visit(s)"
+    )
 
 
 def install(app: typer.Typer) -> None:

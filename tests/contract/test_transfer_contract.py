@@ -117,9 +117,9 @@ QUERIES: list[tuple[str, dict[str, str]]] = [
 ]  # fmt: skip
 
 
-async def _answers(url: str, folder: Path) -> list[dict[str, Any]]:
+async def _answers(url: str, folder: Path, site: str = SITE) -> list[dict[str, Any]]:
     settings = Settings(
-        data_dir=folder, store_url=url, log_url="memory://", cache_url="memory://", sites=SITE
+        data_dir=folder, store_url=url, log_url="memory://", cache_url="memory://", sites=site
     )
     runtime = build(settings)
     runtime.announce = lambda _line: None
@@ -127,9 +127,9 @@ async def _answers(url: str, folder: Path) -> list[dict[str, Any]]:
     try:
         stats = runtime.services.stats
         assert stats is not None
-        token, _ = await Accounts(stats.store).create_key(SITE, "read", "round trip")
+        token, _ = await Accounts(stats.store).create_key(site, "read", "round trip")
         transport = httpx.ASGITransport(app=create_app(runtime.services))
-        period = {"site_id": SITE, "period": "custom", "from": "2026-03-09", "to": "2026-03-14"}
+        period = {"site_id": site, "period": "custom", "from": "2026-03-09", "to": "2026-03-14"}
         answers = []
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             for kind, params in QUERIES:
@@ -173,6 +173,17 @@ def test_export_import_round_trip_gives_identical_stats(kind: str, tmp_path: Pat
     code, out, err = cli(fresh_url, fresh, "import", "--site", SITE, str(exported))
     assert code == 0 and f"imported 0 event(s) into {SITE} ({len(events)} already stored)" in out
     assert asyncio.run(_answers(fresh_url, fresh)) == want
+
+    # into another site of the same store: a copy beside it (its ids were "already stored")
+    copy = "copy.example"
+    assert cli(source_url, source, "sites", "add", copy)[0] == 0
+    for _ in range(2):  # twice: the second time, nothing new
+        code, out, err = cli(source_url, source, "import", "--site", copy, str(exported))
+        assert code == 0, err
+    assert f"imported 0 event(s) into {copy} ({len(events)} already stored)" in out
+    copied = asyncio.run(_answers(source_url, source, copy))
+    assert json.loads(json.dumps(copied).replace(copy, SITE)) == want
+    assert asyncio.run(_answers(source_url, source)) == want  # the original is untouched
 
 
 def test_csv_and_parquet_hold_the_same_events(kind: str, tmp_path: Path) -> None:
