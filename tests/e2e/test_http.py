@@ -397,3 +397,30 @@ def test_a_body_in_chunks_is_read_whole_and_a_cut_one_refused(
     assert too_big.status_code == 413, too_big.text
     assert too_big.json()["error"]["field"] == "body"
     assert wait_for(live_server, site, 3)["results"]["pageviews"]["value"] == 3
+
+
+def test_replay_works_while_serve_holds_the_store(live_server: ServerProcess) -> None:
+    """``hitstream replay`` beside a running ``serve`` goes through its control socket, as
+    ``sites`` and ``forget`` do (it waited for the embedded file's lock until stopped)."""
+    import os
+    import subprocess
+    import sys
+
+    site = f"r{uuid.uuid4().hex[:8]}.io"
+    for n in range(3):
+        assert post(live_server, {"site_id": site, "path": f"/p{n}"}).status_code == 202
+    assert wait_for(live_server, site, 3)["results"]["events"]["value"] == 3
+    env = {**os.environ, "HITSTREAM_DATA_DIR": str(live_server.data_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "hitstream.cli", "replay", "--from-offset", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    replayed = re.search(r"replayed (\d+) message\(s\); (\d+) event\(s\) were new", done.stdout)
+    assert replayed is not None, done.stdout
+    assert int(replayed.group(1)) >= 3 and replayed.group(2) == "0"  # every one stored already
+    assert wait_for(live_server, site, 3)["results"]["events"]["value"] == 3
