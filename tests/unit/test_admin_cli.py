@@ -135,3 +135,32 @@ def test_users_keys_and_forget(data: Path, tmp_path: Path) -> None:
     code, out = run(data, "forget", "--site", "a.io", "--user-id", "42")
     assert code == 0 and "0 event(s) deleted" in out
     assert run(data, "forget", "--site", "nope.io", "--user-id", "42")[0] == 1
+
+
+async def test_forgetting_a_user_leaves_nothing_of_them_in_duckdbs_write_ahead_log(
+    tmp_path: Path,
+) -> None:
+    """Deleted rows stayed in ``hitstream.duckdb.wal`` until DuckDB's next checkpoint (when
+    the log reaches 16 MB): the store checkpoints after a forget that deleted something."""
+    from hitstream.domain.events import ProcessedEvent
+    from hitstream.stores.base import WriteBatch
+
+    store = DuckDBStore(tmp_path / "hitstream.duckdb")
+    await store.start()
+    try:
+        secret = "user-8f3a1c-secret"
+        events = [
+            ProcessedEvent(
+                event_id=f"e{n}", site_id="a.io", type="pageview", name="", timestamp=1_790_000_000_000 + n,
+                received_at=1_790_000_000_000, visitor_id="v", session_id="s", path="/",
+                user_id=secret,
+            )
+            for n in range(3)
+        ]  # fmt: skip
+        await store.write(WriteBatch("t", {0: 3}, events, []))
+        wal = tmp_path / "hitstream.duckdb.wal"
+        assert wal.exists() and secret.encode() in wal.read_bytes()  # what the test is about
+        assert await store.forget_user("a.io", secret, 1_790_000_100_000) == 3
+        assert not wal.exists() or secret.encode() not in wal.read_bytes()
+    finally:
+        await store.close()

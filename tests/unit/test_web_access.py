@@ -63,6 +63,9 @@ async def test_first_run_login_session_csrf_and_logout(
     assert (await client.get("/")).headers["location"] == "/login?next=/"
     page = await client.get(f"/setup?token={token}")
     assert page.status_code == 200 and "Create the admin account" in page.text
+    # its URL holds the setup token: kept by no cache, named in no Referer
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "no-referrer"
     form = {"email": "Root@Example.com", "password": PASSWORD, "token": token}
     refused = await client.post("/setup", data={**form, "csrf": "forged"})
     assert refused.status_code == 403
@@ -174,6 +177,10 @@ async def test_the_sites_api_keys_links_users_and_forget(
     assert [u["email"] for u in listed_users] == ["v@x.io"]
     assert (await client.delete("/api/v1/users/v@x.io", headers=admin)).status_code == 200
     assert (await client.delete("/api/v1/users/v@x.io", headers=admin)).status_code == 404
+    # a path that is no site id: the pattern quoted as it is (it read "[a-za-z0-9...")
+    star = await client.post("/api/v1/sites/*/keys", json={"scope": "read"}, headers=admin)
+    assert (star.status_code, star.json()["error"]["field"]) == (400, "path.site_id")
+    assert "A-Za-z0-9" in star.json()["error"]["reason"]
     # there is always an admin user: the last one is neither removed nor demoted
     for email in ("a1@x.io", "a2@x.io"):
         boss: dict[str, object] = {

@@ -630,6 +630,8 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
                     found = conn.execute(sql, named).fetchall()
                     if sql.startswith("DELETE FROM events"):
                         gone = int(found[0][0])
+            if gone:  # the deleted rows leave DuckDB's write-ahead log now, not at its next
+                conn.execute("CHECKPOINT")  # checkpoint (the file holds them no longer)
             return gone
 
         return await self._changing("forget user", job)

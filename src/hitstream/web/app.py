@@ -90,6 +90,12 @@ def _union_kinds(errors: Sequence[Any], where: tuple[Any, ...]) -> list[str]:
     return [_KINDS[tag] for tag in dict.fromkeys(tags)] if len(tags) > 1 else []
 
 
+def _lower_first(message: str) -> str:
+    """pydantic's message as a reason ("String should ..." -> "string should ..."): only its
+    first letter, so a pattern or a value quoted in it stays as it is."""
+    return message[:1].lower() + message[1:]
+
+
 def _error(status: int, field: str, reason: str) -> JSONResponse:
     return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status)
 
@@ -288,7 +294,7 @@ def create_app(
                 why = why or "not valid JSON"
                 metrics.requests_rejected.labels("400", "body").inc()
                 return _error(400, "body", f"is not valid JSON: {why} at character {at}")
-        reason = str(first.get("msg", "is invalid")).lower()
+        reason = _lower_first(str(first.get("msg", "is invalid")))
         kinds = _union_kinds(exc.errors(), where)
         if kinds:  # a value of none of a union's types: pydantic names each member's failure
             where, reason = where[:-1], "must be " + " or ".join(kinds)

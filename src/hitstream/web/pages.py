@@ -55,7 +55,14 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         '<div class="brand page-brand"><span class="logo" aria-hidden="true"></span>hitstream</div>'
         f"{body}</main></body></html>"
     )
-    return HTMLResponse(text, status_code=status, headers=dict(dashboard.PAGE_HEADERS))
+    # these pages hold one-time tokens (a setup or login link's, a form's CSRF token): never
+    # kept by a cache, never named in a Referer
+    headers = {
+        **dashboard.PAGE_HEADERS,
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+    }
+    return HTMLResponse(text, status_code=status, headers=headers)
 
 
 def _error_block(message: str) -> str:
