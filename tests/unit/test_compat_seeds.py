@@ -498,6 +498,11 @@ def test_seed001_events_and_daily_stats(seeds: Seeds) -> None:
         "/stats", params={"site_id": S001, "date": "15/11/2025"}, headers=seeds.admin
     )
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "date"
+    for day in ("9999-12-31", "0001-01-01"):  # no day after it, no year before it: a 500
+        edge = seeds.client.get(
+            "/stats", params={"site_id": S001, "date": day}, headers=seeds.admin
+        )
+        assert (edge.status_code, edge.json()["error"]["field"]) == (400, "date"), day
     unknown = seeds.post("/events", {**sent[0], "site_id": "nope.example"})
     assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "site_id"
 

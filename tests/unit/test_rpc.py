@@ -541,6 +541,27 @@ async def test_a_store_that_is_down_is_unavailable(rig: Rig) -> None:
     assert again.visitors == len({s.visitor for s in rig.sent})
 
 
+async def test_a_bug_is_internal_counted_and_names_no_exception(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a call raises that no rule names (a bug) ends it as INTERNAL "internal error",
+    counted; it ended as UNKNOWN with the Python exception's class and text, uncounted."""
+
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(rig.runtime.services.stats, "aggregate", broken)
+    registry = rig.runtime.metrics.registry
+    labels = {"method": "Aggregate", "code": "INTERNAL"}
+    before = registry.get_sample_value("hitstream_grpc_calls_total", labels) or 0
+    code, details, trailing = await code_of(
+        rig.stub.Aggregate(pb.AggregateRequest(site_id=SITE, **rig.days), metadata=rig.auth())
+    )
+    assert (code, details) == (grpc.StatusCode.INTERNAL, "service: internal error")
+    assert trailing["error-field"] == "service" and "Overflow" not in str(trailing)
+    assert registry.get_sample_value("hitstream_grpc_calls_total", labels) == before + 1
+
+
 class Steps:
     """A lifecycle that records its starts and stops."""
 

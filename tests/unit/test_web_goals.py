@@ -380,3 +380,37 @@ async def test_goal_rows_break_ties_by_the_second_metric_and_keep_goal_filters(
     assert await rows(limit="1") == [("Blog", 3, 4)]
     assert await rows(filters="goal==Any") == [("AlsoAny", 3, 3), ("Any", 3, 3)]
     assert await rows(filters="goal!=Any") == [("Blog", 3, 4)]
+
+
+async def test_dates_at_the_calendars_ends_and_a_bug_answer_named_json(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A day with no day after it (9999-12-31) or no year before it was a 500 in plain text;
+    now a 400 naming the parameter. And whatever a bug raises is answered as JSON with the
+    security headers (the server's own error page had none)."""
+    _, reader = await keys(runtime)
+    cases = [
+        ({"period": "custom", "from": "9999-12-31", "to": "9999-12-31"}, "from"),
+        ({"period": "custom", "from": "2026-01-01", "to": "9999-12-31"}, "to"),
+        ({"period": "custom", "from": "0001-01-01", "to": "0001-01-05"}, "from"),
+        ({"period": "day", "compare": "custom", "compare_from": "9999-12-31",
+          "compare_to": "9999-12-31"}, "compare_from"),
+    ]  # fmt: skip
+    for params, field in cases:
+        got = await client.get(
+            "/api/v1/stats/aggregate", params={"site_id": SITE, **params}, headers=reader
+        )
+        assert (got.status_code, got.json()["error"]["field"]) == (400, field), params
+    app = create_app(runtime.services)
+
+    @app.get("/api/v1/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hitstream.test") as c:
+        answer = await c.get("/api/v1/boom")
+    assert answer.status_code == 500
+    assert answer.json() == {"error": {"field": "server", "reason": "internal error"}}
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"

@@ -258,13 +258,23 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+FIRST_DAY: Final = date(1970, 1, 1)
+LAST_DAY: Final = date(9998, 12, 31)
+"""The days a range may name: events are timed in ms since 1970, and a year before and a day
+after every day in between are dates too (``year_before``, the end of a range; 9999-12-31
+had no day after it: an error at the top of the calendar was a 500)."""
+
+
 def _parse_day(raw: str | None, field_name: str) -> date:
     if not raw:
         raise QueryError(field_name, "is required when period=custom")
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError as exc:
         raise QueryError(field_name, "must be a date like 2026-01-31") from exc
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise QueryError(field_name, f"must be between {FIRST_DAY} and {LAST_DAY}")
+    return day
 
 
 PERIOD_GRAIN_MS: Final = 1_800_000

@@ -52,11 +52,21 @@ class StatsServicer(stats_pb2_grpc.StatsServicer):
     async def _call(
         self, method: str, context: Context, answer: Callable[[], Awaitable[_Reply]]
     ) -> _Reply:
-        """Run one call; a hitstream error ends it with its status (and is counted)."""
+        """Run one call; an error ends it with its status (and is counted): a hitstream
+        error's own, anything else (a bug) ``INTERNAL`` with "internal error" (it ended as
+        ``UNKNOWN`` naming the Python exception, and was not counted)."""
         try:
             reply = await answer()
-        except HitstreamError as exc:
-            code, status, field, reason = status_of(exc)
+        except Exception as exc:
+            if isinstance(exc, HitstreamError):
+                code, status, field, reason = status_of(exc)
+            else:
+                code, status, field, reason = (
+                    grpc.StatusCode.INTERNAL,
+                    500,
+                    "service",
+                    "internal error",
+                )
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("%s failed", method)
             else:

@@ -304,6 +304,15 @@ def create_app(
         metrics.requests_rejected.labels("400", loc[0] if loc else "request").inc()
         return _error(400, field, reason)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """A bug's answer: JSON like every other error, with the security headers (this
+        handler runs outside the middleware that adds them; it was plain text without them).
+        The traceback is logged by the server as before; nothing of it goes to the client."""
+        metrics.requests_rejected.labels("500", "server").inc()
+        body = {"error": {"field": "server", "reason": "internal error"}}
+        return JSONResponse(body, status_code=500, headers=dict(DEFAULTS))
+
     @app.exception_handler(QueryError)
     async def bad_query(request: Request, exc: QueryError) -> JSONResponse:
         """The one place a query the rules refuse becomes a 400, whoever found the problem
