@@ -674,6 +674,8 @@ def test_seed003_events_stats_and_health(seeds: Seeds) -> None:
         ("/events", json.dumps({"site_id": 7, "path": "/"}), 422, "site_id"),
         ("/ingest", json.dumps({"event_id": "a b", "page_url": "/"}), 422, "event_id"),
         ("/ingest", json.dumps({"page_url": "ftp://x"}), 422, "page_url"),
+        ("/ingest", json.dumps({}), 422, "page_url"),  # was a click on no page
+        ("/ingest", json.dumps({"user_id": "u", "event_type": "click"}), 422, "page_url"),
         ("/api/analytics", json.dumps({"page": "/", "screen_width": -1}), 422, "screen_width"),
         ("/api/analytics", json.dumps({"page": "/", "extra": {"a": 1}}), 422, "extra"),
     ],

@@ -293,6 +293,36 @@ async def test_umami_bad_bodies_are_named_and_counted(
     assert logged(runtime) == []
 
 
+async def test_refusals_count_under_the_registered_site_they_name(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A tracker's request refused whole is counted under the site it named when that is a
+    registered one (the site's own quality answer lists it: they all went to the no-site
+    count); under none when no registered site can be read (decision 0051)."""
+    assert runtime.services.collector is not None
+    plausible = [
+        b'{"n": "x", "u": "https://shop.example/", "d": "shop.example", "$": {"amount": "abc"}}',
+        b'{"n": "engagement", "u": "https://www.shop.example/"}',  # no d: the URL's host
+        b'{"n": "x", "u": "https://nope.example/", "d": "nope.example", "p": "[1]"}',
+        b"not json",
+    ]
+    for body in plausible:
+        answer = await client.post(
+            "/api/event", content=body, headers={"content-type": "text/plain"}
+        )
+        assert answer.status_code in (400, 422), answer.text
+    for umami in (umami_body(screen="wide"), umami_body(website="9d4b7a60-0000-4000-8000-0000")):
+        assert (await client.post("/api/send", json=umami)).status_code == 422
+    assert dict(runtime.services.collector.rejections) == {
+        (SHOP, "request 422: plausible: $"): 1,
+        (SHOP, "request 422: plausible: sd"): 1,
+        ("", "request 422: plausible: p"): 1,
+        ("", "request 400: plausible: body"): 1,
+        (SHOP, "request 422: umami: screen"): 1,
+        ("", "request 422: umami: website"): 1,
+    }
+
+
 async def test_umami_collector_refusals_are_named_as_sent(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:

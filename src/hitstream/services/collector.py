@@ -240,10 +240,11 @@ class Collector:
             self.metrics.events_rejected.labels(label or "event", _QUOTED.sub("…", reason)).inc()
             self._reject(site_id, f"{label or 'event'}: {reason}")
 
-    def reject_request(self, result: CollectResult) -> CollectResult:
+    def reject_request(self, result: CollectResult, site_id: str = "") -> CollectResult:
+        """Count a request refused whole (under ``site_id`` when it named a registered one)."""
         reason = result.label or (result.error["field"] if result.error else "unknown")
         self.metrics.requests_rejected.labels(str(result.status), reason).inc()
-        self._reject("", f"request {result.status}: {reason}")
+        self._reject(site_id, f"request {result.status}: {reason}")
         return result
 
     async def collect(

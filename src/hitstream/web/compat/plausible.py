@@ -38,6 +38,7 @@ from hitstream.web.compat.trackers import (
     deliver,
     read_object,
     refuse,
+    registered,
 )
 from hitstream.web.openapi import ERROR_REF, RETRY_AFTER
 
@@ -93,6 +94,19 @@ def _domains(data: dict[str, Any], url: str) -> tuple[str, list[str]]:
     if len(domains) > MAX_DOMAINS:
         raise Refused(422, key, f"may name at most {MAX_DOMAINS} sites", "d")
     return key, domains
+
+
+def _named_sites(data: dict[str, Any]) -> list[str]:
+    """The sites a body names (``d``/``domain``, else its URL's host), read leniently: what a
+    refusal is counted under when one of them is registered."""
+    value = data.get("d", data.get("domain"))
+    if not isinstance(value, str):
+        url = data.get("u", data.get("url"))
+        try:
+            value = urlsplit(url).hostname or "" if isinstance(url, str) else ""
+        except ValueError:
+            value = ""
+    return [part.strip().lower().removeprefix("www.") for part in value.split(",")][:MAX_DOMAINS]
 
 
 def _prop_text(value: object) -> str | None:
@@ -299,10 +313,13 @@ REQUEST_SCHEMA: Final[dict[str, Any]] = {
 )
 async def plausible_event(request: Request) -> Response:
     collector = collector_of(request)
+    data: dict[str, Any] | None = None
     try:
-        events, names = translate(await read_object(request, collector))
+        data = await read_object(request, collector)
+        events, names = translate(data)
     except Refused as problem:
-        result = refuse(collector, "plausible", problem)
+        site = await registered(collector, _named_sites(data)) if data is not None else ""
+        result = refuse(collector, "plausible", problem, site)
     else:
         result = await deliver(request, collector, events, names)
     headers = {"Retry-After": str(result.retry_after)} if result.retry_after else None

@@ -212,6 +212,8 @@ _S002: Final = frozenset({"site_id", "event_id", "user_id", "event_type", "page_
 def from_ingest(body: Mapping[str, Any], site: object, writer: bool) -> Translated:
     """Seed 002: ``{"event_id", "user_id", "event_type": "click", "page_url", "time_stamp"}``
     (``event_id`` is the idempotency key: sent twice, stored once)."""
+    if body.get("page_url") is None:  # "{}" was stored as a click on no page
+        raise QueryError("page_url", "is required: the page of the click (a URL or a path)")
     out = Translated()
     out.put("site_id", site, "site_id")
     out.put("event_id", body.get("event_id"), "event_id")
@@ -297,9 +299,9 @@ async def _collect(
     given = body.get("site_id")
     try:  # a site the body names (seed 001's) is checked by the collector like any other
         site = given if given is not None else configured_site(request, family)
+        out = translate(body, site, isinstance(site, str) and _writer(principal, site))
     except QueryError as exc:
         return _refuse(collector, 422, exc.field, exc.reason)
-    out = translate(body, site, isinstance(site, str) and _writer(principal, site))
     canonical = _ENCODER.encode(out.finish())
     result = await submit(request, collector, canonical, "application/json", principal)
     if isinstance(result, Response):

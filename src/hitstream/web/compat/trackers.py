@@ -49,14 +49,25 @@ def collector_of(request: Request) -> Collector:
     return collector
 
 
-def refuse(collector: Collector, tracker: str, problem: Refused) -> CollectResult:
-    """The answer to a request refused whole, counted as ``{tracker}: {label}``."""
+def refuse(
+    collector: Collector, tracker: str, problem: Refused, site_id: str = ""
+) -> CollectResult:
+    """The answer to a request refused whole, counted as ``{tracker}: {label}`` under the
+    registered site it named (``site_id``; ``""`` when none could be read: decision 0051),
+    so the site's own quality answer shows it."""
     result = CollectResult(
         problem.status,
         error={"field": problem.field, "reason": problem.reason},
         label=f"{tracker}: {problem.label}",
     )
-    return collector.reject_request(result)
+    return collector.reject_request(result, site_id)
+
+
+async def registered(collector: Collector, candidates: Sequence[str]) -> str:
+    """The first of ``candidates`` that is a registered site, else ``""`` (a refusal is
+    counted under a site only when it is one: site ids in bad requests are input)."""
+    known = await collector.sites.sites() if collector.sites is not None else {}
+    return next((c for c in candidates if c in known), "")
 
 
 async def read_object(request: Request, collector: Collector) -> dict[str, Any]:

@@ -386,18 +386,19 @@ ANSWER: Final[dict[str, Any]] = {
 )
 async def umami_send(request: Request) -> Response:
     collector = collector_of(request)
+    site: Site | None = None
     try:
         body = await read_object(request, collector)
         site = await _site(request, body)
         event = translate(body, site)
     except Refused as problem:
-        result = refuse(collector, "umami", problem)
+        result = refuse(collector, "umami", problem, site.site_id if site is not None else "")
     else:
         result = await deliver(request, collector, [event], NAMES)
         if _host_from_hostname(body):
             _name_host_refusals(result)
     answer = result.body()
-    if result.status == 202:  # the token sent back is not needed: the answer's replaces it
+    if result.status == 202 and site is not None:  # the answer's token replaces the sent one
         answer["cache"] = cache_token((await _token_keys(request))[0], site.site_id)
     headers = {"Retry-After": str(result.retry_after)} if result.retry_after else None
     return JSONResponse(answer, status_code=result.status, headers=headers)
