@@ -311,8 +311,11 @@ async def test_refusals_count_under_the_registered_site_they_name(
             "/api/event", content=body, headers={"content-type": "text/plain"}
         )
         assert answer.status_code in (400, 422), answer.text
-    for umami in (umami_body(screen="wide"), umami_body(website="9d4b7a60-0000-4000-8000-0000")):
-        assert (await client.post("/api/send", json=umami)).status_code == 422
+    for sent_body in (
+        umami_body(screen="wide"),
+        umami_body(website="9d4b7a60-0000-4000-8000-0000"),
+    ):
+        assert (await client.post("/api/send", json=sent_body)).status_code == 422
     assert dict(runtime.services.collector.rejections) == {
         (SHOP, "request 422: plausible: $"): 1,
         (SHOP, "request 422: plausible: sd"): 1,
