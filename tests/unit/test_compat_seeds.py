@@ -397,9 +397,11 @@ def test_seed004_actions_give_the_json_metrics(seeds: Seeds) -> None:
     durations = [b["duration"] for b in sent if "duration" in b]
     elements = Counter(b["element"] for b in sent)
 
+    today = datetime.now(UTC).date().isoformat()
     asks: list[tuple[dict[str, str], dict[str, str]]] = [
         ({"format": "json"}, {}),
         ({}, {"accept": "application/json"}),
+        ({"format": "json", "period": "custom", "from": today, "to": today}, {}),  # days read
     ]
     for params, accept in asks:
         headers = {**accept, **seeds.key(S004, "read")}
