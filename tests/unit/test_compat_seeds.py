@@ -573,6 +573,10 @@ def test_seed002_ingest_and_per_user_page_counts(seeds: Seeds) -> None:
     assert neither.status_code == 400 and neither.json()["error"]["field"] == "user_id"
     broken = seeds.client.request("GET", "/analytics/events", content=b"{nope", headers=seeds.admin)
     assert broken.status_code == 400 and broken.json()["error"]["field"] == "body"
+    nul = seeds.client.request(
+        "GET", "/analytics/events", json={"user_id": "u\u0000"}, headers=seeds.admin
+    )  # it named "filters", which the client never sent
+    assert (nul.status_code, nul.json()["error"]["field"]) == (400, "user_id")
 
 
 # -- seed 003: POST /api/analytics, GET /api/stats, GET /api/health ----------------------------

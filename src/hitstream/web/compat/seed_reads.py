@@ -296,6 +296,8 @@ async def _json_params(request: Request) -> dict[str, Any]:
             raise QueryError(name, "must be a string of at most 2048 characters")
         if value is not None and ("|" in value or ";" in value):
             raise QueryError(name, "may not hold '|' or ';'")
+        if value is not None and "\x00" in value:  # it was refused naming "filters"
+            raise QueryError(name, "may not hold a NUL character")
     return params
 
 
