@@ -171,7 +171,8 @@ function badCalls(b) {
     () => b.window.hitstream('list', { props: ['a', 'b'] }),
     () => b.window.hitstream('mixed', {
       props: Object.assign(
-        { nested: { a: 1 }, list: [1], nan: NaN, long: 'y'.repeat(600), yes: false, n: 2.5 },
+        { nested: { a: 1 }, list: [1], nan: NaN, long: 'y'.repeat(600), yes: false, n: 2.5,
+          '': 'empty key', 'line\nbreak': 1, huge: 1e300, nul: 'a\u0000b' },
         { ['k'.repeat(65)]: 'key too long' }
       ),
     }),

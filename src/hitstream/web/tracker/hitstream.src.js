@@ -159,8 +159,9 @@
     if (name) send(build('click', name, { url: link.href.slice(0, 500) }));
   }
 
-  // Props as the collector takes them (at most 30 keys of 64 characters, strings of 512,
-  // finite numbers, booleans): anything else is left out rather than the event refused.
+  // Props as the collector takes them (at most 30 keys of 1 to 64 characters without control
+  // characters; strings of 512 without NUL, numbers within 2^53, booleans): anything else is
+  // left out rather than the whole event refused.
   function clean(props) {
     var out = {};
     var n = 0;
@@ -168,7 +169,11 @@
     for (var key in props) {
       var value = props[key];
       var kind = typeof value;
-      if (n < 30 && key.length <= 64 && (kind == 'string' || kind == 'boolean' || (kind == 'number' && isFinite(value)))) {
+      if (
+        n < 30 && key && key.length <= 64 && !/[\x00-\x1f\x7f]/.test(key) &&
+        ((kind == 'string' && !/\0/.test(value)) || kind == 'boolean' ||
+          (kind == 'number' && Math.abs(value) <= 9007199254740991))
+      ) {
         out[key] = kind == 'string' ? value.slice(0, 512) : value;
         n++;
       }
