@@ -34,3 +34,16 @@ def test_a_success_clears_the_record() -> None:
     t.failed(["acct:a"], 0)
     t.succeeded(["acct:a"])
     assert t.wait(["acct:a"], 0) == 0
+
+
+def test_an_idle_record_is_forgotten_only_when_asked_and_only_after_the_quiet_while() -> None:
+    t = Throttle(free=1, first_s=1.0)
+    for at in (0.0, 1.0, 3.0):
+        t.failed(["ip:1"], at)
+    t.expire("ip:1", 900.0, 900.0)  # 897 s since the last failure: kept
+    assert t.wait(["ip:1"], 900.0) == 0.0  # its 4 s wait is over, but it still counts ...
+    t.failed(["ip:1"], 900.0)
+    assert t.wait(["ip:1"], 900.0) == 8.0  # ... as the next failure's doubling shows
+    t.expire("ip:1", 1801.0, 900.0)  # 901 s of quiet: forgotten
+    t.failed(["ip:1"], 1801.0)
+    assert t.wait(["ip:1"], 1801.0) == 1.0  # the first wait again

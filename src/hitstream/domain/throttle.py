@@ -2,7 +2,8 @@
 
 Once ``free`` attempts have failed, the next attempt waits ``first_s`` (1 s), and every
 further failure doubles the wait (2 s, 4 s ... at most ``cap_s``). A success clears the
-account's and the address's record. Guessing a password online then takes years, while a
+records it is given (``services.accounts``: the account's; an address's are forgotten after a
+quiet while instead, ``expire``). Guessing a password online then takes years, while a
 user who mistypes twice is not slowed at all. Records are bounded (least recent forgotten).
 Time is passed in (seconds, monotonic); the domain has no clock.
 """
@@ -59,3 +60,10 @@ class Throttle:
     def succeeded(self, keys: list[str]) -> None:
         for key in keys:
             self._records.pop(key, None)
+
+    def expire(self, key: str, now: float, idle_s: float) -> None:
+        """Forget ``key``'s failures when the last came more than ``idle_s`` ago (what a key
+        that no success clears uses: an address shared by many people)."""
+        record = self._records.get(key)
+        if record is not None and now - record.last > idle_s:
+            del self._records[key]

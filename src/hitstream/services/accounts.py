@@ -34,6 +34,10 @@ _UNUSABLE: Final = "!"
 """A password hash no password matches (the demo's viewer logs in by link only)."""
 
 
+ADDRESS_MEMORY_S: Final = 900.0
+"""How long an address's failed logins count against it after the last one."""
+
+
 def _wall_ms() -> int:
     return int(time.time() * 1000)
 
@@ -128,6 +132,9 @@ class Accounts:
         ``RateLimited`` while the account or the address must wait."""
         address = email.strip().lower()
         keys = [f"account:{address}", f"address:{client}"]
+        # an address (an office behind one NAT) is cleared by no one's success: its failures
+        # are forgotten after a quiet quarter of an hour
+        self.throttle.expire(keys[1], self._clock(), ADDRESS_MEMORY_S)
         wait = self.throttle.wait(keys, self._clock())
         if wait > 0:
             seconds = retry_after(wait)
