@@ -142,6 +142,8 @@ def test_a_viewer_sees_only_their_site_and_logs_out(
     # the other site is refused on the live channel as in the API
     page.goto(f"{fresh.url}/?site=theirs.e2e.test")
     expect(page.locator("#conn-label")).to_have_text("not allowed", timeout=10_000)
+    # the site picker names it as not the viewer's (it read like one of theirs)
+    expect(page.locator("#site option:checked")).to_have_text("theirs.e2e.test (not yours)")
     page.click("#logout")
     expect(page).to_have_url(re.compile(r"/login$"))
     page.goto(f"{fresh.url}/")

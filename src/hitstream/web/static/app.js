@@ -1128,11 +1128,14 @@
   }
 
   function fillSites(sites) {
-    if (view.site && sites.indexOf(view.site) < 0) sites.unshift(view.site);
+    // the URL's site stays picked even when it is not one the credential reads (the notice
+    // says why), named so: it read like any other site of the list
+    var foreign = view.site && sites.indexOf(view.site) < 0 ? view.site : '';
+    if (foreign) sites.unshift(foreign);
     var select = $('site');
     clear(select);
     sites.forEach(function (s) {
-      var option = el('option', null, s);
+      var option = el('option', null, s === foreign && !shareSite ? s + ' (not yours)' : s);
       option.value = s;
       select.appendChild(option);
     });
