@@ -86,7 +86,7 @@ def sites_add(
     """Register a site, and print the snippet to paste into its pages."""
     import time
 
-    from hitstream.domain.sites import new_site
+    from hitstream.domain.sites import check_unlike, new_site
 
     data: dict[str, object] = {"site_id": domain, "public": public}
     if timezone is not None:
@@ -100,6 +100,7 @@ def sites_add(
 
     async def job(store: Any) -> Any:
         site = new_site(data, int(time.time() * 1000))
+        check_unlike(site.site_id, [s.site_id for s in await store.registered_sites()])
         await store.add_site(site)
         return site
 
@@ -310,6 +311,9 @@ def forget(
     rollups and cached stats: stats are then as if those events never arrived."""
 
     async def job(store: Any) -> int:
+        from hitstream.domain.sites import check_forgotten_user
+
+        check_forgotten_user(user_id, "user-id")  # before anything: "" is every anonymous event
         if await store.get_site(site) is None:
             from hitstream.domain.errors import NotFound
 

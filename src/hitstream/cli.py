@@ -415,7 +415,7 @@ def _lent_store(settings: Settings) -> Settings:
 @app.command()
 def replay(
     from_offset: Annotated[
-        int | None, typer.Option(help="Start every partition at this offset")
+        int | None, typer.Option(min=0, help="Start every partition at this offset")
     ] = None,
     since: Annotated[
         str | None, typer.Option(help="Start at messages appended since this ISO 8601 time")

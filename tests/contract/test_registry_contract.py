@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from hitstream.domain.errors import QueryError
 from hitstream.domain.events import ProcessedEvent
 from hitstream.domain.sessions import Sessionizer
 from hitstream.domain.sites import ApiKey, Login, LoginToken, SharedLink, Site, User
@@ -299,6 +300,13 @@ async def test_forgetting_a_user_leaves_stats_as_if_their_events_never_arrived(
         assert await full.count_events("f.io") == await expected.count_events("f.io")
         assert await full.forget_user("f.io", "alice", T + DAY) == 0
         assert await full.forgotten() == {("f.io", user_hash("f.io", "alice")): T + DAY}
+        # "" is what every event without a user_id holds: forgetting it deleted them all
+        anonymous = await full.count_events("f.io")
+        for blank in ("", "  "):
+            with pytest.raises(QueryError) as refused:
+                await full.forget_user("f.io", blank, T + DAY)
+            assert refused.value.field == "user_id"
+        assert await full.count_events("f.io") == anonymous > 0
     finally:
         await full.close()
         await expected.close()

@@ -106,6 +106,8 @@ def test_sites_umami_website_id(data: Path) -> None:
 
 def test_users_keys_and_forget(data: Path, tmp_path: Path) -> None:
     assert run(data, "sites", "add", "a.io")[0] == 0
+    code, out = run(data, "sites", "add", "A.io")  # the same domain in other case
+    assert code == 1 and "site_id: a.io is registered already" in out
     password = tmp_path / "pw"
     password.write_text("correct horse battery\n")
     code, out = run(
@@ -135,6 +137,9 @@ def test_users_keys_and_forget(data: Path, tmp_path: Path) -> None:
     code, out = run(data, "forget", "--site", "a.io", "--user-id", "42")
     assert code == 0 and "0 event(s) deleted" in out
     assert run(data, "forget", "--site", "nope.io", "--user-id", "42")[0] == 1
+    for blank in ("", " "):  # every event without a user_id has "": it deleted them all
+        code, out = run(data, "forget", "--site", "a.io", "--user-id", blank)
+        assert code == 1 and "user-id: must name a user" in out, out
 
 
 async def test_forgetting_a_user_leaves_nothing_of_them_in_duckdbs_write_ahead_log(

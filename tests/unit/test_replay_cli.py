@@ -29,3 +29,5 @@ def test_from_offset_starts_every_partition_there(
     assert (asked["start"], asked["default"], asked["dead_letters"]) == ({}, 42, False)
     both = CliRunner().invoke(app, ["replay", "--since", "2026-12-01T00:00:00Z", "--dead-letter"])
     assert both.exit_code == 2 and "--dead-letter takes --from-offset" in both.output
+    negative = CliRunner().invoke(app, ["replay", "--from-offset", "-5", *data])
+    assert negative.exit_code == 2 and "--from-offset" in negative.output  # not "no such table"

@@ -130,6 +130,8 @@ async def test_the_sites_api_keys_links_users_and_forget(
     assert made.status_code == 201 and made.json()["allowed_hosts"] == ["a.io"]
     again = await client.post("/api/v1/sites", json={"site_id": "a.io"}, headers=admin)
     assert again.status_code == 409
+    cased = await client.post("/api/v1/sites", json={"site_id": "A.IO"}, headers=admin)
+    assert (cased.status_code, cased.json()["error"]["field"]) == (409, "site_id")  # one domain
     bad = await client.post("/api/v1/sites", json={"site_id": "a b"}, headers=admin)
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "site_id"
     patched = await client.patch("/api/v1/sites/a.io", json={"public": True}, headers=admin)

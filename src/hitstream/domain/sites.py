@@ -18,13 +18,13 @@ Hosts compare case-insensitively, without port and trailing dot.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hitstream.domain.access import ALL_SITES, ROLES, SCOPES
-from hitstream.domain.errors import QueryError
+from hitstream.domain.errors import Conflict, QueryError
 
 SITE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 HOST: Final = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]{0,62})(\.[a-z0-9]([a-z0-9-]{0,62}))*$")
@@ -320,6 +320,26 @@ def check_email(email: object) -> str:
     ):
         raise QueryError("email", "must be an email address")
     return email.strip().lower()
+
+
+def check_unlike(site_id: str, registered: Iterable[str]) -> None:
+    """``Conflict`` when a registered site's id differs from ``site_id`` by case only: a
+    domain names one site whatever its case (``SHOP.example`` was a second ``shop.example``)."""
+    folded = site_id.casefold()
+    for other in registered:
+        if other.casefold() == folded:
+            raise Conflict("site_id", f"{other} is registered already (domains ignore case)")
+
+
+def check_forgotten_user(user_id: object, field: str = "user_id") -> str:
+    """The ``user_id`` a forget names: one a site sent. An empty or blank one is refused:
+    events without a user_id have ``""``, so forgetting it deleted every anonymous visitor's
+    events of the site."""
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise QueryError(field, "must name a user: events without one have an empty user_id")
+    if len(user_id) > 256:
+        raise QueryError(field, "may be at most 256 characters")
+    return user_id
 
 
 def check_role(role: object) -> str:

@@ -27,6 +27,7 @@ import duckdb
 
 from hitstream.domain import rollups as rollups_domain
 from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.sites import check_forgotten_user
 from hitstream.domain.stats import (
     BreakdownRow,
     Filter,
@@ -599,6 +600,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
         return await self._changing("retention", job)
 
     async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
+        check_forgotten_user(user_id)  # "" is every anonymous event of the site
         p: dict[str, object] = {"s": site_id, "u": user_id}
         keep = self._use_rollups
         statements = [

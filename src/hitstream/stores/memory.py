@@ -31,6 +31,7 @@ from hitstream.domain.measures import (
     reads_engagement,
 )
 from hitstream.domain.rollups import PROP_KEYS_PER_SITE
+from hitstream.domain.sites import check_forgotten_user
 from hitstream.domain.stats import (
     EVENT_PROPERTIES,
     PROP_PREFIX,
@@ -367,6 +368,7 @@ class MemoryStore(Store, MemoryRegistry):
         return len(old)
 
     async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
+        check_forgotten_user(user_id)  # "" is every anonymous event of the site
         self._ensure()
         self._forgotten[(site_id, user_hash(site_id, user_id))] = at_ms
         gone = [e for e in self._events.values() if e.site_id == site_id and e.user_id == user_id]

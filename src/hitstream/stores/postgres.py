@@ -32,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 from hitstream.breaker import Breaker
 from hitstream.domain import rollups as rollups_domain
 from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.sites import check_forgotten_user
 from hitstream.domain.stats import (
     BreakdownRow,
     Filter,
@@ -563,6 +564,7 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
         return int(row[0]) if row else 0
 
     async def forget_user(self, site_id: str, user_id: str, at_ms: int) -> int:
+        check_forgotten_user(user_id)  # "" is every anonymous event of the site
         """One transaction that first locks ``positions`` (processors wait: a write that
         touches the same visitor cannot interleave), takes back the user's rollups from their
         slots and visit rows, then deletes their events, ids and visits."""

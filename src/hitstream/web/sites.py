@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from hitstream.domain.access import Action
 from hitstream.domain.errors import AccessDenied, Conflict, NotFound, QueryError
-from hitstream.domain.sites import changed_site, check_password, check_role, check_site_id, new_site
+from hitstream.domain.sites import (
+    changed_site,
+    check_password,
+    check_role,
+    check_site_id,
+    check_unlike,
+    new_site,
+)
 from hitstream.services.access import Gatekeeper
 from hitstream.web.auth import SITE_RESPONSES, UNAUTHORIZED, AccountsDep, CallerDep, GateDep
 from hitstream.web.deps import StatsDep
@@ -97,6 +104,7 @@ async def add_site(body: NewSite, caller: CallerDep, gate: GateDep) -> dict[str,
     gate.require(caller.principal, Action.ADD_SITE)
     # the moment itself (the stats' "now" is rounded up to the minute: a created_at ahead)
     site = new_site(body.model_dump(exclude_unset=True), int(time.time() * 1000))
+    check_unlike(site.site_id, [s.site_id for s in await gate.registry.registered_sites()])
     await gate.registry.add_site(site)
     await gate.refresh(force=True)
     return site.as_dict()
