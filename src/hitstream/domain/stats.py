@@ -342,14 +342,8 @@ def previous_period(current: Range, period: str | None = None, tz: str = "UTC") 
             if back is not None:
                 earlier = moment - timedelta(days=back)
             else:  # a month earlier, on its last day when it has no such day
-                year, month = (
-                    (moment.year, moment.month - 1)
-                    if moment.month > 1
-                    else (
-                        moment.year - 1,
-                        12,
-                    )
-                )
+                months = moment.year * 12 + moment.month - 2  # the month before, from year 0
+                year, month = months // 12, months % 12 + 1
                 earlier = moment.replace(
                     year=year, month=month, day=min(moment.day, monthrange(year, month)[1])
                 )
@@ -389,8 +383,8 @@ def comparison(
     compare_to: str | None = None,
     period: str | None = None,
 ) -> Range | None:
-    """The range to compare ``current`` (of ``period``) with: ``previous_period``
-    (``previous_period``: the same part of the period before, or as long, just before),
+    """The range to compare ``current`` (of ``period``) with: ``previous_period`` (the same
+    part of the period before, or as long, just before: ``previous_period``),
     ``year_over_year`` (the same dates a year earlier), ``custom`` (whole days
     ``compare_from``..``compare_to`` inclusive, in ``tz``), or None."""
     if compare in (None, ""):
