@@ -15,15 +15,12 @@ import os
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import Annotated, Final
 from urllib.parse import urlsplit
 
 import typer
 
 from hitstream import admin, transfer
-
-if TYPE_CHECKING:
-    from hitstream.settings import Settings
 
 app = typer.Typer(
     help="hitstream: real-time, privacy-first website analytics.",
@@ -387,31 +384,6 @@ def generate(
         raise typer.Exit(1)
 
 
-def _lent_store(settings: Settings) -> Settings:
-    """``settings`` with the store of a running ``hitstream serve`` when it holds the embedded
-    file (through its control socket, as ``sites`` and ``forget`` reach it): a second process
-    cannot open a DuckDB file, and replay waited for its lock until stopped."""
-    from hitstream.errors import StoreUnavailable
-    from hitstream.stores.socket import SocketStore
-
-    control = settings.data_dir.resolve() / "control.sock"
-    if urlsplit(settings.resolved_store_url()).scheme != "duckdb" or not control.exists():
-        return settings
-
-    async def answers() -> bool:
-        lent = SocketStore(control)
-        try:
-            await lent.start()
-        except StoreUnavailable:
-            return False  # a stale socket: nobody holds the file
-        await lent.close()
-        return True
-
-    if not asyncio.run(answers()):
-        return settings
-    return settings.model_copy(update={"store_url": f"socket://{control}"})
-
-
 @app.command()
 def replay(
     from_offset: Annotated[
@@ -428,7 +400,7 @@ def replay(
     """Read the event log again from an offset or a time into the store (duplicates skipped)."""
     import time as _time
 
-    from hitstream.bootstrap import build
+    from hitstream.bootstrap import build, with_lent_store
     from hitstream.domain.validation import parse_timestamp
     from hitstream.services.replay import replay as run_replay
 
@@ -436,7 +408,7 @@ def replay(
         raise typer.BadParameter("give exactly one of --from-offset or --since")
     if since is not None and dead_letter:  # times are looked up in the log, not its letters
         raise typer.BadParameter("--dead-letter takes --from-offset (0: every dead letter)")
-    settings = _lent_store(_settings(data_dir=data_dir))
+    settings = with_lent_store(_settings(data_dir=data_dir))
     _logging(settings.log_level)
     runtime = build(settings, frozenset({"processor"}))
     assert runtime.processor is not None

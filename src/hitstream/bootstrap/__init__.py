@@ -17,6 +17,7 @@ from hitstream.bootstrap.adapters import (
     make_store,
     make_tally,
     open_store,
+    with_lent_store,
 )
 from hitstream.bootstrap.runtime import ROLES, Runtime
 from hitstream.bootstrap.wiring import (
@@ -44,4 +45,5 @@ __all__ = [
     "make_store",
     "make_tally",
     "open_store",
+    "with_lent_store",
 ]

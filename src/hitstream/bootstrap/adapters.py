@@ -7,6 +7,7 @@ connects: adapters connect in their ``start`` (the runtime's job).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 from collections.abc import AsyncIterator, Callable
@@ -232,23 +233,46 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     the control socket of a running ``hitstream serve`` that holds the embedded file, else
     opened directly (migrated on start). PostgreSQL is always opened directly: every process
     may."""
-    url = settings.resolved_store_url()
-    socket_path = settings.data_dir.resolve() / "control.sock"
-    store: Store | None = None
-    if urlsplit(url).scheme == "duckdb" and socket_path.exists():
-        from hitstream.stores.socket import SocketStore
-
-        lent = SocketStore(socket_path)
-        try:
-            await lent.start()
-            store = lent
-        except StoreUnavailable:
-            store = None  # a stale socket: nobody holds the file
+    store = await _lent(settings)
     if store is None:
-        store = make_store(url, settings)
+        store = make_store(settings.resolved_store_url(), settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await store.start()
     try:
         yield store
     finally:
         await store.close()
+
+
+async def _lent(settings: Settings) -> Store | None:
+    """The embedded store a running ``hitstream serve`` lends on its data folder's control
+    socket, started; None when the store is not the embedded file or nobody holds it."""
+    socket_path = settings.data_dir.resolve() / "control.sock"
+    if urlsplit(settings.resolved_store_url()).scheme != "duckdb" or not socket_path.exists():
+        return None
+    from hitstream.stores.socket import SocketStore
+
+    lent = SocketStore(socket_path)
+    try:
+        await lent.start()
+    except StoreUnavailable:
+        return None  # a stale socket: nobody holds the file
+    return lent
+
+
+def with_lent_store(settings: Settings) -> Settings:
+    """``settings`` whose store is the one a running ``hitstream serve`` lends (``_lent``),
+    for a command that builds a whole runtime (``hitstream replay``): a second process
+    cannot open the DuckDB file, and such a command waited for its lock until stopped."""
+
+    async def probe() -> bool:
+        lent = await _lent(settings)
+        if lent is None:
+            return False
+        await lent.close()
+        return True
+
+    if not asyncio.run(probe()):
+        return settings
+    control = settings.data_dir.resolve() / "control.sock"
+    return settings.model_copy(update={"store_url": f"socket://{control}"})
