@@ -268,6 +268,12 @@ had no day after it: an error at the top of the calendar was a 500)."""
 def _parse_day(raw: str | None, field_name: str) -> date:
     if not raw:
         raise QueryError(field_name, "is required when period=custom")
+    return parse_day(raw, field_name)
+
+
+def parse_day(raw: str, field_name: str) -> date:
+    """A ``YYYY-MM-DD`` day from ``FIRST_DAY`` to ``LAST_DAY``; ``QueryError`` naming
+    ``field_name`` otherwise."""
     try:
         day = date.fromisoformat(raw)
     except ValueError as exc:
