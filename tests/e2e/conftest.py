@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.midnight import clear_of_midnight
 from tests.server import ServerProcess
 
 
@@ -17,3 +18,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
         server.terminate(timeout=60)
     finally:
         server.kill()
+
+
+@pytest.fixture(autouse=True)
+def _clear_of_midnight() -> None:
+    """These tests send events now and read today's numbers (see tests.midnight)."""
+    clear_of_midnight()

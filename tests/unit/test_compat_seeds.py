@@ -24,6 +24,7 @@ from hitstream.services.accounts import Accounts
 from hitstream.settings import Settings
 from hitstream.web.app import create_app
 from tests.access import admin_key, bearer
+from tests.midnight import clear_of_midnight
 
 with warnings.catch_warnings():  # starlette 1.x would rather have httpx2; httpx works
     warnings.simplefilter("ignore")
@@ -103,6 +104,7 @@ class Seeds:
 
 @pytest.fixture
 def seeds(tmp_path: Path) -> Iterator[Seeds]:
+    clear_of_midnight()
     settings = Settings(
         data_dir=tmp_path,
         log_url="memory://",

@@ -777,14 +777,15 @@ async def test_a_new_feed_lists_the_newest_stored_events_before_any_new_one(
     store.stored = stored_events(70, start)
     ours = [e for e in store.stored if e.site_id == SITE]
     want = [e.event_id for e in ours][-50:]  # LiveConfig.recent_events
-    client = await hub.connect({"site_id": SITE, "period": "day"})
+    # 7d, not day: an hour ago is yesterday in the first hour of a day
+    client = await hub.connect({"site_id": SITE, "period": "7d"})
     snapshot = await frame_of(client)
     assert [e["event_id"] for e in snapshot["events"]] == want
     first = snapshot["events"][0]
     assert first["path"] == ours[20].path and first["timestamp"] == ours[20].timestamp
     assert "visitor_id" not in first and "session_id" not in first
     # a filtered view lists its own newest matches, also those older than the shared list
-    other = await hub.connect({"site_id": SITE, "period": "day", "filters": "page==/p1"})
+    other = await hub.connect({"site_id": SITE, "period": "7d", "filters": "page==/p1"})
     filtered = await frame_of(other)
     matching = [e.event_id for e in ours if e.path == "/p1"]
     assert [e["event_id"] for e in filtered["events"]] == matching[-50:]
@@ -797,7 +798,7 @@ async def test_events_received_while_the_feed_fills_are_kept_once_and_last(
     start = now_ms() - 60_000
     store.stored = stored_events(3, start)
     store.gate = asyncio.Event()
-    connecting = asyncio.create_task(hub.connect({"site_id": SITE, "period": "day"}))
+    connecting = asyncio.create_task(hub.connect({"site_id": SITE, "period": "7d"}))
     await subscribed(fanout, f"site:{SITE}")
     # the processor publishes the last stored event again (a replay) and a new one
     message = json.loads(processed(2, ["/new"]))
