@@ -579,6 +579,16 @@ def test_seed002_ingest_and_per_user_page_counts(seeds: Seeds) -> None:
         "GET", "/analytics/events", json={"user_id": "u\u0000"}, headers=seeds.admin
     )  # it named "filters", which the client never sent
     assert (nul.status_code, nul.json()["error"]["field"]) == (400, "user_id")
+    padded = {"user_id": "user_1", "pad": "x" * 4096}  # the body's limit is 4096 bytes
+    big = seeds.client.request("GET", "/analytics/events", json=padded, headers=seeds.admin)
+    assert (big.status_code, big.json()["error"]["field"]) == (413, "body")
+    empty = json.dumps({"user_id": "user_1", "pad": ""}, separators=(",", ":"))
+    at_limit = json.dumps(
+        {"user_id": "user_1", "pad": "x" * (4096 - len(empty))}, separators=(",", ":")
+    )
+    assert len(at_limit) == 4096
+    fits = seeds.client.request("GET", "/analytics/events", content=at_limit, headers=seeds.admin)
+    assert fits.status_code == 200 and fits.json()["event_count"] == count("user_1", None)[0]
 
 
 # -- seed 003: POST /api/analytics, GET /api/stats, GET /api/health ----------------------------

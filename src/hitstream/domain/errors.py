@@ -16,12 +16,14 @@ class HitstreamError(Exception):
 
 class QueryError(HitstreamError):
     """A query, filter, view or rule that cannot be used as asked; ``field`` names the part
-    (``metrics``, ``filters``, ``rules[2].threshold``) and ``reason`` says why."""
+    (``metrics``, ``filters``, ``rules[2].threshold``) and ``reason`` says why. ``status`` is
+    the HTTP answer: 400, or 413 for a request body over its limit."""
 
-    def __init__(self, field: str, reason: str) -> None:
+    def __init__(self, field: str, reason: str, status: int = 400) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+        self.status = status
 
 
 class Conflict(HitstreamError):

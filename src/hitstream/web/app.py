@@ -322,8 +322,8 @@ def create_app(
                 "%s %s: the store refused a value: %s", request.method, request.url.path, exc
             )
         label = "unknown_parameter" if isinstance(exc, UnknownParameter) else exc.field
-        metrics.requests_rejected.labels("400", label).inc()
-        return _error(400, exc.field, exc.reason)
+        metrics.requests_rejected.labels(str(exc.status), label).inc()
+        return _error(exc.status, exc.field, exc.reason)
 
     @app.exception_handler(AccessDenied)
     async def denied(request: Request, exc: AccessDenied) -> JSONResponse:

@@ -22,8 +22,10 @@ from hitstream.services.json_body import BodyProblem
 from hitstream.services.json_body import decode as decode_json
 from hitstream.services.stats import StatsService
 from hitstream.web.auth import SITE_RESPONSES, CallerDep, GateDep, resolve
+from hitstream.web.collect import read_capped_body
 from hitstream.web.compat.seed_sites import configured_site
 from hitstream.web.deps import StatsDep, services_of
+from hitstream.web.encoding import EncodingProblem
 
 router = APIRouter(tags=["compat"])
 
@@ -264,11 +266,14 @@ async def site_stats(
 
 async def _json_params(request: Request) -> dict[str, Any]:
     """``user_id``/``page_url`` from a JSON body (seed 002 sends one with GET) or the query."""
-    raw = await request.body()
+    try:  # read no further than the limit: a GET body is no reason to hold megabytes
+        raw = await read_capped_body(request, MAX_BODY)
+    except EncodingProblem as exc:
+        raise QueryError(exc.field, exc.reason, exc.status) from None
+    if raw is None:
+        raise QueryError("body", f"is larger than {MAX_BODY} bytes", 413)
     params: dict[str, Any] = {}
     if raw.strip():
-        if len(raw) > MAX_BODY:
-            raise QueryError("body", f"is larger than {MAX_BODY} bytes")
         try:
             decoded = decode_json(raw)
         except BodyProblem as exc:
