@@ -587,6 +587,42 @@ async def test_a_visitor_seen_only_through_engagement_events_is_not_counted(
     assert got == {"visitors": 2.0, "scroll_depth": 50.0}
 
 
+async def test_a_follow_up_report_adds_time_to_its_pageview_not_a_report(store: Store) -> None:
+    """A page hidden, shown again and hidden again sends a second engagement event named
+    ``follow_up`` with the time it was visible since (decision 0063): that time counts, the
+    report does not, so time_on_page stays a mean per reported pageview."""
+    events = [
+        event("p1", T, "va", "sa", "/a"),
+        event("p2", T + SECOND, "va", "sa", "/a", type="engagement", engaged=4000, scroll=50),
+        event(
+            "p3", T + MINUTE, "va", "sa", "/a", type="engagement", name="follow_up", engaged=3000
+        ),
+        event("p4", T + 2 * MINUTE, "vb", "sb", "/a"),
+        event("p5", T + 3 * MINUTE, "vb", "sb", "/a", type="engagement", engaged=1000, scroll=90),
+        event("p6", T + 4 * MINUTE, "vb", "sb", "/b"),
+        event(
+            "p7",
+            T + 5 * MINUTE,
+            "vb",
+            "sb",
+            "/b",
+            type="engagement",
+            name="follow_up",
+            engaged=5000,
+        ),
+    ]
+    sessions = [
+        visit("sa", "va", T, T + MINUTE, "/a", "/a", 1, 1),
+        visit("sb", "vb", T + 2 * MINUTE, T + 5 * MINUTE, "/a", "/b", 2, 2),
+    ]
+    await store.write(WriteBatch("events", {0: len(events)}, events, sessions))
+    # /a: two reported views, 4 + 3 s and 1 s; /b: no first report reached us, 5 s of time
+    rows = await store.breakdown(q(("pageviews", "time_on_page", "scroll_depth"), prop="page"))
+    assert table(rows) == [("/a", 2.0, 4.0, 70.0), ("/b", 1.0, 0.0, 0.0)]
+    got = await store.aggregate(q(("time_on_page", "scroll_depth")))
+    assert got == {"time_on_page": (4 + 3 + 1 + 5) / 2, "scroll_depth": 70.0}
+
+
 async def test_breakdown_with_filter_and_limit(shop: Store) -> None:
     query = q(("pageviews",), (Filter("country", "==", ("DE",)),), prop="page", limit=2)
     rows = await shop.breakdown(query)
@@ -766,6 +802,8 @@ def datasets(draw: st.DrawFn) -> Batches:
     for _ in range(draw(st.integers(1, 30))):
         kind = draw(st.sampled_from(["pageview", "pageview", "custom", "click", "engagement"]))
         engagement = kind == "engagement"
+        names = ["", "Signup", "signup", "follow_up"] if engagement else ["", "Signup", "signup"]
+        name = draw(st.sampled_from(names))
         events.append(
             event(
                 f"e{draw(st.integers(0, 40))}",
@@ -774,13 +812,17 @@ def datasets(draw: st.DrawFn) -> Batches:
                 draw(st.sampled_from(["", "s0", "s1", "s2", "s3", "s4", "s5", "s9"])),
                 draw(st.sampled_from(PAGES)),
                 type=kind,
-                name=draw(st.sampled_from(["", "Signup", "signup"])),
+                name=name,
                 source=draw(st.sampled_from(WORDS)),
                 country=draw(st.sampled_from(["", "DE", "FR", "de"])),
                 load=draw(st.one_of(st.none(), st.integers(0, 5000))),
                 props=draw(st.dictionaries(st.sampled_from(["plan", "n", "Plan"]), prop_values)),
                 engaged=draw(st.integers(0, 600_000)) if engagement else None,
-                scroll=draw(st.one_of(st.none(), st.integers(0, 100))) if engagement else None,
+                scroll=(
+                    draw(st.one_of(st.none(), st.integers(0, 100)))
+                    if engagement and name != "follow_up"
+                    else None
+                ),
                 duration=None if engagement else draw(st.one_of(st.none(), st.integers(0, 9999))),
             )
         )
@@ -965,6 +1007,7 @@ class Reference:
         engaged = [e for e in seen if e.type == "engagement"]
         events = [e for e in seen if e.type != "engagement"]
         times = [e.engaged_ms for e in engaged if e.engaged_ms is not None]
+        reports = [e for e in engaged if e.engaged_ms is not None and e.name != "follow_up"]
         depths = [e.scroll_depth for e in engaged if e.scroll_depth is not None]
         durations = [e.duration_ms for e in events if e.duration_ms is not None]
         visit_ids = {e.session_id for e in events if e.session_id}
@@ -983,7 +1026,7 @@ class Reference:
             "views_per_visit": len(pageviews) / len(visit_ids) if visit_ids else 0,
             "load_time_p50": self.percentile(loads, 0.5),
             "load_time_p95": self.percentile(loads, 0.95),
-            "time_on_page": sum(times) / len(times) / 1000 if times else 0,
+            "time_on_page": sum(times) / len(reports) / 1000 if reports else 0,
             "scroll_depth": sum(depths) / len(depths) if depths else 0,
             "avg_duration": sum(durations) / len(durations) / 1000 if durations else 0,
         }

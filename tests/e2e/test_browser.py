@@ -517,6 +517,12 @@ HIDE = """() => {
   document.dispatchEvent(new Event('visibilitychange'));
 }"""
 """What the browser does when the tab is switched away from (headless pages stay visible)."""
+SHOW = """() => {
+  Object.defineProperty(document, 'hidden', {value: false, configurable: true});
+  Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+"""What the browser does when the tab is switched back to."""
 
 
 def sent_events(page: Page) -> list[dict[str, Any]]:
@@ -539,9 +545,11 @@ def eventually(check: Callable[[], object], tries: int = 100) -> None:
     assert check()
 
 
-def test_the_tracker_sends_one_engagement_event_when_the_page_is_hidden(
+def test_the_tracker_reports_engagement_when_hidden_and_the_time_after_a_return(
     browser: Browser, live_server: ServerProcess, site_url: str
 ) -> None:
+    """Read, hide the tab (the report: time and depth), come back for a while, hide it
+    again (a follow-up: that time only), leave (nothing more: hidden since)."""
     context = browser.new_context(viewport={"width": 1000, "height": 700})
     context.add_init_script(RECORD_BEACONS)
     site = context.new_page()
@@ -555,18 +563,26 @@ def test_the_tracker_sends_one_engagement_event_when_the_page_is_hidden(
     site.wait_for_timeout(1_000)  # time spent reading: the figure must include it
     site.evaluate(HIDE)
     hidden_after = (time.monotonic() - opened) * 1000
+    site.wait_for_timeout(300)  # away: counts nowhere
+    site.evaluate(SHOW)
+    shown_at = time.monotonic()
+    site.wait_for_timeout(700)
+    site.evaluate(HIDE)
+    back_for = (time.monotonic() - shown_at) * 1000
     site.evaluate("() => dispatchEvent(new PageTransitionEvent('pagehide'))")  # then leaving
     events = sent_events(site)
-    assert [e["type"] for e in events] == ["pageview", "engagement"]  # one, not two
-    engagement = events[1]
-    assert engagement["url"] == f"{site_url}/engage.html"
+    assert [e["type"] for e in events] == ["pageview", "engagement", "engagement"]
+    engagement, more = events[1], events[2]
+    assert engagement["url"] == more["url"] == f"{site_url}/engage.html"
     assert 1_000 <= engagement["engaged_ms"] <= hidden_after
     assert engagement["scroll_depth"] == round((1500 + viewport) * 100 / height)
+    assert more["name"] == "follow_up" and "scroll_depth" not in more
+    assert 700 <= more["engaged_ms"] <= back_for
     context.close()
-    # stored: the page's time on page and scroll depth are this one event's figures, and
-    # it is no pageview
+    # stored: the page's time on page is both reports' time over one reported view, its
+    # scroll depth the first report's, and neither is a pageview
     query = {"site_id": ENGAGE_SITE, "period": "day", "filters": "page==/engage.html"}
-    want_time = round(engagement["engaged_ms"] / 1000, 2)
+    want_time = round((engagement["engaged_ms"] + more["engaged_ms"]) / 1000, 2)
     eventually(
         lambda: (
             stats_of(live_server, "aggregate", **query, metrics="time_on_page")["results"][

@@ -120,16 +120,19 @@ def test_minified_tracker_honours_opt_out_and_do_not_track() -> None:
     assert sent("opt_out") == []  # no engagement either
 
 
-def test_tracker_sends_one_engagement_event_with_visible_time_and_deepest_scroll() -> None:
-    """Read 42 s, scroll to 60 % and back up, hide the tab for 5 min, show it, leave: one
-    engagement event, sent when first hidden, with the visible time only."""
+def test_tracker_reports_visible_time_and_deepest_scroll_then_the_time_after_a_return() -> None:
+    """Read 42 s, scroll to 60 % and back up, hide the tab for 5 min, show it for 10 s,
+    leave: an engagement event when first hidden (the visible time and the depth), then a
+    follow-up with the 10 s after the return; the 5 hidden minutes count nowhere."""
     calls = played(MINIFIED)["engagement"]
-    assert [c["event"]["type"] for c in calls] == ["pageview", "engagement"]
-    engagement = calls[1]["event"]
-    assert engagement["engaged_ms"] == 42_000
-    assert engagement["scroll_depth"] == 60  # (scrollY 1400 + 1000 visible) of 4000
-    assert engagement["url"] == calls[0]["event"]["url"]
-    assert calls[1]["via"] == "beacon"
+    assert [c["event"]["type"] for c in calls] == ["pageview", "engagement", "engagement"]
+    first, more = calls[1]["event"], calls[2]["event"]
+    assert first["engaged_ms"] == 42_000 and "name" not in first
+    assert first["scroll_depth"] == 60  # (scrollY 1400 + 1000 visible) of 4000
+    assert first["url"] == calls[0]["event"]["url"]
+    assert more["name"] == "follow_up" and more["engaged_ms"] == 10_000
+    assert "scroll_depth" not in more and more["url"] == first["url"]
+    assert calls[1]["via"] == calls[2]["via"] == "beacon"
 
 
 def test_a_page_opened_in_the_background_counts_from_when_it_is_shown() -> None:

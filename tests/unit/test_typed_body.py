@@ -9,7 +9,7 @@ from typing import Any
 from unittest.mock import patch
 
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hitstream.domain.events import DEFAULT_LIMITS, AcceptedEvent
@@ -65,7 +65,7 @@ timestamps = st.one_of(
 FIELDS: dict[str, Any] = {
     "site_id": st.one_of(st.sampled_from(["a.io", "b.io", "nope.io", "bad site"]), json_scalars),
     "type": st.sampled_from([None, "pageview", "custom", "engagement", "other", 5]),
-    "name": st.one_of(texts, json_scalars),
+    "name": st.one_of(texts, json_scalars, st.just("follow_up")),
     "url": st.one_of(urls, json_scalars),
     "path": st.one_of(paths, json_scalars),
     "referrer": texts,
@@ -78,6 +78,8 @@ FIELDS: dict[str, Any] = {
     "duration_ms": st.one_of(numbers, json_scalars),
     "load_time_ms": numbers,
     "screen_width": numbers,
+    "engaged_ms": st.one_of(st.integers(0, 10_000), numbers),
+    "scroll_depth": st.one_of(st.integers(0, 100), numbers),
     "ip": st.sampled_from(["203.0.113.9", "not-an-ip", ""]),
     "user_agent": texts,
     "unknown": json_scalars,
@@ -131,6 +133,25 @@ def run(body: bytes, *, typed: bool, salts: MemorySaltKeeper) -> tuple[object, .
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=bodies)
+@example(  # a follow-up report takes no depth (decision 0063): the typed pass must refuse too
+    body={
+        "site_id": "a.io",
+        "type": "engagement",
+        "name": "follow_up",
+        "path": "/",
+        "engaged_ms": 5,
+        "scroll_depth": 5,
+    }
+)
+@example(
+    body={
+        "site_id": "a.io",
+        "type": "engagement",
+        "name": "follow_up",
+        "path": "/",
+        "engaged_ms": 5,
+    }
+)
 def test_the_typed_pass_answers_as_the_generic_path(body: object) -> None:
     raw = msgspec.json.encode(body)
     salts = MemorySaltKeeper()

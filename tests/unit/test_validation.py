@@ -190,6 +190,17 @@ def test_engagement_event_carries_time_and_scroll() -> None:
         ({"type": "engagement", "path": "/", "engaged_ms": "5"}, "engaged_ms", "must be a number"),
         ({"path": "/", "engaged_ms": 5}, "engaged_ms", "only allowed on engagement events"),
         ({"type": "click", "path": "/", "scroll_depth": 5}, "scroll_depth", "only allowed on"),
+        (
+            {
+                "type": "engagement",
+                "name": "follow_up",
+                "path": "/",
+                "engaged_ms": 1,
+                "scroll_depth": 5,
+            },
+            "scroll_depth",
+            "is not taken on a follow_up report",
+        ),
     ],
 )
 def test_engagement_fields_are_checked(data: dict[str, Any], field: str, reason: str) -> None:

@@ -22,12 +22,19 @@ class EventType(StrEnum):
     SESSION = "session"
     CUSTOM = "custom"
     ENGAGEMENT = "engagement"
-    """Time on page and scroll depth of a pageview, sent once when the page is left or
-    hidden. A measurement, not an interaction: it counts in no metric but ``time_on_page``
-    and ``scroll_depth``, and never starts or changes a visit (decision 0018)."""
+    """Time on page and scroll depth of a pageview, sent when the page is first hidden or
+    left (and, named ``FOLLOW_UP``, for the time it was visible again after that). A
+    measurement, not an interaction: it counts in no metric but ``time_on_page`` and
+    ``scroll_depth``, and never starts or changes a visit (decisions 0018, 0063)."""
 
 
 EVENT_TYPES: Final = frozenset(t.value for t in EventType)
+
+FOLLOW_UP: Final = "follow_up"
+"""The name of an engagement event that reports more visible time of a pageview whose first
+report was sent (the page was hidden, then shown again): its ``engaged_ms`` adds to the
+time on page, but it is no other report, so ``time_on_page`` stays a mean per reported
+pageview, and it carries no ``scroll_depth`` (decision 0063)."""
 
 
 @dataclass(frozen=True, slots=True)

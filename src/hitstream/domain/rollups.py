@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Final
 
-from hitstream.domain.events import ProcessedEvent, Session
+from hitstream.domain.events import FOLLOW_UP, ProcessedEvent, Session
 from hitstream.domain.goals import GOAL_PROPERTY
 from hitstream.domain.measures import prop_text
 from hitstream.domain.stats import EVENT_PROPERTIES, PROP_PREFIX, SESSION_PROPERTIES, StatsQuery
@@ -966,7 +966,7 @@ def event_sums(
             parts: tuple[int, ...] = (
                 1,
                 engaged or 0,
-                int(engaged is not None),
+                int(engaged is not None and e.name != FOLLOW_UP),
                 scroll or 0,
                 int(scroll is not None),
                 0,

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from hitstream.domain.events import (
     DEFAULT_LIMITS,
     EVENT_TYPES,
+    FOLLOW_UP,
     AcceptedEvent,
     EventType,
     Limits,
@@ -307,15 +308,20 @@ def _locate(url: str, path: str, located: str) -> tuple[str, str, str, str] | Pr
 
 
 def _engagement(
-    data: Getter, event_type: str, limits: Limits, problems: list[Problem]
+    data: Getter, event_type: str, name: str, limits: Limits, problems: list[Problem]
 ) -> tuple[int | None, int | None]:
     """``engaged_ms`` (required) and ``scroll_depth`` (0..100) belong to engagement events
-    only: on any other event they would be numbers nothing reads, so they are refused."""
+    only: on any other event they would be numbers nothing reads, so they are refused. A
+    follow-up report (``FOLLOW_UP``) adds time only: the pageview's depth is its first's."""
     engaged = _int(data, "engaged_ms", limits.max_engaged_ms, problems)
     depth = _int(data, "scroll_depth", limits.max_scroll_depth, problems)
     if event_type == EventType.ENGAGEMENT:
         if data("engaged_ms") is None:
             problems.append(Problem("engaged_ms", "is required for an engagement event"))
+        if name == FOLLOW_UP and data("scroll_depth") is not None:
+            problems.append(
+                Problem("scroll_depth", f"is not taken on a {FOLLOW_UP} report (time only)")
+            )
         return engaged, depth
     for key in ("engaged_ms", "scroll_depth"):
         if data(key) is not None:
@@ -372,7 +378,7 @@ def validate_fields(
     duration_ms = _int(data, "duration_ms", limits.max_duration_ms, problems)
     load_time_ms = _int(data, "load_time_ms", limits.max_load_time_ms, problems)
     screen_width = _int(data, "screen_width", limits.max_screen_width, problems)
-    engaged_ms, scroll_depth = _engagement(data, event_type, limits, problems)
+    engaged_ms, scroll_depth = _engagement(data, event_type, name, limits, problems)
 
     if problems:
         return problems

@@ -17,7 +17,7 @@ from typing import Final
 
 import msgspec
 
-from hitstream.domain.events import EVENT_TYPES, EventType, Limits, Problem
+from hitstream.domain.events import EVENT_TYPES, FOLLOW_UP, EventType, Limits, Problem
 from hitstream.domain.validation import locate, parse_timestamp, props_value
 from hitstream.services.wire import Event
 
@@ -160,7 +160,7 @@ def accept_fast(item: EventIn, now_ms: int, limits: Limits) -> Event | None:
         timestamp = parsed
     engaged, depth = item.engaged_ms, item.scroll_depth
     if event_type == _ENGAGEMENT:
-        if engaged is None:
+        if engaged is None or (depth is not None and item.name == FOLLOW_UP):
             return None
     elif engaged is not None or depth is not None:
         return None

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Final
 
 from hitstream.domain import goals
-from hitstream.domain.events import EventType, ProcessedEvent, Session, is_engagement
+from hitstream.domain.events import FOLLOW_UP, EventType, ProcessedEvent, Session, is_engagement
 from hitstream.domain.funnels import reached
 from hitstream.domain.measures import (
     check_filters,
@@ -211,7 +211,7 @@ class MemoryStore(Store, MemoryRegistry):
             p50=percentile_cont(loads, 0.5),
             p95=percentile_cont(loads, 0.95),
             engaged_ms=sum(e.engaged_ms or 0 for e in engaged),
-            engaged_n=sum(1 for e in engaged if e.engaged_ms is not None),
+            engaged_n=sum(1 for e in engaged if e.engaged_ms is not None and e.name != FOLLOW_UP),
             scroll_sum=sum(scrolled),
             scroll_n=len(scrolled),
             duration_sum=sum(timed),

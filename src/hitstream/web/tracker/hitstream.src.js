@@ -8,9 +8,10 @@
  * (window.hitstream('signup', {props: {plan: 'pro'}})) and the page load time. No cookies,
  * nothing stored in the browser: visitors are counted by the server from a daily-salted hash.
  *
- * Engagement: once per pageview, when the page is hidden or left (or a single-page-app
- * navigation replaces it), one "engagement" event with the time the page was visible
- * (engaged_ms) and the deepest scroll reached (scroll_depth, percent).
+ * Engagement: when the page is first hidden or left (or a single-page-app navigation
+ * replaces it), one "engagement" event with the time the page was visible (engaged_ms) and
+ * the deepest scroll reached (scroll_depth, percent); each later hide after it was shown
+ * again, one named "follow_up" with the time it was visible since (decision 0063).
  * Tagged elements: a click on <button data-hitstream-click="buy"> (or anything inside one)
  * sends a click named "element" with props element_name ("buy"), element_id and element_text
  * (whitespace collapsed, at most 100 characters).
@@ -39,7 +40,8 @@
     /\.(pdf|zip|gz|tgz|bz2|xz|7z|rar|dmg|exe|msi|pkg|deb|rpm|apk|iso|docx?|xlsx?|pptx?|od[tsp]|csv|txt|rtf|epub|mp3|mp4|m4a|mov|avi|mkv|wav|flac)$/i;
   var lastPage; // pathname (+ hash route) of the last pageview: skips repeated replaceState
   var pending; // the first pageview, held until the load event so it can carry load_time_ms
-  var current; // the pageview whose engagement is not sent yet
+  var current; // the current pageview
+  var reported; // whether its first engagement report was sent
   var shown; // when the page last became visible (0: hidden since)
   var depth; // the deepest scroll of the current pageview, percent
 
@@ -95,18 +97,24 @@
     if (seen > depth) depth = Math.min(seen, 100);
   }
 
-  // The current pageview's visible time and scroll depth, once: the first time it is hidden,
-  // left or replaced. A page hidden and shown again is not measured twice.
+  // The current pageview's visible time since it was last shown: the first time it is
+  // hidden, left or replaced, with its scroll depth; after that, as a follow-up with time
+  // only, when there was visible time since (a page hidden, shown again, hidden again).
   function engage() {
     if (!current) return;
     flush();
-    scrolled(); // what shows now counts: a route measured before it rendered read 100
-    var event = build('engagement');
+    var ms = shown ? Math.min(Date.now() - shown, 216e5) : 0;
+    shown = 0;
+    if (reported && !ms) return;
+    var event = build('engagement', reported ? 'follow_up' : undefined);
     event.url = current.url;
     event.title = current.title;
-    event.engaged_ms = shown ? Math.min(Date.now() - shown, 216e5) : 0;
-    event.scroll_depth = depth;
-    current = null;
+    event.engaged_ms = ms;
+    if (!reported) {
+      scrolled(); // what shows now counts: a route measured before it rendered read 100
+      event.scroll_depth = depth;
+    }
+    reported = 1;
     send(event);
   }
 
@@ -124,6 +132,7 @@
     var event = build('pageview');
     engage();
     current = event;
+    reported = 0;
     shown = doc.hidden ? 0 : Date.now();
     depth = 0;
     flush();

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from hitstream.domain.events import EventType
+from hitstream.domain.events import FOLLOW_UP, EventType
 from hitstream.domain.goals import GOAL_PROPERTY
 from hitstream.domain.measures import check_filters, check_metrics, reads_engagement
 from hitstream.domain.patterns import compile_pattern, to_re2
@@ -34,6 +34,7 @@ from hitstream.stores.sql.common import (
 
 _PAGEVIEW: Final = f"'{EventType.PAGEVIEW.value}'"
 _ENGAGEMENT: Final = f"'{EventType.ENGAGEMENT.value}'"
+_FOLLOW_UP: Final = f"'{FOLLOW_UP}'"  # no first report: not in engaged_n (decision 0063)
 _FILTERABLE: Final = frozenset(EVENT_TEXT) - {"event_id", "site_id"}
 _SESSION_COLUMNS: Final = frozenset({"entry_page", "exit_page"})
 _STEPS: Final = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
@@ -157,7 +158,8 @@ def _engagement_parts(wanted: set[str], p: str, counted: str) -> str:
     only = f" FILTER (WHERE {counted})" if counted else ""
     parts = {
         "engaged": f"sum({p}engaged_ms) FILTER (WHERE {engagement})",
-        "engaged_n": f"count({p}engaged_ms) FILTER (WHERE {engagement})",
+        "engaged_n": f"count({p}engaged_ms) "
+        f"FILTER (WHERE {engagement} AND {p}name <> {_FOLLOW_UP})",
     }
     if "time_on_page" not in wanted:
         parts = {name: "0" for name in parts}
@@ -238,7 +240,7 @@ def stats_sql(
         m_counted = f", {counted} AS e_counted" if counted else ""
         ev_parts = _event_parts(wanted, "visitor_id", "pageview", "load_time_ms", flag)
         more = (
-            ", e.type, e.engaged_ms, e.scroll_depth, e.duration_ms"
+            ", e.type, e.name, e.engaged_ms, e.scroll_depth, e.duration_ms"
             if wanted & {"time_on_page", "scroll_depth", "avg_duration"}
             else ""
         )

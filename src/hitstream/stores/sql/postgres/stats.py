@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from hitstream.domain.events import EventType
+from hitstream.domain.events import FOLLOW_UP, EventType
 from hitstream.domain.goals import GOAL_PROPERTY
 from hitstream.domain.measures import check_filters, check_metrics, reads_engagement
 from hitstream.domain.patterns import compile_pattern, to_postgres
@@ -157,7 +157,8 @@ def _engagement_sums(wanted: set[str], counted: str) -> tuple[str, str]:
     engagement = f" FILTER (WHERE e.type = {_ENGAGEMENT})"
     parts = {
         "engaged": f"sum(e.engaged_ms){engagement}",
-        "engaged_n": f"count(e.engaged_ms){engagement}",
+        "engaged_n": f"count(e.engaged_ms) FILTER (WHERE e.type = {_ENGAGEMENT} "
+        f"AND e.name <> '{FOLLOW_UP}')",
         "scroll": f"sum(e.scroll_depth){engagement}",
         "scroll_n": f"count(e.scroll_depth){engagement}",
         "timed": f"sum(e.duration_ms){counted}",
