@@ -19,6 +19,7 @@ from hitstream.backoff import Backoff
 from hitstream.bootstrap import make_alerting, make_notifiers
 from hitstream.domain.alerts import Alert, Change, Transition, rule_from
 from hitstream.domain.events import ProcessedEvent
+from hitstream.domain.goals import Goal
 from hitstream.domain.stats import StatsQuery
 from hitstream.errors import ConfigError
 from hitstream.fanout.base import Subscription
@@ -80,6 +81,8 @@ def event(
 
 
 async def write(store: MemoryStore, *events: ProcessedEvent) -> None:
+    """The events, their sites registered first (``"*"`` rules watch registered sites)."""
+    await register(store, *sorted({e.site_id for e in events if e.site_id}))
     await store.write(WriteBatch(stream="test", positions={}, events=list(events)))
 
 
@@ -418,6 +421,81 @@ async def test_only_the_process_that_leads_evaluates_and_a_lost_lead_forgets_sta
     stop.set()
     await asyncio.wait_for(task, 1.0)
     assert alerting.rounds == 1 and len(store.queries) == 1  # no round while not leading
+
+
+async def test_a_round_that_cannot_tell_who_leads_keeps_the_state(fanout: MemoryFanout) -> None:
+    """serve's processor child restarting: the lead cannot be read for a round. Forgetting
+    the state then fired every firing rule a second time and lost its resolution."""
+
+    class Restarting(CountingStore):
+        down = False
+
+        async def lead(self, name: str) -> bool:
+            if self.down:
+                raise ConnectionError("the store at control.sock went away")
+            return True
+
+    store, clock, memory = Restarting(), Clock(), MemoryNotifier()
+    await write(store, *(event(n) for n in range(3)))
+    alerting = make(store, fanout, [{**SPIKE, "site_id": "a.io"}], [memory], clock)
+    assert await alerting.leading()
+    await alerting.evaluate_once()
+    store.down = True
+    assert not await alerting.leading()  # no round now ...
+    assert sample(alerting, "hitstream_alert_evaluation_errors_total", {"stage": "lead"}) == 1
+    assert [a["state"] for a in alerting.active()] == ["firing"]  # ... and nothing forgotten
+    store.down = False
+    assert await alerting.leading()
+    assert await alerting.evaluate_once() == []  # still firing: not fired again
+    clock.now += 3_600_000  # the events left the window
+    [resolved] = await alerting.evaluate_once()
+    assert resolved.transition.change is Change.RESOLVED
+    assert [a.transition.change for a in memory.alerts] == [Change.FIRING, Change.RESOLVED]
+    assert sample(alerting, "hitstream_alerts_firing", {"rule": "spike"}) == 0.0
+
+
+async def test_a_rule_filtered_by_a_goal_measures_the_goal(
+    store: CountingStore, fanout: MemoryFanout
+) -> None:
+    """``goal==Signup`` in a rule's filters, as in the Stats API (it failed every round:
+    the query went to the store without the site's goals)."""
+    await write(
+        store,
+        event(1, path="/signup/done"),
+        event(2, path="/signup/done"),
+        event(3, path="/pricing"),
+    )
+    await store.add_goal("a.io", Goal("Signup", page="/signup/*"))
+    rule = {**SPIKE, "site_id": "a.io", "threshold": 2, "filters": "goal==Signup"}
+    alerting = make(store, fanout, [rule, {**rule, "name": "tight", "threshold": 3}])
+    fired = await alerting.evaluate_once()
+    assert [(a.rule.name, a.transition.value) for a in fired] == [("spike", 2.0)]
+    assert sample(alerting, "hitstream_alert_evaluation_errors_total", {"stage": "query"}) == 0
+
+
+async def test_a_removed_site_leaves_every_site_rules_and_resolves(
+    store: CountingStore, fanout: MemoryFanout
+) -> None:
+    """A ``"*"`` rule covers registered sites with events: once a site is removed (its
+    events may stay), its firing alert resolves, marked as gone, and is not listed again."""
+    memory, clock = MemoryNotifier(), Clock()
+    rule = {**SPIKE, "name": "idle", "op": "<", "threshold": 5}
+    alerting = make(store, fanout, [rule], [memory], clock)
+    await write(store, event(1, "gone.io"), event(2, "kept.io"))
+    fired = await alerting.evaluate_once()
+    assert sorted(a.site_id for a in fired) == ["gone.io", "kept.io"]
+    assert await store.remove_site("gone.io")
+    [gone] = await alerting.evaluate_once()
+    assert (gone.site_id, gone.transition.change, gone.transition.gone) == (
+        "gone.io",
+        Change.RESOLVED,
+        True,
+    )
+    assert "no longer registered" in gone.message()
+    assert [a["site_id"] for a in alerting.active()] == ["kept.io"]
+    assert sample(alerting, "hitstream_alerts_firing", {"rule": "idle"}) == 1.0
+    assert await alerting.evaluate_once() == []  # nothing fires again for it
+    assert [a.site_id for a in store.queries[-1:]] == ["kept.io"]
 
 
 # -- the webhook notifier ------------------------------------------------------------------

@@ -125,6 +125,9 @@ class Transition:
     at_ms: int
     since_ms: int
     repeat: bool = False
+    gone: bool = False
+    """Resolved because the site is no longer registered (a ``"*"`` rule stops covering it),
+    not because the condition cleared."""
 
 
 def step(
@@ -164,7 +167,9 @@ class Alert:
 
     def message(self) -> str:
         rule, value = self.rule, number(self.transition.value)
-        if self.transition.change is Change.RESOLVED:
+        if self.transition.gone:
+            text = "the site is no longer registered: the rule stopped watching it"
+        elif self.transition.change is Change.RESOLVED:
             text = f"{rule.metric} is {value} again: no longer {rule.condition()}"
         else:
             text = f"{rule.condition()}: {rule.metric} is {value}"

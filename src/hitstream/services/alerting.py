@@ -26,6 +26,7 @@ import time
 from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import msgspec
@@ -40,6 +41,7 @@ from hitstream.domain.alerts import (
     Change,
     Probe,
     Status,
+    Transition,
     plan,
     step,
 )
@@ -47,6 +49,7 @@ from hitstream.domain.stats import Range, StatsQuery, parse_filters
 from hitstream.errors import AdapterUnavailable
 from hitstream.fanout.base import Fanout
 from hitstream.notifiers.base import Notifier
+from hitstream.services import conversions
 from hitstream.stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -173,12 +176,15 @@ class Alerting(_Rules):
 
     async def leading(self) -> bool:
         """Whether this process evaluates now; a process that lost the lead forgets its state
-        (the new leader has its own)."""
+        (the new leader has its own). One that cannot tell (its store is restarting: serve's
+        processor child) skips the round and keeps its state: forgetting it fired every
+        firing rule a second time and lost their resolution."""
         try:
             lead = await self.store.lead("alerting")
         except Exception as exc:
             log.warning("alerting cannot tell who leads: %s", exc)
-            lead = False
+            self.metrics.evaluation_errors.labels("lead").inc()
+            return False
         if not lead and self._states:
             self._states.clear()
             self.metrics.firing.clear()
@@ -196,15 +202,18 @@ class Alerting(_Rules):
         """One round over every rule and site; return the transitions it made."""
         began = time.perf_counter()
         now = self._clock()
-        sites: list[str] = []
+        sites: list[str] | None = None
         if self._every_site:
-            try:
-                sites = await self.store.sites()
+            try:  # sites with events that are registered: a removed site's data may stay
+                registered = {site.site_id for site in await self.store.registered_sites()}
+                sites = [site for site in await self.store.sites() if site in registered]
             except Exception as exc:  # drivers may raise their own errors: count, go on
                 log.warning("alerting cannot list sites: %s", exc)
                 self.metrics.evaluation_errors.labels("sites").inc()
         alerts: list[Alert] = []
-        for probe, rules in plan(self.rules, sites).items():
+        if sites is not None:
+            alerts += await self._let_go(set(sites), now)
+        for probe, rules in plan(self.rules, sites or ()).items():
             values = await self._measure(probe, rules, now)
             if values is None:
                 continue
@@ -216,6 +225,27 @@ class Alerting(_Rules):
         self.rounds += 1
         self.metrics.evaluation_seconds.observe(time.perf_counter() - began)
         await self._share()
+        return alerts
+
+    async def _let_go(self, sites: set[str], now: int) -> list[Alert]:
+        """Forget the ``"*"`` rules' pairs of sites no longer listed (removed from the
+        registry): a firing one resolves, marked ``gone``, so nobody is left with an alert
+        that fires for good (it was still active, and re-listed every round)."""
+        every_site = {rule.name: rule for rule in self.rules if rule.site_id == ALL_SITES}
+        alerts: list[Alert] = []
+        for name, site in list(self._states):
+            rule = every_site.get(name)
+            if rule is None or site in sites:
+                continue
+            state = self._states.pop((name, site))
+            if state.status is not Status.FIRING:
+                continue
+            self.metrics.resolved.labels(name).inc()
+            self.metrics.firing.labels(name).dec()
+            gone = Transition(Change.RESOLVED, state.value, now, state.since_ms, gone=True)
+            alert = Alert(site, rule, gone)
+            alerts.append(alert)
+            await self._tell(alert)
         return alerts
 
     async def _share(self) -> None:
@@ -240,6 +270,8 @@ class Alerting(_Rules):
             filters=self._filters[probe.filters],
         )
         try:
+            if conversions.involved(query):  # goal filters: the site's goals, as the API
+                query = replace(query, goals=tuple(await self.store.goals(probe.site_id)))
             return await self.store.aggregate(query)
         except Exception as exc:
             log.warning("alert query for %s failed: %s", probe.site_id, exc)
