@@ -8,6 +8,7 @@ ingesting with a local salt when Redis is down.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 import uuid
@@ -22,6 +23,7 @@ from hitstream.salts.file import FileSaltKeeper
 from hitstream.salts.memory import MemorySaltKeeper
 from hitstream.salts.redis import RedisSaltKeeper
 from tests.brokers import REDIS_URL, unreachable
+from tests.faults.services import PrivateRedis
 
 DAY0 = 20_500 * DAY_MS + 3_600_000  # 01:00 UTC
 
@@ -133,3 +135,62 @@ async def test_a_redis_keeper_without_redis_keeps_ingesting_on_a_local_salt() ->
         assert await keeper.salts(DAY0 + 1000) == salts  # the same local salt all day
     finally:
         await keeper.close()
+
+
+@pytest.mark.integration
+async def test_a_redis_back_empty_gets_the_salts_in_use_back(redis_url: str) -> None:
+    """Redis restarted without its data: the running collector writes its salts back, so a
+    collector started after that hashes alike (it drew new ones and counted every
+    returning visitor again); one that started first wins and the other takes its salts."""
+    import redis.asyncio as aioredis
+
+    prefix = f"test:salt:{uuid.uuid4().hex[:8]}:"
+    raw = aioredis.Redis.from_url(redis_url)
+    running = RedisSaltKeeper(redis_url, prefix=prefix)
+    late = RedisSaltKeeper(redis_url, prefix=prefix)
+    later = RedisSaltKeeper(redis_url, prefix=prefix)
+    try:
+        before = await running.salts(DAY0)
+        await raw.delete(*[key async for key in raw.scan_iter(prefix + "*")])  # back empty
+        await running.recheck()
+        assert await late.salts(DAY0) == before
+        await raw.delete(*[key async for key in raw.scan_iter(prefix + "*")])
+        drawn = await later.salts(DAY0)  # this one drew first this time
+        assert drawn.current != before.current
+        await running.recheck()
+        assert await running.salts(DAY0) == drawn
+    finally:
+        for keeper in (running, late, later):
+            await keeper.close()
+        await raw.aclose()
+
+
+@pytest.mark.integration
+async def test_a_local_salt_gives_way_to_the_shared_one_when_redis_answers(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Redis away when a collector needed the day's salt: it draws a local one, and takes
+    the shared one once Redis answers, by itself, off the request path (it kept the local
+    one all day, splitting every visitor it saw from the other collectors')."""
+    server = PrivateRedis(tmp_path / "redis", persistent=False)
+    prefix = f"test:salt:{uuid.uuid4().hex[:8]}:"
+    alone = RedisSaltKeeper(server.url, prefix=prefix, recheck_ms=1000)
+    shared = RedisSaltKeeper(server.url, prefix=prefix)
+    try:
+        local = await alone.salts(DAY0)  # nothing listens yet
+        await alone.recheck()
+        assert await alone.salts(DAY0 + 500) == local  # Redis still away: kept
+        server.start()
+        common = await shared.salts(DAY0)
+        assert common.current != local.current
+        got = local
+        for step in range(1, 200):  # every call past recheck_ms starts a check
+            got = await alone.salts(DAY0 + 3000 + step * 1000)
+            if got == common:
+                break
+            await asyncio.sleep(0.01)
+        assert got == common
+    finally:
+        await alone.close()
+        await shared.close()
+        server.stop()
