@@ -104,11 +104,16 @@ def sites_add(
         await store.add_site(site)
         return site
 
+    from hitstream.settings import Settings
+
     site = _run(data_dir, job)
+    events = Settings().events_url()  # HITSTREAM_COLLECTOR_URL: where browsers send
+    api = f' data-api="{events}"' if events else ""
     typer.echo(f"added {_show_site(site)}")
     typer.echo("paste into every page of the site (with this server's address):")
     typer.echo(
-        f'<script defer data-site="{site.site_id}" src="http://HOST:PORT/js/hitstream.js"></script>'
+        f'<script defer data-site="{site.site_id}"{api} '
+        'src="http://HOST:PORT/js/hitstream.js"></script>'
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -63,6 +64,11 @@ class Settings(BaseSettings):
     salts_url: str = ""
     """Where daily salts live: the data folder (default), or ``redis://...`` shared by
     several collectors so that they hash a visitor alike."""
+
+    collector_url: str = ""
+    """Where browsers send events, when that is not the dashboard's address (scale-out: the
+    collectors' public URL, e.g. ``https://collect.example.com``): the snippets the sites
+    page, the dashboard and ``hitstream sites add`` give carry ``data-api`` pointing there."""
 
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """CIDRs whose ``X-Forwarded-For`` is believed, comma-separated (e.g. ``127.0.0.1/32``)."""
@@ -165,6 +171,23 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("collector_url")
+    @classmethod
+    def _collector_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host, e.g. https://collect.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must be a base URL without a query or fragment")
+        return value
+
+    def events_url(self) -> str:
+        """Where the tracker must send events ("": the script's own address)."""
+        return f"{self.collector_url}/api/v1/events" if self.collector_url else ""
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -67,8 +67,15 @@ def data(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
 def test_sites(data: Path) -> None:
     code, out = run(data, "sites", "add", "shop.example", "--timezone", "Europe/Berlin", "--public")
     assert code == 0, out
-    assert 'data-site="shop.example"' in out
+    assert 'data-site="shop.example"' in out and "data-api" not in out
     assert run(data, "sites", "add", "shop.example")[0] == 1  # registered already
+    scaled = runner.invoke(
+        app,
+        ["sites", "add", "collected.example", "--data-dir", str(data)],
+        env={"HITSTREAM_COLLECTOR_URL": "https://collect.example.com"},
+    )  # scale-out: the snippet sends to the collectors
+    assert 'data-api="https://collect.example.com/api/v1/events"' in scaled.output
+    assert run(data, "sites", "remove", "collected.example", "--yes")[0] == 0
     code, out = run(data, "sites", "add", "bad site")
     assert code == 1 and "site_id" in out
     code, out = run(data, "sites", "list")

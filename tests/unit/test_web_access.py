@@ -78,6 +78,8 @@ async def test_first_run_login_session_csrf_and_logout(
     assert (await client.get("/setup")).status_code == 410  # used up: a user exists
     session = (await client.get("/api/v1/session")).json()
     assert (session["email"], session["role"]) == ("root@example.com", "admin")
+    # the snippets: this process takes events itself, at its own address
+    assert (session["collects"], session["events_url"]) == (True, "")
     assert (await client.get("/")).status_code == 200
     assert (await client.get("/sites")).status_code == 200
     # changes with the cookie need the CSRF secret
@@ -271,3 +273,44 @@ def test_https_is_believed_from_the_connection_or_a_trusted_proxy_only() -> None
     assert not is_https(request("http", "1.2.3.4", "https"), proxies)  # not a trusted proxy
     assert not is_https(request("http", "10.1.2.3", "https"), [])
     assert not is_https(request("http", "10.1.2.3", "http"), proxies)
+
+
+async def test_a_web_process_alone_says_where_events_go(tmp_path: Path) -> None:
+    """Scale-out: ``hitstream web`` serves the tracker but takes no events. Its snippets
+    point at HITSTREAM_COLLECTOR_URL, and an event sent to it is refused saying why (it was
+    a bare "not found", and the snippets sent every event there)."""
+    settings = Settings(
+        data_dir=tmp_path,
+        log_url="memory://",
+        store_url="memory://",
+        cache_url="memory://",
+        collector_url="https://collect.example.com/",
+    )
+    runtime = build(settings, frozenset({"web"}))
+    assert runtime.services.collector is None
+    assert runtime.services.events_url == "https://collect.example.com/api/v1/events"
+    transport = httpx.ASGITransport(app=create_app(runtime.services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hitstream.test") as c:
+        for path in ("/api/v1/events", "/api/event", "/api/send"):
+            sent = await c.post(path, json={"site_id": "listed.example", "path": "/"})
+            assert sent.status_code == 404, path
+            assert sent.json()["error"]["field"] == "path"
+            assert "no collector role" in sent.json()["error"]["reason"]
+        assert (await c.get("/js/hitstream.js")).status_code == 200  # the tracker is here
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("ftp://collect.example.com", "http(s) URL"),
+        ("https://", "http(s) URL"),
+        ("https://c.example/?x=1", "without a query"),
+    ],
+)
+def test_a_collector_url_must_be_a_web_address(given: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        Settings(collector_url=given)
+    assert Settings(collector_url=" https://c.example/in/ ").events_url() == (
+        "https://c.example/in/api/v1/events"
+    )
+    assert Settings().events_url() == ""

@@ -185,6 +185,7 @@ class Runtime:
                 gate=self.gate,
                 accounts=self.accounts,
                 compat_sites=self.settings.compat_sites(),
+                events_url=self.settings.events_url(),
                 peer_metrics=self.peer_metrics,
                 startup=self.startup,
             )

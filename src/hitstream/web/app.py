@@ -51,7 +51,7 @@ from hitstream.web import (
 )
 from hitstream.web.compat import plausible, seeds, umami
 from hitstream.web.cors import Cors
-from hitstream.web.deps import AppServices, Startup
+from hitstream.web.deps import AppServices, Startup, services_of
 from hitstream.web.headers import DEFAULTS, SecurityHeaders
 from hitstream.web.ingest import INGEST, LeanIngest
 from hitstream.web.params import UnknownParameter
@@ -101,6 +101,19 @@ def _error(status: int, field: str, reason: str) -> JSONResponse:
 
 
 _METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+INGEST_PATHS: Final = ("/api/v1/events", "/api/event", "/api/send")
+"""The routes that take events (ours, Plausible's and Umami's trackers')."""
+
+
+async def _not_collecting(request: Request) -> JSONResponse:
+    """A process without the collector role (``hitstream web``) asked to take events."""
+    services_of(request).metrics.requests_rejected.labels("404", "path").inc()
+    return _error(
+        404,
+        "path",
+        "this process takes no events (it has no collector role): send them to a collector; "
+        "HITSTREAM_COLLECTOR_URL makes the snippets this server gives point there",
+    )
 
 
 def _allowed(request: Request) -> str:
@@ -378,6 +391,9 @@ def create_app(
         app.include_router(plausible.router)
         app.include_router(umami.router)
         app.lean = LeanIngest(services, cors_origins)
+    else:  # say why, instead of "not found": a snippet pointing here sends nothing anywhere
+        for path in INGEST_PATHS:
+            app.add_api_route(path, _not_collecting, methods=["POST"], include_in_schema=False)
     if services.stats is not None:  # the web role
         app.include_router(stats.router)
         app.include_router(sites.router)

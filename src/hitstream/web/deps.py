@@ -72,6 +72,9 @@ class AppServices:
     accounts: Accounts | None = None
     compat_sites: Mapping[str, str] = field(default_factory=dict)
     """Endpoint family of the seeds' clients -> site (``""``: the default; ``web.compat``)."""
+    events_url: str = ""
+    """Where browsers send events when that is not this address (``HITSTREAM_COLLECTOR_URL``):
+    the snippets this process gives carry it as ``data-api``."""
     peer_metrics: Callable[[], Awaitable[str]] | None = None
     """``serve``'s processor process's ``/metrics`` text, added to this process's."""
     startup: Startup = field(default_factory=Startup)

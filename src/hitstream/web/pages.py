@@ -306,9 +306,14 @@ async def session(request: Request) -> dict[str, Any]:
     if caller.via != "cookie" or caller.principal.kind != Kind.USER:
         raise AccessDenied(401, "authorization", "not logged in to the dashboard")
     who = caller.principal
+    services = services_of(request)
     return {
         "email": who.name,
         "role": who.role,
         "sites": sorted(who.sites),
         "csrf": caller.csrf,
+        # for the tracker snippets: where events go ("": this address), and whether this
+        # process takes them itself (a web role alone does not)
+        "events_url": services.events_url,
+        "collects": services.collector is not None,
     }

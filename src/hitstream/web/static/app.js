@@ -1149,7 +1149,7 @@
     }
     fetch('/api/v1/session', { headers: { Accept: 'application/json' } })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (s) { session = s; })
+      .then(function (s) { session = s; showSnippet(); })
       .catch(function () {});
     $('logout').addEventListener('click', function () {
       fetch('/logout', { method: 'POST', headers: { 'X-CSRF-Token': session ? session.csrf : '' } })
@@ -1157,10 +1157,13 @@
     });
   }
 
+  // The tracker is served here; events go where the session says (HITSTREAM_COLLECTOR_URL),
+  // or to this address when it has none.
   function showSnippet() {
-    var origin = location.origin;
-    $('snippet').textContent =
-      '<script defer data-site="' + (view.site || 'example.com') + '" src="' + origin + '/js/hitstream.js"></script>';
+    var api = session && session.events_url ? ' data-api="' + session.events_url + '"' : '';
+    $('snippet').textContent = '<script defer data-site="' + (view.site || 'example.com') + '"' + api +
+      ' src="' + location.origin + '/js/hitstream.js"></script>';
+    $('collector-note').hidden = !session || session.collects || !!session.events_url;
   }
 
   function start() {

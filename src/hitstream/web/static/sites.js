@@ -46,8 +46,11 @@
     });
   }
 
+  // The tracker is served here; events go where the session says (HITSTREAM_COLLECTOR_URL),
+  // or to this address when it has none.
   function snippet(siteId) {
-    return '<script defer data-site="' + siteId + '" src="' + location.origin + '/js/hitstream.js"></script>';
+    var api = me && me.events_url ? ' data-api="' + me.events_url + '"' : '';
+    return '<script defer data-site="' + siteId + '"' + api + ' src="' + location.origin + '/js/hitstream.js"></script>';
   }
 
   function button(text, cls, onClick) {
@@ -242,6 +245,7 @@
     api('GET', '/api/v1/session').then(function (session) {
       me = session;
       $('who').textContent = session.email + ' (' + session.role + ')';
+      $('collector-note').hidden = session.collects || !!session.events_url;
       $('add-panel').hidden = session.role !== 'admin';
       $('welcome').hidden = new URLSearchParams(location.search).get('welcome') !== '1';
       load();
