@@ -204,6 +204,11 @@ def _run(
         f"hitstream {'+'.join(sorted(shown_roles))}: {what}, data in {settings.data_dir.resolve()}"
     )
     server.run()
+    from hitstream.errors import ConfigError
+
+    if isinstance(web.start_failed, ConfigError):  # a setting: one line, as before start-up
+        typer.echo(f"error: {web.start_failed}", err=True)
+        raise typer.Exit(2)
     if web.start_failed is not None:  # logged where it happened
         raise typer.Exit(3)
 

@@ -185,21 +185,21 @@ class Metrics:
         self.store_memory = Gauge(
             "hitstream_store_memory_bytes",
             "Memory the store's engine holds in this process, by what holds it (DuckDB: "
-            "duckdb_memory() tags); read every 10 s while the processor writes",
+            "duckdb_memory() tags); read every 10 s by the processor",
             ["tag"],
             registry=r,
         )
         self.store_allocator = Gauge(
             "hitstream_store_allocator_bytes",
             "What the store engine's own allocator holds in this process, by state (DuckDB's "
-            "jemalloc: allocated, active, resident); read every 10 s while the processor writes",
+            "jemalloc: allocated, active, resident); read every 10 s by the processor",
             ["state"],
             registry=r,
         )
         self.store_view_groups = Gauge(
             "hitstream_store_view_groups",
             "Groups the store's in-memory rollup views hold (~250 bytes each, at most "
-            "200,000); read every 10 s while the processor writes",
+            "200,000); read every 10 s by the processor",
             registry=r,
         )
         self.end_to_end_seconds = Histogram(

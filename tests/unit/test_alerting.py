@@ -649,9 +649,11 @@ def test_notifiers_are_picked_by_url() -> None:
     made = make_notifiers("log://, https://hooks.slack.com/services/x ,http://127.0.0.1:1/h")
     assert [type(n).__name__ for n in made] == ["LogNotifier", "WebhookNotifier", "WebhookNotifier"]
     assert make_notifiers("") == []
-    with pytest.raises(ConfigError, match="unknown alert notifier 'smtp'"):
+    with pytest.raises(
+        ConfigError, match=r"^HITSTREAM_ALERT_NOTIFIERS: unknown alert notifier 'smtp'"
+    ):
         make_notifiers("smtp://mail.example.com")
-    with pytest.raises(ConfigError, match="needs http"):
+    with pytest.raises(ConfigError, match=r"^HITSTREAM_ALERT_NOTIFIERS: a webhook URL needs http"):
         make_notifiers("https://")
 
 
@@ -694,7 +696,8 @@ def test_a_bad_rule_setting_refuses_to_start(rules: str, message: str) -> None:
 def test_a_bad_rules_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "rules.json"
     path.write_text(json.dumps([{**SPIKE, "window_s": -5}]))
-    with pytest.raises(ConfigError, match=rf"{path}: rules\[0\]\.window_s: must be between"):
+    named = rf"^HITSTREAM_ALERT_RULES \('{path}'\): rules\[0\]\.window_s: must be between"
+    with pytest.raises(ConfigError, match=named):
         make_alerting(MemoryStore(), MemoryFanout(), rules=str(path), registry=CollectorRegistry())
 
 

@@ -20,7 +20,7 @@ from hitstream.fanout.memory import MemoryFanout
 from hitstream.log.memory import MemoryLog
 from hitstream.metrics import Metrics
 from hitstream.services.pipeline import Named, Pipeline, SiteBook, processing_steps
-from hitstream.services.processor import Processor
+from hitstream.services.processor import IDLE_LAG_S, STORE_GAUGES_S, Processor
 from hitstream.stores.base import Store, WriteBatch
 from hitstream.stores.memory import MemoryStore
 from tests.access import Sites
@@ -448,6 +448,26 @@ async def test_the_stores_memory_is_exported_by_tag_while_it_writes() -> None:
     await processor.process_once()
     assert store.asked == 1
     assert gauge.labels("BASE_TABLE")._value.get() == 7_000
+
+
+async def test_the_stores_memory_is_read_on_a_quiet_site_too() -> None:
+    """Writes more than 5 s apart: the idle lag reading reset the clock these gauges shared,
+    so they were never read (Grafana's memory panels stayed empty on a small site)."""
+    log, store = MemoryLog(), MeteredStore()
+    processor = make(log, store)
+    await processor.start()
+    assert await processor.process_once(poll_timeout=0.0) == 0  # nothing arrived: read anyway
+    assert store.asked == 1
+    assert processor.metrics.store_memory.labels("BASE_TABLE")._value.get() == 7_000
+    for n in range(3):  # a write now and then, each after an idle poll that read the lag
+        store.held["BASE_TABLE"] = 8_000 + n
+        processor._last_lag -= IDLE_LAG_S
+        processor._last_gauges -= STORE_GAUGES_S
+        await processor.process_once(poll_timeout=0.0)
+        await put(log, accepted(10 + n))
+        await processor.process_once()
+        assert processor.metrics.store_memory.labels("BASE_TABLE")._value.get() == 8_000 + n
+    await processor.close()
 
 
 async def test_the_lag_gauge_is_read_while_nothing_arrives() -> None:

@@ -207,9 +207,12 @@ def make_notifier(url: str, on_failure: Callable[[], None] | None = None) -> Not
         try:
             return WebhookNotifier(url, on_failure=on_failure)
         except ValueError as exc:
-            raise ConfigError(f"alert notifier: {exc}") from exc
+            raise ConfigError(f"HITSTREAM_ALERT_NOTIFIERS: {exc}") from exc
     shown = scheme or url.split("/")[0]
-    raise ConfigError(f"unknown alert notifier {shown!r} (use log:// or an http(s):// webhook)")
+    raise ConfigError(
+        f"HITSTREAM_ALERT_NOTIFIERS: unknown alert notifier {shown!r} "
+        "(use log:// or an http(s):// webhook)"
+    )
 
 
 def make_notifiers(urls: str, on_failure: Callable[[str], None] | None = None) -> list[Notifier]:

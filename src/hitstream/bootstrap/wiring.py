@@ -225,7 +225,7 @@ def load_rules(raw: str) -> list[AlertRule]:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read rules file {str(path)!r}: {exc}") from exc
-        source = str(path)
+        source = f"{source} ({str(path)!r})"
     try:
         return parse_rules(text)
     except QueryError as exc:

@@ -42,7 +42,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from hitstream.errors import ConfigError, LogUnavailable
 from hitstream.log.base import EventLog, LogConsumer, LogMessage, PositionLookup, Positions
-from hitstream.log.kafka_consumer import KafkaConsumer
+from hitstream.log.kafka_consumer import KafkaConsumer, settings_refused
 
 log = logging.getLogger(__name__)
 DEFAULT_TOPIC = "hitstream.events"
@@ -244,11 +244,14 @@ class KafkaLog(EventLog):
         try:
             return _Pump(self._producer_config)
         except KafkaException as exc:
-            raise ConfigError(f"bad Kafka producer settings: {exc}") from exc
+            raise settings_refused(exc) from exc
 
     async def _ensure_topics(self) -> None:
         """Create the topic and its dead-letter topic if missing (an existing one is kept)."""
-        admin = AdminClient(dict(self._common))  # referenced until its futures are done
+        try:
+            admin = AdminClient(dict(self._common))  # referenced until its futures are done
+        except KafkaException as exc:
+            raise settings_refused(exc) from exc
         wanted = [
             NewTopic(self.topic, self.partitions, self.replication_factor),
             NewTopic(self.dead_topic, 1, self.replication_factor),

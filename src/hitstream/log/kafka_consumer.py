@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from hitstream.errors import LogUnavailable
+from hitstream.errors import ConfigError, LogUnavailable
 from hitstream.log.base import LogConsumer, LogMessage, PositionLookup
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,16 @@ _BENIGN_COMMIT_ERRORS = {
     KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError._NO_OFFSET,
 }
+
+
+def settings_refused(exc: KafkaException) -> ConfigError:
+    """librdkafka refused a client's settings (an unknown property, a SASL mechanism it does
+    not have): a configuration error naming the variables they come from, not an outage."""
+    error = exc.args[0] if exc.args else None
+    reason = error.str() if isinstance(error, KafkaError) else str(exc)
+    return ConfigError(
+        f"HITSTREAM_KAFKA_EXTRA / HITSTREAM_KAFKA_SASL_*: Kafka refused the settings: {reason}"
+    )
 
 
 class KafkaConsumer(LogConsumer):
@@ -100,6 +110,9 @@ class KafkaConsumer(LogConsumer):
                 on_lost=self._on_revoke,
             )
         except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError._INVALID_ARG:
+                raise settings_refused(exc) from exc  # no retry mends it
             raise LogUnavailable(f"kafka consumer failed to start: {exc}") from exc
         return consumer
 

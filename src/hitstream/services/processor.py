@@ -75,6 +75,7 @@ GATHER_S: Final = 0.1
 polls at most this often: at 100 events/s one poll per 10 events, not one per event."""
 SITE_RETENTION_EVERY_MS: Final = 600_000
 IDLE_LAG_S: Final = 5.0
+STORE_GAUGES_S: Final = 10.0
 """While polls find nothing, the lag gauge is read this often."""
 
 
@@ -133,6 +134,7 @@ class Processor:
         self._registry_version: int | None = None
         self._registry_checked = -float(REGISTRY_CHECK_MS)
         self._last_lag = 0.0
+        self._last_gauges = -STORE_GAUGES_S  # read at the first chance
         self.processed = 0
         self.batches = 0
         self.caught_up = asyncio.Event()
@@ -288,11 +290,7 @@ class Processor:
                 lag = await self._consumer.lag()
                 if lag is not None:
                     self.metrics.processor_lag.set(lag)
-                for tag, used in (await self.store.memory_usage()).items():
-                    self.metrics.store_memory.labels(tag).set(used)
-                for state, held in (await self.store.allocator_usage()).items():
-                    self.metrics.store_allocator.labels(state).set(held)
-                self.metrics.store_view_groups.set(await self.store.view_groups())
+            await self._store_gauges()
             await self._publish(stored, now)
             # here too, not only when a poll finds the log empty: a site that never pauses
             # for a poll's wait would otherwise never evict closed visits nor apply retention
@@ -353,10 +351,27 @@ class Processor:
                 if removed:
                     log.info("retention removed %d events of %s", removed, site.site_id)
 
+    async def _store_gauges(self) -> None:
+        """The store's memory gauges, every ``STORE_GAUGES_S``, after writes and while idle
+        alike. They shared the lag's clock, which the idle reading resets every 5 s: on a
+        site whose writes come more than 5 s apart they were never read at all."""
+        if time.monotonic() - self._last_gauges < STORE_GAUGES_S:
+            return
+        self._last_gauges = time.monotonic()
+        for tag, used in (await self.store.memory_usage()).items():
+            self.metrics.store_memory.labels(tag).set(used)
+        for state, held in (await self.store.allocator_usage()).items():
+            self.metrics.store_allocator.labels(state).set(held)
+        self.metrics.store_view_groups.set(await self.store.view_groups())
+
     async def _idle_lag(self) -> None:
         """The lag gauge while nothing arrives, every ``IDLE_LAG_S`` (after a write it is
         read every 10 s): a standby that took over showed the lag it started with for a
         minute after it had caught up."""
+        try:
+            await self._store_gauges()
+        except AdapterUnavailable as exc:
+            log.debug("store gauges unknown while idle: %s", exc)
         if self._consumer is None or time.monotonic() - self._last_lag < IDLE_LAG_S:
             return
         self._last_lag = time.monotonic()

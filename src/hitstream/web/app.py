@@ -29,6 +29,7 @@ from hitstream import __version__
 from hitstream.errors import (
     AccessDenied,
     AdapterUnavailable,
+    ConfigError,
     Conflict,
     NotFound,
     QueryError,
@@ -266,6 +267,11 @@ def create_app(
         startup = services.startup
         try:
             await lifecycle.start()
+        except ConfigError as exc:  # a setting no retry mends: the CLI prints it in one line
+            app.start_failed = exc
+            if app.on_start_failure is not None:
+                app.on_start_failure()
+            raise
         except Exception as exc:
             log.exception("start-up failed: stopping")
             app.start_failed = exc
