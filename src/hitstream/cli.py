@@ -291,18 +291,25 @@ def migrate(
     settings = _settings(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
+    applied: list[str] = []
+
     async def run() -> int | None:
         store = make_store(settings.resolved_store_url(), settings)
         await store.start()  # connects and applies what is pending (under a lock on PostgreSQL)
         try:
-            await store.migrate()  # idempotent: proves the schema is complete
+            applied.extend(store.migrations_applied)
+            applied.extend(await store.migrate())  # idempotent: proves the schema is complete
             return await store.rebuild_rollups() if rebuild_rollups else None
         finally:
             await store.close()
 
     began = time.perf_counter()
     rebuilt = asyncio.run(run())
-    typer.echo(f"store schema is up to date ({urlsplit(settings.resolved_store_url()).scheme})")
+    scheme = urlsplit(settings.resolved_store_url()).scheme
+    if applied:  # it said "up to date" after creating the whole schema
+        typer.echo(f"store schema migrated ({scheme}): applied {', '.join(applied)}")
+    else:
+        typer.echo(f"store schema is up to date ({scheme})")
     if rebuild_rollups:
         typer.echo(
             f"rollups rebuilt from {rebuilt:,} events in {time.perf_counter() - began:.1f} s"

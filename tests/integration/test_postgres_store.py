@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
@@ -266,6 +266,14 @@ async def test_an_unreachable_server_is_store_unavailable(pg_admin_url: str) -> 
         await nowhere.start()
     with pytest.raises(StoreUnavailable):
         await nowhere.count_events()
+
+
+async def test_a_database_that_does_not_exist_is_named_as_the_reason(pg_admin_url: str) -> None:
+    """The pool said only "pool initialization incomplete after 10.0 sec"; the server's own
+    reason was in four warnings above it."""
+    missing = urlsplit(pg_admin_url)._replace(path=f"/hs_missing_{uuid.uuid4().hex[:8]}")
+    with pytest.raises(StoreUnavailable, match=r"database \"hs_missing_\w+\" does not exist"):
+        await PostgresStore(missing.geturl(), timeout=1.0).start()
 
 
 async def test_a_connection_killed_while_idle_is_replaced_unseen(

@@ -15,6 +15,8 @@ from hitstream.cli import app
 from hitstream.stores.duckdb import DuckDBStore
 from hitstream.stores.socket import StoreServer
 
+MIGRATIONS = Path(__file__).resolve().parents[2] / "src" / "hitstream" / "stores" / "sql" / "duckdb"
+
 runner = CliRunner()
 
 
@@ -176,3 +178,14 @@ async def test_forgetting_a_user_leaves_nothing_of_them_in_duckdbs_write_ahead_l
         assert not wal.exists() or secret.encode() not in wal.read_bytes()
     finally:
         await store.close()
+
+
+def test_migrate_says_what_it_applied(tmp_path: Path) -> None:
+    """On an empty store it said "up to date" after creating the whole schema."""
+    first = runner.invoke(app, ["migrate", "--data-dir", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("store schema migrated (duckdb): applied 0001_init, ")
+    names = sorted(p.stem for p in MIGRATIONS.glob("*.sql"))
+    assert first.output.strip().endswith(", ".join(names))
+    again = runner.invoke(app, ["migrate", "--data-dir", str(tmp_path)])
+    assert again.output.strip() == "store schema is up to date (duckdb)"

@@ -554,7 +554,8 @@ async def test_the_webhook_posts_slack_compatible_json_with_every_field() -> Non
         "[FIRING] critical · spike on a.io: pageviews >= 3 over 5m: pageviews is 7. "
         "Look at /checkout."
     )
-    assert {k: v for k, v in body.items() if k != "text"} == alert.as_message()
+    assert {k: v for k, v in body.items() if k not in ("text", "id")} == alert.as_message()
+    assert body["id"] == f"spike:a.io:firing:{T0 + 5}" == request.headers["idempotency-key"]
     assert (notifier.delivered, notifier.failures, delays) == (1, 0, [])
     await notifier.close()
 
@@ -565,6 +566,7 @@ async def test_the_webhook_retries_with_backoff_then_delivers() -> None:
     await notifier.notify(an_alert())
     await notifier.flush()
     assert len(hook.requests) == 4
+    assert len({r.headers["idempotency-key"] for r in hook.requests}) == 1  # one transition
     assert delays == [0.5, 1.0, 2.0]
     assert (notifier.delivered, notifier.failures) == (1, 0)
     await notifier.close()

@@ -57,6 +57,8 @@ def test_a_role_whose_store_is_down_answers_probes_and_refuses_the_rest(tmp_path
     with TestClient(app) as client:
         wait_until("the store waited for", lambda: runtime.startup.waiting_for == "store")
         assert client.get("/healthz").status_code == 200
+        assert client.head("/healthz").status_code == 200  # load balancers probe with HEAD
+        assert client.head("/readyz").status_code == 503
         ready = client.get("/readyz")
         assert (ready.status_code, ready.json()) == (
             503,

@@ -27,8 +27,12 @@ log = logging.getLogger(__name__)
 
 
 def payload(alert: Alert) -> dict[str, Any]:
-    """``{"text": ...}`` for Slack, Mattermost, Rocket.Chat; every structured field beside it."""
-    return {"text": alert.text(), **alert.as_message()}
+    """``{"text": ...}`` for Slack, Mattermost, Rocket.Chat; every structured field beside it,
+    and an ``id`` of the transition, the same on every try (also sent as ``Idempotency-Key``):
+    a receiver slower than the timeout gets a retry of what it already took, and can tell."""
+    message = alert.as_message()
+    ident = f"{message['rule']}:{message['site_id']}:{message['state']}:{message['at']}"
+    return {"text": alert.text(), "id": ident, **message}
 
 
 class WebhookNotifier(Notifier):
@@ -114,7 +118,9 @@ class WebhookNotifier(Notifier):
             if attempt:
                 await self.backoff.wait(attempt - 1)
             try:
-                response = await self._client.post(self.url, json=body)
+                response = await self._client.post(
+                    self.url, json=body, headers={"Idempotency-Key": body["id"]}
+                )
             except httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 continue

@@ -53,6 +53,8 @@ class Store(Registry, ABC):
     """The store port; every store is also the site registry (``stores.registry``)."""
 
     name: str = "store"
+    migrations_applied: tuple[str, ...] = ()
+    """The migrations ``start`` applied (``hitstream migrate`` names them)."""
 
     async def start(self) -> None:
         """Connect or open files, and run pending migrations."""

@@ -296,7 +296,7 @@ class DuckDBStore(RollupAnswers, Store, SqlDefinitions):
             executor.shutdown(wait=False)
             raise StoreUnavailable(f"cannot open duckdb store at {self._path}: {exc}") from exc
         self._executor = executor
-        await self.migrate()
+        self.migrations_applied = tuple(await self.migrate())
         await self._run("settings", self._limit_memory)
 
     def _limit_memory(self, conn: Connection) -> None:

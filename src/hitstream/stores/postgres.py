@@ -168,8 +168,21 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
             await pool.open(wait=True, timeout=max(self._timeout, 10.0))
         except psycopg.Error as exc:
             await pool.close()
-            raise StoreUnavailable(f"cannot connect to postgres: {exc}") from exc
+            raise StoreUnavailable(f"cannot connect to postgres: {await self._why(exc)}") from exc
         return pool
+
+    async def _why(self, exc: psycopg.Error) -> str:
+        """Why the pool could not open: the pool itself says only that it timed out ("pool
+        initialization incomplete"), so one direct connection asks the server (a database
+        that does not exist, a refused password; no password is in its text)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._url, connect_timeout=2, application_name="hitstream-probe"
+            )
+        except psycopg.Error as direct:
+            return " ".join(str(direct).split())
+        await conn.close()
+        return str(exc)
 
     async def _check_connection(self, conn: Connection) -> None:
         """The pool's test of a connection before lending it: a dead one may mean a dead
@@ -204,7 +217,7 @@ class PostgresStore(RollupAnswers, Store, SqlDefinitions):
             return
         self._pool = await self._open_pool()
         try:
-            await self.migrate()
+            self.migrations_applied = tuple(await self.migrate())
             rows = await self._rows(
                 "SELECT collname FROM pg_collation WHERE collname = %s", (_ICU_ROOT,)
             )
