@@ -150,3 +150,34 @@ async def test_a_start_waiting_for_its_log_stops_when_asked(tmp_path: Path) -> N
     await asyncio.wait_for(started, 1.0)  # it stops waiting within a tick
     assert runtime.collector is not None and runtime._started == []  # nothing was started
     await runtime.stop()
+
+
+async def test_a_signal_ends_a_connection_attempt_in_progress(tmp_path: Path) -> None:
+    """A PostgreSQL pool's attempt lasts 10 s: SIGTERM or Ctrl-C meanwhile waited for it
+    (7.8 s here) although the README says the waiting process stops at once."""
+    import asyncio
+
+    runtime = build(
+        Settings(data_dir=tmp_path, log_url="memory://", store_url="memory://"),
+        frozenset({"collector"}),
+    )
+    connecting = asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def slow() -> None:
+        connecting.set()
+        try:
+            await asyncio.sleep(30)  # the attempt that would take its time
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    runtime.log.start = slow  # type: ignore[method-assign]
+    asked = asyncio.Event()
+    runtime.stopping = asked.is_set
+    started = asyncio.create_task(runtime.start())
+    await asyncio.wait_for(connecting.wait(), 10)
+    asked.set()
+    await asyncio.wait_for(started, 1.0)  # within a tick, not at the attempt's end
+    assert cancelled == [True] and runtime._started == []
+    await runtime.stop()

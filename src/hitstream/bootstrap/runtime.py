@@ -219,21 +219,36 @@ class Runtime:
         attempt = 0
         while True:
             self.startup.waiting_for = name  # (a database's connect may itself take long)
+            trying = asyncio.ensure_future(adapter.start())
+            if not await self._unless_stopped(trying, name):
+                return False
             try:
-                await adapter.start()
+                trying.result()
                 self.startup.waiting_for = ""
                 return True
             except AdapterUnavailable as exc:
                 delay = self.backoff.delay(attempt)
                 log.warning("%s not available yet (%s); retrying in %.1fs", name, exc, delay)
-                pause = asyncio.ensure_future(self.backoff.sleep(delay))
-                while not pause.done():
-                    if self.stopping():  # a signal came: do not wait on for a service
-                        pause.cancel()
-                        log.warning("asked to stop while waiting for the %s: stopping", name)
-                        return False
-                    await asyncio.wait([pause], timeout=0.1)
+                if not await self._unless_stopped(
+                    asyncio.ensure_future(self.backoff.sleep(delay)), name
+                ):
+                    return False
                 attempt += 1
+
+    async def _unless_stopped(self, step: asyncio.Future[None], name: str) -> bool:
+        """Wait for ``step`` (a connection attempt, or the pause before the next); False,
+        with ``step`` cancelled, when a signal came meanwhile: a PostgreSQL pool's attempt
+        lasts 10 s, and SIGTERM or Ctrl-C waited for it to end."""
+        while not step.done():
+            if self.stopping():
+                step.cancel()
+                await asyncio.wait([step], timeout=0.2)  # a pool may not end promptly
+                if step.done() and not step.cancelled():
+                    step.exception()  # retrieved: its end is of no interest now
+                log.warning("asked to stop while waiting for the %s: stopping", name)
+                return False
+            await asyncio.wait([step], timeout=0.1)
+        return True
 
     async def start(self, *, run_processor: bool = True) -> None:
         self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

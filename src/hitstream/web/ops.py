@@ -19,15 +19,16 @@ from hitstream.web.openapi import ERROR_REF
 router = APIRouter(tags=["ops"])
 
 
-# HEAD too: load balancers and uptime checkers probe with it (it was a 405)
-@router.api_route("/healthz", methods=["GET", "HEAD"], summary="The process is alive")
+# HEAD too (below): load balancers and uptime checkers probe with it (it was a 405)
+@router.head("/healthz", include_in_schema=False)
+@router.get("/healthz", summary="The process is alive")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.api_route(
+@router.head("/readyz", include_in_schema=False)
+@router.get(
     "/readyz",
-    methods=["GET", "HEAD"],
     summary="Every part this process's roles need answers",
     responses={503: {"description": "A part the roles need does not answer (named in checks)"}},
 )
