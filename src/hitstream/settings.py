@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     kafka_message_timeout_ms: int = Field(default=10_000, ge=100)
     kafka_session_timeout_ms: int | None = None
     kafka_heartbeat_interval_ms: int | None = None
+    kafka_group_prefix: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
+    """Put before the consumer groups' names (the processors' is ``processor``): deployments
+    sharing a Kafka cluster keep apart, and ACLs on group prefixes match."""
     kafka_extra: dict[str, str | int | float | bool] = Field(default_factory=dict)
     """Any other librdkafka setting, as JSON: ``{"linger.ms": 5}``."""
     redis_stream_claim_idle_ms: int = Field(default=30_000, ge=100)

@@ -1,4 +1,5 @@
-"""The Kafka producer is replaced once the broker refuses it for good (no broker needed)."""
+"""The Kafka producer is replaced once the broker refuses it for good; consumer groups take
+their prefix (no broker needed)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 from confluent_kafka import KafkaError
 
 from hitstream.errors import LogUnavailable
-from hitstream.log.kafka import _Delivery
+from hitstream.log.kafka import KafkaLog, _Delivery
+from hitstream.log.kafka_consumer import KafkaConsumer
 
 
 class FakePump:
@@ -49,3 +51,29 @@ async def test_every_report_delivered_settles_the_append() -> None:
     delivery(None, None)  # type: ignore[arg-type]
     await asyncio.wait_for(delivery.future, 1)
     assert pump.retired == []
+
+
+def test_consumer_groups_take_the_configured_prefix() -> None:
+    """Two deployments on one cluster shared the group ``processor`` (and group ACLs by
+    prefix could not match): ``HITSTREAM_KAFKA_GROUP_PREFIX`` goes before every group."""
+    from hitstream.bootstrap.adapters import make_log
+    from hitstream.settings import Settings
+
+    async def nothing(partition: int) -> int | None:
+        return None
+
+    settings = Settings(kafka_group_prefix="acme-", kafka_extra={"group.id": "ignored"})
+    log = make_log("kafka://127.0.0.1:9/hitstream.events", settings)
+    assert isinstance(log, KafkaLog)
+    reader = log.consumer("processor", nothing)
+    dead = log.dead_letters("replay", nothing)
+    assert isinstance(reader, KafkaConsumer) and isinstance(dead, KafkaConsumer)
+    assert (reader._config["group.id"], dead._config["group.id"]) == (
+        "acme-processor",
+        "acme-replay",
+    )
+    plain = make_log("kafka://127.0.0.1:9/hitstream.events", Settings())
+    assert isinstance(plain, KafkaLog)
+    assert plain.consumer("processor", nothing)._config["group.id"] == "processor"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="group_prefix"):
+        Settings(kafka_group_prefix="bad prefix!")

@@ -81,6 +81,7 @@ def make_log(url: str, settings: Settings) -> EventLog:
             sasl_password=settings.kafka_sasl_password,
             ssl_ca_location=settings.kafka_ssl_ca_location,
             client_id=settings.kafka_client_id,
+            group_prefix=settings.kafka_group_prefix,
             message_timeout_ms=settings.kafka_message_timeout_ms,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,

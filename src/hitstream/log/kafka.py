@@ -171,6 +171,7 @@ class KafkaLog(EventLog):
         sasl_password: str | None = None,
         ssl_ca_location: str | None = None,
         client_id: str = "hitstream",
+        group_prefix: str = "",
         message_timeout_ms: int = 10_000,
         admin_timeout_s: float = 10.0,
         session_timeout_ms: int | None = None,
@@ -181,6 +182,9 @@ class KafkaLog(EventLog):
     ) -> None:
         self.servers, self.topic = parse_url(url)
         self.dead_topic = f"{self.topic}.dead"
+        self.group_prefix = group_prefix
+        """Before every consumer group's name (``processor`` ...): two deployments on one
+        cluster keep apart, and group ACLs by prefix match."""
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.create_topics = create_topics
@@ -336,7 +340,9 @@ class KafkaLog(EventLog):
             raise LogUnavailable(f"kafka topic {self.topic} unavailable: {topic and topic.error}")
 
     def consumer(self, group: str, positions: PositionLookup) -> LogConsumer:
-        return KafkaConsumer(self._consumer_config, self.topic, group, positions)
+        return KafkaConsumer(
+            self._consumer_config, self.topic, self.group_prefix + group, positions
+        )
 
     async def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]:
         """partition -> the first offset whose message's timestamp (its append time, as
@@ -345,7 +351,8 @@ class KafkaLog(EventLog):
         timeout = self.admin_timeout_s
 
         def lookup() -> dict[int, int]:
-            config = {**self._consumer_config, "group.id": "hitstream-offsets-for-time"}
+            group = f"{self.group_prefix}hitstream-offsets-for-time"
+            config = {**self._consumer_config, "group.id": group}
             consumer = Consumer(config)
             try:
                 meta = consumer.list_topics(self.topic, timeout=timeout)
@@ -377,4 +384,6 @@ class KafkaLog(EventLog):
         await self._produce(self.dead_topic, [(reason.encode(), m.value) for m in messages], origin)
 
     def dead_letters(self, group: str, positions: PositionLookup) -> LogConsumer:
-        return KafkaConsumer(self._consumer_config, self.dead_topic, group, positions)
+        return KafkaConsumer(
+            self._consumer_config, self.dead_topic, self.group_prefix + group, positions
+        )
