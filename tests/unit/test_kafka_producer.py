@@ -77,3 +77,31 @@ def test_consumer_groups_take_the_configured_prefix() -> None:
     assert plain.consumer("processor", nothing)._config["group.id"] == "processor"  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="group_prefix"):
         Settings(kafka_group_prefix="bad prefix!")
+
+
+def test_librdkafka_repeats_are_held_back_and_counted() -> None:
+    """Every failed reconnect is a line: one per 30 s per message shape, then the count."""
+    import logging
+
+    from hitstream.log.kafka import Repeats
+
+    now = [0.0]
+    repeats = Repeats(every_s=30, clock=lambda: now[0])
+
+    def line(msg: str, level: int = logging.ERROR) -> logging.LogRecord:
+        return logging.LogRecord("hitstream.log.librdkafka", level, __file__, 1, msg, None, None)
+
+    fail = "FAIL [rdkafka#producer-1] 127.0.0.1:{port}/1: Connection refused (after {ms}ms)"
+    kept = []
+    for second in range(61):
+        now[0] = float(second)
+        record = line(fail.format(port=9092, ms=second))
+        if repeats.filter(record):
+            kept.append(record.getMessage())
+    assert kept == [
+        fail.format(port=9092, ms=0),
+        fail.format(port=9092, ms=30) + " (29 more like it in 30 s)",
+        fail.format(port=9092, ms=60) + " (29 more like it in 30 s)",
+    ]
+    assert repeats.filter(line("rebalance: assigned 3 partitions"))  # another message: shown
+    assert repeats.filter(line(fail.format(port=9092, ms=61), logging.WARNING))  # another level

@@ -31,9 +31,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -45,6 +48,39 @@ from hitstream.log.base import EventLog, LogConsumer, LogMessage, PositionLookup
 from hitstream.log.kafka_consumer import KafkaConsumer, settings_refused
 
 log = logging.getLogger(__name__)
+
+
+class Repeats(logging.Filter):
+    """Lets a message through once per ``every_s`` when it differs from an earlier one only
+    by its numbers; the next one it lets through says how many it held back. librdkafka
+    logs every failed reconnect (once a second per broker connection and client, by
+    ``reconnect.backoff.max.ms``): a processor wrote 301 ERROR lines in 15 s of a Kafka
+    outage, burying everything else."""
+
+    def __init__(self, every_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._clock = clock
+        self._seen: dict[tuple[int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, re.sub(r"\d+", "#", record.getMessage()))
+        now = self._clock()
+        last, held = self._seen.get(key, (-math.inf, 0))
+        if now - last < self.every_s:
+            self._seen[key] = (last, held + 1)
+            return False
+        if len(self._seen) > 1000:  # bounded: old keys go
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.every_s}
+        self._seen[key] = (now, 0)
+        if held:
+            record.msg = f"{record.getMessage()} ({held} more like it in {self.every_s:.0f} s)"
+            record.args = None
+        return True
+
+
+LIBRDKAFKA: Final = logging.getLogger("hitstream.log.librdkafka")
+LIBRDKAFKA.addFilter(Repeats())
 DEFAULT_TOPIC = "hitstream.events"
 _Headers = list[tuple[str, str | bytes | None]]
 _PRODUCER_DEAD = frozenset(
@@ -193,7 +229,7 @@ class KafkaLog(EventLog):
         common: dict[str, Any] = {
             "bootstrap.servers": self.servers,
             "client.id": client_id,
-            "logger": logging.getLogger("hitstream.log.librdkafka"),  # not raw stderr
+            "logger": LIBRDKAFKA,  # not raw stderr; repeats held back (``Repeats``)
             # after a broker outage, reconnect within a second of it being back (librdkafka
             # backs off up to 10 s by default); a refused connect costs nothing
             "reconnect.backoff.max.ms": 1000,
