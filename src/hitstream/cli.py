@@ -186,6 +186,7 @@ def _run(
     web = create_app(runtime.services, lifecycle=lifecycle, cors_origins=settings.cors_origins)
     server = _server_class()(server_config(web, settings, runtime.metrics))
     runtime.stopping = lambda: server.should_exit  # a signal while start-up still waits
+    runtime.on_fatal = lambda: setattr(server, "should_exit", True)
     web.on_start_failure = lambda: setattr(server, "should_exit", True)
     runtime.metrics.http_connections.set_function(lambda: len(server.server_state.connections))
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
@@ -206,8 +207,9 @@ def _run(
     server.run()
     from hitstream.errors import ConfigError
 
-    if isinstance(web.start_failed, ConfigError):  # a setting: one line, as before start-up
-        typer.echo(f"error: {web.start_failed}", err=True)
+    wrong = web.start_failed if isinstance(web.start_failed, ConfigError) else runtime.fatal
+    if wrong is not None:  # a setting: one line, as before start-up
+        typer.echo(f"error: {wrong}", err=True)
         raise typer.Exit(2)
     if web.start_failed is not None:  # logged where it happened
         raise typer.Exit(3)

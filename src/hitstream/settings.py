@@ -186,6 +186,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL with a host, e.g. https://collect.example.com")
         if parts.query or parts.fragment:
             raise ValueError("must be a base URL without a query or fragment")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not hold credentials (every dashboard user sees it)")
+        if any(c in value for c in "\"'<>` \\"):
+            raise ValueError("must not hold quotes, spaces or angle brackets (it goes in HTML)")
+        if parts.path.rstrip("/").endswith("/api/v1/events"):
+            raise ValueError("is the collectors' base URL: /api/v1/events is added to it")
         return value
 
     def events_url(self) -> str:

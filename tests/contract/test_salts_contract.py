@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -193,4 +194,55 @@ async def test_a_local_salt_gives_way_to_the_shared_one_when_redis_answers(
     finally:
         await alone.close()
         await shared.close()
+        server.stop()
+
+
+@pytest.mark.integration
+async def test_a_salt_drawn_in_an_outage_gives_way_to_the_shared_one(tmp_path: Path) -> None:
+    """Redis restarted empty while a collector started: its local salt must not become
+    everyone's. It only looks while Redis is empty; a collector that holds the shared salt
+    writes it back, and the local one gives way. Alone, it writes its salt on the second
+    empty look in a row; every salt expires an hour after its next day ends."""
+    import redis.asyncio as aioredis
+
+    server = PrivateRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    prefix = f"test:salt:{uuid.uuid4().hex[:8]}:"
+    day = str(DAY0 // DAY_MS)
+    running = RedisSaltKeeper(server.url, prefix=prefix)
+    late = RedisSaltKeeper(server.url, prefix=prefix)
+    solo = RedisSaltKeeper(server.url, prefix=f"{prefix}solo:")
+    raw = aioredis.Redis.from_url(server.url)
+    try:
+        shared = await running.salts(DAY0)
+        server.stop()
+        local = await late.salts(DAY0)  # drawn while Redis is away
+        own = await solo.salts(DAY0)  # (a collector with nobody to share with)
+        assert local.current != shared.current
+        server.start()  # back, empty
+        await late.recheck()  # Redis empty: it only looks
+        await solo.recheck()
+        assert await raw.get(prefix + day) is None
+        for _ in range(5):  # the collector holding the shared salt writes it back (once it
+            await running.recheck()  # has reconnected)
+            if await raw.get(prefix + day):
+                break
+        assert await raw.get(prefix + day) == shared.current
+        await late.recheck()
+        assert await late.salts(DAY0) == shared  # the local one gave way
+        await solo.recheck()  # empty at two rechecks in a row: its own salt is written
+        assert await raw.get(f"{prefix}solo:{day}") == own.current
+        ttl = await raw.ttl(prefix + day)
+        ends = (int(day) + 2) * DAY_MS // 1000 + 3600  # (DAY0 is past: the 60 s floor)
+        assert 0 < ttl <= max(60, ends - int(time.time()))
+        now = time.time()
+        current = RedisSaltKeeper(server.url, prefix=f"{prefix}now:")
+        today = (await current.salts(int(now * 1000))).day
+        await current.close()
+        ends = (int(today) + 2) * DAY_MS // 1000 + 3600  # an hour after tomorrow ends
+        assert ends - now - 5 <= await raw.ttl(f"{prefix}now:{today}") <= ends - now + 1
+    finally:
+        for keeper in (running, late, solo):
+            await keeper.close()
+        await raw.aclose()
         server.stop()

@@ -437,13 +437,18 @@ async def test_a_round_that_cannot_tell_who_leads_keeps_the_state(fanout: Memory
 
     store, clock, memory = Restarting(), Clock(), MemoryNotifier()
     await write(store, *(event(n) for n in range(3)))
-    alerting = make(store, fanout, [{**SPIKE, "site_id": "a.io"}], [memory], clock)
+    held = {**SPIKE, "name": "held", "site_id": "a.io", "for_s": 600}
+    alerting = make(store, fanout, [{**SPIKE, "site_id": "a.io"}, held], [memory], clock)
     assert await alerting.leading()
     await alerting.evaluate_once()
+    assert sorted(a["state"] for a in alerting.active()) == ["firing", "pending"]
     store.down = True
     assert not await alerting.leading()  # no round now ...
     assert sample(alerting, "hitstream_alert_evaluation_errors_total", {"stage": "lead"}) == 1
-    assert [a["state"] for a in alerting.active()] == ["firing"]  # ... and nothing forgotten
+    assert sample(alerting, "hitstream_alerting_leader") == 0.0  # not known to lead
+    # ... and what fires is not forgotten; what was pending starts again (unseen meanwhile,
+    # its for_s would count from before the gap)
+    assert [(a["rule"], a["state"]) for a in alerting.active()] == [("spike", "firing")]
     store.down = False
     assert await alerting.leading()
     assert await alerting.evaluate_once() == []  # still firing: not fired again
@@ -491,7 +496,7 @@ async def test_a_removed_site_leaves_every_site_rules_and_resolves(
         Change.RESOLVED,
         True,
     )
-    assert "no longer registered" in gone.message()
+    assert "no longer registered" in gone.message() and gone.as_message()["gone"] is True
     assert [a["site_id"] for a in alerting.active()] == ["kept.io"]
     assert sample(alerting, "hitstream_alerts_firing", {"rule": "idle"}) == 1.0
     assert await alerting.evaluate_once() == []  # nothing fires again for it
@@ -607,13 +612,19 @@ async def test_a_slow_webhook_never_delays_notify_and_the_queue_is_bounded() -> 
     await notifier.close()
 
 
-async def test_close_gives_up_on_a_webhook_that_never_answers() -> None:
+async def test_close_gives_up_on_a_webhook_that_never_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     hook = Hook()
     hook.release.clear()
     notifier, _ = webhook(hook, close_timeout_s=0.05)
     await notifier.notify(an_alert())
+    await notifier.notify(an_alert())
+    await asyncio.sleep(0.01)  # the first is on its way, the second waits
     await asyncio.wait_for(notifier.close(), 1.0)
     assert notifier.delivered == 0
+    # the one on its way counts too (it said 0 with one alert abandoned in flight)
+    assert "webhook https://hooks.example.com: 2 alerts not sent" in caplog.text
 
 
 async def test_webhook_failures_reach_the_alerting_metric(

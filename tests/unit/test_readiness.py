@@ -181,3 +181,32 @@ async def test_a_signal_ends_a_connection_attempt_in_progress(tmp_path: Path) ->
     await asyncio.wait_for(started, 1.0)  # within a tick, not at the attempt's end
     assert cancelled == [True] and runtime._started == []
     await runtime.stop()
+
+
+async def test_a_setting_the_processor_finds_wrong_stops_the_process(tmp_path: Path) -> None:
+    """A Kafka consumer's settings are checked at its first poll: the loop logged the same
+    error and backed off for good, processing nothing. It is a setting: the process stops
+    (the CLI says it in one line, exit code 2)."""
+    import asyncio
+
+    from hitstream.errors import ConfigError
+
+    runtime = build(
+        Settings(data_dir=tmp_path, log_url="memory://", store_url="memory://"),
+        frozenset({"processor"}),
+    )
+    wrong = ConfigError("HITSTREAM_KAFKA_EXTRA / HITSTREAM_KAFKA_SASL_*: Kafka refused")
+    rounds: list[int] = []
+
+    async def poll(*args: object, **kwargs: object) -> int:
+        rounds.append(1)
+        raise wrong
+
+    assert runtime.processor is not None
+    runtime.processor.process_once = poll  # type: ignore[method-assign]
+    stopped = asyncio.Event()
+    runtime.on_fatal = stopped.set
+    await runtime.start()
+    await asyncio.wait_for(stopped.wait(), 5)
+    assert runtime.fatal is wrong and rounds == [1]  # once: not retried
+    await runtime.stop()

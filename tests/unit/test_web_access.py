@@ -305,6 +305,9 @@ async def test_a_web_process_alone_says_where_events_go(tmp_path: Path) -> None:
         ("ftp://collect.example.com", "http(s) URL"),
         ("https://", "http(s) URL"),
         ("https://c.example/?x=1", "without a query"),
+        ("https://user:pw@c.example", "credentials"),
+        ('https://c.example/"><script>', "quotes"),
+        ("https://c.example/api/v1/events", "is added to it"),
     ],
 )
 def test_a_collector_url_must_be_a_web_address(given: str, problem: str) -> None:

@@ -147,6 +147,12 @@ function cached(b) {
   b.fire('window', 'load');
   b.runTimers();
   b.fire('window', 'pagehide');
+  b.document.hidden = true;
+  b.fire('document', 'visibilitychange');
+  b.clock.now += 60_000; // away
+  b.document.hidden = false; // shown again just before its pageshow: no follow-up of 1 ms
+  b.fire('document', 'visibilitychange');
+  b.clock.now += 1;
   b.fire('window', 'pageshow', { type: 'pageshow', persisted: true });
   b.fire('window', 'pageshow', { type: 'pageshow', persisted: false }); // a plain load: none
   b.clock.now += 3_000;

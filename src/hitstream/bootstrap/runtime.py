@@ -154,6 +154,10 @@ class Runtime:
     stopping: Callable[[], bool] = lambda: False
     """Whether the process was asked to stop (the HTTP server's SIGTERM/SIGINT): a start
     still waiting for its log or store gives up instead of waiting on."""
+    fatal: ConfigError | None = None
+    """A setting found wrong after start-up (a Kafka consumer's, met at its first poll):
+    the process stops (``on_fatal``) and the CLI says it in one line, exit code 2."""
+    on_fatal: Callable[[], None] = lambda: None
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _demo_stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -235,6 +239,15 @@ class Runtime:
                     return False
                 attempt += 1
 
+    async def _process(self, processor: Processor) -> None:
+        """The processor's loop; a setting it finds wrong stops the process (retrying would
+        log the same error every few seconds for good, processing nothing)."""
+        try:
+            await processor.run(self.stop_event)
+        except ConfigError as exc:
+            self.fatal = exc
+            self.on_fatal()
+
     async def _unless_stopped(self, step: asyncio.Future[None], name: str) -> bool:
         """Wait for ``step`` (a connection attempt, or the pause before the next); False,
         with ``step`` cancelled, when a signal came meanwhile: a PostgreSQL pool's attempt
@@ -280,7 +293,7 @@ class Runtime:
                 await asyncio.to_thread(warm_up)
             if run_processor:
                 await self.processor.start()
-                self._tasks.append(asyncio.create_task(self.processor.run(self.stop_event)))
+                self._tasks.append(asyncio.create_task(self._process(self.processor)))
         if self.alerting is not None and run_processor:
             self._tasks.append(asyncio.create_task(self.alerting.run(self.stop_event)))
         if self.alert_board is not None:

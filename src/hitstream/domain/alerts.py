@@ -201,6 +201,7 @@ class Alert:
             "since": self.transition.since_ms,
             "at": self.transition.at_ms,
             "repeat": self.transition.repeat,
+            "gone": self.transition.gone,
         }
 
 

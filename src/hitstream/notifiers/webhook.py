@@ -62,6 +62,7 @@ class WebhookNotifier(Notifier):
         self.close_timeout_s = close_timeout_s
         self.failures = 0
         self.delivered = 0
+        self._sending: Alert | None = None
         self._transport = transport
         self._on_failure = on_failure
         self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=queue_size)
@@ -85,8 +86,9 @@ class WebhookNotifier(Notifier):
         if self._worker is not None:
             try:
                 await asyncio.wait_for(self.flush(), self.close_timeout_s)
-            except TimeoutError:
-                log.warning("webhook %s: %d alerts not sent", self.where, self._queue.qsize())
+            except TimeoutError:  # the one being sent counts too (it was left out)
+                unsent = self._queue.qsize() + (self._sending is not None)
+                log.warning("webhook %s: %d alerts not sent", self.where, unsent)
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
@@ -98,11 +100,13 @@ class WebhookNotifier(Notifier):
     async def _work(self) -> None:
         while True:
             alert = await self._queue.get()
+            self._sending = alert
             try:
                 await self._deliver(alert)
             except Exception as exc:  # the worker outlives any one alert's surprise
                 self._failed(f"{alert.rule.name} on {alert.site_id}: {exc!r}")
             finally:
+                self._sending = None
                 self._queue.task_done()
 
     async def _deliver(self, alert: Alert) -> None:

@@ -1,14 +1,20 @@
 """Salts shared in Redis, for several collectors, which must hash a visitor alike.
 
-The first collector to need a day's salt creates it (``SET NX``, expiring after two days);
-the others read it. If Redis is down at a day change, the collector uses a local salt for
-that day (logged), so ingestion never stops. Every ``recheck_ms`` (in the background, never
-on a request's path) a collector writes its salts back with ``SET NX`` and takes what Redis
-holds: a Redis back empty gets the salts the running collectors use (a collector started
-after it would otherwise draw another and count every returning visitor again), and a
-collector that drew a local salt takes the shared one as soon as Redis answers (it kept its
-own all day). Visitors split between the two salts only while Redis was away.
-The driver is imported on first use (Redis is an extra).
+The first collector to need a day's salt creates it (``SET NX``, expiring an hour after the
+next day ends); the others read it. If Redis is down when a collector needs a day's salt, it
+uses a local salt for that day (logged), so ingestion never stops. Every ``recheck_ms`` (in
+the background, never on a request's path) a collector compares its salts with Redis's:
+
+- a salt it had **from Redis** is written back with ``SET NX``: a Redis back empty gets the
+  salts the running collectors share (a collector started after it drew new ones, and every
+  returning visitor counted again);
+- a **local** salt gives way to Redis's as soon as Redis holds one; it is written to Redis only
+  when Redis was found empty at two rechecks in a row, so that collectors holding the shared
+  salt restore it first (a collector started during the outage must not switch everyone to
+  its own).
+
+Visitors split between two salts only while Redis was away. The driver is imported on first
+use (Redis is an extra).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Final
 
 from hitstream.domain.visitors import DAY_MS, Salts, day_key, new_salt
@@ -39,19 +46,26 @@ class RedisSaltKeeper(SaltKeeper):
         self._redis: Any = None
         self._salts: Salts | None = None
         self._days: dict[str, bytes] = {}
+        self._local: dict[str, int] = {}
+        """Days whose salt was drawn here (Redis away): how many rechecks in a row found
+        Redis empty for them."""
         self._checked_ms = 0
         self._checking: asyncio.Task[None] | None = None
 
-    async def _shared(self, day: str, salt: bytes) -> bytes | None:
+    async def _shared(self, day: str, salt: bytes | None) -> bytes | None:
         """The day's salt in Redis, ``salt`` written first if Redis holds none (``None``:
-        it vanished in between); raises the driver's error if Redis cannot be reached."""
+        only read); raises the driver's error if Redis cannot be reached. A salt expires an
+        hour after the next day ends, whenever it was written: no salt outlives yesterday."""
         import redis.asyncio as aioredis
 
         if self._redis is None:
             self._redis = aioredis.Redis.from_url(
                 self.url, socket_timeout=0.5, socket_connect_timeout=0.5
             )
-        await self._redis.set(self.prefix + day, salt, nx=True, ex=2 * DAY_MS // 1000 + 3600)
+        if salt is not None:
+            ends = (int(day) + 2) * DAY_MS // 1000 + 3600
+            ttl = max(60, ends - int(time.time()))
+            await self._redis.set(self.prefix + day, salt, nx=True, ex=ttl)
         stored = await self._redis.get(self.prefix + day)
         return bytes(stored) if stored else None
 
@@ -63,9 +77,11 @@ class RedisSaltKeeper(SaltKeeper):
         fresh = new_salt()
         try:
             salt = await self._shared(day, fresh) or fresh
+            self._local.pop(day, None)
         except (redis.RedisError, OSError) as exc:
             log.warning("shared salt unavailable (%s): using a local salt for day %s", exc, day)
             salt = fresh
+            self._local[day] = 0
         self._days = {d: v for d, v in self._days.items() if int(d) >= int(day) - 1}
         self._days[day] = salt
         return salt
@@ -99,8 +115,15 @@ class RedisSaltKeeper(SaltKeeper):
                 (salts.day, salts.current),
                 (str(int(salts.day) - 1), salts.previous),
             ):
-                stored = await self._shared(day, mine)
-                if stored is not None and stored != mine:
+                empty_before = self._local.get(day)
+                # a local salt is offered only once Redis was empty at the last recheck too
+                offered = mine if empty_before is None or empty_before >= 1 else None
+                stored = await self._shared(day, offered)
+                if stored is None:
+                    self._local[day] = (empty_before or 0) + 1
+                    continue
+                self._local.pop(day, None)  # Redis holds the day's salt: it is shared now
+                if stored != mine:
                     found[day] = stored
         except (redis.RedisError, OSError):
             return  # still away: the local salts stay, the next recheck tries again

@@ -184,6 +184,12 @@ class Alerting(_Rules):
         except Exception as exc:
             log.warning("alerting cannot tell who leads: %s", exc)
             self.metrics.evaluation_errors.labels("lead").inc()
+            self.metrics.leader.set(0)  # another process may hold it now
+            # what fires is kept; what was pending starts again (unseen, the condition may
+            # have cleared and come back: its for_s would count from before)
+            for key, state in list(self._states.items()):
+                if state.status is Status.PENDING:
+                    del self._states[key]
             return False
         if not lead and self._states:
             self._states.clear()

@@ -33,7 +33,7 @@ import msgspec
 from hitstream.backoff import Backoff
 from hitstream.domain.events import ProcessedEvent
 from hitstream.domain.sessions import Sessionizer
-from hitstream.errors import AdapterUnavailable, PositionConflict
+from hitstream.errors import AdapterUnavailable, ConfigError, PositionConflict
 from hitstream.fanout.base import Fanout
 from hitstream.log.base import EventLog, LogConsumer
 from hitstream.metrics import Metrics, observe_many
@@ -75,8 +75,9 @@ GATHER_S: Final = 0.1
 polls at most this often: at 100 events/s one poll per 10 events, not one per event."""
 SITE_RETENTION_EVERY_MS: Final = 600_000
 IDLE_LAG_S: Final = 5.0
-STORE_GAUGES_S: Final = 10.0
 """While polls find nothing, the lag gauge is read this often."""
+STORE_GAUGES_S: Final = 10.0
+"""The store's memory gauges are read this often, after writes and while idle alike."""
 
 
 class Processor:
@@ -180,6 +181,8 @@ class Processor:
                 count = await self.process_once()
             except BatchAbandoned:
                 break
+            except ConfigError:  # a setting: no retry mends it (the runtime stops)
+                raise
             except Exception as exc:
                 if isinstance(exc, AdapterUnavailable):
                     log.warning("processor paused: %s", exc)

@@ -220,7 +220,8 @@
   win.addEventListener('pageshow', function (ev) {
     if (ev.persisted) { // back or forward from the page cache: a view like any other
       lastPage = null;
-      page();
+      current = null; // the view left was reported when hidden: nothing more (a visibility
+      page(); //         change before this pageshow would send a follow-up of an instant)
     }
   });
   win.addEventListener('scroll', scrolled, { passive: true });
