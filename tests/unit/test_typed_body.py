@@ -131,27 +131,20 @@ def run(body: bytes, *, typed: bool, salts: MemorySaltKeeper) -> tuple[object, .
     return result.status, result.body() if not result.ids else result.rejected, logged
 
 
+FOLLOW_UP: dict[str, object] = {
+    "site_id": "a.io",
+    "type": "engagement",
+    "name": "follow_up",
+    "path": "/",
+    "engaged_ms": 5,
+}
+"""A follow-up engagement report (decision 0063)."""
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=bodies)
-@example(  # a follow-up report takes no depth (decision 0063): the typed pass must refuse too
-    body={
-        "site_id": "a.io",
-        "type": "engagement",
-        "name": "follow_up",
-        "path": "/",
-        "engaged_ms": 5,
-        "scroll_depth": 5,
-    }
-)
-@example(
-    body={
-        "site_id": "a.io",
-        "type": "engagement",
-        "name": "follow_up",
-        "path": "/",
-        "engaged_ms": 5,
-    }
-)
+@example(body={**FOLLOW_UP, "scroll_depth": 5})  # takes no depth: the typed pass refuses too
+@example(body=FOLLOW_UP)
 def test_the_typed_pass_answers_as_the_generic_path(body: object) -> None:
     raw = msgspec.json.encode(body)
     salts = MemorySaltKeeper()

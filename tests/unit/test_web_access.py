@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,13 @@ from tests.access import admin_key, bearer
 PASSWORD = "a long enough password"
 
 
+def in_memory(folder: Path, **more: Any) -> Settings:
+    """Settings with every adapter in memory (and ``more``)."""
+    return Settings(
+        data_dir=folder, log_url="memory://", store_url="memory://", cache_url="memory://", **more
+    )
+
+
 @pytest.fixture
 def lines() -> list[str]:
     """What the runtime announced (first-run links)."""
@@ -27,15 +35,7 @@ def lines() -> list[str]:
 
 @pytest.fixture
 async def runtime(tmp_path: Path, lines: list[str]) -> AsyncIterator[Runtime]:
-    settings = Settings(
-        data_dir=tmp_path,
-        log_url="memory://",
-        store_url="memory://",
-        cache_url="memory://",
-        metrics_token="m-token",
-        sites="listed.example",
-    )
-    runtime = build(settings)
+    runtime = build(in_memory(tmp_path, metrics_token="m-token", sites="listed.example"))
     runtime.announce = lines.append
     await runtime.start(run_processor=False)
     yield runtime
@@ -279,13 +279,7 @@ async def test_a_web_process_alone_says_where_events_go(tmp_path: Path) -> None:
     """Scale-out: ``hitstream web`` serves the tracker but takes no events. Its snippets
     point at HITSTREAM_COLLECTOR_URL, and an event sent to it is refused saying why (it was
     a bare "not found", and the snippets sent every event there)."""
-    settings = Settings(
-        data_dir=tmp_path,
-        log_url="memory://",
-        store_url="memory://",
-        cache_url="memory://",
-        collector_url="https://collect.example.com/",
-    )
+    settings = in_memory(tmp_path, collector_url="https://collect.example.com/")
     runtime = build(settings, frozenset({"web"}))
     assert runtime.services.collector is None
     assert runtime.services.events_url == "https://collect.example.com/api/v1/events"
