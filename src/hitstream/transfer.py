@@ -51,18 +51,16 @@ async def _pages(store: Any, site: str, start: int, end: int) -> AsyncIterator[l
 
 def _range(site: Any, first: str | None, last: str | None) -> tuple[int, int]:
     """[start, end) in epoch ms: whole days in the site's zone; a missing end is open."""
-    from datetime import date, datetime, timedelta
+    from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
     from hitstream.domain.errors import QueryError
+    from hitstream.domain.stats import parse_day
 
     zone = ZoneInfo(site.timezone)
 
     def midnight(text: str, flag: str, days: int) -> int:
-        try:
-            day = date.fromisoformat(text) + timedelta(days=days)
-        except (ValueError, OverflowError):
-            raise QueryError(flag, "must be a date like 2026-01-31") from None
+        day = parse_day(text, flag) + timedelta(days=days)  # the API's days (LAST_DAY: +1 fits)
         return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
 
     start = -_FAR if first is None else midnight(first, "--from", 0)

@@ -744,6 +744,26 @@ async def test_timeseries_in_berlin_across_the_spring_dst_change(store: Store) -
     assert [p.results["pageviews"] for p in points] == [1.0, 0.0, 0.0, 0.0]
 
 
+async def test_a_day_that_starts_inside_a_half_hour_keeps_its_first_minutes(
+    store: Store,
+) -> None:
+    """Kathmandu is UTC+5:45: its days start at :15 past a half hour. A one-day series
+    from the rollups dropped the half hour holding the day's start, so the events of the
+    first 15 minutes were missing (the aggregate had them)."""
+    events = [
+        event("n1", utc(2026, 3, 9, 18, 22), "v1", "s1"),  # Mar 10 00:07 local
+        event("n2", utc(2026, 3, 9, 18, 40), "v2", "s2"),  # 00:25
+        event("n3", utc(2026, 3, 10, 6), "v1", "s3"),  # 11:45
+    ]
+    await store.write(WriteBatch("events", {0: 3}, events))
+    day = resolve_period("custom", 0, "Asia/Kathmandu", "2026-03-10", "2026-03-10")
+    query = q(("pageviews", "visitors", "visits"), rng=day, interval="day", tz="Asia/Kathmandu")
+    [point] = await store.timeseries(query)
+    assert point.bucket == utc(2026, 3, 9, 18, 15)
+    assert point.results == {"pageviews": 3.0, "visitors": 2.0, "visits": 3.0}
+    assert await store.aggregate(replace(query, interval="")) == point.results
+
+
 async def test_timeseries_across_a_skipped_calendar_day(store: Store) -> None:
     """Samoa skipped 2011-12-30 (UTC-10 to UTC+14): day buckets are 24 h apart in UTC but
     one local day is missing, which no fixed step can describe."""

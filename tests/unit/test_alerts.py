@@ -231,6 +231,7 @@ def test_an_alert_message_carries_what_the_dashboard_shows() -> None:
         "since": T0,
         "at": T0 + 5,
         "repeat": False,
+        "gone": False,
     }
     assert alert.text() == (
         "[FIRING] critical · tracker-down on a.io: pageviews < 1 over 15m: pageviews is 0"

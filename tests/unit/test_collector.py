@@ -436,3 +436,29 @@ async def test_site_checks_kept_across_requests_are_bounded(log: MemoryLog) -> N
     kept = collector._verdicts
     assert len(kept) <= limit
     assert all(len(by_place) <= limit for by_place in kept.values())
+
+
+async def test_a_site_id_in_another_case_names_the_registered_site(log: MemoryLog) -> None:
+    """A domain is one site whatever its case: ``Shop.Example`` registered, the tracker's
+    default (``location.hostname``) sends ``shop.example``; it was refused as "not a
+    registered site". The event takes the registered id, as stored and read."""
+    collector = Collector(
+        log, MemorySaltKeeper(), FakeCountries(), Metrics(), sites=Sites("Shop.Example"),
+        clock=lambda: NOW,
+    )  # fmt: skip
+    for sent in ("shop.example", "SHOP.EXAMPLE", "Shop.Example"):
+        body = msgspec.json.encode({"site_id": sent, "url": "https://shop.example/"})
+        for typed in (True, False):  # the typed pass and the generic one
+            if typed:
+                result = await collector.collect(body, "application/json", "1.2.3.4", "UA")
+            else:
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(collector_module, "decode_typed", lambda body: None)
+                    result = await collector.collect(body, "application/json", "1.2.3.4", "UA")
+            assert result.status == 202, result.body()
+    events = stored(log)
+    assert {e.site_id for e in events} == {"Shop.Example"} and len(events) == 6
+    assert len({e.visitor_id for e in events}) == 1  # one visitor: hashed with one site id
+    other = msgspec.json.encode({"site_id": "shop.example.org", "url": "https://shop.example/"})
+    refused = await collector.collect(other, "application/json", "1.2.3.4", "UA")
+    assert refused.status == 422

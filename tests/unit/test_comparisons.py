@@ -76,6 +76,45 @@ def test_a_leap_day_compares_with_the_28th() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("first", "last", "want"),
+    [
+        # the day before holds the spring change (23 h): it started at 23:00 two days back
+        ("2026-03-09", "2026-03-09", ((2026, 3, 8), (2026, 3, 9))),
+        # the day before holds the autumn change (25 h): it started at 01:00
+        ("2026-11-02", "2026-11-02", ((2026, 11, 1), (2026, 11, 2))),
+        # March (31 days, one change) against the 31 days before, from midnight
+        ("2026-03-01", "2026-03-31", ((2026, 1, 29), (2026, 3, 1))),
+    ],
+)
+def test_a_custom_range_compares_with_as_many_whole_days_before(
+    first: str, last: str, want: tuple[tuple[int, int, int], tuple[int, int, int]]
+) -> None:
+    """A fixed length in milliseconds started an hour off across a DST change."""
+    tz = "America/New_York"
+    query = build_query(
+        site_id="s", now_ms=NOW, period="custom", date_from=first, date_to=last, tz=tz,
+        compare="previous_period",
+    )  # fmt: skip
+    assert query.compare == Range(at(tz, *want[0]), at(tz, *want[1]))
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "want"),
+    [
+        ((2024, 2, 28), (2024, 2, 29), ((2023, 2, 28), (2023, 3, 1))),  # it was empty
+        ((2024, 2, 1), (2024, 2, 29), ((2023, 2, 1), (2023, 3, 1))),  # it lost the 28th
+        ((2025, 2, 28), (2025, 3, 1), ((2024, 2, 28), (2024, 2, 29))),  # it took the 29th
+        ((2024, 2, 29), (2024, 3, 1), ((2023, 2, 28), (2023, 3, 1))),
+    ],
+)
+def test_a_range_ending_in_february_compares_with_the_same_last_day(
+    first: tuple[int, int, int], last: tuple[int, int, int], want: tuple[tuple[int, ...], ...]
+) -> None:
+    current = Range(at("UTC", *first), at("UTC", *last))
+    assert comparison("year_over_year", current) == Range(at("UTC", *want[0]), at("UTC", *want[1]))
+
+
 def test_custom_comparison_is_whole_days_in_the_zone() -> None:
     current = Range(at("UTC", 2026, 3, 1), at("UTC", 2026, 3, 8))
     got = comparison("custom", current, "Asia/Kathmandu", "2026-01-10", "2026-01-12")
@@ -115,3 +154,62 @@ def test_the_live_view_keeps_its_comparison() -> None:
     assert parse_view({"site_id": "s"}, NOW).compared(NOW).compare is not None  # the default
     with pytest.raises(QueryError):
         parse_view({"site_id": "s", "compare": "custom"}, NOW)
+
+
+def local_hours(tz: str, day: str) -> list[str]:
+    """The hour buckets of one local day, as local wall-clock times with their offsets."""
+    from hitstream.domain.stats import StatsQuery, bucket_starts, resolve_period
+
+    query = StatsQuery("s", resolve_period("custom", 0, tz, day, day), interval="hour", tz=tz)
+    zone = ZoneInfo(tz)
+    return [
+        datetime.fromtimestamp(b / 1000, zone).strftime("%H:%M%z") for b in bucket_starts(query)
+    ]
+
+
+def test_hour_buckets_follow_the_local_hours_across_any_dst_change() -> None:
+    """Whole hours of absolute time lost the local hour after a 30- or 45-minute change
+    (every Lord Howe bucket after it started at :30 local); a change of offset now starts a
+    bucket of its own, then the local hours go on."""
+    lord_howe = local_hours("Australia/Lord_Howe", "2026-04-05")  # 02:00 +11 -> 01:30 +10:30
+    assert lord_howe[:5] == ["00:00+1100", "01:00+1100", "01:30+1030", "02:00+1030", "03:00+1030"]
+    assert lord_howe[-1] == "23:00+1030" and len(lord_howe) == 25
+    spring = local_hours("Australia/Lord_Howe", "2026-10-04")  # 02:00 +10:30 -> 02:30 +11
+    assert spring[1:4] == ["01:00+1030", "02:30+1100", "03:00+1100"] and len(spring) == 24
+    chatham = local_hours("Pacific/Chatham", "2026-09-27")  # 02:45 +12:45 -> 03:45 +13:45
+    assert chatham[2:5] == ["02:00+1245", "03:45+1345", "04:00+1345"]
+    back = local_hours("Pacific/Chatham", "2026-04-05")  # 03:45 +13:45 -> 02:45 +12:45
+    assert back[3:6] == ["03:00+1345", "02:45+1245", "03:00+1245"]
+    new_york = local_hours("America/New_York", "2026-11-01")  # the repeated hour: twice
+    assert new_york[:4] == ["00:00-0400", "01:00-0400", "01:00-0500", "02:00-0500"]
+    assert len(new_york) == 25 and len(local_hours("America/New_York", "2026-03-08")) == 23
+    assert len(set(local_hours("Asia/Kolkata", "2026-04-05"))) == 24
+
+
+@pytest.mark.parametrize(
+    ("given", "field"),
+    [
+        ({"date_from": "20260301", "date_to": "2026-03-02"}, "from"),  # ISO basic form
+        ({"date_from": "2026-03-01", "date_to": "2026-W10-1"}, "to"),  # an ISO week date
+        ({"date_from": "2026-3-1", "date_to": "2026-03-02"}, "from"),
+        ({"date_from": "2026-03-01", "date_to": "2026-03-02", "tz": "localtime"}, "tz"),
+        ({"date_from": "2026-03-01", "date_to": "2026-03-02", "tz": "posixrules"}, "tz"),
+        ({"date_from": "2026-03-01", "date_to": "2026-03-02", "tz": "Factory"}, "tz"),
+    ],
+)
+def test_days_are_yyyy_mm_dd_and_zones_are_places(given: dict[str, str], field: str) -> None:
+    """Python's ISO reader took ``20260301`` and week dates, and the zone database answers
+    ``localtime`` (the server's own zone: another server, another answer)."""
+    with pytest.raises(QueryError) as raised:
+        build_query(site_id="s", now_ms=NOW, period="custom", **given)
+    assert raised.value.field == field
+
+
+def test_a_site_zone_must_be_a_place() -> None:
+    from hitstream.domain.sites import check_timezone
+
+    assert check_timezone("EST5EDT") == "EST5EDT"  # a legacy name, still a zone of rules
+    for name in ("localtime", "posixrules", "Factory"):
+        with pytest.raises(QueryError) as raised:
+            check_timezone(name)
+        assert raised.value.field == "timezone"

@@ -21,10 +21,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hitstream.domain.access import ALL_SITES, ROLES, SCOPES
 from hitstream.domain.errors import Conflict, QueryError
+from hitstream.domain.stats import zone_of
 
 SITE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 HOST: Final = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]{0,62})(\.[a-z0-9]([a-z0-9-]{0,62}))*$")
@@ -195,10 +195,7 @@ def check_site_id(site_id: object, field_name: str = "site_id") -> str:
 def check_timezone(tz: object) -> str:
     if not isinstance(tz, str) or not tz or len(tz) > 64:
         raise QueryError("timezone", "must be an IANA time zone such as Europe/Berlin")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise QueryError("timezone", f"unknown time zone {tz!r}") from exc
+    zone_of(tz, "timezone")
     return tz
 
 

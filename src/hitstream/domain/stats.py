@@ -36,10 +36,12 @@ composes these from the stores' plain answers (``hitstream.services.conversions`
 
 from __future__ import annotations
 
+import re
 from calendar import monthrange
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -247,11 +249,24 @@ def parse_filters(raw: str | None) -> tuple[Filter, ...]:
     return tuple(filters)
 
 
-def _zone(tz: str) -> ZoneInfo:
+NOT_ZONES: Final = frozenset({"localtime", "posixrules", "Factory"})
+"""Names the time zone database answers that are no place's zone: the server's own setting
+(``localtime``: the same query would answer differently on another server), a rule template,
+a placeholder."""
+
+
+def zone_of(tz: str, field_name: str = "tz") -> ZoneInfo:
+    """The IANA time zone ``tz``; ``QueryError`` naming ``field_name`` otherwise."""
     try:
+        if tz in NOT_ZONES:
+            raise ValueError(tz)
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise QueryError("tz", f"unknown time zone {tz!r}") from exc
+        raise QueryError(field_name, f"unknown time zone {tz!r}") from exc
+
+
+def _zone(tz: str) -> ZoneInfo:
+    return zone_of(tz)
 
 
 def _ms(moment: datetime) -> int:
@@ -265,6 +280,9 @@ after every day in between are dates too (``year_before``, the end of a range; 9
 had no day after it: an error at the top of the calendar was a 500)."""
 
 
+_DAY: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _parse_day(raw: str | None, field_name: str) -> date:
     if not raw:
         raise QueryError(field_name, "is required when period=custom")
@@ -273,7 +291,10 @@ def _parse_day(raw: str | None, field_name: str) -> date:
 
 def parse_day(raw: str, field_name: str) -> date:
     """A ``YYYY-MM-DD`` day from ``FIRST_DAY`` to ``LAST_DAY``; ``QueryError`` naming
-    ``field_name`` otherwise."""
+    ``field_name`` otherwise (Python's ISO reader also takes ``20260301`` and week dates
+    like ``2026-W10-1``: not the documented form, so refused)."""
+    if not _DAY.fullmatch(raw):
+        raise QueryError(field_name, "must be a date like 2026-01-31")
     try:
         day = date.fromisoformat(raw)
     except ValueError as exc:
@@ -337,8 +358,17 @@ def previous_period(current: Range, period: str | None = None, tz: str = "UTC") 
     ``month``: ``resolve_period``) compares with the same part of the period before, in
     ``tz``'s wall clock: today until 14:30 with yesterday until 14:30, this month until the
     7th with last month until the 7th (its last day when shorter). As long and just before
-    ("today so far" was compared with the end of yesterday) only for other ranges
-    (``custom``: whole days; ``realtime``; a range given directly)."""
+    ("today so far" was compared with the end of yesterday) only for other ranges: ``custom``
+    with as many whole days just before, in ``tz`` (a fixed length in milliseconds started an
+    hour off when the days before held a DST change); ``realtime`` or a range given directly
+    with as long just before."""
+    if period == "custom":
+        zone = _zone(tz)
+        first = datetime.fromtimestamp(current.start / 1000, tz=UTC).astimezone(zone).date()
+        after = datetime.fromtimestamp(current.end / 1000, tz=UTC).astimezone(zone).date()
+        earlier = first - timedelta(days=max((after - first).days, 1))
+        start = _ms(datetime(earlier.year, earlier.month, earlier.day, tzinfo=zone))
+        return Range(start, current.start)
     back = _ROLLING_DAYS.get(period or "")
     if back is not None or period == "month":
         zone = _zone(tz)
@@ -369,16 +399,26 @@ COMPARISONS: Final = ("previous_period", "year_over_year", "custom")
 
 
 def year_before(current: Range, tz: str = "UTC") -> Range:
-    """The same wall-clock range one year earlier in ``tz`` (29 February becomes the 28th)."""
+    """The same wall-clock range one year earlier in ``tz`` (29 February becomes the 28th).
+    An end at midnight is the end of its range's last day: that day a year earlier ends it
+    (28 February 2024 ended on the 28th a year before, an empty range; 28 February 2025
+    took in the 29th of 2024)."""
     zone = _zone(tz)
 
-    def back(ms: int) -> int:
-        moment = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(zone)
+    def back(moment: datetime) -> datetime:
         day = min(moment.day, 28) if moment.month == 2 else moment.day
-        earlier = moment.replace(tzinfo=None).replace(year=moment.year - 1, day=day)
-        return _ms(earlier.replace(tzinfo=zone))
+        return moment.replace(year=moment.year - 1, day=day)
 
-    return Range(back(current.start), back(current.end))
+    def local(ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(zone).replace(tzinfo=None)
+
+    start, end = local(current.start), local(current.end)
+    if end.time() == time_of_day.min and current.end > current.start:
+        last = back(end - timedelta(days=1))
+        stop = datetime(last.year, last.month, last.day) + timedelta(days=1)
+    else:
+        stop = back(end)
+    return Range(_ms(back(start).replace(tzinfo=zone)), _ms(stop.replace(tzinfo=zone)))
 
 
 def comparison(
@@ -428,13 +468,35 @@ def bucket_starts(query: StatsQuery) -> list[int]:
         starts.append(_ms(cursor))
         if len(starts) > MAX_BUCKETS:
             raise QueryError("interval", f"gives more than {MAX_BUCKETS} buckets; use a wider one")
-        # step in wall-clock terms for days (DST-safe), in absolute terms below a day
+        # step in wall-clock terms for days (DST-safe), by local hours for hours, in
+        # absolute terms for minutes
         if query.interval == "day":
             nxt = (cursor + step).replace(hour=0)
             cursor = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+        elif query.interval == "hour":
+            cursor = _next_hour(cursor, zone)
         else:
             cursor = (cursor.astimezone(UTC) + step).astimezone(zone)
     return starts
+
+
+_QUARTER: Final = timedelta(minutes=15)
+
+
+def _next_hour(cursor: datetime, zone: ZoneInfo) -> datetime:
+    """The start of the hour bucket after ``cursor``'s: the next moment whose local hour or
+    UTC offset differs (every offset in use is a whole quarter hour). Stepping whole hours
+    of absolute time lost the local hour after a 30- or 45-minute DST change (Lord Howe,
+    Chatham: every later bucket started at :30 local); a change of offset starts a bucket of
+    its own (the repeated hour of a fall back is shown twice, as it happened)."""
+    here = cursor.astimezone(UTC)
+    hour, offset = (cursor.date(), cursor.hour), cursor.utcoffset()
+    for _ in range(8):  # at most two hours of quarters
+        here += _QUARTER
+        local = here.astimezone(zone)
+        if (local.date(), local.hour) != hour or local.utcoffset() != offset:
+            return local
+    return here.astimezone(zone)
 
 
 def bucket_of(starts: list[int], ts: int) -> int | None:

@@ -181,9 +181,18 @@ class Collector:
         self.pending: Counter[tuple[str, str]] = Counter()
         self._verdicts_of: Mapping[str, Site] | None = None
         self._verdicts: dict[str | None, dict[tuple[str, str], list[Problem]]] = {}
+        self._folded_of: Mapping[str, Site] | None = None
+        self._folded: dict[str, str] = {}
         """What an anonymous sender's event without overrides was found to break, by origin
         host then (site, host), against the registry ``_verdicts_of`` (a new one, after a
         refresh, starts them again): single-event requests checked each site anew."""
+
+    def _folded_ids(self, sites: Mapping[str, Site]) -> dict[str, str]:
+        """Lower-cased site id -> the registered one (two sites never differ by case only:
+        ``domain.sites.check_unlike``), made once per registry version."""
+        if sites is not self._folded_of:
+            self._folded_of, self._folded = sites, {s.lower(): s for s in sites}
+        return self._folded
 
     def _kept_verdicts(
         self, sites: Mapping[str, Site], origin_host: str | None
@@ -283,7 +292,7 @@ class Collector:
         accepted: list[wire.Event] = []
         rejected: list[dict[str, object]] = []
         senders: list[tuple[str, str]] = []
-        checks = _SiteChecks(sites, origin_host, principal)
+        checks = _SiteChecks(sites, origin_host, principal, self._folded_ids(sites))
         if principal is ANONYMOUS:  # its verdicts hold for the next requests too
             checks.plain = self._kept_verdicts(sites, origin_host)
         sender = (client_ip, user_agent)
@@ -424,6 +433,8 @@ class _SiteChecks:
     sites: Mapping[str, Site]
     origin_host: str | None
     principal: Principal
+    folded: Mapping[str, str]
+    """Lower-cased site id -> the registered one."""
     seen: dict[tuple[str, str], tuple[bool, bool]] = field(default_factory=dict)
     """(site, host) -> (may this sender write, is the host allowed)."""
     plain: dict[tuple[str, str], list[Problem]] = field(default_factory=dict)
@@ -433,7 +444,10 @@ class _SiteChecks:
         self, event: wire.Event, overrides: Mapping[str, object]
     ) -> wire.Event | list[Problem]:
         """``event`` or its problems with its site (those of an event without overrides
-        found once per site and host)."""
+        found once per site and host). A site id in another case names the registered site
+        (a domain is one site whatever its case): the event takes its id, as stored."""
+        if event.site_id not in self.sites:
+            event.site_id = self.folded.get(event.site_id.lower(), event.site_id)
         if overrides:
             return _site_problems(event, overrides, self) or event
         place = (event.site_id, event.hostname)

@@ -136,16 +136,16 @@ class View:
             return None
         if self.only is not None and value != self.only:
             return None
-        if self.starts is not None:
+        if self.starts is not None:  # the slot holding the first start is the first bucket's
             i = bisect.bisect_right(self.starts, hour) - 1
-            return self.starts[i] if i >= 0 else None
+            return self.starts[max(i, 0)]
         return value if self.dim else 0
 
     def first(self, group: Group) -> int:
         """The start the chains of a group are counted from (``prev < first``)."""
         if self.starts is not None:
             assert isinstance(group, int)
-            return max(group, self.lo)
+            return max(rollups.slot_of(group), self.lo)
         return self.lo
 
     def add(self, deltas: Deltas) -> None:

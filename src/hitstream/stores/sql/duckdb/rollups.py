@@ -527,7 +527,7 @@ def _join(view: rollup_views.View) -> str:
 def _params(view: rollup_views.View, sql: str) -> dict[str, Any]:
     params: dict[str, Any] = {"site": view.site, "dim": view.dim, "lo": view.lo, "hi": view.hi}
     if view.starts is not None:
-        params["starts"] = list(view.starts)
+        params["starts"] = rollups.slot_starts(view.starts)
     if view.only is not None:
         params["only"] = view.only
     return {k: v for k, v in params.items() if f"${k}" in sql}
@@ -552,14 +552,23 @@ def _build(conn: Connection, key: rollup_views.ViewKey) -> rollup_views.View:
         f"FROM rollups r {join} {_where(view)} GROUP BY 1"
     )
     for group, *fields in conn.execute(sql, _params(view, sql)).fetchall():
-        view.counts[_group(group)] = rollup_views.numbers(int(f or 0) for f in fields)
+        view.counts[_view_group(view, group)] = rollup_views.numbers(int(f or 0) for f in fields)
     return view
 
 
 def _group(value: Any) -> rollup_views.Group:
-    """A view's group from a row: a value's string interned (the counts and sums of a view,
-    and the views of one site, then share one string per value)."""
+    """A group from a row: a value's string interned (the counts and sums of a view, and the
+    views of one site, then share one string per value)."""
     return sys.intern(value) if isinstance(value, str) else int(value)
+
+
+def _view_group(view: rollup_views.View, value: Any) -> rollup_views.Group:
+    """A view's group from a row: ``_group``, and a bucket by its start (the SQL groups the
+    first bucket by the slot holding its start: ``rollups.slot_starts``)."""
+    group = _group(value)
+    if view.starts is not None and group == rollups.slot_of(view.starts[0]):
+        return view.starts[0]
+    return group
 
 
 def _add_sums(conn: Connection, view: rollup_views.View) -> None:
@@ -568,7 +577,7 @@ def _add_sums(conn: Connection, view: rollup_views.View) -> None:
     parts = ", ".join(f"sum({c})" for c in rollups.SUMS)
     sql = f"SELECT {g} AS g, {parts} FROM rollup_sums r {join} {_where(view)} GROUP BY 1"
     view.sums = {
-        _group(group): rollup_views.numbers(int(p or 0) for p in parts)
+        _view_group(view, group): rollup_views.numbers(int(p or 0) for p in parts)
         for group, *parts in conn.execute(sql, _params(view, sql)).fetchall()
     }
 
@@ -582,7 +591,7 @@ def _add_loads(conn: Connection, view: rollup_views.View) -> None:
     )
     loads: dict[rollup_views.Group, Counter[int]] = {}
     for group, value, n in conn.execute(sql, _params(view, sql)).fetchall():
-        loads.setdefault(_group(group), Counter())[int(value)] = int(n)
+        loads.setdefault(_view_group(view, group), Counter())[int(value)] = int(n)
     view.loads = loads
 
 

@@ -574,8 +574,8 @@ async def answer(
         "lo": rollups.slot_of(query.range.start),
         "hi": rollups.slot_after(query.range.end),
     }
-    if buckets:
-        params["starts"] = list(buckets)
+    if buckets:  # the first bucket from the slot holding its start (``slot_starts``)
+        params["starts"] = rollups.slot_starts(buckets)
         g = "(%(starts)s::bigint[])[width_bucket(hour, %(starts)s::bigint[])]"
         first = f"greatest({g}, %(lo)s)"
     else:
@@ -622,9 +622,13 @@ async def answer(
         sql = f"SELECT {COLUMNS} FROM ({sql}) r"
     await cur.execute(sql, params)
     rows = await cur.fetchall()
+    if buckets and params["starts"][0] != buckets[0]:  # the first bucket named by its start
+        rows = [(buckets[0], *row[1:]) if row[0] == params["starts"][0] else row for row in rows]
     if only is not None and group is None and any(m in _PERCENTILES for m in query.metrics):
         rows = await _with_percentiles(cur, query, rows, buckets, collation)
     if not dim and any(m in _PERCENTILES for m in query.metrics):
         found = await _percentiles(cur, g if buckets else "0", params, whole_days=not buckets)
+        if buckets and params["starts"][0] in found:
+            found[buckets[0]] = found.pop(params["starts"][0])
         rows = [(*row[:8], *found.get(int(row[0]), (None, None)), *row[10:]) for row in rows]
     return rows
