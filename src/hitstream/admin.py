@@ -41,6 +41,14 @@ def _run(data_dir: Path | None, job: Callable[[Any], Awaitable[T]]) -> T:
     from hitstream.settings import Settings
 
     settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    if not settings.store_url and not settings.data_dir.exists():
+        # a command run from another folder made an empty store there, silently, and a user
+        # added there was in no server's store
+        typer.echo(
+            f"note: no data folder at {settings.data_dir.resolve()}: a new, empty store is made "
+            "there (the server's: --data-dir or HITSTREAM_DATA_DIR)",
+            err=True,
+        )
 
     async def go() -> T:
         async with open_store(settings) as store:

@@ -178,7 +178,28 @@ def test_goals_and_funnel_panels_show_the_expected_numbers(
         expect(viewer_rows.locator(".remove-goal").nth(i)).to_be_hidden()
     expect(viewer.locator("#funnel-save")).to_be_hidden()
     expect(viewer.locator("#funnel-pick")).to_contain_text("Signup flow")  # reads it
+    viewer.select_option("#funnel-pick", "Signup flow")
+    expect(viewer.locator("#funnel-delete")).to_be_hidden()  # and deletes nothing
     context.close()
+
+    # a goal a saved funnel uses goes only with the funnel, which the panel can delete (it
+    # could not: the error said "remove those funnels first", and only the API could); the
+    # error goes once something succeeds
+    admin = open_dashboard(browser, live_server, site=SITE)
+    signup_row = admin.locator('#goals-table .goal-row[data-goal="Signup"]')
+    expect(signup_row).to_have_count(1, timeout=10_000)
+    admin.on("dialog", lambda dialog: dialog.accept())
+    signup_row.locator(".remove-goal").click()
+    expect(admin.locator("#goal-error")).to_contain_text("Signup flow", timeout=10_000)
+    expect(admin.locator("#funnel-delete")).to_be_hidden()  # typed steps: nothing to delete
+    admin.select_option("#funnel-pick", "Signup flow")
+    admin.click("#funnel-delete")
+    expect(admin.locator("#funnel-pick option")).to_have_count(1, timeout=10_000)
+    signup_row.locator(".remove-goal").click()
+    expect(signup_row).to_have_count(0, timeout=10_000)
+    expect(admin.locator("#goal-error")).to_have_text("")
+    assert "Signup" not in goal_names(live_server)
+    admin.close()
 
 
 def goal_names(server: ServerProcess) -> list[str]:

@@ -189,3 +189,14 @@ def test_migrate_says_what_it_applied(tmp_path: Path) -> None:
     assert first.output.strip().endswith(", ".join(names))
     again = runner.invoke(app, ["migrate", "--data-dir", str(tmp_path)])
     assert again.output.strip() == "store schema is up to date (duckdb)"
+
+
+def test_a_command_run_where_no_data_folder_is_says_so(tmp_path: Path) -> None:
+    """Run from another folder, ``hitstream users add`` made an account in a new, empty
+    store nobody serves, and said nothing."""
+    missing = tmp_path / "nowhere"
+    result = runner.invoke(app, ["sites", "list", "--data-dir", str(missing)])
+    assert result.exit_code == 0
+    assert f"note: no data folder at {missing.resolve()}" in result.output
+    again = runner.invoke(app, ["sites", "list", "--data-dir", str(missing)])
+    assert "note:" not in again.output  # it is there now

@@ -855,3 +855,19 @@ async def test_the_props_tab_offers_keys_stored_before_anyone_watched(
     offered = [k for k in frame["breakdowns"] if k.startswith("prop:")]
     assert offered == ["prop:color", "prop:plan", "prop:seats"]
     assert frame["prop_keys"] == ["color", *keys]
+
+
+async def test_a_view_the_store_refuses_is_named_as_the_api_names_it(
+    stats: FakeStats, hub: LiveHub
+) -> None:
+    """A goal filter naming no goal of the site: the dashboard said "snapshot: filters:
+    unknown goal ..." (an internal name before the API's own)."""
+
+    async def refused(query: StatsQuery) -> dict[str, Any]:
+        raise QueryError("filters", "unknown goal 'Nope'; add it to the site's goals first")
+
+    stats.aggregate = refused  # type: ignore[method-assign]
+    client = await hub.connect({"site_id": SITE, "period": "day", "filters": "goal==Nope"})
+    error = await frame_of(client)
+    assert (error["type"], error["field"]) == ("error", "filters")
+    assert error["reason"].startswith("unknown goal 'Nope'")

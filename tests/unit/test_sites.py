@@ -66,3 +66,11 @@ def test_hosts_are_normalised() -> None:
         "localhost",
     )
     assert host_allowed(("127.0.0.1",), "127.0.0.1:9000")
+
+
+def test_a_pasted_url_is_named_as_one_and_an_ip_site_has_no_subdomains() -> None:
+    for pasted in ("https://www.MySite.com/", "mysite.com/blog"):
+        with pytest.raises(QueryError, match="is a site's domain, not a URL"):
+            new_site({"site_id": pasted}, 0)
+    assert new_site({"site_id": "127.0.0.1"}, 0).hosts() == ("127.0.0.1",)  # no *.127.0.0.1
+    assert new_site({"site_id": "shop.example"}, 0).hosts() == ("shop.example", "*.shop.example")

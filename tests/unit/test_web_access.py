@@ -61,6 +61,10 @@ async def test_first_run_login_session_csrf_and_logout(
     setup = next(line for line in lines if "/setup?token=" in line)
     token = setup.split("/setup?token=", 1)[1].split()[0]
     assert (await client.get("/")).headers["location"] == "/login?next=/"
+    for cut in (token[:-5], "hs_setup_bogus", "", token + "x"):  # a link not whole
+        broken = await client.get("/setup", params={"token": cut})
+        assert broken.status_code == 400 and "not whole" in broken.text
+        assert "Create the admin account" not in broken.text
     page = await client.get(f"/setup?token={token}")
     assert page.status_code == 200 and "Create the admin account" in page.text
     # its URL holds the setup token: kept by no cache, named in no Referer

@@ -35,6 +35,21 @@ def make_token(kind: str, random_bytes: bytes) -> str:
     return PREFIXES[kind] + text
 
 
+def well_formed(token: str, kind: str) -> bool:
+    """Whether ``token`` has the shape ``make_token`` gives ``kind`` (a link cut short when
+    copied, or typed by hand, has not: it can be refused before any lookup)."""
+    prefix = PREFIXES[kind]
+    body = token[len(prefix) :]
+    return (
+        token.startswith(prefix)
+        and len(body) == _TEXT_LENGTH
+        and all(c.isascii() and (c.isalnum() or c in "-_") for c in body)
+    )
+
+
+_TEXT_LENGTH: Final = len(base64.urlsafe_b64encode(bytes(TOKEN_BYTES)).rstrip(b"="))
+
+
 def token_hash(token: str) -> str:
     """What the store keeps of a token: its SHA-256, hex."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()

@@ -17,6 +17,7 @@ Hosts compare case-insensitively, without port and trailing dot.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,10 +55,7 @@ class Site:
 
     def hosts(self) -> tuple[str, ...]:
         """The effective allowed hosts (the default written out)."""
-        if self.allowed_hosts:
-            return self.allowed_hosts
-        host = normal_host(self.site_id)
-        return (host, f"*.{host}")
+        return self.allowed_hosts or _default(self.site_id)
 
     def allows(self, host: str) -> bool:
         return host_allowed(self.hosts(), host)
@@ -183,6 +181,8 @@ def host_allowed(allowed: Sequence[str], host: str) -> bool:
 
 
 def check_site_id(site_id: object, field_name: str = "site_id") -> str:
+    if isinstance(site_id, str) and "/" in site_id:  # https://www.mysite.com/ pasted
+        raise QueryError(field_name, "is a site's domain, not a URL: e.g. mysite.com")
     if not isinstance(site_id, str) or not SITE_ID.fullmatch(site_id):
         raise QueryError(
             field_name,
@@ -305,8 +305,13 @@ def changed_site(site: Site, changes: Mapping[str, Any]) -> Site:
 
 
 def _default(site_id: str) -> tuple[str, ...]:
+    """The domain and its subdomains; an IP address alone (it has no subdomains)."""
     host = normal_host(site_id)
-    return (host, f"*.{host}")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return (host, f"*.{host}")
+    return (host,)
 
 
 def check_email(email: object) -> str:

@@ -425,7 +425,10 @@ class LiveHub:
                 )
             except HitstreamError as exc:
                 log.warning("live snapshot for %s failed: %s", view.key.site_id, exc)
-                client.push(_error("snapshot", str(exc)))
+                if isinstance(exc, QueryError):  # named as the API names it, not "snapshot: ..."
+                    client.push(_error(exc.field, exc.reason))
+                else:
+                    client.push(_error("snapshot", str(exc)))
                 client.ready = True
                 return
             if client.view != view.key:

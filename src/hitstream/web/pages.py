@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hitstream.domain.access import Action, Kind
-from hitstream.domain.credentials import make_token, same
+from hitstream.domain.credentials import make_token, same, well_formed
 from hitstream.domain.errors import AccessDenied, NotFound, QueryError, RateLimited
 from hitstream.services.accounts import LOGIN_TTL_MS
 from hitstream.web import dashboard
@@ -215,7 +215,16 @@ def _setup_form(request: Request, token: str, message: str = "", status: int = 2
 async def setup_page(request: Request) -> Response:
     if not await accounts_of(request).needs_setup():
         return _page("Set up", '<h1>Already set up</h1><p><a href="/login">Log in</a></p>', 410)
-    return _setup_form(request, request.query_params.get("token", ""))
+    token = request.query_params.get("token", "")
+    if not well_formed(token, "setup"):  # the form would only fail after it was filled in
+        return _page(
+            "Set up",
+            "<h1>This setup link is not whole</h1><p>Open the link the server printed when it "
+            "started (<code>First run: create the admin account at ...</code>), all of it; a "
+            "new start prints a new one.</p>",
+            400,
+        )
+    return _setup_form(request, token)
 
 
 @router.post("/setup", include_in_schema=False)

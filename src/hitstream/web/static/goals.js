@@ -104,7 +104,10 @@
       remove.addEventListener('click', function () {
         if (!window.confirm('Remove the goal "' + g.name + '"? Its events stay; its conversions are no longer counted.')) return;
         send('DELETE', '/api/v1/sites/' + encodeURIComponent(v.site) + '/goals/' + encodeURIComponent(g.name))
-          .then(function (res) { if (res.ok) refresh(true); else $('goal-error').textContent = errorText(res); });
+          .then(function (res) {
+            $('goal-error').textContent = res.ok ? '' : errorText(res);  // an old error goes too
+            if (res.ok) refresh(true);
+          });
       });
       row.appendChild(remove);
       list.appendChild(row);
@@ -220,6 +223,7 @@
       pick.value = funnels.some(function (f) { return f.name === keep; }) ? keep : '';
       $('funnel-save').hidden = !canEdit;
       $('funnel-name').hidden = !canEdit;  // a viewer or a shared dashboard saves nothing
+      $('funnel-delete').hidden = !canEdit || !pick.value;
     });
   }
 
@@ -252,7 +256,19 @@
         $('funnel-window').value = typedBefore.window;
       }
       if (!f) typedBefore = null;
+      $('funnel-delete').hidden = !canEdit || !f;
       runFunnel();
+    });
+    // a saved funnel can go (a goal it uses cannot, until then: the API says so)
+    $('funnel-delete').addEventListener('click', function () {
+      var v = view();
+      var name = $('funnel-pick').value;
+      if (!name || !window.confirm('Delete the saved funnel "' + name + '"? Its goals and events stay.')) return;
+      send('DELETE', '/api/v1/sites/' + encodeURIComponent(v.site) + '/funnels/' + encodeURIComponent(name))
+        .then(function (res) {
+          $('funnel-error').textContent = res.ok ? '' : errorText(res);
+          if (res.ok) loadFunnels(v).then(function () { $('funnel-delete').hidden = true; runFunnel(); });
+        });
     });
     $('funnel-save').addEventListener('click', function () {
       var v = view();
@@ -262,7 +278,7 @@
       send('POST', '/api/v1/sites/' + encodeURIComponent(v.site) + '/funnels',
         { name: name, steps: steps, window: w ? Number(w) : null }).then(function (res) {
         $('funnel-error').textContent = res.ok ? '' : errorText(res);
-        if (res.ok) loadFunnels(v).then(function () { $('funnel-pick').value = name; runFunnel(); });
+        if (res.ok) loadFunnels(v).then(function () { $('funnel-pick').value = name; $('funnel-delete').hidden = !canEdit; runFunnel(); });
       });
     });
   }
