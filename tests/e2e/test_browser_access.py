@@ -177,7 +177,6 @@ def test_a_shared_link_shows_a_read_only_dashboard(
     expect(card_of_site.locator(".links .list")).to_contain_text("for the board")
     shot(page, "sites-shared-link")
     url = link.inner_text()
-    admin.close()
     stranger = browser.new_context(viewport={"width": 1280, "height": 900})
     shared = stranger.new_page()
     shared.goto(url)
@@ -197,6 +196,17 @@ def test_a_shared_link_shows_a_read_only_dashboard(
     assert "WebSocket /api/v1/live?" in fresh.output()
     assert token not in fresh.output()
     stranger.close()
+    # revoking asks first (it was one click, with no undo); then the link shows nothing
+    revoke = card_of_site.locator(".links .list button", has_text="Revoke")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    revoke.click()
+    page.wait_for_timeout(300)
+    assert httpx.get(url).status_code == 200  # not confirmed: still shared
+    page.once("dialog", lambda dialog: dialog.accept())
+    revoke.click()
+    expect(card_of_site.locator(".links .list")).to_contain_text("No shared links.", timeout=5_000)
+    assert httpx.get(url).status_code == 404
+    admin.close()
 
 
 def test_a_login_form_without_its_csrf_token_is_refused(

@@ -158,6 +158,8 @@
           var li = el('li');
           li.appendChild(el('span', 'what', (k.name || '(no name)') + ' · ' + k.prefix + '… · ' + k.scope + (k.revoked ? ' · revoked' : '')));
           if (!k.revoked) li.appendChild(button('Revoke', 'secondary', function () {
+            // no undo: whatever sends with this key is refused from now on
+            if (!window.confirm('Revoke the key "' + (k.name || k.prefix) + '"? What uses it is refused from now on.')) return;
             api('DELETE', '/api/v1/keys/' + encodeURIComponent(k.key_id)).then(refresh);
           }));
           list.appendChild(li);
@@ -201,6 +203,7 @@
           var li = el('li');
           li.appendChild(el('span', 'what', (v.name || '(no name)') + ' · created ' + new Date(v.created_at).toLocaleString()));
           li.appendChild(button('Revoke', 'secondary', function () {
+            if (!window.confirm('Revoke the shared link "' + (v.name || '(no name)') + '"? Whoever has it can no longer read the dashboard.')) return;
             api('DELETE', '/api/v1/sites/' + encodeURIComponent(siteId) + '/links/' + encodeURIComponent(v.link_id)).then(refresh);
           }));
           list.appendChild(li);
