@@ -9,6 +9,7 @@ import random
 import re
 import zipfile
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -331,3 +332,26 @@ async def test_exports_obey_the_sites_access_rules(
     assert "pageviews" not in elsewhere.text and not elsewhere.content.startswith(b"PK")
     mine = await client.get(path, params={**PERIOD, **params})
     assert mine.status_code == 200
+
+
+async def test_the_pages_file_has_time_on_page_and_scroll_depth(
+    client: httpx.AsyncClient, events: list[ProcessedEvent], runtime: Runtime
+) -> None:
+    """As the dashboard's pages table: a page's reports (first and follow-up, decision
+    0063) give its time on page and scroll depth."""
+    store = runtime.services.stats.store if runtime.services.stats else None
+    assert store is not None
+    day = next(e for e in in_march(events) if e.type == "pageview" and e.path == PATHS[0])
+    reports = [
+        replace(day, event_id="r1", type="engagement", engaged_ms=4_000, scroll_depth=60),
+        replace(day, event_id="r2", type="engagement", engaged_ms=2_000, scroll_depth=90),
+        replace(day, event_id="r3", type="engagement", name="follow_up", engaged_ms=3_000),
+    ]
+    await store.write(WriteBatch("test", {}, reports, []))
+    answer = await client.get("/api/v1/stats/export", params=PERIOD)
+    archive = zipfile.ZipFile(io.BytesIO(answer.content))
+    pages = {r["value"]: r for r in parsed(archive.read("pages.csv").decode())}
+    assert number(pages[PATHS[0]]["time_on_page"]) == (4 + 2 + 3) / 2
+    assert number(pages[PATHS[0]]["scroll_depth"]) == (60 + 90) / 2
+    others = [row for value, row in pages.items() if value != PATHS[0]]
+    assert others and all(number(row["time_on_page"]) == 0 for row in others)

@@ -26,7 +26,15 @@ VISITORS_METRICS: Final = (
     "bounce_rate",
     "visit_duration",
 )
-_PAGE: Final = ("visitors", "pageviews", "bounce_rate", "visit_duration")
+_PAGE: Final = (
+    "visitors",
+    "pageviews",
+    "bounce_rate",
+    "visit_duration",
+    "time_on_page",
+    "scroll_depth",
+)
+"""The dashboard's pages table has time on page: so has the file (it had not)."""
 _VISIT: Final = ("visitors", "visits", "bounce_rate", "visit_duration")
 _PLAIN: Final = ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration")
 EXPORT_FILES: Final = (
