@@ -172,7 +172,8 @@ def test_traffic_fires_a_rule_once_with_webhook_api_and_metrics(
     assert recent[0]["value"] >= 3
     [sent] = eventually(lambda: hook.received("burst"))
     assert sent["text"].startswith(f"[FIRING] critical · burst on {BUSY}: pageviews >= 3 over 5m")
-    assert {k: v for k, v in sent.items() if k != "text"} == recent[0]
+    assert {k: v for k, v in sent.items() if k not in ("text", "id")} == recent[0]
+    assert sent["id"] == f"burst:{BUSY}:firing:{recent[0]['at']}"  # the same on every try
     time.sleep(1.0)  # five more rounds: still firing, nothing sent again
     assert len(hook.received("burst")) == 1
     assert [a["state"] for a in alerts(server, BUSY)["active"]] == ["firing"]

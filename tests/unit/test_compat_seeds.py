@@ -454,6 +454,7 @@ def test_seed001_events_and_daily_stats(seeds: Seeds) -> None:
         {**recent, "path": "/products", "user_id": "user-003"},
         {**recent, "event_type": "click", "path": "/products"},
         {k: v for k, v in recent.items() if k != "timestamp"},  # receipt time
+        {**recent, "site_id": S001.upper(), "user_id": "user-004"},  # the site in capitals
     ]
     for body in sent:
         answer = seeds.post("/events", body)

@@ -231,6 +231,8 @@ async def test_umami_script_bodies_become_canonical_events(
                                         "tags": ["a", "b"], "none": None}, tag="b-variant"),
         umami_body("identify", data={"tier": "gold"}, id="user-42"),
         {"type": "event", "payload": {"website": SHOP, "url": "/blog", "hostname": ""}},
+        # the site's own id in another case names it too
+        {"type": "event", "payload": {"website": SHOP.upper(), "url": "/up", "hostname": ""}},
     ]  # fmt: skip
     for body in bodies:
         answer = await client.post("/api/send", json=body)
@@ -243,6 +245,7 @@ async def test_umami_script_bodies_become_canonical_events(
         (SHOP, "custom", "signup", "/"),
         (SHOP, "session", "identify", "/"),
         (SHOP, "pageview", "", "/blog"),
+        (SHOP, "pageview", "", "/up"),
     ]
     assert events[0]["screen_width"] == 1440 and events[0]["title"] == "Shop"
     assert events[1]["title"] == "Café menu" and events[1]["query"] == "utm_term=1%3F"

@@ -355,3 +355,16 @@ async def test_the_pages_file_has_time_on_page_and_scroll_depth(
     assert number(pages[PATHS[0]]["scroll_depth"]) == (60 + 90) / 2
     others = [row for value, row in pages.items() if value != PATHS[0]]
     assert others and all(number(row["time_on_page"]) == 0 for row in others)
+
+
+async def test_a_zone_given_in_a_query_must_be_a_place(client: httpx.AsyncClient) -> None:
+    for name in ("localtime", "right/UTC", "Mars/Olympus"):
+        answer = await client.get(
+            "/api/v1/stats/aggregate", params={"site_id": SITE, "period": "day", "tz": name}
+        )
+        assert answer.status_code == 400, name
+        assert answer.json()["error"]["field"] == "tz"
+    ok = await client.get(
+        "/api/v1/stats/aggregate", params={"site_id": SITE, "period": "day", "tz": "Asia/Kolkata"}
+    )
+    assert ok.status_code == 200

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from hitstream.domain.access import ALL_SITES, ROLES, SCOPES
 from hitstream.domain.errors import Conflict, QueryError
-from hitstream.domain.stats import zone_of
+from hitstream.domain.stats import check_zone
 
 SITE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 HOST: Final = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]{0,62})(\.[a-z0-9]([a-z0-9-]{0,62}))*$")
@@ -195,8 +195,7 @@ def check_site_id(site_id: object, field_name: str = "site_id") -> str:
 def check_timezone(tz: object) -> str:
     if not isinstance(tz, str) or not tz or len(tz) > 64:
         raise QueryError("timezone", "must be an IANA time zone such as Europe/Berlin")
-    zone_of(tz, "timezone")
-    return tz
+    return check_zone(tz, "timezone")
 
 
 def check_hosts(hosts: object) -> tuple[str, ...]:

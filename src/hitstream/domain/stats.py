@@ -41,9 +41,9 @@ from calendar import monthrange
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from datetime import time as time_of_day
+from functools import cache
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from hitstream.domain.errors import QueryError
 from hitstream.domain.goals import GOAL_METRICS, GOAL_OPS, GOAL_PROPERTY, Goal
@@ -255,18 +255,25 @@ NOT_ZONES: Final = frozenset({"localtime", "posixrules", "Factory"})
 a placeholder."""
 
 
-def zone_of(tz: str, field_name: str = "tz") -> ZoneInfo:
-    """The IANA time zone ``tz``; ``QueryError`` naming ``field_name`` otherwise."""
-    try:
-        if tz in NOT_ZONES:
-            raise ValueError(tz)
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise QueryError(field_name, f"unknown time zone {tz!r}") from exc
+@cache
+def _places() -> frozenset[str]:
+    return frozenset(available_timezones()) - NOT_ZONES
+
+
+def check_zone(tz: str, field_name: str = "tz") -> str:
+    """``tz`` if it is the IANA name of a place's zone (``posix/...``, ``right/...`` and
+    ``NOT_ZONES`` load too, but name none); ``QueryError`` naming ``field_name`` otherwise.
+    What a client or an admin gives; a site's stored zone is read as it is (``_zone``)."""
+    if tz not in _places():
+        raise QueryError(field_name, f"unknown time zone {tz!r}")
+    return tz
 
 
 def _zone(tz: str) -> ZoneInfo:
-    return zone_of(tz)
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise QueryError("tz", f"unknown time zone {tz!r}") from exc
 
 
 def _ms(moment: datetime) -> int:
@@ -413,7 +420,8 @@ def year_before(current: Range, tz: str = "UTC") -> Range:
         return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(zone).replace(tzinfo=None)
 
     start, end = local(current.start), local(current.end)
-    if end.time() == time_of_day.min and current.end > current.start:
+    day_start = _ms(datetime(end.year, end.month, end.day, tzinfo=zone))  # 01:00 after a gap
+    if day_start == current.end and current.end > current.start:
         last = back(end - timedelta(days=1))
         stop = datetime(last.year, last.month, last.day) + timedelta(days=1)
     else:
@@ -463,6 +471,8 @@ def bucket_starts(query: StatsQuery) -> list[int]:
     else:
         cursor = start.replace(hour=0, minute=0, second=0, microsecond=0)
         step = timedelta(days=1)
+    if _ms(cursor) > query.range.start:  # the aligned start is a wall time a DST gap skipped
+        cursor = start
     starts: list[int] = []
     while _ms(cursor) < query.range.end:
         starts.append(_ms(cursor))
@@ -480,23 +490,29 @@ def bucket_starts(query: StatsQuery) -> list[int]:
     return starts
 
 
-_QUARTER: Final = timedelta(minutes=15)
-
-
 def _next_hour(cursor: datetime, zone: ZoneInfo) -> datetime:
-    """The start of the hour bucket after ``cursor``'s: the next moment whose local hour or
-    UTC offset differs (every offset in use is a whole quarter hour). Stepping whole hours
-    of absolute time lost the local hour after a 30- or 45-minute DST change (Lord Howe,
-    Chatham: every later bucket started at :30 local); a change of offset starts a bucket of
-    its own (the repeated hour of a fall back is shown twice, as it happened)."""
+    """The start of the hour bucket after ``cursor``'s: the next whole hour of the local
+    clock, or the moment the UTC offset changes when that comes first (found to the second).
+    Stepping whole hours of absolute time lost the local hour after a 30- or 45-minute DST
+    change (Lord Howe, Chatham: every later bucket started at :30 local); a change of offset
+    starts a bucket of its own (the repeated hour of a fall back is shown twice, as it
+    happened), and the hours after it follow the new offset's clock."""
     here = cursor.astimezone(UTC)
-    hour, offset = (cursor.date(), cursor.hour), cursor.utcoffset()
-    for _ in range(8):  # at most two hours of quarters
-        here += _QUARTER
-        local = here.astimezone(zone)
-        if (local.date(), local.hour) != hour or local.utcoffset() != offset:
-            return local
-    return here.astimezone(zone)
+    offset = here.astimezone(zone).utcoffset()  # the instant's (a wall time may not exist)
+    assert offset is not None
+    wall = (here + offset).replace(tzinfo=None)
+    boundary = wall.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    candidate = (boundary - offset).replace(tzinfo=UTC)
+    if candidate.astimezone(zone).utcoffset() == offset:
+        return candidate.astimezone(zone)
+    low, high = here, candidate  # the offset changes in (low, high]: find the second
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).utcoffset() == offset:
+            low = middle
+        else:
+            high = middle
+    return high.replace(microsecond=0).astimezone(zone)
 
 
 def bucket_of(starts: list[int], ts: int) -> int | None:

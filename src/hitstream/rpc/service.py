@@ -17,7 +17,7 @@ import grpc
 
 from hitstream.domain.access import Action
 from hitstream.domain.errors import HitstreamError, QueryError
-from hitstream.domain.stats import StatsQuery
+from hitstream.domain.stats import StatsQuery, check_zone
 from hitstream.metrics import Metrics
 from hitstream.rpc import queries
 from hitstream.rpc.status import credentials, status_of, trailers
@@ -89,7 +89,8 @@ class StatsServicer(stats_pb2_grpc.StatsServicer):
     ) -> StatsQuery:
         zone = await self._readable(context, fields.site_id)
         now_ms = self.stats.now_ms(fields.period or None)
-        return queries.build(fields, now_ms=now_ms, tz=fields.tz or zone, **params)
+        tz = check_zone(fields.tz) if fields.tz else zone  # given: a place's zone
+        return queries.build(fields, now_ms=now_ms, tz=tz, **params)
 
     async def Aggregate(  # method names are the .proto's
         self, request: pb.AggregateRequest, context: Context

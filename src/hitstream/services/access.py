@@ -80,6 +80,8 @@ class Gatekeeper:
         self._checked = -float("inf")
         self._sites: dict[str, Site] = {}
         self._umami: dict[str, Site] = {}
+        self._folded: dict[str, Site] = {}
+        """Lower-cased site id -> the site (no two differ by case only)."""
         """Umami website id -> its site (Umami's tracker names a site by it)."""
         self._forgotten: dict[tuple[str, str], int] = {}
         self._keys: dict[str, Principal | None] = {}
@@ -104,6 +106,7 @@ class Gatekeeper:
                     sites = await self.registry.registered_sites()
                     self._sites = {site.site_id: site for site in sites}
                     self._umami = {s.umami_website_id: s for s in sites if s.umami_website_id}
+                    self._folded = {site.site_id.lower(): site for site in sites}
                     self._forgotten = await self.registry.forgotten()
                     self._keys.clear()
                     self._version = version
@@ -125,6 +128,12 @@ class Gatekeeper:
         """The site whose ``umami_website_id`` this is (compared lowercased), if any."""
         await self.refresh()
         return self._umami.get(website_id.strip().lower())
+
+    async def site_named(self, site_id: str) -> Site | None:
+        """The registered site ``site_id`` names, whatever its case (a domain is one site:
+        the tracker's default sends the lower-cased host)."""
+        await self.refresh()
+        return self._sites.get(site_id) or self._folded.get(site_id.lower())
 
     async def forgotten_users(self) -> Mapping[tuple[str, str], int]:
         """(site, visitor hash) -> when that identified user was forgotten."""

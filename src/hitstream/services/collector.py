@@ -181,11 +181,11 @@ class Collector:
         self.pending: Counter[tuple[str, str]] = Counter()
         self._verdicts_of: Mapping[str, Site] | None = None
         self._verdicts: dict[str | None, dict[tuple[str, str], list[Problem]]] = {}
-        self._folded_of: Mapping[str, Site] | None = None
-        self._folded: dict[str, str] = {}
         """What an anonymous sender's event without overrides was found to break, by origin
         host then (site, host), against the registry ``_verdicts_of`` (a new one, after a
         refresh, starts them again): single-event requests checked each site anew."""
+        self._folded_of: Mapping[str, Site] | None = None
+        self._folded: dict[str, str] = {}
 
     def _folded_ids(self, sites: Mapping[str, Site]) -> dict[str, str]:
         """Lower-cased site id -> the registered one (two sites never differ by case only:

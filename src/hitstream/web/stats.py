@@ -21,6 +21,7 @@ from hitstream.domain.stats import (
     SESSION_PROPERTIES,
     StatsQuery,
     build_query,
+    check_zone,
 )
 from hitstream.services.access import Caller, Gatekeeper
 from hitstream.services.exports import dashboard_csvs, zip_name, zipped
@@ -142,7 +143,9 @@ Property = Annotated[
 async def _readable(caller: Caller, gate: Gatekeeper, site_id: str, tz: str | None) -> str:
     """Check that the caller may read the site; the time zone to use (the site's default)."""
     site = await gate.check(caller.principal, Action.READ_STATS, site_id)
-    return tz or (site.timezone if site is not None else "UTC")
+    if tz:  # one given must name a place (a site's stored zone is read as it is)
+        return check_zone(tz)
+    return site.timezone if site is not None else "UTC"
 
 
 def _query(stats: StatsService, **params: Any) -> StatsQuery:

@@ -29,6 +29,7 @@ from hitstream.services.json_body import BodyProblem
 from hitstream.services.json_body import decode as decode_json
 from hitstream.web.collect import collector_of, principal_of, read_body, respond, submit
 from hitstream.web.compat.seed_sites import configured_site
+from hitstream.web.deps import services_of
 from hitstream.web.openapi import ERROR_REF, RETRY_AFTER
 
 router = APIRouter(tags=["compat"])
@@ -297,6 +298,10 @@ async def _collect(
     if family == "event" and is_action(body):
         family, translate = "action", from_action
     given = body.get("site_id")
+    gate = services_of(request).gate
+    if isinstance(given, str) and gate is not None:  # as registered, whatever its case
+        named = await gate.site_named(given)
+        given = named.site_id if named is not None else given
     try:  # a site the body names (seed 001's) is checked by the collector like any other
         site = given if given is not None else configured_site(request, family)
         out = translate(body, site, isinstance(site, str) and _writer(principal, site))

@@ -288,7 +288,7 @@ async def _site(request: Request, body: dict[str, Any]) -> Site:
     if gate is not None:
         site = await gate.umami_site(website)
         if site is None:
-            site = (await gate.sites()).get(website.strip())
+            site = await gate.site_named(website.strip())
         if site is not None:
             return site
     raise Refused(

@@ -237,7 +237,8 @@
       var f = funnels.filter(function (x) { return x.name === $('funnel-pick').value; })[0];
       if (f && ($('funnel-steps').value.trim() !== f.steps.join('\n') ||
                 $('funnel-window').value.trim() !== String(f.window || ''))) {
-        $('funnel-pick').value = '';
+        $('funnel-pick').value = '';  // (sets no change event: the button follows here)
+        $('funnel-delete').hidden = true;
       }
     }
     $('funnel-steps').addEventListener('input', typed);
