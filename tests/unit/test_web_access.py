@@ -59,6 +59,7 @@ async def test_first_run_login_session_csrf_and_logout(
     lines: list[str], client: httpx.AsyncClient
 ) -> None:
     setup = next(line for line in lines if "/setup?token=" in line)
+    assert setup.startswith("\n") and setup.endswith("\n")  # set apart from the log lines
     token = setup.split("/setup?token=", 1)[1].split()[0]
     assert (await client.get("/")).headers["location"] == "/login?next=/"
     for cut in (token[:-5], "hs_setup_bogus", "", token + "x"):  # a link not whole

@@ -325,9 +325,9 @@ class Runtime:
         base = self.public_url()
         if await self.accounts.needs_setup():
             token = await self.accounts.setup_token()
-            self.announce(
-                f"First run: create the admin account at {base}/setup?token={token} "
-                "(a one-time link)"
+            self.announce(  # set apart: among the servers' start-up lines it was missed
+                f"\nFirst run: create the admin account at {base}/setup?token={token} "
+                "(a one-time link)\n"
             )
         if self.demo is not None:
             token = await self.accounts.login_link(DEMO_VIEWER, [self.demo.site_id])
