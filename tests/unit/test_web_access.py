@@ -114,6 +114,11 @@ async def test_first_run_login_session_csrf_and_logout(
         data={"email": "root@example.com", "password": PASSWORD, "csrf": csrf_field(wrong.text)},
     )
     assert ok.status_code == 303 and ok.headers["location"] == "/"  # no open redirect
+    # logged in, the login page leads on instead of asking again (no open redirect either)
+    again = await client.get("/login?next=/sites")
+    assert again.status_code == 303 and again.headers["location"] == "/sites"
+    away = await client.get("/login?next=//evil.example")
+    assert away.status_code == 303 and away.headers["location"] == "/"
     # an admin cannot take their own admin role (as they cannot remove their own account)
     csrf = {"X-CSRF-Token": (await client.get("/api/v1/session")).json()["csrf"]}
     own = await client.patch(

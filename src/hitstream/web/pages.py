@@ -142,6 +142,10 @@ def _login_form(
 
 @router.get("/login", include_in_schema=False)
 async def login_page(request: Request) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    if cookie and await accounts_of(request).login_of(cookie) is not None:
+        # logged in already (a bookmark, the back button): where the form would lead
+        return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
     return _login_form(request)
 
 
