@@ -164,10 +164,20 @@ def test_a_shared_link_shows_a_read_only_dashboard(
         headers={"user-agent": FIREFOX},
     )
     assert sent.status_code == 202
+    typo = httpx.post(  # a snippet whose data-site names no registered site
+        f"{fresh.url}/api/v1/events",
+        json={"site_id": "shraed.e2e.test", "path": "/"},
+        headers={"user-agent": FIREFOX},
+    )
+    assert typo.status_code == 422
     admin = browser.new_context()
     page = admin.new_page()
     login_in_browser(page, fresh, ADMIN)
     page.goto(f"{fresh.url}/sites")
+    # the admin is told (such refusals belong to no site: no dashboard showed them)
+    expect(page.locator("#unregistered-note")).to_contain_text(
+        "refused for a site that is not registered", timeout=5_000
+    )
     card_of_site = page.locator(f".site-card[data-site='{site}']")
     card_of_site.locator("summary", has_text="Shared links").click()
     card_of_site.locator(".links input[name=name]").fill("for the board")

@@ -48,6 +48,20 @@
 
   // The tracker is served here; events go where the session says (HITSTREAM_COLLECTOR_URL),
   // or to this address when it has none.
+  // Events refused for a site that is not registered (a snippet's data-site with a typo, a
+  // site not added yet) are counted apart from every site: only an admin sees them, here.
+  function showUnregistered() {
+    fetch('/api/v1/quality', { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
+      .then(function (r) { return r.ok ? r.json() : {}; }).then(function (q) {
+      var n = (q.rejected || {})['site_id: is not a registered site'] || 0;
+      var note = $('unregistered-note');
+      note.hidden = !n;
+      note.textContent = n ? n + ' event' + (n === 1 ? ' was' : 's were') + ' refused for a site ' +
+        'that is not registered: check the data-site of your snippets (it must be a site listed ' +
+        'here), or add the site.' : '';
+    }).catch(function () {});  // a hint only: no notice when it cannot be read
+  }
+
   function snippet(siteId) {
     var api = me && me.events_url ? ' data-api="' + me.events_url + '"' : '';
     return '<script defer data-site="' + siteId + '"' + api + ' src="' + location.origin + '/js/hitstream.js"></script>';
@@ -249,6 +263,7 @@
       me = session;
       $('who').textContent = session.email + ' (' + session.role + ')';
       $('collector-note').hidden = session.collects || !!session.events_url;
+      if (session.role === 'admin') showUnregistered();
       $('add-panel').hidden = session.role !== 'admin';
       $('welcome').hidden = new URLSearchParams(location.search).get('welcome') !== '1';
       load();
