@@ -84,6 +84,7 @@ class RedisSaltKeeper(SaltKeeper):
             self._local[day] = 0
         self._days = {d: v for d, v in self._days.items() if int(d) >= int(day) - 1}
         self._days[day] = salt
+        self._local = {d: n for d, n in self._local.items() if d in self._days}  # as bounded
         return salt
 
     async def salts(self, now_ms: int) -> Salts:
